@@ -1,0 +1,35 @@
+# longhaul: build, test and demo targets. `make test` is what CI runs.
+GO       ?= go
+GOFLAGS  ?=
+TESTFLAGS ?= -race -count=1 -timeout 25m
+
+.PHONY: all build demo test vet deps kube-bin fuzz bench clean
+
+all: build
+
+build:
+	$(GO) build ./...
+
+demo:
+	$(GO) run ./cmd/longhaul demo
+
+# test installs what the tests need (Debian packages, the real
+# kube-apiserver and etcd built from Go modules), then vets and runs every
+# test with the race detector.
+test: deps
+	$(GO) vet ./...
+	LONGHAUL_KUBE_BIN="$$(hack/kube-binaries.sh)" $(GO) test $(TESTFLAGS) ./...
+
+deps:
+	hack/deps.sh
+
+# fuzz runs each fuzz target for a short while (FUZZTIME, default 30s).
+FUZZTIME ?= 30s
+fuzz:
+	hack/fuzz.sh $(FUZZTIME)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./balancer/ ./proxy/
+
+clean:
+	$(GO) clean -testcache

@@ -1,0 +1,101 @@
+// Package admin serves longhaul's operational endpoints: Prometheus metrics,
+// liveness and readiness probes, and JSON views of endpoints and sessions.
+package admin
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Readiness collects the conditions /readyz needs: every registered check
+// passes and shutdown has not begun. Safe for concurrent use.
+type Readiness struct {
+	shuttingDown atomic.Bool
+	mu           sync.Mutex
+	checks       map[string]func() error
+}
+
+// Add registers a named readiness check (for example "the endpoint source of
+// listener x has synced").
+func (r *Readiness) Add(name string, check func() error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.checks == nil {
+		r.checks = make(map[string]func() error)
+	}
+	r.checks[name] = check
+}
+
+// ShuttingDown makes /readyz fail from now on, so that the Service in front
+// stops sending new connections.
+func (r *Readiness) ShuttingDown() { r.shuttingDown.Store(true) }
+
+// Check returns nil when ready, or every reason it is not.
+func (r *Readiness) Check() error {
+	if r.shuttingDown.Load() {
+		return errors.New("shutting down")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var errs []error
+	for name, c := range r.checks {
+		if err := c(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Options are the data sources of the admin handler. Nil functions serve
+// empty lists.
+type Options struct {
+	Gatherer  prometheus.Gatherer
+	Ready     *Readiness
+	Endpoints func() any // JSON for /debug/endpoints
+	Sessions  func() any // JSON for /debug/sessions
+}
+
+// Handler returns the admin HTTP handler.
+func Handler(o Options) http.Handler {
+	mux := http.NewServeMux()
+	if o.Gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
+	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if o.Ready != nil {
+			if err := o.Ready.Check(); err != nil {
+				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /debug/endpoints", jsonHandler(o.Endpoints))
+	mux.HandleFunc("GET /debug/sessions", jsonHandler(o.Sessions))
+	return mux
+}
+
+func jsonHandler(f func() any) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		var v any = []any{}
+		if f != nil {
+			v = f()
+		}
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(v); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
+	}
+}

@@ -1,0 +1,303 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spf13/pflag"
+	"go.uber.org/zap"
+
+	"github.com/longhaul-proxy/longhaul/config"
+	"github.com/longhaul-proxy/longhaul/internal/app"
+)
+
+// The demo's configuration: one TCP listener in front of an endpoints file
+// that the demo itself edits to play a rolling update. Addresses are filled
+// in with free loopback ports.
+const demoConfig = `
+admin: {address: %s}
+log: {level: warn, format: console}
+listeners:
+  - name: echo
+    address: %s
+    protocol: tcp
+    endpoints: {file: %s}
+    balance: {policy: maglev, key: client-ip-port, boundedLoad: 1.25}
+    timeouts: {connect: 1s, idle: 1m}
+    maxConnections: 1000
+    drain: {timeout: 3s}
+`
+
+func demoCmd(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := pflag.NewFlagSet("demo", pflag.ContinueOnError)
+	duration := fs.Duration("duration", 0, "stop after this long (default: until Ctrl-C)")
+	clients := fs.Int("clients", 12, "number of clients")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *duration)
+		defer cancel()
+	}
+	// A rollout in three steps, spread over the run.
+	step := 8 * time.Second
+	if *duration > 0 {
+		step = *duration / 3
+	}
+
+	dir, err := os.MkdirTemp("", "longhaul-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	var backends []*echoBackend
+	for i := 1; i <= 4; i++ {
+		b, err := startEcho(fmt.Sprintf("backend-%d", i))
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		backends = append(backends, b)
+	}
+	epFile := filepath.Join(dir, "endpoints.yaml")
+	writeEndpoints := func(state map[*echoBackend]string) error {
+		var sb strings.Builder
+		sb.WriteString("endpoints:\n")
+		for _, b := range backends {
+			switch state[b] {
+			case "ready":
+				fmt.Fprintf(&sb, "  - {address: %q, pod: %s}\n", b.Addr(), b.name)
+			case "terminating":
+				fmt.Fprintf(&sb, "  - {address: %q, pod: %s, ready: false, serving: true, terminating: true}\n", b.Addr(), b.name)
+			}
+		}
+		tmp := epFile + ".tmp"
+		if err := os.WriteFile(tmp, []byte(sb.String()), 0o644); err != nil {
+			return err
+		}
+		return os.Rename(tmp, epFile)
+	}
+	state := map[*echoBackend]string{backends[0]: "ready", backends[1]: "ready", backends[2]: "ready"}
+	if err := writeEndpoints(state); err != nil {
+		return err
+	}
+	listenAddr, err := freePort()
+	if err != nil {
+		return err
+	}
+	adminAddr, err := freePort()
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Parse([]byte(fmt.Sprintf(demoConfig, adminAddr, listenAddr, epFile)))
+	if err != nil {
+		return fmt.Errorf("demo config: %w", err)
+	}
+	a, err := app.New(cfg, app.Options{Logger: zap.NewNop()})
+	if err != nil {
+		return err
+	}
+	runCtx, stopApp := context.WithCancel(context.WithoutCancel(ctx))
+	appDone := make(chan error, 1)
+	go func() { appDone <- a.Run(runCtx) }()
+	fmt.Fprintf(stdout, "longhaul demo: listener %s, admin http://%s/debug/endpoints, %d clients\n",
+		listenAddr, adminAddr, *clients)
+	fmt.Fprintf(stdout, "backends %s, %s, %s; at %s backend-2 turns terminating, at %s it is replaced by backend-4\n\n",
+		backends[0].Addr(), backends[1].Addr(), backends[2].Addr(), step, 2*step)
+
+	var st demoStats
+	var wg sync.WaitGroup
+	cctx, stopClients := context.WithCancel(ctx)
+	for i := range *clients {
+		wg.Add(1)
+		go func() { defer wg.Done(); runDemoClient(cctx, i, listenAddr, &st) }()
+	}
+
+	start := time.Now()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	phase := 0
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-tick.C:
+		}
+		el := time.Since(start)
+		if phase == 0 && el >= step {
+			phase = 1
+			state[backends[1]] = "terminating"
+			writeEndpoints(state)
+			fmt.Fprintf(stdout, "--- %s: backend-2 (%s) is terminating: its sessions move\n", el.Round(time.Second), backends[1].Addr())
+		} else if phase == 1 && el >= 2*step {
+			phase = 2
+			delete(state, backends[1])
+			state[backends[3]] = "ready"
+			writeEndpoints(state)
+			fmt.Fprintf(stdout, "--- %s: backend-2 removed, backend-4 (%s) added\n", el.Round(time.Second), backends[3].Addr())
+		}
+		printDemoTable(stdout, el, a, backends, state, &st)
+	}
+	stopClients()
+	wg.Wait()
+	stopApp()
+	if err := <-appDone; err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nsummary: %d messages echoed, %d reconnects, %d failures (lost or corrupted messages)\n",
+		st.echoed.Load(), st.reconnects.Load(), st.failures.Load())
+	if st.failures.Load() > 0 {
+		return fmt.Errorf("%d failed messages", st.failures.Load())
+	}
+	return nil
+}
+
+type demoStats struct {
+	echoed, reconnects, failures atomic.Int64
+}
+
+func printDemoTable(w io.Writer, el time.Duration, a *app.App, backends []*echoBackend, state map[*echoBackend]string, st *demoStats) {
+	perEP := map[string]int{}
+	for _, s := range a.Sessions().Infos() {
+		perEP[s.Endpoint]++
+	}
+	var rows []string
+	for _, b := range backends {
+		s := state[b]
+		if s == "" && perEP[b.Addr()] == 0 {
+			continue
+		}
+		if s == "" {
+			s = "removed"
+		}
+		rows = append(rows, fmt.Sprintf("  %-10s %-16s %-12s sessions %-3d %s", b.name, b.Addr(), s,
+			perEP[b.Addr()], strings.Repeat("#", perEP[b.Addr()])))
+	}
+	sort.Strings(rows)
+	fmt.Fprintf(w, "t=%-4s echoed %-6d reconnects %-3d failures %d\n%s\n", el.Round(time.Second),
+		st.echoed.Load(), st.reconnects.Load(), st.failures.Load(), strings.Join(rows, "\n"))
+}
+
+// runDemoClient keeps one connection and sends a numbered line every 100 ms,
+// checking each echo. When its connection closes (a drain), it reconnects
+// and sends the unanswered line again.
+func runDemoClient(ctx context.Context, id int, addr string, st *demoStats) {
+	seq := 0
+	first := true
+	for ctx.Err() == nil {
+		d := net.Dialer{Timeout: time.Second}
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			if ctx.Err() == nil {
+				time.Sleep(100 * time.Millisecond)
+			}
+			continue
+		}
+		if !first {
+			st.reconnects.Add(1)
+		}
+		first = false
+		stop := context.AfterFunc(ctx, func() { c.Close() })
+		r := bufio.NewReader(c)
+		for ctx.Err() == nil {
+			msg := fmt.Sprintf("client %d message %d\n", id, seq)
+			if _, err := io.WriteString(c, msg); err != nil {
+				break
+			}
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			got, err := r.ReadString('\n')
+			if err != nil {
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					st.failures.Add(1)
+				}
+				break // closed by a drain: reconnect and resend
+			}
+			if got != msg {
+				st.failures.Add(1)
+			} else {
+				st.echoed.Add(1)
+			}
+			seq++
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+		stop()
+		c.Close()
+	}
+}
+
+type echoBackend struct {
+	name string
+	ln   net.Listener
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	cs   map[net.Conn]bool
+}
+
+func startEcho(name string) (*echoBackend, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("echo backend: %w", err)
+	}
+	b := &echoBackend{name: name, ln: ln, cs: map[net.Conn]bool{}}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			b.mu.Lock()
+			b.cs[c] = true
+			b.mu.Unlock()
+			b.wg.Add(1)
+			go func() {
+				defer b.wg.Done()
+				io.Copy(c, c)
+				c.Close()
+				b.mu.Lock()
+				delete(b.cs, c)
+				b.mu.Unlock()
+			}()
+		}
+	}()
+	return b, nil
+}
+
+func (b *echoBackend) Addr() string { return b.ln.Addr().String() }
+
+func (b *echoBackend) Close() {
+	b.ln.Close()
+	b.mu.Lock()
+	for c := range b.cs {
+		c.Close()
+	}
+	b.mu.Unlock()
+	b.wg.Wait()
+}
+
+func freePort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}

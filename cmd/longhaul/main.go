@@ -1,0 +1,131 @@
+// Command longhaul is a connection-aware L4/L7 reverse proxy for Kubernetes.
+//
+//	longhaul run --config FILE       serve as the file says
+//	longhaul validate --config FILE  check a file; print every problem
+//	longhaul demo                    three local backends behind longhaul, live
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/pflag"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/longhaul-proxy/longhaul/config"
+	"github.com/longhaul-proxy/longhaul/internal/app"
+)
+
+const usage = `longhaul: a connection-aware reverse proxy for Kubernetes
+
+Usage:
+  longhaul run --config FILE [flags]       serve as FILE says
+  longhaul validate --config FILE          check FILE; print every problem
+  longhaul demo [--duration D]             three local echo backends behind longhaul
+
+Run "longhaul COMMAND --help" for the flags of a command.
+`
+
+func main() {
+	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func realMain(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	var err error
+	switch args[0] {
+	case "run":
+		err = runCmd(ctx, args[1:], stderr)
+	case "validate":
+		err = validateCmd(args[1:], stdout)
+	case "demo":
+		err = demoCmd(ctx, args[1:], stdout)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if errors.Is(err, pflag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "longhaul %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}
+
+func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
+	path := fs.String("config", "", "configuration file (YAML)")
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig for Kubernetes endpoint sources (default: in-cluster)")
+	delay := fs.Duration("shutdown-delay", 0, "keep accepting this long after /readyz fails on SIGTERM")
+	config.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *path == "" {
+		return errors.New("--config is required")
+	}
+	cfg, err := config.Load(*path, fs)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg.Log, stderr)
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+	a, err := app.New(cfg, app.Options{Logger: log, ShutdownDelay: *delay, Kubernetes: kubeSource(*kubeconfig)})
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
+}
+
+func validateCmd(args []string, stdout io.Writer) error {
+	fs := pflag.NewFlagSet("validate", pflag.ContinueOnError)
+	path := fs.String("config", "", "configuration file (YAML)")
+	config.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *path == "" {
+		return errors.New("--config is required")
+	}
+	cfg, err := config.Load(*path, fs)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: valid (%d listeners)\n", *path, len(cfg.Listeners))
+	return nil
+}
+
+func newLogger(c config.Log, w io.Writer) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(c.Level)
+	if err != nil {
+		return nil, fmt.Errorf("log level: %w", err)
+	}
+	ec := zap.NewProductionEncoderConfig()
+	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder
+	if c.Format == "console" {
+		enc = zapcore.NewConsoleEncoder(ec)
+	} else {
+		enc = zapcore.NewJSONEncoder(ec)
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), lvl)), nil
+}

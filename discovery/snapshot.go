@@ -1,0 +1,149 @@
+// Package discovery turns origins of endpoints (a static list, a watched file,
+// Kubernetes EndpointSlices) into immutable per-service Snapshots.
+//
+// Discovery never touches a connection: it only publishes Snapshots, and the
+// balancer and drain packages react to them.
+package discovery
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+)
+
+// Endpoint is one backend address of a service with its conditions as the
+// EndpointSlice API (KEP-1669) defines them, after defaults are applied:
+// Ready absent means true, Serving absent means equal to Ready, Terminating
+// absent means false. An Endpoint is a value; it is never shared mutably.
+type Endpoint struct {
+	// Address is "ip:port" in canonical form (netip.AddrPort.String), the
+	// endpoint's identity across snapshots.
+	Address     string `json:"address"`
+	Ready       bool   `json:"ready"`
+	Serving     bool   `json:"serving"`
+	Terminating bool   `json:"terminating"`
+	// Weight is relative, at least 1.
+	Weight uint32 `json:"weight"`
+	Zone   string `json:"zone,omitempty"`
+	Node   string `json:"node,omitempty"`
+	Pod    string `json:"pod,omitempty"`
+}
+
+// Eligible reports whether new sessions may go to e when some endpoint is
+// ready (primary) or, failing that, as a fallback: serving and terminating.
+func (e Endpoint) Eligible() (primary, fallback bool) {
+	return e.Ready && !e.Terminating, e.Serving && e.Terminating
+}
+
+// Snapshot is the set of endpoints of one service at one moment. It is never
+// modified after it is published; a change produces a new Snapshot.
+// Endpoints are sorted by Address and unique.
+type Snapshot struct {
+	// Service names what the endpoints belong to (a listener or a
+	// Kubernetes namespace/name).
+	Service string `json:"service"`
+	// Endpoints is sorted by Address with no duplicates.
+	Endpoints []Endpoint `json:"endpoints"`
+}
+
+// Conditions holds EndpointSlice conditions as optional values, before the
+// API's defaults are applied.
+type Conditions struct {
+	Ready, Serving, Terminating *bool
+}
+
+// Resolve applies the EndpointSlice defaults: ready absent is true, serving
+// absent equals ready, terminating absent is false.
+func (c Conditions) Resolve() (ready, serving, terminating bool) {
+	ready = c.Ready == nil || *c.Ready
+	serving = ready
+	if c.Serving != nil {
+		serving = *c.Serving
+	}
+	terminating = c.Terminating != nil && *c.Terminating
+	return ready, serving, terminating
+}
+
+// ErrDuplicate reports an address listed twice with different attributes.
+var ErrDuplicate = errors.New("duplicate endpoint")
+
+// NewSnapshot validates, canonicalises, sorts and de-duplicates eps into a
+// Snapshot. eps is not retained. An address given twice with identical
+// attributes is kept once (an endpoint may appear in two EndpointSlices while
+// they are rewritten); given twice with different attributes, the more
+// available copy wins (ready over serving over neither), so that a rewrite
+// never hides a ready endpoint.
+func NewSnapshot(service string, eps []Endpoint) (*Snapshot, error) {
+	out := make([]Endpoint, 0, len(eps))
+	for i, e := range eps {
+		addr, err := CanonicalAddress(e.Address)
+		if err != nil {
+			return nil, fmt.Errorf("endpoint %d: %w", i, err)
+		}
+		e.Address = addr
+		if e.Weight == 0 {
+			e.Weight = 1
+		}
+		out = append(out, e)
+	}
+	slices.SortStableFunc(out, func(a, b Endpoint) int {
+		if c := cmp.Compare(a.Address, b.Address); c != 0 {
+			return c
+		}
+		return cmp.Compare(rank(b), rank(a)) // most available first
+	})
+	out = slices.CompactFunc(out, func(a, b Endpoint) bool { return a.Address == b.Address })
+	return &Snapshot{Service: service, Endpoints: slices.Clip(out)}, nil
+}
+
+func rank(e Endpoint) int {
+	switch {
+	case e.Ready && !e.Terminating:
+		return 2
+	case e.Serving:
+		return 1
+	}
+	return 0
+}
+
+// CanonicalAddress parses "ip:port" (IPv6 in brackets) and returns it in
+// canonical form. Host names are refused: endpoints are addresses.
+func CanonicalAddress(s string) (string, error) {
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		host, port, serr := net.SplitHostPort(s)
+		if serr != nil {
+			return "", fmt.Errorf("address %q: want ip:port: %w", s, serr)
+		}
+		if _, perr := strconv.ParseUint(port, 10, 16); perr != nil {
+			return "", fmt.Errorf("address %q: bad port %q", s, port)
+		}
+		return "", fmt.Errorf("address %q: %q is not an IP address", s, host)
+	}
+	if ap.Port() == 0 {
+		return "", fmt.Errorf("address %q: port 0", s)
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap().WithZone(""), ap.Port()).String(), nil
+}
+
+// Find returns the endpoint with the given canonical address.
+func (s *Snapshot) Find(addr string) (Endpoint, bool) {
+	i, ok := slices.BinarySearchFunc(s.Endpoints, addr, func(e Endpoint, a string) int { return cmp.Compare(e.Address, a) })
+	if !ok {
+		return Endpoint{}, false
+	}
+	return s.Endpoints[i], true
+}
+
+// Equal reports whether s and o hold the same endpoints with the same
+// attributes.
+func (s *Snapshot) Equal(o *Snapshot) bool {
+	if s == nil || o == nil {
+		return s == o
+	}
+	return s.Service == o.Service && slices.Equal(s.Endpoints, o.Endpoints)
+}

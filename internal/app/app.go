@@ -1,0 +1,354 @@
+// Package app wires longhaul's components together from a validated
+// configuration: endpoint sources feed upstreams and the drain controller,
+// listeners relay, and the admin server reports.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/longhaul-proxy/longhaul/admin"
+	"github.com/longhaul-proxy/longhaul/balancer"
+	"github.com/longhaul-proxy/longhaul/config"
+	"github.com/longhaul-proxy/longhaul/discovery"
+	"github.com/longhaul-proxy/longhaul/drain"
+	"github.com/longhaul-proxy/longhaul/proxy"
+)
+
+// Options are what the configuration file does not say.
+type Options struct {
+	Logger *zap.Logger
+	// Dial replaces the dialer toward endpoints (tests map addresses).
+	Dial proxy.DialFunc
+	// Kubernetes builds the source of a listener whose endpoints come from
+	// Kubernetes; nil makes such a listener an error.
+	Kubernetes func(l config.Listener, log *zap.Logger) (SyncedSource, error)
+	// ShutdownDelay is how long listeners keep accepting after /readyz
+	// starts failing, while the Service in front updates its endpoints.
+	ShutdownDelay time.Duration
+}
+
+// SyncedSource is an endpoint source that tells when it has its first list.
+type SyncedSource interface {
+	discovery.Source
+	Synced() bool
+}
+
+// App is a running longhaul. Listeners are bound in New, so that a port in
+// use is reported before Run.
+type App struct {
+	cfg       *config.Config
+	opts      Options
+	log       *zap.Logger
+	reg       *prometheus.Registry
+	metrics   *proxy.Metrics
+	sessions  *proxy.Registry
+	ready     *admin.Readiness
+	listeners []*listener
+	adminLn   net.Listener
+}
+
+type listener struct {
+	cfg    config.Listener
+	up     *proxy.Upstream
+	src    discovery.Source
+	tcp    *proxy.TCPListener
+	ln     net.Listener
+	drain  *drain.Controller
+	synced atomic.Bool
+}
+
+// New builds every component and binds every listener. Call Run next, or
+// Close to release the sockets.
+func New(cfg *config.Config, opts Options) (a *App, err error) {
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a = &App{cfg: cfg, opts: opts, log: opts.Logger, reg: reg, metrics: proxy.NewMetrics(reg),
+		sessions: proxy.NewRegistry(), ready: &admin.Readiness{}}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	for _, lc := range cfg.Listeners {
+		l, err := a.newListener(lc)
+		if err != nil {
+			return nil, err
+		}
+		a.listeners = append(a.listeners, l)
+	}
+	if a.adminLn, err = net.Listen("tcp", cfg.Admin.Address); err != nil {
+		return nil, fmt.Errorf("admin listener on %s: %w", cfg.Admin.Address, err)
+	}
+	return a, nil
+}
+
+func (a *App) newListener(lc config.Listener) (*listener, error) {
+	kind, err := balancer.ParseKind(lc.Balance.Policy)
+	if err != nil {
+		return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
+	}
+	pol := balancer.Policy{Kind: kind, TableSize: lc.Balance.TableSize, BoundedLoad: lc.Balance.BoundedLoad}
+	log := a.log.With(zap.String("listener", lc.Name))
+	l := &listener{cfg: lc, up: proxy.NewUpstream(lc.Name, pol, a.metrics)}
+	switch {
+	case len(lc.Endpoints.Static) > 0:
+		eps := make([]discovery.Endpoint, len(lc.Endpoints.Static))
+		for i, s := range lc.Endpoints.Static {
+			eps[i] = discovery.Endpoint{Address: s, Ready: true, Serving: true}
+		}
+		snap, err := discovery.NewSnapshot(lc.Name, eps)
+		if err != nil {
+			return nil, fmt.Errorf("listener %s: static endpoints: %w", lc.Name, err)
+		}
+		l.src = discovery.Static{Snapshot: snap}
+	case lc.Endpoints.File != "":
+		l.src = &discovery.File{Service: lc.Name, Path: lc.Endpoints.File, Logger: log}
+	case lc.Endpoints.Kubernetes != nil:
+		if a.opts.Kubernetes == nil {
+			return nil, fmt.Errorf("listener %s: kubernetes endpoints need a Kubernetes client", lc.Name)
+		}
+		src, err := a.opts.Kubernetes(lc, log)
+		if err != nil {
+			return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
+		}
+		l.src = src
+	default:
+		return nil, fmt.Errorf("listener %s: no endpoint source", lc.Name)
+	}
+	switch lc.Protocol {
+	case "tcp", "":
+	default:
+		return nil, fmt.Errorf("listener %s: protocol %q is not supported by this build", lc.Name, lc.Protocol)
+	}
+	key := proxy.KeyClientIP
+	if lc.Balance.Key == "client-ip-port" {
+		key = proxy.KeyClientIPPort
+	}
+	l.tcp = proxy.NewTCP(proxy.TCPConfig{
+		Name: lc.Name, Key: key, ConnectTimeout: lc.Timeouts.Connect, IdleTimeout: lc.Timeouts.Idle,
+		MaxConnections: lc.MaxConnections, AcceptProxy: lc.ProxyProtocol.Accept, SendProxy: lc.ProxyProtocol.Send,
+		Dial: a.opts.Dial, Logger: log,
+	}, l.up, a.sessions, a.metrics)
+	l.drain = &drain.Controller{
+		Timeout: lc.Drain.Timeout,
+		Lister:  listerFor{reg: a.sessions, listener: lc.Name},
+		OnMigrate: func(string) {
+			a.metrics.SessionsMigrated.WithLabelValues(lc.Name, "tcp", "endpoint").Inc()
+		},
+	}
+	ln, err := net.Listen("tcp", lc.Address)
+	if err != nil {
+		return nil, fmt.Errorf("listener %s on %s: %w", lc.Name, lc.Address, err)
+	}
+	l.ln = ln
+	a.ready.Add("endpoints of "+lc.Name, func() error {
+		if !l.synced.Load() {
+			return errors.New("no endpoints list yet")
+		}
+		return nil
+	})
+	return l, nil
+}
+
+// Close releases the listening sockets of an App that will not Run.
+func (a *App) Close() {
+	for _, l := range a.listeners {
+		l.ln.Close()
+	}
+	if a.adminLn != nil {
+		a.adminLn.Close()
+	}
+}
+
+// ListenerAddr returns the bound address of a listener, or nil.
+func (a *App) ListenerAddr(name string) net.Addr {
+	for _, l := range a.listeners {
+		if l.cfg.Name == name {
+			return l.ln.Addr()
+		}
+	}
+	return nil
+}
+
+// AdminAddr returns the admin server's bound address.
+func (a *App) AdminAddr() net.Addr { return a.adminLn.Addr() }
+
+// Sessions returns the live session registry.
+func (a *App) Sessions() *proxy.Registry { return a.sessions }
+
+// Upstream returns the upstream of a listener, or nil.
+func (a *App) Upstream(name string) *proxy.Upstream {
+	for _, l := range a.listeners {
+		if l.cfg.Name == name {
+			return l.up
+		}
+	}
+	return nil
+}
+
+// Ready returns the readiness the admin server reports.
+func (a *App) Ready() *admin.Readiness { return a.ready }
+
+// Run serves until ctx ends, then shuts down gracefully: /readyz fails, the
+// listeners keep accepting for ShutdownDelay, stop accepting, and sessions
+// get each listener's drain timeout to end before they are closed. Run
+// returns nil after a graceful shutdown.
+func (a *App) Run(ctx context.Context) error {
+	srcCtx, stopSources := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSources()
+	g, gctx := errgroup.WithContext(srcCtx)
+	for _, l := range a.listeners {
+		g.Go(func() error {
+			err := l.src.Run(gctx, func(s *discovery.Snapshot) { a.apply(l, s) })
+			if err != nil {
+				return fmt.Errorf("endpoints of %s: %w", l.cfg.Name, err)
+			}
+			return nil
+		})
+	}
+	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServing()
+	for _, l := range a.listeners {
+		g.Go(func() error { return l.tcp.Serve(serveCtx, l.ln) })
+	}
+	srv := &http.Server{Handler: admin.Handler(admin.Options{
+		Gatherer: a.reg, Ready: a.ready,
+		Endpoints: a.debugEndpoints,
+		Sessions:  func() any { return a.sessions.Infos() },
+	}), ReadHeaderTimeout: 5 * time.Second}
+	g.Go(func() error {
+		if err := srv.Serve(a.adminLn); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("admin server: %w", err)
+		}
+		return nil
+	})
+	a.log.Info("longhaul running", zap.Stringer("admin", a.adminLn.Addr()), zap.Int("listeners", len(a.listeners)))
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case <-gctx.Done(): // a component failed
+		runErr = context.Cause(gctx)
+	}
+	a.shutdown()
+	stopServing()
+	stopSources()
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(sctx)
+	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	if runErr != nil && !errors.Is(runErr, context.Canceled) {
+		return runErr
+	}
+	return nil
+}
+
+func (a *App) shutdown() {
+	a.ready.ShuttingDown()
+	a.log.Info("shutting down: readiness failed", zap.Duration("delay", a.opts.ShutdownDelay), zap.Int("sessions", a.sessions.Len()))
+	if a.opts.ShutdownDelay > 0 {
+		time.Sleep(a.opts.ShutdownDelay)
+	}
+	g := errgroup.Group{}
+	for _, l := range a.listeners {
+		g.Go(func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), l.cfg.Drain.Timeout)
+			defer cancel()
+			if err := l.tcp.Shutdown(ctx); err != nil {
+				a.log.Info("drain timeout reached; remaining sessions closed", zap.String("listener", l.cfg.Name))
+			}
+			return nil
+		})
+	}
+	g.Wait()
+	a.log.Info("shutdown complete")
+}
+
+// apply installs a new snapshot: a new picker first (so that no new session
+// goes to a leaving endpoint), then drain for the sessions that must move.
+func (a *App) apply(l *listener, s *discovery.Snapshot) {
+	if err := l.up.Update(s); err != nil {
+		a.log.Error("endpoints not applied; keeping the previous ones", zap.String("listener", l.cfg.Name), zap.Error(err))
+		return
+	}
+	l.synced.Store(true)
+	n := l.drain.Update(s)
+	a.log.Info("endpoints updated", zap.String("listener", l.cfg.Name),
+		zap.Int("endpoints", len(s.Endpoints)), zap.Int("sessions_migrating", n))
+}
+
+type endpointView struct {
+	Listener  string             `json:"listener"`
+	Endpoints []endpointWithLoad `json:"endpoints"`
+}
+
+type endpointWithLoad struct {
+	discovery.Endpoint
+	Eligible bool  `json:"eligible"`
+	Active   int64 `json:"active"`
+}
+
+func (a *App) debugEndpoints() any {
+	out := make([]endpointView, 0, len(a.listeners))
+	for _, l := range a.listeners {
+		v := endpointView{Listener: l.cfg.Name, Endpoints: []endpointWithLoad{}}
+		active := map[string]int64{}
+		if p := l.up.Picker(); p != nil {
+			for _, t := range p.Targets() {
+				active[t.Endpoint.Address] = t.Active()
+			}
+		}
+		if s := l.up.Snapshot(); s != nil {
+			for _, e := range s.Endpoints {
+				n, ok := active[e.Address]
+				v.Endpoints = append(v.Endpoints, endpointWithLoad{Endpoint: e, Eligible: ok, Active: n})
+			}
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// listerFor adapts the session registry to drain.Lister for one listener.
+type listerFor struct {
+	reg      *proxy.Registry
+	listener string
+}
+
+func (f listerFor) Endpoints() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, in := range f.reg.Infos() {
+		if in.Listener == f.listener && !seen[in.Endpoint] {
+			seen[in.Endpoint] = true
+			out = append(out, in.Endpoint)
+		}
+	}
+	return out
+}
+
+func (f listerFor) Sessions(ep string) []drain.Session {
+	var out []drain.Session
+	for _, s := range f.reg.Endpoint(ep) {
+		if s.Info().Listener == f.listener {
+			out = append(out, s)
+		}
+	}
+	return out
+}

@@ -1,0 +1,156 @@
+package proxy
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Session is a relayed connection (or an upgraded stream) that is registered
+// under the endpoint it talks to, so that drain can find it. Implementations
+// are safe for concurrent use.
+type Session interface {
+	Info() SessionInfo
+	// Migrate asks the session to leave its endpoint no later than deadline,
+	// by whatever means its protocol has. It returns at once; the session
+	// ends itself and is then removed from the registry.
+	Migrate(deadline time.Time)
+	// Close ends the session now, delivering the bytes already read.
+	Close()
+}
+
+// SessionInfo describes a session for /debug/sessions and drain decisions.
+type SessionInfo struct {
+	ID       uint64    `json:"id"`
+	Listener string    `json:"listener"`
+	Protocol string    `json:"protocol"`
+	Endpoint string    `json:"endpoint"`
+	Client   string    `json:"client"`
+	Started  time.Time `json:"started"`
+	// Migrating is set once Migrate was called.
+	Migrating bool `json:"migrating"`
+}
+
+// Registry holds the live sessions by endpoint address. A session is
+// registered before its first byte is relayed and removed when it ends, so a
+// drain that lists an endpoint's sessions never misses one.
+type Registry struct {
+	mu     sync.Mutex
+	byEP   map[string]map[uint64]Session
+	n      atomic.Int64
+	nextID atomic.Uint64
+	// changed is closed and replaced whenever a session is removed, so that
+	// Wait can sleep without polling.
+	changed chan struct{}
+}
+
+// NewRegistry returns an empty Registry.
+func NewRegistry() *Registry {
+	return &Registry{byEP: make(map[string]map[uint64]Session), changed: make(chan struct{})}
+}
+
+// NewID returns a process-unique session id.
+func (r *Registry) NewID() uint64 { return r.nextID.Add(1) }
+
+// Register adds s under endpoint addr and returns the function that removes
+// it; the caller defers that function.
+func (r *Registry) Register(addr string, id uint64, s Session) (remove func()) {
+	r.mu.Lock()
+	m := r.byEP[addr]
+	if m == nil {
+		m = make(map[uint64]Session)
+		r.byEP[addr] = m
+	}
+	m[id] = s
+	r.mu.Unlock()
+	r.n.Add(1)
+	return func() {
+		r.mu.Lock()
+		delete(m, id)
+		if len(m) == 0 && r.byEP[addr] != nil && len(r.byEP[addr]) == 0 {
+			delete(r.byEP, addr)
+		}
+		close(r.changed)
+		r.changed = make(chan struct{})
+		r.mu.Unlock()
+		r.n.Add(-1)
+	}
+}
+
+// Len returns the number of live sessions.
+func (r *Registry) Len() int { return int(r.n.Load()) }
+
+// Endpoint returns the live sessions of one endpoint.
+func (r *Registry) Endpoint(addr string) []Session {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]Session, 0, len(r.byEP[addr]))
+	for _, s := range r.byEP[addr] {
+		out = append(out, s)
+	}
+	return out
+}
+
+// All returns every live session.
+func (r *Registry) All() []Session {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Session
+	for _, m := range r.byEP {
+		for _, s := range m {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Infos describes every live session, sorted by endpoint then id.
+func (r *Registry) Infos() []SessionInfo {
+	all := r.All()
+	out := make([]SessionInfo, 0, len(all))
+	for _, s := range all {
+		out = append(out, s.Info())
+	}
+	slices.SortFunc(out, func(a, b SessionInfo) int {
+		if a.Endpoint != b.Endpoint {
+			if a.Endpoint < b.Endpoint {
+				return -1
+			}
+			return 1
+		}
+		return int(a.ID) - int(b.ID)
+	})
+	return out
+}
+
+// Wait blocks until no session matching keep is live, or ctx ends. A nil keep
+// matches every session.
+func (r *Registry) Wait(ctx context.Context, keep func(SessionInfo) bool) error {
+	for {
+		r.mu.Lock()
+		ch := r.changed
+		live := false
+		for _, m := range r.byEP {
+			for _, s := range m {
+				if keep == nil || keep(s.Info()) {
+					live = true
+					break
+				}
+			}
+			if live {
+				break
+			}
+		}
+		r.mu.Unlock()
+		if !live {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
+	}
+}

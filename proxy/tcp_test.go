@@ -1,0 +1,448 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/longhaul-proxy/longhaul/balancer"
+	"github.com/longhaul-proxy/longhaul/discovery"
+)
+
+// stream is a deterministic pseudo-random byte stream (AES-CTR over zeros):
+// fast even under the race detector, and no two chunks alike, so that lost,
+// duplicated or reordered bytes change the hash.
+func stream(seed byte, n int64) io.Reader {
+	key := bytes.Repeat([]byte{seed}, 16)
+	blk, _ := aes.NewCipher(key)
+	return io.LimitReader(cipher.StreamReader{S: cipher.NewCTR(blk, make([]byte, 16)), R: zeros{}}, n)
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+func streamHash(seed byte, n int64) [32]byte {
+	h := sha256.New()
+	io.Copy(h, stream(seed, n))
+	return [32]byte(h.Sum(nil))
+}
+
+// testProxy runs a TCP listener over the given endpoint addresses.
+type testProxy struct {
+	l      *TCPListener
+	up     *Upstream
+	reg    *Registry
+	addr   string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startProxy(t *testing.T, cfg TCPConfig, policy balancer.Policy, endpoints ...string) *testProxy {
+	t.Helper()
+	if cfg.Name == "" {
+		cfg.Name = "test"
+	}
+	up := NewUpstream(cfg.Name, policy, nil)
+	setEndpoints(t, up, endpoints...)
+	reg := NewRegistry()
+	l := NewTCP(cfg, up, reg, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &testProxy{l: l, up: up, reg: reg, addr: ln.Addr().String(), cancel: cancel, done: make(chan error, 1)}
+	go func() { p.done <- l.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
+		defer c()
+		l.Shutdown(sctx)
+		cancel()
+		if err := <-p.done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return p
+}
+
+func setEndpoints(t *testing.T, up *Upstream, addrs ...string) {
+	t.Helper()
+	eps := make([]discovery.Endpoint, len(addrs))
+	for i, a := range addrs {
+		eps[i] = discovery.Endpoint{Address: a, Ready: true, Serving: true}
+	}
+	snap, err := discovery.NewSnapshot(up.Name(), eps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := up.Update(snap); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// server accepts connections and runs fn on each.
+type server struct {
+	ln net.Listener
+	wg sync.WaitGroup
+	n  atomic.Int64
+}
+
+func startServer(t *testing.T, fn func(c *net.TCPConn)) *server {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &server{ln: ln}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.n.Add(1)
+			s.wg.Add(1)
+			go func() { defer s.wg.Done(); defer c.Close(); fn(c.(*net.TCPConn)) }()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); s.wg.Wait() })
+	return s
+}
+
+func (s *server) addr() string { return s.ln.Addr().String() }
+
+func echo(c *net.TCPConn) { io.Copy(c, c) }
+
+func dial(t *testing.T, addr string) *net.TCPConn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c.(*net.TCPConn)
+}
+
+// TestRelayBulkHalfClose pushes a large stream each way through the proxy,
+// one direction after the other, so that each half-close must travel
+// through the proxy before the other side starts: the backend only answers
+// after it sees the client's EOF. Hashes prove no byte lost or reordered.
+func TestRelayBulkHalfClose(t *testing.T) {
+	size := int64(1 << 30)
+	if testing.Short() {
+		size = 64 << 20
+	}
+	wantUp, wantDown := streamHash(1, size), streamHash(2, size)
+	var gotUp [32]byte
+	var upN int64
+	backend := startServer(t, func(c *net.TCPConn) {
+		h := sha256.New()
+		upN, _ = io.Copy(h, c) // until the client's FIN arrives through the proxy
+		gotUp = [32]byte(h.Sum(nil))
+		io.Copy(c, stream(2, size))
+		c.CloseWrite()
+	})
+	p := startProxy(t, TCPConfig{IdleTimeout: time.Minute}, balancer.Policy{Kind: balancer.Maglev}, backend.addr())
+	c := dial(t, p.addr)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(c, stream(1, size))
+		if err == nil {
+			err = c.CloseWrite()
+		}
+		errc <- err
+	}()
+	h := sha256.New()
+	downN, err := io.Copy(h, c)
+	if err != nil {
+		t.Fatalf("read from proxy: %v", err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("write to proxy: %v", err)
+	}
+	if upN != size || gotUp != wantUp {
+		t.Errorf("upstream: got %d bytes hash %x, want %d bytes hash %x", upN, gotUp[:6], size, wantUp[:6])
+	}
+	if downN != size || [32]byte(h.Sum(nil)) != wantDown {
+		t.Errorf("downstream: got %d bytes hash %x, want %d bytes hash %x", downN, h.Sum(nil)[:6], size, wantDown[:6])
+	}
+}
+
+// TestRelayBothWaysAtOnce streams in both directions concurrently over
+// several connections.
+func TestRelayBothWaysAtOnce(t *testing.T) {
+	const size = 32 << 20
+	backend := startServer(t, func(c *net.TCPConn) {
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { defer wg.Done(); io.Copy(c, stream(4, size)); c.CloseWrite() }()
+		h := sha256.New()
+		io.Copy(h, c)
+		if [32]byte(h.Sum(nil)) != streamHash(3, size) {
+			t.Errorf("backend received a corrupted stream")
+		}
+		wg.Wait()
+	})
+	p := startProxy(t, TCPConfig{}, balancer.Policy{Kind: balancer.LeastConnections}, backend.addr())
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", p.addr)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			go func() { io.Copy(c, stream(3, size)); c.(*net.TCPConn).CloseWrite() }()
+			h := sha256.New()
+			if n, err := io.Copy(h, c); err != nil || n != size || [32]byte(h.Sum(nil)) != streamHash(4, size) {
+				t.Errorf("client: got %d bytes, err %v, hash ok %v", n, err, [32]byte(h.Sum(nil)) == streamHash(4, size))
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func TestDialRetryNextEndpoint(t *testing.T) {
+	backend := startServer(t, echo)
+	// A port with nothing listening: connect fails at once with ECONNREFUSED.
+	dead, _ := net.Listen("tcp", "127.0.0.1:0")
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	p := startProxy(t, TCPConfig{Key: KeyClientIPPort}, balancer.Policy{Kind: balancer.Maglev}, backend.addr(), deadAddr)
+	for i := range 20 {
+		c := dial(t, p.addr)
+		msg := fmt.Sprintf("hello %d", i)
+		c.Write([]byte(msg))
+		buf := make([]byte, len(msg))
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(c, buf); err != nil || string(buf) != msg {
+			t.Fatalf("connection %d: got %q, %v; want %q", i, buf, err, msg)
+		}
+		c.Close()
+	}
+	if backend.n.Load() != 20 {
+		t.Errorf("backend saw %d connections, want 20", backend.n.Load())
+	}
+}
+
+func TestNoEndpointsClosesClient(t *testing.T) {
+	dead, _ := net.Listen("tcp", "127.0.0.1:0")
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	p := startProxy(t, TCPConfig{}, balancer.Policy{Kind: balancer.Maglev}, deadAddr)
+	c := dial(t, p.addr)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("got %d bytes, err %v; want the proxy to close the connection", n, err)
+	}
+}
+
+func TestMaxConnections(t *testing.T) {
+	hold := make(chan struct{})
+	backend := startServer(t, func(c *net.TCPConn) { c.Write([]byte("x")); <-hold })
+	defer close(hold)
+	p := startProxy(t, TCPConfig{MaxConnections: 2}, balancer.Policy{Kind: balancer.Maglev}, backend.addr())
+	for i := range 2 {
+		c := dial(t, p.addr)
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+	}
+	c := dial(t, p.addr)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("third connection: got err %v, want it closed by the limit", err)
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	backend := startServer(t, echo)
+	p := startProxy(t, TCPConfig{IdleTimeout: 300 * time.Millisecond}, balancer.Policy{Kind: balancer.Maglev}, backend.addr())
+	// Busy in one direction only (the backend keeps talking): not idle.
+	talker := startServer(t, func(c *net.TCPConn) {
+		for range 10 {
+			if _, err := c.Write([]byte("t")); err != nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	p2 := startProxy(t, TCPConfig{Name: "talker", IdleTimeout: 300 * time.Millisecond}, balancer.Policy{Kind: balancer.Maglev}, talker.addr())
+	c2 := dial(t, p2.addr)
+	c2.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := io.ReadFull(c2, make([]byte, 10)); err != nil {
+		t.Fatalf("one-way traffic was cut as idle after %d bytes: %v", n, err)
+	}
+
+	c := dial(t, p.addr)
+	c.Write([]byte("a"))
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	io.ReadFull(c, make([]byte, 1))
+	start := time.Now()
+	_, err := c.Read(make([]byte, 1))
+	if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("got %v, want the idle connection closed", err)
+	}
+	if el := time.Since(start); el < 200*time.Millisecond {
+		t.Errorf("closed after %v, before the idle timeout", el)
+	}
+}
+
+// TestCloseDeliversReadBytes: a session closed (by drain or shutdown) still
+// delivers what it already read, and both sides see an orderly FIN.
+func TestSessionCloseAndRegistry(t *testing.T) {
+	got := make(chan string, 1)
+	backend := startServer(t, func(c *net.TCPConn) {
+		b, _ := io.ReadAll(c)
+		got <- string(b)
+	})
+	p := startProxy(t, TCPConfig{}, balancer.Policy{Kind: balancer.Maglev}, backend.addr())
+	c := dial(t, p.addr)
+	c.Write([]byte("last words"))
+	var ss []Session
+	deadline := time.Now().Add(5 * time.Second)
+	for len(ss) == 0 && time.Now().Before(deadline) {
+		ss = p.reg.Endpoint(backend.addr())
+		time.Sleep(5 * time.Millisecond)
+	}
+	if len(ss) != 1 {
+		t.Fatalf("registry has %d sessions on %s, want 1", len(ss), backend.addr())
+	}
+	if in := ss[0].Info(); in.Protocol != "tcp" || in.Endpoint != backend.addr() || in.Listener != "test" {
+		t.Errorf("got info %+v", in)
+	}
+	time.Sleep(50 * time.Millisecond) // let the bytes cross
+	ss[0].Migrate(time.Now().Add(100 * time.Millisecond))
+	if !ss[0].Info().Migrating {
+		t.Errorf("Migrating not set after Migrate")
+	}
+	select {
+	case s := <-got:
+		if s != "last words" {
+			t.Errorf("backend got %q, want %q", s, "last words")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("session not closed after its migrate deadline")
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("client: got %v, want EOF", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := p.reg.Wait(ctx, nil); err != nil || p.reg.Len() != 0 {
+		t.Errorf("registry still holds %d sessions: %v", p.reg.Len(), err)
+	}
+}
+
+func TestProxyProtocolBothWays(t *testing.T) {
+	hdrs := make(chan ProxyHeader, 1)
+	backend := startServer(t, func(c *net.TCPConn) {
+		h, err := ReadProxyHeader(c)
+		if err != nil {
+			t.Errorf("backend: %v", err)
+			return
+		}
+		hdrs <- h
+		io.Copy(c, c)
+	})
+	p := startProxy(t, TCPConfig{AcceptProxy: true, SendProxy: true, HeaderTimeout: time.Second},
+		balancer.Policy{Kind: balancer.Maglev}, backend.addr())
+	c := dial(t, p.addr)
+	client := netip.MustParseAddrPort("203.0.113.7:4242")
+	c.Write(AppendProxyV2(nil, client, netip.MustParseAddrPort("198.51.100.1:443")))
+	c.Write([]byte("ping"))
+	buf := make([]byte, 4)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("got %q, %v", buf, err)
+	}
+	if h := <-hdrs; h.Source != client {
+		t.Errorf("backend saw source %v, want %v", h.Source, client)
+	}
+
+	// A client that sends no header, or garbage, is closed.
+	for _, in := range []string{"", "GET / HTTP/1.1\r\n\r\n"} {
+		c := dial(t, p.addr)
+		c.Write([]byte(in))
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("input %q: got %v, want the connection closed", in, err)
+		}
+	}
+}
+
+// TestShutdownWaitsThenCloses: Shutdown lets a session finish within its
+// deadline, and closes one that does not.
+func TestShutdownWaitsThenCloses(t *testing.T) {
+	backend := startServer(t, echo)
+	p := startProxy(t, TCPConfig{}, balancer.Policy{Kind: balancer.Maglev}, backend.addr())
+	c := dial(t, p.addr)
+	c.Write([]byte("x"))
+	io.ReadFull(c, make([]byte, 1))
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := p.l.Shutdown(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Shutdown: got %v, want deadline exceeded (a session was still open)", err)
+	}
+	if el := time.Since(start); el < 250*time.Millisecond || el > 5*time.Second {
+		t.Errorf("Shutdown took %v, want about the 300ms deadline", el)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("client: got %v, want EOF after shutdown", err)
+	}
+	if _, err := net.DialTimeout("tcp", p.addr, time.Second); err == nil {
+		t.Errorf("listener still accepting after Shutdown")
+	}
+}
+
+// TestSessionsSpreadAcrossEndpoints: with client-ip-port keys, many
+// connections from one IP spread over every endpoint.
+func TestSessionsSpreadAcrossEndpoints(t *testing.T) {
+	var addrs []string
+	var servers []*server
+	for range 3 {
+		s := startServer(t, echo)
+		servers = append(servers, s)
+		addrs = append(addrs, s.addr())
+	}
+	p := startProxy(t, TCPConfig{Key: KeyClientIPPort}, balancer.Policy{Kind: balancer.Maglev, BoundedLoad: 1.25}, addrs...)
+	var conns []*net.TCPConn
+	for range 30 {
+		c := dial(t, p.addr)
+		c.Write([]byte("x"))
+		io.ReadFull(c, make([]byte, 1))
+		conns = append(conns, c)
+	}
+	var got []string
+	for _, s := range servers {
+		got = append(got, fmt.Sprint(s.n.Load()))
+		if n := s.n.Load(); n < 5 || n > 13 { // cap ceil(1.25*30/3)=13
+			t.Errorf("endpoint got %d of 30 sessions", n)
+		}
+	}
+	t.Logf("sessions per endpoint: %s", strings.Join(got, " "))
+}
