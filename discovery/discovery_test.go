@@ -1,0 +1,196 @@
+package discovery
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func ptr(b bool) *bool { return &b }
+
+func TestConditionsResolve(t *testing.T) {
+	cases := []struct {
+		name    string
+		c       Conditions
+		r, s, x bool
+	}{
+		{"all absent", Conditions{}, true, true, false},
+		{"not ready, serving absent", Conditions{Ready: ptr(false)}, false, false, false},
+		{"terminating serving", Conditions{Ready: ptr(false), Serving: ptr(true), Terminating: ptr(true)}, false, true, true},
+		{"terminating not serving", Conditions{Ready: ptr(false), Serving: ptr(false), Terminating: ptr(true)}, false, false, true},
+		{"ready, serving absent", Conditions{Ready: ptr(true)}, true, true, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r, s, x := c.c.Resolve()
+			if r != c.r || s != c.s || x != c.x {
+				t.Errorf("got ready=%v serving=%v terminating=%v, want %v %v %v", r, s, x, c.r, c.s, c.x)
+			}
+		})
+	}
+}
+
+func TestNewSnapshotSortsDedupsCanonicalises(t *testing.T) {
+	s, err := NewSnapshot("svc", []Endpoint{
+		{Address: "10.0.0.2:80", Ready: true, Serving: true},
+		{Address: "[::ffff:10.0.0.1]:80", Ready: true, Serving: true},
+		{Address: "10.0.0.2:80", Ready: false, Serving: true, Terminating: true}, // a stale copy from another slice
+		{Address: "[2001:db8::1]:80"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"10.0.0.1:80", "10.0.0.2:80", "[2001:db8::1]:80"}
+	if len(s.Endpoints) != len(want) {
+		t.Fatalf("got %d endpoints %+v, want %v", len(s.Endpoints), s.Endpoints, want)
+	}
+	for i, w := range want {
+		if s.Endpoints[i].Address != w {
+			t.Errorf("endpoint %d: got %s, want %s", i, s.Endpoints[i].Address, w)
+		}
+		if s.Endpoints[i].Weight != 1 {
+			t.Errorf("endpoint %d: weight %d, want default 1", i, s.Endpoints[i].Weight)
+		}
+	}
+	if e, _ := s.Find("10.0.0.2:80"); !e.Ready || e.Terminating {
+		t.Errorf("duplicate resolved to %+v, want the ready copy", e)
+	}
+	for _, bad := range []string{"localhost:80", "10.0.0.1", "10.0.0.1:0", "10.0.0.1:99999", ""} {
+		if _, err := NewSnapshot("svc", []Endpoint{{Address: bad}}); err == nil {
+			t.Errorf("address %q accepted, want an error", bad)
+		}
+	}
+}
+
+func TestEligible(t *testing.T) {
+	cases := []struct {
+		e           Endpoint
+		primary, fb bool
+	}{
+		{Endpoint{Ready: true, Serving: true}, true, false},
+		{Endpoint{Serving: true, Terminating: true}, false, true},
+		{Endpoint{Terminating: true}, false, false},
+		{Endpoint{}, false, false},
+	}
+	for _, c := range cases {
+		if p, f := c.e.Eligible(); p != c.primary || f != c.fb {
+			t.Errorf("%+v: got primary=%v fallback=%v, want %v %v", c.e, p, f, c.primary, c.fb)
+		}
+	}
+}
+
+func TestParseEndpointsFile(t *testing.T) {
+	s, err := ParseEndpointsFile("f", []byte(`
+endpoints:
+  - {address: "127.0.0.1:7101", zone: a, weight: 3}
+  - {address: "127.0.0.1:7102", ready: false, serving: true, terminating: true, pod: p2}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Endpoints) != 2 || s.Endpoints[0].Weight != 3 || s.Endpoints[0].Zone != "a" || !s.Endpoints[0].Ready {
+		t.Errorf("got %+v", s.Endpoints)
+	}
+	if e := s.Endpoints[1]; e.Ready || !e.Serving || !e.Terminating || e.Pod != "p2" {
+		t.Errorf("got %+v, want terminating and serving", e)
+	}
+	if _, err := ParseEndpointsFile("f", []byte("- {address: 127.0.0.1:1}\n")); err != nil {
+		t.Errorf("plain list refused: %v", err)
+	}
+	for name, in := range map[string]string{
+		"unknown field": "endpoints:\n  - {address: 127.0.0.1:1, raedy: true}\n",
+		"bad address":   "endpoints:\n  - {address: nowhere}\n",
+		"not yaml":      "endpoints: [",
+	} {
+		if _, err := ParseEndpointsFile("f", []byte(in)); err == nil {
+			t.Errorf("%s: accepted, want an error", name)
+		}
+	}
+}
+
+func TestFileSourceFollowsEditsAndKeepsLastGood(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "eps.yaml")
+	write := func(s string) {
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("- {address: 127.0.0.1:1}\n")
+	got := make(chan *Snapshot, 10)
+	errs := make(chan error, 10)
+	src := &File{Service: "f", Path: path, Poll: time.Hour, OnError: func(err error) { errs <- err }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx, func(s *Snapshot) { got <- s }) }()
+	defer func() { cancel(); <-done }()
+
+	next := func() *Snapshot {
+		select {
+		case s := <-got:
+			return s
+		case <-time.After(5 * time.Second):
+			t.Fatal("no snapshot published")
+			return nil
+		}
+	}
+	if s := next(); len(s.Endpoints) != 1 {
+		t.Fatalf("first snapshot: %+v", s.Endpoints)
+	}
+	write("- {address: 127.0.0.1:1, ready: false, serving: true, terminating: true}\n- {address: 127.0.0.1:2}\n")
+	if s := next(); len(s.Endpoints) != 2 || !s.Endpoints[0].Terminating {
+		t.Fatalf("after edit: %+v", s.Endpoints)
+	}
+	write("- {address: 127.0.0.1:1, bogus: 1}\n")
+	select {
+	case err := <-errs:
+		t.Logf("bad edit rejected: %v", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("bad edit not reported")
+	}
+	select {
+	case s := <-got:
+		t.Fatalf("bad edit published %+v", s)
+	case <-time.After(200 * time.Millisecond):
+	}
+	write("- {address: 127.0.0.1:3}\n")
+	if s := next(); len(s.Endpoints) != 1 || s.Endpoints[0].Address != "127.0.0.1:3" {
+		t.Fatalf("after recovery: %+v", s.Endpoints)
+	}
+}
+
+func TestFileSourceRefusesBadStart(t *testing.T) {
+	src := &File{Service: "f", Path: filepath.Join(t.TempDir(), "missing.yaml")}
+	if err := src.Run(context.Background(), func(*Snapshot) {}); err == nil {
+		t.Fatal("missing file accepted")
+	}
+}
+
+func FuzzParseEndpointsFile(f *testing.F) {
+	f.Add([]byte("- {address: 127.0.0.1:1}\n"))
+	f.Add([]byte("endpoints:\n  - {address: \"[::1]:8080\", ready: false, weight: 2}\n"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		s, err := ParseEndpointsFile("f", in)
+		if err != nil {
+			return
+		}
+		for i, e := range s.Endpoints {
+			if i > 0 && s.Endpoints[i-1].Address >= e.Address {
+				t.Fatalf("not sorted and unique: %+v", s.Endpoints)
+			}
+			if e.Weight == 0 {
+				t.Fatalf("weight 0 in %+v", e)
+			}
+		}
+	})
+}
