@@ -1,0 +1,225 @@
+package drain
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/longhaul-proxy/longhaul/discovery"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type fakeSession struct {
+	mu    sync.Mutex
+	calls []time.Time // when Migrate was called
+	dl    time.Time
+}
+
+func (s *fakeSession) Migrate(deadline time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls = append(s.calls, time.Now())
+	s.dl = deadline
+}
+
+func (s *fakeSession) migrated() (int, time.Time, time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.calls) == 0 {
+		return 0, time.Time{}, time.Time{}
+	}
+	return len(s.calls), s.calls[0], s.dl
+}
+
+type fakeLister map[string][]*fakeSession
+
+func (f fakeLister) Endpoints() []string {
+	var out []string
+	for k := range f {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (f fakeLister) Sessions(ep string) []Session {
+	var out []Session
+	for _, s := range f[ep] {
+		out = append(out, s)
+	}
+	return out
+}
+
+type fakePools struct {
+	mu      sync.Mutex
+	drained map[string]int
+}
+
+func (p *fakePools) DrainEndpoint(ctx context.Context, addr string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.drained == nil {
+		p.drained = map[string]int{}
+	}
+	p.drained[addr]++
+}
+
+func snap(t *testing.T, eps ...discovery.Endpoint) *discovery.Snapshot {
+	t.Helper()
+	s, err := discovery.NewSnapshot("svc", eps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+var (
+	readyA = discovery.Endpoint{Address: "192.0.2.1:80", Ready: true, Serving: true}
+	readyB = discovery.Endpoint{Address: "192.0.2.2:80", Ready: true, Serving: true}
+	termB  = discovery.Endpoint{Address: "192.0.2.2:80", Serving: true, Terminating: true}
+	termA  = discovery.Endpoint{Address: "192.0.2.1:80", Serving: true, Terminating: true}
+)
+
+func sessions(n int) []*fakeSession {
+	out := make([]*fakeSession, n)
+	for i := range out {
+		out[i] = &fakeSession{}
+	}
+	return out
+}
+
+func waitMigrated(t *testing.T, ss []*fakeSession, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		all := true
+		for _, s := range ss {
+			if n, _, _ := s.migrated(); n == 0 {
+				all = false
+			}
+		}
+		if all {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("not every session was asked to migrate within %v", within)
+}
+
+func TestTerminatingEndpointSessionsMove(t *testing.T) {
+	onA, onB := sessions(20), sessions(20)
+	l := fakeLister{readyA.Address: onA, readyB.Address: onB}
+	pools := &fakePools{}
+	c := &Controller{Timeout: 2 * time.Second, Window: 400 * time.Millisecond, Lister: l, Pools: pools}
+	start := time.Now()
+	if n := c.Update(snap(t, readyA, termB)); n != 20 {
+		t.Fatalf("scheduled %d, want 20", n)
+	}
+	// A second snapshot with the same state schedules nothing new.
+	if n := c.Update(snap(t, readyA, termB)); n != 0 {
+		t.Fatalf("re-scheduled %d sessions, want 0", n)
+	}
+	waitMigrated(t, onB, 2*time.Second)
+	var first, last time.Time
+	for _, s := range onB {
+		n, at, dl := s.migrated()
+		if n != 1 {
+			t.Errorf("migrated %d times, want once", n)
+		}
+		if d := dl.Sub(start); d < 1900*time.Millisecond || d > 2500*time.Millisecond {
+			t.Errorf("deadline %v after the change, want the 2s timeout", d)
+		}
+		if first.IsZero() || at.Before(first) {
+			first = at
+		}
+		if at.After(last) {
+			last = at
+		}
+	}
+	if spread := last.Sub(first); spread < 100*time.Millisecond {
+		t.Errorf("migrations spread over %v, want them paced over the 400ms window", spread)
+	}
+	for _, s := range onA {
+		if n, _, _ := s.migrated(); n != 0 {
+			t.Fatal("a session on a ready endpoint was migrated")
+		}
+	}
+	c.Wait()
+	if pools.drained[readyB.Address] != 1 || pools.drained[readyA.Address] != 0 {
+		t.Errorf("pools drained %v, want only %s once", pools.drained, readyB.Address)
+	}
+}
+
+func TestGoneEndpointDrainsPools(t *testing.T) {
+	pools := &fakePools{}
+	c := &Controller{Timeout: time.Second, Lister: fakeLister{}, Pools: pools}
+	c.Update(snap(t, readyA, readyB))
+	c.Update(snap(t, readyA))
+	c.Wait()
+	if pools.drained[readyB.Address] != 1 {
+		t.Fatalf("pools drained %v, want %s once", pools.drained, readyB.Address)
+	}
+	// Back, then gone again: drained again.
+	c.Update(snap(t, readyA, readyB))
+	c.Update(snap(t, readyA))
+	c.Wait()
+	if pools.drained[readyB.Address] != 2 {
+		t.Fatalf("pools drained %v, want %s twice", pools.drained, readyB.Address)
+	}
+}
+
+// TestFallbackKeepsSessions: when every endpoint is terminating, the
+// serving ones stay in use and their sessions are not moved.
+func TestFallbackKeepsSessions(t *testing.T) {
+	onA := sessions(3)
+	c := &Controller{Timeout: 100 * time.Millisecond, Lister: fakeLister{termA.Address: onA}}
+	if n := c.Update(snap(t, termA)); n != 0 {
+		t.Fatalf("scheduled %d sessions of the only serving endpoint, want 0", n)
+	}
+}
+
+func TestRateCap(t *testing.T) {
+	ss := sessions(10)
+	c := &Controller{Timeout: 5 * time.Second, Window: time.Millisecond, Rate: 20, Lister: fakeLister{readyB.Address: ss}}
+	c.Update(snap(t, readyA, termB))
+	waitMigrated(t, ss, 3*time.Second)
+	var times []time.Time
+	for _, s := range ss {
+		_, at, _ := s.migrated()
+		times = append(times, at)
+	}
+	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
+	if span := times[9].Sub(times[0]); span < 350*time.Millisecond {
+		t.Errorf("10 migrations at 20/s took %v, want about 450ms", span)
+	}
+}
+
+func TestEligible(t *testing.T) {
+	cases := []struct {
+		name string
+		eps  []discovery.Endpoint
+		want []string
+	}{
+		{"ready only", []discovery.Endpoint{readyA, termB}, []string{readyA.Address}},
+		{"fallback", []discovery.Endpoint{termA, termB}, []string{readyA.Address, readyB.Address}},
+		{"none", []discovery.Endpoint{{Address: "192.0.2.9:80", Terminating: true}}, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := Eligible(snap(t, c.eps...))
+			if len(got) != len(c.want) {
+				t.Fatalf("got %v, want %v", got, c.want)
+			}
+			for _, w := range c.want {
+				if !got[w] {
+					t.Errorf("got %v, want %s in it", got, w)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,444 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/net/http2"
+
+	"github.com/longhaul-proxy/longhaul/balancer"
+)
+
+// HTTPConfig configures an HTTP listener: HTTP/1.1, h2c with prior
+// knowledge and, with TLS, h2 and http/1.1 by ALPN.
+type HTTPConfig struct {
+	Name string
+	Key  RequestKey
+	// UpstreamH2 sends requests to endpoints over HTTP/2 without TLS (h2c),
+	// as gRPC servers expect; otherwise HTTP/1.1 keep-alive.
+	UpstreamH2     bool
+	ConnectTimeout time.Duration // 0 means 2s
+	IdleTimeout    time.Duration // idle client connections; 0 means 5m
+	MaxHeaderBytes int           // 0 means 64 KiB
+	// MaxAttempts bounds the endpoints tried for one request when it is
+	// safe to retry; 0 means 3.
+	MaxAttempts int
+	// TLS, if set, serves TLS (ALPN h2, http/1.1) with this config.
+	TLS *tls.Config
+	// WebSocket options for upgraded connections.
+	WebSocket WebSocketConfig
+	Dial      DialFunc
+	Logger    *zap.Logger
+}
+
+// HTTPListener balances each HTTP request (each HTTP/2 stream, each gRPC
+// call) on its own, over keep-alive or multiplexed connections pooled per
+// endpoint.
+type HTTPListener struct {
+	cfg     HTTPConfig
+	up      *Upstream
+	reg     *Registry
+	metrics *Metrics
+	log     *zap.Logger
+	srv     *http.Server
+	h2      *h2Pool
+	h1      sync.Map // endpoint address -> *http.Transport
+	closing atomic.Bool
+	wsWG    sync.WaitGroup
+}
+
+// NewHTTP returns an HTTP listener balancing over up.
+func NewHTTP(cfg HTTPConfig, up *Upstream, reg *Registry, m *Metrics) *HTTPListener {
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 2 * time.Second
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 5 * time.Minute
+	}
+	if cfg.MaxHeaderBytes <= 0 {
+		cfg.MaxHeaderBytes = 64 << 10
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 3
+	}
+	if cfg.Dial == nil {
+		d := &net.Dialer{}
+		cfg.Dial = d.DialContext
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if m == nil {
+		m = NewMetrics(nil)
+	}
+	l := &HTTPListener{cfg: cfg, up: up, reg: reg, metrics: m, log: cfg.Logger.With(zap.String("listener", cfg.Name))}
+	l.h2 = newH2Pool(cfg.Dial, cfg.ConnectTimeout)
+	protos := new(http.Protocols)
+	protos.SetHTTP1(true)
+	protos.SetHTTP2(true)
+	protos.SetUnencryptedHTTP2(true)
+	l.srv = &http.Server{
+		Handler:           l,
+		Protocols:         protos,
+		ReadHeaderTimeout: 10 * time.Second, // slowloris
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		TLSConfig:         cfg.TLS,
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams:          1000,
+			MaxReceiveBufferPerConnection: 4 << 20,
+			MaxReceiveBufferPerStream:     1 << 20,
+		},
+		ErrorLog: zap.NewStdLog(l.log.WithOptions(zap.IncreaseLevel(zap.WarnLevel))),
+	}
+	return l
+}
+
+// Serve accepts connections on ln until Shutdown.
+func (l *HTTPListener) Serve(ctx context.Context, ln net.Listener) error {
+	stop := context.AfterFunc(ctx, func() { l.srv.Close() })
+	defer stop()
+	var err error
+	if l.cfg.TLS != nil {
+		err = l.srv.ServeTLS(ln, "", "")
+	} else {
+		err = l.srv.Serve(ln)
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting, sends GOAWAY to HTTP/2 clients and closes idle
+// HTTP/1 connections, asks WebSocket sessions to migrate, and waits for
+// requests to finish until ctx ends; then it closes what is left.
+func (l *HTTPListener) Shutdown(ctx context.Context) error {
+	l.closing.Store(true)
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now()
+	}
+	for _, s := range l.reg.All() {
+		if s.Info().Listener == l.cfg.Name {
+			s.Migrate(deadline)
+		}
+	}
+	err := l.srv.Shutdown(ctx)
+	if err != nil {
+		l.srv.Close()
+	}
+	done := make(chan struct{})
+	go func() { l.wsWG.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		for _, s := range l.reg.All() {
+			if s.Info().Listener == l.cfg.Name {
+				s.Close()
+			}
+		}
+		<-done
+		err = ctx.Err()
+	}
+	l.h2.CloseAll()
+	l.h1.Range(func(_, v any) bool { v.(*http.Transport).CloseIdleConnections(); return true })
+	return err
+}
+
+// DrainEndpoint moves this listener's upstream traffic off addr: its HTTP/2
+// connections get GOAWAY and their streams until the deadline, then close.
+// The picker already excludes addr, so no new request goes there.
+func (l *HTTPListener) DrainEndpoint(ctx context.Context, addr string) {
+	l.h2.Drain(ctx, addr)
+	if t, ok := l.h1.LoadAndDelete(addr); ok {
+		t.(*http.Transport).CloseIdleConnections()
+	}
+}
+
+func (l *HTTPListener) h1Transport(addr string) *http.Transport {
+	if t, ok := l.h1.Load(addr); ok {
+		return t.(*http.Transport)
+	}
+	t := &http.Transport{
+		DialContext:           l.cfg.Dial,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: 0,
+		DisableCompression:    true,
+		ForceAttemptHTTP2:     false,
+	}
+	t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{} // HTTP/1 only
+	actual, _ := l.h1.LoadOrStore(addr, t)
+	return actual.(*http.Transport)
+}
+
+// hopHeaders are removed when a request or response crosses the proxy
+// (RFC 9110 section 7.6.1), with the names listed in Connection.
+var hopHeaders = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+func removeHopHeaders(h http.Header) {
+	for _, f := range h["Connection"] {
+		for _, name := range strings.Split(f, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				h.Del(name)
+			}
+		}
+	}
+	for _, name := range hopHeaders {
+		if _, ok := h[name]; ok {
+			delete(h, name)
+		}
+	}
+}
+
+func isGRPC(r *http.Request) bool {
+	ct := r.Header.Get("Content-Type")
+	return r.ProtoMajor == 2 && strings.HasPrefix(ct, "application/grpc")
+}
+
+func (l *HTTPListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	client := clientAddr(r)
+	if isWebSocketUpgrade(r) {
+		l.serveWebSocket(w, r, client)
+		return
+	}
+	grpc := isGRPC(r)
+	p := l.up.Picker()
+	if p == nil {
+		l.fail(w, r, grpc, http.StatusServiceUnavailable, "no endpoints")
+		return
+	}
+	out := l.outRequest(r, client)
+	key := l.cfg.Key.Hash(r, client)
+	body := &trackedBody{ReadCloser: r.Body}
+	if r.Body != nil && r.Body != http.NoBody {
+		out.Body = body
+	}
+
+	var triedBuf [8]*balancer.Target
+	tried := triedBuf[:0]
+	var resp *http.Response
+	var target *balancer.Target
+	var err error
+	for attempt := 0; attempt < l.cfg.MaxAttempts && attempt < len(triedBuf); attempt++ {
+		target = p.Pick(key, tried)
+		if target == nil {
+			break
+		}
+		target.Acquire()
+		out.URL.Host = target.Endpoint.Address
+		if l.cfg.UpstreamH2 {
+			resp, err = l.h2.t.RoundTripOpt(out, http2.RoundTripOpt{})
+		} else {
+			resp, err = l.h1Transport(target.Endpoint.Address).RoundTrip(out)
+		}
+		if err == nil {
+			break
+		}
+		target.Release()
+		var de errDial
+		if errors.As(err, &de) {
+			l.metrics.DialErrors.WithLabelValues(l.cfg.Name, target.Endpoint.Address).Inc()
+		}
+		if !retryable(err, body, r) || r.Context().Err() != nil {
+			break
+		}
+		tried = append(tried, target)
+		target = nil
+	}
+	if err != nil || resp == nil {
+		if r.Context().Err() != nil {
+			return // the client went away; nothing to answer
+		}
+		l.metrics.Picks.WithLabelValues(l.cfg.Name, "none").Inc()
+		msg := "no endpoint available"
+		if err != nil {
+			msg = "upstream: " + err.Error()
+			l.log.Debug("request failed", zap.Error(err))
+		}
+		l.fail(w, r, grpc, http.StatusBadGateway, msg)
+		return
+	}
+	defer target.Release()
+	l.metrics.Picks.WithLabelValues(l.cfg.Name, "ok").Inc()
+	l.copyResponse(w, resp, grpc)
+}
+
+// retryable reports whether a failed attempt may go to another endpoint:
+// the connection could not be made, or the request was refused before the
+// endpoint processed it, and no byte of its body was consumed.
+func retryable(err error, body *trackedBody, r *http.Request) bool {
+	if body.read.Load() {
+		return false
+	}
+	var de errDial
+	if errors.As(err, &de) {
+		return true
+	}
+	var se http2.StreamError
+	if errors.As(err, &se) && se.Code == http2.ErrCodeRefusedStream {
+		return true
+	}
+	// An idempotent HTTP/1 request whose body was not sent.
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return r.ProtoMajor == 1
+	}
+	return false
+}
+
+// trackedBody records whether any byte of a request body was read, which
+// makes a retry unsafe.
+type trackedBody struct {
+	io.ReadCloser
+	read atomic.Bool
+}
+
+func (b *trackedBody) Read(p []byte) (int, error) {
+	b.read.Store(true)
+	return b.ReadCloser.Read(p)
+}
+
+func clientAddr(r *http.Request) netip.AddrPort {
+	ap, _ := netip.ParseAddrPort(r.RemoteAddr)
+	return ap
+}
+
+// outRequest turns the server's request into the upstream request, in
+// place: the server hands the handler its own request, which nothing else
+// reads after us.
+func (l *HTTPListener) outRequest(r *http.Request, client netip.AddrPort) *http.Request {
+	out := r.WithContext(r.Context()) // shallow copy; headers shared
+	out.RequestURI = ""
+	out.Close = false
+	u := *r.URL
+	u.Scheme = "http"
+	out.URL = &u
+	h := r.Header
+	te := h["Te"]
+	removeHopHeaders(h)
+	for _, v := range te {
+		if strings.EqualFold(strings.TrimSpace(v), "trailers") {
+			h["Te"] = []string{"trailers"} // gRPC needs it end to end
+		}
+	}
+	proto := "http"
+	if r.TLS != nil {
+		proto = "https"
+	}
+	ip := client.Addr().Unmap().String()
+	if prior := h["X-Forwarded-For"]; len(prior) > 0 {
+		h["X-Forwarded-For"] = []string{strings.Join(prior, ", ") + ", " + ip}
+	} else {
+		h["X-Forwarded-For"] = []string{ip}
+	}
+	h["X-Forwarded-Proto"] = []string{proto}
+	fwd := "for=" + ip
+	if client.Addr().Unmap().Is6() {
+		fwd = `for="[` + ip + `]"`
+	}
+	fwd += ";proto=" + proto
+	if r.Host != "" {
+		fwd += `;host="` + r.Host + `"`
+	}
+	h["Forwarded"] = append(h["Forwarded"], fwd)
+	if _, ok := h["User-Agent"]; !ok {
+		h["User-Agent"] = []string{""} // do not let the transport add Go's
+	}
+	return out
+}
+
+// copyBufPool holds relay buffers for response bodies.
+var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (l *HTTPListener) copyResponse(w http.ResponseWriter, resp *http.Response, grpc bool) {
+	defer resp.Body.Close()
+	removeHopHeaders(resp.Header)
+	wh := w.Header()
+	for k, v := range resp.Header {
+		wh[k] = v
+	}
+	announced := len(resp.Trailer)
+	if announced > 0 {
+		keys := make([]string, 0, announced)
+		for k := range resp.Trailer {
+			keys = append(keys, k)
+		}
+		wh["Trailer"] = []string{strings.Join(keys, ", ")}
+	}
+	w.WriteHeader(resp.StatusCode)
+	flusher, _ := w.(http.Flusher)
+	streaming := resp.ContentLength < 0 || grpc
+	if streaming && flusher != nil {
+		flusher.Flush()
+	}
+	bp := copyBufPool.Get().(*[]byte)
+	defer copyBufPool.Put(bp)
+	buf := *bp
+	var copyErr error
+	for {
+		n, rerr := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				copyErr = werr
+				break
+			}
+			if streaming && flusher != nil {
+				flusher.Flush()
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			copyErr = rerr
+			break
+		}
+	}
+	if copyErr != nil {
+		if grpc {
+			// The endpoint went away mid-call (drained or failed): end the
+			// call with UNAVAILABLE so that the client retries elsewhere.
+			wh[http.TrailerPrefix+"Grpc-Status"] = []string{"14"}
+			wh[http.TrailerPrefix+"Grpc-Message"] = []string{"upstream connection lost"}
+			return
+		}
+		panic(http.ErrAbortHandler) // reset the stream (or close the HTTP/1 connection)
+	}
+	for k, v := range resp.Trailer {
+		if announced > 0 {
+			wh[k] = v
+		} else {
+			wh[http.TrailerPrefix+k] = v
+		}
+	}
+}
+
+// fail answers a request that could not be proxied. gRPC clients get a
+// trailers-only UNAVAILABLE response, which they may retry.
+func (l *HTTPListener) fail(w http.ResponseWriter, r *http.Request, grpc bool, code int, msg string) {
+	if grpc {
+		h := w.Header()
+		h.Set("Content-Type", "application/grpc")
+		h.Set("Grpc-Status", "14")
+		h.Set("Grpc-Message", msg)
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	http.Error(w, fmt.Sprintf("longhaul: %s", msg), code)
+}

@@ -1,0 +1,206 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/longhaul-proxy/longhaul/balancer"
+	"github.com/longhaul-proxy/longhaul/proxy/wsframe"
+)
+
+// WebSocketConfig configures upgraded WebSocket sessions.
+type WebSocketConfig struct {
+	// MaxFrame bounds a frame's payload; 0 means 16 MiB.
+	MaxFrame int64
+	// CloseCode is sent to clients whose endpoint drains: 1012 (service
+	// restart, the default) or 1001 (going away).
+	CloseCode uint16
+	// CloseTimeout bounds the close handshake after a drain; 0 means 5s.
+	CloseTimeout time.Duration
+}
+
+func isWebSocketUpgrade(r *http.Request) bool {
+	return r.ProtoMajor == 1 && headerHasToken(r.Header, "Connection", "upgrade") &&
+		strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
+}
+
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h[name] {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// serveWebSocket forwards the upgrade handshake to an endpoint and, once it
+// answers 101, relays frames both ways with a frame-aware relay so that a
+// drain can inject a close frame at a frame boundary.
+func (l *HTTPListener) serveWebSocket(w http.ResponseWriter, r *http.Request, client netip.AddrPort) {
+	p := l.up.Picker()
+	if p == nil {
+		http.Error(w, "longhaul: no endpoints", http.StatusServiceUnavailable)
+		return
+	}
+	upgradeHeaders := map[string][]string{"Upgrade": r.Header["Upgrade"], "Connection": {"Upgrade"}}
+	out := l.outRequest(r, client)
+	for k, v := range upgradeHeaders {
+		out.Header[k] = v
+	}
+	out.URL.Scheme = "http"
+	key := l.cfg.Key.Hash(r, client)
+
+	var triedBuf [8]*balancer.Target
+	tried := triedBuf[:0]
+	var backend net.Conn
+	var target *balancer.Target
+	for attempt := 0; attempt < l.cfg.MaxAttempts && attempt < len(triedBuf); attempt++ {
+		target = p.Pick(key, tried)
+		if target == nil {
+			break
+		}
+		target.Acquire()
+		ctx, cancel := context.WithTimeout(r.Context(), l.cfg.ConnectTimeout)
+		c, err := l.cfg.Dial(ctx, "tcp", target.Endpoint.Address)
+		cancel()
+		if err == nil {
+			backend = c
+			break
+		}
+		target.Release()
+		l.metrics.DialErrors.WithLabelValues(l.cfg.Name, target.Endpoint.Address).Inc()
+		tried = append(tried, target)
+		target = nil
+	}
+	if backend == nil {
+		http.Error(w, "longhaul: no endpoint available", http.StatusBadGateway)
+		return
+	}
+	defer target.Release()
+	out.URL.Host = target.Endpoint.Address
+	backend.SetDeadline(time.Now().Add(l.cfg.ConnectTimeout + 10*time.Second))
+	if err := out.Write(backend); err != nil {
+		backend.Close()
+		http.Error(w, "longhaul: upstream handshake failed", http.StatusBadGateway)
+		return
+	}
+	br := bufio.NewReader(backend)
+	resp, err := http.ReadResponse(br, out)
+	if err != nil {
+		backend.Close()
+		http.Error(w, "longhaul: upstream handshake failed", http.StatusBadGateway)
+		return
+	}
+	backend.SetDeadline(time.Time{})
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		// Refused: pass the answer on as an ordinary response.
+		l.copyResponse(w, resp, false)
+		backend.Close()
+		return
+	}
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		backend.Close()
+		l.log.Warn("websocket hijack failed", zap.Error(err))
+		return
+	}
+	// The 101 goes to the client as the endpoint sent it, hop-by-hop
+	// Connection/Upgrade included: they are the point of a 101.
+	if err := resp.Write(conn); err != nil {
+		conn.Close()
+		backend.Close()
+		return
+	}
+	clientBuf := drainBuffered(brw.Reader)
+	backendBuf := drainBuffered(br)
+	relay := wsframe.New(conn, clientBuf, backend, backendBuf, wsframe.Options{
+		MaxFrame:     l.cfg.WebSocket.MaxFrame,
+		Extensions:   resp.Header.Get("Sec-WebSocket-Extensions") != "",
+		CloseTimeout: l.cfg.WebSocket.CloseTimeout,
+	})
+	s := &wsSession{relay: relay, code: l.cfg.WebSocket.CloseCode, info: SessionInfo{
+		ID: l.reg.NewID(), Listener: l.cfg.Name, Protocol: "websocket",
+		Endpoint: target.Endpoint.Address, Client: client.String(), Started: time.Now(),
+	}, conns: [2]net.Conn{conn, backend}}
+	if s.code == 0 {
+		s.code = 1012
+	}
+	l.wsWG.Add(1)
+	defer l.wsWG.Done()
+	remove := l.reg.Register(target.Endpoint.Address, s.info.ID, s)
+	defer remove()
+	active := l.metrics.SessionsActive.WithLabelValues(l.cfg.Name, target.Endpoint.Address)
+	active.Inc()
+	defer active.Dec()
+	l.metrics.SessionsTotal.WithLabelValues(l.cfg.Name, target.Endpoint.Address).Inc()
+	if l.closing.Load() {
+		s.Migrate(time.Now())
+	}
+	if err := relay.Run(); err != nil {
+		l.log.Debug("websocket relay ended", zap.Error(err))
+	}
+	conn.Close()
+	backend.Close()
+}
+
+// drainBuffered returns a copy of what r has buffered past the handshake.
+func drainBuffered(r *bufio.Reader) []byte {
+	n := r.Buffered()
+	if n == 0 {
+		return nil
+	}
+	b, _ := r.Peek(n)
+	return append([]byte(nil), b...)
+}
+
+// wsSession is a relayed WebSocket connection.
+type wsSession struct {
+	info  SessionInfo
+	relay *wsframe.Relay
+	code  uint16
+	conns [2]net.Conn
+	once  sync.Once
+	mu    sync.Mutex
+	moved bool
+}
+
+func (s *wsSession) Info() SessionInfo {
+	i := s.info
+	s.mu.Lock()
+	i.Migrating = s.moved
+	s.mu.Unlock()
+	return i
+}
+
+// Migrate injects a close frame (1012 by default) toward the client at the
+// next frame boundary, and a close toward the endpoint; the client
+// reconnects, through longhaul, to another endpoint.
+func (s *wsSession) Migrate(time.Time) {
+	s.once.Do(func() {
+		s.mu.Lock()
+		s.moved = true
+		s.mu.Unlock()
+		reason := "service restart"
+		if s.code == 1001 {
+			reason = "going away"
+		}
+		s.relay.Migrate(s.code, reason)
+	})
+}
+
+// Close ends the session at once.
+func (s *wsSession) Close() {
+	for _, c := range s.conns {
+		c.Close()
+	}
+}
