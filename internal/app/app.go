@@ -62,10 +62,16 @@ type listener struct {
 	cfg    config.Listener
 	up     *proxy.Upstream
 	src    discovery.Source
-	tcp    *proxy.TCPListener
+	srv    server
 	ln     net.Listener
 	drain  *drain.Controller
 	synced atomic.Bool
+}
+
+// server is what the app needs of a protocol listener.
+type server interface {
+	Serve(ctx context.Context, ln net.Listener) error
+	Shutdown(ctx context.Context) error
 }
 
 // New builds every component and binds every listener. Call Run next, or
@@ -129,25 +135,33 @@ func (a *App) newListener(lc config.Listener) (*listener, error) {
 	default:
 		return nil, fmt.Errorf("listener %s: no endpoint source", lc.Name)
 	}
+	var pools drain.EndpointDrainer
 	switch lc.Protocol {
 	case "tcp", "":
+		key := proxy.KeyClientIP
+		if lc.Balance.Key == "client-ip-port" {
+			key = proxy.KeyClientIPPort
+		}
+		l.srv = proxy.NewTCP(proxy.TCPConfig{
+			Name: lc.Name, Key: key, ConnectTimeout: lc.Timeouts.Connect, IdleTimeout: lc.Timeouts.Idle,
+			MaxConnections: lc.MaxConnections, AcceptProxy: lc.ProxyProtocol.Accept, SendProxy: lc.ProxyProtocol.Send,
+			Dial: a.opts.Dial, Logger: log,
+		}, l.up, a.sessions, a.metrics)
+	case "http", "grpc":
+		h, err := a.newHTTP(lc, l.up, log)
+		if err != nil {
+			return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
+		}
+		l.srv, pools = h, h
 	default:
-		return nil, fmt.Errorf("listener %s: protocol %q is not supported by this build", lc.Name, lc.Protocol)
+		return nil, fmt.Errorf("listener %s: protocol %q is not supported", lc.Name, lc.Protocol)
 	}
-	key := proxy.KeyClientIP
-	if lc.Balance.Key == "client-ip-port" {
-		key = proxy.KeyClientIPPort
-	}
-	l.tcp = proxy.NewTCP(proxy.TCPConfig{
-		Name: lc.Name, Key: key, ConnectTimeout: lc.Timeouts.Connect, IdleTimeout: lc.Timeouts.Idle,
-		MaxConnections: lc.MaxConnections, AcceptProxy: lc.ProxyProtocol.Accept, SendProxy: lc.ProxyProtocol.Send,
-		Dial: a.opts.Dial, Logger: log,
-	}, l.up, a.sessions, a.metrics)
 	l.drain = &drain.Controller{
 		Timeout: lc.Drain.Timeout,
 		Lister:  listerFor{reg: a.sessions, listener: lc.Name},
+		Pools:   pools,
 		OnMigrate: func(string) {
-			a.metrics.SessionsMigrated.WithLabelValues(lc.Name, "tcp", "endpoint").Inc()
+			a.metrics.SessionsMigrated.WithLabelValues(lc.Name, lc.Protocol, "endpoint").Inc()
 		},
 	}
 	ln, err := net.Listen("tcp", lc.Address)
@@ -223,7 +237,7 @@ func (a *App) Run(ctx context.Context) error {
 	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopServing()
 	for _, l := range a.listeners {
-		g.Go(func() error { return l.tcp.Serve(serveCtx, l.ln) })
+		g.Go(func() error { return l.srv.Serve(serveCtx, l.ln) })
 	}
 	srv := &http.Server{Handler: admin.Handler(admin.Options{
 		Gatherer: a.reg, Ready: a.ready,
@@ -270,7 +284,7 @@ func (a *App) shutdown() {
 		g.Go(func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), l.cfg.Drain.Timeout)
 			defer cancel()
-			if err := l.tcp.Shutdown(ctx); err != nil {
+			if err := l.srv.Shutdown(ctx); err != nil {
 				a.log.Info("drain timeout reached; remaining sessions closed", zap.String("listener", l.cfg.Name))
 			}
 			return nil

@@ -1,0 +1,278 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/longhaul-proxy/longhaul/config"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func echoServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	conns := map[net.Conn]bool{}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns[c] = true
+			mu.Unlock()
+			wg.Add(1)
+			go func() { defer wg.Done(); io.Copy(c, c); c.Close() }()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+type running struct {
+	a      *App
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func start(t *testing.T, yaml string) *running {
+	t.Helper()
+	cfg, err := config.Parse([]byte(yaml))
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	a, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{a: a, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-r.done:
+		case <-time.After(30 * time.Second):
+			t.Error("Run did not return")
+		}
+	})
+	waitReady(t, a)
+	return r
+}
+
+func waitReady(t *testing.T, a *App) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if a.Ready().Check() == nil {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("not ready: %v", a.Ready().Check())
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func roundTrip(t *testing.T, c net.Conn, msg string) {
+	t.Helper()
+	if _, err := c.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, len(msg))
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != msg {
+		t.Fatalf("echo: got %q, %v", buf, err)
+	}
+}
+
+func TestRunRelaysReportsAndShutsDownGracefully(t *testing.T) {
+	b1, b2 := echoServer(t), echoServer(t)
+	admin, lis := freeAddr(t), freeAddr(t)
+	r := start(t, fmt.Sprintf(`
+admin: {address: %q}
+listeners:
+  - name: echo
+    address: %q
+    endpoints: {static: [%q, %q]}
+    balance: {policy: least-connections}
+    drain: {timeout: 1s}
+`, admin, lis, b1, b2))
+	c, err := net.Dial("tcp", lis)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	roundTrip(t, c, "hello")
+
+	if code, body := get(t, "http://"+admin+"/readyz"); code != 200 {
+		t.Fatalf("/readyz: %d %s", code, body)
+	}
+	if code, _ := get(t, "http://"+admin+"/healthz"); code != 200 {
+		t.Fatalf("/healthz: %d", code)
+	}
+	_, metrics := get(t, "http://"+admin+"/metrics")
+	for _, want := range []string{`longhaul_sessions_active{endpoint=`, `longhaul_picker_builds_total{listener="echo",result="ok"} 1`,
+		`longhaul_endpoints{condition="ready",listener="echo"} 2`, `longhaul_bytes_total{direction="upstream",listener="echo"} 5`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	_, eps := get(t, "http://"+admin+"/debug/endpoints")
+	var view []struct {
+		Listener  string
+		Endpoints []struct {
+			Address string
+			Active  int64
+		}
+	}
+	if err := json.Unmarshal([]byte(eps), &view); err != nil || len(view) != 1 || len(view[0].Endpoints) != 2 {
+		t.Fatalf("/debug/endpoints: %v %s", err, eps)
+	}
+	var active int64
+	for _, e := range view[0].Endpoints {
+		active += e.Active
+	}
+	if active != 1 {
+		t.Errorf("/debug/endpoints shows %d active sessions, want 1", active)
+	}
+	_, sess := get(t, "http://"+admin+"/debug/sessions")
+	if !strings.Contains(sess, `"protocol": "tcp"`) {
+		t.Errorf("/debug/sessions: %s", sess)
+	}
+
+	// SIGTERM (the context ends): readiness fails at once, the open session
+	// gets the drain timeout, then is closed, and Run returns nil.
+	start := time.Now()
+	r.cancel()
+	deadline := time.Now().Add(900 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		if r.a.Ready().Check() != nil {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if r.a.Ready().Check() == nil {
+		t.Fatal("still ready after shutdown began")
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("client: got %v, want EOF at the drain deadline", err)
+	}
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after the drain timeout")
+	}
+	if el := time.Since(start); el < 900*time.Millisecond {
+		t.Errorf("shut down after %v, before the 1s drain timeout", el)
+	}
+	r.done <- nil // for the cleanup
+}
+
+// TestTerminatingEndpointFromFile: editing the endpoints file to mark an
+// endpoint terminating stops new sessions to it and moves its sessions.
+func TestTerminatingEndpointFromFile(t *testing.T) {
+	b1, b2 := echoServer(t), echoServer(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "eps.yaml")
+	write := func(s string) {
+		os.WriteFile(file+".tmp", []byte(s), 0o644)
+		os.Rename(file+".tmp", file)
+	}
+	write(fmt.Sprintf("- {address: %q}\n- {address: %q}\n", b1, b2))
+	admin, lis := freeAddr(t), freeAddr(t)
+	r := start(t, fmt.Sprintf(`
+admin: {address: %q}
+listeners:
+  - name: echo
+    address: %q
+    endpoints: {file: %q}
+    balance: {policy: maglev, key: client-ip-port}
+    drain: {timeout: 500ms}
+`, admin, lis, file))
+	var conns []net.Conn
+	for i := range 20 {
+		c, err := net.Dial("tcp", lis)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		roundTrip(t, c, fmt.Sprint(i))
+		conns = append(conns, c)
+	}
+	onB2 := len(r.a.Sessions().Endpoint(b2))
+	if onB2 == 0 || onB2 == 20 {
+		t.Fatalf("%d of 20 sessions on %s; want a spread", onB2, b2)
+	}
+	write(fmt.Sprintf("- {address: %q}\n- {address: %q, ready: false, serving: true, terminating: true}\n", b1, b2))
+	deadline := time.Now().Add(5 * time.Second)
+	for len(r.a.Sessions().Endpoint(b2)) > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := len(r.a.Sessions().Endpoint(b2)); n != 0 {
+		t.Fatalf("%d sessions still on the terminating endpoint", n)
+	}
+	for i := range 20 {
+		c, err := net.Dial("tcp", lis)
+		if err != nil {
+			t.Fatal(err)
+		}
+		roundTrip(t, c, "x")
+		c.Close()
+		if n := len(r.a.Sessions().Endpoint(b2)); n != 0 {
+			t.Fatalf("new session %d went to the terminating endpoint", i)
+		}
+	}
+	_ = conns
+}

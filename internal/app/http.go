@@ -1,0 +1,35 @@
+package app
+
+import (
+	"go.uber.org/zap"
+
+	"github.com/longhaul-proxy/longhaul/config"
+	"github.com/longhaul-proxy/longhaul/proxy"
+)
+
+// newHTTP builds an http or grpc listener. A grpc listener is an http
+// listener whose endpoints speak HTTP/2 (h2c).
+func (a *App) newHTTP(lc config.Listener, up *proxy.Upstream, log *zap.Logger) (*proxy.HTTPListener, error) {
+	key, err := proxy.ParseRequestKey(lc.Balance.Key)
+	if err != nil {
+		return nil, err
+	}
+	hc := proxy.HTTPConfig{
+		Name: lc.Name, Key: key,
+		UpstreamH2:     lc.Protocol == "grpc" || lc.HTTP.Upstream == "h2c",
+		ConnectTimeout: lc.Timeouts.Connect, IdleTimeout: lc.Timeouts.Idle,
+		WebSocket: proxy.WebSocketConfig{
+			MaxFrame: lc.HTTP.WebSocket.MaxFrame, CloseCode: uint16(lc.HTTP.WebSocket.CloseCode),
+		},
+		Dial: a.opts.Dial, Logger: log,
+	}
+	if t := lc.HTTP.TLS; t.CertFile != "" {
+		cf, err := proxy.NewCertFiles(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, err
+		}
+		cf.OnError = func(err error) { log.Error("certificate reload failed; keeping the last good one", zap.Error(err)) }
+		hc.TLS = cf.TLSConfig()
+	}
+	return proxy.NewHTTP(hc, up, a.sessions, a.metrics), nil
+}
