@@ -1,0 +1,253 @@
+// Package balancer chooses an endpoint of a service for a key, fast.
+//
+// Build turns a discovery.Snapshot into an immutable Picker off the hot path;
+// callers swap pickers with an atomic.Pointer. Pick neither allocates nor
+// locks. Two policies exist: Maglev consistent hashing (optionally with
+// bounded loads) and least-connections by the power of two choices.
+//
+// Every replica of longhaul maps a key to the same endpoint: key hashes and
+// Maglev tables use fixed seeds (never hash/maphash's per-process seed) and
+// tables are built from the endpoint list sorted by address.
+//
+// Active-session counters live in Loads, keyed by endpoint address, so that
+// they outlive picker rebuilds.
+package balancer
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/longhaul-proxy/longhaul/discovery"
+)
+
+// Kind names a balancing policy. The zero value is Maglev.
+type Kind int
+
+const (
+	// Maglev is consistent hashing by a Maglev lookup table (NSDI 2016):
+	// a key maps to the same endpoint on every replica, and a change of one
+	// endpoint moves little more than that endpoint's share of keys.
+	Maglev Kind = iota
+	// LeastConnections draws two endpoints at random (in proportion to
+	// weight) and takes the one with fewer active sessions per unit of
+	// weight. It ignores the key.
+	LeastConnections
+)
+
+// String returns the name ParseKind accepts for k.
+func (k Kind) String() string {
+	switch k {
+	case Maglev:
+		return "maglev"
+	case LeastConnections:
+		return "least-connections"
+	}
+	return fmt.Sprintf("Kind(%d)", int(k))
+}
+
+// ParseKind returns the Kind named s: "maglev" or "least-connections".
+func ParseKind(s string) (Kind, error) {
+	switch s {
+	case "maglev":
+		return Maglev, nil
+	case "least-connections":
+		return LeastConnections, nil
+	}
+	return 0, fmt.Errorf("balancer policy %q: want maglev or least-connections", s)
+}
+
+// DefaultTableSize is the Maglev table size used when Policy.TableSize is 0.
+// It is prime, and at least 100 times the endpoint count up to 655
+// endpoints, which keeps each endpoint's share within 1 % of its weight share.
+const DefaultTableSize = 65537
+
+// MaxTableSize bounds Policy.TableSize so that a configuration typo cannot
+// allocate gigabytes: 4 bytes per entry, 64 MiB at the bound.
+const MaxTableSize = 1 << 24
+
+// Policy says how a Picker chooses. The zero value is Maglev with the default
+// table size and bounded loads off.
+type Policy struct {
+	// Kind is the balancing algorithm.
+	Kind Kind
+	// TableSize is the Maglev table size M: prime, at least the number of
+	// targets and at most MaxTableSize; 0 means DefaultTableSize. Keep
+	// M > 100 × targets for an even spread. Ignored by LeastConnections.
+	TableSize uint64
+	// BoundedLoad is the factor c of consistent hashing with bounded loads:
+	// 0 turns it off; otherwise c >= 1 and a target i is skipped while its
+	// active sessions reach ceil(c × (Total+1) × w_i / W), W the sum of
+	// target weights. Ignored by LeastConnections, which balances by load
+	// already.
+	BoundedLoad float64
+}
+
+// ErrPolicy is wrapped by every error Build returns for an invalid Policy.
+var ErrPolicy = errors.New("invalid balancer policy")
+
+func (p Policy) validate(targets int) (Policy, error) {
+	if c := p.BoundedLoad; c != 0 && !(c >= 1 && !math.IsInf(c, 1)) {
+		return p, fmt.Errorf("%w: boundedLoad %v: want 0 (off) or a finite factor >= 1", ErrPolicy, c)
+	}
+	switch p.Kind {
+	case Maglev:
+		if p.TableSize == 0 {
+			p.TableSize = DefaultTableSize
+		}
+		if p.TableSize > MaxTableSize || !isPrime(p.TableSize) {
+			return p, fmt.Errorf("%w: tableSize %d: want a prime at most %d", ErrPolicy, p.TableSize, MaxTableSize)
+		}
+		if p.TableSize < uint64(targets) {
+			return p, fmt.Errorf("%w: tableSize %d is smaller than the %d eligible endpoints", ErrPolicy, p.TableSize, targets)
+		}
+	case LeastConnections:
+	default:
+		return p, fmt.Errorf("%w: unknown kind %d", ErrPolicy, int(p.Kind))
+	}
+	return p, nil
+}
+
+// isPrime reports whether n is prime by trial division; n is at most
+// MaxTableSize, so this takes at most about 2000 divisions.
+func isPrime(n uint64) bool {
+	if n < 2 {
+		return false
+	}
+	for d := uint64(2); d*d <= n; d++ {
+		if n%d == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// Picker chooses a target for a key. It is built off the hot path by Build
+// and is immutable afterwards (only the targets' load counters change); it is
+// safe for concurrent use, and Pick neither allocates nor locks.
+type Picker interface {
+	// Pick returns the target for a key hash, skipping the targets in tried
+	// (previous attempts that failed to connect, at most a few), or nil
+	// when no target is left. key must be a well-mixed hash (HashBytes,
+	// HashString, HashAddr, HashAddrPort). Maglev looks the key up in its
+	// table and walks the table forward past tried targets and, with
+	// BoundedLoad, past targets at their cap; when every untried target is
+	// at its cap it returns the first untried one (the cap is soft rather
+	// than refuse a session). LeastConnections ignores key.
+	Pick(key uint64, tried []*Target) *Target
+	// Targets lists the endpoints new sessions may go to, in snapshot order
+	// (sorted by address). The slice is shared: do not modify it.
+	Targets() []*Target
+}
+
+// Build returns a Picker over the eligible endpoints of s under policy p,
+// with load counters from loads (one Loads per service; nil means a private
+// one). Targets are the endpoints that are ready and not terminating; only
+// when there is none, the serving and terminating ones. With no target Build
+// returns a Picker whose Pick returns nil, not an error. Build errors, wrapping
+// ErrPolicy, when p is invalid: a BoundedLoad other than 0 or a finite
+// c >= 1 (so one in (0, 1)), an unknown Kind, or for Maglev a TableSize that
+// is not prime, above MaxTableSize or smaller than the number of targets.
+//
+// Build relies on the Snapshot invariant (endpoints sorted by address and
+// unique) only for Targets' order: the Maglev table is built in address
+// order whatever the input order. Build may drop counters in loads of
+// addresses absent from s that have no active session.
+func Build(s *discovery.Snapshot, p Policy, loads *Loads) (Picker, error) {
+	var eps []discovery.Endpoint
+	if s != nil {
+		eps = s.Endpoints
+	}
+	p, err := p.validate(countTargets(eps))
+	if err != nil {
+		return nil, err
+	}
+	if loads == nil {
+		loads = NewLoads()
+	}
+	targets := newTargets(eps, loads)
+	if len(targets) == 0 {
+		return emptyPicker{}, nil
+	}
+	switch p.Kind {
+	case LeastConnections:
+		return newP2C(targets), nil
+	default:
+		return newMaglev(targets, p.TableSize, p.BoundedLoad), nil
+	}
+}
+
+func countTargets(eps []discovery.Endpoint) int {
+	var primary, fallback int
+	for _, e := range eps {
+		pr, fb := e.Eligible()
+		primary += b2i(pr)
+		fallback += b2i(fb)
+	}
+	if primary > 0 {
+		return primary
+	}
+	return fallback
+}
+
+// newTargets returns the eligible endpoints of eps as Targets in eps' order,
+// wired to their counters in loads, and refreshes loads' set of counters.
+func newTargets(eps []discovery.Endpoint, loads *Loads) []Target {
+	counters := loads.attach(eps)
+	usePrimary := slices.ContainsFunc(eps, func(e discovery.Endpoint) bool { pr, _ := e.Eligible(); return pr })
+	targets := make([]Target, 0, countTargets(eps))
+	for i, e := range eps {
+		pr, fb := e.Eligible()
+		if usePrimary && pr || !usePrimary && fb {
+			e.Weight = max(e.Weight, 1)
+			targets = append(targets, Target{Endpoint: e, load: counters[i], loads: loads})
+		}
+	}
+	return targets
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// pointers returns pointers to the elements of ts, in order.
+func pointers(ts []Target) []*Target {
+	ps := make([]*Target, len(ts))
+	for i := range ts {
+		ps[i] = &ts[i]
+	}
+	return ps
+}
+
+// contains reports whether t is one of tried. tried holds at most a few.
+func contains(tried []*Target, t *Target) bool {
+	for _, x := range tried {
+		if x == t {
+			return true
+		}
+	}
+	return false
+}
+
+// allTried reports whether every target in ts is in tried.
+func allTried(ts []Target, tried []*Target) bool {
+	if len(tried) < len(ts) {
+		return false
+	}
+	for i := range ts {
+		if !contains(tried, &ts[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// emptyPicker has no target: Pick always returns nil.
+type emptyPicker struct{}
+
+func (emptyPicker) Pick(uint64, []*Target) *Target { return nil }
+func (emptyPicker) Targets() []*Target             { return nil }

@@ -1,0 +1,194 @@
+// Package config loads, validates and watches longhaul's configuration.
+//
+// The configuration is one YAML file (see testdata/example.yaml). Some keys
+// can be overridden by environment variables LONGHAUL_<PATH> (for example
+// LONGHAUL_LOG_LEVEL) and by flags (see BindFlags); a flag beats the
+// environment, which beats the file, which beats the defaults.
+//
+// Keys are case-insensitive. Unknown keys, values of the wrong type and values
+// out of range are all errors: Load and Parse report every problem at once in
+// a *ValidationError, each Problem naming the field's path (as in
+// "listeners[0].balance.policy") and the bad value.
+package config
+
+import "time"
+
+// Config is longhaul's whole configuration.
+type Config struct {
+	// Admin is the admin HTTP server (metrics, probes, debug views).
+	Admin Admin `mapstructure:"admin"`
+	// Log says how longhaul logs.
+	Log Log `mapstructure:"log"`
+	// Listeners are the proxy's listeners; at least one is required.
+	Listeners []Listener `mapstructure:"listeners"`
+}
+
+// Admin configures the admin HTTP server.
+type Admin struct {
+	// Address is the host:port the admin server listens on.
+	Address string `mapstructure:"address"`
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is debug, info, warn or error.
+	Level string `mapstructure:"level"`
+	// Format is json or console.
+	Format string `mapstructure:"format"`
+}
+
+// Listener is one address longhaul accepts connections on, and how it
+// spreads them over its endpoints.
+type Listener struct {
+	// Name identifies the listener in logs, metrics and the admin views; it
+	// is unique and DNS-label-like.
+	Name string `mapstructure:"name"`
+	// Address is the host:port to listen on; unique among listeners.
+	Address string `mapstructure:"address"`
+	// Protocol is tcp, http or grpc.
+	Protocol string `mapstructure:"protocol"`
+	// Endpoints says where the backends come from.
+	Endpoints Endpoints `mapstructure:"endpoints"`
+	// Balance says how a backend is chosen.
+	Balance Balance `mapstructure:"balance"`
+	// Timeouts bound connecting to a backend and idle connections.
+	Timeouts Timeouts `mapstructure:"timeouts"`
+	// MaxConnections bounds the listener's concurrent client connections.
+	MaxConnections int `mapstructure:"maxConnections"`
+	// ProxyProtocol says whether PROXY protocol headers are accepted from
+	// clients and sent to backends.
+	ProxyProtocol ProxyProtocol `mapstructure:"proxyProtocol"`
+	// Drain says how sessions leave a terminating endpoint.
+	Drain Drain `mapstructure:"drain"`
+	// HTTP holds the options of http and grpc listeners; it must be left
+	// empty on a tcp listener.
+	HTTP HTTP `mapstructure:"http"`
+}
+
+// Endpoints names exactly one source of backend endpoints.
+type Endpoints struct {
+	// Static is a fixed list of ip:port addresses.
+	Static []string `mapstructure:"static"`
+	// File is a YAML endpoints file, watched for changes.
+	File string `mapstructure:"file"`
+	// Kubernetes selects the EndpointSlices of a Service.
+	Kubernetes *Kubernetes `mapstructure:"kubernetes"`
+}
+
+// Kubernetes selects the endpoints of one port of a Kubernetes Service.
+type Kubernetes struct {
+	Namespace string `mapstructure:"namespace"`
+	Service   string `mapstructure:"service"`
+	// Port is the Service port's name or number.
+	Port string `mapstructure:"port"`
+}
+
+// Balance configures the load balancer of a listener.
+type Balance struct {
+	// Policy is maglev or least-connections.
+	Policy string `mapstructure:"policy"`
+	// Key is what is hashed for maglev: client-ip or client-ip-port; http
+	// and grpc listeners also accept path, header:NAME, cookie:NAME,
+	// query:NAME and grpc-metadata:NAME.
+	Key string `mapstructure:"key"`
+	// BoundedLoad caps an endpoint's load at this multiple of the mean
+	// (maglev only); 0 turns bounded loads off, otherwise 1 to 10.
+	BoundedLoad float64 `mapstructure:"boundedLoad"`
+	// TableSize is the Maglev lookup table's size, a prime.
+	TableSize uint64 `mapstructure:"tableSize"`
+}
+
+// Timeouts of a listener. Both must be positive.
+type Timeouts struct {
+	// Connect bounds dialling a backend.
+	Connect time.Duration `mapstructure:"connect"`
+	// Idle closes connections idle for this long.
+	Idle time.Duration `mapstructure:"idle"`
+}
+
+// ProxyProtocol configures the PROXY protocol.
+type ProxyProtocol struct {
+	// Accept reads a PROXY v1 or v2 header from each client connection (sent
+	// by a front load balancer).
+	Accept bool `mapstructure:"accept"`
+	// Send writes a PROXY v2 header on each backend connection.
+	Send bool `mapstructure:"send"`
+}
+
+// Drain configures how sessions leave a terminating endpoint.
+type Drain struct {
+	// Timeout is the time sessions get to move; 0 closes them at once.
+	Timeout time.Duration `mapstructure:"timeout"`
+}
+
+// HTTP holds the options of an http or grpc listener.
+type HTTP struct {
+	// Upstream is how requests go to endpoints: http1 (HTTP/1.1 keep-alive)
+	// or h2c (HTTP/2 without TLS). Empty means by protocol: h2c for grpc,
+	// http1 for http.
+	Upstream string `mapstructure:"upstream"`
+	// WebSocket configures upgraded WebSocket connections.
+	WebSocket WebSocket `mapstructure:"webSocket"`
+	// TLS, if its files are set, serves TLS (ALPN h2, http/1.1).
+	TLS TLS `mapstructure:"tls"`
+}
+
+// WebSocket configures the WebSocket relay of an http listener.
+type WebSocket struct {
+	// MaxFrame bounds a frame's payload in bytes; 0 means the proxy's
+	// default (16 MiB).
+	MaxFrame int64 `mapstructure:"maxFrame"`
+	// CloseCode is sent to clients whose endpoint drains: 1012 (service
+	// restart) or 1001 (going away); 0 means 1012.
+	CloseCode int `mapstructure:"closeCode"`
+}
+
+// TLS names a certificate and key in PEM files; both or neither are set.
+type TLS struct {
+	CertFile string `mapstructure:"certFile"`
+	KeyFile  string `mapstructure:"keyFile"`
+}
+
+// Defaults applied by Load and Parse where the file leaves a key out.
+const (
+	DefaultAdminAddress   = "127.0.0.1:9901"
+	DefaultLogLevel       = "info"
+	DefaultLogFormat      = "json"
+	DefaultProtocol       = "tcp"
+	DefaultPolicy         = "maglev"
+	DefaultKey            = "client-ip"
+	DefaultBoundedLoad    = 1.25 // for maglev; least-connections defaults to 0
+	DefaultTableSize      = 65537
+	DefaultConnectTimeout = 2 * time.Second
+	DefaultIdleTimeout    = time.Hour
+	DefaultMaxConnections = 100000
+	DefaultDrainTimeout   = 25 * time.Second
+)
+
+// Default returns the configuration's defaults: the admin server on
+// 127.0.0.1:9901, logs at info in JSON, and no listeners. Each listener's
+// own defaults (protocol tcp, policy maglev, key client-ip, boundedLoad 1.25
+// for maglev, tableSize 65537, timeouts connect 2s and idle 1h,
+// maxConnections 100000, drain timeout 25s) are applied by Load and Parse.
+func Default() *Config {
+	return &Config{
+		Admin: Admin{Address: DefaultAdminAddress},
+		Log:   Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
+	}
+}
+
+// defaultListener is the starting point of every decoded listener.
+func defaultListener() Listener {
+	return Listener{
+		Protocol: DefaultProtocol,
+		Balance: Balance{
+			Policy:      DefaultPolicy,
+			Key:         DefaultKey,
+			BoundedLoad: DefaultBoundedLoad,
+			TableSize:   DefaultTableSize,
+		},
+		Timeouts:       Timeouts{Connect: DefaultConnectTimeout, Idle: DefaultIdleTimeout},
+		MaxConnections: DefaultMaxConnections,
+		Drain:          Drain{Timeout: DefaultDrainTimeout},
+	}
+}

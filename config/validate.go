@@ -1,0 +1,446 @@
+package config
+
+import (
+	"cmp"
+	"fmt"
+	"net"
+	"net/netip"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/longhaul-proxy/longhaul/discovery"
+)
+
+// Limits checked by Validate.
+const (
+	MinTableSize   = 101
+	MaxTableSize   = 10_000_019 // a prime
+	MaxBoundedLoad = 10
+)
+
+// Problem is one thing wrong with a configuration.
+type Problem struct {
+	// Path names the field, as in "listeners[0].balance.policy".
+	Path string
+	// Value is the bad value, or nil when there is none to show (an unknown
+	// key, a missing value).
+	Value any
+	// Message says what is wrong or what is expected.
+	Message string
+}
+
+// Error formats the problem as `path: value: message`, as in
+// `listeners[0].balance.policy: "magelv": must be one of maglev, least-connections`.
+func (p Problem) Error() string {
+	if p.Value == nil {
+		return p.Path + ": " + p.Message
+	}
+	return p.Path + ": " + formatValue(p.Value) + ": " + p.Message
+}
+
+func formatValue(v any) string {
+	switch x := v.(type) {
+	case string:
+		return strconv.Quote(x)
+	case time.Duration:
+		return x.String()
+	}
+	return fmt.Sprintf("%v", v)
+}
+
+// ValidationError holds every problem found in a configuration.
+type ValidationError struct {
+	Problems []Problem
+}
+
+// Error lists the problems, one per line.
+func (e *ValidationError) Error() string {
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		lines[i] = p.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Validate checks every field of c and returns a *ValidationError listing all
+// the problems found, or nil. It does not apply defaults: Load and Parse do,
+// before they validate.
+func (c *Config) Validate() error {
+	if c == nil {
+		return &ValidationError{Problems: []Problem{{Path: "config", Message: "missing"}}}
+	}
+	var v validator
+	v.address("admin.address", c.Admin.Address)
+	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	v.oneOf("log.format", c.Log.Format, "json", "console")
+	if len(c.Listeners) == 0 {
+		v.add("listeners", nil, "at least one listener is required")
+	}
+	names := map[string]string{}
+	type bound struct{ path, addr string }
+	addrs := []bound{{"admin.address", c.Admin.Address}}
+	for i := range c.Listeners {
+		l := &c.Listeners[i]
+		p := fmt.Sprintf("listeners[%d]", i)
+		v.listener(p, l)
+		if l.Name != "" {
+			if first, dup := names[l.Name]; dup {
+				v.add(p+".name", l.Name, "duplicate of "+first)
+			} else {
+				names[l.Name] = p + ".name"
+			}
+		}
+		for _, b := range addrs {
+			if addrConflict(l.Address, b.addr) {
+				v.add(p+".address", l.Address, "conflicts with "+b.path+" "+strconv.Quote(b.addr))
+				break
+			}
+		}
+		addrs = append(addrs, bound{p + ".address", l.Address})
+	}
+	if len(v.problems) == 0 {
+		return nil
+	}
+	sortProblems(v.problems)
+	return &ValidationError{Problems: v.problems}
+}
+
+type validator struct {
+	problems []Problem
+}
+
+func (v *validator) add(path string, value any, msg string) {
+	v.problems = append(v.problems, Problem{Path: path, Value: value, Message: msg})
+}
+
+func (v *validator) oneOf(path, value string, allowed ...string) bool {
+	if slices.Contains(allowed, value) {
+		return true
+	}
+	v.add(path, value, "must be one of "+strings.Join(allowed, ", "))
+	return false
+}
+
+func (v *validator) required(path, value string) bool {
+	if value == "" {
+		v.add(path, nil, "is required")
+		return false
+	}
+	return true
+}
+
+// address checks a host:port to listen on: the host an IP address, a DNS
+// name or empty (every interface), the port a number from 1 to 65535.
+func (v *validator) address(path, addr string) {
+	if !v.required(path, addr) {
+		return
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		v.add(path, addr, "must be host:port")
+		return
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		v.add(path, addr, "port must be a number from 1 to 65535")
+	}
+	if host != "" && !isIP(host) && !isDNSName(host) {
+		v.add(path, addr, "host must be an IP address or a DNS name")
+	}
+}
+
+func (v *validator) listener(p string, l *Listener) {
+	if v.required(p+".name", l.Name) && !isDNSLabel(l.Name, 63) {
+		v.add(p+".name", l.Name, "must be a DNS label: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit")
+	}
+	v.address(p+".address", l.Address)
+	v.oneOf(p+".protocol", l.Protocol, "tcp", "http", "grpc")
+	v.endpoints(p+".endpoints", &l.Endpoints)
+	v.balance(p+".balance", l.Protocol, &l.Balance)
+	if l.Timeouts.Connect <= 0 {
+		v.add(p+".timeouts.connect", l.Timeouts.Connect, "must be greater than 0")
+	}
+	if l.Timeouts.Idle <= 0 {
+		v.add(p+".timeouts.idle", l.Timeouts.Idle, "must be greater than 0")
+	}
+	if l.MaxConnections < 1 {
+		v.add(p+".maxConnections", l.MaxConnections, "must be at least 1")
+	}
+	if l.Drain.Timeout < 0 {
+		v.add(p+".drain.timeout", l.Drain.Timeout, "must not be negative")
+	}
+	v.http(p+".http", l.Protocol, &l.HTTP)
+}
+
+func (v *validator) endpoints(p string, e *Endpoints) {
+	var set []string
+	if len(e.Static) > 0 {
+		set = append(set, "static")
+	}
+	if e.File != "" {
+		set = append(set, "file")
+	}
+	if e.Kubernetes != nil {
+		set = append(set, "kubernetes")
+	}
+	switch len(set) {
+	case 0:
+		v.add(p, nil, "must set one of static, file, kubernetes")
+	case 1:
+	default:
+		v.add(p, nil, "sets "+strings.Join(set, " and ")+": must set exactly one of static, file, kubernetes")
+	}
+	seen := map[string]int{}
+	for i, s := range e.Static {
+		sp := fmt.Sprintf("%s.static[%d]", p, i)
+		canon, err := discovery.CanonicalAddress(s)
+		if err != nil {
+			v.add(sp, s, "must be ip:port: "+err.Error())
+			continue
+		}
+		if j, dup := seen[canon]; dup {
+			v.add(sp, s, fmt.Sprintf("duplicate of %s.static[%d]", p, j))
+			continue
+		}
+		seen[canon] = i
+	}
+	if k := e.Kubernetes; k != nil {
+		kp := p + ".kubernetes"
+		if v.required(kp+".namespace", k.Namespace) && !isDNSLabel(k.Namespace, 63) {
+			v.add(kp+".namespace", k.Namespace, "must be a Kubernetes namespace name (a DNS label)")
+		}
+		if v.required(kp+".service", k.Service) && (!isDNSLabel(k.Service, 63) || !isLetter(k.Service[0])) {
+			v.add(kp+".service", k.Service, "must be a Kubernetes Service name (a DNS label starting with a letter)")
+		}
+		if v.required(kp+".port", k.Port) && !isPort(k.Port) {
+			v.add(kp+".port", k.Port, "must be a port number from 1 to 65535 or a port name (at most 15 lowercase letters, digits and '-', with a letter)")
+		}
+	}
+}
+
+func (v *validator) balance(p, protocol string, b *Balance) {
+	v.oneOf(p+".policy", b.Policy, "maglev", "least-connections")
+	v.key(p+".key", protocol, b.Key)
+	if lb := b.BoundedLoad; lb != 0 && !(lb >= 1 && lb <= MaxBoundedLoad) {
+		v.add(p+".boundedLoad", lb, fmt.Sprintf("must be 0 (off) or from 1 to %d", MaxBoundedLoad))
+	}
+	if ts := b.TableSize; ts < MinTableSize || ts > MaxTableSize || !isPrime(ts) {
+		v.add(p+".tableSize", ts, fmt.Sprintf("must be a prime from %d to %d, such as 65537", MinTableSize, MaxTableSize))
+	}
+}
+
+// key checks a balance key: client-ip or client-ip-port; http and grpc
+// listeners also hash on path, header:NAME, cookie:NAME, query:NAME or
+// grpc-metadata:NAME.
+func (v *validator) key(p, protocol, key string) {
+	if protocol != "http" && protocol != "grpc" {
+		v.oneOf(p, key, "client-ip", "client-ip-port")
+		return
+	}
+	switch key {
+	case "client-ip", "client-ip-port", "path":
+		return
+	}
+	kind, name, found := strings.Cut(key, ":")
+	switch kind {
+	case "header", "cookie", "query", "grpc-metadata":
+		if !found || name == "" || strings.ContainsFunc(name, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
+			v.add(p, key, kind+" needs a name, as in "+kind+":NAME")
+		}
+		return
+	}
+	v.add(p, key, "must be one of client-ip, client-ip-port, path, header:NAME, cookie:NAME, query:NAME, grpc-metadata:NAME")
+}
+
+func (v *validator) http(p, protocol string, h *HTTP) {
+	if protocol != "http" && protocol != "grpc" {
+		if *h != (HTTP{}) {
+			v.add(p, nil, "is only for protocol http or grpc")
+		}
+		return
+	}
+	if v.oneOf(p+".upstream", h.Upstream, "", "http1", "h2c") && protocol == "grpc" && h.Upstream == "http1" {
+		v.add(p+".upstream", h.Upstream, "grpc needs h2c")
+	}
+	if h.WebSocket.MaxFrame < 0 {
+		v.add(p+".webSocket.maxFrame", h.WebSocket.MaxFrame, "must not be negative")
+	}
+	if c := h.WebSocket.CloseCode; c != 0 && c != 1001 && c != 1012 {
+		v.add(p+".webSocket.closeCode", c, "must be 1012 (service restart) or 1001 (going away)")
+	}
+	if (h.TLS.CertFile == "") != (h.TLS.KeyFile == "") {
+		if h.TLS.CertFile == "" {
+			v.add(p+".tls.certFile", nil, "is required with tls.keyFile")
+		} else {
+			v.add(p+".tls.keyFile", nil, "is required with tls.certFile")
+		}
+	}
+}
+
+// addrConflict reports whether listening on a and b at once would fail: the
+// same port on the same host, or on any host when either is a wildcard.
+func addrConflict(a, b string) bool {
+	ah, ap, err := net.SplitHostPort(a)
+	if err != nil {
+		return false
+	}
+	bh, bp, err := net.SplitHostPort(b)
+	if err != nil {
+		return false
+	}
+	an, err1 := strconv.ParseUint(ap, 10, 16)
+	bn, err2 := strconv.ParseUint(bp, 10, 16)
+	if err1 != nil || err2 != nil || an != bn || an == 0 {
+		return false
+	}
+	ah, bh = canonHost(ah), canonHost(bh)
+	return ah == bh || ah == "" || bh == ""
+}
+
+// canonHost returns "" for a wildcard host, the canonical form of an IP
+// address, or the lowercased name.
+func canonHost(h string) string {
+	if a, err := netip.ParseAddr(h); err == nil {
+		if a.IsUnspecified() {
+			return ""
+		}
+		return a.Unmap().String()
+	}
+	return strings.ToLower(h)
+}
+
+func isIP(s string) bool {
+	_, err := netip.ParseAddr(s)
+	return err == nil
+}
+
+// isDNSName reports whether s is a host name: dot-separated labels of
+// letters, digits and '-', at most 253 characters.
+func isDNSName(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for l := range strings.SplitSeq(strings.ToLower(s), ".") {
+		if !isDNSLabel(l, 63) {
+			return false
+		}
+	}
+	return true
+}
+
+// isDNSLabel reports whether s is an RFC 1123 label of at most max
+// characters: lowercase letters, digits and '-', starting and ending with a
+// letter or digit.
+func isDNSLabel(s string, max int) bool {
+	if s == "" || len(s) > max || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := range len(s) {
+		if c := s[i]; !isLetter(c) && !(c >= '0' && c <= '9') && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+func isLetter(c byte) bool { return c >= 'a' && c <= 'z' }
+
+// isPort reports whether s is a port number (1-65535) or a Kubernetes port
+// name (an IANA service name: at most 15 characters, a letter among them, no
+// "--").
+func isPort(s string) bool {
+	if n, err := strconv.ParseUint(s, 10, 16); err == nil {
+		return n > 0
+	}
+	return isDNSLabel(s, 15) && strings.ContainsFunc(s, func(r rune) bool { return r >= 'a' && r <= 'z' }) &&
+		!strings.Contains(s, "--")
+}
+
+// isPrime reports whether n is prime; n is at most MaxTableSize here, so
+// trial division is quick.
+func isPrime(n uint64) bool {
+	if n < 2 {
+		return false
+	}
+	if n%2 == 0 {
+		return n == 2
+	}
+	for d := uint64(3); d*d <= n; d += 2 {
+		if n%d == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// sortProblems orders problems as the fields are ordered in Config (list
+// elements by index, unknown keys after the known ones of their mapping),
+// keeping the order of problems at the same path.
+func sortProblems(ps []Problem) {
+	keys := make(map[string][]pathPart, len(ps))
+	for _, p := range ps {
+		if _, ok := keys[p.Path]; !ok {
+			keys[p.Path] = pathKey(p.Path)
+		}
+	}
+	slices.SortStableFunc(ps, func(a, b Problem) int { return compareKeys(keys[a.Path], keys[b.Path]) })
+}
+
+// comparePaths compares two paths in the order sortProblems uses.
+func comparePaths(a, b string) int {
+	return compareKeys(pathKey(a), pathKey(b))
+}
+
+func compareKeys(a, b []pathPart) int {
+	return slices.CompareFunc(a, b, func(x, y pathPart) int {
+		return cmp.Or(cmp.Compare(x.rank, y.rank), strings.Compare(x.name, y.name))
+	})
+}
+
+// pathPart is one step of a path: a field (ranked by its index in its
+// struct; unknown keys rank after every field, by name) or a list index.
+type pathPart struct {
+	rank int
+	name string
+}
+
+const unknownRank = 1 << 30
+
+func pathKey(path string) []pathPart {
+	var parts []pathPart
+	t := reflect.TypeFor[Config]()
+	for seg := range strings.SplitSeq(path, ".") {
+		name, rest, _ := strings.Cut(seg, "[")
+		part := pathPart{rank: unknownRank, name: name}
+		if t != nil && t.Kind() == reflect.Struct {
+			if i, _ := fieldFor(t, name); i >= 0 {
+				part = pathPart{rank: i}
+				t = t.Field(i).Type
+			} else {
+				t = nil
+			}
+		} else {
+			t = nil
+		}
+		parts = append(parts, part)
+		for rest != "" {
+			idx, after, _ := strings.Cut(rest, "]")
+			n, err := strconv.Atoi(idx)
+			if err != nil {
+				n = unknownRank
+			}
+			parts = append(parts, pathPart{rank: n})
+			rest = strings.TrimPrefix(after, "[")
+			if t != nil && t.Kind() == reflect.Slice {
+				t = t.Elem()
+			}
+		}
+		for t != nil && t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+	}
+	return parts
+}

@@ -1,0 +1,260 @@
+package config
+
+import (
+	"math"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestValidate has a case for every rule: each mutates a valid
+// configuration and lists the problems Validate must report, exactly.
+func TestValidate(t *testing.T) {
+	l0 := func(c *Config) *Listener { return &c.Listeners[0] }
+	second := func(c *Config) *Listener {
+		l := c.Listeners[0]
+		l.Name, l.Address = "second", "127.0.0.1:7001"
+		c.Listeners = append(c.Listeners, l)
+		return &c.Listeners[len(c.Listeners)-1]
+	}
+	k8s := func(ns, svc, port string) func(*Config) {
+		return func(c *Config) {
+			l0(c).Endpoints = Endpoints{Kubernetes: &Kubernetes{Namespace: ns, Service: svc, Port: port}}
+		}
+	}
+	tests := []struct {
+		name   string
+		mutate func(*Config)
+		want   []string // nil: valid
+	}{
+		{"example is valid", func(*Config) {}, nil},
+
+		// admin.address
+		{"admin address missing", func(c *Config) { c.Admin.Address = "" },
+			[]string{"admin.address: is required"}},
+		{"admin address without port", func(c *Config) { c.Admin.Address = "127.0.0.1" },
+			[]string{`admin.address: "127.0.0.1": must be host:port`}},
+		{"admin port 0", func(c *Config) { c.Admin.Address = "127.0.0.1:0" },
+			[]string{`admin.address: "127.0.0.1:0": port must be a number from 1 to 65535`}},
+		{"admin port 65536", func(c *Config) { c.Admin.Address = "127.0.0.1:65536" },
+			[]string{`admin.address: "127.0.0.1:65536": port must be a number from 1 to 65535`}},
+		{"admin port by name", func(c *Config) { c.Admin.Address = "127.0.0.1:http" },
+			[]string{`admin.address: "127.0.0.1:http": port must be a number from 1 to 65535`}},
+		{"admin bad host", func(c *Config) { c.Admin.Address = "my_host:80" },
+			[]string{`admin.address: "my_host:80": host must be an IP address or a DNS name`}},
+		{"admin on every interface", func(c *Config) { c.Admin.Address = ":9901" }, nil},
+		{"admin on a host name", func(c *Config) { c.Admin.Address = "localhost:9901" }, nil},
+		{"admin on IPv6", func(c *Config) { c.Admin.Address = "[::1]:9901" }, nil},
+
+		// log
+		{"log level", func(c *Config) { c.Log.Level = "verbose" },
+			[]string{`log.level: "verbose": must be one of debug, info, warn, error`}},
+		{"log format", func(c *Config) { c.Log.Format = "text" },
+			[]string{`log.format: "text": must be one of json, console`}},
+		{"log level and format are case-sensitive values", func(c *Config) { c.Log.Level, c.Log.Format = "INFO", "JSON" },
+			[]string{`log.level: "INFO": must be one of debug, info, warn, error`, `log.format: "JSON": must be one of json, console`}},
+
+		// listeners
+		{"no listeners", func(c *Config) { c.Listeners = nil },
+			[]string{"listeners: at least one listener is required"}},
+		{"name missing", func(c *Config) { l0(c).Name = "" },
+			[]string{"listeners[0].name: is required"}},
+		{"name uppercase", func(c *Config) { l0(c).Name = "Echo" },
+			[]string{`listeners[0].name: "Echo": must be a DNS label: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit`}},
+		{"name starts with a hyphen", func(c *Config) { l0(c).Name = "-echo" },
+			[]string{`listeners[0].name: "-echo": must be a DNS label: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit`}},
+		{"name too long", func(c *Config) { l0(c).Name = strings.Repeat("a", 64) },
+			[]string{`listeners[0].name: "` + strings.Repeat("a", 64) + `": must be a DNS label: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit`}},
+		{"name of 63 with digits and hyphens", func(c *Config) { l0(c).Name = "9-" + strings.Repeat("a", 61) }, nil},
+		{"duplicate name", func(c *Config) { second(c).Name = "echo" },
+			[]string{`listeners[1].name: "echo": duplicate of listeners[0].name`}},
+		{"address missing", func(c *Config) { l0(c).Address = "" },
+			[]string{"listeners[0].address: is required"}},
+		{"address bad port", func(c *Config) { l0(c).Address = "127.0.0.1:70000" },
+			[]string{`listeners[0].address: "127.0.0.1:70000": port must be a number from 1 to 65535`}},
+		{"address not host:port", func(c *Config) { l0(c).Address = "7000" },
+			[]string{`listeners[0].address: "7000": must be host:port`}},
+		{"duplicate address", func(c *Config) { second(c).Address = "127.0.0.1:7000" },
+			[]string{`listeners[1].address: "127.0.0.1:7000": conflicts with listeners[0].address "127.0.0.1:7000"`}},
+		{"address overlapping a wildcard", func(c *Config) { second(c).Address = "0.0.0.0:7000" },
+			[]string{`listeners[1].address: "0.0.0.0:7000": conflicts with listeners[0].address "127.0.0.1:7000"`}},
+		{"address same port other host", func(c *Config) { second(c).Address = "127.0.0.2:7000" }, nil},
+		{"address same as admin", func(c *Config) { l0(c).Address = "127.0.0.1:9901" },
+			[]string{`listeners[0].address: "127.0.0.1:9901": conflicts with admin.address "127.0.0.1:9901"`}},
+		{"protocol", func(c *Config) { l0(c).Protocol = "udp" },
+			[]string{`listeners[0].protocol: "udp": must be one of tcp, http, grpc`}},
+		{"protocol http", func(c *Config) { l0(c).Protocol = "http" }, nil},
+		{"protocol grpc", func(c *Config) { l0(c).Protocol = "grpc" }, nil},
+
+		// endpoints
+		{"no endpoint source", func(c *Config) { l0(c).Endpoints = Endpoints{} },
+			[]string{"listeners[0].endpoints: must set one of static, file, kubernetes"}},
+		{"empty static list is no source", func(c *Config) { l0(c).Endpoints = Endpoints{Static: []string{}} },
+			[]string{"listeners[0].endpoints: must set one of static, file, kubernetes"}},
+		{"two endpoint sources", func(c *Config) { l0(c).Endpoints.File = "eps.yaml" },
+			[]string{"listeners[0].endpoints: sets static and file: must set exactly one of static, file, kubernetes"}},
+		{"three endpoint sources", func(c *Config) {
+			l0(c).Endpoints.File = "eps.yaml"
+			l0(c).Endpoints.Kubernetes = &Kubernetes{Namespace: "shop", Service: "cart", Port: "grpc"}
+		}, []string{"listeners[0].endpoints: sets static and file and kubernetes: must set exactly one of static, file, kubernetes"}},
+		{"file source", func(c *Config) { l0(c).Endpoints = Endpoints{File: "eps.yaml"} }, nil},
+		{"static host name", func(c *Config) { l0(c).Endpoints.Static[1] = "db:7102" },
+			[]string{`listeners[0].endpoints.static[1]: "db:7102": must be ip:port: address "db:7102": "db" is not an IP address`}},
+		{"static without port", func(c *Config) { l0(c).Endpoints.Static[0] = "127.0.0.1" },
+			[]string{`listeners[0].endpoints.static[0]: "127.0.0.1": must be ip:port: address "127.0.0.1": want ip:port: address 127.0.0.1: missing port in address`}},
+		{"static port 0", func(c *Config) { l0(c).Endpoints.Static[2] = "127.0.0.1:0" },
+			[]string{`listeners[0].endpoints.static[2]: "127.0.0.1:0": must be ip:port: address "127.0.0.1:0": port 0`}},
+		{"static duplicate in another form", func(c *Config) { l0(c).Endpoints.Static[2] = "[::ffff:127.0.0.1]:7101" },
+			[]string{`listeners[0].endpoints.static[2]: "[::ffff:127.0.0.1]:7101": duplicate of listeners[0].endpoints.static[0]`}},
+		{"static IPv6", func(c *Config) { l0(c).Endpoints.Static = []string{"[fd00::1]:80"} }, nil},
+		{"kubernetes by port name", k8s("shop", "cart", "grpc"), nil},
+		{"kubernetes by port number", k8s("shop", "cart", "8080"), nil},
+		{"kubernetes empty", k8s("", "", ""), []string{
+			"listeners[0].endpoints.kubernetes.namespace: is required",
+			"listeners[0].endpoints.kubernetes.service: is required",
+			"listeners[0].endpoints.kubernetes.port: is required",
+		}},
+		{"kubernetes bad names", k8s("Shop", "9cart", "99999"), []string{
+			`listeners[0].endpoints.kubernetes.namespace: "Shop": must be a Kubernetes namespace name (a DNS label)`,
+			`listeners[0].endpoints.kubernetes.service: "9cart": must be a Kubernetes Service name (a DNS label starting with a letter)`,
+			`listeners[0].endpoints.kubernetes.port: "99999": must be a port number from 1 to 65535 or a port name (at most 15 lowercase letters, digits and '-', with a letter)`,
+		}},
+		{"kubernetes port name too long", k8s("shop", "cart", "a-very-long-port-name"), []string{
+			`listeners[0].endpoints.kubernetes.port: "a-very-long-port-name": must be a port number from 1 to 65535 or a port name (at most 15 lowercase letters, digits and '-', with a letter)`,
+		}},
+		{"kubernetes port 0", k8s("shop", "cart", "0"), []string{
+			`listeners[0].endpoints.kubernetes.port: "0": must be a port number from 1 to 65535 or a port name (at most 15 lowercase letters, digits and '-', with a letter)`,
+		}},
+
+		// balance
+		{"policy", func(c *Config) { l0(c).Balance.Policy = "magelv" },
+			[]string{`listeners[0].balance.policy: "magelv": must be one of maglev, least-connections`}},
+		{"policy least-connections", func(c *Config) { l0(c).Balance.Policy = "least-connections" }, nil},
+		{"key", func(c *Config) { l0(c).Balance.Key = "source-ip" },
+			[]string{`listeners[0].balance.key: "source-ip": must be one of client-ip, client-ip-port`}},
+		{"key client-ip-port", func(c *Config) { l0(c).Balance.Key = "client-ip-port" }, nil},
+		{"key of http only on tcp", func(c *Config) { l0(c).Balance.Key = "header:x-user" },
+			[]string{`listeners[0].balance.key: "header:x-user": must be one of client-ip, client-ip-port`}},
+		{"key header on http", func(c *Config) { l0(c).Protocol, l0(c).Balance.Key = "http", "header:x-user" }, nil},
+		{"key grpc-metadata on grpc", func(c *Config) { l0(c).Protocol, l0(c).Balance.Key = "grpc", "grpc-metadata:tenant" }, nil},
+		{"key path on http", func(c *Config) { l0(c).Protocol, l0(c).Balance.Key = "http", "path" }, nil},
+		{"key header without name", func(c *Config) { l0(c).Protocol, l0(c).Balance.Key = "http", "header:" },
+			[]string{`listeners[0].balance.key: "header:": header needs a name, as in header:NAME`}},
+		{"key unknown on http", func(c *Config) { l0(c).Protocol, l0(c).Balance.Key = "http", "body" },
+			[]string{`listeners[0].balance.key: "body": must be one of client-ip, client-ip-port, path, header:NAME, cookie:NAME, query:NAME, grpc-metadata:NAME`}},
+		{"boundedLoad 0 is off", func(c *Config) { l0(c).Balance.BoundedLoad = 0 }, nil},
+		{"boundedLoad 1", func(c *Config) { l0(c).Balance.BoundedLoad = 1 }, nil},
+		{"boundedLoad 10", func(c *Config) { l0(c).Balance.BoundedLoad = 10 }, nil},
+		{"boundedLoad below 1", func(c *Config) { l0(c).Balance.BoundedLoad = 0.5 },
+			[]string{`listeners[0].balance.boundedLoad: 0.5: must be 0 (off) or from 1 to 10`}},
+		{"boundedLoad negative", func(c *Config) { l0(c).Balance.BoundedLoad = -1 },
+			[]string{`listeners[0].balance.boundedLoad: -1: must be 0 (off) or from 1 to 10`}},
+		{"boundedLoad above 10", func(c *Config) { l0(c).Balance.BoundedLoad = 10.5 },
+			[]string{`listeners[0].balance.boundedLoad: 10.5: must be 0 (off) or from 1 to 10`}},
+		{"boundedLoad NaN", func(c *Config) { l0(c).Balance.BoundedLoad = math.NaN() },
+			[]string{`listeners[0].balance.boundedLoad: NaN: must be 0 (off) or from 1 to 10`}},
+		{"tableSize not prime", func(c *Config) { l0(c).Balance.TableSize = 65536 },
+			[]string{`listeners[0].balance.tableSize: 65536: must be a prime from 101 to 10000019, such as 65537`}},
+		{"tableSize prime below 101", func(c *Config) { l0(c).Balance.TableSize = 97 },
+			[]string{`listeners[0].balance.tableSize: 97: must be a prime from 101 to 10000019, such as 65537`}},
+		{"tableSize 0", func(c *Config) { l0(c).Balance.TableSize = 0 },
+			[]string{`listeners[0].balance.tableSize: 0: must be a prime from 101 to 10000019, such as 65537`}},
+		{"tableSize prime above the maximum", func(c *Config) { l0(c).Balance.TableSize = 10000079 },
+			[]string{`listeners[0].balance.tableSize: 10000079: must be a prime from 101 to 10000019, such as 65537`}},
+		{"tableSize huge", func(c *Config) { l0(c).Balance.TableSize = math.MaxUint64 },
+			[]string{`listeners[0].balance.tableSize: 18446744073709551615: must be a prime from 101 to 10000019, such as 65537`}},
+		{"tableSize 101", func(c *Config) { l0(c).Balance.TableSize = 101 }, nil},
+		{"tableSize maximum", func(c *Config) { l0(c).Balance.TableSize = 10000019 }, nil},
+
+		// timeouts, limits, drain
+		{"connect timeout 0", func(c *Config) { l0(c).Timeouts.Connect = 0 },
+			[]string{`listeners[0].timeouts.connect: 0s: must be greater than 0`}},
+		{"idle timeout negative", func(c *Config) { l0(c).Timeouts.Idle = -time.Second },
+			[]string{`listeners[0].timeouts.idle: -1s: must be greater than 0`}},
+		{"maxConnections 0", func(c *Config) { l0(c).MaxConnections = 0 },
+			[]string{`listeners[0].maxConnections: 0: must be at least 1`}},
+		{"maxConnections 1", func(c *Config) { l0(c).MaxConnections = 1 }, nil},
+		{"drain timeout negative", func(c *Config) { l0(c).Drain.Timeout = -time.Second },
+			[]string{`listeners[0].drain.timeout: -1s: must not be negative`}},
+		{"drain timeout 0", func(c *Config) { l0(c).Drain.Timeout = 0 }, nil},
+
+		// http
+		{"http block on tcp", func(c *Config) { l0(c).HTTP.Upstream = "h2c" },
+			[]string{`listeners[0].http: is only for protocol http or grpc`}},
+		{"http upstream", func(c *Config) { l0(c).Protocol, l0(c).HTTP.Upstream = "http", "h3" },
+			[]string{`listeners[0].http.upstream: "h3": must be one of , http1, h2c`}},
+		{"grpc over http1", func(c *Config) { l0(c).Protocol, l0(c).HTTP.Upstream = "grpc", "http1" },
+			[]string{`listeners[0].http.upstream: "http1": grpc needs h2c`}},
+		{"websocket limits", func(c *Config) {
+			l0(c).Protocol = "http"
+			l0(c).HTTP.WebSocket = WebSocket{MaxFrame: -1, CloseCode: 1000}
+		}, []string{
+			`listeners[0].http.webSocket.maxFrame: -1: must not be negative`,
+			`listeners[0].http.webSocket.closeCode: 1000: must be 1012 (service restart) or 1001 (going away)`,
+		}},
+		{"tls cert without key", func(c *Config) { l0(c).Protocol, l0(c).HTTP.TLS.CertFile = "http", "tls.crt" },
+			[]string{`listeners[0].http.tls.keyFile: is required with tls.certFile`}},
+		{"tls key without cert", func(c *Config) { l0(c).Protocol, l0(c).HTTP.TLS.KeyFile = "http", "tls.key" },
+			[]string{`listeners[0].http.tls.certFile: is required with tls.keyFile`}},
+		{"http block complete", func(c *Config) {
+			l0(c).Protocol = "http"
+			l0(c).HTTP = HTTP{Upstream: "http1", WebSocket: WebSocket{MaxFrame: 1 << 20, CloseCode: 1001}, TLS: TLS{"c", "k"}}
+		}, nil},
+
+		// several at once, across listeners, in path order
+		{"several problems in order", func(c *Config) {
+			c.Log.Level = "trace"
+			l0(c).Timeouts.Connect = 0
+			l := second(c)
+			l.Balance.Policy = "random"
+			l.MaxConnections = -5
+			for range 9 {
+				n := second(c)
+				n.Name, n.Address = "", ""
+			}
+			c.Listeners[10].Address = "127.0.0.1:7010"
+		}, []string{
+			`log.level: "trace": must be one of debug, info, warn, error`,
+			`listeners[0].timeouts.connect: 0s: must be greater than 0`,
+			`listeners[1].balance.policy: "random": must be one of maglev, least-connections`,
+			`listeners[1].timeouts.connect: 0s: must be greater than 0`,
+			`listeners[1].maxConnections: -5: must be at least 1`,
+			`listeners[2].name: is required`, `listeners[2].address: is required`, `listeners[2].timeouts.connect: 0s: must be greater than 0`,
+			`listeners[3].name: is required`, `listeners[3].address: is required`, `listeners[3].timeouts.connect: 0s: must be greater than 0`,
+			`listeners[4].name: is required`, `listeners[4].address: is required`, `listeners[4].timeouts.connect: 0s: must be greater than 0`,
+			`listeners[5].name: is required`, `listeners[5].address: is required`, `listeners[5].timeouts.connect: 0s: must be greater than 0`,
+			`listeners[6].name: is required`, `listeners[6].address: is required`, `listeners[6].timeouts.connect: 0s: must be greater than 0`,
+			`listeners[7].name: is required`, `listeners[7].address: is required`, `listeners[7].timeouts.connect: 0s: must be greater than 0`,
+			`listeners[8].name: is required`, `listeners[8].address: is required`, `listeners[8].timeouts.connect: 0s: must be greater than 0`,
+			`listeners[9].name: is required`, `listeners[9].address: is required`, `listeners[9].timeouts.connect: 0s: must be greater than 0`,
+			`listeners[10].name: is required`, `listeners[10].timeouts.connect: 0s: must be greater than 0`,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := exampleConfig()
+			tt.mutate(c)
+			err := c.Validate()
+			if tt.want == nil {
+				if err != nil {
+					t.Fatalf("got %v, want no error", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("got no error, want %q", tt.want)
+			}
+			if got := problemStrings(t, err); !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestValidateNil(t *testing.T) {
+	var c *Config
+	if err := c.Validate(); err == nil {
+		t.Fatalf("got no error, want one")
+	}
+}

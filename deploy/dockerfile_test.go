@@ -1,0 +1,277 @@
+package deploy
+
+import (
+	"bufio"
+	"debug/elf"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// TestStaticBinary builds ./cmd/longhaul as the Dockerfile does and checks
+// that the result needs no dynamic loader nor shared library, since the
+// image's base is empty.
+func TestStaticBinary(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "longhaul")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, "./cmd/longhaul")
+	cmd.Dir = ".."
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("CGO_ENABLED=0 go build ./cmd/longhaul: %v\n%s", err, b)
+	}
+	f, err := elf.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			t.Error("binary has PT_INTERP: it needs a dynamic loader")
+		}
+		if p.Type == elf.PT_DYNAMIC {
+			t.Error("binary has PT_DYNAMIC")
+		}
+	}
+	libs, err := f.ImportedLibraries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(libs) > 0 {
+		t.Errorf("binary needs shared libraries (DT_NEEDED): %v", libs)
+	}
+}
+
+// dockerfile is the part of the Dockerfile the checks read.
+type dockerfile struct {
+	froms     []string // image of each FROM, in order
+	finalUser string   // last USER of the final stage
+	expose    []int    // EXPOSE of the final stage
+	runs      []string // RUN lines of all stages
+}
+
+func parseDockerfile(t testing.TB) dockerfile {
+	t.Helper()
+	f, err := os.Open("../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var d dockerfile
+	var lines []string
+	var cont string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		l := strings.TrimSpace(sc.Text())
+		if strings.HasPrefix(l, "#") || l == "" {
+			continue
+		}
+		if s, ok := strings.CutSuffix(l, "\\"); ok {
+			cont += s + " "
+			continue
+		}
+		lines = append(lines, cont+l)
+		cont = ""
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range lines {
+		word, rest, _ := strings.Cut(l, " ")
+		rest = strings.TrimSpace(rest)
+		switch strings.ToUpper(word) {
+		case "FROM":
+			d.froms = append(d.froms, strings.Fields(rest)[0])
+			d.finalUser, d.expose = "", nil
+		case "USER":
+			d.finalUser = rest
+		case "EXPOSE":
+			for _, p := range strings.Fields(rest) {
+				p, _, _ = strings.Cut(p, "/")
+				n, err := strconv.Atoi(p)
+				if err != nil {
+					t.Fatalf("EXPOSE %q: %v", rest, err)
+				}
+				d.expose = append(d.expose, n)
+			}
+		case "RUN":
+			d.runs = append(d.runs, rest)
+		}
+	}
+	return d
+}
+
+func TestDockerfile(t *testing.T) {
+	d := parseDockerfile(t)
+	if len(d.froms) < 2 || !strings.HasPrefix(d.froms[0], "golang:1.26") {
+		t.Errorf("stages %v: want a golang:1.26 builder and a final stage", d.froms)
+	}
+	for _, img := range d.froms {
+		// An image name whose first part has a dot or a colon names a
+		// registry host; the project names none.
+		if first, _, ok := strings.Cut(img, "/"); ok && strings.ContainsAny(first, ".:") {
+			t.Errorf("FROM %s names a registry host", img)
+		}
+	}
+	user, _, _ := strings.Cut(d.finalUser, ":")
+	if user == "" || user == "0" || user == "root" {
+		t.Errorf("final stage runs as %q, want a non-root user", d.finalUser)
+	}
+	if _, err := strconv.Atoi(user); err != nil {
+		t.Errorf("USER %q: want a numeric uid, so that runAsNonRoot can verify it", d.finalUser)
+	}
+	build := ""
+	for _, r := range d.runs {
+		if strings.Contains(r, "go build") {
+			build = r
+		}
+	}
+	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "./cmd/longhaul"} {
+		if !strings.Contains(build, want) {
+			t.Errorf("build step %q lacks %s", build, want)
+		}
+	}
+
+	m := load(t)
+	sc := m.deploy.Spec.Template.Spec.SecurityContext
+	if sc == nil || sc.RunAsUser == nil || strconv.FormatInt(*sc.RunAsUser, 10) != user {
+		t.Errorf("pod runAsUser %v, want the Dockerfile's USER %s", sc, user)
+	}
+	want := []int{m.adminPort}
+	for _, p := range m.listenPort {
+		want = append(want, p)
+	}
+	for _, p := range want {
+		if !slices.Contains(d.expose, p) {
+			t.Errorf("EXPOSE %v lacks port %d of the example config", d.expose, p)
+		}
+	}
+}
+
+// TestPortsAgree checks that probes, container ports and Service ports are
+// those of the example configuration.
+func TestPortsAgree(t *testing.T) {
+	m := load(t)
+	if m.adminPort != 9901 {
+		t.Errorf("admin port %d, want 9901", m.adminPort)
+	}
+	for _, pr := range []struct {
+		name, path string
+		p          *corev1.Probe
+	}{
+		{"liveness", "/healthz", m.container.LivenessProbe},
+		{"readiness", "/readyz", m.container.ReadinessProbe},
+	} {
+		name, p := pr.name, pr.p
+		if p == nil || p.HTTPGet == nil {
+			t.Errorf("%s probe: want an HTTP GET", name)
+			continue
+		}
+		if p.HTTPGet.Path != pr.path {
+			t.Errorf("%s probe path %q, want %q", name, p.HTTPGet.Path, pr.path)
+		}
+		if port, err := m.containerPort(p.HTTPGet.Port); err != nil || port != m.adminPort {
+			t.Errorf("%s probe port %v = %d (%v), want the admin port %d", name, p.HTTPGet.Port.String(), port, err, m.adminPort)
+		}
+	}
+	svcPorts := map[int]bool{}
+	for _, sp := range m.svc.Spec.Ports {
+		port, err := m.containerPort(sp.TargetPort)
+		if err != nil {
+			t.Errorf("Service port %s: %v", sp.Name, err)
+		}
+		svcPorts[port] = true
+	}
+	if !svcPorts[m.adminPort] {
+		t.Errorf("Service does not reach the admin port %d", m.adminPort)
+	}
+	for name, p := range m.listenPort {
+		if !svcPorts[p] {
+			t.Errorf("Service does not reach listener %s's port %d", name, p)
+		}
+	}
+	if sel := m.svc.Spec.Selector; !mapsSubset(sel, m.deploy.Spec.Template.Labels) {
+		t.Errorf("Service selector %v does not match pod labels %v", sel, m.deploy.Spec.Template.Labels)
+	}
+}
+
+func mapsSubset(sub, super map[string]string) bool {
+	if len(sub) == 0 {
+		return false
+	}
+	for k, v := range sub {
+		if super[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// TestPodHardeningAndShutdown checks the container's restrictions and that
+// the grace period covers preStop plus the longest drain.
+func TestPodHardeningAndShutdown(t *testing.T) {
+	m := load(t)
+	spec := m.deploy.Spec.Template.Spec
+	c := m.container
+	if m.deploy.Spec.Replicas == nil || *m.deploy.Spec.Replicas != 2 {
+		t.Errorf("replicas %v, want 2", m.deploy.Spec.Replicas)
+	}
+	if c.Image != "longhaul:latest" {
+		t.Errorf("image %q", c.Image)
+	}
+	if !slices.Equal(c.Args, []string{"run", "--config", "/etc/longhaul/config.yaml"}) {
+		t.Errorf("args %q", c.Args)
+	}
+	mounted := false
+	for _, vm := range c.VolumeMounts {
+		if vm.MountPath == "/etc/longhaul" {
+			mounted = true
+		}
+	}
+	if !mounted {
+		t.Error("config not mounted at /etc/longhaul")
+	}
+	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
+		t.Errorf("resources %+v: want cpu and memory requests and a memory limit", c.Resources)
+	}
+	sc := c.SecurityContext
+	switch {
+	case sc == nil:
+		t.Fatal("no container securityContext")
+	case sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation:
+		t.Error("allowPrivilegeEscalation not false")
+	case sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem:
+		t.Error("readOnlyRootFilesystem not true")
+	case sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}):
+		t.Errorf("capabilities %+v, want drop ALL", sc.Capabilities)
+	}
+	psc := spec.SecurityContext
+	if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.SeccompProfile == nil || psc.SeccompProfile.Type != "RuntimeDefault" {
+		t.Errorf("pod securityContext %+v: want runAsNonRoot and seccomp RuntimeDefault", psc)
+	}
+
+	// Shutdown: preStop sleep, then the drain, within the grace period.
+	if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Sleep == nil {
+		t.Fatal("no preStop sleep")
+	}
+	preStop := time.Duration(c.Lifecycle.PreStop.Sleep.Seconds) * time.Second
+	var drain time.Duration
+	for _, l := range m.cfg.Listeners {
+		d, err := time.ParseDuration(l.Drain.Timeout)
+		if err != nil {
+			t.Fatalf("listener %s drain.timeout %q: %v", l.Name, l.Drain.Timeout, err)
+		}
+		drain = max(drain, d)
+	}
+	grace := time.Duration(*spec.TerminationGracePeriodSeconds) * time.Second
+	if grace < preStop+drain+5*time.Second {
+		t.Errorf("terminationGracePeriodSeconds %v < preStop %v + drain %v + 5 s margin", grace, preStop, drain)
+	}
+	t.Logf("shutdown: preStop %v + drain %v within grace %v", preStop, drain, grace)
+}

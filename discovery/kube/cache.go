@@ -1,0 +1,197 @@
+package kube
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"github.com/longhaul-proxy/longhaul/discovery"
+)
+
+// portSelector picks the port of a Service out of an EndpointSlice. The
+// EndpointSlice controller writes a slice per port set, so the same port
+// name may carry a different number in each slice (pods of a rollout that
+// changed containerPort): the port is resolved per slice, never once per
+// Service.
+type portSelector struct {
+	// name matches EndpointPort.Name ("" is the unnamed port of a
+	// single-port Service) unless number is set.
+	name string
+	// number, when not 0, matches EndpointPort.Port (the endpoints' target
+	// port) for TCP ports.
+	number int32
+	// only, when set, takes the slice's single port whatever its name.
+	only bool
+}
+
+// parsePort interprets Config.Port: a number 1-65535 selects by target port
+// number, "" selects the only port of each slice, anything else selects by
+// port name.
+func parsePort(s string) (portSelector, error) {
+	if s == "" {
+		return portSelector{only: true}, nil
+	}
+	if n, err := strconv.Atoi(s); err == nil {
+		if n < 1 || n > 65535 {
+			return portSelector{}, fmt.Errorf("port %q: number out of range 1-65535", s)
+		}
+		return portSelector{number: int32(n)}, nil
+	}
+	return portSelector{name: s}, nil
+}
+
+// resolve returns the port number of the selected port in ports, or false
+// when the slice does not carry it.
+func (p portSelector) resolve(ports []discoveryv1.EndpointPort) (uint16, bool) {
+	if p.only {
+		if len(ports) != 1 || ports[0].Port == nil {
+			return 0, false
+		}
+		return validPort(*ports[0].Port)
+	}
+	for _, ep := range ports {
+		if ep.Port == nil {
+			continue
+		}
+		if p.number != 0 {
+			if *ep.Port == p.number && (ep.Protocol == nil || *ep.Protocol == corev1.ProtocolTCP) {
+				return validPort(*ep.Port)
+			}
+			continue
+		}
+		name := ""
+		if ep.Name != nil {
+			name = *ep.Name
+		}
+		if name == p.name {
+			return validPort(*ep.Port)
+		}
+	}
+	return 0, false
+}
+
+func validPort(n int32) (uint16, bool) {
+	if n < 1 || n > 65535 {
+		return 0, false
+	}
+	return uint16(n), true
+}
+
+// sliceCache holds the endpoints of every EndpointSlice of one Service,
+// converted once per slice change and keyed by slice name (the shape of
+// kube-proxy's endpointslicecache). A snapshot merges all slices. It is not
+// safe for concurrent use: only the source's sync loop touches it.
+type sliceCache struct {
+	service string
+	port    portSelector
+	slices  map[string][]discovery.Endpoint
+	// skipped counts, per slice, endpoints dropped by the last conversion
+	// (unparsable address, wrong family); for logs.
+	skipped map[string]int
+	total   int
+}
+
+func newSliceCache(service string, port portSelector) *sliceCache {
+	return &sliceCache{
+		service: service,
+		port:    port,
+		slices:  make(map[string][]discovery.Endpoint),
+		skipped: make(map[string]int),
+	}
+}
+
+// update replaces what the cache holds for the slice's name and returns how
+// many of its endpoints were skipped. A slice of a type other than IPv4 or
+// IPv6 (FQDN), or without the selected port, contributes no endpoints but is
+// still remembered as present.
+func (c *sliceCache) update(s *discoveryv1.EndpointSlice) (skipped int) {
+	eps, skipped := convert(s, c.port)
+	c.total += len(eps) - len(c.slices[s.Name])
+	c.slices[s.Name] = eps
+	if skipped > 0 {
+		c.skipped[s.Name] = skipped
+	} else {
+		delete(c.skipped, s.Name)
+	}
+	return skipped
+}
+
+// delete forgets the slice of that name.
+func (c *sliceCache) delete(name string) {
+	c.total -= len(c.slices[name])
+	delete(c.slices, name)
+	delete(c.skipped, name)
+}
+
+// snapshot merges every slice into a new Snapshot. An endpoint present in
+// two slices (while the controller moves it) is kept once, its most
+// available copy winning (discovery.NewSnapshot).
+func (c *sliceCache) snapshot() (*discovery.Snapshot, error) {
+	all := make([]discovery.Endpoint, 0, c.total)
+	for _, eps := range c.slices {
+		all = append(all, eps...)
+	}
+	snap, err := discovery.NewSnapshot(c.service, all)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot of %s: %w", c.service, err)
+	}
+	return snap, nil
+}
+
+// convert turns the slice's endpoints into discovery Endpoints on the
+// selected port. It uses each endpoint's first address, as the API allows
+// consumers to (addresses are fungible), and skips addresses that do not
+// parse as the slice's family.
+func convert(s *discoveryv1.EndpointSlice, sel portSelector) (eps []discovery.Endpoint, skipped int) {
+	var want4 bool
+	switch s.AddressType {
+	case discoveryv1.AddressTypeIPv4:
+		want4 = true
+	case discoveryv1.AddressTypeIPv6:
+	default: // FQDN: longhaul dials addresses only
+		return nil, 0
+	}
+	port, ok := sel.resolve(s.Ports)
+	if !ok {
+		return nil, 0
+	}
+	eps = make([]discovery.Endpoint, 0, len(s.Endpoints))
+	for i := range s.Endpoints {
+		e := &s.Endpoints[i]
+		if len(e.Addresses) == 0 {
+			skipped++
+			continue
+		}
+		ip, err := netip.ParseAddr(e.Addresses[0])
+		if err != nil || ip.Zone() != "" || ip.Unmap().Is4() != want4 {
+			skipped++
+			continue
+		}
+		ready, serving, terminating := discovery.Conditions{
+			Ready:       e.Conditions.Ready,
+			Serving:     e.Conditions.Serving,
+			Terminating: e.Conditions.Terminating,
+		}.Resolve()
+		out := discovery.Endpoint{
+			Address:     netip.AddrPortFrom(ip.Unmap(), port).String(),
+			Ready:       ready,
+			Serving:     serving,
+			Terminating: terminating,
+			Weight:      1,
+		}
+		if e.Zone != nil {
+			out.Zone = *e.Zone
+		}
+		if e.NodeName != nil {
+			out.Node = *e.NodeName
+		}
+		if e.TargetRef != nil && e.TargetRef.Kind == "Pod" {
+			out.Pod = e.TargetRef.Name
+		}
+		eps = append(eps, out)
+	}
+	return eps, skipped
+}

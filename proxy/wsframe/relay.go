@@ -1,0 +1,557 @@
+package wsframe
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults for the zero values of Options' fields.
+const (
+	DefaultMaxFrame     = 16 << 20
+	DefaultCloseTimeout = 5 * time.Second
+)
+
+// bufSize is the size of each direction's buffer. A frame whose header and
+// payload fit in it is read whole before it is written, in one write; a
+// larger one is streamed through it in pieces while its destination stays
+// locked.
+const bufSize = 16 << 10
+
+// Options tunes a Relay. The zero value is usable.
+type Options struct {
+	// MaxFrame bounds a frame's payload length; 0 means DefaultMaxFrame
+	// (16 MiB). A larger frame ends the relay with Close 1009 (message too
+	// big) to both sides and an error wrapping ErrTooLarge.
+	MaxFrame int64
+	// Extensions allows frames with RSV bits set: an extension (such as
+	// permessage-deflate) was negotiated in the handshake. Without it such
+	// frames are protocol errors.
+	Extensions bool
+	// CloseTimeout bounds the wait for the close handshake once the relay
+	// started one (Migrate, or Close 1002/1009 on a violation), and the wait
+	// for a peer's Close after the other peer sent Close and hung up; 0
+	// means DefaultCloseTimeout (5s).
+	CloseTimeout time.Duration
+}
+
+// Sides, used as indexes: as a pump's source and as a destination peer.
+const (
+	clientSide  = 0
+	backendSide = 1
+)
+
+var sideName = [2]string{"client", "backend"}
+
+// Relay copies WebSocket frames between a client and a backend connection.
+// See the package documentation for the invariants it keeps. A Relay is
+// created by New, run once by Run, and may be told to Migrate from any
+// goroutine at any time, before or during Run.
+type Relay struct {
+	opts Options
+	// peers[s] is side s seen as a destination of frames.
+	peers [2]peer
+	// pumps[clientSide] carries client->backend frames ("up"),
+	// pumps[backendSide] backend->client frames ("down").
+	pumps [2]pump
+	// events reaches Run's control loop. Its capacity bounds what is ever
+	// sent on it, so no sender blocks even after Run stopped reading:
+	// each pump sends at most one evClose and one evDone (4), and at most
+	// two rounds of injections (Migrate, then a violation) send one
+	// evInjected per peer (4).
+	events chan event
+
+	started     atomic.Bool
+	migrateOnce sync.Once
+	migrateCh   chan struct{} // closed by Migrate
+	// Written before migrateCh is closed, read after it is seen closed.
+	migrateCode   uint16
+	migrateReason string
+}
+
+// peer is one connection seen as a destination of frames. Whoever writes to
+// it (a pump forwarding a frame, or an injector writing a Close) holds mu
+// for the whole frame, so frames never interleave on the wire.
+type peer struct {
+	conn net.Conn
+	// masked: frames written to this peer must be masked (it is the
+	// server side, the backend).
+	masked bool
+
+	mu sync.Mutex
+	// closeSent: a Close frame was written to the peer (forwarded or
+	// injected). RFC 6455 allows no frame after it, so later frames
+	// toward this peer are dropped. Guarded by mu.
+	closeSent bool
+	// injecting: the relay decided to send the peer a Close (Migrate, or
+	// a violation). From then on no frame that has not started toward the
+	// peer is forwarded, even before the injector gets mu: the peer gets
+	// the relay's Close, never the other side's Close or frames sent after
+	// the decision. Set before the injector starts, never cleared.
+	injecting atomic.Bool
+
+	// shut: nothing more may be written to the peer, because a write of
+	// a frame failed or a read of a frame's source failed part-way (the
+	// peer may hold part of a frame, so any further byte would be taken
+	// as the rest of it), or because its write half was closed. Guarded
+	// by mu.
+	shut bool
+}
+
+// pump reads frames from one side and forwards or drops each whole frame
+// toward the other. All its fields but the counters are owned by its
+// goroutine.
+type pump struct {
+	relay *Relay
+	from  int // side the frames come from
+	in    frameReader
+	dst   *peer
+	// frag: a fragmented data message is in progress on this source (a
+	// data frame without FIN was seen and its final continuation not yet).
+	frag bool
+	// closed: the source sent a Close frame (reported once).
+	closed bool
+
+	frames atomic.Int64 // frames forwarded
+	bytes  atomic.Int64 // wire bytes (headers and payloads) forwarded
+}
+
+type eventKind uint8
+
+const (
+	evClose    eventKind = iota // a Close frame came from side from
+	evDone                      // the pump reading side from ended with err
+	evInjected                  // an injected Close was written or skipped
+)
+
+type event struct {
+	kind eventKind
+	from int
+	err  error
+}
+
+// New returns a Relay between client, the hijacked client connection, and
+// backend, the upstream connection, both just past the 101 Switching
+// Protocols handshake. clientBuf holds bytes already read from client past
+// the handshake request, backendBuf bytes already read from backend past the
+// 101 response; either may be nil. They are relayed first, in order, and
+// are not modified; the Relay keeps them until Run returns.
+func New(client net.Conn, clientBuf []byte, backend net.Conn, backendBuf []byte, o Options) *Relay {
+	if o.MaxFrame <= 0 {
+		o.MaxFrame = DefaultMaxFrame
+	}
+	if o.CloseTimeout <= 0 {
+		o.CloseTimeout = DefaultCloseTimeout
+	}
+	r := &Relay{
+		opts:      o,
+		events:    make(chan event, 8),
+		migrateCh: make(chan struct{}),
+	}
+	r.peers[clientSide].conn = client
+	r.peers[backendSide].conn = backend
+	r.peers[backendSide].masked = true
+	conns := [2]net.Conn{client, backend}
+	bufs := [2][]byte{clientBuf, backendBuf}
+	for s := range r.pumps {
+		p := &r.pumps[s]
+		p.relay = r
+		p.from = s
+		p.dst = &r.peers[1-s]
+		p.in.buf = make([]byte, bufSize)
+		p.in.src = conns[s]
+		if len(bufs[s]) > 0 {
+			p.in.src = &prefixReader{pre: bufs[s], r: conns[s]}
+		}
+	}
+	return r
+}
+
+// Stats returns the frames and wire bytes (headers included) forwarded
+// client->backend (up) and backend->client (down) so far. Injected and
+// dropped frames are not counted. Safe to call at any time.
+func (r *Relay) Stats() (framesUp, framesDown, bytesUp, bytesDown int64) {
+	up, down := &r.pumps[clientSide], &r.pumps[backendSide]
+	return up.frames.Load(), down.frames.Load(), up.bytes.Load(), down.bytes.Load()
+}
+
+// Migrate starts moving the client away: at the next frame boundary of each
+// direction it injects a Close(code, reason) toward the client, unmasked,
+// and a masked Close(code, reason) toward the backend. From then on no frame
+// is forwarded toward either (a frame in progress is finished first), the
+// client's Close reply is absorbed (the backend got its own Close), and the
+// relay ends once both sides answered Close, or after CloseTimeout. reason
+// is cut to MaxCloseReason bytes.
+//
+// Migrate returns at once and is safe from any goroutine; only the first
+// call has an effect. Called before Run, it takes effect when Run starts;
+// after Run returned, it has none.
+func (r *Relay) Migrate(code uint16, reason string) {
+	r.migrateOnce.Do(func() {
+		r.migrateCode, r.migrateReason = code, reason
+		close(r.migrateCh)
+	})
+}
+
+// closeFor returns the close code and reason to send both sides after a
+// pump failed with err, or 0 if err calls for none.
+func closeFor(err error) (uint16, string) {
+	switch {
+	case errors.Is(err, ErrTooLarge):
+		return 1009, "message too big"
+	case errors.Is(err, ErrProtocol):
+		return 1002, "protocol error"
+	}
+	return 0, ""
+}
+
+// Run relays frames both ways until the connection ends and returns after
+// every goroutine it started has stopped. It must be called once.
+//
+// The relay ends:
+//   - after a Close frame went each way (forwarded or absorbed): nil;
+//   - when a side ends its stream at a frame boundary (EOF): nil, except
+//     that a side that sent Close and then EOF leaves the other side up to
+//     CloseTimeout to send its own Close;
+//   - on a read or write error, or a side ending inside a frame: that error;
+//   - on a protocol violation: after Close 1002 (1009 for a frame larger
+//     than MaxFrame) was written to both sides where the stream allows,
+//     with an error wrapping ErrProtocol (ErrTooLarge);
+//   - after Migrate: once both sides answered Close (nil), or after
+//     CloseTimeout (ErrCloseTimeout).
+//
+// Run closes neither connection; the caller does, after Run returns. To
+// stop blocked reads and writes when it ends, Run sets a past deadline on
+// both connections, and clears it again before returning; on an EOF it
+// half-closes the other connection's write side when it can (CloseWrite).
+func (r *Relay) Run() error {
+	if !r.started.CompareAndSwap(false, true) {
+		return errors.New("wsframe: Relay.Run called more than once")
+	}
+	var wg sync.WaitGroup
+	for s := range r.pumps {
+		wg.Go(r.pumps[s].run)
+	}
+
+	var (
+		closeFrom [2]bool // a Close frame came from the side
+		pumpDone  [2]bool
+		pending   int  // injections under way
+		ending    bool // the relay ends once pending is 0
+		result    error
+		timer     *time.Timer
+		timeout   <-chan time.Time
+	)
+	end := func(err error) {
+		if !ending {
+			ending, result = true, err
+		}
+	}
+	startTimer := func() {
+		if timer == nil {
+			timer = time.NewTimer(r.opts.CloseTimeout)
+			timeout = timer.C
+		}
+	}
+	inject := func(code uint16, reason string) {
+		for s := range r.peers {
+			r.peers[s].injecting.Store(true)
+		}
+		for s := range r.peers {
+			pending++
+			wg.Go(func() {
+				r.peers[s].sendClose(code, reason)
+				r.events <- event{kind: evInjected}
+			})
+		}
+		startTimer()
+	}
+	migrate := r.migrateCh
+	for !ending || pending > 0 {
+		select {
+		case <-migrate:
+			migrate = nil
+			if !ending {
+				inject(r.migrateCode, r.migrateReason)
+			}
+		case ev := <-r.events:
+			switch ev.kind {
+			case evInjected:
+				pending--
+			case evClose:
+				closeFrom[ev.from] = true
+				if closeFrom[clientSide] && closeFrom[backendSide] {
+					end(nil)
+				}
+			case evDone:
+				pumpDone[ev.from] = true
+				other := 1 - ev.from
+				if code, reason := closeFor(ev.err); code != 0 {
+					if !ending {
+						inject(code, reason)
+					}
+					end(ev.err)
+				} else if ev.err == nil && closeFrom[ev.from] && !pumpDone[other] {
+					// The side closed properly; give the
+					// other one time to answer its Close.
+					startTimer()
+				} else {
+					end(ev.err)
+				}
+			}
+		case <-timeout:
+			end(ErrCloseTimeout)
+			pending = 0 // stop waiting for stuck injections
+		}
+	}
+	if timer != nil {
+		timer.Stop()
+	}
+	// Unblock whatever still reads or writes; the pumps and injectors
+	// then see errors, which no longer matter.
+	past := time.Unix(1, 0)
+	for s := range r.peers {
+		_ = r.peers[s].conn.SetDeadline(past)
+	}
+	wg.Wait()
+	for s := range r.peers {
+		_ = r.peers[s].conn.SetDeadline(time.Time{})
+	}
+	return result
+}
+
+// sendClose writes a Close frame to p at a frame boundary, unless a Close
+// was already written to it or it takes no more bytes.
+func (p *peer) sendClose(code uint16, reason string) {
+	var b [MaxHeaderLen + MaxControlPayload]byte
+	frame := AppendClose(b[:0], code, reason, p.masked)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closeSent || p.shut {
+		return
+	}
+	p.closeSent = true
+	if _, err := p.conn.Write(frame); err != nil {
+		p.shut = true
+	}
+}
+
+// shutWrite closes p's write half (when the connection supports it) to pass
+// on an EOF, at a frame boundary.
+func (p *peer) shutWrite() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.shut {
+		return
+	}
+	p.shut = true
+	if cw, ok := p.conn.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+}
+
+func (p *pump) run() {
+	err := p.loop()
+	p.relay.events <- event{kind: evDone, from: p.from, err: err}
+}
+
+// loop relays frames until the source ends or fails, or a frame breaks a
+// rule. It returns nil on EOF at a frame boundary. It does not allocate
+// unless it returns an error.
+func (p *pump) loop() error {
+	in := &p.in
+	for {
+		if err := in.fill(2); err != nil {
+			if err == io.EOF && in.buffered() == 0 {
+				p.dst.shutWrite()
+				return nil
+			}
+			return p.readErr("reading a frame header", err)
+		}
+		hl := sizeFromPrefix(in.buf[in.r+1])
+		if err := in.fill(hl); err != nil {
+			return p.readErr("reading a frame header", err)
+		}
+		h, err := parseHeader(in.buf[in.r : in.r+hl])
+		if err != nil {
+			return fmt.Errorf("wsframe: frame from %s: %w", sideName[p.from], err)
+		}
+		if err := p.check(h); err != nil {
+			return err
+		}
+		if err := p.relayFrame(h, hl); err != nil {
+			return err
+		}
+	}
+}
+
+func (p *pump) readErr(what string, err error) error {
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return fmt.Errorf("wsframe: %s from %s: %w", what, sideName[p.from], err)
+}
+
+func (p *pump) violation(format string, args ...any) error {
+	return fmt.Errorf("wsframe: frame from %s: %s: %w", sideName[p.from], fmt.Sprintf(format, args...), ErrProtocol)
+}
+
+// check enforces the framing rules that depend on direction, negotiated
+// extensions and fragmentation state, and tracks that state.
+func (p *pump) check(h Header) error {
+	switch {
+	case h.Opcode.IsReserved():
+		return p.violation("reserved opcode %d", h.Opcode)
+	case p.from == clientSide && !h.Masked:
+		return p.violation("%s frame not masked", h.Opcode)
+	case p.from == backendSide && h.Masked:
+		return p.violation("%s frame masked", h.Opcode)
+	case h.Rsv != 0 && !p.relay.opts.Extensions:
+		return p.violation("RSV bits %03b set with no extension negotiated", h.Rsv)
+	}
+	if h.Opcode.IsControl() {
+		if !h.Fin {
+			return p.violation("fragmented %s frame", h.Opcode)
+		}
+		if h.Length > MaxControlPayload {
+			return p.violation("%s frame with %d bytes of payload (at most %d)", h.Opcode, h.Length, MaxControlPayload)
+		}
+		return nil // may come between the fragments of a message
+	}
+	if h.Length > p.relay.opts.MaxFrame {
+		return fmt.Errorf("wsframe: frame from %s: %d bytes of payload, more than %d: %w",
+			sideName[p.from], h.Length, p.relay.opts.MaxFrame, ErrTooLarge)
+	}
+	if h.Opcode == OpContinuation {
+		if !p.frag {
+			return p.violation("continuation frame with no fragmented message started")
+		}
+	} else if p.frag {
+		return p.violation("%s frame inside a fragmented message", h.Opcode)
+	}
+	p.frag = !h.Fin
+	return nil
+}
+
+// relayFrame forwards or drops the frame whose hl header bytes are buffered
+// at p.in.buf[p.in.r:], header h. A frame that fits the buffer is read
+// whole before the destination is locked; a larger one is streamed while
+// it is locked. Either way the destination stays locked from the first
+// byte written to the last, so that nothing else lands inside the frame.
+func (p *pump) relayFrame(h Header, hl int) error {
+	in := &p.in
+	total := uint64(hl) + uint64(h.Length) // h.Length >= 0: no overflow
+	if total <= uint64(len(in.buf)) {
+		if err := in.fill(int(total)); err != nil {
+			return p.readErr("reading a frame", err)
+		}
+	}
+	dst := p.dst
+	dst.mu.Lock()
+	if dst.closeSent || dst.shut || dst.injecting.Load() {
+		// The destination takes no more frames: drop this one.
+		dst.mu.Unlock()
+		for total > 0 {
+			if in.buffered() == 0 {
+				if err := in.fill(1); err != nil {
+					return p.readErr("reading a frame", err)
+				}
+			}
+			n := min(uint64(in.buffered()), total)
+			in.r += int(n)
+			total -= n
+		}
+		p.noteClose(h)
+		return nil
+	}
+	var err error
+	for total > 0 {
+		if in.buffered() == 0 {
+			if rerr := in.fill(1); rerr != nil {
+				err = p.readErr("reading a frame", rerr)
+				break
+			}
+		}
+		n := min(uint64(in.buffered()), total)
+		if _, werr := dst.conn.Write(in.buf[in.r : in.r+int(n)]); werr != nil {
+			err = fmt.Errorf("wsframe: writing a frame to %s: %w", sideName[1-p.from], werr)
+			break
+		}
+		in.r += int(n)
+		total -= n
+		p.bytes.Add(int64(n))
+	}
+	if err != nil {
+		// The destination may hold part of the frame now.
+		dst.shut = true
+		dst.mu.Unlock()
+		return err
+	}
+	if h.Opcode == OpClose {
+		dst.closeSent = true
+	}
+	dst.mu.Unlock()
+	p.frames.Add(1)
+	p.noteClose(h)
+	return nil
+}
+
+// noteClose reports the source's first Close frame to Run.
+func (p *pump) noteClose(h Header) {
+	if h.Opcode == OpClose && !p.closed {
+		p.closed = true
+		p.relay.events <- event{kind: evClose, from: p.from}
+	}
+}
+
+// frameReader buffers one direction's input. Unread bytes are
+// buf[r:w]; a frame that fits buf is made contiguous in it so it can be
+// written with one call straight from the buffer.
+type frameReader struct {
+	src  io.Reader
+	buf  []byte
+	r, w int
+	err  error // sticky: the error src returned
+}
+
+func (f *frameReader) buffered() int { return f.w - f.r }
+
+// fill reads until at least n bytes (n <= len(buf)) are buffered,
+// contiguous from buf[r]. It returns src's error, unwrapped, if src fails
+// first.
+func (f *frameReader) fill(n int) error {
+	for f.w-f.r < n {
+		if f.err != nil {
+			return f.err
+		}
+		if f.r == f.w {
+			f.r, f.w = 0, 0
+		} else if f.r+n > len(f.buf) {
+			f.w = copy(f.buf, f.buf[f.r:f.w])
+			f.r = 0
+		}
+		m, err := f.src.Read(f.buf[f.w:])
+		f.w += m
+		f.err = err
+	}
+	return nil
+}
+
+// prefixReader reads pre, then r.
+type prefixReader struct {
+	pre []byte
+	r   io.Reader
+}
+
+func (p *prefixReader) Read(b []byte) (int, error) {
+	if len(p.pre) > 0 {
+		n := copy(b, p.pre)
+		p.pre = p.pre[n:]
+		return n, nil
+	}
+	return p.r.Read(b)
+}
