@@ -75,12 +75,8 @@ func (f *File) Run(ctx context.Context, publish Publisher) error {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	last, raw, err := f.read(nil)
-	if err != nil {
-		return err
-	}
-	publish(last)
-
+	// Watch before the first read, so that an edit made right after the
+	// first Snapshot is published is never missed.
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return fmt.Errorf("watch %s: %w", f.Path, err)
@@ -89,6 +85,11 @@ func (f *File) Run(ctx context.Context, publish Publisher) error {
 	if err := w.Add(filepath.Dir(f.Path)); err != nil {
 		return fmt.Errorf("watch %s: %w", filepath.Dir(f.Path), err)
 	}
+	last, raw, err := f.read(nil)
+	if err != nil {
+		return err
+	}
+	publish(last)
 	poll := f.Poll
 	if poll <= 0 {
 		poll = 2 * time.Second

@@ -381,6 +381,13 @@ func (l *HTTPListener) copyResponse(w http.ResponseWriter, resp *http.Response, 
 		}
 		wh["Trailer"] = []string{strings.Join(keys, ", ")}
 	}
+	if grpc && resp.Header.Get("Grpc-Status") != "" {
+		// A trailers-only response (RFC: gRPC over HTTP/2): the status is in
+		// the only HEADERS frame, which must carry END_STREAM. Writing the
+		// header without a flush and returning sends exactly that.
+		w.WriteHeader(resp.StatusCode)
+		return
+	}
 	w.WriteHeader(resp.StatusCode)
 	flusher, _ := w.(http.Flusher)
 	streaming := resp.ContentLength < 0 || grpc

@@ -158,9 +158,25 @@ listeners:
 	if code, _ := get(t, "http://"+admin+"/healthz"); code != 200 {
 		t.Fatalf("/healthz: %d", code)
 	}
-	_, metrics := get(t, "http://"+admin+"/metrics")
-	for _, want := range []string{`longhaul_sessions_active{endpoint=`, `longhaul_picker_builds_total{listener="echo",result="ok"} 1`,
-		`longhaul_endpoints{condition="ready",listener="echo"} 2`, `longhaul_bytes_total{direction="upstream",listener="echo"} 5`} {
+	// Bytes are counted per relay round (splice moves up to 4 MiB a round)
+	// and when a session ends: a short session that ended shows its bytes.
+	c2, err := net.Dial("tcp", lis)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roundTrip(t, c2, "hello")
+	c2.Close()
+	var metrics string
+	wantMetrics := []string{`longhaul_sessions_active{endpoint=`, `longhaul_picker_builds_total{listener="echo",result="ok"} 1`,
+		`longhaul_endpoints{condition="ready",listener="echo"} 2`, `longhaul_bytes_total{direction="upstream",listener="echo"} 5`,
+		`longhaul_bytes_total{direction="downstream",listener="echo"} 5`}
+	for wait := time.Now().Add(5 * time.Second); time.Now().Before(wait); time.Sleep(20 * time.Millisecond) {
+		_, metrics = get(t, "http://"+admin+"/metrics")
+		if strings.Contains(metrics, wantMetrics[3]) && strings.Contains(metrics, wantMetrics[4]) {
+			break
+		}
+	}
+	for _, want := range wantMetrics {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
