@@ -99,6 +99,9 @@ func NewHTTP(cfg HTTPConfig, up *Upstream, reg *Registry, m *Metrics) *HTTPListe
 			MaxConcurrentStreams:          1000,
 			MaxReceiveBufferPerConnection: 4 << 20,
 			MaxReceiveBufferPerStream:     1 << 20,
+			// The protocol default (RFC 9113 section 4.2): a larger frame is a
+			// connection error, and no client needs more.
+			MaxReadFrameSize: 16 << 10,
 		},
 		ErrorLog: zap.NewStdLog(l.log.WithOptions(zap.IncreaseLevel(zap.WarnLevel))),
 	}
