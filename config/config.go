@@ -115,10 +115,39 @@ type ProxyProtocol struct {
 	Send bool `mapstructure:"send"`
 }
 
-// Drain configures how sessions leave a terminating endpoint.
+// Drain configures how sessions leave a terminating endpoint, and how they
+// are rebalanced after a scale-up.
 type Drain struct {
 	// Timeout is the time sessions get to move; 0 closes them at once.
 	Timeout time.Duration `mapstructure:"timeout"`
+	// Window spreads the start of migrations over this long, with jitter,
+	// so that the other endpoints do not take every reconnect at once; 0
+	// means half of Timeout. At most Timeout.
+	Window time.Duration `mapstructure:"window"`
+	// Rate caps the migrations started per second per listener; 0 means no
+	// cap. The deadline wins over the cap.
+	Rate float64 `mapstructure:"rate"`
+	// TCP is what a raw TCP session does when its endpoint drains:
+	// deadline (keep relaying until Timeout, then close) or immediate
+	// (close at its paced turn). Bytes already read are always delivered.
+	TCP string `mapstructure:"tcp"`
+	// Rebalance moves sessions off endpoints that carry far more than the
+	// mean, so that long-lived sessions follow a scale-up.
+	Rebalance Rebalance `mapstructure:"rebalance"`
+}
+
+// Rebalance configures the rebalancing of long-lived sessions. It is off by
+// default; it needs a picker that spreads reconnects (least-connections, or
+// maglev with boundedLoad).
+type Rebalance struct {
+	// Factor: an endpoint above Factor times the mean of sessions (and at
+	// least 2 above it) is overloaded; 0 turns rebalancing off, else > 1.
+	Factor float64 `mapstructure:"factor"`
+	// Sustain is how long an imbalance must last before sessions move.
+	Sustain time.Duration `mapstructure:"sustain"`
+	// MaxPerRound bounds the sessions moved per round (rounds are at least
+	// Sustain apart).
+	MaxPerRound int `mapstructure:"maxPerRound"`
 }
 
 // HTTP holds the options of an http or grpc listener.
@@ -163,6 +192,10 @@ const (
 	DefaultIdleTimeout    = time.Hour
 	DefaultMaxConnections = 100000
 	DefaultDrainTimeout   = 25 * time.Second
+	DefaultDrainTCP       = "deadline"
+
+	DefaultRebalanceSustain     = 30 * time.Second
+	DefaultRebalanceMaxPerRound = 10
 )
 
 // Default returns the configuration's defaults: the admin server on
@@ -189,6 +222,7 @@ func defaultListener() Listener {
 		},
 		Timeouts:       Timeouts{Connect: DefaultConnectTimeout, Idle: DefaultIdleTimeout},
 		MaxConnections: DefaultMaxConnections,
-		Drain:          Drain{Timeout: DefaultDrainTimeout},
+		Drain: Drain{Timeout: DefaultDrainTimeout, TCP: DefaultDrainTCP,
+			Rebalance: Rebalance{Sustain: DefaultRebalanceSustain, MaxPerRound: DefaultRebalanceMaxPerRound}},
 	}
 }

@@ -27,7 +27,7 @@ func exampleConfig() *Config {
 			Timeouts:       Timeouts{Connect: 2 * time.Second, Idle: time.Hour},
 			MaxConnections: 100000,
 			ProxyProtocol:  ProxyProtocol{Accept: false, Send: false},
-			Drain:          Drain{Timeout: 25 * time.Second},
+			Drain:          defaultDrain(25 * time.Second),
 		}},
 	}
 }
@@ -98,7 +98,7 @@ listeners:
 					Balance:        Balance{Policy: "maglev", Key: "client-ip", BoundedLoad: 1.25, TableSize: 65537},
 					Timeouts:       Timeouts{Connect: 2 * time.Second, Idle: time.Hour},
 					MaxConnections: 100000,
-					Drain:          Drain{Timeout: 25 * time.Second},
+					Drain:          defaultDrain(25 * time.Second),
 				}},
 			},
 		},
@@ -132,7 +132,7 @@ listeners:
 					Timeouts:       Timeouts{Connect: 500 * time.Millisecond, Idle: 90 * time.Second},
 					MaxConnections: 10,
 					ProxyProtocol:  ProxyProtocol{Accept: true, Send: true},
-					Drain:          Drain{Timeout: 0},
+					Drain:          defaultDrain(0),
 					HTTP: HTTP{
 						Upstream:  "h2c",
 						WebSocket: WebSocket{MaxFrame: 1 << 20, CloseCode: 1001},
@@ -561,4 +561,11 @@ func TestIsPrime(t *testing.T) {
 			t.Errorf("isPrime(%d): got %v, want %v", n, got, want)
 		}
 	}
+}
+
+// defaultDrain is the drain block a listener gets when the file sets only
+// its timeout.
+func defaultDrain(timeout time.Duration) Drain {
+	return Drain{Timeout: timeout, TCP: "deadline",
+		Rebalance: Rebalance{Sustain: 30 * time.Second, MaxPerRound: 10}}
 }

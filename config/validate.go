@@ -168,9 +168,7 @@ func (v *validator) listener(p string, l *Listener) {
 	if l.MaxConnections < 1 {
 		v.add(p+".maxConnections", l.MaxConnections, "must be at least 1")
 	}
-	if l.Drain.Timeout < 0 {
-		v.add(p+".drain.timeout", l.Drain.Timeout, "must not be negative")
-	}
+	v.drain(p+".drain", l)
 	v.http(p+".http", l.Protocol, &l.HTTP)
 }
 
@@ -443,4 +441,33 @@ func pathKey(path string) []pathPart {
 		}
 	}
 	return parts
+}
+
+func (v *validator) drain(p string, l *Listener) {
+	d := &l.Drain
+	if d.Timeout < 0 {
+		v.add(p+".timeout", d.Timeout, "must not be negative")
+	}
+	if d.Window < 0 || d.Window > d.Timeout && d.Timeout >= 0 {
+		v.add(p+".window", d.Window, "must be between 0 and drain.timeout ("+d.Timeout.String()+")")
+	}
+	if d.Rate < 0 {
+		v.add(p+".rate", d.Rate, "must not be negative (0 means no cap)")
+	}
+	if d.TCP != "" { // "" is the default, deadline
+		v.oneOf(p+".tcp", d.TCP, "deadline", "immediate")
+	}
+	r := &d.Rebalance
+	if r.Factor != 0 && (r.Factor <= 1 || r.Factor > 100) {
+		v.add(p+".rebalance.factor", r.Factor, "must be 0 (off) or greater than 1 and at most 100")
+	}
+	if r.Factor > 0 && l.Balance.Policy == "maglev" && l.Balance.BoundedLoad == 0 {
+		v.add(p+".rebalance.factor", r.Factor, "needs balance.policy least-connections or balance.boundedLoad: plain consistent hashing sends a moved session back to the same endpoint")
+	}
+	if r.Sustain < 0 {
+		v.add(p+".rebalance.sustain", r.Sustain, "must not be negative (0 means the default, 30s)")
+	}
+	if r.MaxPerRound < 0 {
+		v.add(p+".rebalance.maxPerRound", r.MaxPerRound, "must not be negative (0 means the default, 10)")
+	}
 }

@@ -178,6 +178,18 @@ func TestValidate(t *testing.T) {
 		{"drain timeout negative", func(c *Config) { l0(c).Drain.Timeout = -time.Second },
 			[]string{`listeners[0].drain.timeout: -1s: must not be negative`}},
 		{"drain timeout 0", func(c *Config) { l0(c).Drain.Timeout = 0 }, nil},
+		{"drain window beyond timeout", func(c *Config) { l0(c).Drain.Window = time.Hour },
+			[]string{"listeners[0].drain.window: 1h0m0s: must be between 0 and drain.timeout (25s)"}},
+		{"drain tcp mode", func(c *Config) { l0(c).Drain.TCP = "later"; l0(c).Drain.Rate = -1 },
+			[]string{"listeners[0].drain.rate: -1: must not be negative (0 means no cap)",
+				"listeners[0].drain.tcp: \"later\": must be one of deadline, immediate"}},
+		{"rebalance factor", func(c *Config) { l0(c).Drain.Rebalance.Factor = 0.5 },
+			[]string{"listeners[0].drain.rebalance.factor: 0.5: must be 0 (off) or greater than 1 and at most 100"}},
+		{"rebalance with plain maglev", func(c *Config) {
+			l0(c).Balance.BoundedLoad = 0
+			l0(c).Drain.Rebalance.Factor = 2
+		}, []string{"listeners[0].drain.rebalance.factor: 2: needs balance.policy least-connections or balance.boundedLoad: plain consistent hashing sends a moved session back to the same endpoint"}},
+		{"rebalance with bounded maglev", func(c *Config) { l0(c).Drain.Rebalance.Factor = 2 }, nil},
 
 		// http
 		{"http block on tcp", func(c *Config) { l0(c).HTTP.Upstream = "h2c" },

@@ -36,6 +36,13 @@ type EndpointDrainer interface {
 	DrainEndpoint(ctx context.Context, addr string)
 }
 
+// Reasons a session is asked to move, for metrics.
+const (
+	ReasonEndpoint  = "endpoint"  // its endpoint is terminating, not ready or gone
+	ReasonRebalance = "rebalance" // its endpoint carries far more than the mean
+	ReasonShutdown  = "shutdown"  // longhaul itself is stopping
+)
+
 // Controller moves sessions off endpoints that new sessions may no longer
 // use (terminating, not ready, or gone). Migrations start spread over Window
 // with jitter and at most Rate per second, so that the remaining endpoints
@@ -49,8 +56,9 @@ type Controller struct {
 	Rate    float64       // most migrations started per second; 0 means no cap
 	Lister  Lister
 	Pools   EndpointDrainer // may be nil
-	// OnMigrate, if set, is called as each session is asked to move.
-	OnMigrate func(endpoint string)
+	// OnMigrate, if set, is called as each session is asked to move, with
+	// why: ReasonEndpoint or ReasonRebalance.
+	OnMigrate func(endpoint string, s Session, reason string)
 	// OnEndpointDrained, if set, is called when an endpoint's pools are
 	// drained, with how long it took.
 	OnEndpointDrained func(endpoint string, took time.Duration)
@@ -59,7 +67,8 @@ type Controller struct {
 	scheduled map[Session]bool
 	drained   map[string]bool // endpoint -> pools drained since it was last eligible
 	wg        sync.WaitGroup
-	nextSlot  time.Time // rate cap: the earliest start of the next migration
+	nextSlot  time.Time       // rate cap: the earliest start of the next migration
+	eligible  map[string]bool // of the last snapshot; read by Rebalance
 }
 
 // Update compares the live sessions' endpoints with next and schedules the
@@ -77,6 +86,7 @@ func (c *Controller) Update(next *discovery.Snapshot) int {
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.eligible = eligible
 	if c.scheduled == nil {
 		c.scheduled = make(map[Session]bool)
 		c.drained = make(map[string]bool)
@@ -109,7 +119,7 @@ func (c *Controller) Update(next *discovery.Snapshot) int {
 			time.AfterFunc(delay, func() {
 				s.Migrate(deadline)
 				if c.OnMigrate != nil {
-					c.OnMigrate(ep)
+					c.OnMigrate(ep, s, ReasonEndpoint)
 				}
 			})
 			n++

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -133,11 +134,27 @@ func (l *HTTPListener) Shutdown(ctx context.Context) error {
 	if !ok {
 		deadline = time.Now()
 	}
+	// Ask upgraded sessions to leave, their starts spread with jitter over
+	// the first half of the time left, so that clients do not all
+	// reconnect (to the other replicas) in the same instant.
+	window := time.Until(deadline) / 2
+	var timers []*time.Timer
 	for _, s := range l.reg.All() {
-		if s.Info().Listener == l.cfg.Name {
-			s.Migrate(deadline)
+		if s.Info().Listener != l.cfg.Name {
+			continue
 		}
+		l.metrics.SessionsMigrated.WithLabelValues(l.cfg.Name, s.Info().Protocol, "shutdown").Inc()
+		var delay time.Duration
+		if window > 0 {
+			delay = rand.N(window)
+		}
+		timers = append(timers, time.AfterFunc(delay, func() { s.Migrate(deadline) }))
 	}
+	defer func() {
+		for _, t := range timers {
+			t.Stop()
+		}
+	}()
 	err := l.srv.Shutdown(ctx)
 	if err != nil {
 		l.srv.Close()

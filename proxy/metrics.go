@@ -15,6 +15,9 @@ type Metrics struct {
 	PickerBuildTime  *prometheus.HistogramVec
 	Endpoints        *prometheus.GaugeVec
 	SessionsMigrated *prometheus.CounterVec
+	MigrationsEnded  *prometheus.CounterVec
+	MigrationTime    *prometheus.HistogramVec
+	EndpointDrain    *prometheus.HistogramVec
 }
 
 // NewMetrics creates the collectors and registers them with reg (which may
@@ -50,12 +53,24 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "longhaul_endpoints", Help: "Endpoints in the current snapshot, by listener and condition (ready, serving, terminating, total).",
 		}, []string{"listener", "condition"}),
 		SessionsMigrated: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "longhaul_sessions_migrated_total", Help: "Sessions asked to leave their endpoint, by listener, protocol and reason.",
+			Name: "longhaul_sessions_migrated_total", Help: "Sessions asked to leave their endpoint, by listener, protocol and reason (endpoint, rebalance, shutdown).",
 		}, []string{"listener", "protocol", "reason"}),
+		MigrationsEnded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "longhaul_migrations_ended_total", Help: "Sessions that ended after being asked to move, by listener, protocol and outcome (moved: before the deadline; forced: closed at the deadline; closed: closed at once by policy).",
+		}, []string{"listener", "protocol", "outcome"}),
+		MigrationTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "longhaul_migration_seconds", Help: "Time from asking a session to move to its end.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
+		}, []string{"listener", "protocol"}),
+		EndpointDrain: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "longhaul_endpoint_drain_seconds", Help: "Time for an endpoint's pooled upstream connections to drain after it left.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
+		}, []string{"listener"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.SessionsActive, m.SessionsTotal, m.Bytes, m.DialErrors, m.Picks, m.Rejected,
-			m.PickerBuilds, m.PickerBuildTime, m.Endpoints, m.SessionsMigrated)
+			m.PickerBuilds, m.PickerBuildTime, m.Endpoints, m.SessionsMigrated, m.MigrationsEnded, m.MigrationTime,
+			m.EndpointDrain)
 	}
 	return m
 }

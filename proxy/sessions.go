@@ -29,8 +29,17 @@ type SessionInfo struct {
 	Endpoint string    `json:"endpoint"`
 	Client   string    `json:"client"`
 	Started  time.Time `json:"started"`
-	// Migrating is set once Migrate was called.
-	Migrating bool `json:"migrating"`
+	// Migrating is set once Migrate was called; Deadline is then when the
+	// session will be closed if it has not left by itself.
+	Migrating bool      `json:"migrating"`
+	Deadline  time.Time `json:"deadline,omitzero"`
+}
+
+// MigrationEnd describes a session that ended after it was asked to move.
+type MigrationEnd struct {
+	Info    SessionInfo
+	Took    time.Duration // from the request to move to the session's end
+	Outcome string        // OutcomeMoved, OutcomeForced or OutcomeClosed
 }
 
 // Registry holds the live sessions by endpoint address. A session is
@@ -44,6 +53,10 @@ type Registry struct {
 	// changed is closed and replaced whenever a session is removed, so that
 	// Wait can sleep without polling.
 	changed chan struct{}
+
+	// OnMigrationEnd, if set before the first Register, is called when a
+	// session that was asked to move ends.
+	OnMigrationEnd func(MigrationEnd)
 }
 
 // NewRegistry returns an empty Registry.
@@ -76,6 +89,11 @@ func (r *Registry) Register(addr string, id uint64, s Session) (remove func()) {
 		r.changed = make(chan struct{})
 		r.mu.Unlock()
 		r.n.Add(-1)
+		if mr, ok := s.(migrationResult); ok && r.OnMigrationEnd != nil {
+			if asked, outcome := mr.migrationResult(); !asked.IsZero() {
+				r.OnMigrationEnd(MigrationEnd{Info: s.Info(), Took: time.Since(asked), Outcome: outcome})
+			}
+		}
 	}
 }
 

@@ -44,6 +44,9 @@ type TCPConfig struct {
 	AcceptProxy bool
 	// SendProxy sends a PROXY protocol v2 header to the endpoint first.
 	SendProxy bool
+	// DrainImmediate closes a migrating session at once instead of at its
+	// drain deadline.
+	DrainImmediate bool
 	// HeaderTimeout bounds the wait for a PROXY header; 0 means 5s.
 	HeaderTimeout time.Duration
 	Dial          DialFunc // nil means a net.Dialer
@@ -218,6 +221,7 @@ func (l *TCPListener) handle(ctx context.Context, c net.Conn) {
 		info: SessionInfo{ID: l.reg.NewID(), Listener: l.cfg.Name, Protocol: "tcp",
 			Endpoint: t.Endpoint.Address, Client: clientAddr.String(), Started: time.Now()},
 		client: c, backend: backend, clientTCP: client, idle: l.cfg.IdleTimeout,
+		closeAtOnce: l.cfg.DrainImmediate,
 	}
 	s.backendTCP, _ = backend.(*net.TCPConn)
 	remove := l.reg.Register(t.Endpoint.Address, s.info.ID, s)
@@ -282,30 +286,39 @@ type tcpSession struct {
 	clientTCP, backendTCP *net.TCPConn // nil when not TCP (no splice, no half-close)
 	idle                  time.Duration
 
+	// closeAtOnce makes Migrate close the session at once rather than at
+	// its deadline.
+	closeAtOnce bool
+
 	lastActive atomic.Int64 // unix nanos of the last byte moved either way
 	stopping   atomic.Bool
-	migrating  atomic.Bool
-	timerMu    sync.Mutex
-	timer      *time.Timer
+	mig        migration
 }
 
 func (s *tcpSession) Info() SessionInfo {
 	i := s.info
-	i.Migrating = s.migrating.Load()
+	asked, deadline := s.mig.state()
+	i.Migrating, i.Deadline = !asked.IsZero(), deadline
 	return i
 }
 
-// Migrate closes the session at deadline (at once if it has passed): raw TCP
-// has no way to ask a client to reconnect, so the deadline gives it time to
-// finish on its own.
+func (s *tcpSession) migrationResult() (time.Time, string) {
+	asked, _ := s.mig.state()
+	return asked, s.mig.result()
+}
+
+// Migrate closes the session at deadline (at once if it has passed, or if
+// the listener's drain mode is immediate): raw TCP has no way to ask a
+// client to reconnect, so the deadline gives it time to finish on its own.
+// Closing delivers every byte already read, then half-closes both sides.
 func (s *tcpSession) Migrate(deadline time.Time) {
-	s.migrating.Store(true)
-	s.timerMu.Lock()
-	defer s.timerMu.Unlock()
-	if s.timer != nil {
+	if !s.mig.begin(deadline, s.Close) {
 		return
 	}
-	s.timer = time.AfterFunc(time.Until(deadline), s.Close)
+	if s.closeAtOnce {
+		s.mig.closedByPolicy()
+		s.Close()
+	}
 }
 
 // Close stops both directions at their next read; everything already read
@@ -340,11 +353,7 @@ func (s *tcpSession) relay(up, down interface{ Add(float64) }) {
 	}
 	s.client.Close()
 	s.backend.Close()
-	s.timerMu.Lock()
-	if s.timer != nil {
-		s.timer.Stop()
-	}
-	s.timerMu.Unlock()
+	s.mig.end()
 }
 
 // half copies src to dst until EOF, then half-closes dst. It returns nil on

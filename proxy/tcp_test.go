@@ -446,3 +446,61 @@ func TestSessionsSpreadAcrossEndpoints(t *testing.T) {
 	}
 	t.Logf("sessions per endpoint: %s", strings.Join(got, " "))
 }
+
+// TestMigrationOutcomes: a session that leaves before its deadline is
+// "moved", one still open at the deadline is closed and "forced", and in
+// immediate mode it is "closed" at once; each is reported once, with the
+// time it took.
+func TestMigrationOutcomes(t *testing.T) {
+	backend := startServer(t, echo)
+	for _, tc := range []struct {
+		name      string
+		immediate bool
+		leave     bool // the client closes by itself before the deadline
+		want      string
+		minTook   time.Duration
+	}{
+		{"moved", false, true, OutcomeMoved, 0},
+		{"forced", false, false, OutcomeForced, 300 * time.Millisecond},
+		{"immediate", true, false, OutcomeClosed, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startProxy(t, TCPConfig{DrainImmediate: tc.immediate}, balancer.Policy{Kind: balancer.Maglev}, backend.addr())
+			ends := make(chan MigrationEnd, 4)
+			p.reg.OnMigrationEnd = func(e MigrationEnd) { ends <- e }
+			c := dial(t, p.addr)
+			c.Write([]byte("x"))
+			io.ReadFull(c, make([]byte, 1))
+			ss := p.reg.Endpoint(backend.addr())
+			if len(ss) != 1 {
+				t.Fatalf("%d sessions registered, want 1", len(ss))
+			}
+			ss[0].Migrate(time.Now().Add(300 * time.Millisecond))
+			ss[0].Migrate(time.Now()) // a second request changes nothing
+			if in := ss[0].Info(); !in.Migrating || in.Deadline.IsZero() {
+				t.Errorf("info after Migrate: %+v", in)
+			}
+			if tc.leave {
+				c.Close()
+			} else {
+				c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+					t.Errorf("client: got %v, want EOF from the proxy", err)
+				}
+			}
+			select {
+			case e := <-ends:
+				if e.Outcome != tc.want || e.Took < tc.minTook || e.Info.Protocol != "tcp" {
+					t.Errorf("got outcome %q after %v (%s), want %q after at least %v", e.Outcome, e.Took, e.Info.Protocol, tc.want, tc.minTook)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("no migration end reported")
+			}
+			select {
+			case e := <-ends:
+				t.Errorf("a second end reported: %+v", e)
+			case <-time.After(20 * time.Millisecond):
+			}
+		})
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -144,11 +143,18 @@ func (l *HTTPListener) serveWebSocket(w http.ResponseWriter, r *http.Request, cl
 	defer active.Dec()
 	l.metrics.SessionsTotal.WithLabelValues(l.cfg.Name, target.Endpoint.Address).Inc()
 	if l.closing.Load() {
-		s.Migrate(time.Now())
+		// Upgraded while the listener shuts down: ask it to leave at once,
+		// with the usual close handshake time.
+		grace := l.cfg.WebSocket.CloseTimeout
+		if grace <= 0 {
+			grace = 5 * time.Second
+		}
+		s.Migrate(time.Now().Add(grace))
 	}
 	if err := relay.Run(); err != nil {
 		l.log.Debug("websocket relay ended", zap.Error(err))
 	}
+	s.mig.end()
 	conn.Close()
 	backend.Close()
 }
@@ -169,33 +175,36 @@ type wsSession struct {
 	relay *wsframe.Relay
 	code  uint16
 	conns [2]net.Conn
-	once  sync.Once
-	mu    sync.Mutex
-	moved bool
+	mig   migration
 }
 
 func (s *wsSession) Info() SessionInfo {
 	i := s.info
-	s.mu.Lock()
-	i.Migrating = s.moved
-	s.mu.Unlock()
+	asked, deadline := s.mig.state()
+	i.Migrating, i.Deadline = !asked.IsZero(), deadline
 	return i
+}
+
+func (s *wsSession) migrationResult() (time.Time, string) {
+	asked, _ := s.mig.state()
+	return asked, s.mig.result()
 }
 
 // Migrate injects a close frame (1012 by default) toward the client at the
 // next frame boundary, and a close toward the endpoint; the client
 // reconnects, through longhaul, to another endpoint.
-func (s *wsSession) Migrate(time.Time) {
-	s.once.Do(func() {
-		s.mu.Lock()
-		s.moved = true
-		s.mu.Unlock()
-		reason := "service restart"
-		if s.code == 1001 {
-			reason = "going away"
-		}
-		s.relay.Migrate(s.code, reason)
-	})
+//
+// A session still open at deadline (a client that does not answer the
+// close) is closed.
+func (s *wsSession) Migrate(deadline time.Time) {
+	if !s.mig.begin(deadline, s.Close) {
+		return
+	}
+	reason := "service restart"
+	if s.code == 1001 {
+		reason = "going away"
+	}
+	s.relay.Migrate(s.code, reason)
 }
 
 // Close ends the session at once.

@@ -84,6 +84,10 @@ func New(cfg *config.Config, opts Options) (a *App, err error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a = &App{cfg: cfg, opts: opts, log: opts.Logger, reg: reg, metrics: proxy.NewMetrics(reg),
 		sessions: proxy.NewRegistry(), ready: &admin.Readiness{}}
+	a.sessions.OnMigrationEnd = func(e proxy.MigrationEnd) {
+		a.metrics.MigrationsEnded.WithLabelValues(e.Info.Listener, e.Info.Protocol, e.Outcome).Inc()
+		a.metrics.MigrationTime.WithLabelValues(e.Info.Listener, e.Info.Protocol).Observe(e.Took.Seconds())
+	}
 	defer func() {
 		if err != nil {
 			a.Close()
@@ -145,7 +149,7 @@ func (a *App) newListener(lc config.Listener) (*listener, error) {
 		l.srv = proxy.NewTCP(proxy.TCPConfig{
 			Name: lc.Name, Key: key, ConnectTimeout: lc.Timeouts.Connect, IdleTimeout: lc.Timeouts.Idle,
 			MaxConnections: lc.MaxConnections, AcceptProxy: lc.ProxyProtocol.Accept, SendProxy: lc.ProxyProtocol.Send,
-			Dial: a.opts.Dial, Logger: log,
+			DrainImmediate: lc.Drain.TCP == "immediate", Dial: a.opts.Dial, Logger: log,
 		}, l.up, a.sessions, a.metrics)
 	case "http", "grpc":
 		h, err := a.newHTTP(lc, l.up, log)
@@ -158,10 +162,19 @@ func (a *App) newListener(lc config.Listener) (*listener, error) {
 	}
 	l.drain = &drain.Controller{
 		Timeout: lc.Drain.Timeout,
+		Window:  lc.Drain.Window,
+		Rate:    lc.Drain.Rate,
 		Lister:  listerFor{reg: a.sessions, listener: lc.Name},
 		Pools:   pools,
-		OnMigrate: func(string) {
-			a.metrics.SessionsMigrated.WithLabelValues(lc.Name, lc.Protocol, "endpoint").Inc()
+		OnMigrate: func(_ string, s drain.Session, reason string) {
+			proto := lc.Protocol
+			if ps, ok := s.(proxy.Session); ok {
+				proto = ps.Info().Protocol
+			}
+			a.metrics.SessionsMigrated.WithLabelValues(lc.Name, proto, reason).Inc()
+		},
+		OnEndpointDrained: func(_ string, took time.Duration) {
+			a.metrics.EndpointDrain.WithLabelValues(lc.Name).Observe(took.Seconds())
 		},
 	}
 	ln, err := net.Listen("tcp", lc.Address)
@@ -231,6 +244,13 @@ func (a *App) Run(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("endpoints of %s: %w", l.cfg.Name, err)
 			}
+			return nil
+		})
+	}
+	for _, l := range a.listeners {
+		r := l.cfg.Drain.Rebalance
+		g.Go(func() error {
+			l.drain.RunRebalance(gctx, drain.Rebalance{Factor: r.Factor, Sustain: r.Sustain, MaxPerRound: r.MaxPerRound})
 			return nil
 		})
 	}
