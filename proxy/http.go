@@ -181,10 +181,17 @@ func (l *HTTPListener) Shutdown(ctx context.Context) error {
 // connections get GOAWAY and their streams until the deadline, then close.
 // The picker already excludes addr, so no new request goes there.
 func (l *HTTPListener) DrainEndpoint(ctx context.Context, addr string) {
-	l.h2.Drain(ctx, addr)
 	if t, ok := l.h1.LoadAndDelete(addr); ok {
-		t.(*http.Transport).CloseIdleConnections()
+		// Idle keep-alive connections close now; those carrying a request
+		// go back to this (forgotten) transport when it ends, and are
+		// closed at the deadline.
+		tr := t.(*http.Transport)
+		tr.CloseIdleConnections()
+		if deadline, ok := ctx.Deadline(); ok {
+			time.AfterFunc(time.Until(deadline)+time.Second, tr.CloseIdleConnections)
+		}
 	}
+	l.h2.Drain(ctx, addr)
 }
 
 func (l *HTTPListener) h1Transport(addr string) *http.Transport {
