@@ -290,7 +290,9 @@ func (l *HTTPListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil || resp == nil {
 		if r.Context().Err() != nil {
-			return // the client went away; nothing to answer
+			// The client went away (or half-closed): abort rather than
+			// let the server send an empty 200 in our name.
+			panic(http.ErrAbortHandler)
 		}
 		l.metrics.Picks.WithLabelValues(l.cfg.Name, "none").Inc()
 		msg := "no endpoint available"

@@ -1,0 +1,194 @@
+package proxy
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/longhaul-proxy/longhaul/balancer"
+)
+
+// recordingBackend is an HTTP/1 endpoint that records the method, the
+// framing headers and the body of every request it gets.
+type recordingBackend struct {
+	mu   sync.Mutex
+	reqs []string
+}
+
+func (b *recordingBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	b.mu.Lock()
+	b.reqs = append(b.reqs, r.Method+" "+r.URL.Path+" cl="+strings.Join(r.Header["Content-Length"], ",")+
+		" te="+strings.Join(r.TransferEncoding, ",")+" body="+string(body))
+	b.mu.Unlock()
+	io.WriteString(w, "ok")
+}
+
+func (b *recordingBackend) seen() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.reqs...)
+}
+
+// rawExchange writes raw to the proxy and returns the status lines of the
+// responses read: want of them, then any more that come within a short
+// wait, until the proxy closes or goes quiet.
+func rawExchange(t *testing.T, addr, raw string, want int) []string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	var statuses []string
+	br := bufio.NewReader(c)
+	for {
+		wait := 10 * time.Second
+		if len(statuses) >= want {
+			wait = 300 * time.Millisecond
+		}
+		c.SetReadDeadline(time.Now().Add(wait))
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return statuses
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		statuses = append(statuses, resp.Status)
+	}
+}
+
+// TestRequestSmuggling sends the classic desynchronisation payloads. The
+// proxy must never let the endpoint frame a request differently from how it
+// framed it. A request with both Content-Length and Transfer-Encoding is
+// framed by Transfer-Encoding alone and forwarded without Content-Length
+// (RFC 9112 section 6.3 lets an intermediary do so): what follows its body
+// is a request for the proxy and for the endpoint alike, each with its own
+// response, so the two never disagree on where a request ends. Conflicting
+// lengths, unknown codings and malformed header names are refused before
+// any endpoint sees them.
+func TestRequestSmuggling(t *testing.T) {
+	b := &recordingBackend{}
+	p := startHTTPProxy(t, HTTPConfig{}, balancer.Policy{Kind: balancer.Maglev}, startHTTPBackend(t, b))
+
+	for _, tc := range []struct {
+		name     string
+		raw      string
+		statuses []string // responses the client gets, in order
+		backend  []string // requests the endpoint sees, in order
+	}{
+		{"CL.TE: framed by Transfer-Encoding, as the endpoint frames it",
+			"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 13\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+			[]string{"200 OK", "200 OK"},
+			[]string{"POST /a cl= te=chunked body=", "GET /smuggled cl= te= body="}},
+		{"TE.CL: chunk data stays body",
+			"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n1c\r\nGET /smuggled HTTP/1.1\r\nX: y\r\n0\r\n\r\n",
+			[]string{"200 OK"},
+			[]string{"POST /b cl= te=chunked body=GET /smuggled HTTP/1.1\r\nX: y"}},
+		{"conflicting Content-Length",
+			"POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+			[]string{"400 Bad Request"}, nil},
+		{"unknown transfer coding",
+			"POST /d HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
+			[]string{"501 Not Implemented"}, nil},
+		{"space before colon",
+			"POST /e HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\nContent-Length: 2\r\n\r\nhi",
+			[]string{"400 Bad Request: invalid header name"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := len(b.seen())
+			got := rawExchange(t, p.addr, tc.raw, len(tc.statuses))
+			seen := b.seen()[before:]
+			if strings.Join(got, "|") != strings.Join(tc.statuses, "|") {
+				t.Errorf("client got %q, want %q", got, tc.statuses)
+			}
+			if strings.Join(seen, "|") != strings.Join(tc.backend, "|") {
+				t.Errorf("endpoint saw %q, want %q", seen, tc.backend)
+			}
+		})
+	}
+}
+
+// FuzzHTTP1Request sends arbitrary bytes to the HTTP listener as a client
+// would. Whatever they are, the proxy answers or closes within a bound,
+// the endpoint never gets a request carrying hop-by-hop headers or both
+// Content-Length and Transfer-Encoding, and a well-formed request on a new
+// connection still works afterwards.
+func FuzzHTTP1Request(f *testing.F) {
+	for _, seed := range []string{
+		"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+		"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 13\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nTrailer: x\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, X-A\r\nX-A: 1\r\nUpgrade: websocket\r\n\r\n",
+		"GET / HTTP/1.0\r\n\r\n",
+		"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+		"GET /" + strings.Repeat("a", 70000) + " HTTP/1.1\r\n\r\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		b := &checkingBackend{}
+		p := startHTTPProxy(t, HTTPConfig{}, balancer.Policy{Kind: balancer.Maglev}, startHTTPBackend(t, b))
+		c, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(3 * time.Second))
+		c.Write(in)
+		c.(*net.TCPConn).CloseWrite()
+		io.Copy(io.Discard, c) // until the proxy closes, or the deadline
+		c.Close()
+		if bad := b.bad(); bad != "" {
+			t.Fatalf("the endpoint got %s", bad)
+		}
+		resp, err := http.Get("http://" + p.addr + "/after")
+		if err != nil {
+			t.Fatalf("proxy unusable after the input: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("proxy answers %s after the input", resp.Status)
+		}
+	})
+}
+
+// checkingBackend records the first request that breaks the proxy's
+// promises about what reaches an endpoint.
+type checkingBackend struct {
+	mu     sync.Mutex
+	broken string
+}
+
+func (b *checkingBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var bad string
+	switch {
+	case len(r.TransferEncoding) > 0 && r.Header.Get("Content-Length") != "":
+		bad = "Content-Length with Transfer-Encoding"
+	case r.Header.Get("Connection") != "" || r.Header.Get("Keep-Alive") != "" || r.Header.Get("Proxy-Connection") != "":
+		bad = fmt.Sprintf("hop-by-hop headers %v", r.Header)
+	}
+	if bad != "" {
+		b.mu.Lock()
+		if b.broken == "" {
+			b.broken = bad
+		}
+		b.mu.Unlock()
+	}
+	io.Copy(io.Discard, r.Body)
+	io.WriteString(w, "ok")
+}
+
+func (b *checkingBackend) bad() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.broken
+}
