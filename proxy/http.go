@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"golang.org/x/net/http2"
 
@@ -57,6 +58,12 @@ type HTTPListener struct {
 	h1      sync.Map // endpoint address -> *http.Transport
 	closing atomic.Bool
 	wsWG    sync.WaitGroup
+
+	// Per-request series, resolved once: a label lookup per request costs
+	// more than the observation.
+	picksOK, picksNone prometheus.Counter
+	reqTime            [6]prometheus.Observer // by HTTP status class 1..5; 0 is gRPC error
+	grpcOK             prometheus.Observer
 }
 
 // NewHTTP returns an HTTP listener balancing over up.
@@ -83,7 +90,13 @@ func NewHTTP(cfg HTTPConfig, up *Upstream, reg *Registry, m *Metrics) *HTTPListe
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	l := &HTTPListener{cfg: cfg, up: up, reg: reg, metrics: m, log: cfg.Logger.With(zap.String("listener", cfg.Name))}
+	l := &HTTPListener{cfg: cfg, up: up, reg: reg, metrics: m, log: cfg.Logger.With(zap.String("listener", cfg.Name)),
+		picksOK: m.Picks.WithLabelValues(cfg.Name, "ok"), picksNone: m.Picks.WithLabelValues(cfg.Name, "none"),
+		grpcOK: m.RequestTime.WithLabelValues(cfg.Name, "ok")}
+	l.reqTime[0] = m.RequestTime.WithLabelValues(cfg.Name, "error")
+	for c := 1; c <= 5; c++ {
+		l.reqTime[c] = m.RequestTime.WithLabelValues(cfg.Name, fmt.Sprintf("%dxx", c))
+	}
 	l.h2 = newH2Pool(cfg.Dial, cfg.ConnectTimeout)
 	protos := new(http.Protocols)
 	protos.SetHTTP1(true)
@@ -239,6 +252,7 @@ func isGRPC(r *http.Request) bool {
 }
 
 func (l *HTTPListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	client := clientAddr(r)
 	if isWebSocketUpgrade(r) {
 		l.serveWebSocket(w, r, client)
@@ -294,7 +308,7 @@ func (l *HTTPListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// let the server send an empty 200 in our name.
 			panic(http.ErrAbortHandler)
 		}
-		l.metrics.Picks.WithLabelValues(l.cfg.Name, "none").Inc()
+		l.picksNone.Inc()
 		msg := "no endpoint available"
 		if err != nil {
 			msg = "upstream: " + err.Error()
@@ -304,8 +318,29 @@ func (l *HTTPListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer target.Release()
-	l.metrics.Picks.WithLabelValues(l.cfg.Name, "ok").Inc()
+	l.picksOK.Inc()
 	l.copyResponse(w, resp, grpc)
+	l.observe(start, resp, grpc)
+}
+
+// observe records a proxied request's duration by its outcome class.
+func (l *HTTPListener) observe(start time.Time, resp *http.Response, grpc bool) {
+	took := time.Since(start).Seconds()
+	if grpc {
+		st := resp.Trailer.Get("Grpc-Status")
+		if st == "" {
+			st = resp.Header.Get("Grpc-Status") // trailers-only
+		}
+		if st == "0" {
+			l.grpcOK.Observe(took)
+		} else {
+			l.reqTime[0].Observe(took)
+		}
+		return
+	}
+	if c := resp.StatusCode / 100; c >= 1 && c <= 5 {
+		l.reqTime[c].Observe(took)
+	}
 }
 
 // retryable reports whether a failed attempt may go to another endpoint:

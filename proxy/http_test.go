@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/net/http2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -130,6 +132,10 @@ func TestGRPCBalancedPerRequest(t *testing.T) {
 		}
 	}
 	t.Logf("calls per endpoint: %d %d %d", b1.calls.Load(), b2.calls.Load(), b3.calls.Load())
+	var m dto.Metric
+	if err := p.l.grpcOK.(prometheus.Metric).Write(&m); err != nil || m.GetHistogram().GetSampleCount() != n {
+		t.Errorf("longhaul_request_duration_seconds{class=ok} counted %d calls (%v), want %d", m.GetHistogram().GetSampleCount(), err, n)
+	}
 }
 
 // TestGRPCServerStreamAndStatus: a server stream (Health/Watch) flows

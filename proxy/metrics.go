@@ -18,6 +18,7 @@ type Metrics struct {
 	MigrationsEnded  *prometheus.CounterVec
 	MigrationTime    *prometheus.HistogramVec
 	EndpointDrain    *prometheus.HistogramVec
+	RequestTime      *prometheus.HistogramVec
 }
 
 // NewMetrics creates the collectors and registers them with reg (which may
@@ -66,11 +67,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "longhaul_endpoint_drain_seconds", Help: "Time for an endpoint's pooled upstream connections to drain after it left.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
 		}, []string{"listener"}),
+		RequestTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "longhaul_request_duration_seconds", Help: "HTTP requests and gRPC calls proxied, from receipt to the end of the response, by listener and class (2xx..5xx for HTTP, ok or error for gRPC).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"listener", "class"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.SessionsActive, m.SessionsTotal, m.Bytes, m.DialErrors, m.Picks, m.Rejected,
 			m.PickerBuilds, m.PickerBuildTime, m.Endpoints, m.SessionsMigrated, m.MigrationsEnded, m.MigrationTime,
-			m.EndpointDrain)
+			m.EndpointDrain, m.RequestTime)
 	}
 	return m
 }
