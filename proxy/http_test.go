@@ -34,7 +34,7 @@ type testHTTPProxy struct {
 	addr string
 }
 
-func startHTTPProxy(t *testing.T, cfg HTTPConfig, policy balancer.Policy, endpoints ...string) *testHTTPProxy {
+func startHTTPProxy(t testing.TB, cfg HTTPConfig, policy balancer.Policy, endpoints ...string) *testHTTPProxy {
 	t.Helper()
 	if cfg.Name == "" {
 		cfg.Name = "web"
@@ -69,7 +69,7 @@ type grpcBackend struct {
 	hs    *health.Server
 }
 
-func startGRPCBackend(t *testing.T) *grpcBackend {
+func startGRPCBackend(t testing.TB) *grpcBackend {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -90,7 +90,7 @@ func startGRPCBackend(t *testing.T) *grpcBackend {
 	return b
 }
 
-func grpcClient(t *testing.T, addr string) healthpb.HealthClient {
+func grpcClient(t testing.TB, addr string) healthpb.HealthClient {
 	t.Helper()
 	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

@@ -51,7 +51,7 @@ type testProxy struct {
 	done   chan error
 }
 
-func startProxy(t *testing.T, cfg TCPConfig, policy balancer.Policy, endpoints ...string) *testProxy {
+func startProxy(t testing.TB, cfg TCPConfig, policy balancer.Policy, endpoints ...string) *testProxy {
 	t.Helper()
 	if cfg.Name == "" {
 		cfg.Name = "test"
@@ -79,7 +79,7 @@ func startProxy(t *testing.T, cfg TCPConfig, policy balancer.Policy, endpoints .
 	return p
 }
 
-func setEndpoints(t *testing.T, up *Upstream, addrs ...string) {
+func setEndpoints(t testing.TB, up *Upstream, addrs ...string) {
 	t.Helper()
 	eps := make([]discovery.Endpoint, len(addrs))
 	for i, a := range addrs {
@@ -101,7 +101,7 @@ type server struct {
 	n  atomic.Int64
 }
 
-func startServer(t *testing.T, fn func(c *net.TCPConn)) *server {
+func startServer(t testing.TB, fn func(c *net.TCPConn)) *server {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
