@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -453,33 +454,17 @@ func (l *HTTPListener) copyResponse(w http.ResponseWriter, resp *http.Response, 
 		return
 	}
 	w.WriteHeader(resp.StatusCode)
-	flusher, _ := w.(http.Flusher)
-	streaming := resp.ContentLength < 0 || grpc
-	if streaming && flusher != nil {
-		flusher.Flush()
-	}
-	bp := copyBufPool.Get().(*[]byte)
-	defer copyBufPool.Put(bp)
-	buf := *bp
 	var copyErr error
-	for {
-		n, rerr := resp.Body.Read(buf)
-		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				copyErr = werr
-				break
-			}
-			if streaming && flusher != nil {
-				flusher.Flush()
-			}
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			copyErr = rerr
-			break
-		}
+	flusher, _ := w.(http.Flusher)
+	if (resp.ContentLength < 0 || grpc) && flusher != nil {
+		// A stream, or a body of unknown length: pass data on as it comes,
+		// without a write per part when parts come together.
+		rerr, werr := streamBody(w, flusher.Flush, resp.Body)
+		copyErr = cmp.Or(rerr, werr)
+	} else {
+		bp := copyBufPool.Get().(*[]byte)
+		_, copyErr = io.CopyBuffer(writerOnly{w}, resp.Body, *bp)
+		copyBufPool.Put(bp)
 	}
 	if copyErr != nil {
 		if grpc {
@@ -513,3 +498,7 @@ func (l *HTTPListener) fail(w http.ResponseWriter, r *http.Request, grpc bool, c
 	}
 	http.Error(w, fmt.Sprintf("longhaul: %s", msg), code)
 }
+
+// writerOnly hides every method but Write, so that io.CopyBuffer uses the
+// given buffer rather than a ReaderFrom of the ResponseWriter.
+type writerOnly struct{ io.Writer }
