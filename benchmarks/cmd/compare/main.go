@@ -1,0 +1,320 @@
+// Command compare measures longhaul side by side with direct connections,
+// HAProxy and NGINX on loopback, and writes a Markdown report.
+//
+//	go run ./benchmarks/cmd/compare            # full run, about 10 to 15 minutes on 2 cores
+//	go run ./benchmarks/cmd/compare -quick     # smoke run, about 1 minute
+//	go run ./benchmarks/cmd/compare -workloads tcp-bulk,idle -reps 5
+//
+// It installs what is missing (Debian haproxy, nginx, libnginx-mod-stream
+// and strace with apt-get; ghz with go install into a cache directory),
+// builds ./cmd/longhaul, runs the backends and the load generator in this
+// process, and the proxies in the foreground with generated configurations.
+// See benchmarks/README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// options are the command's flags.
+type options struct {
+	reps                         int
+	quick                        bool
+	workloads, targets           []string
+	bulkBytes                    int64
+	conns, pings                 int
+	grpcN, grpcRateN, httpN      int
+	wsClients, wsMsgs, idleConns int
+	out, toolsDir, repo          string
+	install, strace, keep        bool
+	limit                        time.Duration
+}
+
+func main() {
+	log.SetFlags(log.Ltime)
+	if err := realMain(os.Args[1:], os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		log.Printf("compare: %v", err)
+		os.Exit(1)
+	}
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	names := make([]string, 0, 8)
+	for _, w := range allWorkloads() {
+		names = append(names, w.name)
+	}
+	fs.IntVar(&o.reps, "reps", 3, "repetitions of each workload on each target")
+	fs.BoolVar(&o.quick, "quick", false, "smoke run: 1 repetition, small sizes (flags given explicitly still win)")
+	wl := fs.String("workloads", "all", "comma-separated workloads: "+strings.Join(names, ","))
+	tg := fs.String("targets", "direct,longhaul,haproxy,nginx", "comma-separated targets")
+	bulkMiB := fs.Int64("bulk-mib", 2048, "MiB sent by tcp-bulk")
+	fs.IntVar(&o.conns, "conns", 10000, "connections opened by tcp-connrate")
+	fs.IntVar(&o.pings, "pings", 20000, "round trips of tcp-pingpong")
+	fs.IntVar(&o.grpcN, "grpc-n", 20000, "calls of grpc-sat")
+	fs.IntVar(&o.grpcRateN, "grpc-rate-n", 5000, "calls of grpc-rps (at 1000 rps)")
+	fs.IntVar(&o.httpN, "http-n", 40000, "requests of http")
+	fs.IntVar(&o.wsClients, "ws-clients", 200, "WebSocket clients of ws (10 messages/s each)")
+	fs.IntVar(&o.wsMsgs, "ws-msgs", 50, "messages per WebSocket client of ws")
+	fs.IntVar(&o.idleConns, "idle-conns", 10000, "connections held by idle (50000 works: several source addresses and backends)")
+	fs.StringVar(&o.out, "out", "benchmarks/RESULTS.md", "report file, relative to the module root unless absolute; - for stdout")
+	fs.StringVar(&o.toolsDir, "tools-dir", defaultToolsDir(), "where ghz is built and kept")
+	fs.BoolVar(&o.install, "install", true, "install missing Debian packages and build ghz")
+	fs.BoolVar(&o.strace, "strace", true, "add an strace -c summary of longhaul during one tcp-bulk run")
+	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (configs, proxy logs)")
+	fs.DurationVar(&o.limit, "limit", 2*time.Minute, "time limit of one measurement")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if o.quick {
+		quick := map[string]func(){
+			"reps": func() { o.reps = 1 }, "bulk-mib": func() { *bulkMiB = 256 }, "conns": func() { o.conns = 1000 },
+			"pings": func() { o.pings = 2000 }, "grpc-n": func() { o.grpcN = 2000 }, "grpc-rate-n": func() { o.grpcRateN = 1000 },
+			"http-n": func() { o.httpN = 4000 }, "ws-clients": func() { o.wsClients = 50 }, "ws-msgs": func() { o.wsMsgs = 10 },
+			"idle-conns": func() { o.idleConns = 1000 },
+		}
+		for name, f := range quick {
+			if !set[name] {
+				f()
+			}
+		}
+	}
+	o.bulkBytes = *bulkMiB << 20
+	for name, v := range map[string]int{"reps": o.reps, "bulk-mib": int(*bulkMiB), "conns": o.conns, "pings": o.pings,
+		"grpc-n": o.grpcN, "grpc-rate-n": o.grpcRateN, "http-n": o.httpN, "ws-clients": o.wsClients,
+		"ws-msgs": o.wsMsgs, "idle-conns": o.idleConns} {
+		if v <= 0 {
+			return o, fmt.Errorf("-%s must be positive, got %d", name, v)
+		}
+	}
+	var err error
+	if o.workloads, err = pick(*wl, names); err != nil {
+		return o, fmt.Errorf("-workloads: %w", err)
+	}
+	if o.targets, err = pick(*tg, []string{direct, longhaul, haproxy, nginx}); err != nil {
+		return o, fmt.Errorf("-targets: %w", err)
+	}
+	return o, nil
+}
+
+// pick parses a comma-separated selection of known names, kept in the
+// order of known; "all" selects every one.
+func pick(s string, known []string) ([]string, error) {
+	if strings.TrimSpace(s) == "all" {
+		return known, nil
+	}
+	want := map[string]bool{}
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if !slices.Contains(known, f) {
+			return nil, fmt.Errorf("unknown %q (known: %s)", f, strings.Join(known, ", "))
+		}
+		want[f] = true
+	}
+	var out []string
+	for _, k := range known {
+		if want[k] {
+			out = append(out, k)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("nothing selected")
+	}
+	return out, nil
+}
+
+func realMain(args []string, stderr io.Writer) error {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	noFile, err := raiseNoFile()
+	if err != nil {
+		log.Printf("warning: %v", err)
+	}
+	var idleNote string
+	if m := maxIdleConns(noFile); o.idleConns > m && slices.Contains(o.workloads, "idle") {
+		idleNote = fmt.Sprintf("-idle-conns lowered from %d to %d: the open-files limit is %d here and cannot be raised (no CAP_SYS_RESOURCE); the proxy and the harness each hold two sockets per connection.", o.idleConns, m, noFile)
+		log.Printf("warning: %s", idleNote)
+		o.idleConns = m
+	}
+	repo, err := moduleRoot(ctx)
+	if err != nil {
+		return err
+	}
+	work, err := os.MkdirTemp("", "longhaul-bench-")
+	if err != nil {
+		return fmt.Errorf("work dir: %w", err)
+	}
+	if o.keep {
+		log.Printf("work directory: %s", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
+	var wls []workload
+	for _, w := range allWorkloads() {
+		if slices.Contains(o.workloads, w.name) {
+			wls = append(wls, w)
+		}
+	}
+	n := needs{haproxy: slices.Contains(o.targets, haproxy), nginx: slices.Contains(o.targets, nginx),
+		ghz:    slices.Contains(o.workloads, "grpc-sat") || slices.Contains(o.workloads, "grpc-rps"),
+		strace: o.strace && slices.Contains(o.workloads, "tcp-bulk") && slices.Contains(o.targets, longhaul)}
+	tools, err := prepareTools(ctx, n, o.install, o.toolsDir, repo, work, log.Printf)
+	if err != nil {
+		return err
+	}
+	be, err := startBackends()
+	if err != nil {
+		return err
+	}
+	defer be.close()
+	targets, err := newTargets(o.targets, work, be.addrs, tools, o.idleConns+512, noFile)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, t := range targets {
+			t.stop()
+		}
+	}()
+	for _, t := range targets {
+		if err := t.start(ctx); err != nil {
+			return err
+		}
+	}
+	e := &env{opts: o, tools: tools, be: be}
+	res := newResults(o.reps)
+	started := time.Now()
+	for _, w := range wls {
+		measureWorkload(ctx, e, w, targets, res)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	info := collectInfo(ctx, args, o, tools)
+	info.notes = append(info.notes, idleNote)
+	if n.strace && slices.Contains(o.workloads, "tcp-bulk") {
+		for _, t := range targets {
+			if t.name != longhaul {
+				continue
+			}
+			log.Printf("tcp-bulk under strace on %s", t.name)
+			sctx, cancel := context.WithTimeout(ctx, o.limit)
+			info.straceOut, err = straceBulk(sctx, tools.strace, t, o.bulkBytes)
+			cancel()
+			if err != nil {
+				info.straceNote = "strace failed: " + oneLine(err.Error())
+				log.Printf("%s", info.straceNote)
+			}
+		}
+	}
+	log.Printf("measured in %v", time.Since(started).Round(time.Second))
+	return writeOut(o, repo, func(w io.Writer) {
+		writeReport(w, info, res, wls, o.targets, o)
+	})
+}
+
+// measureWorkload runs w on every target, o.reps times, rotating the order.
+func measureWorkload(ctx context.Context, e *env, w workload, targets []*target, res *results) {
+	for rep := range e.opts.reps {
+		for i := range targets {
+			t := targets[(i+rep)%len(targets)]
+			if w.proxiesOnly && !t.isProxy() {
+				continue
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			if w.fresh {
+				if err := t.restart(ctx); err != nil {
+					res.fail(w.name, t.name, rep, err)
+					continue
+				}
+			}
+			mctx, cancel := context.WithTimeout(ctx, e.opts.limit)
+			start := time.Now()
+			m, err := w.run(mctx, e, t)
+			cancel()
+			if err == nil {
+				err = t.alive()
+			}
+			if err != nil {
+				log.Printf("%s rep %d %s: FAILED: %v", w.name, rep+1, t.name, err)
+				res.fail(w.name, t.name, rep, err)
+				if aerr := t.alive(); aerr != nil {
+					if rerr := t.restart(ctx); rerr != nil {
+						log.Printf("%s: restart failed: %v", t.name, rerr)
+					}
+				}
+				continue
+			}
+			log.Printf("%s rep %d %s: %s (%v)", w.name, rep+1, t.name, formatMetrics(m), time.Since(start).Round(time.Millisecond))
+			res.add(w.name, t.name, rep, m)
+		}
+	}
+}
+
+func formatMetrics(m metrics) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s %.3g", k, m[k])
+	}
+	return b.String()
+}
+
+func writeOut(o options, repo string, write func(io.Writer)) error {
+	if o.out == "-" {
+		write(os.Stdout)
+		return nil
+	}
+	path := o.out
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(repo, path)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	write(f)
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	log.Printf("wrote %s", path)
+	return nil
+}
