@@ -36,7 +36,14 @@ listeners:
     balance: {policy: maglev, key: client-ip-port, boundedLoad: 1.25}
     timeouts: {connect: 1s, idle: 1m}
     maxConnections: 1000
-    drain: {timeout: 3s}
+    # Echo clients reconnect at once: close each session at its paced turn,
+    # spread over 2s, rather than at the deadline. After the new backend
+    # comes, the busiest backend's excess moves to it (rebalance).
+    drain:
+      timeout: 3s
+      window: 2s
+      tcp: immediate
+      rebalance: {factor: 1.5, sustain: 1s, maxPerRound: 4}
 `
 
 func demoCmd(ctx context.Context, args []string, stdout io.Writer) error {
@@ -113,6 +120,18 @@ func demoCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	runCtx, stopApp := context.WithCancel(context.WithoutCancel(ctx))
 	appDone := make(chan error, 1)
 	go func() { appDone <- a.Run(runCtx) }()
+	// Clients start once longhaul has its endpoints, as a Service would
+	// send traffic only once /readyz passes.
+	for a.Ready().Check() != nil {
+		select {
+		case <-ctx.Done():
+			stopApp()
+			return <-appDone
+		case err := <-appDone:
+			return fmt.Errorf("longhaul stopped before it was ready: %w", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 	fmt.Fprintf(stdout, "longhaul demo: listener %s, admin http://%s/debug/endpoints, %d clients\n",
 		listenAddr, adminAddr, *clients)
 	fmt.Fprintf(stdout, "backends %s, %s, %s; at %s backend-2 turns terminating, at %s it is replaced by backend-4\n\n",
