@@ -1,0 +1,306 @@
+package rollout_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/longhaul-proxy/longhaul/internal/app"
+)
+
+const (
+	drainTimeout = 2 * time.Second
+	// pickTolerance allows for picks already in flight when longhaul applied
+	// a terminating state (and for the accept loop's own delay).
+	pickTolerance = 200 * time.Millisecond
+)
+
+var listeners = []string{"tcp", "web", "grpc"}
+
+func rolloutConfig(t *testing.T, files *endpointsFiles) string {
+	return fmt.Sprintf(`
+admin: {address: %q}
+log: {level: warn}
+listeners:
+  - name: tcp
+    address: %q
+    protocol: tcp
+    endpoints: {file: %q}
+    balance: {policy: least-connections}
+    timeouts: {connect: 1s, idle: 1m}
+    drain: {timeout: %s, tcp: immediate}
+  - name: web
+    address: %q
+    protocol: http
+    endpoints: {file: %q}
+    balance: {policy: least-connections}
+    timeouts: {connect: 1s, idle: 1m}
+    drain: {timeout: %s}
+    http: {webSocket: {closeCode: 1012}}
+  - name: grpc
+    address: %q
+    protocol: grpc
+    endpoints: {file: %q}
+    balance: {policy: least-connections}
+    timeouts: {connect: 1s, idle: 1m}
+    drain: {timeout: %s}
+`, freeAddr(t), freeAddr(t), files.paths["tcp"], drainTimeout, freeAddr(t), files.paths["web"], drainTimeout,
+		freeAddr(t), files.paths["grpc"], drainTimeout)
+}
+
+// waitSnapshots waits until cond holds for the snapshot of every listener
+// and returns, per listener, when it was first seen to hold.
+func waitSnapshots(t *testing.T, in *instance, limit time.Duration, what string, cond func(listener string, s snapshotView) bool) map[string]time.Time {
+	t.Helper()
+	seen := map[string]time.Time{}
+	deadline := time.Now().Add(limit)
+	for len(seen) < len(listeners) {
+		for _, l := range listeners {
+			if _, ok := seen[l]; ok {
+				continue
+			}
+			if cond(l, snapshotView{in, l}) {
+				seen[l] = time.Now()
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("longhaul did not apply %s within %v (applied on %v)", what, limit, seen)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return seen
+}
+
+type snapshotView struct {
+	in       *instance
+	listener string
+}
+
+// state returns the endpoint's conditions, or found false.
+func (v snapshotView) state(addr string) (found, ready, terminating bool) {
+	s := v.in.a.Upstream(v.listener).Snapshot()
+	if s == nil {
+		return false, false, false
+	}
+	e, ok := s.Find(addr)
+	return ok, e.Ready, e.Terminating
+}
+
+// sessionsOn counts the registered sessions on any port of p.
+func sessionsOn(in *instance, p *pod) int {
+	n := 0
+	for _, l := range listeners {
+		n += len(in.a.Sessions().Endpoint(podAddr(p, l)))
+	}
+	return n
+}
+
+func TestRollingReplacement(t *testing.T) {
+	began := time.Now()
+	spec := loadSpec{unary: 4, streams: 16, http: 4, ws: 1000, tcp: 50,
+		wsInterval: time.Second, tcpInterval: 200 * time.Millisecond}
+
+	var pods []*pod
+	for i := range 3 {
+		pods = append(pods, startPod(t, fmt.Sprintf("pod-%d", i)))
+	}
+	files := newEndpointsFiles(t, listeners...)
+	files.write(pods, nil)
+	in := startApp(t, rolloutConfig(t, files), app.Options{})
+	tg := &fixed{in: in}
+	for range 2 {
+		tg.conns = append(tg.conns, grpcDial(t, in.a.ListenerAddr("grpc").String()))
+	}
+
+	st := newStats()
+	stopLoad := runLoad(context.Background(), t, tg, spec, st)
+	t.Cleanup(stopLoad)
+	// Every WebSocket client connected, and the load ran a moment.
+	for deadline := time.Now().Add(30 * time.Second); st.wsUp.Load() < int64(spec.ws); {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d WebSocket clients connected: %s", st.wsUp.Load(), spec.ws, st.errors())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("load up after %v: %d WebSocket clients connected", time.Since(began).Round(time.Millisecond), st.wsUp.Load())
+	time.Sleep(time.Second)
+
+	var drainTimes []time.Duration
+	generation := len(pods)
+	for step := range 3 {
+		old := pods[0]
+		wsBefore := len(in.a.Sessions().Endpoint(old.httpAddr))
+		tcpBefore := len(in.a.Sessions().Endpoint(old.tcpAddr))
+		terminating := map[*pod]bool{old: true}
+		marked := time.Now()
+		files.write(pods, terminating)
+		applied := waitSnapshots(t, in, 5*time.Second, old.name+" terminating", func(l string, v snapshotView) bool {
+			found, ready, term := v.state(podAddr(old, l))
+			return found && !ready && term
+		})
+		last := marked
+		for _, at := range applied {
+			if at.After(last) {
+				last = at
+			}
+		}
+		// Its sessions leave: WebSocket and TCP sessions (in longhaul's
+		// registry) before the deadline; gRPC streams, which longhaul lets
+		// run until the deadline and then ends with UNAVAILABLE, just after.
+		deadline := last.Add(drainTimeout)
+		var sessionsGone time.Time
+		for time.Now().Before(deadline.Add(500 * time.Millisecond)) {
+			if sessionsGone.IsZero() && sessionsOn(in, old) == 0 {
+				sessionsGone = time.Now()
+			}
+			if !sessionsGone.IsZero() && old.watches.Load() == 0 && old.wsLive.Load() == 0 && old.tcpLive.Load() == 0 {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		drained := time.Now()
+		switch {
+		case sessionsGone.IsZero():
+			t.Errorf("step %d: %d sessions still registered on %s %v after it turned terminating (drain timeout %v): %v",
+				step, sessionsOn(in, old), old.name, drained.Sub(last).Round(time.Millisecond), drainTimeout, describe(in, old))
+		case sessionsGone.After(deadline):
+			t.Errorf("step %d: the sessions of %s left %v after it turned terminating, after its deadline (%v)",
+				step, old.name, sessionsGone.Sub(last).Round(time.Millisecond), drainTimeout)
+		default:
+			drainTimes = append(drainTimes, sessionsGone.Sub(last))
+		}
+		if old.watches.Load() > 0 || old.wsLive.Load() > 0 || old.tcpLive.Load() > 0 {
+			t.Errorf("step %d: %s still has %d gRPC streams, %d WebSockets, %d TCP connections %v after it turned terminating",
+				step, old.name, old.watches.Load(), old.wsLive.Load(), old.tcpLive.Load(), drained.Sub(last).Round(time.Millisecond))
+		}
+
+		// Removed from the files, then killed.
+		pods = pods[1:]
+		files.write(pods, nil)
+		waitSnapshots(t, in, 5*time.Second, old.name+" removed", func(l string, v snapshotView) bool {
+			found, _, _ := v.state(podAddr(old, l))
+			return !found
+		})
+		if n := sessionsOn(in, old); n > 0 {
+			t.Errorf("step %d: %d sessions on %s when it was removed", step, n, old.name)
+		}
+		old.stop()
+		for l, ln := range map[string]*acceptLog{"tcp": old.tcp, "web": old.http, "grpc": old.grpc} {
+			if n, first := ln.after(applied[l].Add(pickTolerance)); n > 0 {
+				t.Errorf("step %d: %s accepted %d %s connections after longhaul applied its terminating state, the first %v after",
+					step, old.name, n, l, first.Sub(applied[l]).Round(time.Millisecond))
+			}
+		}
+		t.Logf("step %d: %s terminating applied %v after the write; sessions gone in %v (%d WebSocket, %d TCP sessions); accepted %d/%d/%d tcp/http/grpc connections in its life",
+			step, old.name, (last.Sub(marked)).Round(time.Millisecond), sessionsGone.Sub(last).Round(time.Millisecond),
+			wsBefore, tcpBefore, old.tcp.count(), old.http.count(), old.grpc.count())
+
+		// A new pod joins.
+		np := startPod(t, fmt.Sprintf("pod-%d", generation))
+		generation++
+		pods = append(pods, np)
+		files.write(pods, nil)
+		waitSnapshots(t, in, 5*time.Second, np.name+" added", func(l string, v snapshotView) bool {
+			found, ready, _ := v.state(podAddr(np, l))
+			return found && ready
+		})
+		time.Sleep(500 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	stopLoad()
+	// Every session that is left is a new pod's.
+	for _, s := range in.a.Sessions().Infos() {
+		if !slices.ContainsFunc(pods, func(p *pod) bool { return s.Endpoint == p.tcpAddr || s.Endpoint == p.httpAddr }) {
+			t.Errorf("session %d on %s outlived its pod", s.ID, s.Endpoint)
+		}
+	}
+
+	reportAndCheck(t, st, in.mig, time.Since(began))
+	slices.Sort(drainTimes)
+	t.Logf("pod drain, terminating applied to last WebSocket/TCP session gone: %v", drainTimes)
+	for _, p := range pods {
+		t.Logf("%s (new): %d TCP, %d WebSocket sessions live at the end; %d HTTP requests, %d gRPC checks served",
+			p.name, p.tcpLive.Load(), p.wsLive.Load(), p.requests.Load(), p.checks.Load())
+	}
+	if got := in.mig.outcome("websocket", "forced"); got > 0 {
+		t.Errorf("%d WebSocket sessions were closed at their deadline instead of moving before it", got)
+	}
+	if got := in.mig.outcome("tcp", "forced"); got > 0 {
+		t.Errorf("%d TCP sessions were closed at their deadline (drain mode immediate closes them at their paced turn)", got)
+	}
+	if st.wsMoved.Load() < int64(spec.ws)/2 {
+		t.Errorf("only %d WebSocket sessions moved in a rollout of every pod", st.wsMoved.Load())
+	}
+}
+
+// reportAndCheck logs the clients' figures and asserts the pass criteria
+// common to both scenarios.
+func reportAndCheck(t *testing.T, st *stats, mig *migrations, took time.Duration) {
+	t.Helper()
+	t.Logf("run took %v", took.Round(time.Millisecond))
+	t.Logf("gRPC unary:   %d ok, %d failed", st.unaryOK.Load(), st.unaryFail.Load())
+	t.Logf("gRPC streams: %d opened, %d messages, %d resumed after UNAVAILABLE, %d failed", st.streamOpened.Load(),
+		st.streamMsgs.Load(), st.streamResumed.Load(), st.streamFail.Load())
+	t.Logf("HTTP/1.1:     %d ok, %d failed", st.httpOK.Load(), st.httpFail.Load())
+	t.Logf("WebSocket:    %d connections (peak %d live), %d messages echoed in order, %d moved on 1012/1001, %d other closes, %d failed dials, %d lost, %d duplicated",
+		st.wsConnected.Load(), st.wsMaxConcurrent.Load(), st.wsMsgs.Load(), st.wsMoved.Load(), st.wsUnclean.Load(), st.wsDialFail.Load(),
+		st.wsLost.Load(), st.wsDup.Load())
+	t.Logf("TCP:          %d connections, %d lines echoed in order, %d reconnects, %d failed dials, %d lost, %d duplicated",
+		st.tcpConnected.Load(), st.tcpLines.Load(), st.tcpReconnect.Load(), st.tcpDialFail.Load(), st.tcpLost.Load(), st.tcpDup.Load())
+	t.Logf("reconnects (WebSocket, TCP, gRPC stream resumes): %d; peak %d per 100ms, %d per second",
+		len(st.reconnects), st.reconnectPeak(100*time.Millisecond), st.reconnectPeak(time.Second))
+	mig.report(t)
+	if e := st.errors(); e != "" {
+		t.Logf("first errors by kind:%s", e)
+	}
+
+	zero := []struct {
+		what string
+		n    int64
+	}{
+		{"failed gRPC unary calls", st.unaryFail.Load()},
+		{"gRPC streams ended with a code other than UNAVAILABLE", st.streamFail.Load()},
+		{"failed HTTP requests", st.httpFail.Load()},
+		{"lost WebSocket messages", st.wsLost.Load()},
+		{"duplicated WebSocket messages", st.wsDup.Load()},
+		{"WebSocket connections closed other than by 1012/1001", st.wsUnclean.Load()},
+		{"failed WebSocket dials", st.wsDialFail.Load()},
+		{"lost TCP lines", st.tcpLost.Load()},
+		{"duplicated TCP lines", st.tcpDup.Load()},
+		{"failed TCP dials", st.tcpDialFail.Load()},
+	}
+	for _, z := range zero {
+		if z.n != 0 {
+			t.Errorf("%d %s, want 0", z.n, z.what)
+		}
+	}
+	for _, nz := range []struct {
+		what string
+		n    int64
+	}{{"gRPC unary calls", st.unaryOK.Load()}, {"HTTP requests", st.httpOK.Load()},
+		{"WebSocket messages", st.wsMsgs.Load()}, {"TCP lines", st.tcpLines.Load()}, {"gRPC stream messages", st.streamMsgs.Load()}} {
+		if nz.n == 0 {
+			t.Errorf("no %s succeeded: the load did not run", nz.what)
+		}
+	}
+}
+
+// describe lists the sessions still on a pod.
+func describe(in *instance, p *pod) string {
+	var b strings.Builder
+	for _, l := range listeners {
+		for i, s := range in.a.Sessions().Endpoint(podAddr(p, l)) {
+			if i == 5 {
+				b.WriteString(" ...")
+				break
+			}
+			in := s.Info()
+			fmt.Fprintf(&b, " [%s %s started %s migrating %v deadline %s]", in.Protocol, in.Client,
+				in.Started.Format("15:04:05.000"), in.Migrating, in.Deadline.Format("15:04:05.000"))
+		}
+	}
+	return b.String()
+}
