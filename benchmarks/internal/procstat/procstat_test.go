@@ -44,7 +44,7 @@ func TestParseStatBadInput(t *testing.T) {
 func TestSumWalksDescendants(t *testing.T) {
 	stats := []Stat{
 		{PID: 1, PPID: 0, UTime: 1000, RSSPages: 1000},
-		{PID: 10, PPID: 1, UTime: 100, STime: 50, RSSPages: 10},  // root (master)
+		{PID: 10, PPID: 1, UTime: 100, STime: 50, RSSPages: 10},   // root (master)
 		{PID: 11, PPID: 10, UTime: 200, STime: 100, RSSPages: 20}, // worker
 		{PID: 12, PPID: 10, UTime: 300, STime: 150, RSSPages: 30}, // worker
 		{PID: 13, PPID: 12, UTime: 1, RSSPages: 1},                // worker's child
