@@ -78,14 +78,11 @@ type Controller struct {
 func (c *Controller) Update(next *discovery.Snapshot) int {
 	eligible := Eligible(next)
 	now := time.Now()
-	window := c.Window
-	if window <= 0 || window > c.Timeout {
-		window = c.Timeout / 2
-	}
-	deadline := now.Add(c.Timeout)
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	window := c.window()
+	deadline := now.Add(c.Timeout)
 	c.eligible = eligible
 	if c.scheduled == nil {
 		c.scheduled = make(map[Session]bool)
@@ -146,6 +143,30 @@ func (c *Controller) Update(next *discovery.Snapshot) int {
 		}
 	}
 	return n
+}
+
+// SetPacing changes Timeout, Window and Rate for the migrations scheduled
+// from now on; those already scheduled keep theirs. Safe to call while
+// Update runs.
+func (c *Controller) SetPacing(timeout, window time.Duration, rate float64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.Timeout, c.Window, c.Rate = timeout, window, rate
+}
+
+// DrainTimeout returns the time sessions get to leave.
+func (c *Controller) DrainTimeout() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.Timeout
+}
+
+// window returns the spread of migration starts. Called with c.mu held.
+func (c *Controller) window() time.Duration {
+	if c.Window <= 0 || c.Window > c.Timeout {
+		return c.Timeout / 2
+	}
+	return c.Window
 }
 
 // Wait blocks until every endpoint drain started by Update has returned.

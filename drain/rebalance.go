@@ -100,11 +100,6 @@ func (c *Controller) RebalanceOnce(r Rebalance, now time.Time, since *time.Time)
 	// Move the busiest endpoints' excess over the mean, busiest first, at
 	// most MaxPerRound in all.
 	target := int(math.Ceil(mean))
-	window := c.Window
-	if window <= 0 || window > c.Timeout {
-		window = c.Timeout / 2
-	}
-	deadline := now.Add(c.Timeout)
 	moved := 0
 	live := make(map[Session]bool)
 	for _, ep := range c.Lister.Endpoints() {
@@ -114,6 +109,8 @@ func (c *Controller) RebalanceOnce(r Rebalance, now time.Time, since *time.Time)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	window := c.window()
+	deadline := now.Add(c.Timeout)
 	if c.scheduled == nil {
 		c.scheduled = make(map[Session]bool)
 		c.drained = make(map[string]bool)

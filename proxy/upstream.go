@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -14,7 +15,9 @@ import (
 // the old picker or the new one, never a mix. Load counters live in Loads and
 // outlive every rebuild.
 type Upstream struct {
-	name    string
+	name string
+
+	mu      sync.Mutex // serialises builds: Update and SetPolicy
 	policy  balancer.Policy
 	loads   *balancer.Loads
 	metrics *Metrics
@@ -35,6 +38,30 @@ func NewUpstream(name string, policy balancer.Policy, m *Metrics) *Upstream {
 // Update builds a picker from s and swaps it in. On error the previous
 // picker stays in force.
 func (u *Upstream) Update(s *discovery.Snapshot) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.build(s)
+}
+
+// SetPolicy changes the balancing policy and rebuilds the picker from the
+// current snapshot. On error the previous policy and picker stay in force.
+func (u *Upstream) SetPolicy(p balancer.Policy) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	old := u.policy
+	u.policy = p
+	if s := u.snap.Load(); s != nil {
+		if err := u.build(s); err != nil {
+			u.policy = old
+			return err
+		}
+	}
+	return nil
+}
+
+// build makes a picker from s with the current policy and swaps it in.
+// Called with u.mu held.
+func (u *Upstream) build(s *discovery.Snapshot) error {
 	start := time.Now()
 	p, err := balancer.Build(s, u.policy, u.loads)
 	u.metrics.PickerBuildTime.WithLabelValues(u.name).Observe(time.Since(start).Seconds())

@@ -128,6 +128,7 @@ func demoCmd(ctx context.Context, args []string, stdout io.Writer) error {
 			stopApp()
 			return <-appDone
 		case err := <-appDone:
+			stopApp()
 			return fmt.Errorf("longhaul stopped before it was ready: %w", err)
 		case <-time.After(10 * time.Millisecond):
 		}

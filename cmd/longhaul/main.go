@@ -84,16 +84,36 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(cfg.Log, stderr)
+	log, level, err := newLogger(cfg.Log, stderr)
 	if err != nil {
 		return err
 	}
 	defer log.Sync()
-	a, err := app.New(cfg, app.Options{Logger: log, ShutdownDelay: *delay, Kubernetes: kubeSource(*kubeconfig)})
+	a, err := app.New(cfg, app.Options{Logger: log, Level: &level, ShutdownDelay: *delay, Kubernetes: kubeSource(*kubeconfig)})
 	if err != nil {
 		return err
 	}
-	return a.Run(ctx)
+	// Reload the file when it changes: what can change in place does, an
+	// invalid file or a change that needs a restart is logged and ignored.
+	wctx, stopWatch := context.WithCancel(ctx)
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		err := config.Watch(wctx, *path, fs, func(next *config.Config) {
+			if err := a.Reload(next); err != nil {
+				log.Error("configuration change not applied", zap.String("config", *path), zap.Error(err))
+			}
+		}, func(err error) {
+			log.Error("configuration file rejected; keeping the one in force", zap.String("config", *path), zap.Error(err))
+		})
+		if err != nil {
+			log.Warn("configuration file not watched; changes need a restart", zap.Error(err))
+		}
+	}()
+	err = a.Run(ctx)
+	stopWatch()
+	<-watchDone
+	return err
 }
 
 func validateCmd(args []string, stdout io.Writer) error {
@@ -114,10 +134,10 @@ func validateCmd(args []string, stdout io.Writer) error {
 	return nil
 }
 
-func newLogger(c config.Log, w io.Writer) (*zap.Logger, error) {
-	lvl, err := zapcore.ParseLevel(c.Level)
+func newLogger(c config.Log, w io.Writer) (*zap.Logger, zap.AtomicLevel, error) {
+	lvl, err := zap.ParseAtomicLevel(c.Level)
 	if err != nil {
-		return nil, fmt.Errorf("log level: %w", err)
+		return nil, lvl, fmt.Errorf("log level: %w", err)
 	}
 	ec := zap.NewProductionEncoderConfig()
 	ec.EncodeTime = zapcore.ISO8601TimeEncoder
@@ -127,5 +147,5 @@ func newLogger(c config.Log, w io.Writer) (*zap.Logger, error) {
 	} else {
 		enc = zapcore.NewJSONEncoder(ec)
 	}
-	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), lvl)), nil
+	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), lvl)), lvl, nil
 }

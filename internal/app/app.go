@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,6 +37,8 @@ type Options struct {
 	// ShutdownDelay is how long listeners keep accepting after /readyz
 	// starts failing, while the Service in front updates its endpoints.
 	ShutdownDelay time.Duration
+	// Level, if set, is the logger's level, which Reload changes.
+	Level *zap.AtomicLevel
 }
 
 // SyncedSource is an endpoint source that tells when it has its first list.
@@ -48,6 +51,8 @@ type SyncedSource interface {
 // use is reported before Run.
 type App struct {
 	cfg       *config.Config
+	reloadMu  sync.Mutex
+	cur       *config.Config // the configuration in force; guarded by reloadMu
 	opts      Options
 	log       *zap.Logger
 	reg       *prometheus.Registry
@@ -82,7 +87,7 @@ func New(cfg *config.Config, opts Options) (a *App, err error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a = &App{cfg: cfg, opts: opts, log: opts.Logger, reg: reg, metrics: proxy.NewMetrics(reg),
+	a = &App{cfg: cfg, cur: cfg, opts: opts, log: opts.Logger, reg: reg, metrics: proxy.NewMetrics(reg),
 		sessions: proxy.NewRegistry(), ready: &admin.Readiness{}}
 	a.sessions.OnMigrationEnd = func(e proxy.MigrationEnd) {
 		a.metrics.MigrationsEnded.WithLabelValues(e.Info.Listener, e.Info.Protocol, e.Outcome).Inc()
@@ -116,13 +121,9 @@ func (a *App) newListener(lc config.Listener) (*listener, error) {
 	l := &listener{cfg: lc, up: proxy.NewUpstream(lc.Name, pol, a.metrics)}
 	switch {
 	case len(lc.Endpoints.Static) > 0:
-		eps := make([]discovery.Endpoint, len(lc.Endpoints.Static))
-		for i, s := range lc.Endpoints.Static {
-			eps[i] = discovery.Endpoint{Address: s, Ready: true, Serving: true}
-		}
-		snap, err := discovery.NewSnapshot(lc.Name, eps)
+		snap, err := staticSnapshot(lc.Name, lc.Endpoints.Static)
 		if err != nil {
-			return nil, fmt.Errorf("listener %s: static endpoints: %w", lc.Name, err)
+			return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
 		}
 		l.src = discovery.Static{Snapshot: snap}
 	case lc.Endpoints.File != "":
@@ -134,6 +135,13 @@ func (a *App) newListener(lc config.Listener) (*listener, error) {
 		src, err := a.opts.Kubernetes(lc, log)
 		if err != nil {
 			return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
+		}
+		// A source may carry its own collectors (relists, watch errors);
+		// sources sharing one collector register it once.
+		if c, ok := src.(prometheus.Collector); ok {
+			if err := a.reg.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+				return nil, fmt.Errorf("listener %s: metrics: %w", lc.Name, err)
+			}
 		}
 		l.src = src
 	default:
@@ -302,7 +310,7 @@ func (a *App) shutdown() {
 	g := errgroup.Group{}
 	for _, l := range a.listeners {
 		g.Go(func() error {
-			ctx, cancel := context.WithTimeout(context.Background(), l.cfg.Drain.Timeout)
+			ctx, cancel := context.WithTimeout(context.Background(), l.drain.DrainTimeout())
 			defer cancel()
 			if err := l.srv.Shutdown(ctx); err != nil {
 				a.log.Info("drain timeout reached; remaining sessions closed", zap.String("listener", l.cfg.Name))

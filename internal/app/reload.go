@@ -1,0 +1,128 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/longhaul-proxy/longhaul/balancer"
+	"github.com/longhaul-proxy/longhaul/config"
+	"github.com/longhaul-proxy/longhaul/discovery"
+)
+
+// Reload applies a new, validated configuration to the running App as far
+// as it can change in place: the log level (when Options.Level is set), and
+// for each listener its static endpoint list, its balance policy, bounded
+// load and table size, and its drain timeout, window and rate. Anything else
+// (listeners added, removed, renamed or reordered, addresses, protocols,
+// endpoint sources, keys, timeouts, limits, PROXY protocol, http options,
+// the TCP drain mode, rebalancing, the admin address) needs a restart:
+// Reload then changes nothing and returns an error naming every such field,
+// so that a configuration is never half applied.
+func (a *App) Reload(next *config.Config) error {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	cur := a.cur
+	if problems := restartNeeded(cur, next); len(problems) > 0 {
+		return fmt.Errorf("not applied: changing %s needs a restart", strings.Join(problems, ", "))
+	}
+	// Check everything that can fail before changing anything.
+	snaps := make([]*discovery.Snapshot, len(a.listeners))
+	pols := make([]balancer.Policy, len(a.listeners))
+	var errs []error
+	for i, l := range a.listeners {
+		nc := next.Listeners[i]
+		kind, err := balancer.ParseKind(nc.Balance.Policy)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("listener %s: %w", nc.Name, err))
+			continue
+		}
+		pols[i] = balancer.Policy{Kind: kind, TableSize: nc.Balance.TableSize, BoundedLoad: nc.Balance.BoundedLoad}
+		if len(nc.Endpoints.Static) > 0 && !slicesEqual(nc.Endpoints.Static, cur.Listeners[i].Endpoints.Static) {
+			if snaps[i], err = staticSnapshot(l.cfg.Name, nc.Endpoints.Static); err != nil {
+				errs = append(errs, fmt.Errorf("listener %s: %w", nc.Name, err))
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("not applied: %w", err)
+	}
+	if a.opts.Level != nil && next.Log.Level != cur.Log.Level {
+		if err := a.opts.Level.UnmarshalText([]byte(next.Log.Level)); err != nil {
+			return fmt.Errorf("not applied: log level: %w", err)
+		}
+	}
+	for i, l := range a.listeners {
+		nc, oc := next.Listeners[i], cur.Listeners[i]
+		if nc.Drain.Timeout != oc.Drain.Timeout || nc.Drain.Window != oc.Drain.Window || nc.Drain.Rate != oc.Drain.Rate {
+			l.drain.SetPacing(nc.Drain.Timeout, nc.Drain.Window, nc.Drain.Rate)
+		}
+		if nc.Balance != oc.Balance {
+			if err := l.up.SetPolicy(pols[i]); err != nil {
+				// Parsed and validated above; a build error here means the
+				// current endpoints cannot take the policy (no endpoints).
+				a.log.Error("balance policy not applied", zap.String("listener", l.cfg.Name), zap.Error(err))
+			}
+		}
+		if snaps[i] != nil {
+			a.apply(l, snaps[i])
+		}
+	}
+	a.cur = next
+	a.log.Info("configuration reloaded", zap.Int("listeners", len(a.listeners)))
+	return nil
+}
+
+// restartNeeded returns the paths of the fields that differ between cur and
+// next and that Reload cannot change in place.
+func restartNeeded(cur, next *config.Config) []string {
+	var out []string
+	if cur.Admin != next.Admin {
+		out = append(out, "admin")
+	}
+	if cur.Log.Format != next.Log.Format {
+		out = append(out, "log.format")
+	}
+	if len(cur.Listeners) != len(next.Listeners) {
+		return append(out, fmt.Sprintf("the number of listeners (%d to %d)", len(cur.Listeners), len(next.Listeners)))
+	}
+	for i := range cur.Listeners {
+		o, n := reloadable(cur.Listeners[i]), reloadable(next.Listeners[i])
+		ov, nv := reflect.ValueOf(o), reflect.ValueOf(n)
+		for f := range ov.NumField() {
+			if !reflect.DeepEqual(ov.Field(f).Interface(), nv.Field(f).Interface()) {
+				out = append(out, fmt.Sprintf("listeners[%d].%s", i, ov.Type().Field(f).Tag.Get("mapstructure")))
+			}
+		}
+	}
+	return out
+}
+
+// reloadable returns l with the fields Reload can change zeroed, so that
+// what is left must be equal. A static list may change, but not turn into
+// another kind of source.
+func reloadable(l config.Listener) config.Listener {
+	if len(l.Endpoints.Static) > 0 {
+		l.Endpoints.Static = []string{"static"}
+	}
+	l.Balance.Policy, l.Balance.BoundedLoad, l.Balance.TableSize = "", 0, 0
+	l.Drain.Timeout, l.Drain.Window, l.Drain.Rate = 0, 0, 0
+	return l
+}
+
+func staticSnapshot(name string, addrs []string) (*discovery.Snapshot, error) {
+	eps := make([]discovery.Endpoint, len(addrs))
+	for i, s := range addrs {
+		eps[i] = discovery.Endpoint{Address: s, Ready: true, Serving: true}
+	}
+	snap, err := discovery.NewSnapshot(name, eps)
+	if err != nil {
+		return nil, fmt.Errorf("static endpoints: %w", err)
+	}
+	return snap, nil
+}
+
+func slicesEqual(a, b []string) bool { return reflect.DeepEqual(a, b) }
