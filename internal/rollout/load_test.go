@@ -277,7 +277,7 @@ func wsClient(ctx context.Context, tg targets, id int, interval time.Duration, s
 			st.wsMoved.Add(1)
 		} else {
 			st.wsUnclean.Add(1)
-			st.sample("ws close", "%v", err)
+			st.sample("ws close", "%s %s: %v", time.Now().Format("15:04:05.000"), c.LocalAddr(), err)
 		}
 	}
 }

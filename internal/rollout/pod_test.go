@@ -80,6 +80,7 @@ type pod struct {
 	requests  atomic.Int64 // HTTP GETs served
 	checks    atomic.Int64 // gRPC Check calls served
 	wsEchoed  atomic.Int64
+	killed    int // connections still open when the pod was stopped
 	stopOnce  sync.Once
 	serveDone chan struct{}
 }
@@ -193,6 +194,7 @@ func (p *pod) stop() {
 	p.stopOnce.Do(func() {
 		p.mu.Lock()
 		p.stopped = true
+		p.killed = len(p.conns)
 		for c := range p.conns {
 			c.Close()
 		}

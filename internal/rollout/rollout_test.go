@@ -136,6 +136,7 @@ func TestRollingReplacement(t *testing.T) {
 		tcpBefore := len(in.a.Sessions().Endpoint(old.tcpAddr))
 		terminating := map[*pod]bool{old: true}
 		marked := time.Now()
+		t.Logf("step %d: %s marked terminating at %s", step, old.name, marked.Format("15:04:05.000"))
 		files.write(pods, terminating)
 		applied := waitSnapshots(t, in, 5*time.Second, old.name+" terminating", func(l string, v snapshotView) bool {
 			found, ready, term := v.state(podAddr(old, l))
@@ -188,6 +189,9 @@ func TestRollingReplacement(t *testing.T) {
 			t.Errorf("step %d: %d sessions on %s when it was removed", step, n, old.name)
 		}
 		old.stop()
+		if old.killed > 0 {
+			t.Errorf("step %d: %s still had %d connections (TCP or WebSocket) when it was stopped, %s", step, old.name, old.killed, time.Now().Format("15:04:05.000"))
+		}
 		for l, ln := range map[string]*acceptLog{"tcp": old.tcp, "web": old.http, "grpc": old.grpc} {
 			if n, first := ln.after(applied[l].Add(pickTolerance)); n > 0 {
 				t.Errorf("step %d: %s accepted %d %s connections after longhaul applied its terminating state, the first %v after",
