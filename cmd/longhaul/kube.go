@@ -1,13 +1,49 @@
 package main
 
 import (
+	"sync"
+
 	"go.uber.org/zap"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/longhaul-proxy/longhaul/config"
+	"github.com/longhaul-proxy/longhaul/discovery/kube"
 	"github.com/longhaul-proxy/longhaul/internal/app"
 )
 
-// kubeSource returns the factory of Kubernetes endpoint sources.
+// kubeSource returns the factory of Kubernetes endpoint sources. The client
+// (from kubeconfig, or the pod's service account when it is empty) is made
+// once, on the first listener that needs it, so a configuration without
+// Kubernetes endpoints never looks for a cluster. Every source counts into
+// one kube.Metrics, which the app registers (the sources are
+// prometheus.Collectors).
 func kubeSource(kubeconfig string) func(config.Listener, *zap.Logger) (app.SyncedSource, error) {
-	return nil // wired once discovery/kube lands
+	var (
+		once    sync.Once
+		client  kubernetes.Interface
+		err     error
+		metrics = kube.NewMetrics()
+	)
+	return func(l config.Listener, log *zap.Logger) (app.SyncedSource, error) {
+		once.Do(func() { client, err = kube.NewClient(kubeconfig) })
+		if err != nil {
+			return nil, err
+		}
+		k := l.Endpoints.Kubernetes
+		src, err := kube.New(kube.Config{
+			Client: client, Namespace: k.Namespace, Service: k.Service, Port: k.Port,
+			Logger: log, Metrics: metrics.Hooks(l.Name),
+		})
+		if err != nil {
+			return nil, err
+		}
+		return kubeSourceWithMetrics{src, metrics}, nil
+	}
+}
+
+// kubeSourceWithMetrics is a source that carries the collectors it counts
+// into.
+type kubeSourceWithMetrics struct {
+	*kube.Source
+	*kube.Metrics
 }
