@@ -460,7 +460,8 @@ type loadSpec struct {
 
 // runLoad starts every client; the returned function stops them and waits.
 func runLoad(ctx context.Context, t *testing.T, tg targets, spec loadSpec, st *stats) (stop func()) {
-	ctx, cancel := context.WithCancel(ctx)
+	// A hard bound on the whole load, whatever the test does.
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	var wg sync.WaitGroup
 	tr := &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second, DisableCompression: true,
 		DialContext: (&net.Dialer{LocalAddr: sourceIP(0), Timeout: 5 * time.Second}).DialContext}
