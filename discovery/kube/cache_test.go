@@ -206,6 +206,11 @@ func TestNewValidates(t *testing.T) {
 
 // recorder is a Publisher that keeps every Snapshot with its arrival time.
 type recorder struct {
+	// install, if set before the source runs, is called with each
+	// Snapshot before it is recorded (to build and swap a picker, as the
+	// proxy does); the arrival time is taken after it returns.
+	install func(*discovery.Snapshot)
+
 	mu    sync.Mutex
 	snaps []*discovery.Snapshot
 	at    []time.Time
@@ -215,6 +220,9 @@ type recorder struct {
 func newRecorder() *recorder { return &recorder{wake: make(chan struct{}, 1)} }
 
 func (r *recorder) publish(s *discovery.Snapshot) {
+	if r.install != nil {
+		r.install(s)
+	}
 	r.mu.Lock()
 	r.snaps = append(r.snaps, s)
 	r.at = append(r.at, time.Now())

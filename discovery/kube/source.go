@@ -134,8 +134,9 @@ func New(cfg Config) (*Source, error) {
 }
 
 // Synced reports whether the source has listed the Service's slices and
-// published its first Snapshot (from then on it stays true, through relists,
-// until Run returns). /readyz uses it.
+// built its first Snapshot; it turns true just before that Snapshot is
+// published, so a publisher already finds it true, and stays true through
+// relists until Run returns.
 func (s *Source) Synced() bool { return s.synced.Load() }
 
 // Run watches the Service's EndpointSlices and publishes Snapshots until ctx
@@ -309,11 +310,13 @@ func (s *Source) syncLoop(ctx context.Context, synced <-chan struct{}, publish d
 			return
 		}
 		took := time.Since(start)
-		publish(snap)
 		if last == nil {
+			// Before publishing: whoever receives the first snapshot
+			// must find the source Synced.
 			s.synced.Store(true)
 			s.log.Debug("endpointslices synced", zap.Int("endpoints", len(snap.Endpoints)))
 		}
+		publish(snap)
 		last = snap
 		if f := s.cfg.Metrics.Published; f != nil {
 			f(len(snap.Endpoints), took)

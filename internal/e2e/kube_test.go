@@ -58,6 +58,9 @@ const (
 //     swapped (within the bound), and its sessions go to drain, which
 //     closes them at the drain deadline while the others keep relaying;
 //   - a second slice adds a backend that new sessions then reach;
+//   - the API server restarts: sessions keep being relayed on the last
+//     snapshot and /readyz stays 200, then a change made after the restart
+//     reaches the picker;
 //   - relists and migrations are counted in /metrics.
 func TestKubernetesEndToEnd(t *testing.T) {
 	hosts := newNetnsHosts(t)
@@ -248,6 +251,66 @@ func TestKubernetesEndToEnd(t *testing.T) {
 		t.Errorf("30 sessions after the scale-up: %v; want some on b3, none on b0", got)
 	}
 
+	// The API server restarts: longhaul keeps routing on its last
+	// snapshot (and stays ready) meanwhile, relists, then catches up.
+	relistsBefore := metric(t, adminURL, `longhaul_kubernetes_relists_total{listener="echo"}`)
+	outage := make(chan struct{})
+	type probe struct {
+		ok, failed int
+		notReady   int
+		lastErr    error
+	}
+	probed := make(chan probe, 1)
+	go func() {
+		var p probe
+		defer func() { probed <- p }()
+		for {
+			select {
+			case <-outage:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			if err := dialOnce(lis); err != nil {
+				p.failed++
+				p.lastErr = err
+			} else {
+				p.ok++
+			}
+			if code, err := httpStatus(adminURL + "/readyz"); err != nil || code != http.StatusOK {
+				p.notReady++
+			}
+		}
+	}()
+	restarted := time.Now()
+	cl.Restart(t)
+	close(outage)
+	p := <-probed
+	t.Logf("API server restarted in %v; meanwhile %d sessions relayed, %d failed, /readyz not 200 %d times",
+		time.Since(restarted).Round(time.Millisecond), p.ok, p.failed, p.notReady)
+	if p.failed > 0 || p.ok == 0 || p.notReady > 0 {
+		t.Errorf("during the API server restart: %d sessions relayed, %d failed (last: %v), /readyz failed %d times; want all relayed and ready",
+			p.ok, p.failed, p.lastErr, p.notReady)
+	}
+	// Catching up: b1 turns terminating after the restart.
+	waitFor(t, 30*time.Second, "a write after the restart", func() bool {
+		got, err := api.Get(ctx, slice.Name, metav1.GetOptions{})
+		if err != nil {
+			return false
+		}
+		got.Endpoints[0].Conditions = discoveryv1.EndpointConditions{Ready: new(false), Serving: new(true), Terminating: new(true)}
+		_, err = api.Update(ctx, got, metav1.UpdateOptions{})
+		return err == nil
+	})
+	if got, _ := api.Get(ctx, slice.Name, metav1.GetOptions{}); got.Endpoints[0].Addresses[0] != bs[1].Host.Addr.String() {
+		t.Fatalf("slice %s starts with %v, want %s", slice.Name, got.Endpoints[0].Addresses, bs[1].Name)
+	}
+	caught := time.Now()
+	waitFor(t, 60*time.Second, "the picker without b1 after the restart", func() bool { return !pickable(up.Picker(), bs[1].Addr()) })
+	t.Logf("first change after the restart reached the picker in %v", time.Since(caught).Round(time.Millisecond))
+	if after := metric(t, adminURL, `longhaul_kubernetes_relists_total{listener="echo"}`); after <= relistsBefore {
+		t.Errorf("relists %v before the restart, %v after: the relist is not counted", relistsBefore, after)
+	}
+
 	_, metrics := httpGet(t, adminURL+"/metrics")
 	for _, c := range []struct {
 		series string
@@ -432,6 +495,49 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// metric reads one series from the admin server's /metrics.
+func metric(t *testing.T, adminURL, series string) float64 {
+	t.Helper()
+	_, text := httpGet(t, adminURL+"/metrics")
+	v, ok := metricValue(text, series)
+	if !ok {
+		t.Fatalf("/metrics has no %s", series)
+	}
+	return v
+}
+
+func httpStatus(url string) (int, error) {
+	c := &http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// dialOnce opens a session through longhaul, reads the backend's greeting,
+// checks an echo and closes.
+func dialOnce(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := greeting(c); err != nil {
+		return fmt.Errorf("greeting: %w", err)
+	}
+	if _, err := c.Write([]byte("ping")); err != nil {
+		return err
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping" {
+		return fmt.Errorf("echo: %q, %v", buf, err)
+	}
+	return nil
 }
 
 // metricValue finds a series (name and labels exactly as exposed) in a
