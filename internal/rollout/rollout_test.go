@@ -12,7 +12,7 @@ import (
 )
 
 const (
-	drainTimeout = 2 * time.Second
+	drainTimeout = 3 * time.Second
 	// pickTolerance allows for picks already in flight when longhaul applied
 	// a terminating state (and for the accept loop's own delay).
 	pickTolerance = 200 * time.Millisecond
