@@ -211,5 +211,5 @@ type fixed struct {
 	conns []*grpc.ClientConn
 }
 
-func (f *fixed) addr(listener string, _ int) string  { return f.in.a.ListenerAddr(listener).String() }
+func (f *fixed) addr(listener string, _ int) string   { return f.in.a.ListenerAddr(listener).String() }
 func (f *fixed) grpcConn(client int) *grpc.ClientConn { return f.conns[client%len(f.conns)] }
