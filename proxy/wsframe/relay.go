@@ -94,6 +94,13 @@ type peer struct {
 	// the decision. Set before the injector starts, never cleared.
 	injecting atomic.Bool
 
+	// pending is the Close frame an injector is about to write (set with
+	// injecting, under mu): if the other side's EOF must be passed on
+	// first, shutWrite writes it before the FIN, so that the peer never
+	// gets an EOF where the relay promised a Close. Guarded by mu.
+	pending    [MaxHeaderLen + MaxControlPayload]byte
+	pendingLen int
+
 	// shut: nothing more may be written to the peer, because a write of
 	// a frame failed or a read of a frame's source failed part-way (the
 	// peer may hold part of a frame, so any further byte would be taken
@@ -259,7 +266,7 @@ func (r *Relay) Run() error {
 	}
 	inject := func(code uint16, reason string) {
 		for s := range r.peers {
-			r.peers[s].injecting.Store(true)
+			r.peers[s].setPending(code, reason)
 		}
 		for s := range r.peers {
 			pending++
@@ -340,13 +347,30 @@ func (p *peer) sendClose(code uint16, reason string) {
 	}
 }
 
+// setPending records the Close frame about to be injected toward p and
+// marks p as injecting.
+func (p *peer) setPending(code uint16, reason string) {
+	p.mu.Lock()
+	p.pendingLen = len(AppendClose(p.pending[:0], code, reason, p.masked))
+	p.mu.Unlock()
+	p.injecting.Store(true)
+}
+
 // shutWrite closes p's write half (when the connection supports it) to pass
-// on an EOF, at a frame boundary.
+// on an EOF, at a frame boundary. A Close frame pending injection is
+// written first.
 func (p *peer) shutWrite() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.shut {
 		return
+	}
+	if !p.closeSent && p.pendingLen > 0 {
+		p.closeSent = true
+		if _, err := p.conn.Write(p.pending[:p.pendingLen]); err != nil {
+			p.shut = true
+			return
+		}
 	}
 	p.shut = true
 	if cw, ok := p.conn.(interface{ CloseWrite() error }); ok {

@@ -573,3 +573,26 @@ func TestRelayNoAllocsPerFrame(t *testing.T) {
 		t.Errorf("frames: got altered bytes, want identical")
 	}
 }
+
+// TestMigrateBackendHangsUpAtOnce: the backend ends its stream right as the
+// relay injects its Close (a server that answers a Close and hangs up at
+// once). The client must still get the Close before the EOF, never a bare
+// EOF (which clients report as 1006, abnormal closure).
+func TestMigrateBackendHangsUpAtOnce(t *testing.T) {
+	for i := range 100 {
+		rr := startRaw(t, Options{}, nil, nil)
+		rr.relay.Migrate(1012, "service restart")
+		// The backend gets the relay's Close and hangs up at once, racing
+		// the injection toward the client.
+		if h, _, err := readFrame(rr.backend); err != nil || h.Opcode != OpClose {
+			t.Fatalf("round %d: backend got %v, %v; want a close", i, h.Opcode, err)
+		}
+		rr.backend.(*net.TCPConn).CloseWrite()
+		h, p, err := readFrame(rr.client)
+		if err != nil || h.Opcode != OpClose || string(p) != closePayload(1012, "service restart") {
+			t.Fatalf("round %d: client got %v %q, %v; want the close 1012 before any EOF", i, h.Opcode, p, err)
+		}
+		rr.client.Write(fromClient(OpClose, closePayload(1012, "")))
+		rr.wait(t)
+	}
+}
