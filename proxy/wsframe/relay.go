@@ -94,10 +94,11 @@ type peer struct {
 	// the decision. Set before the injector starts, never cleared.
 	injecting atomic.Bool
 
-	// pending is the Close frame an injector is about to write (set with
-	// injecting, under mu): if the other side's EOF must be passed on
-	// first, shutWrite writes it before the FIN, so that the peer never
-	// gets an EOF where the relay promised a Close. Guarded by mu.
+	// pending is the Close frame an injector is about to write: if the
+	// other side's EOF must be passed on first, shutWrite writes it before
+	// the FIN, so that the peer never gets an EOF where the relay promised
+	// a Close. Written once, by Run's goroutine, before injecting is set;
+	// read only after injecting is seen set.
 	pending    [MaxHeaderLen + MaxControlPayload]byte
 	pendingLen int
 
@@ -349,10 +350,13 @@ func (p *peer) sendClose(code uint16, reason string) {
 
 // setPending records the Close frame about to be injected toward p and
 // marks p as injecting.
+// It does not take mu, which a pump holds for a whole frame: Run must not
+// wait for a slow frame. Only Run's goroutine calls it.
 func (p *peer) setPending(code uint16, reason string) {
-	p.mu.Lock()
+	if p.injecting.Load() {
+		return // the first Close decided stays the one pending
+	}
 	p.pendingLen = len(AppendClose(p.pending[:0], code, reason, p.masked))
-	p.mu.Unlock()
 	p.injecting.Store(true)
 }
 
@@ -365,7 +369,7 @@ func (p *peer) shutWrite() {
 	if p.shut {
 		return
 	}
-	if !p.closeSent && p.pendingLen > 0 {
+	if !p.closeSent && p.injecting.Load() && p.pendingLen > 0 {
 		p.closeSent = true
 		if _, err := p.conn.Write(p.pending[:p.pendingLen]); err != nil {
 			p.shut = true
