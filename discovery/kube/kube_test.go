@@ -137,38 +137,76 @@ func TestAPIServer(t *testing.T) {
 	t.Run("Lifecycle", func(t *testing.T) {
 		ns := cl.CreateNamespace(t, "lifecycle-")
 		api := sliceAPI{t, cl.Client, ns}
-		src, rec, _ := runSource(t, cl.Client, ns, "grpc")
+		// Each snapshot is built into a picker as the proxy does; each step
+		// checks the snapshot and what the swapped picker offers.
+		var picker atomic.Pointer[balancer.Picker]
+		src, rec, _ := runSource(t, cl.Client, ns, "grpc", func(r *recorder) {
+			r.install = func(s *discovery.Snapshot) {
+				p, err := balancer.Build(s, balancer.Policy{Kind: balancer.Maglev}, nil)
+				if err != nil {
+					t.Errorf("build picker: %v", err)
+					return
+				}
+				picker.Store(&p)
+			}
+		})
 		if s, _, _ := rec.last(); len(s.Endpoints) != 0 || s.Service != ns+"/cart" {
 			t.Fatalf("first snapshot %+v, want empty %s/cart", s, ns)
 		}
+		offered := func() []string {
+			var out []string
+			for _, tg := range (*picker.Load()).Targets() {
+				out = append(out, tg.Endpoint.Address)
+			}
+			return out
+		}
+		var sent time.Time
+		step := func(what string, want []discovery.Endpoint, targets ...string) {
+			t.Helper()
+			_, at := rec.waitFor(t, within, what, func(s *discovery.Snapshot) bool {
+				return slices.Equal(s.Endpoints, want)
+			})
+			if got := offered(); !slices.Equal(got, targets) {
+				t.Errorf("%s: picker offers %v, want %v", what, got, targets)
+			}
+			t.Logf("%s: picker swapped %v after the API call", what, at.Sub(sent).Round(time.Microsecond))
+		}
 
+		sent = time.Now()
 		slice := api.create(mkSlice("cart-abc", discoveryv1.AddressTypeIPv4, map[string]int32{"grpc": 8080},
 			epSpec{addr: "198.18.0.1", ready: ptr(true), zone: "zone-a", node: "node-1", pod: "cart-0"}))
-		step := func(what string, want discovery.Endpoint) {
-			t.Helper()
-			rec.waitFor(t, within, what, func(s *discovery.Snapshot) bool {
-				return len(s.Endpoints) == 1 && s.Endpoints[0] == want
-			})
-		}
 		base := discovery.Endpoint{Address: "198.18.0.1:8080", Weight: 1, Zone: "zone-a", Node: "node-1", Pod: "cart-0"}
 		ready := base
 		ready.Ready, ready.Serving = true, true
-		step("ready", ready)
+		step("created ready", []discovery.Endpoint{ready}, "198.18.0.1:8080")
 
+		// Terminating but serving: with no ready endpoint left it is still
+		// offered (a single-replica rollout must not black-hole traffic)...
 		slice.Endpoints[0].Conditions = discoveryv1.EndpointConditions{Ready: ptr(false), Serving: ptr(true), Terminating: ptr(true)}
+		sent = time.Now()
 		slice = api.update(slice)
 		draining := base
 		draining.Serving, draining.Terminating = true, true
-		step("terminating and serving", draining)
+		step("terminating and serving, alone", []discovery.Endpoint{draining}, "198.18.0.1:8080")
+
+		// ...but not once a ready endpoint exists.
+		slice.Endpoints = append(slice.Endpoints, discoveryv1.Endpoint{Addresses: []string{"198.18.0.2"}})
+		sent = time.Now()
+		slice = api.update(slice)
+		other := discovery.Endpoint{Address: "198.18.0.2:8080", Ready: true, Serving: true, Weight: 1}
+		step("terminating and serving, another ready", []discovery.Endpoint{draining, other}, "198.18.0.2:8080")
 
 		slice.Endpoints[0].Conditions.Serving = ptr(false)
-		api.update(slice)
+		slice.Endpoints = slice.Endpoints[:1]
+		sent = time.Now()
+		slice = api.update(slice)
 		gone := base
 		gone.Terminating = true
-		step("terminating, not serving", gone)
+		step("terminating, not serving", []discovery.Endpoint{gone})
 
+		sent = time.Now()
 		api.delete(slice.Name)
-		rec.waitFor(t, within, "no endpoints", hasAddrs())
+		step("deleted", []discovery.Endpoint{})
 		if !src.Synced() {
 			t.Error("not Synced")
 		}
