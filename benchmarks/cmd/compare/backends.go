@@ -136,13 +136,24 @@ func serveSink(c *net.TCPConn) {
 	_, _ = c.Write(binary.BigEndian.AppendUint64(nil, n))
 }
 
-// serveEcho writes back what it reads until EOF.
+// closeByte asks the echo server to close the connection after echoing
+// it. The connection-rate workload ends each connection this way, so the
+// backend closes first and TIME_WAIT stays on the backend's side: the
+// proxy's own connections toward the backend (every proxy dials from
+// 127.0.0.1 to the same address) then do not run short of ephemeral ports.
+const closeByte = '.'
+
+// serveEcho writes back what it reads until EOF, or until a read ends with
+// closeByte.
 func serveEcho(c *net.TCPConn) {
 	buf := make([]byte, 4096)
 	for {
 		n, err := c.Read(buf)
 		if n > 0 {
 			if _, werr := c.Write(buf[:n]); werr != nil {
+				return
+			}
+			if buf[n-1] == closeByte {
 				return
 			}
 		}

@@ -113,6 +113,9 @@ func TestSmallHelpers(t *testing.T) {
 	if got := quoteArgs([]string{"-out", "a b"}); got != `-out "a b"` {
 		t.Errorf("quoteArgs = %q", got)
 	}
+	if got := strings.Join(changedDirs(" M proxy/a.go\nM  proxy/b.go\n M Makefile\n M benchmarks/x.go\nR  a/x -> drain/y\n"), ","); got != "proxy/,Makefile,drain/" {
+		t.Errorf("changedDirs = %q", got)
+	}
 	if got := cell([]float64{1, 3, 2}, 1); got != "2.0 (1.0–3.0)" {
 		t.Errorf("cell = %q", got)
 	}
@@ -152,5 +155,26 @@ func TestLoadGenerators(t *testing.T) {
 	r := wsEcho(ctx, conns, 10*time.Millisecond, 3, 64)
 	if r.sent != 18 || r.failed != 0 || r.lat.Len() != 18 {
 		t.Errorf("wsEcho: sent %d, failed %d, echoed %d", r.sent, r.failed, r.lat.Len())
+	}
+}
+
+func TestSummarizeRW(t *testing.T) {
+	out := `21902 write(7, "\1\0\0\0\0\0\0\0", 8)   = 8
+21903 read(7, "\1\0\0\0\0\0\0\0", 8)    = 8
+21903 --- SIGURG {si_signo=SIGURG, si_code=SI_TKILL, si_pid=21897, si_uid=0} ---
+21904 read(12,  <unfinished ...>
+21904 <... read resumed>"abc", 4096) = 3
+21905 read(9, 0xc000100000, 4096) = -1 EAGAIN (Resource temporarily unavailable)
+21903 splice(3, NULL, 5, NULL, 1048576, SPLICE_F_NONBLOCK) = 65536
+`
+	s := summarizeRW(out)
+	if s.calls != 4 || s.maxBytes != 8 || s.totalBytes != 19 || len(s.fds) != 3 || s.fds[0] != 7 || s.fds[2] != 12 {
+		t.Errorf("summarizeRW = %+v", s)
+	}
+	if got := s.String(); !strings.Contains(got, "4 read/write calls") || !strings.Contains(got, "7, 9, 12") {
+		t.Errorf("String() = %q", got)
+	}
+	if got := summarizeRW("").String(); got != "no read or write call at all" {
+		t.Errorf("empty: %q", got)
 	}
 }

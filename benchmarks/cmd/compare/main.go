@@ -191,12 +191,18 @@ func realMain(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Now, while the tree is as longhaul was built from it.
+	info := collectInfo(ctx, args, o, tools, repo)
+	info.notes = append(info.notes, idleNote)
 	be, err := startBackends()
 	if err != nil {
 		return err
 	}
 	defer be.close()
-	targets, err := newTargets(o.targets, work, be.addrs, tools, o.idleConns+512, noFile)
+	// HAProxy wants two descriptors per maxconn and a few more; it refuses
+	// to start if it cannot have them.
+	maxConns := min(o.idleConns+512, int(min(noFile, 1<<20)-256)/2)
+	targets, err := newTargets(o.targets, work, be.addrs, tools, maxConns, noFile)
 	if err != nil {
 		return err
 	}
@@ -219,21 +225,13 @@ func realMain(args []string, stderr io.Writer) error {
 			return ctx.Err()
 		}
 	}
-	info := collectInfo(ctx, args, o, tools)
-	info.notes = append(info.notes, idleNote)
 	if n.strace && slices.Contains(o.workloads, "tcp-bulk") {
 		for _, t := range targets {
 			if t.name != longhaul {
 				continue
 			}
 			log.Printf("tcp-bulk under strace on %s", t.name)
-			sctx, cancel := context.WithTimeout(ctx, o.limit)
-			info.straceOut, err = straceBulk(sctx, tools.strace, t, o.bulkBytes)
-			cancel()
-			if err != nil {
-				info.straceNote = "strace failed: " + oneLine(err.Error())
-				log.Printf("%s", info.straceNote)
-			}
+			info.straceOut, info.straceNote = straceReport(ctx, tools.strace, t, o)
 		}
 	}
 	log.Printf("measured in %v", time.Since(started).Round(time.Second))
@@ -317,4 +315,28 @@ func writeOut(o options, repo string, write func(io.Writer)) error {
 	}
 	log.Printf("wrote %s", path)
 	return nil
+}
+
+// straceReport runs two bulk transfers through t under strace: one for the
+// -c summary, one tracing only read and write to show what they carry.
+func straceReport(ctx context.Context, bin string, t *target, o options) (summary, note string) {
+	sctx, cancel := context.WithTimeout(ctx, o.limit)
+	defer cancel()
+	summary, err := straceBulk(sctx, bin, t, o.bulkBytes, "-c")
+	if err != nil {
+		return "", "strace failed: " + oneLine(err.Error())
+	}
+	rw, err := straceBulk(sctx, bin, t, o.bulkBytes, "-e", "trace=read,write", "-e", "signal=none")
+	if err != nil {
+		return summary, "The second pass (read and write only) failed: " + oneLine(err.Error())
+	}
+	sum := summarizeRW(rw)
+	note = fmt.Sprintf("A second %s run under `strace -f -e trace=read,write` saw %s.", bytesLabel(o.bulkBytes), sum)
+	if int64(sum.totalBytes) < o.bulkBytes/1000 {
+		note += " The data went by `splice`, not by read/write."
+	}
+	if sum.calls > 0 && sum.maxBytes <= 8 && len(sum.fds) == 1 {
+		note += " Calls of 8 bytes on a single descriptor are the Go netpoller's eventfd wake-ups."
+	}
+	return summary, note
 }

@@ -167,11 +167,11 @@ func writeReport(w io.Writer, info reportInfo, r *results, wls []workload, targe
 	if info.straceOut != "" || info.straceNote != "" {
 		fmt.Fprintf(w, "## System calls of longhaul during one TCP bulk run\n\n")
 		fmt.Fprintf(w, "`strace -c -f -p <longhaul pid>` over one extra `tcp-bulk` run of %s (not counted in the table above; strace slows the proxy down). The relay should show `splice` and no `read`/`write` on the data path.\n\n", bytesLabel(o.bulkBytes))
-		if info.straceNote != "" {
-			fmt.Fprintf(w, "%s\n\n", info.straceNote)
-		}
 		if info.straceOut != "" {
 			fmt.Fprintf(w, "```\n%s\n```\n\n", strings.TrimSpace(info.straceOut))
+		}
+		if info.straceNote != "" {
+			fmt.Fprintf(w, "%s\n\n", info.straceNote)
 		}
 	}
 	fmt.Fprintf(w, "## Peer settings\n\n")

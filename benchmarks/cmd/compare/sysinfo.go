@@ -66,7 +66,7 @@ func moduleRoot(ctx context.Context) (string, error) {
 	return root, nil
 }
 
-func collectInfo(ctx context.Context, args []string, o options, tools toolSet) reportInfo {
+func collectInfo(ctx context.Context, args []string, o options, tools toolSet, repo string) reportInfo {
 	info := reportInfo{
 		command:   strings.TrimSpace("go run ./benchmarks/cmd/compare " + quoteArgs(args)),
 		date:      time.Now().UTC().Format("2006-01-02 15:04 MST"),
@@ -76,6 +76,9 @@ func collectInfo(ctx context.Context, args []string, o options, tools toolSet) r
 		goVersion: runtime.Version(),
 		reps:      o.reps,
 		quick:     o.quick,
+	}
+	if v := longhaulVersion(ctx, repo); v != "" {
+		info.versions = append(info.versions, v)
 	}
 	if tools.haproxy != "" {
 		info.versions = append(info.versions, firstLine(ctx, tools.haproxy, "-v"))
@@ -139,3 +142,47 @@ func quoteArgs(args []string) string {
 }
 
 func discardLogger() *log.Logger { return log.New(io.Discard, "", 0) }
+
+// longhaulVersion names the commit longhaul was built from, and the
+// packages that had uncommitted changes then; empty without git.
+func longhaulVersion(ctx context.Context, repo string) string {
+	head, err := exec.CommandContext(ctx, "git", "-C", repo, "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return ""
+	}
+	v := "longhaul: commit " + strings.TrimSpace(string(head))
+	st, err := exec.CommandContext(ctx, "git", "-C", repo, "status", "--porcelain", "--untracked-files=no").Output()
+	if err != nil {
+		return v
+	}
+	if dirs := changedDirs(string(st)); len(dirs) > 0 {
+		v += " plus uncommitted changes in " + strings.Join(dirs, ", ")
+	}
+	return v
+}
+
+// changedDirs lists the top-level directories in `git status --porcelain`
+// output, benchmarks/ left out.
+func changedDirs(porcelain string) []string {
+	seen := map[string]bool{}
+	var dirs []string
+	for _, line := range strings.Split(porcelain, "\n") {
+		if len(line) < 4 {
+			continue
+		}
+		path := strings.TrimSpace(line[3:])
+		if _, after, ok := strings.Cut(path, " -> "); ok {
+			path = after
+		}
+		top, _, isDir := strings.Cut(path, "/")
+		if isDir {
+			top += "/"
+		}
+		if top == "benchmarks/" || seen[top] {
+			continue
+		}
+		seen[top] = true
+		dirs = append(dirs, top)
+	}
+	return dirs
+}

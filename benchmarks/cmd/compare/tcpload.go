@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -51,7 +52,8 @@ func bulk(ctx context.Context, addr string, size int64) (time.Duration, error) {
 }
 
 // connRate opens n connections, conc at a time, each sending one byte and
-// reading it back before closing. Latency is from dial to the echoed byte.
+// reading it back; the server closes first (see closeByte), then the
+// client. Latency is from dial to the echoed byte.
 // Workers bind distinct 127.0.0.x source addresses.
 func connRate(ctx context.Context, addr string, n, conc int) (*stats.Latencies, int, error) {
 	var (
@@ -65,7 +67,7 @@ func connRate(ctx context.Context, addr string, n, conc int) (*stats.Latencies, 
 		wg.Go(func() {
 			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: sourceIP(w)}, Timeout: 5 * time.Second}
 			var lat stats.Latencies
-			b := []byte{'x'}
+			b := []byte{closeByte}
 			for next.Add(1) <= int64(n) && ctx.Err() == nil {
 				start := time.Now()
 				if err := oneShot(ctx, &d, addr, b); err != nil {
@@ -96,9 +98,16 @@ func oneShot(ctx context.Context, d *net.Dialer, addr string, b []byte) error {
 	if _, err := c.Write(b); err != nil {
 		return err
 	}
-	var r [1]byte
-	_, err = io.ReadFull(c, r[:])
-	return err
+	var r [2]byte
+	if _, err := io.ReadFull(c, r[:1]); err != nil {
+		return err
+	}
+	// The server closes after the echo: wait for its FIN, so that this
+	// side is not the first to close.
+	if n, err := c.Read(r[:]); n > 0 || !errors.Is(err, io.EOF) {
+		return fmt.Errorf("after the echo: %d more bytes, %v", n, err)
+	}
+	return nil
 }
 
 // pingPong sends one byte and reads it back n times on one connection.
