@@ -3,10 +3,12 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +22,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -76,7 +79,8 @@ func TestKubernetesEndToEnd(t *testing.T) {
 	api := cl.Client.DiscoveryV1().EndpointSlices(ns)
 
 	// longhaul runs as the ServiceAccount deploy/ gives it, which at first
-	// has no rights: the first list fails until the Role below exists.
+	// has no rights: the first list fails until deploy/rbac.yaml's Role and
+	// RoleBinding exist.
 	saCfg := rest.CopyConfig(cl.Config)
 	saCfg.Impersonate = rest.ImpersonationConfig{
 		UserName: "system:serviceaccount:" + ns + ":longhaul",
@@ -355,25 +359,56 @@ func endpointSlice(name string, bs ...*backend) *discoveryv1.EndpointSlice {
 	return s
 }
 
-// grantRead gives the ServiceAccount the Role deploy/rbac.yaml gives it.
+// grantRead creates, in ns, the Role and RoleBinding of deploy/rbac.yaml,
+// so that the test proves those rights are enough for longhaul to sync.
 func grantRead(t *testing.T, c kubernetes.Interface, ns string) {
 	t.Helper()
 	ctx := context.Background()
-	if _, err := c.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{
-		ObjectMeta: metav1.ObjectMeta{Name: "longhaul"},
-		Rules: []rbacv1.PolicyRule{{
-			APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"},
-			Verbs: []string{"get", "list", "watch"},
-		}},
-	}, metav1.CreateOptions{}); err != nil {
+	f, err := os.Open("../../deploy/rbac.yaml")
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "longhaul"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "longhaul"},
-		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "longhaul", Namespace: ns}},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
+	defer f.Close()
+	dec := utilyaml.NewYAMLOrJSONDecoder(f, 4096)
+	var roles, bindings int
+	for {
+		var raw map[string]any
+		if err := dec.Decode(&raw); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatalf("deploy/rbac.yaml: %v", err)
+		}
+		b, _ := json.Marshal(raw)
+		switch raw["kind"] {
+		case "Role":
+			var r rbacv1.Role
+			if err := json.Unmarshal(b, &r); err != nil {
+				t.Fatal(err)
+			}
+			r.Namespace = ns
+			if _, err := c.RbacV1().Roles(ns).Create(ctx, &r, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			roles++
+		case "RoleBinding":
+			var rb rbacv1.RoleBinding
+			if err := json.Unmarshal(b, &rb); err != nil {
+				t.Fatal(err)
+			}
+			rb.Namespace = ns
+			for i := range rb.Subjects {
+				rb.Subjects[i].Namespace = ns // as a kustomize overlay's namespace: does
+			}
+			if _, err := c.RbacV1().RoleBindings(ns).Create(ctx, &rb, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			bindings++
+		default:
+			t.Fatalf("deploy/rbac.yaml: unexpected kind %v", raw["kind"])
+		}
+	}
+	if roles != 1 || bindings != 1 {
+		t.Fatalf("deploy/rbac.yaml: %d Roles and %d RoleBindings, want one of each", roles, bindings)
 	}
 }
 
