@@ -30,6 +30,7 @@ fuzz:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./balancer/ ./proxy/
+bench-compare: ; $(GO) run ./benchmarks/cmd/compare $(COMPAREFLAGS)  # longhaul vs direct, HAProxy, NGINX: writes benchmarks/RESULTS.md
 
 clean:
 	$(GO) clean -testcache

@@ -79,6 +79,13 @@ func TestPeerConfigsAreFair(t *testing.T) {
 			}
 		}
 	}
+	if strings.Contains(string(h), "splice") {
+		t.Errorf("haproxy config has splice options without HAProxySplice:\n%s", h)
+	}
+	l.HAProxySplice = true
+	if h, err = haproxyConfig(l); err != nil || strings.Count(string(h), "option splice-re") != 4 {
+		t.Errorf("haproxy config with HAProxySplice (%v):\n%s", err, h)
+	}
 	l.StreamModule, l.NginxUser = "", ""
 	n, err = nginxConfig(l)
 	if err != nil {
@@ -99,6 +106,7 @@ func TestPeerConfigsCheck(t *testing.T) {
 	l.NoFile = 1024
 	l.MaxConns = 256
 	l.StreamModule = findStreamModule()
+	l.HAProxySplice = true
 	if path, err := exec.LookPath("haproxy"); err == nil {
 		b, err := haproxyConfig(l)
 		if err != nil {

@@ -37,8 +37,9 @@ type options struct {
 	conns, pings                 int
 	grpcN, grpcRateN, httpN      int
 	wsClients, wsMsgs, idleConns int
-	out, toolsDir, repo          string
+	out, toolsDir                string
 	install, strace, keep        bool
+	haproxySplice                bool
 	limit                        time.Duration
 }
 
@@ -78,6 +79,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.toolsDir, "tools-dir", defaultToolsDir(), "where ghz is built and kept")
 	fs.BoolVar(&o.install, "install", true, "install missing Debian packages and build ghz")
 	fs.BoolVar(&o.strace, "strace", true, "add an strace -c summary of longhaul during one tcp-bulk run")
+	fs.BoolVar(&o.haproxySplice, "haproxy-splice", false, "turn on HAProxy's option splice-request/splice-response for TCP")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (configs, proxy logs)")
 	fs.DurationVar(&o.limit, "limit", 2*time.Minute, "time limit of one measurement")
 	if err := fs.Parse(args); err != nil {
@@ -161,7 +163,7 @@ func realMain(args []string, stderr io.Writer) error {
 	}
 	var idleNote string
 	if m := maxIdleConns(noFile); o.idleConns > m && slices.Contains(o.workloads, "idle") {
-		idleNote = fmt.Sprintf("-idle-conns lowered from %d to %d: the open-files limit is %d here and cannot be raised (no CAP_SYS_RESOURCE); the proxy and the harness each hold two sockets per connection.", o.idleConns, m, noFile)
+		idleNote = fmt.Sprintf("-idle-conns lowered from %d to %d: the open-files limit stays at %d here (setrlimit cannot pass the hard limit without CAP_SYS_RESOURCE); the proxy and the harness each hold two sockets per connection.", o.idleConns, m, noFile)
 		log.Printf("warning: %s", idleNote)
 		o.idleConns = m
 	}
@@ -202,7 +204,7 @@ func realMain(args []string, stderr io.Writer) error {
 	// HAProxy wants two descriptors per maxconn and a few more; it refuses
 	// to start if it cannot have them.
 	maxConns := min(o.idleConns+512, int(min(noFile, 1<<20)-256)/2)
-	targets, err := newTargets(o.targets, work, be.addrs, tools, maxConns, noFile)
+	targets, err := newTargets(o.targets, work, be.addrs, tools, maxConns, noFile, o.haproxySplice)
 	if err != nil {
 		return err
 	}
@@ -224,14 +226,15 @@ func realMain(args []string, stderr io.Writer) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-	}
-	if n.strace && slices.Contains(o.workloads, "tcp-bulk") {
-		for _, t := range targets {
-			if t.name != longhaul {
-				continue
+		// Right after tcp-bulk, while longhaul carries no other traffic
+		// (later workloads leave connections closing for a while).
+		if w.name == "tcp-bulk" && n.strace {
+			for _, t := range targets {
+				if t.name == longhaul {
+					log.Printf("tcp-bulk under strace on %s", t.name)
+					info.straceOut, info.straceNote = straceReport(ctx, tools.strace, t, o)
+				}
 			}
-			log.Printf("tcp-bulk under strace on %s", t.name)
-			info.straceOut, info.straceNote = straceReport(ctx, tools.strace, t, o)
 		}
 	}
 	log.Printf("measured in %v", time.Since(started).Round(time.Second))

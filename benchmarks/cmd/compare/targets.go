@@ -159,7 +159,7 @@ func (t *target) logTail() string {
 
 // newTargets writes each proxy's configuration into its own directory
 // under work and returns the targets in their canonical order.
-func newTargets(names []string, work string, be backendSet, tools toolSet, maxConns int, noFile uint64) ([]*target, error) {
+func newTargets(names []string, work string, be backendSet, tools toolSet, maxConns int, noFile uint64, haproxySplice bool) ([]*target, error) {
 	var out []*target
 	for _, name := range names {
 		t := &target{name: name}
@@ -184,11 +184,12 @@ func newTargets(names []string, work string, be backendSet, tools toolSet, maxCo
 			Listen: addrSet{
 				TCPSink: loop(ports[0]), TCPEcho: loop(ports[1]), HTTP: loop(ports[2]), GRPC: loop(ports[3]),
 			},
-			Backends:     be,
-			MaxConns:     maxConns,
-			NoFile:       int(min(noFile, 1<<20)),
-			AdminAddr:    loop(ports[4]),
-			StreamModule: tools.nginxStreamModule,
+			Backends:      be,
+			MaxConns:      maxConns,
+			NoFile:        int(min(noFile, 1<<20)),
+			AdminAddr:     loop(ports[4]),
+			StreamModule:  tools.nginxStreamModule,
+			HAProxySplice: haproxySplice,
 		}
 		if os.Geteuid() == 0 {
 			l.NginxUser = "root"
