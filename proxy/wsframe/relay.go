@@ -16,11 +16,22 @@ const (
 	DefaultCloseTimeout = 5 * time.Second
 )
 
-// bufSize is the size of each direction's buffer. A frame whose header and
-// payload fit in it is read whole before it is written, in one write; a
-// larger one is streamed through it in pieces while its destination stays
-// locked.
-const bufSize = 16 << 10
+// bufSize is the size of each direction's working buffer. A frame whose
+// header and payload fit in it is read whole before it is written, in one
+// write; a larger one is streamed through it in pieces while its
+// destination stays locked.
+//
+// An idle connection holds no working buffer: each direction waits for the
+// next frame with a small buffer of its own (idleBufSize, enough for a
+// header and a small message), takes a working buffer from a pool for a
+// frame that does not fit, and gives it back once it has relayed every
+// byte it buffered. Thousands of quiet WebSockets then cost little memory.
+const (
+	bufSize     = 16 << 10
+	idleBufSize = 512
+)
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
 
 // Options tunes a Relay. The zero value is usable.
 type Options struct {
@@ -170,7 +181,7 @@ func New(client net.Conn, clientBuf []byte, backend net.Conn, backendBuf []byte,
 		p.relay = r
 		p.from = s
 		p.dst = &r.peers[1-s]
-		p.in.buf = make([]byte, bufSize)
+		p.in.buf = p.in.small[:]
 		p.in.src = conns[s]
 		if len(bufs[s]) > 0 {
 			p.in.src = &prefixReader{pre: bufs[s], r: conns[s]}
@@ -392,7 +403,9 @@ func (p *pump) run() {
 // unless it returns an error.
 func (p *pump) loop() error {
 	in := &p.in
+	defer in.release()
 	for {
+		in.shrink() // between frames: hold no working buffer while idle
 		if err := in.fill(2); err != nil {
 			if err == io.EOF && in.buffered() == 0 {
 				p.dst.shutWrite()
@@ -473,6 +486,9 @@ func (p *pump) check(h Header) error {
 func (p *pump) relayFrame(h Header, hl int) error {
 	in := &p.in
 	total := uint64(hl) + uint64(h.Length) // h.Length >= 0: no overflow
+	if total > uint64(len(in.buf)) {
+		in.grow()
+	}
 	if total <= uint64(len(in.buf)) {
 		if err := in.fill(int(total)); err != nil {
 			return p.readErr("reading a frame", err)
@@ -540,10 +556,35 @@ func (p *pump) noteClose(h Header) {
 // buf[r:w]; a frame that fits buf is made contiguous in it so it can be
 // written with one call straight from the buffer.
 type frameReader struct {
-	src  io.Reader
-	buf  []byte
-	r, w int
-	err  error // sticky: the error src returned
+	src   io.Reader
+	buf   []byte // small[:], or a pooled working buffer
+	r, w  int
+	err   error // sticky: the error src returned
+	small [idleBufSize]byte
+	big   *[]byte // the pooled buffer buf is, if any
+}
+
+// grow moves what is buffered into a pooled working buffer, if buf is the
+// small one.
+func (f *frameReader) grow() {
+	if f.big != nil {
+		return
+	}
+	f.big = bufPool.Get().(*[]byte)
+	f.w = copy(*f.big, f.buf[f.r:f.w])
+	f.r = 0
+	f.buf = *f.big
+}
+
+// shrink gives the working buffer back when nothing is buffered.
+func (f *frameReader) shrink() {
+	if f.big == nil || f.r != f.w {
+		return
+	}
+	bufPool.Put(f.big)
+	f.big = nil
+	f.buf = f.small[:]
+	f.r, f.w = 0, 0
 }
 
 func (f *frameReader) buffered() int { return f.w - f.r }
@@ -567,6 +608,15 @@ func (f *frameReader) fill(n int) error {
 		f.err = err
 	}
 	return nil
+}
+
+// release gives the working buffer back for good: the pump is done.
+func (f *frameReader) release() {
+	if f.big != nil {
+		bufPool.Put(f.big)
+		f.big = nil
+	}
+	f.buf = nil
 }
 
 // prefixReader reads pre, then r.
