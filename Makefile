@@ -30,7 +30,7 @@ fuzz:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./balancer/ ./proxy/
-bench-compare: ; $(GO) run ./benchmarks/cmd/compare $(COMPAREFLAGS)  # longhaul vs direct, HAProxy, NGINX: writes benchmarks/RESULTS.md
+bench-compare: ; $(GO) run ./benchmarks/cmd/compare $(COMPAREFLAGS)
 
 clean:
 	$(GO) clean -testcache

@@ -83,7 +83,7 @@ func TestPeerConfigsAreFair(t *testing.T) {
 		t.Errorf("haproxy config has splice options without HAProxySplice:\n%s", h)
 	}
 	l.HAProxySplice = true
-	if h, err = haproxyConfig(l); err != nil || strings.Count(string(h), "option splice-re") != 4 {
+	if h, err = haproxyConfig(l); err != nil || strings.Count(string(h), "option splice-re") != 4 || !strings.Contains(string(h), "maxpipes 64") {
 		t.Errorf("haproxy config with HAProxySplice (%v):\n%s", err, h)
 	}
 	l.StreamModule, l.NginxUser = "", ""

@@ -79,7 +79,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.toolsDir, "tools-dir", defaultToolsDir(), "where ghz is built and kept")
 	fs.BoolVar(&o.install, "install", true, "install missing Debian packages and build ghz")
 	fs.BoolVar(&o.strace, "strace", true, "add an strace -c summary of longhaul during one tcp-bulk run")
-	fs.BoolVar(&o.haproxySplice, "haproxy-splice", false, "turn on HAProxy's option splice-request/splice-response for TCP")
+	fs.BoolVar(&o.haproxySplice, "haproxy-splice", true, "HAProxy's option splice-request/splice-response on its TCP backends (longhaul splices too)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (configs, proxy logs)")
 	fs.DurationVar(&o.limit, "limit", 2*time.Minute, "time limit of one measurement")
 	if err := fs.Parse(args); err != nil {
@@ -201,9 +201,9 @@ func realMain(args []string, stderr io.Writer) error {
 		return err
 	}
 	defer be.close()
-	// HAProxy wants two descriptors per maxconn and a few more; it refuses
-	// to start if it cannot have them.
-	maxConns := min(o.idleConns+512, int(min(noFile, 1<<20)-256)/2)
+	// HAProxy wants two descriptors per maxconn, two per splice pipe (64
+	// when asked for) and a few more; it refuses to start without them.
+	maxConns := min(o.idleConns+512, int(min(noFile, 1<<20)-512)/2)
 	targets, err := newTargets(o.targets, work, be.addrs, tools, maxConns, noFile, o.haproxySplice)
 	if err != nil {
 		return err

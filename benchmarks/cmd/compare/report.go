@@ -188,7 +188,7 @@ func oneLine(s string) string {
 
 func spliceNote(on bool) string {
 	if on {
-		return "HAProxy runs with `option splice-request` and `option splice-response` on its TCP backends (-haproxy-splice)."
+		return "HAProxy runs with `option splice-request` and `option splice-response` on its TCP backends, as longhaul's TCP relay splices too (`-haproxy-splice=false` for HAProxy's default user-space copy); NGINX's stream module has no splice."
 	}
-	return "HAProxy runs without its splice options (its default; -haproxy-splice turns them on: less CPU per byte, but lower throughput on 2 cores), so in `tcp-bulk` longhaul's splice relay is compared with HAProxy's user-space copy."
+	return "HAProxy runs without its splice options (`-haproxy-splice=false`, HAProxy's default), so in the TCP workloads longhaul's splice relay is compared with HAProxy's user-space copy."
 }

@@ -60,7 +60,7 @@ func allWorkloads() []workload {
 		{
 			name: "tcp-connrate", title: "TCP connection rate",
 			about: func(o options) string {
-				return fmt.Sprintf("%d connections, 4 at a time: connect, 1 byte each way, close. Latency from connect to the echoed byte.", o.conns)
+				return fmt.Sprintf("%d connections, 4 at a time: connect, 1 byte each way, the server closes, then the client. Latency from connect to the echoed byte.", o.conns)
 			},
 			columns: []column{
 				{"proxy CPU us/conn", mCPUPerConn, value, 1}, {"CPU / HAProxy", mCPUPerConn, vsHAProxy, 2},
