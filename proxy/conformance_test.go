@@ -54,20 +54,52 @@ func waitTCP(t *testing.T, addr string) {
 	t.Fatalf("%s did not start listening", addr)
 }
 
+// startInteropServer starts grpc-go's interop server on a free loopback
+// port and returns its address. The port is free when chosen but may be
+// taken before the server binds it (other tests run meanwhile): then it
+// tries another, a few times.
+func startInteropServer(t *testing.T, bin string) string {
+	t.Helper()
+	for range 5 {
+		addr := freeAddr(t)
+		_, port, _ := net.SplitHostPort(addr)
+		ctx, cancel := context.WithCancel(context.Background())
+		srv := exec.CommandContext(ctx, bin, "--port="+port, "--use_tls=false")
+		srv.Stdout, srv.Stderr = os.Stderr, os.Stderr
+		if err := srv.Start(); err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		exited := make(chan struct{})
+		go func() { srv.Wait(); close(exited) }()
+		deadline := time.Now().Add(20 * time.Second)
+		for time.Now().Before(deadline) {
+			select {
+			case <-exited: // could not bind: try another port
+				cancel()
+				deadline = time.Time{}
+				continue
+			default:
+			}
+			if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+				c.Close()
+				t.Cleanup(func() { cancel(); <-exited })
+				return addr
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		cancel()
+		<-exited
+	}
+	t.Fatal("grpc interop server did not start listening")
+	return ""
+}
+
 // TestGRPCInterop runs grpc-go's interop client through longhaul against
 // grpc-go's interop server, case by case.
 func TestGRPCInterop(t *testing.T) {
 	dir := toolsDir(t)
-	backend := freeAddr(t)
-	_, port, _ := net.SplitHostPort(backend)
-	ctx, cancel := context.WithCancel(context.Background())
-	srv := exec.CommandContext(ctx, filepath.Join(dir, "interop_server"), "--port="+port, "--use_tls=false")
-	srv.Stdout, srv.Stderr = os.Stderr, os.Stderr
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); srv.Wait() })
-	waitTCP(t, backend)
+	backend := startInteropServer(t, filepath.Join(dir, "interop_server"))
 	p := startHTTPProxy(t, HTTPConfig{UpstreamH2: true}, balancer.Policy{Kind: balancer.LeastConnections}, backend)
 	_, pport, _ := net.SplitHostPort(p.addr)
 	cases := []string{"empty_unary", "large_unary", "client_streaming", "server_streaming", "ping_pong",

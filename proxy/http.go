@@ -58,7 +58,11 @@ type HTTPListener struct {
 	h2      *h2Pool
 	h1      sync.Map // endpoint address -> *http.Transport
 	closing atomic.Bool
-	wsWG    sync.WaitGroup
+	// wsWG counts WebSocket upgrades and relays under way. wsMu orders
+	// its Adds before Shutdown's Wait: once wsClosed is set, no Add.
+	wsWG     sync.WaitGroup
+	wsMu     sync.RWMutex
+	wsClosed bool
 
 	// Per-request series, resolved once: a label lookup per request costs
 	// more than the observation.
@@ -174,6 +178,9 @@ func (l *HTTPListener) Shutdown(ctx context.Context) error {
 		l.srv.Close()
 	}
 	done := make(chan struct{})
+	l.wsMu.Lock()
+	l.wsClosed = true
+	l.wsMu.Unlock()
 	go func() { l.wsWG.Wait(); close(done) }()
 	select {
 	case <-done:

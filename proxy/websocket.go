@@ -46,6 +46,24 @@ func headerHasToken(h http.Header, name, token string) bool {
 // answers 101, relays frames both ways with a frame-aware relay so that a
 // drain can inject a close frame at a frame boundary.
 func (l *HTTPListener) serveWebSocket(w http.ResponseWriter, r *http.Request, client netip.AddrPort) {
+	l.wsMu.RLock()
+	if l.wsClosed {
+		l.wsMu.RUnlock()
+		http.Error(w, "longhaul: shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	l.wsWG.Add(1)
+	l.wsMu.RUnlock()
+	handedOff := false // once true, the relay goroutine calls Done and releases target
+	var target *balancer.Target
+	defer func() {
+		if !handedOff {
+			if target != nil {
+				target.Release()
+			}
+			l.wsWG.Done()
+		}
+	}()
 	p := l.up.Picker()
 	if p == nil {
 		http.Error(w, "longhaul: no endpoints", http.StatusServiceUnavailable)
@@ -62,7 +80,6 @@ func (l *HTTPListener) serveWebSocket(w http.ResponseWriter, r *http.Request, cl
 	var triedBuf [8]*balancer.Target
 	tried := triedBuf[:0]
 	var backend net.Conn
-	var target *balancer.Target
 	for attempt := 0; attempt < l.cfg.MaxAttempts && attempt < len(triedBuf); attempt++ {
 		target = p.Pick(key, tried)
 		if target == nil {
@@ -85,7 +102,6 @@ func (l *HTTPListener) serveWebSocket(w http.ResponseWriter, r *http.Request, cl
 		http.Error(w, "longhaul: no endpoint available", http.StatusBadGateway)
 		return
 	}
-	defer target.Release()
 	out.URL.Host = target.Endpoint.Address
 	backend.SetDeadline(time.Now().Add(l.cfg.ConnectTimeout + 10*time.Second))
 	if err := out.Write(backend); err != nil {
@@ -134,13 +150,12 @@ func (l *HTTPListener) serveWebSocket(w http.ResponseWriter, r *http.Request, cl
 	if s.code == 0 {
 		s.code = 1012
 	}
-	l.wsWG.Add(1)
-	defer l.wsWG.Done()
+	// The relay runs on a goroutine of its own and the handler returns, so
+	// that the server lets go of what it kept for the connection (its
+	// buffers, the request): a long-lived WebSocket holds only the relay.
 	remove := l.reg.Register(target.Endpoint.Address, s.info.ID, s)
-	defer remove()
 	active := l.metrics.SessionsActive.WithLabelValues(l.cfg.Name, target.Endpoint.Address)
 	active.Inc()
-	defer active.Dec()
 	l.metrics.SessionsTotal.WithLabelValues(l.cfg.Name, target.Endpoint.Address).Inc()
 	if l.closing.Load() {
 		// Upgraded while the listener shuts down: ask it to leave at once,
@@ -151,12 +166,19 @@ func (l *HTTPListener) serveWebSocket(w http.ResponseWriter, r *http.Request, cl
 		}
 		s.Migrate(time.Now().Add(grace))
 	}
-	if err := relay.Run(); err != nil {
-		l.log.Debug("websocket relay ended", zap.Error(err))
-	}
-	s.mig.end()
-	conn.Close()
-	backend.Close()
+	handedOff = true
+	go func() {
+		defer l.wsWG.Done()
+		defer target.Release()
+		defer remove()
+		defer active.Dec()
+		if err := relay.Run(); err != nil {
+			l.log.Debug("websocket relay ended", zap.Error(err))
+		}
+		s.mig.end()
+		conn.Close()
+		backend.Close()
+	}()
 }
 
 // drainBuffered returns a copy of what r has buffered past the handshake.
