@@ -77,11 +77,13 @@ func watch(ctx context.Context, path string, flags *pflag.FlagSet, onChange func
 		select {
 		case <-ctx.Done():
 			return nil
-		case _, ok := <-fw.Events:
+		case ev, ok := <-fw.Events:
 			if !ok {
 				return fmt.Errorf("config: watch %s: watcher closed", path)
 			}
-			timer.Reset(watchDelay)
+			if w.concerns(ev.Name) {
+				timer.Reset(watchDelay)
+			}
 		case err, ok := <-fw.Errors:
 			if !ok {
 				return fmt.Errorf("config: watch %s: watcher closed", path)
@@ -117,6 +119,7 @@ type watcher struct {
 	fw        *fsnotify.Watcher
 	dir       string  // the file's directory, always watched
 	target    string  // the directory of the symlink target, if watched too
+	real      string  // the file the path resolves to
 	last      []byte  // the content last read
 	good      *Config // the configuration in force
 }
@@ -144,6 +147,15 @@ func (w *watcher) reload() (*Config, error) {
 	return cfg, nil
 }
 
+// concerns reports whether an event on name may change the file: the file
+// itself, what its symlink points to, or a ConfigMap volume's "..data"
+// link swap. Other files in the same directories are ignored.
+func (w *watcher) concerns(name string) bool {
+	base := filepath.Base(name)
+	return name == w.abs || base == filepath.Base(w.abs) || base == "..data" ||
+		(w.real != "" && (name == w.real || filepath.Dir(name) == filepath.Dir(w.real) && base == filepath.Base(w.real)))
+}
+
 // followTarget watches the directory of the file's symlink target, which a
 // write through the link changes without an event in the link's directory,
 // and stops watching the previous one.
@@ -152,6 +164,7 @@ func (w *watcher) followTarget() {
 	if err != nil {
 		return
 	}
+	w.real = real
 	dir := filepath.Dir(real)
 	if dir == w.target {
 		return
