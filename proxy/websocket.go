@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -109,7 +110,9 @@ func (l *HTTPListener) serveWebSocket(w http.ResponseWriter, r *http.Request, cl
 		http.Error(w, "longhaul: upstream handshake failed", http.StatusBadGateway)
 		return
 	}
-	br := bufio.NewReader(backend)
+	br := handshakeReaders.Get().(*bufio.Reader)
+	br.Reset(backend)
+	defer func() { br.Reset(nil); handshakeReaders.Put(br) }()
 	resp, err := http.ReadResponse(br, out)
 	if err != nil {
 		backend.Close()
@@ -180,6 +183,10 @@ func (l *HTTPListener) serveWebSocket(w http.ResponseWriter, r *http.Request, cl
 		backend.Close()
 	}()
 }
+
+// handshakeReaders read endpoints' handshake answers; what they buffer past
+// the answer is copied out (drainBuffered) before they go back.
+var handshakeReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
 
 // drainBuffered returns a copy of what r has buffered past the handshake.
 func drainBuffered(r *bufio.Reader) []byte {
