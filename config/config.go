@@ -81,6 +81,10 @@ type Kubernetes struct {
 	Service   string `mapstructure:"service"`
 	// Port is the Service port's name or number.
 	Port string `mapstructure:"port"`
+	// Coalesce is the longest an EndpointSlice change waits before it is
+	// published; changes within it make one snapshot (a rollout of 100
+	// pods is a few picker builds, not hundreds). 0 means 50ms; at most 10s.
+	Coalesce time.Duration `mapstructure:"coalesce"`
 }
 
 // Balance configures the load balancer of a listener.

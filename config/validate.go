@@ -215,6 +215,9 @@ func (v *validator) endpoints(p string, e *Endpoints) {
 		if v.required(kp+".port", k.Port) && !isPort(k.Port) {
 			v.add(kp+".port", k.Port, "must be a port number from 1 to 65535 or a port name (at most 15 lowercase letters, digits and '-', with a letter)")
 		}
+		if k.Coalesce < 0 || k.Coalesce > 10*time.Second {
+			v.add(kp+".coalesce", k.Coalesce, "must be from 0 (the default, 50ms) to 10s")
+		}
 	}
 }
 

@@ -178,6 +178,9 @@ func TestValidate(t *testing.T) {
 		{"drain timeout negative", func(c *Config) { l0(c).Drain.Timeout = -time.Second },
 			[]string{`listeners[0].drain.timeout: -1s: must not be negative`}},
 		{"drain timeout 0", func(c *Config) { l0(c).Drain.Timeout = 0 }, nil},
+		{"kubernetes coalesce", func(c *Config) {
+			l0(c).Endpoints = Endpoints{Kubernetes: &Kubernetes{Namespace: "shop", Service: "cart", Port: "grpc", Coalesce: time.Minute}}
+		}, []string{"listeners[0].endpoints.kubernetes.coalesce: 1m0s: must be from 0 (the default, 50ms) to 10s"}},
 		{"drain window beyond timeout", func(c *Config) { l0(c).Drain.Window = time.Hour },
 			[]string{"listeners[0].drain.window: 1h0m0s: must be between 0 and drain.timeout (25s)"}},
 		{"drain tcp mode", func(c *Config) { l0(c).Drain.TCP = "later"; l0(c).Drain.Rate = -1 },

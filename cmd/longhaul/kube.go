@@ -31,7 +31,7 @@ func kubeSource(kubeconfig string) func(config.Listener, *zap.Logger) (app.Synce
 		}
 		k := l.Endpoints.Kubernetes
 		src, err := kube.New(kube.Config{
-			Client: client, Namespace: k.Namespace, Service: k.Service, Port: k.Port,
+			Client: client, Namespace: k.Namespace, Service: k.Service, Port: k.Port, Coalesce: k.Coalesce,
 			Logger: log, Metrics: metrics.Hooks(l.Name),
 		})
 		if err != nil {
