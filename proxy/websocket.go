@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -105,7 +106,7 @@ func (l *HTTPListener) serveWebSocket(w http.ResponseWriter, r *http.Request, cl
 	}
 	out.URL.Host = target.Endpoint.Address
 	backend.SetDeadline(time.Now().Add(l.cfg.ConnectTimeout + 10*time.Second))
-	if err := out.Write(backend); err != nil {
+	if err := writeBuffered(backend, out.Write); err != nil {
 		backend.Close()
 		http.Error(w, "longhaul: upstream handshake failed", http.StatusBadGateway)
 		return
@@ -134,7 +135,7 @@ func (l *HTTPListener) serveWebSocket(w http.ResponseWriter, r *http.Request, cl
 	}
 	// The 101 goes to the client as the endpoint sent it, hop-by-hop
 	// Connection/Upgrade included: they are the point of a 101.
-	if err := resp.Write(conn); err != nil {
+	if err := writeBuffered(conn, resp.Write); err != nil {
 		conn.Close()
 		backend.Close()
 		return
@@ -182,6 +183,22 @@ func (l *HTTPListener) serveWebSocket(w http.ResponseWriter, r *http.Request, cl
 		conn.Close()
 		backend.Close()
 	}()
+}
+
+// handshakeWriters buffer a handshake's request or answer, so that it goes
+// out in one write and allocates no buffer of its own.
+var handshakeWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
+
+// writeBuffered runs write (a Request's or Response's Write) into a pooled
+// buffer over c, then flushes it.
+func writeBuffered(c net.Conn, write func(io.Writer) error) error {
+	bw := handshakeWriters.Get().(*bufio.Writer)
+	bw.Reset(c)
+	defer func() { bw.Reset(nil); handshakeWriters.Put(bw) }()
+	if err := write(bw); err != nil {
+		return err
+	}
+	return bw.Flush()
 }
 
 // handshakeReaders read endpoints' handshake answers; what they buffer past
