@@ -86,7 +86,7 @@ func NewHTTP(cfg HTTPConfig, up *Upstream, reg *Registry, m *Metrics) *HTTPListe
 		cfg.MaxAttempts = 3
 	}
 	if cfg.Dial == nil {
-		d := &net.Dialer{}
+		d := &net.Dialer{KeepAlive: -1} // see Listen
 		cfg.Dial = d.DialContext
 	}
 	if cfg.Logger == nil {

@@ -94,7 +94,7 @@ func NewTCP(cfg TCPConfig, up *Upstream, reg *Registry, m *Metrics) *TCPListener
 		cfg.HeaderTimeout = 5 * time.Second
 	}
 	if cfg.Dial == nil {
-		d := &net.Dialer{}
+		d := &net.Dialer{KeepAlive: -1} // see Listen
 		cfg.Dial = d.DialContext
 	}
 	if cfg.Logger == nil {

@@ -185,7 +185,7 @@ func (a *App) newListener(lc config.Listener) (*listener, error) {
 			a.metrics.EndpointDrain.WithLabelValues(lc.Name).Observe(took.Seconds())
 		},
 	}
-	ln, err := net.Listen("tcp", lc.Address)
+	ln, err := proxy.Listen(lc.Address)
 	if err != nil {
 		return nil, fmt.Errorf("listener %s on %s: %w", lc.Name, lc.Address, err)
 	}
