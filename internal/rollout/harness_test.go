@@ -173,17 +173,39 @@ func newEndpointsFiles(t *testing.T, listeners ...string) *endpointsFiles {
 	return f
 }
 
-// podAddr is the address of a pod's port that a listener balances over.
+// podAddr is the address of a pod's port that a listener balances over, as
+// longhaul sees it: the loopback address, or the pod's advertised IP with
+// the same port when its endpoints come from EndpointSlices.
 func podAddr(p *pod, listener string) string {
+	addr := p.grpcAddr
 	switch listener {
 	case "tcp":
-		return p.tcpAddr
+		addr = p.tcpAddr
 	case "web":
-		return p.httpAddr
-	default:
-		return p.grpcAddr
+		addr = p.httpAddr
 	}
+	if p.advertised != "" {
+		_, port, _ := net.SplitHostPort(addr)
+		return net.JoinHostPort(p.advertised, port)
+	}
+	return addr
 }
+
+// endpointSource publishes the pods' endpoints to longhaul.
+type endpointSource interface {
+	// write publishes pods, the terminating ones marked so.
+	write(pods []*pod, terminating map[*pod]bool)
+	// path is the endpoints file of a listener, or "" for none.
+	path(listener string) string
+	// rewrite adapts the YAML configuration to the source.
+	rewrite(yaml string) string
+	// options are what the App needs to use the source.
+	options() app.Options
+}
+
+func (f *endpointsFiles) path(l string) string      { return f.paths[l] }
+func (f *endpointsFiles) rewrite(yaml string) string { return yaml }
+func (f *endpointsFiles) options() app.Options      { return app.Options{} }
 
 func (f *endpointsFiles) write(pods []*pod, terminating map[*pod]bool) {
 	for l, path := range f.paths {

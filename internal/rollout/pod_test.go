@@ -63,6 +63,7 @@ func (l *acceptLog) count() int {
 // health service (Check for unary load, Watch for long-lived streams).
 type pod struct {
 	name                        string
+	advertised                  string // the IP its EndpointSlices carry, if any
 	tcp, http, grpc             *acceptLog
 	tcpAddr, httpAddr, grpcAddr string
 

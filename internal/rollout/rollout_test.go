@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/longhaul-proxy/longhaul/internal/app"
 )
 
 const (
@@ -22,11 +21,11 @@ var listeners = []string{"tcp", "web", "grpc"}
 
 // rolloutConfig is the App's configuration; window is the drain window
 // ("" for the default, half the drain timeout).
-func rolloutConfig(t *testing.T, files *endpointsFiles, window string) string {
+func rolloutConfig(t *testing.T, src endpointSource, window string) string {
 	if window == "" {
 		window = "0s"
 	}
-	return strings.ReplaceAll(fmt.Sprintf(`
+	return src.rewrite(strings.ReplaceAll(fmt.Sprintf(`
 admin: {address: %q}
 log: {level: warn}
 listeners:
@@ -52,9 +51,9 @@ listeners:
     balance: {policy: least-connections}
     timeouts: {connect: 1s, idle: 1m}
     drain: {timeout: %s}
-`, freeAddr(t), freeAddr(t), files.paths["tcp"], drainTimeout, freeAddr(t), files.paths["web"], drainTimeout,
-		freeAddr(t), files.paths["grpc"], drainTimeout), "drain: {timeout: "+drainTimeout.String(),
-		"drain: {window: "+window+", timeout: "+drainTimeout.String())
+`, freeAddr(t), freeAddr(t), src.path("tcp"), drainTimeout, freeAddr(t), src.path("web"), drainTimeout,
+		freeAddr(t), src.path("grpc"), drainTimeout), "drain: {timeout: "+drainTimeout.String(),
+		"drain: {window: "+window+", timeout: "+drainTimeout.String()))
 }
 
 // waitSnapshots waits until cond holds for the snapshot of every listener
@@ -106,7 +105,7 @@ func sessionsOn(in *instance, p *pod) int {
 
 // TestRollingReplacement replaces every pod in turn under load, with
 // migrations paced over the default window (half the drain timeout).
-func TestRollingReplacement(t *testing.T) { rollingReplacement(t, "") }
+func TestRollingReplacement(t *testing.T) { rollingReplacement(t, "", nil) }
 
 // TestRollingReplacementUnpaced is the same rollout with every migration
 // started at once (a 1ms window): still no failure, but the reconnect peak
@@ -115,10 +114,12 @@ func TestRollingReplacementUnpaced(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the paced rollout covers the behaviour; this one measures the contrast")
 	}
-	rollingReplacement(t, "1ms")
+	rollingReplacement(t, "1ms", nil)
 }
 
-func rollingReplacement(t *testing.T, window string) {
+// rollingReplacement runs the rollout. src publishes the pods' endpoints;
+// nil means watched endpoints files.
+func rollingReplacement(t *testing.T, window string, src endpointSource) {
 	began := time.Now()
 	spec := loadSpec{unary: 4, streams: 16, http: 4, ws: 1000, tcp: 50,
 		wsInterval: time.Second, tcpInterval: 200 * time.Millisecond}
@@ -127,9 +128,11 @@ func rollingReplacement(t *testing.T, window string) {
 	for i := range 3 {
 		pods = append(pods, startPod(t, fmt.Sprintf("pod-%d", i)))
 	}
-	files := newEndpointsFiles(t, listeners...)
-	files.write(pods, nil)
-	in := startApp(t, rolloutConfig(t, files, window), app.Options{})
+	if src == nil {
+		src = newEndpointsFiles(t, listeners...)
+	}
+	src.write(pods, nil)
+	in := startApp(t, rolloutConfig(t, src, window), src.options())
 	tg := &fixed{in: in}
 	for range 2 {
 		tg.conns = append(tg.conns, grpcDial(t, in.a.ListenerAddr("grpc").String()))
@@ -152,12 +155,12 @@ func rollingReplacement(t *testing.T, window string) {
 	generation := len(pods)
 	for step := range 3 {
 		old := pods[0]
-		wsBefore := len(in.a.Sessions().Endpoint(old.httpAddr))
-		tcpBefore := len(in.a.Sessions().Endpoint(old.tcpAddr))
+		wsBefore := len(in.a.Sessions().Endpoint(podAddr(old, "web")))
+		tcpBefore := len(in.a.Sessions().Endpoint(podAddr(old, "tcp")))
 		terminating := map[*pod]bool{old: true}
 		marked := time.Now()
 		t.Logf("step %d: %s marked terminating at %s", step, old.name, marked.Format("15:04:05.000"))
-		files.write(pods, terminating)
+		src.write(pods, terminating)
 		applied := waitSnapshots(t, in, 5*time.Second, old.name+" terminating", func(l string, v snapshotView) bool {
 			found, ready, term := v.state(podAddr(old, l))
 			return found && !ready && term
@@ -200,7 +203,7 @@ func rollingReplacement(t *testing.T, window string) {
 
 		// Removed from the files, then killed.
 		pods = pods[1:]
-		files.write(pods, nil)
+		src.write(pods, nil)
 		waitSnapshots(t, in, 5*time.Second, old.name+" removed", func(l string, v snapshotView) bool {
 			found, _, _ := v.state(podAddr(old, l))
 			return !found
@@ -226,7 +229,7 @@ func rollingReplacement(t *testing.T, window string) {
 		np := startPod(t, fmt.Sprintf("pod-%d", generation))
 		generation++
 		pods = append(pods, np)
-		files.write(pods, nil)
+		src.write(pods, nil)
 		waitSnapshots(t, in, 5*time.Second, np.name+" added", func(l string, v snapshotView) bool {
 			found, ready, _ := v.state(podAddr(np, l))
 			return found && ready
@@ -237,7 +240,7 @@ func rollingReplacement(t *testing.T, window string) {
 	stopLoad()
 	// Every session that is left is a new pod's.
 	for _, s := range in.a.Sessions().Infos() {
-		if !slices.ContainsFunc(pods, func(p *pod) bool { return s.Endpoint == p.tcpAddr || s.Endpoint == p.httpAddr }) {
+		if !slices.ContainsFunc(pods, func(p *pod) bool { return s.Endpoint == podAddr(p, "tcp") || s.Endpoint == podAddr(p, "web") }) {
 			t.Errorf("session %d on %s outlived its pod", s.ID, s.Endpoint)
 		}
 	}
