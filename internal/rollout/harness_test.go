@@ -203,9 +203,9 @@ type endpointSource interface {
 	options() app.Options
 }
 
-func (f *endpointsFiles) path(l string) string      { return f.paths[l] }
+func (f *endpointsFiles) path(l string) string       { return f.paths[l] }
 func (f *endpointsFiles) rewrite(yaml string) string { return yaml }
-func (f *endpointsFiles) options() app.Options      { return app.Options{} }
+func (f *endpointsFiles) options() app.Options       { return app.Options{} }
 
 func (f *endpointsFiles) write(pods []*pod, terminating map[*pod]bool) {
 	for l, path := range f.paths {
