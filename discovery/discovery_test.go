@@ -194,3 +194,39 @@ func FuzzParseEndpointsFile(f *testing.F) {
 		}
 	})
 }
+
+// TestKillTimeIsPartOfEquality: a kill time that appears or moves makes a
+// new snapshot differ; the same instant in another location or with a
+// monotonic reading does not.
+func TestKillTimeIsPartOfEquality(t *testing.T) {
+	at := time.Now() // carries a monotonic reading
+	mk := func(kill time.Time) *Snapshot {
+		t.Helper()
+		s, err := NewSnapshot("svc", []Endpoint{{Address: "192.0.2.1:80", Serving: true, Terminating: true, KillTime: kill}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	none, kill := mk(time.Time{}), mk(at)
+	if none.Equal(kill) {
+		t.Error("a kill time that appears is no change")
+	}
+	if kill.Equal(mk(at.Add(-time.Second))) {
+		t.Error("a kill time that moves is no change")
+	}
+	same := mk(at.In(time.FixedZone("x", 3600)).Round(0))
+	if !kill.Equal(same) || kill.Endpoints[0] != same.Endpoints[0] {
+		t.Errorf("the same instant differs: %#v vs %#v", kill.Endpoints[0].KillTime, same.Endpoints[0].KillTime)
+	}
+	if got := kill.Endpoints[0].KillTime; got.Location() != time.UTC || !got.Equal(at) {
+		t.Errorf("kill time stored as %v, want %v in UTC", got, at)
+	}
+	// Snapshots built by hand (not through NewSnapshot) still compare
+	// instants.
+	a := &Snapshot{Service: "s", Endpoints: []Endpoint{{Address: "192.0.2.1:80", KillTime: at}}}
+	b := &Snapshot{Service: "s", Endpoints: []Endpoint{{Address: "192.0.2.1:80", KillTime: at.UTC()}}}
+	if !a.Equal(b) {
+		t.Error("hand-built snapshots with the same kill instant differ")
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"time"
 )
 
 // Endpoint is one backend address of a service with its conditions as the
@@ -31,6 +32,13 @@ type Endpoint struct {
 	Zone   string `json:"zone,omitempty"`
 	Node   string `json:"node,omitempty"`
 	Pod    string `json:"pod,omitempty"`
+	// KillTime, when not zero, is when the endpoint's pod will be killed:
+	// its metadata.deletionTimestamp, which a graceful delete sets to the
+	// time of the delete plus the grace period. Only a terminating endpoint
+	// whose pod could be read has one; drain keeps its deadlines before it.
+	// NewSnapshot stores it in UTC without a monotonic reading, so that ==
+	// on Endpoints compares instants.
+	KillTime time.Time `json:"killTime,omitzero"`
 }
 
 // Eligible reports whether new sessions may go to e when some endpoint is
@@ -85,6 +93,9 @@ func NewSnapshot(service string, eps []Endpoint) (*Snapshot, error) {
 			return nil, fmt.Errorf("endpoint %d: %w", i, err)
 		}
 		e.Address = addr
+		if !e.KillTime.IsZero() {
+			e.KillTime = e.KillTime.UTC().Round(0)
+		}
 		if e.Weight == 0 {
 			e.Weight = 1
 		}
@@ -140,10 +151,21 @@ func (s *Snapshot) Find(addr string) (Endpoint, bool) {
 }
 
 // Equal reports whether s and o hold the same endpoints with the same
-// attributes.
+// attributes; kill times are equal when they are the same instant (a kill
+// time that appears or moves is a change).
 func (s *Snapshot) Equal(o *Snapshot) bool {
 	if s == nil || o == nil {
 		return s == o
 	}
-	return s.Service == o.Service && slices.Equal(s.Endpoints, o.Endpoints)
+	return s.Service == o.Service && slices.EqualFunc(s.Endpoints, o.Endpoints, Endpoint.Equal)
+}
+
+// Equal reports whether e and o have the same attributes, kill times
+// compared as instants.
+func (e Endpoint) Equal(o Endpoint) bool {
+	if !e.KillTime.Equal(o.KillTime) {
+		return false
+	}
+	e.KillTime, o.KillTime = time.Time{}, time.Time{}
+	return e == o
 }

@@ -223,3 +223,152 @@ func TestEligible(t *testing.T) {
 		})
 	}
 }
+
+// migratedBy checks that every session was asked to move once, with a
+// deadline within tol of want, and returns the latest start.
+func checkDeadlines(t *testing.T, ss []*fakeSession, want time.Time, tol time.Duration) (lastStart time.Time) {
+	t.Helper()
+	for _, s := range ss {
+		n, at, dl := s.migrated()
+		if n != 1 {
+			t.Errorf("migrated %d times, want once", n)
+		}
+		if d := dl.Sub(want); d < -tol || d > tol {
+			t.Errorf("deadline %v from the expected one, want within %v", d, tol)
+		}
+		if at.After(dl) {
+			t.Errorf("asked to move %v after its deadline", at.Sub(dl))
+		}
+		if at.After(lastStart) {
+			lastStart = at
+		}
+	}
+	return lastStart
+}
+
+// TestKillTimeBoundsDeadline: the deadline is the earlier of Timeout and
+// the kill time minus the margin, and the pacing shrinks to fit.
+func TestKillTimeBoundsDeadline(t *testing.T) {
+	ss := sessions(20)
+	c := &Controller{Timeout: 10 * time.Second, Window: 5 * time.Second, KillMargin: 500 * time.Millisecond,
+		Lister: fakeLister{readyB.Address: ss}}
+	now := time.Now()
+	dying := termB
+	dying.KillTime = now.Add(2 * time.Second)
+	if n := c.Update(snap(t, readyA, dying)); n != 20 {
+		t.Fatalf("scheduled %d, want 20", n)
+	}
+	waitMigrated(t, ss, 2*time.Second)
+	want := now.Add(1500 * time.Millisecond)
+	if last := checkDeadlines(t, ss, want, 50*time.Millisecond); last.After(want) {
+		t.Errorf("last migration started %v after the deadline", last.Sub(want))
+	} else {
+		t.Logf("20 migrations started within %v of a 1.5s deadline (kill in 2s, margin 0.5s)", last.Sub(now).Round(time.Millisecond))
+	}
+}
+
+// TestKillTimeLaterThanTimeout: a distant kill time changes nothing.
+func TestKillTimeLaterThanTimeout(t *testing.T) {
+	ss := sessions(5)
+	c := &Controller{Timeout: time.Second, Window: 100 * time.Millisecond, KillMargin: 2 * time.Second,
+		Lister: fakeLister{readyB.Address: ss}}
+	now := time.Now()
+	dying := termB
+	dying.KillTime = now.Add(time.Minute)
+	c.Update(snap(t, readyA, dying))
+	waitMigrated(t, ss, time.Second)
+	checkDeadlines(t, ss, now.Add(time.Second), 50*time.Millisecond)
+}
+
+// TestKillTimePastMovesAtOnce: a kill time minus margin already past gives
+// sessions MinLeft, and every migration starts within it.
+func TestKillTimePastMovesAtOnce(t *testing.T) {
+	ss := sessions(20)
+	c := &Controller{Timeout: 10 * time.Second, Rate: 5, KillMargin: 2 * time.Second,
+		Lister: fakeLister{readyB.Address: ss}}
+	now := time.Now()
+	dying := termB
+	dying.KillTime = now.Add(time.Second) // minus the margin: a second ago
+	c.Update(snap(t, readyA, dying))
+	waitMigrated(t, ss, time.Second)
+	want := now.Add(MinLeft)
+	if last := checkDeadlines(t, ss, want, 50*time.Millisecond); last.After(want) {
+		t.Errorf("last migration started %v after the deadline: the rate cap must yield to it", last.Sub(want))
+	}
+}
+
+// TestKillTimeArrivesLater: the kill time comes in a snapshot after the one
+// that made the endpoint terminating (the pod is read afterwards).
+// Migrations not started yet take the earlier deadline and are brought
+// forward; the pools end at it too.
+func TestKillTimeArrivesLater(t *testing.T) {
+	ss := sessions(20)
+	pools := &blockingPools{ended: make(chan time.Time, 1)}
+	c := &Controller{Timeout: 10 * time.Second, Window: 8 * time.Second, KillMargin: 500 * time.Millisecond,
+		Lister: fakeLister{readyB.Address: ss}, Pools: pools}
+	start := time.Now()
+	c.Update(snap(t, readyA, termB))
+	time.Sleep(20 * time.Millisecond)
+	now := time.Now()
+	dying := termB
+	dying.KillTime = now.Add(1500 * time.Millisecond)
+	if n := c.Update(snap(t, readyA, dying)); n != 0 {
+		t.Fatalf("the kill time scheduled %d sessions again", n)
+	}
+	want := now.Add(time.Second)
+	waitMigrated(t, ss, 1500*time.Millisecond)
+	early := 0
+	for _, s := range ss {
+		_, at, dl := s.migrated()
+		switch {
+		case at.Before(now):
+			early++ // asked before the kill time was known: keeps its deadline
+			if d := dl.Sub(start.Add(10 * time.Second)); d < -50*time.Millisecond || d > 50*time.Millisecond {
+				t.Errorf("early migration's deadline off by %v", d)
+			}
+		case dl.Sub(want) > 50*time.Millisecond || want.Sub(dl) > 50*time.Millisecond:
+			t.Errorf("deadline %v from the kill time's", dl.Sub(want))
+		case at.After(dl):
+			t.Errorf("asked to move %v after its deadline", at.Sub(dl))
+		}
+	}
+	if early > 2 {
+		t.Errorf("%d of 20 migrations started in the first 20ms of an 8s window", early)
+	}
+	select {
+	case at := <-pools.ended:
+		if d := at.Sub(want); d < -50*time.Millisecond || d > 100*time.Millisecond {
+			t.Errorf("pool drain ended %v from the kill time's deadline", d)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("pool drain still running 3s later: the kill time did not end it")
+	}
+	c.Wait()
+}
+
+// blockingPools drains until its context ends and reports when.
+type blockingPools struct{ ended chan time.Time }
+
+func (p *blockingPools) DrainEndpoint(ctx context.Context, addr string) {
+	<-ctx.Done()
+	p.ended <- time.Now()
+}
+
+// TestKillTimeForgottenWhenEligible: an endpoint that is ready again (its
+// pod replaced at the same address) loses its old kill time.
+func TestKillTimeForgottenWhenEligible(t *testing.T) {
+	ss := sessions(3)
+	c := &Controller{Timeout: 300 * time.Millisecond, Window: time.Millisecond, KillMargin: time.Second,
+		Lister: fakeLister{readyB.Address: ss}}
+	dying := termB
+	dying.KillTime = time.Now().Add(-time.Hour)
+	c.Update(snap(t, readyA, dying))
+	waitMigrated(t, ss, time.Second)
+	c.Update(snap(t, readyA, readyB))
+	c.mu.Lock()
+	_, kept := c.killAt[readyB.Address]
+	c.mu.Unlock()
+	if kept {
+		t.Error("the kill time of an endpoint ready again is kept")
+	}
+}
