@@ -79,10 +79,10 @@ type Controller struct {
 
 	mu        sync.Mutex
 	scheduled map[Session]bool
-	pending   map[Session]*pending // endpoint migrations not yet started
-	drained   map[string]bool      // endpoint -> pools drained since it was last eligible
+	pending   map[Session]*pending  // endpoint migrations not yet started
+	drained   map[string]bool       // endpoint -> pools drained since it was last eligible
 	poolEnd   map[string]*poolDrain // endpoint -> its pools' drain, while it runs
-	killAt    map[string]time.Time // endpoint -> kill time, from snapshots
+	killAt    map[string]time.Time  // endpoint -> kill time, from snapshots
 	wg        sync.WaitGroup
 	nextSlot  time.Time       // rate cap: the earliest start of the next migration
 	eligible  map[string]bool // of the last snapshot; read by Rebalance
