@@ -68,20 +68,28 @@ type Relay struct {
 	peers [2]peer
 	// pumps[clientSide] carries client->backend frames ("up"),
 	// pumps[backendSide] backend->client frames ("down").
-	pumps [2]pump
-	// events reaches Run's control loop. Its capacity bounds what is ever
-	// sent on it, so no sender blocks even after Run stopped reading:
-	// each pump sends at most one evClose and one evDone (4), and at most
-	// two rounds of injections (Migrate, then a violation) send one
-	// evInjected per peer (4).
-	events chan event
-
+	pumps       [2]pump
 	started     atomic.Bool
 	migrateOnce sync.Once
-	migrateCh   chan struct{} // closed by Migrate
-	// Written before migrateCh is closed, read after it is seen closed.
-	migrateCode   uint16
+
+	// The control state: what each side did and what the relay decided.
+	// Events (a pump's Close or end, an injection done, Migrate, the close
+	// timeout) update it under mu, on the goroutine that has them: no
+	// goroutine of its own waits for them.
+	mu            sync.Mutex
+	running       bool   // Run takes events
+	migrateReq    bool   // Migrate was called
+	migrateCode   uint16 // its arguments
 	migrateReason string
+	closeFrom     [2]bool // a Close frame came from the side
+	pumpDone      [2]bool
+	pending       int  // injections under way
+	ending        bool // the relay ends once pending is 0
+	finished      bool // it ended: blocked reads and writes were released
+	result        error
+	timer         *time.Timer
+	done          chan struct{} // closed when finished
+	injectors     sync.WaitGroup
 }
 
 // peer is one connection seen as a destination of frames. Whoever writes to
@@ -145,6 +153,8 @@ const (
 	evClose    eventKind = iota // a Close frame came from side from
 	evDone                      // the pump reading side from ended with err
 	evInjected                  // an injected Close was written or skipped
+	evMigrate                   // Migrate was called (and Run runs)
+	evTimeout                   // CloseTimeout passed since the first close decision
 )
 
 type event struct {
@@ -166,11 +176,7 @@ func New(client net.Conn, clientBuf []byte, backend net.Conn, backendBuf []byte,
 	if o.CloseTimeout <= 0 {
 		o.CloseTimeout = DefaultCloseTimeout
 	}
-	r := &Relay{
-		opts:      o,
-		events:    make(chan event, 8),
-		migrateCh: make(chan struct{}),
-	}
+	r := &Relay{opts: o, done: make(chan struct{})}
 	r.peers[clientSide].conn = client
 	r.peers[backendSide].conn = backend
 	r.peers[backendSide].masked = true
@@ -211,8 +217,14 @@ func (r *Relay) Stats() (framesUp, framesDown, bytesUp, bytesDown int64) {
 // after Run returned, it has none.
 func (r *Relay) Migrate(code uint16, reason string) {
 	r.migrateOnce.Do(func() {
+		r.mu.Lock()
 		r.migrateCode, r.migrateReason = code, reason
-		close(r.migrateCh)
+		r.migrateReq = true
+		running := r.running
+		r.mu.Unlock()
+		if running { // else Run sees migrateReq when it starts
+			r.handle(event{kind: evMigrate})
+		}
 	})
 }
 
@@ -251,96 +263,118 @@ func (r *Relay) Run() error {
 	if !r.started.CompareAndSwap(false, true) {
 		return errors.New("wsframe: Relay.Run called more than once")
 	}
+	r.mu.Lock()
+	r.running = true
+	migrate := r.migrateReq
+	r.mu.Unlock()
+	if migrate {
+		r.handle(event{kind: evMigrate})
+	}
+	// One pump on a goroutine of its own, the other on the caller's: an
+	// idle WebSocket costs two goroutines.
 	var wg sync.WaitGroup
-	for s := range r.pumps {
-		wg.Go(r.pumps[s].run)
-	}
-
-	var (
-		closeFrom [2]bool // a Close frame came from the side
-		pumpDone  [2]bool
-		pending   int  // injections under way
-		ending    bool // the relay ends once pending is 0
-		result    error
-		timer     *time.Timer
-		timeout   <-chan time.Time
-	)
-	end := func(err error) {
-		if !ending {
-			ending, result = true, err
-		}
-	}
-	startTimer := func() {
-		if timer == nil {
-			timer = time.NewTimer(r.opts.CloseTimeout)
-			timeout = timer.C
-		}
-	}
-	inject := func(code uint16, reason string) {
-		for s := range r.peers {
-			r.peers[s].setPending(code, reason)
-		}
-		for s := range r.peers {
-			pending++
-			wg.Go(func() {
-				r.peers[s].sendClose(code, reason)
-				r.events <- event{kind: evInjected}
-			})
-		}
-		startTimer()
-	}
-	migrate := r.migrateCh
-	for !ending || pending > 0 {
-		select {
-		case <-migrate:
-			migrate = nil
-			if !ending {
-				inject(r.migrateCode, r.migrateReason)
-			}
-		case ev := <-r.events:
-			switch ev.kind {
-			case evInjected:
-				pending--
-			case evClose:
-				closeFrom[ev.from] = true
-				if closeFrom[clientSide] && closeFrom[backendSide] {
-					end(nil)
-				}
-			case evDone:
-				pumpDone[ev.from] = true
-				other := 1 - ev.from
-				if code, reason := closeFor(ev.err); code != 0 {
-					if !ending {
-						inject(code, reason)
-					}
-					end(ev.err)
-				} else if ev.err == nil && closeFrom[ev.from] && !pumpDone[other] {
-					// The side closed properly; give the
-					// other one time to answer its Close.
-					startTimer()
-				} else {
-					end(ev.err)
-				}
-			}
-		case <-timeout:
-			end(ErrCloseTimeout)
-			pending = 0 // stop waiting for stuck injections
-		}
-	}
-	if timer != nil {
-		timer.Stop()
-	}
-	// Unblock whatever still reads or writes; the pumps and injectors
-	// then see errors, which no longer matter.
-	past := time.Unix(1, 0)
-	for s := range r.peers {
-		_ = r.peers[s].conn.SetDeadline(past)
-	}
+	wg.Go(r.pumps[backendSide].run)
+	r.pumps[clientSide].run()
 	wg.Wait()
+	// Both pumps are done, so the relay is ending; wait for the injections
+	// (bounded by CloseTimeout).
+	<-r.done
+	r.injectors.Wait()
 	for s := range r.peers {
 		_ = r.peers[s].conn.SetDeadline(time.Time{})
 	}
-	return result
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.result
+}
+
+// handle applies one event to the control state, on the goroutine that has
+// it. Once the relay is ending and no injection is under way, it releases
+// every blocked read and write (a past deadline on both connections), and
+// later events change nothing.
+func (r *Relay) handle(ev event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.finished {
+		return
+	}
+	switch ev.kind {
+	case evMigrate:
+		if !r.ending {
+			r.inject(r.migrateCode, r.migrateReason)
+		}
+	case evInjected:
+		r.pending--
+	case evClose:
+		r.closeFrom[ev.from] = true
+		if r.closeFrom[clientSide] && r.closeFrom[backendSide] {
+			r.end(nil)
+		}
+	case evDone:
+		r.pumpDone[ev.from] = true
+		other := 1 - ev.from
+		if code, reason := closeFor(ev.err); code != 0 {
+			if !r.ending {
+				r.inject(code, reason)
+			}
+			r.end(ev.err)
+		} else if ev.err == nil && r.closeFrom[ev.from] && !r.pumpDone[other] {
+			// The side closed properly; give the other one time to
+			// answer its Close.
+			r.startTimer()
+		} else {
+			r.end(ev.err)
+		}
+	case evTimeout:
+		r.end(ErrCloseTimeout)
+		r.pending = 0 // stop waiting for stuck injections
+	}
+	if r.ending && r.pending <= 0 {
+		r.finished = true
+		if r.timer != nil {
+			r.timer.Stop()
+		}
+		// Unblock whatever still reads or writes; the pumps and injectors
+		// then see errors, which no longer matter.
+		past := time.Unix(1, 0)
+		for s := range r.peers {
+			_ = r.peers[s].conn.SetDeadline(past)
+		}
+		close(r.done)
+	}
+}
+
+// end records that the relay ends, with err, once injections are done.
+// Called with r.mu held.
+func (r *Relay) end(err error) {
+	if !r.ending {
+		r.ending, r.result = true, err
+	}
+}
+
+// startTimer bounds the wait for close answers by CloseTimeout. Called with
+// r.mu held.
+func (r *Relay) startTimer() {
+	if r.timer == nil {
+		r.timer = time.AfterFunc(r.opts.CloseTimeout, func() { r.handle(event{kind: evTimeout}) })
+	}
+}
+
+// inject writes Close(code, reason) to both sides at their next frame
+// boundary, each on a goroutine of its own (a frame in progress toward a
+// side must not hold up the other). Called with r.mu held.
+func (r *Relay) inject(code uint16, reason string) {
+	for s := range r.peers {
+		r.peers[s].setPending(code, reason)
+	}
+	for s := range r.peers {
+		r.pending++
+		r.injectors.Go(func() {
+			r.peers[s].sendClose(code, reason)
+			r.handle(event{kind: evInjected})
+		})
+	}
+	r.startTimer()
 }
 
 // sendClose writes a Close frame to p at a frame boundary, unless a Close
@@ -361,8 +395,8 @@ func (p *peer) sendClose(code uint16, reason string) {
 
 // setPending records the Close frame about to be injected toward p and
 // marks p as injecting.
-// It does not take mu, which a pump holds for a whole frame: Run must not
-// wait for a slow frame. Only Run's goroutine calls it.
+// It does not take p.mu, which a pump holds for a whole frame: deciding to
+// inject must not wait for a slow frame. Callers hold the Relay's mu.
 func (p *peer) setPending(code uint16, reason string) {
 	if p.injecting.Load() {
 		return // the first Close decided stays the one pending
@@ -395,7 +429,7 @@ func (p *peer) shutWrite() {
 
 func (p *pump) run() {
 	err := p.loop()
-	p.relay.events <- event{kind: evDone, from: p.from, err: err}
+	p.relay.handle(event{kind: evDone, from: p.from, err: err})
 }
 
 // loop relays frames until the source ends or fails, or a frame breaks a
@@ -548,7 +582,7 @@ func (p *pump) relayFrame(h Header, hl int) error {
 func (p *pump) noteClose(h Header) {
 	if h.Opcode == OpClose && !p.closed {
 		p.closed = true
-		p.relay.events <- event{kind: evClose, from: p.from}
+		p.relay.handle(event{kind: evClose, from: p.from})
 	}
 }
 
