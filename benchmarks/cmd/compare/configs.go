@@ -39,7 +39,10 @@ type backendSet struct {
 	GRPC             string
 }
 
-func render(name, text string, l layout) ([]byte, error) {
+func render(name, text string, l any) ([]byte, error) { return renderAny(name, text, l) }
+
+// renderAny executes a configuration template with data.
+func renderAny(name, text string, l any) ([]byte, error) {
 	funcs := template.FuncMap{"mul2": func(n int) int { return 2 * n }}
 	t, err := template.New(name).Funcs(funcs).Option("missingkey=error").Parse(text)
 	if err != nil {

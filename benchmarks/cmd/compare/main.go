@@ -41,6 +41,8 @@ type options struct {
 	install, strace, keep        bool
 	haproxySplice                bool
 	limit                        time.Duration
+	rolloutWS                    int
+	rolloutDrain                 time.Duration
 }
 
 func main() {
@@ -82,6 +84,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.haproxySplice, "haproxy-splice", true, "HAProxy's option splice-request/splice-response on its TCP backends (longhaul splices too)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (configs, proxy logs)")
 	fs.DurationVar(&o.limit, "limit", 2*time.Minute, "time limit of one measurement")
+	fs.IntVar(&o.rolloutWS, "rollout-ws", 300, "WebSocket clients of rollout (2 messages every 0.5 s each)")
+	fs.DurationVar(&o.rolloutDrain, "rollout-drain", 3*time.Second, "rollout: time from a pod turning terminating to its kill (its grace period)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -95,7 +99,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			"reps": func() { o.reps = 1 }, "bulk-mib": func() { *bulkMiB = 256 }, "conns": func() { o.conns = 1000 },
 			"pings": func() { o.pings = 2000 }, "grpc-n": func() { o.grpcN = 2000 }, "grpc-rate-n": func() { o.grpcRateN = 1000 },
 			"http-n": func() { o.httpN = 4000 }, "ws-clients": func() { o.wsClients = 50 }, "ws-msgs": func() { o.wsMsgs = 10 },
-			"idle-conns": func() { o.idleConns = 1000 },
+			"idle-conns": func() { o.idleConns = 1000 }, "rollout-ws": func() { o.rolloutWS = 100 },
 		}
 		for name, f := range quick {
 			if !set[name] {
@@ -106,7 +110,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	o.bulkBytes = *bulkMiB << 20
 	for name, v := range map[string]int{"reps": o.reps, "bulk-mib": int(*bulkMiB), "conns": o.conns, "pings": o.pings,
 		"grpc-n": o.grpcN, "grpc-rate-n": o.grpcRateN, "http-n": o.httpN, "ws-clients": o.wsClients,
-		"ws-msgs": o.wsMsgs, "idle-conns": o.idleConns} {
+		"ws-msgs": o.wsMsgs, "idle-conns": o.idleConns, "rollout-ws": o.rolloutWS, "rollout-drain": int(o.rolloutDrain.Milliseconds())} {
 		if v <= 0 {
 			return o, fmt.Errorf("-%s must be positive, got %d", name, v)
 		}
@@ -218,7 +222,7 @@ func realMain(args []string, stderr io.Writer) error {
 			return err
 		}
 	}
-	e := &env{opts: o, tools: tools, be: be}
+	e := &env{opts: o, tools: tools, be: be, workDir: work}
 	res := newResults(o.reps)
 	started := time.Now()
 	for _, w := range wls {

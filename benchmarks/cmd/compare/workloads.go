@@ -30,6 +30,8 @@ type env struct {
 	opts  options
 	tools toolSet
 	be    *backends
+	// workDir is the run's temporary directory.
+	workDir string
 }
 
 // workload is one kind of traffic, measured the same way on every target.
@@ -132,6 +134,22 @@ func allWorkloads() []workload {
 			},
 			proxiesOnly: true, fresh: true,
 			run: runIdle,
+		},
+		{
+			name: "rollout", title: "Rolling replacement",
+			about: rolloutAbout,
+			columns: []column{
+				{"gRPC ok", mGrpcOK, value, 0}, {"gRPC failed", mGrpcFail, value, 0},
+				{"gRPC streams cut: UNAVAILABLE", mStreamUnav, value, 0}, {"gRPC streams cut: other code", mStreamOther, value, 0},
+				{"HTTP ok", mHTTPOK, value, 0}, {"HTTP failed", mHTTPFail, value, 0},
+				{"WS msgs echoed", mWSEchoed, value, 0}, {"WS msgs lost (resent)", mWSLost, value, 0},
+				{"WS out of sequence", mWSSeqErr, value, 0},
+				{"WS closes graceful (1012/1001)", mWSGraceful, value, 0}, {"WS closes dropped (1006/EOF/reset)", mWSDropped, value, 0},
+				{"WS other ends", mWSOther, value, 0}, {"WS dial failed", mWSDialFail, value, 0},
+				{"WS reconnect peak /s", mReconnPeak, value, 0},
+			},
+			proxiesOnly: true,
+			run:         runRollout,
 		},
 	}
 }
