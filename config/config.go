@@ -131,6 +131,11 @@ type Drain struct {
 	// Rate caps the migrations started per second per listener; 0 means no
 	// cap. The deadline wins over the cap.
 	Rate float64 `mapstructure:"rate"`
+	// KillMargin: when the pod behind a terminating endpoint can be read
+	// (Kubernetes endpoints, with the optional permission to get pods),
+	// sessions must be gone this long before its kill time (its deletion
+	// timestamp), if that comes before Timeout. At least 0.
+	KillMargin time.Duration `mapstructure:"killMargin"`
 	// TCP is what a raw TCP session does when its endpoint drains:
 	// deadline (keep relaying until Timeout, then close) or immediate
 	// (close at its paced turn). Bytes already read are always delivered.
@@ -160,6 +165,11 @@ type HTTP struct {
 	// or h2c (HTTP/2 without TLS). Empty means by protocol: h2c for grpc,
 	// http1 for http.
 	Upstream string `mapstructure:"upstream"`
+	// Affinity is none (each request balanced on its own, the default) or
+	// connection: each client connection is pinned to one endpoint, picked
+	// by the balance key on its first request, for apps that keep
+	// per-connection state; drain then moves whole connections.
+	Affinity string `mapstructure:"affinity"`
 	// WebSocket configures upgraded WebSocket connections.
 	WebSocket WebSocket `mapstructure:"webSocket"`
 	// TLS, if its files are set, serves TLS (ALPN h2, http/1.1).
@@ -197,6 +207,7 @@ const (
 	DefaultMaxConnections = 100000
 	DefaultDrainTimeout   = 25 * time.Second
 	DefaultDrainTCP       = "deadline"
+	DefaultKillMargin     = 2 * time.Second
 
 	DefaultRebalanceSustain     = 30 * time.Second
 	DefaultRebalanceMaxPerRound = 10
@@ -206,7 +217,7 @@ const (
 // 127.0.0.1:9901, logs at info in JSON, and no listeners. Each listener's
 // own defaults (protocol tcp, policy maglev, key client-ip, boundedLoad 1.25
 // for maglev, tableSize 65537, timeouts connect 2s and idle 1h,
-// maxConnections 100000, drain timeout 25s) are applied by Load and Parse.
+// maxConnections 100000, drain timeout 25s, killMargin 2s) are applied by Load and Parse.
 func Default() *Config {
 	return &Config{
 		Admin: Admin{Address: DefaultAdminAddress},
@@ -226,7 +237,7 @@ func defaultListener() Listener {
 		},
 		Timeouts:       Timeouts{Connect: DefaultConnectTimeout, Idle: DefaultIdleTimeout},
 		MaxConnections: DefaultMaxConnections,
-		Drain: Drain{Timeout: DefaultDrainTimeout, TCP: DefaultDrainTCP,
+		Drain: Drain{Timeout: DefaultDrainTimeout, TCP: DefaultDrainTCP, KillMargin: DefaultKillMargin,
 			Rebalance: Rebalance{Sustain: DefaultRebalanceSustain, MaxPerRound: DefaultRebalanceMaxPerRound}},
 	}
 }

@@ -566,6 +566,6 @@ func TestIsPrime(t *testing.T) {
 // defaultDrain is the drain block a listener gets when the file sets only
 // its timeout.
 func defaultDrain(timeout time.Duration) Drain {
-	return Drain{Timeout: timeout, TCP: "deadline",
+	return Drain{Timeout: timeout, TCP: "deadline", KillMargin: 2 * time.Second,
 		Rebalance: Rebalance{Sustain: 30 * time.Second, MaxPerRound: 10}}
 }

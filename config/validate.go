@@ -265,6 +265,7 @@ func (v *validator) http(p, protocol string, h *HTTP) {
 	if v.oneOf(p+".upstream", h.Upstream, "", "http1", "h2c") && protocol == "grpc" && h.Upstream == "http1" {
 		v.add(p+".upstream", h.Upstream, "grpc needs h2c")
 	}
+	v.oneOf(p+".affinity", h.Affinity, "", "none", "connection")
 	if h.WebSocket.MaxFrame < 0 {
 		v.add(p+".webSocket.maxFrame", h.WebSocket.MaxFrame, "must not be negative")
 	}
@@ -456,6 +457,9 @@ func (v *validator) drain(p string, l *Listener) {
 	}
 	if d.Rate < 0 {
 		v.add(p+".rate", d.Rate, "must not be negative (0 means no cap)")
+	}
+	if d.KillMargin < 0 {
+		v.add(p+".killMargin", d.KillMargin, "must not be negative")
 	}
 	if d.TCP != "" { // "" is the default, deadline
 		v.oneOf(p+".tcp", d.TCP, "deadline", "immediate")

@@ -178,6 +178,9 @@ func TestValidate(t *testing.T) {
 		{"drain timeout negative", func(c *Config) { l0(c).Drain.Timeout = -time.Second },
 			[]string{`listeners[0].drain.timeout: -1s: must not be negative`}},
 		{"drain timeout 0", func(c *Config) { l0(c).Drain.Timeout = 0 }, nil},
+		{"http affinity", func(c *Config) { l0(c).Protocol = "http"; l0(c).HTTP.Affinity = "cookie" },
+			[]string{`listeners[0].http.affinity: "cookie": must be one of , none, connection`}},
+		{"http affinity connection", func(c *Config) { l0(c).Protocol = "http"; l0(c).HTTP.Affinity = "connection" }, nil},
 		{"kubernetes coalesce", func(c *Config) {
 			l0(c).Endpoints = Endpoints{Kubernetes: &Kubernetes{Namespace: "shop", Service: "cart", Port: "grpc", Coalesce: time.Minute}}
 		}, []string{"listeners[0].endpoints.kubernetes.coalesce: 1m0s: must be from 0 (the default, 50ms) to 10s"}},
@@ -186,6 +189,9 @@ func TestValidate(t *testing.T) {
 		{"drain tcp mode", func(c *Config) { l0(c).Drain.TCP = "later"; l0(c).Drain.Rate = -1 },
 			[]string{"listeners[0].drain.rate: -1: must not be negative (0 means no cap)",
 				"listeners[0].drain.tcp: \"later\": must be one of deadline, immediate"}},
+		{"drain kill margin", func(c *Config) { l0(c).Drain.KillMargin = -time.Second },
+			[]string{"listeners[0].drain.killMargin: -1s: must not be negative"}},
+		{"drain kill margin 0", func(c *Config) { l0(c).Drain.KillMargin = 0 }, nil},
 		{"rebalance factor", func(c *Config) { l0(c).Drain.Rebalance.Factor = 0.5 },
 			[]string{"listeners[0].drain.rebalance.factor: 0.5: must be 0 (off) or greater than 1 and at most 100"}},
 		{"rebalance with plain maglev", func(c *Config) {

@@ -39,6 +39,9 @@ type HTTPConfig struct {
 	MaxAttempts int
 	// TLS, if set, serves TLS (ALPN h2, http/1.1) with this config.
 	TLS *tls.Config
+	// Affinity pins each client connection to one endpoint (picked by Key
+	// on its first request) instead of balancing each request.
+	Affinity bool
 	// WebSocket options for upgraded connections.
 	WebSocket WebSocketConfig
 	Dial      DialFunc
@@ -63,6 +66,8 @@ type HTTPListener struct {
 	wsWG     sync.WaitGroup
 	wsMu     sync.RWMutex
 	wsClosed bool
+
+	pins sync.Map // net.Conn -> *connPin, with Affinity
 
 	// Per-request series, resolved once: a label lookup per request costs
 	// more than the observation.
@@ -123,6 +128,10 @@ func NewHTTP(cfg HTTPConfig, up *Upstream, reg *Registry, m *Metrics) *HTTPListe
 			MaxReadFrameSize: 16 << 10,
 		},
 		ErrorLog: zap.NewStdLog(l.log.WithOptions(zap.IncreaseLevel(zap.WarnLevel))),
+	}
+	if cfg.Affinity {
+		l.srv.ConnContext = l.pinContext
+		l.srv.ConnState = l.connState
 	}
 	return l
 }
@@ -284,8 +293,16 @@ func (l *HTTPListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var resp *http.Response
 	var target *balancer.Target
 	var err error
+	pin := pinOf(r) // nil without affinity
+	closeConn := false
 	for attempt := 0; attempt < l.cfg.MaxAttempts && attempt < len(triedBuf); attempt++ {
-		target = p.Pick(key, tried)
+		if pin != nil {
+			// The pinned connection counts as load, and so does each
+			// request in flight on it.
+			target, closeConn = pin.choose(p, key, tried, r.ProtoMajor == 2)
+		} else {
+			target = p.Pick(key, tried)
+		}
 		if target == nil {
 			break
 		}
@@ -327,6 +344,11 @@ func (l *HTTPListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer target.Release()
 	l.picksOK.Inc()
+	if closeConn || pin != nil && pin.moving.Load() {
+		// Moved, or asked to move: HTTP/1.1 closes after this response,
+		// HTTP/2 sends GOAWAY and closes once its streams are done.
+		w.Header()["Connection"] = []string{"close"}
+	}
 	l.copyResponse(w, resp, grpc)
 	l.observe(start, resp, grpc)
 }

@@ -18,6 +18,7 @@ func (a *App) newHTTP(lc config.Listener, up *proxy.Upstream, log *zap.Logger) (
 		Name: lc.Name, Key: key,
 		UpstreamH2:     lc.Protocol == "grpc" || lc.HTTP.Upstream == "h2c",
 		ConnectTimeout: lc.Timeouts.Connect, IdleTimeout: lc.Timeouts.Idle,
+		Affinity: lc.HTTP.Affinity == "connection",
 		WebSocket: proxy.WebSocketConfig{
 			MaxFrame: lc.HTTP.WebSocket.MaxFrame, CloseCode: uint16(lc.HTTP.WebSocket.CloseCode),
 		},
