@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -88,6 +89,9 @@ type sliceCache struct {
 	service string
 	port    portSelector
 	slices  map[string][]discovery.Endpoint
+	// pods holds, per slice, the terminating endpoints that name their
+	// pod: the ones whose kill time may be looked up.
+	pods map[string][]terminatingPod
 	// skipped counts, per slice, endpoints dropped by the last conversion
 	// (unparsable address, wrong family); for logs.
 	skipped map[string]int
@@ -99,6 +103,7 @@ func newSliceCache(service string, port portSelector) *sliceCache {
 		service: service,
 		port:    port,
 		slices:  make(map[string][]discovery.Endpoint),
+		pods:    make(map[string][]terminatingPod),
 		skipped: make(map[string]int),
 	}
 }
@@ -108,9 +113,14 @@ func newSliceCache(service string, port portSelector) *sliceCache {
 // IPv6 (FQDN), or without the selected port, contributes no endpoints but is
 // still remembered as present.
 func (c *sliceCache) update(s *discoveryv1.EndpointSlice) (skipped int) {
-	eps, skipped := convert(s, c.port)
+	eps, pods, skipped := convert(s, c.port)
 	c.total += len(eps) - len(c.slices[s.Name])
 	c.slices[s.Name] = eps
+	if len(pods) > 0 {
+		c.pods[s.Name] = pods
+	} else {
+		delete(c.pods, s.Name)
+	}
 	if skipped > 0 {
 		c.skipped[s.Name] = skipped
 	} else {
@@ -123,6 +133,7 @@ func (c *sliceCache) update(s *discoveryv1.EndpointSlice) (skipped int) {
 func (c *sliceCache) delete(name string) {
 	c.total -= len(c.slices[name])
 	delete(c.slices, name)
+	delete(c.pods, name)
 	delete(c.skipped, name)
 }
 
@@ -130,9 +141,23 @@ func (c *sliceCache) delete(name string) {
 // two slices (while the controller moves it) is kept once, its most
 // available copy winning (discovery.NewSnapshot).
 func (c *sliceCache) snapshot() (*discovery.Snapshot, error) {
+	return c.snapshotWith(nil)
+}
+
+// snapshotWith is snapshot, with the kill time of each terminating endpoint
+// that names its pod taken from killTime (zero when unknown). killTime may
+// be nil.
+func (c *sliceCache) snapshotWith(killTime func(podRef) time.Time) (*discovery.Snapshot, error) {
 	all := make([]discovery.Endpoint, 0, c.total)
-	for _, eps := range c.slices {
+	for name, eps := range c.slices {
+		n := len(all)
 		all = append(all, eps...)
+		if killTime == nil {
+			continue
+		}
+		for _, p := range c.pods[name] {
+			all[n+p.index].KillTime = killTime(p.ref)
+		}
 	}
 	snap, err := discovery.NewSnapshot(c.service, all)
 	if err != nil {
@@ -141,22 +166,34 @@ func (c *sliceCache) snapshot() (*discovery.Snapshot, error) {
 	return snap, nil
 }
 
+// podRef names a pod by name and, when the EndpointSlice gives it, UID (a
+// pod recreated under the same name is another pod).
+type podRef struct{ name, uid string }
+
+// terminatingPod is a terminating endpoint of a slice that names its pod:
+// index is its place in the slice's converted endpoints.
+type terminatingPod struct {
+	index int
+	ref   podRef
+}
+
 // convert turns the slice's endpoints into discovery Endpoints on the
 // selected port. It uses each endpoint's first address, as the API allows
 // consumers to (addresses are fungible), and skips addresses that do not
-// parse as the slice's family.
-func convert(s *discoveryv1.EndpointSlice, sel portSelector) (eps []discovery.Endpoint, skipped int) {
+// parse as the slice's family. pods lists the terminating endpoints whose
+// targetRef is a pod of the slice's namespace.
+func convert(s *discoveryv1.EndpointSlice, sel portSelector) (eps []discovery.Endpoint, pods []terminatingPod, skipped int) {
 	var want4 bool
 	switch s.AddressType {
 	case discoveryv1.AddressTypeIPv4:
 		want4 = true
 	case discoveryv1.AddressTypeIPv6:
 	default: // FQDN: longhaul dials addresses only
-		return nil, 0
+		return nil, nil, 0
 	}
 	port, ok := sel.resolve(s.Ports)
 	if !ok {
-		return nil, 0
+		return nil, nil, 0
 	}
 	eps = make([]discovery.Endpoint, 0, len(s.Endpoints))
 	for i := range s.Endpoints {
@@ -188,10 +225,13 @@ func convert(s *discoveryv1.EndpointSlice, sel portSelector) (eps []discovery.En
 		if e.NodeName != nil {
 			out.Node = *e.NodeName
 		}
-		if e.TargetRef != nil && e.TargetRef.Kind == "Pod" {
-			out.Pod = e.TargetRef.Name
+		if r := e.TargetRef; r != nil && r.Kind == "Pod" {
+			out.Pod = r.Name
+			if terminating && r.Name != "" && (r.Namespace == "" || r.Namespace == s.Namespace) {
+				pods = append(pods, terminatingPod{index: len(eps), ref: podRef{name: r.Name, uid: string(r.UID)}})
+			}
 		}
 		eps = append(eps, out)
 	}
-	return eps, skipped
+	return eps, pods, skipped
 }

@@ -284,7 +284,7 @@ func TestSyncLoopCoalescesAndDeduplicates(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		s.syncLoop(ctx, synced, rec.publish)
+		s.syncLoop(ctx, synced, s.podTimes(), rec.publish)
 	}()
 	defer func() { cancel(); <-done }()
 

@@ -45,13 +45,24 @@ func offlineClient(t testing.TB) kubernetes.Interface {
 const within = 2 * time.Second
 
 // counters are the source's metric hooks, counted.
-type counters struct{ relists, errors, published atomic.Int64 }
+type counters struct {
+	relists, errors, published atomic.Int64
+	podKillTimes, podForbidden atomic.Int64
+}
 
 func (c *counters) hooks() Hooks {
 	return Hooks{
 		Relist:    func() { c.relists.Add(1) },
 		Error:     func(error) { c.errors.Add(1) },
 		Published: func(int, time.Duration) { c.published.Add(1) },
+		PodLookup: func(outcome string) {
+			switch outcome {
+			case PodLookupKillTime:
+				c.podKillTimes.Add(1)
+			case PodLookupForbidden:
+				c.podForbidden.Add(1)
+			}
+		},
 	}
 }
 
@@ -344,6 +355,8 @@ func TestAPIServer(t *testing.T) {
 	for _, n := range []int{1000, 10000} {
 		t.Run(fmt.Sprintf("Scale%d", n), func(t *testing.T) { testScale(t, cl, n) })
 	}
+
+	t.Run("PodKillTime", func(t *testing.T) { testPodKillTime(t, cl) })
 
 	// Last: it restarts the API server under every running source.
 	t.Run("APIServerRestart", func(t *testing.T) {

@@ -16,6 +16,7 @@ type Metrics struct {
 	snapshots *prometheus.CounterVec
 	build     *prometheus.HistogramVec
 	endpoints *prometheus.GaugeVec
+	pods      *prometheus.CounterVec
 }
 
 var _ prometheus.Collector = (*Metrics)(nil)
@@ -44,6 +45,10 @@ func NewMetrics() *Metrics {
 			Name: "longhaul_kubernetes_endpoints",
 			Help: "Endpoints in the last snapshot published from EndpointSlices.",
 		}, []string{"listener"}),
+		pods: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "longhaul_kubernetes_pod_lookups_total",
+			Help: "GETs of terminating endpoints' pods for their kill time, by outcome: kill_time, no_kill, not_found, forbidden (the optional permission to get pods is missing; endpoints then carry no kill time), error.",
+		}, []string{"listener", "outcome"}),
 	}
 }
 
@@ -55,9 +60,11 @@ func (m *Metrics) Hooks(listener string) Hooks {
 	snaps := m.snapshots.WithLabelValues(listener)
 	build := m.build.WithLabelValues(listener)
 	eps := m.endpoints.WithLabelValues(listener)
+	m.pods.WithLabelValues(listener, PodLookupForbidden) // present at zero, to alert on
 	return Hooks{
-		Relist: relists.Inc,
-		Error:  func(error) { errs.Inc() },
+		PodLookup: func(outcome string) { m.pods.WithLabelValues(listener, outcome).Inc() },
+		Relist:    relists.Inc,
+		Error:     func(error) { errs.Inc() },
 		Published: func(n int, took time.Duration) {
 			snaps.Inc()
 			build.Observe(took.Seconds())
@@ -81,7 +88,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 }
 
 func (m *Metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.relists, m.errors, m.snapshots, m.build, m.endpoints}
+	return []prometheus.Collector{m.relists, m.errors, m.snapshots, m.build, m.endpoints, m.pods}
 }
 
 // Register registers m with reg; registering the same Metrics twice is not

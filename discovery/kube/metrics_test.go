@@ -21,6 +21,8 @@ func TestMetricsCountHooks(t *testing.T) {
 	h.Relist()
 	h.Error(errors.New("watch closed"))
 	h.Published(42, 3*time.Millisecond)
+	h.PodLookup(PodLookupForbidden)
+	h.PodLookup(PodLookupForbidden)
 	m.Hooks("other") // series exist at zero
 
 	mfs, err := reg.Gather()
@@ -48,6 +50,8 @@ func TestMetricsCountHooks(t *testing.T) {
 		"longhaul_kubernetes_snapshot_build_seconds{grpc}":  1,
 		"longhaul_kubernetes_endpoints{grpc}":               42,
 		"longhaul_kubernetes_relists_total{other}":          0,
+		"longhaul_kubernetes_pod_lookups_total{grpc}":       2, // forbidden: the only series yet
+		"longhaul_kubernetes_pod_lookups_total{other}":      0,
 		"longhaul_kubernetes_snapshot_build_seconds{other}": 0,
 	} {
 		if v, ok := got[key]; !ok || v != want {

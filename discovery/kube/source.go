@@ -10,7 +10,11 @@
 // record which slice changed and wake the sync loop through a one-slot
 // channel. The sync loop folds the recorded changes into a per-slice cache
 // and builds a Snapshot at most once per Config.Coalesce, publishing it only
-// when it differs from the last one published. Watch errors and API server
+// when it differs from the last one published. The pods of terminating
+// endpoints are read (a cached GET per pod, off the sync loop) for their
+// kill time, the deletion timestamp; that permission is optional, and a
+// kill time found after the endpoint turned terminating comes in the next
+// snapshot. Watch errors and API server
 // restarts are handled by client-go's reflector (it relists and rewatches
 // with backoff); meanwhile the last published Snapshot stays in force.
 package kube
@@ -55,6 +59,11 @@ type Hooks struct {
 	// endpoints and the time taken to convert the changed slices and merge
 	// all of them into it.
 	Published func(endpoints int, build time.Duration)
+	// PodLookup is called after each GET of a terminating endpoint's pod
+	// with its outcome: PodLookupKillTime, PodLookupNoKill,
+	// PodLookupNotFound, PodLookupForbidden (the optional permission is
+	// missing; not an Error) or PodLookupError.
+	PodLookup func(outcome string)
 }
 
 // Config describes one Service port to follow.
@@ -171,11 +180,14 @@ func (s *Source) Run(ctx context.Context, publish discovery.Publisher) error {
 		defer close(done)
 		inf.RunWithContext(ictx)
 	}()
+	pods := s.podTimes()
+	podsDone := pods.run(ictx)
 	defer func() {
 		stop()
 		<-done
+		podsDone()
 	}()
-	s.syncLoop(ctx, reg.HasSyncedChecker().Done(), publish)
+	s.syncLoop(ctx, reg.HasSyncedChecker().Done(), pods, publish)
 	return nil
 }
 
@@ -255,8 +267,21 @@ func (s *Source) record(obj any, deleted bool) {
 		s.changes[slice.Name] = slice
 	}
 	s.mu.Unlock()
+	s.poke()
+}
+
+// podTimes returns a new pod kill time lookup for the Service's namespace.
+func (s *Source) podTimes() *podTimes {
+	return newPodTimes(s.cfg.Client.CoreV1().Pods(s.cfg.Namespace), s.log, s.cfg.Metrics.PodLookup, s.poke)
+}
+
+// poke wakes the sync loop for a build. It never blocks.
+func (s *Source) poke() {
+	s.mu.Lock()
+	wake := s.wake
+	s.mu.Unlock()
 	select {
-	case s.wake <- struct{}{}:
+	case wake <- struct{}{}:
 	default:
 	}
 }
@@ -281,7 +306,7 @@ func (s *Source) take() map[string]*discoveryv1.EndpointSlice {
 // syncLoop waits for the initial list (synced closes), publishes the first
 // Snapshot, then folds changes into snapshots at most once per Coalesce
 // until ctx ends.
-func (s *Source) syncLoop(ctx context.Context, synced <-chan struct{}, publish discovery.Publisher) {
+func (s *Source) syncLoop(ctx context.Context, synced <-chan struct{}, pods *podTimes, publish discovery.Publisher) {
 	c := newSliceCache(s.name, s.port)
 	var last *discovery.Snapshot // nil until the first publication
 	var lastBuild time.Time
@@ -300,7 +325,9 @@ func (s *Source) syncLoop(ctx context.Context, synced <-chan struct{}, publish d
 					zap.String("slice", name), zap.Int("skipped", n))
 			}
 		}
-		snap, err := c.snapshot()
+		var snap *discovery.Snapshot
+		var err error
+		pods.build(func() { snap, err = c.snapshotWith(pods.killTime) })
 		if err != nil {
 			s.error(err)
 			s.log.Error("endpoint snapshot not built; last snapshot stays in force", zap.Error(err))

@@ -172,8 +172,10 @@ func (a *App) newListener(lc config.Listener) (*listener, error) {
 		Timeout: lc.Drain.Timeout,
 		Window:  lc.Drain.Window,
 		Rate:    lc.Drain.Rate,
-		Lister:  listerFor{reg: a.sessions, listener: lc.Name},
-		Pools:   pools,
+		// The pods' kill times come with Kubernetes endpoints.
+		KillMargin: lc.Drain.KillMargin,
+		Lister:     listerFor{reg: a.sessions, listener: lc.Name},
+		Pools:      pools,
 		OnMigrate: func(_ string, s drain.Session, reason string) {
 			proto := lc.Protocol
 			if ps, ok := s.(proxy.Session); ok {
