@@ -4,6 +4,7 @@
 //	go run ./benchmarks/cmd/compare            # full run, about 10 to 15 minutes on 2 cores
 //	go run ./benchmarks/cmd/compare -quick     # smoke run, about 1 minute
 //	go run ./benchmarks/cmd/compare -workloads tcp-bulk,idle -reps 5
+//	go run ./benchmarks/cmd/compare -workloads rollout -targets longhaul,haproxy,nginx
 //
 // It installs what is missing (Debian haproxy, nginx, libnginx-mod-stream
 // and strace with apt-get; ghz with go install into a cache directory),
