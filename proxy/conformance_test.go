@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/longhaul-proxy/longhaul/balancer"
+	"github.com/longhaul-proxy/longhaul/internal/testnet"
 )
 
 // toolsDir returns the directory of conformance tools that hack/tools.sh
@@ -29,16 +30,6 @@ func toolsDir(t *testing.T) string {
 		t.Fatal("LONGHAUL_TOOLS_BIN is not set: run `make test`, or set it to the output of hack/tools.sh (or LONGHAUL_SKIP_TOOLS=1 to skip)")
 	}
 	return dir
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 func waitTCP(t *testing.T, addr string) {
@@ -61,7 +52,7 @@ func waitTCP(t *testing.T, addr string) {
 func startInteropServer(t *testing.T, bin string) string {
 	t.Helper()
 	for range 5 {
-		addr := freeAddr(t)
+		addr := testnet.FreeAddr(t)
 		_, port, _ := net.SplitHostPort(addr)
 		ctx, cancel := context.WithCancel(context.Background())
 		srv := exec.CommandContext(ctx, bin, "--port="+port, "--use_tls=false")

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/longhaul-proxy/longhaul/config"
+	"github.com/longhaul-proxy/longhaul/internal/testnet"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -54,16 +55,6 @@ func echoServer(t *testing.T) string {
 		mu.Unlock()
 		wg.Wait()
 	})
-	return ln.Addr().String()
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	return ln.Addr().String()
 }
 
@@ -135,7 +126,7 @@ func roundTrip(t *testing.T, c net.Conn, msg string) {
 
 func TestRunRelaysReportsAndShutsDownGracefully(t *testing.T) {
 	b1, b2 := echoServer(t), echoServer(t)
-	admin, lis := freeAddr(t), freeAddr(t)
+	admin, lis := testnet.FreeAddr(t), testnet.FreeAddr(t)
 	r := start(t, fmt.Sprintf(`
 admin: {address: %q}
 listeners:
@@ -247,7 +238,7 @@ func TestTerminatingEndpointFromFile(t *testing.T) {
 		os.Rename(file+".tmp", file)
 	}
 	write(fmt.Sprintf("- {address: %q}\n- {address: %q}\n", b1, b2))
-	admin, lis := freeAddr(t), freeAddr(t)
+	admin, lis := testnet.FreeAddr(t), testnet.FreeAddr(t)
 	r := start(t, fmt.Sprintf(`
 admin: {address: %q}
 listeners:

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/longhaul-proxy/longhaul/config"
+	"github.com/longhaul-proxy/longhaul/internal/testnet"
 )
 
 const reloadConfig = `
@@ -25,7 +26,7 @@ listeners:
 // session is drained with the reloaded timeout.
 func TestReloadInPlace(t *testing.T) {
 	b1, b2 := echoServer(t), echoServer(t)
-	admin, lis := freeAddr(t), freeAddr(t)
+	admin, lis := testnet.FreeAddr(t), testnet.FreeAddr(t)
 	r := start(t, fmt.Sprintf(reloadConfig, admin, lis, fmt.Sprintf("%q", b1), "maglev", "10s"))
 	c, err := net.Dial("tcp", lis)
 	if err != nil {
@@ -70,9 +71,9 @@ func TestReloadInPlace(t *testing.T) {
 // whole, each named, and nothing is applied.
 func TestReloadRefusesRestartChanges(t *testing.T) {
 	b1, b2 := echoServer(t), echoServer(t)
-	admin, lis := freeAddr(t), freeAddr(t)
+	admin, lis := testnet.FreeAddr(t), testnet.FreeAddr(t)
 	r := start(t, fmt.Sprintf(reloadConfig, admin, lis, fmt.Sprintf("%q", b1), "maglev", "10s"))
-	other := freeAddr(t)
+	other := testnet.FreeAddr(t)
 	next, err := config.Parse([]byte(strings.Replace(
 		fmt.Sprintf(reloadConfig, admin, other, fmt.Sprintf("%q", b2), "maglev", "1s"),
 		"drain: {timeout: 1s}", "drain: {timeout: 1s}\n    timeouts: {idle: 5m}", 1)))

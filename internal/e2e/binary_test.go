@@ -19,6 +19,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/longhaul-proxy/longhaul/internal/kubetest"
+	"github.com/longhaul-proxy/longhaul/internal/testnet"
 )
 
 // TestBinaryWithKubeconfig runs the longhaul binary itself (`longhaul run
@@ -54,7 +55,7 @@ func TestBinaryWithKubeconfig(t *testing.T) {
 	if _, err := cl.Client.DiscoveryV1().EndpointSlices(ns).Create(ctx, s, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	admin := freeAddr(t)
+	admin := testnet.FreeAddr(t)
 	cfgPath := filepath.Join(dir, "longhaul.yaml")
 	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
 admin: {address: %q}
@@ -64,7 +65,7 @@ listeners:
     address: %q
     protocol: tcp
     endpoints: {kubernetes: {namespace: %s, service: cart, port: grpc}}
-`, admin, freeAddr(t), ns)), 0o600); err != nil {
+`, admin, testnet.FreeAddr(t), ns)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 

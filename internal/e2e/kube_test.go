@@ -31,6 +31,7 @@ import (
 	"github.com/longhaul-proxy/longhaul/discovery/kube"
 	"github.com/longhaul-proxy/longhaul/internal/app"
 	"github.com/longhaul-proxy/longhaul/internal/kubetest"
+	"github.com/longhaul-proxy/longhaul/internal/testnet"
 )
 
 func TestMain(m *testing.M) {
@@ -430,7 +431,7 @@ listeners:
     balance: {policy: maglev, key: client-ip-port}
     timeouts: {connect: 2s, idle: 1m}
     drain: {timeout: %s, tcp: deadline}
-`, freeAddr(t), freeAddr(t), ns, service, drainFor)
+`, testnet.FreeAddr(t), testnet.FreeAddr(t), ns, service, drainFor)
 	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
 		t.Fatalf("config: %v", err)
@@ -519,17 +520,6 @@ func echo(t *testing.T, c net.Conn, msg string) {
 	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != msg {
 		t.Fatalf("echo of %q: got %q, %v", msg, buf, err)
 	}
-}
-
-// freeAddr returns a loopback address that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // metric reads one series from the admin server's /metrics.

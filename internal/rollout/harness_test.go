@@ -22,16 +22,6 @@ import (
 	"github.com/longhaul-proxy/longhaul/proxy"
 )
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // migrations records every session that ended after it was asked to move,
 // from the App's session registry.
 type migrations struct {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/longhaul-proxy/longhaul/internal/testnet"
 )
 
 const (
@@ -50,8 +52,8 @@ listeners:
     balance: {policy: least-connections}
     timeouts: {connect: 1s, idle: 1m}
     drain: {timeout: %s}
-`, freeAddr(t), freeAddr(t), src.path("tcp"), drainTimeout, freeAddr(t), src.path("web"), drainTimeout,
-		freeAddr(t), src.path("grpc"), drainTimeout), "drain: {timeout: "+drainTimeout.String(),
+`, testnet.FreeAddr(t), testnet.FreeAddr(t), src.path("tcp"), drainTimeout, testnet.FreeAddr(t), src.path("web"), drainTimeout,
+		testnet.FreeAddr(t), src.path("grpc"), drainTimeout), "drain: {timeout: "+drainTimeout.String(),
 		"drain: {window: "+window+", timeout: "+drainTimeout.String()))
 }
 

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/longhaul-proxy/longhaul/internal/app"
+	"github.com/longhaul-proxy/longhaul/internal/testnet"
 )
 
 // service stands for a Kubernetes Service in front of several longhauls:
@@ -116,8 +117,8 @@ listeners:
     endpoints: {static: %s}
     balance: {policy: least-connections}
     drain: {timeout: %s}
-`, freeAddr(t), freeAddr(t), listFor("tcp"), drainTimeout, freeAddr(t), listFor("web"), drainTimeout,
-			freeAddr(t), listFor("grpc"), drainTimeout)
+`, testnet.FreeAddr(t), testnet.FreeAddr(t), listFor("tcp"), drainTimeout, testnet.FreeAddr(t), listFor("web"), drainTimeout,
+			testnet.FreeAddr(t), listFor("grpc"), drainTimeout)
 	}
 	svc := &service{ready: make([]atomic.Bool, 2), lastReady: make([]time.Time, 2)}
 	for range 2 {
