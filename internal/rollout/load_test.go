@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"slices"
@@ -22,6 +21,8 @@ import (
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+
+	"github.com/longhaul-proxy/longhaul/internal/wsload"
 )
 
 // stats are the clients' figures. Counters are atomics; samples of errors
@@ -116,7 +117,7 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-func jitter(d time.Duration) time.Duration { return d/2 + rand.N(d) }
+var jitter = wsload.Jitter
 
 // Every loop below is bounded twice: by ctx (the test's load phase) and by
 // a count.
@@ -241,7 +242,7 @@ func wsClient(ctx context.Context, tg targets, id int, interval time.Duration, s
 		NetDialContext:   (&net.Dialer{LocalAddr: sourceIP(id)}).DialContext,
 		HandshakeTimeout: 10 * time.Second,
 	}
-	var chk seqChecker
+	var seq wsload.Seq
 	everConnected := false
 	for i := 0; i < maxIterations && ctx.Err() == nil; i++ {
 		c, resp, err := d.DialContext(ctx, "ws://"+tg.addr("web", id)+"/ws", nil)
@@ -265,7 +266,7 @@ func wsClient(ctx context.Context, tg targets, id int, interval time.Duration, s
 			st.reconnected(time.Now())
 		}
 		everConnected = true
-		err = wsSession(ctx, c, &chk, interval, st)
+		err = seq.Run(ctx, c, interval, 15*time.Second, wsReport{st})
 		st.wsUp.Add(-1)
 		if err == nil { // the load ended
 			c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
@@ -282,85 +283,18 @@ func wsClient(ctx context.Context, tg targets, id int, interval time.Duration, s
 	}
 }
 
-// wsSession runs one connection until it fails (the error) or ctx ends
-// (nil). A reader goroutine reads all the time; gorilla answers a close
-// frame from it.
-func wsSession(ctx context.Context, c *websocket.Conn, chk *seqChecker, interval time.Duration, st *stats) error {
-	type read struct {
-		msg []byte
-		err error
+// wsReport counts a WebSocket client's echoes into st.
+type wsReport struct{ st *stats }
+
+func (r wsReport) Echoed() { r.st.wsMsgs.Add(1) }
+
+func (r wsReport) OutOfOrder(n, acked int) {
+	if n <= acked {
+		r.st.wsDup.Add(1)
+	} else {
+		r.st.wsLost.Add(int64(n - acked - 1))
 	}
-	in := make(chan read, window+1)
-	stopRead := make(chan struct{})
-	readDone := make(chan struct{})
-	go func() {
-		defer close(readDone)
-		for {
-			_, msg, err := c.ReadMessage()
-			select {
-			case in <- read{msg, err}:
-			case <-stopRead:
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	defer func() {
-		close(stopRead)
-		c.SetReadDeadline(time.Now()) // unblocks the reader
-		<-readDone
-	}()
-	// sent is the last sequence number sent on this connection; after a
-	// reconnect it starts again from the first not echoed.
-	sent := chk.acked
-	send := func() {
-		for k := 1; k <= window; k++ {
-			c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			if err := c.WriteMessage(websocket.TextMessage, []byte(strconv.Itoa(chk.acked+k))); err != nil {
-				return // the reader will tell why
-			}
-			sent = chk.acked + k
-		}
-	}
-	send()
-	tick := time.NewTimer(jitter(interval))
-	defer tick.Stop()
-	waitSince := time.Now()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-			tick.Reset(jitter(interval))
-			if chk.acked >= sent {
-				send()
-				waitSince = time.Now()
-			} else if time.Since(waitSince) > 15*time.Second {
-				return fmt.Errorf("no echo for %v", time.Since(waitSince).Round(time.Millisecond))
-			}
-		case r := <-in:
-			if r.err != nil {
-				return r.err
-			}
-			n, err := strconv.Atoi(string(r.msg))
-			if err != nil {
-				return fmt.Errorf("bad echo %q", r.msg)
-			}
-			before := chk.acked
-			if err := chk.got(n); err != nil {
-				if n <= before {
-					st.wsDup.Add(1)
-				} else {
-					st.wsLost.Add(int64(n - before - 1))
-				}
-				st.sample("ws sequence", "%v", err)
-				continue
-			}
-			st.wsMsgs.Add(1)
-		}
-	}
+	r.st.sample("ws sequence", "got %d after %d", n, acked)
 }
 
 // tcpClient is wsClient over raw TCP: lines "n\n" echoed back. Raw TCP has

@@ -12,11 +12,9 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,6 +27,8 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+
+	"github.com/longhaul-proxy/longhaul/internal/wsload"
 )
 
 // Metric names of the rollout workload.
@@ -277,7 +277,7 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-func jitter(d time.Duration) time.Duration { return d/2 + rand.N(d) }
+var jitter = wsload.Jitter
 
 // maxRolloutIterations bounds every client loop besides its context.
 const maxRolloutIterations = 200000
@@ -353,9 +353,6 @@ func httpGetLoad(ctx context.Context, cli *http.Client, url string, st *rolloutS
 	}
 }
 
-// wsWindow is how many messages a WebSocket client has in flight.
-const wsWindow = 2
-
 // wsSeqClient exchanges sequence-numbered messages with an echo backend,
 // reading all the time (so a close frame is answered at once), and
 // reconnects on any close, resending what was not echoed yet. Messages
@@ -367,7 +364,7 @@ func wsSeqClient(ctx context.Context, url string, id int, interval time.Duration
 		NetDialContext:   (&net.Dialer{LocalAddr: &net.TCPAddr{IP: sourceIP(id)}, Timeout: 5 * time.Second}).DialContext,
 		HandshakeTimeout: 5 * time.Second, ReadBufferSize: 1024, WriteBufferSize: 1024,
 	}
-	acked := 0
+	var seq wsload.Seq
 	everConnected := false
 	for i := 0; i < maxRolloutIterations && ctx.Err() == nil; i++ {
 		c, resp, err := d.DialContext(ctx, url, nil)
@@ -388,7 +385,10 @@ func wsSeqClient(ctx context.Context, url string, id int, interval time.Duration
 		}
 		everConnected = true
 		st.wsUp.Add(1)
-		err = wsSeqSession(ctx, c, &acked, interval, st)
+		err = seq.Run(ctx, c, interval, 10*time.Second, wsSeqReport{st})
+		if err != nil {
+			st.wsLost.Add(int64(seq.Unacked())) // sent, never echoed: resent on the next connection
+		}
 		st.wsUp.Add(-1)
 		if err == nil { // the load ended
 			_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
@@ -404,83 +404,14 @@ func wsSeqClient(ctx context.Context, url string, id int, interval time.Duration
 	}
 }
 
-// wsSeqSession runs one connection until it ends (its error) or ctx ends
-// (nil). *acked is the last sequence number echoed in order.
-func wsSeqSession(ctx context.Context, c *websocket.Conn, acked *int, interval time.Duration, st *rolloutStats) (err error) {
-	type read struct {
-		msg []byte
-		err error
-	}
-	in := make(chan read, wsWindow+1)
-	stopRead := make(chan struct{})
-	readDone := make(chan struct{})
-	go func() {
-		defer close(readDone)
-		for {
-			_, msg, err := c.ReadMessage()
-			select {
-			case in <- read{msg, err}:
-			case <-stopRead:
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	sent := *acked // last sequence number written on this connection
-	defer func() {
-		close(stopRead)
-		_ = c.SetReadDeadline(time.Now())
-		<-readDone
-		if err != nil && sent > *acked {
-			st.wsLost.Add(int64(sent - *acked))
-		}
-	}()
-	send := func() {
-		for k := 1; k <= wsWindow; k++ {
-			_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			if c.WriteMessage(websocket.TextMessage, []byte(strconv.Itoa(*acked+k))) != nil {
-				return // the reader tells why
-			}
-			sent = *acked + k
-		}
-	}
-	send()
-	tick := time.NewTimer(jitter(interval))
-	defer tick.Stop()
-	waitSince := time.Now()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-			tick.Reset(jitter(interval))
-			if *acked >= sent {
-				send()
-				waitSince = time.Now()
-			} else if time.Since(waitSince) > 10*time.Second {
-				return fmt.Errorf("no echo for %v", time.Since(waitSince).Round(time.Millisecond))
-			}
-		case r := <-in:
-			if r.err != nil {
-				return r.err
-			}
-			n, perr := strconv.Atoi(string(r.msg))
-			if perr != nil {
-				return fmt.Errorf("bad echo %q", r.msg)
-			}
-			if n != *acked+1 {
-				st.wsSeqErr.Add(1)
-				st.sample("ws sequence", "got %d after %d", n, *acked)
-				if n <= *acked {
-					continue
-				}
-			}
-			*acked = n
-			st.wsEchoed.Add(1)
-		}
-	}
+// wsSeqReport counts a WebSocket client's echoes into st.
+type wsSeqReport struct{ st *rolloutStats }
+
+func (r wsSeqReport) Echoed() { r.st.wsEchoed.Add(1) }
+
+func (r wsSeqReport) OutOfOrder(n, acked int) {
+	r.st.wsSeqErr.Add(1)
+	r.st.sample("ws sequence", "got %d after %d", n, acked)
 }
 
 // rolloutSpec is the load and the pace of the rollout.
