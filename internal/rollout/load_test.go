@@ -105,19 +105,10 @@ type targets interface {
 	grpcConn(client int) *grpc.ClientConn
 }
 
-// sleepCtx sleeps d or until ctx ends; it reports whether ctx is still live.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
-var jitter = wsload.Jitter
+var (
+	sleepCtx = wsload.Sleep
+	jitter   = wsload.Jitter
+)
 
 // Every loop below is bounded twice: by ctx (the test's load phase) and by
 // a count.

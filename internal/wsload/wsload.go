@@ -40,6 +40,18 @@ type Seq struct {
 // echoed before it ended: the next connection sends them again.
 func (s *Seq) Unacked() int { return max(s.sent-s.Acked, 0) }
 
+// Sleep sleeps d or until ctx ends; it reports whether ctx is still live.
+func Sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
 // Jitter returns a duration uniformly in [d/2, 3d/2).
 func Jitter(d time.Duration) time.Duration { return d/2 + rand.N(d) }
 

@@ -266,18 +266,10 @@ func (s *rolloutStats) errorSamples() string {
 	return b.String()
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
-var jitter = wsload.Jitter
+var (
+	sleepCtx = wsload.Sleep
+	jitter   = wsload.Jitter
+)
 
 // maxRolloutIterations bounds every client loop besides its context.
 const maxRolloutIterations = 200000
