@@ -2,19 +2,12 @@ package kube
 
 import (
 	"context"
-	"encoding/json"
-	"io"
-	"os"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
 	"github.com/longhaul-proxy/longhaul/discovery"
 	"github.com/longhaul-proxy/longhaul/internal/kubetest"
@@ -44,9 +37,9 @@ func testPodKillTime(t *testing.T, cl *kubetest.Cluster) {
 			client := cl.Client
 			if tc.rbac != nil {
 				for _, f := range tc.rbac {
-					applyRBAC(t, cl.Client, ns, "../../deploy/"+f)
+					kubetest.ApplyRBAC(t, cl.Client, ns, "../../deploy/"+f)
 				}
-				client = serviceAccountClient(t, cl.Config, ns, "longhaul")
+				client = cl.ServiceAccountClient(t, ns, "longhaul")
 			}
 			// No controller manager runs to create it; pods need it.
 			if _, err := cl.Client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{
@@ -149,69 +142,5 @@ func testPodKillTime(t *testing.T, cl *kubetest.Cluster) {
 				t.Logf("without pods permission: %d forbidden lookups, snapshot %v after the delete", cnt.podForbidden.Load(), at.Sub(deleted).Round(time.Millisecond))
 			}
 		})
-	}
-}
-
-// serviceAccountClient is a client that impersonates the ServiceAccount
-// ns/name, as longhaul runs in a cluster.
-func serviceAccountClient(t *testing.T, cfg *rest.Config, ns, name string) kubernetes.Interface {
-	t.Helper()
-	c := rest.CopyConfig(cfg)
-	c.Impersonate = rest.ImpersonationConfig{
-		UserName: "system:serviceaccount:" + ns + ":" + name,
-		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
-	}
-	client, err := kubernetes.NewForConfig(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return client
-}
-
-// applyRBAC creates in ns the Roles and RoleBindings of a deploy/ file, with
-// their namespace (and their subjects') rewritten to ns, as a kustomize
-// overlay's namespace: does.
-func applyRBAC(t *testing.T, c kubernetes.Interface, ns, path string) {
-	t.Helper()
-	ctx := context.Background()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	dec := utilyaml.NewYAMLOrJSONDecoder(f, 4096)
-	for {
-		var raw map[string]any
-		if err := dec.Decode(&raw); err == io.EOF {
-			break
-		} else if err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		b, _ := json.Marshal(raw)
-		switch raw["kind"] {
-		case "Role":
-			var r rbacv1.Role
-			if err := json.Unmarshal(b, &r); err != nil {
-				t.Fatal(err)
-			}
-			r.Namespace = ns
-			if _, err := c.RbacV1().Roles(ns).Create(ctx, &r, metav1.CreateOptions{}); err != nil {
-				t.Fatal(err)
-			}
-		case "RoleBinding":
-			var rb rbacv1.RoleBinding
-			if err := json.Unmarshal(b, &rb); err != nil {
-				t.Fatal(err)
-			}
-			rb.Namespace = ns
-			for i := range rb.Subjects {
-				rb.Subjects[i].Namespace = ns
-			}
-			if _, err := c.RbacV1().RoleBindings(ns).Create(ctx, &rb, metav1.CreateOptions{}); err != nil {
-				t.Fatal(err)
-			}
-		default:
-			t.Fatalf("%s: unexpected kind %v", path, raw["kind"])
-		}
 	}
 }

@@ -3,12 +3,10 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,11 +18,8 @@ import (
 	"go.uber.org/zap/zaptest"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
 	"github.com/longhaul-proxy/longhaul/balancer"
 	"github.com/longhaul-proxy/longhaul/config"
@@ -82,15 +77,7 @@ func TestKubernetesEndToEnd(t *testing.T) {
 	// longhaul runs as the ServiceAccount deploy/ gives it, which at first
 	// has no rights: the first list fails until deploy/rbac.yaml's Role and
 	// RoleBinding exist.
-	saCfg := rest.CopyConfig(cl.Config)
-	saCfg.Impersonate = rest.ImpersonationConfig{
-		UserName: "system:serviceaccount:" + ns + ":longhaul",
-		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
-	}
-	saClient, err := kubernetes.NewForConfig(saCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	saClient := cl.ServiceAccountClient(t, ns, "longhaul")
 
 	slice, err := api.Create(ctx, endpointSlice(service+"-a", bs[0], bs[1], bs[2]), metav1.CreateOptions{})
 	if err != nil {
@@ -364,51 +351,7 @@ func endpointSlice(name string, bs ...*backend) *discoveryv1.EndpointSlice {
 // so that the test proves those rights are enough for longhaul to sync.
 func grantRead(t *testing.T, c kubernetes.Interface, ns string) {
 	t.Helper()
-	ctx := context.Background()
-	f, err := os.Open("../../deploy/rbac.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	dec := utilyaml.NewYAMLOrJSONDecoder(f, 4096)
-	var roles, bindings int
-	for {
-		var raw map[string]any
-		if err := dec.Decode(&raw); err == io.EOF {
-			break
-		} else if err != nil {
-			t.Fatalf("deploy/rbac.yaml: %v", err)
-		}
-		b, _ := json.Marshal(raw)
-		switch raw["kind"] {
-		case "Role":
-			var r rbacv1.Role
-			if err := json.Unmarshal(b, &r); err != nil {
-				t.Fatal(err)
-			}
-			r.Namespace = ns
-			if _, err := c.RbacV1().Roles(ns).Create(ctx, &r, metav1.CreateOptions{}); err != nil {
-				t.Fatal(err)
-			}
-			roles++
-		case "RoleBinding":
-			var rb rbacv1.RoleBinding
-			if err := json.Unmarshal(b, &rb); err != nil {
-				t.Fatal(err)
-			}
-			rb.Namespace = ns
-			for i := range rb.Subjects {
-				rb.Subjects[i].Namespace = ns // as a kustomize overlay's namespace: does
-			}
-			if _, err := c.RbacV1().RoleBindings(ns).Create(ctx, &rb, metav1.CreateOptions{}); err != nil {
-				t.Fatal(err)
-			}
-			bindings++
-		default:
-			t.Fatalf("deploy/rbac.yaml: unexpected kind %v", raw["kind"])
-		}
-	}
-	if roles != 1 || bindings != 1 {
+	if roles, bindings := kubetest.ApplyRBAC(t, c, ns, "../../deploy/rbac.yaml"); roles != 1 || bindings != 1 {
 		t.Fatalf("deploy/rbac.yaml: %d Roles and %d RoleBindings, want one of each", roles, bindings)
 	}
 }
