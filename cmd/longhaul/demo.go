@@ -135,7 +135,7 @@ func demoCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "longhaul demo: listener %s, admin http://%s/debug/endpoints, %d clients\n",
 		listenAddr, adminAddr, *clients)
-	fmt.Fprintf(stdout, "backends %s, %s, %s; at %s backend-2 turns terminating, at %s it is replaced by backend-4\n\n",
+	fmt.Fprintf(stdout, "backends %s, %s, %s; at %s the busiest turns terminating, at %s it is replaced by backend-4\n\n",
 		backends[0].Addr(), backends[1].Addr(), backends[2].Addr(), step, 2*step)
 
 	var st demoStats
@@ -150,6 +150,7 @@ func demoCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	phase := 0
+	var victim *echoBackend // the backend the rollout replaces
 loop:
 	for {
 		select {
@@ -160,15 +161,18 @@ loop:
 		el := time.Since(start)
 		if phase == 0 && el >= step {
 			phase = 1
-			state[backends[1]] = "terminating"
+			// The busiest backend, so that the rollout moves sessions
+			// whichever way the hash spread the clients.
+			victim = busiest(a, backends[:3])
+			state[victim] = "terminating"
 			writeEndpoints(state)
-			fmt.Fprintf(stdout, "--- %s: backend-2 (%s) is terminating: its sessions move\n", el.Round(time.Second), backends[1].Addr())
+			fmt.Fprintf(stdout, "--- %s: %s (%s) is terminating: its sessions move\n", el.Round(time.Second), victim.name, victim.Addr())
 		} else if phase == 1 && el >= 2*step {
 			phase = 2
-			delete(state, backends[1])
+			delete(state, victim)
 			state[backends[3]] = "ready"
 			writeEndpoints(state)
-			fmt.Fprintf(stdout, "--- %s: backend-2 removed, backend-4 (%s) added\n", el.Round(time.Second), backends[3].Addr())
+			fmt.Fprintf(stdout, "--- %s: %s removed, backend-4 (%s) added\n", el.Round(time.Second), victim.name, backends[3].Addr())
 		}
 		printDemoTable(stdout, el, a, backends, state, &st)
 	}
@@ -186,15 +190,34 @@ loop:
 	return nil
 }
 
+// busiest returns the backend that holds the most of longhaul's sessions
+// (the first of them on a tie).
+func busiest(a *app.App, backends []*echoBackend) *echoBackend {
+	perEP := sessionsPerEndpoint(a)
+	best := backends[0]
+	for _, b := range backends[1:] {
+		if perEP[b.Addr()] > perEP[best.Addr()] {
+			best = b
+		}
+	}
+	return best
+}
+
 type demoStats struct {
 	echoed, reconnects, failures atomic.Int64
 }
 
-func printDemoTable(w io.Writer, el time.Duration, a *app.App, backends []*echoBackend, state map[*echoBackend]string, st *demoStats) {
+// sessionsPerEndpoint counts longhaul's live sessions by endpoint address.
+func sessionsPerEndpoint(a *app.App) map[string]int {
 	perEP := map[string]int{}
 	for _, s := range a.Sessions().Infos() {
 		perEP[s.Endpoint]++
 	}
+	return perEP
+}
+
+func printDemoTable(w io.Writer, el time.Duration, a *app.App, backends []*echoBackend, state map[*echoBackend]string, st *demoStats) {
+	perEP := sessionsPerEndpoint(a)
 	var rows []string
 	for _, b := range backends {
 		s := state[b]
