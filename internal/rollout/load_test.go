@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,56 +45,7 @@ type stats struct {
 	tcpDialFail            atomic.Int64
 	tcpLost, tcpDup        atomic.Int64
 
-	mu         sync.Mutex
-	errs       map[string][]string // kind -> first errors
-	reconnects []time.Time
-}
-
-func newStats() *stats { return &stats{errs: map[string][]string{}} }
-
-func (s *stats) sample(kind string, format string, args ...any) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.errs[kind]) < 5 {
-		s.errs[kind] = append(s.errs[kind], fmt.Sprintf(format, args...))
-	}
-}
-
-func (s *stats) reconnected(at time.Time) {
-	s.mu.Lock()
-	s.reconnects = append(s.reconnects, at)
-	s.mu.Unlock()
-}
-
-// reconnectPeak returns the most reconnects in one bucket of width w.
-func (s *stats) reconnectPeak(w time.Duration) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	buckets := map[int64]int{}
-	peak := 0
-	for _, t := range s.reconnects {
-		b := t.UnixNano() / int64(w)
-		buckets[b]++
-		peak = max(peak, buckets[b])
-	}
-	return peak
-}
-
-func (s *stats) errors() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var b strings.Builder
-	kinds := make([]string, 0, len(s.errs))
-	for k := range s.errs {
-		kinds = append(kinds, k)
-	}
-	slices.Sort(kinds)
-	for _, k := range kinds {
-		for _, e := range s.errs[k] {
-			fmt.Fprintf(&b, "\n  %s: %s", k, e)
-		}
-	}
-	return b.String()
+	wsload.Tally
 }
 
 // targets says where clients connect; a Service-like picker in front of
@@ -122,10 +72,10 @@ func unaryLoad(ctx context.Context, tg targets, id int, st *stats) {
 		switch {
 		case err != nil:
 			st.unaryFail.Add(1)
-			st.sample("unary", "%v", err)
+			st.Sample("unary", "%v", err)
 		case resp.GetStatus() != healthpb.HealthCheckResponse_SERVING:
 			st.unaryFail.Add(1)
-			st.sample("unary", "status %v", resp.GetStatus())
+			st.Sample("unary", "status %v", resp.GetStatus())
 		default:
 			st.unaryOK.Add(1)
 		}
@@ -157,10 +107,10 @@ func streamLoad(ctx context.Context, tg targets, id int, st *stats) {
 		}
 		if status.Code(err) == codes.Unavailable {
 			st.streamResumed.Add(1)
-			st.reconnected(time.Now())
+			st.Reconnected(time.Now())
 		} else {
 			st.streamFail.Add(1)
-			st.sample("stream", "%v", err)
+			st.Sample("stream", "%v", err)
 			sleepCtx(ctx, 20*time.Millisecond)
 		}
 	}
@@ -173,17 +123,17 @@ func httpLoad(ctx context.Context, tg targets, id int, cli *http.Client, st *sta
 		resp, err := cli.Do(req)
 		if err != nil {
 			st.httpFail.Add(1)
-			st.sample("http", "%v", err)
+			st.Sample("http", "%v", err)
 		} else {
 			body, rerr := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			switch {
 			case rerr != nil:
 				st.httpFail.Add(1)
-				st.sample("http", "body: %v", rerr)
+				st.Sample("http", "body: %v", rerr)
 			case resp.StatusCode != 200 || !strings.HasSuffix(string(body), " "+n):
 				st.httpFail.Add(1)
-				st.sample("http", "%d %q", resp.StatusCode, body)
+				st.Sample("http", "%d %q", resp.StatusCode, body)
 			default:
 				st.httpOK.Add(1)
 			}
@@ -245,7 +195,7 @@ func wsClient(ctx context.Context, tg targets, id int, interval time.Duration, s
 				return
 			}
 			st.wsDialFail.Add(1)
-			st.sample("ws dial", "%v", err)
+			st.Sample("ws dial", "%v", err)
 			sleepCtx(ctx, 50*time.Millisecond)
 			continue
 		}
@@ -254,7 +204,7 @@ func wsClient(ctx context.Context, tg targets, id int, interval time.Duration, s
 			st.wsMaxConcurrent.Store(n) // a peak, roughly
 		}
 		if everConnected {
-			st.reconnected(time.Now())
+			st.Reconnected(time.Now())
 		}
 		everConnected = true
 		err = seq.Run(ctx, c, interval, 15*time.Second, wsReport{st})
@@ -269,7 +219,7 @@ func wsClient(ctx context.Context, tg targets, id int, interval time.Duration, s
 			st.wsMoved.Add(1)
 		} else {
 			st.wsUnclean.Add(1)
-			st.sample("ws close", "%s %s: %v", time.Now().Format("15:04:05.000"), c.LocalAddr(), err)
+			st.Sample("ws close", "%s %s: %v", time.Now().Format("15:04:05.000"), c.LocalAddr(), err)
 		}
 	}
 }
@@ -285,7 +235,7 @@ func (r wsReport) OutOfOrder(n, acked int) {
 	} else {
 		r.st.wsLost.Add(int64(n - acked - 1))
 	}
-	r.st.sample("ws sequence", "got %d after %d", n, acked)
+	r.st.Sample("ws sequence", "got %d after %d", n, acked)
 }
 
 // tcpClient is wsClient over raw TCP: lines "n\n" echoed back. Raw TCP has
@@ -311,14 +261,14 @@ func tcpClient(ctx context.Context, tg targets, id int, interval time.Duration, 
 					return
 				}
 				st.tcpDialFail.Add(1)
-				st.sample("tcp dial", "%v", err)
+				st.Sample("tcp dial", "%v", err)
 				sleepCtx(ctx, 50*time.Millisecond)
 				continue
 			}
 			br = bufio.NewReader(c)
 			st.tcpConnected.Add(1)
 			if everConnected {
-				st.reconnected(time.Now())
+				st.Reconnected(time.Now())
 			}
 			everConnected = true
 		}
@@ -326,7 +276,7 @@ func tcpClient(ctx context.Context, tg targets, id int, interval time.Duration, 
 			c.Close()
 			c = nil
 			if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && !isReset(err) {
-				st.sample("tcp close", "%v", err)
+				st.Sample("tcp close", "%v", err)
 			}
 			st.tcpReconnect.Add(1)
 			continue
@@ -369,7 +319,7 @@ func tcpRound(c net.Conn, br *bufio.Reader, chk *seqChecker, st *stats) error {
 			} else {
 				st.tcpLost.Add(int64(n - before - 1))
 			}
-			st.sample("tcp sequence", "%v", err)
+			st.Sample("tcp sequence", "%v", err)
 			continue
 		}
 		st.tcpLines.Add(1)

@@ -15,6 +15,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/longhaul-proxy/longhaul/internal/wsload"
 )
 
 // acceptLog is a listener that records when each connection was accepted,
@@ -178,16 +180,7 @@ func (p *pod) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	defer p.wsLive.Add(-1)
 	defer p.untrack(nc)
 	defer c.Close()
-	for {
-		mt, msg, err := c.ReadMessage()
-		if err != nil {
-			return
-		}
-		if err := c.WriteMessage(mt, msg); err != nil {
-			return
-		}
-		p.wsEchoed.Add(1)
-	}
+	wsload.Echo(c, func() { p.wsEchoed.Add(1) })
 }
 
 // stop kills the pod: listeners and every connection closed at once.

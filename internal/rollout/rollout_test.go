@@ -139,13 +139,13 @@ func rollingReplacement(t *testing.T, window string, src endpointSource) {
 		tg.conns = append(tg.conns, grpcDial(t, in.a.ListenerAddr("grpc").String()))
 	}
 
-	st := newStats()
+	st := new(stats)
 	stopLoad := runLoad(context.Background(), t, tg, spec, st)
 	t.Cleanup(stopLoad)
 	// Every WebSocket client connected, and the load ran a moment.
 	for deadline := time.Now().Add(30 * time.Second); st.wsUp.Load() < int64(spec.ws); {
 		if time.Now().After(deadline) {
-			t.Fatalf("only %d of %d WebSocket clients connected: %s", st.wsUp.Load(), spec.ws, st.errors())
+			t.Fatalf("only %d of %d WebSocket clients connected: %s", st.wsUp.Load(), spec.ws, st.Errors())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -279,9 +279,9 @@ func reportAndCheck(t *testing.T, st *stats, mig *migrations, took time.Duration
 	t.Logf("TCP:          %d connections, %d lines echoed in order, %d reconnects, %d failed dials, %d lost, %d duplicated",
 		st.tcpConnected.Load(), st.tcpLines.Load(), st.tcpReconnect.Load(), st.tcpDialFail.Load(), st.tcpLost.Load(), st.tcpDup.Load())
 	t.Logf("reconnects (WebSocket, TCP, gRPC stream resumes): %d; peak %d per 100ms, %d per second",
-		len(st.reconnects), st.reconnectPeak(100*time.Millisecond), st.reconnectPeak(time.Second))
+		st.Reconnects(), st.ReconnectPeak(100*time.Millisecond), st.ReconnectPeak(time.Second))
 	mig.report(t)
-	if e := st.errors(); e != "" {
+	if e := st.Errors(); e != "" {
 		t.Logf("first errors by kind:%s", e)
 	}
 

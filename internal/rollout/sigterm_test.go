@@ -137,12 +137,12 @@ listeners:
 		}
 	}
 
-	st := newStats()
+	st := new(stats)
 	stopLoad := runLoad(context.Background(), t, svc, spec, st)
 	t.Cleanup(stopLoad)
 	for deadline := time.Now().Add(30 * time.Second); st.wsUp.Load() < int64(spec.ws); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("only %d of %d WebSocket clients connected: %s", st.wsUp.Load(), spec.ws, st.errors())
+			t.Fatalf("only %d of %d WebSocket clients connected: %s", st.wsUp.Load(), spec.ws, st.Errors())
 		}
 	}
 	time.Sleep(time.Second)

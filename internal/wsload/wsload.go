@@ -132,3 +132,21 @@ func (s *Seq) Run(ctx context.Context, c *websocket.Conn, interval, noEcho time.
 		}
 	}
 }
+
+// Echo sends every message it reads on c back until a read or a write
+// fails, calling each (if not nil) after every message echoed. It is the
+// echo server's side of a session.
+func Echo(c *websocket.Conn, each func()) {
+	for {
+		mt, msg, err := c.ReadMessage()
+		if err != nil {
+			return
+		}
+		if err := c.WriteMessage(mt, msg); err != nil {
+			return
+		}
+		if each != nil {
+			each()
+		}
+	}
+}

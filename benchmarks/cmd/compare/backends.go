@@ -15,6 +15,8 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
+
+	"github.com/longhaul-proxy/longhaul/internal/wsload"
 )
 
 // httpBackends is how many HTTP/WebSocket backends run: several, so that
@@ -173,13 +175,5 @@ func serveWebSocketEcho(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer c.Close()
-	for {
-		mt, msg, err := c.ReadMessage()
-		if err != nil {
-			return
-		}
-		if err := c.WriteMessage(mt, msg); err != nil {
-			return
-		}
-	}
+	wsload.Echo(c, nil)
 }

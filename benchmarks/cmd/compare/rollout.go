@@ -14,7 +14,6 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -201,43 +200,11 @@ type rolloutStats struct {
 	wsCloses                           [3]atomic.Int64 // by closeKind
 	wsDialFail                         atomic.Int64
 
-	mu         sync.Mutex
-	errs       map[string][]string
-	reconnects []time.Time
-}
-
-func newRolloutStats() *rolloutStats { return &rolloutStats{errs: map[string][]string{}} }
-
-func (s *rolloutStats) sample(kind, format string, args ...any) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.errs[kind]) < 3 {
-		s.errs[kind] = append(s.errs[kind], fmt.Sprintf(format, args...))
-	}
-}
-
-func (s *rolloutStats) reconnected(at time.Time) {
-	s.mu.Lock()
-	s.reconnects = append(s.reconnects, at)
-	s.mu.Unlock()
-}
-
-// peakPerSecond is the most events in one whole second (wall-clock buckets).
-func peakPerSecond(ts []time.Time) int {
-	buckets := map[int64]int{}
-	peak := 0
-	for _, t := range ts {
-		b := t.Unix()
-		buckets[b]++
-		peak = max(peak, buckets[b])
-	}
-	return peak
+	wsload.Tally
 }
 
 func (s *rolloutStats) metrics() metrics {
-	s.mu.Lock()
-	peak := peakPerSecond(s.reconnects)
-	s.mu.Unlock()
+	peak := s.ReconnectPeak(time.Second)
 	return metrics{
 		mGrpcOK: float64(s.grpcOK.Load()), mGrpcFail: float64(s.grpcFail.Load()),
 		mStreamUnav: float64(s.streamUnav.Load()), mStreamOther: float64(s.streamOther.Load()),
@@ -247,23 +214,6 @@ func (s *rolloutStats) metrics() metrics {
 		mWSOther: float64(s.wsCloses[closeOther].Load()), mWSDialFail: float64(s.wsDialFail.Load()),
 		mReconnPeak: float64(peak),
 	}
-}
-
-func (s *rolloutStats) errorSamples() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	kinds := make([]string, 0, len(s.errs))
-	for k := range s.errs {
-		kinds = append(kinds, k)
-	}
-	slices.Sort(kinds)
-	var b strings.Builder
-	for _, k := range kinds {
-		for _, e := range s.errs[k] {
-			fmt.Fprintf(&b, "\n  %s: %s", k, oneLine(e))
-		}
-	}
-	return b.String()
 }
 
 var (
@@ -283,10 +233,10 @@ func grpcUnaryLoad(ctx context.Context, cc *grpc.ClientConn, st *rolloutStats) {
 		switch {
 		case err != nil:
 			st.grpcFail.Add(1)
-			st.sample("grpc", "%s %v", time.Now().Format("15:04:05.000"), err)
+			st.Sample("grpc", "%s %v", time.Now().Format("15:04:05.000"), err)
 		case resp.GetStatus() != healthpb.HealthCheckResponse_SERVING:
 			st.grpcFail.Add(1)
-			st.sample("grpc", "status %v", resp.GetStatus())
+			st.Sample("grpc", "status %v", resp.GetStatus())
 		default:
 			st.grpcOK.Add(1)
 		}
@@ -316,7 +266,7 @@ func grpcStreamLoad(ctx context.Context, cc *grpc.ClientConn, st *rolloutStats) 
 			st.streamUnav.Add(1)
 		} else {
 			st.streamOther.Add(1)
-			st.sample("grpc stream", "%s %v", time.Now().Format("15:04:05.000"), err)
+			st.Sample("grpc stream", "%s %v", time.Now().Format("15:04:05.000"), err)
 		}
 		sleepCtx(ctx, jitter(20*time.Millisecond))
 	}
@@ -328,13 +278,13 @@ func httpGetLoad(ctx context.Context, cli *http.Client, url string, st *rolloutS
 		resp, err := cli.Do(req)
 		if err != nil {
 			st.httpFail.Add(1)
-			st.sample("http", "%s %v", time.Now().Format("15:04:05.000"), err)
+			st.Sample("http", "%s %v", time.Now().Format("15:04:05.000"), err)
 		} else {
 			body, rerr := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			if rerr != nil || resp.StatusCode != 200 || len(body) != len(httpBody) {
 				st.httpFail.Add(1)
-				st.sample("http", "%s status %d, %d bytes, %v", time.Now().Format("15:04:05.000"), resp.StatusCode, len(body), rerr)
+				st.Sample("http", "%s status %d, %d bytes, %v", time.Now().Format("15:04:05.000"), resp.StatusCode, len(body), rerr)
 			} else {
 				st.httpOK.Add(1)
 			}
@@ -368,12 +318,12 @@ func wsSeqClient(ctx context.Context, url string, id int, interval time.Duration
 				return
 			}
 			st.wsDialFail.Add(1)
-			st.sample("ws dial", "%s %v", time.Now().Format("15:04:05.000"), err)
+			st.Sample("ws dial", "%s %v", time.Now().Format("15:04:05.000"), err)
 			sleepCtx(ctx, jitter(100*time.Millisecond))
 			continue
 		}
 		if everConnected {
-			st.reconnected(time.Now())
+			st.Reconnected(time.Now())
 		}
 		everConnected = true
 		st.wsUp.Add(1)
@@ -391,7 +341,7 @@ func wsSeqClient(ctx context.Context, url string, id int, interval time.Duration
 		k := classifyClose(err)
 		st.wsCloses[k].Add(1)
 		if k != closeGraceful {
-			st.sample("ws close "+k.String(), "%s %v", time.Now().Format("15:04:05.000"), err)
+			st.Sample("ws close "+k.String(), "%s %v", time.Now().Format("15:04:05.000"), err)
 		}
 	}
 }
@@ -403,7 +353,7 @@ func (r wsSeqReport) Echoed() { r.st.wsEchoed.Add(1) }
 
 func (r wsSeqReport) OutOfOrder(n, acked int) {
 	r.st.wsSeqErr.Add(1)
-	r.st.sample("ws sequence", "got %d after %d", n, acked)
+	r.st.Sample("ws sequence", "got %d after %d", n, acked)
 }
 
 // rolloutSpec is the load and the pace of the rollout.
@@ -508,7 +458,7 @@ func rollout(ctx context.Context, ctl rolloutControl, spec rolloutSpec, logf fun
 		return nil, err
 	}
 	defer ctl.stop()
-	st := newRolloutStats()
+	st := new(rolloutStats)
 	stop, err := rolloutLoad(ctl.webAddr(), ctl.grpcAddr(), spec, st)
 	if err != nil {
 		return nil, err
@@ -521,7 +471,7 @@ func rollout(ctx context.Context, ctl rolloutControl, spec rolloutSpec, logf fun
 	}()
 	for deadline := time.Now().Add(20 * time.Second); st.wsUp.Load() < int64(spec.wsClients); {
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return nil, fmt.Errorf("only %d of %d WebSocket clients connected:%s", st.wsUp.Load(), spec.wsClients, st.errorSamples())
+			return nil, fmt.Errorf("only %d of %d WebSocket clients connected:%s", st.wsUp.Load(), spec.wsClients, st.Errors())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -564,7 +514,7 @@ func rollout(ctx context.Context, ctl rolloutControl, spec rolloutSpec, logf fun
 		return nil, err
 	}
 	m := st.metrics()
-	if s := st.errorSamples(); s != "" {
+	if s := st.Errors(); s != "" {
 		logf("rollout %s: first errors by kind:%s", ctl.proc().name, s)
 	}
 	return m, nil

@@ -42,18 +42,6 @@ func TestClassifyClose(t *testing.T) {
 	}
 }
 
-func TestPeakPerSecond(t *testing.T) {
-	base := time.Unix(1000, 0)
-	ts := []time.Time{base, base.Add(100 * time.Millisecond), base.Add(999 * time.Millisecond),
-		base.Add(time.Second), base.Add(3 * time.Second)}
-	if got := peakPerSecond(ts); got != 3 {
-		t.Errorf("peak = %d, want 3", got)
-	}
-	if got := peakPerSecond(nil); got != 0 {
-		t.Errorf("peak of nothing = %d", got)
-	}
-}
-
 func TestLonghaulDrainTimeout(t *testing.T) {
 	for grace, want := range map[time.Duration]time.Duration{3 * time.Second: 2500 * time.Millisecond,
 		30 * time.Second: 29 * time.Second, 600 * time.Millisecond: 500 * time.Millisecond} {
@@ -202,7 +190,7 @@ func TestWSSeqClientAgainstPod(t *testing.T) {
 		t.Skipf("no 127.0.0.x pod address here: %v", err)
 	}
 	defer p.kill()
-	st := newRolloutStats()
+	st := new(rolloutStats)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	done := make(chan struct{})
@@ -221,7 +209,7 @@ func TestWSSeqClientAgainstPod(t *testing.T) {
 	<-done
 	m := st.metrics()
 	if m[mWSDropped] < 1 || m[mWSGraceful] != 0 || m[mWSSeqErr] != 0 || m[mWSEchoed] < 20 {
-		t.Errorf("metrics %v; errors:%s", m, st.errorSamples())
+		t.Errorf("metrics %v; errors:%s", m, st.Errors())
 	}
 	if p.killed < 1 {
 		t.Errorf("the pod had %d connections open when killed", p.killed)
