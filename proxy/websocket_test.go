@@ -15,6 +15,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/longhaul-proxy/longhaul/balancer"
+	"github.com/longhaul-proxy/longhaul/internal/wsload"
 )
 
 // startWSEcho runs a gorilla/websocket echo server.
@@ -28,15 +29,7 @@ func startWSEcho(t *testing.T) string {
 		}
 		defer c.Close()
 		c.SetReadLimit(64 << 20)
-		for {
-			mt, msg, err := c.ReadMessage()
-			if err != nil {
-				return
-			}
-			if err := c.WriteMessage(mt, msg); err != nil {
-				return
-			}
-		}
+		wsload.Echo(c, nil)
 	}))
 }
 
