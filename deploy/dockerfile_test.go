@@ -13,6 +13,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 // TestStaticBinary builds ./cmd/longhaul as the Dockerfile does and checks
@@ -239,6 +240,18 @@ func TestPodHardeningAndShutdown(t *testing.T) {
 	}
 	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
 		t.Errorf("resources %+v: want cpu and memory requests and a memory limit", c.Resources)
+	}
+	// The Go runtime's soft limit, if set, leaves the collector room below
+	// the container's hard one.
+	for _, e := range c.Env {
+		if e.Name != "GOMEMLIMIT" {
+			continue
+		}
+		soft, err := resource.ParseQuantity(strings.TrimSuffix(e.Value, "B"))
+		hard := c.Resources.Limits.Memory()
+		if err != nil || e.ValueFrom != nil || soft.Cmp(*hard) >= 0 || soft.Value() < hard.Value()*8/10 {
+			t.Errorf("GOMEMLIMIT %q (%v): want a fixed value between 80 and 100 %% of limits.memory %v", e.Value, err, hard)
+		}
 	}
 	sc := c.SecurityContext
 	switch {
