@@ -2,6 +2,7 @@ package h2relay
 
 import (
 	"context"
+	"runtime"
 	"testing"
 	"time"
 
@@ -10,7 +11,13 @@ import (
 
 // BenchmarkRelayGRPCUnary: one gRPC unary call (Health/Check) through the
 // relay, with client and endpoint in this process.
-func BenchmarkRelayGRPCUnary(b *testing.B) {
+func BenchmarkRelayGRPCUnary(b *testing.B) { benchUnary(b, 1) }
+
+// BenchmarkRelayGRPCUnary50: the same with 50 calls in flight on the one
+// client connection, as the ghz workload of the benchmark harness runs.
+func BenchmarkRelayGRPCUnary50(b *testing.B) { benchUnary(b, 50) }
+
+func benchUnary(b *testing.B, inFlight int) {
 	be := startBackend(b)
 	p := startRelay(b, Config{Router: &testRouter{addrs: []string{be.addr}}})
 	c := healthpb.NewHealthClient(dialGRPC(b, p.addr))
@@ -20,6 +27,7 @@ func BenchmarkRelayGRPCUnary(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
+	b.SetParallelism(max(1, inFlight/runtime.GOMAXPROCS(0)))
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {

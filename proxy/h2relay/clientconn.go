@@ -31,6 +31,9 @@ type clientConn struct {
 	// lastAuth and lastFwd cache the Forwarded value of the last
 	// :authority (reader goroutine only).
 	lastAuth, lastFwd string
+	// batch collects the connections this reader goroutine produced
+	// output for (reader goroutine only).
+	batch batch
 
 	// Under mu: the highest client stream id seen; goaway: a GOAWAY went
 	// out, streams above goawayLast are ignored; finalGoAway: the real last
@@ -117,18 +120,25 @@ func (cc *clientConn) serve() error {
 	if err := cc.onSettings(sf); err != nil {
 		return cc.connError(err)
 	}
+	cc.batch.flush()
 	cc.nc.SetReadDeadline(time.Time{})
 	cc.idleTimer = time.AfterFunc(cfg.IdleTimeout, cc.checkIdle)
+	defer cc.batch.flush()
 	for {
 		f, err := cc.fr.ReadFrame()
-		if err != nil {
-			if err := cc.readError(err); err != nil {
-				return err
+		if err == nil {
+			err = cc.dispatch(f)
+			if err != nil {
+				err = cc.connError(err)
 			}
-			continue
+		} else {
+			err = cc.readError(err)
 		}
-		if err := cc.dispatch(f); err != nil {
-			return cc.connError(err)
+		if err != nil {
+			return err
+		}
+		if !cc.nextFrameBuffered() {
+			cc.batch.flush()
 		}
 	}
 }
@@ -149,7 +159,7 @@ func (cc *clientConn) readError(err error) error {
 			s.resetClient(se.Code)
 			s.mu.Unlock()
 		} else {
-			cc.queueRST(se.StreamID, se.Code)
+			cc.queueRST(nil, se.StreamID, se.Code)
 		}
 		return nil
 	}
@@ -204,11 +214,11 @@ func (cc *clientConn) cleanup() {
 	cc.nc.Close()
 }
 
-func (cc *clientConn) queueRST(id uint32, code http2.ErrCode) {
+func (cc *clientConn) queueRST(b *batch, id uint32, code http2.ErrCode) {
 	cc.mu.Lock()
 	if !cc.closed {
 		cc.out = appendRSTStream(cc.out, id, code)
-		cc.kick()
+		cc.kickB(b)
 	}
 	cc.mu.Unlock()
 }
@@ -222,7 +232,7 @@ func (cc *clientConn) release(id uint32, n int) {
 		cc.active--
 	}
 	if n > 0 {
-		cc.creditLocked(n)
+		cc.creditLocked(n, nil)
 	}
 	if cc.active == 0 {
 		cc.idleSince = time.Now()
@@ -238,6 +248,10 @@ func (cc *clientConn) release(id uint32, n int) {
 func (cc *clientConn) checkIdle() {
 	timeout := cc.srv.cfg.IdleTimeout
 	cc.mu.Lock()
+	if cc.closed || cc.closeAfter {
+		cc.mu.Unlock()
+		return
+	}
 	idle := cc.active == 0 && time.Since(cc.idleSince) >= timeout
 	next := timeout
 	if cc.active == 0 && !idle {
@@ -304,7 +318,7 @@ func (cc *clientConn) dispatch(f http2.Frame) error {
 		cc.mu.Lock()
 		if !cc.closed {
 			cc.out = appendPing(cc.out, true, f.Data)
-			cc.kick()
+			cc.kickB(&cc.batch)
 		}
 		cc.mu.Unlock()
 	case *http2.WindowUpdateFrame:
@@ -316,7 +330,7 @@ func (cc *clientConn) dispatch(f http2.Frame) error {
 				s.resetClient(http2.ErrCodeProtocol)
 				s.mu.Unlock()
 			} else {
-				cc.queueRST(f.StreamID, http2.ErrCodeProtocol)
+				cc.queueRST(nil, f.StreamID, http2.ErrCodeProtocol)
 			}
 		}
 	case *http2.PushPromiseFrame:
@@ -337,7 +351,7 @@ func (cc *clientConn) onSettings(f *http2.SettingsFrame) error {
 	if f.IsAck() {
 		return nil
 	}
-	delta, _, _, err := cc.applySettings(f)
+	delta, _, _, err := cc.applySettings(f, &cc.batch)
 	if err != nil {
 		return err
 	}
@@ -375,8 +389,8 @@ func (cc *clientConn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
 	if s == nil {
 		return nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.lockB(&cc.batch)
+	defer s.unlockB()
 	if s.finished {
 		return nil
 	}
@@ -394,12 +408,12 @@ func (cc *clientConn) onRST(f *http2.RSTStreamFrame) error {
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
 	if s := cc.lookup(f.StreamID); s != nil {
-		s.mu.Lock()
+		s.lockB(&cc.batch)
 		if !s.finished {
 			s.resetUpstream(http2.ErrCodeCancel)
 			s.finish()
 		}
-		s.mu.Unlock()
+		s.unlockB()
 	}
 	return nil
 }
@@ -416,17 +430,17 @@ func (cc *clientConn) onData(f *http2.DataFrame) error {
 			return http2.ConnectionError(http2.ErrCodeProtocol)
 		}
 		cc.credit(n)
-		cc.queueRST(id, http2.ErrCodeStreamClosed)
+		cc.queueRST(nil, id, http2.ErrCodeStreamClosed)
 		return nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.lockB(&cc.batch)
+	defer s.unlockB()
 	if s.finished || s.req.end {
 		cc.credit(n)
 		if !s.finished {
 			s.resetClient(http2.ErrCodeStreamClosed)
 		} else {
-			cc.queueRST(id, http2.ErrCodeStreamClosed)
+			cc.queueRST(nil, id, http2.ErrCodeStreamClosed)
 		}
 		return nil
 	}
@@ -475,18 +489,18 @@ func (cc *clientConn) onHeaders(f *http2.MetaHeadersFrame) error {
 		return nil
 	}
 	if f.HasPriority() && f.Priority.StreamDep == id {
-		cc.queueRST(id, http2.ErrCodeProtocol)
+		cc.queueRST(nil, id, http2.ErrCodeProtocol)
 		return nil
 	}
 	if full {
-		cc.queueRST(id, http2.ErrCodeRefusedStream)
+		cc.queueRST(nil, id, http2.ErrCodeRefusedStream)
 		return nil
 	}
 	s := &stream{srv: cc.srv, cc: cc, id: id, grpcStatus: -1}
 	s.head.Client, s.head.TLS = cc.client, cc.tls
 	cl, isConnect, err := parseRequest(f.Fields, &s.head)
 	if err != nil {
-		cc.queueRST(id, http2.ErrCodeProtocol)
+		cc.queueRST(nil, id, http2.ErrCodeProtocol)
 		return nil
 	}
 	if f.Truncated {
@@ -498,7 +512,7 @@ func (cc *clientConn) onHeaders(f *http2.MetaHeadersFrame) error {
 		return nil
 	}
 	if f.StreamEnded() && cl > 0 {
-		cc.queueRST(id, http2.ErrCodeProtocol)
+		cc.queueRST(nil, id, http2.ErrCodeProtocol)
 		return nil
 	}
 	s.start = time.Now()
@@ -512,15 +526,15 @@ func (cc *clientConn) onHeaders(f *http2.MetaHeadersFrame) error {
 	cc.streams[id] = s
 	cc.active++
 	cc.mu.Unlock()
-	s.mu.Lock()
+	s.lockB(&cc.batch)
 	s.route()
-	s.mu.Unlock()
+	s.unlockB()
 	return nil
 }
 
 func (cc *clientConn) onTrailers(s *stream, f *http2.MetaHeadersFrame) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.lockB(&cc.batch)
+	defer s.unlockB()
 	if s.finished {
 		return nil
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -43,11 +44,18 @@ type frameConn struct {
 	// closed: nothing more is written; closeAfter: close once out is
 	// written.
 	closed, closeAfter bool
-	enc                *hpack.Encoder // writes into hbuf
-	hbuf               bytes.Buffer
-	streams            map[uint32]*stream
-	active             int       // streams open or reserved
-	idleSince          time.Time // when active last became 0
+	// writing: a goroutine (the writer, or a reader flushing its batch)
+	// is writing to nc; nobody else may.
+	writing bool
+	// raw, when the connection is plain TCP, lets a reader goroutine write
+	// its batch without blocking (see batch); nil sends all output
+	// through the writer goroutine.
+	raw       syscall.RawConn
+	enc       *hpack.Encoder // writes into hbuf
+	hbuf      bytes.Buffer
+	streams   map[uint32]*stream
+	active    int       // streams open or reserved
+	idleSince time.Time // when active last became 0
 	// Windows: sendWindow is what the peer lets us send on the
 	// connection; recvWindow what we still let it send, recvUnacked what
 	// it sent and we forwarded without crediting it yet.
@@ -88,11 +96,35 @@ func (c *frameConn) init(nc net.Conn, maxHeaderList uint32, connWindow, streamWi
 	c.peerMaxFrame = 16 << 10
 	c.idleSince = time.Now()
 	c.writerDone = make(chan struct{})
+	if tc, ok := nc.(interface {
+		SyscallConn() (syscall.RawConn, error)
+	}); ok && plainTCP(nc) {
+		c.raw, _ = tc.SyscallConn()
+	}
+}
+
+// plainTCP reports whether bytes written to nc's descriptor are what the
+// peer reads: a *net.TCPConn, possibly under a wrapper that says so.
+func plainTCP(nc net.Conn) bool {
+	switch c := nc.(type) {
+	case *net.TCPConn:
+		return true
+	case interface{ PlainTCP() bool }:
+		return c.PlainTCP()
+	}
+	return false
 }
 
 // kick wakes the writer if it waits. Called with mu held.
-func (c *frameConn) kick() {
-	if c.waiting {
+func (c *frameConn) kick() { c.kickB(nil) }
+
+// kickB is kick for output produced by a reader goroutine holding batch b:
+// the connection joins b, which writes it when the reader has read all it
+// had, instead of waking the writer now. b may be nil.
+func (c *frameConn) kickB(b *batch) {
+	if b != nil && c.raw != nil {
+		b.add(c)
+	} else if c.waiting {
 		c.cond.Signal()
 	}
 	if len(c.out) > outHardLimit {
@@ -114,7 +146,7 @@ func (c *frameConn) writeLoop() {
 	defer close(c.writerDone)
 	c.mu.Lock()
 	for {
-		for len(c.out) == 0 && !c.closed {
+		for (len(c.out) == 0 || c.writing) && !c.closed {
 			if c.closeAfter {
 				c.closed = true
 				break
@@ -132,12 +164,14 @@ func (c *frameConn) writeLoop() {
 		buf := c.out
 		c.out = c.spare[:0]
 		c.spare = nil
+		c.writing = true
 		if c.closeAfter {
 			c.nc.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
 		}
 		c.mu.Unlock()
 		_, err := c.nc.Write(buf)
 		c.mu.Lock()
+		c.writing = false
 		if cap(buf) <= keepSpare {
 			c.spare = buf[:0]
 		}
@@ -201,20 +235,20 @@ func (c *frameConn) goAway(last uint32, code http2.ErrCode, debug string) {
 // encodeFields queues fields (without hop-by-hop ones) as a header block
 // in HEADERS and CONTINUATION frames. Called with mu held: blocks leave in
 // the order they were encoded, as HPACK requires.
-func (c *frameConn) encodeFields(id uint32, end bool, fields []hpack.HeaderField) {
+func (c *frameConn) encodeFields(b *batch, id uint32, end bool, fields []hpack.HeaderField) {
 	c.hbuf.Reset()
 	writeFields(c.enc, fields)
 	c.out = appendHeaderBlock(c.out, id, c.hbuf.Bytes(), end, c.peerMaxFrame)
-	c.kick()
+	c.kickB(b)
 }
 
 // encodeRequest queues the request header of s toward its endpoint. Called
 // with mu held.
-func (c *frameConn) encodeRequest(id uint32, end bool, s *stream) {
+func (c *frameConn) encodeRequest(b *batch, id uint32, end bool, s *stream) {
 	c.hbuf.Reset()
 	writeRequest(c.enc, s)
 	c.out = appendHeaderBlock(c.out, id, c.hbuf.Bytes(), end, c.peerMaxFrame)
-	c.kick()
+	c.kickB(b)
 }
 
 // takeRecv accounts n bytes of DATA received on the connection; false
@@ -230,7 +264,7 @@ func (c *frameConn) takeRecv(n int) bool {
 // creditLocked returns n forwarded (or discarded) bytes to the peer's
 // connection window, with a WINDOW_UPDATE once enough accumulated. Called
 // with mu held.
-func (c *frameConn) creditLocked(n int) {
+func (c *frameConn) creditLocked(n int, b *batch) {
 	c.recvUnacked += int64(n)
 	target := int64(c.connWindow)
 	if c.recvUnacked >= target/4 || c.recvWindow < target/2 {
@@ -242,7 +276,7 @@ func (c *frameConn) creditLocked(n int) {
 		c.recvUnacked = 0
 		if !c.closed {
 			c.out = appendWindowUpdate(c.out, 0, uint32(inc))
-			c.kick()
+			c.kickB(b)
 		}
 	}
 }
@@ -253,7 +287,7 @@ func (c *frameConn) credit(n int) {
 		return
 	}
 	c.mu.Lock()
-	c.creditLocked(n)
+	c.creditLocked(n, nil)
 	c.mu.Unlock()
 }
 
@@ -261,7 +295,7 @@ func (c *frameConn) credit(n int) {
 // them. It returns the change of the peer's initial stream window, which
 // the caller applies to its streams, and the peer's
 // SETTINGS_MAX_CONCURRENT_STREAMS if sent.
-func (c *frameConn) applySettings(f *http2.SettingsFrame) (delta int32, maxStreams uint32, hasMax bool, err error) {
+func (c *frameConn) applySettings(f *http2.SettingsFrame, b *batch) (delta int32, maxStreams uint32, hasMax bool, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	err = f.ForeachSetting(func(s http2.Setting) error {
@@ -286,7 +320,7 @@ func (c *frameConn) applySettings(f *http2.SettingsFrame) (delta int32, maxStrea
 	}
 	if !c.closed {
 		c.out = appendSettingsAck(c.out)
-		c.kick()
+		c.kickB(b)
 	}
 	return delta, maxStreams, hasMax, nil
 }

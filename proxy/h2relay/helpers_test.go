@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
@@ -205,9 +206,13 @@ var testServiceDesc = grpc.ServiceDesc{
 			} else {
 				<-ctx.Done()
 			}
+			err := ctx.Err()
 			select {
-			case b.waitSeen <- waitInfo{deadline: hasDeadline, md: md, err: ctx.Err()}:
+			case b.waitSeen <- waitInfo{deadline: hasDeadline, md: md, err: err}:
 			default:
+			}
+			if err != nil {
+				return nil, status.FromContextError(err).Err()
 			}
 			return wrapperspb.String("waited"), nil
 		},

@@ -6,13 +6,17 @@ import "golang.org/x/net/http2"
 // goroutine. Each takes s.mu and ignores a stream no longer bound to up.
 
 func (s *stream) onUpstreamHeaders(up *upConn, f *http2.MetaHeadersFrame) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.lockB(&up.batch)
+	defer s.unlockB()
 	if s.finished || s.up != up {
 		return
 	}
 	if s.resp.end {
 		s.upstreamProtocolError("HEADERS after the end of the response")
+		return
+	}
+	if f.Truncated {
+		s.upstreamProtocolError("response header list too large")
 		return
 	}
 	end := f.StreamEnded()
@@ -48,7 +52,7 @@ func (s *stream) onUpstreamHeaders(up *upConn, f *http2.MetaHeadersFrame) {
 	cc := s.cc
 	cc.mu.Lock()
 	if !cc.closed {
-		cc.encodeFields(s.id, end, f.Fields)
+		cc.encodeFields(s.b, s.id, end, f.Fields)
 	}
 	cc.mu.Unlock()
 	if end {
@@ -59,8 +63,8 @@ func (s *stream) onUpstreamHeaders(up *upConn, f *http2.MetaHeadersFrame) {
 
 func (s *stream) onUpstreamData(up *upConn, f *http2.DataFrame) {
 	n := int(f.Length)
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.lockB(&up.batch)
+	defer s.unlockB()
 	if s.finished || s.up != up {
 		up.credit(n)
 		return
@@ -91,8 +95,8 @@ func (s *stream) onUpstreamData(up *upConn, f *http2.DataFrame) {
 }
 
 func (s *stream) onUpstreamReset(up *upConn, code http2.ErrCode) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.lockB(&up.batch)
+	defer s.unlockB()
 	if s.finished || s.up != up {
 		return
 	}
@@ -110,13 +114,13 @@ func (s *stream) onUpstreamReset(up *upConn, code http2.ErrCode) {
 		s.pump(&s.resp, nil)
 		return
 	}
-	s.cc.queueRST(s.id, code)
+	s.cc.queueRST(s.b, s.id, code)
 	s.finish()
 }
 
 func (s *stream) onUpstreamWindow(up *upConn, inc uint32) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.lockB(&up.batch)
+	defer s.unlockB()
 	if s.finished || s.up != up {
 		return
 	}

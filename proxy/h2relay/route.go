@@ -17,12 +17,16 @@ func (s *stream) route() {
 	cfg := &s.srv.cfg
 	for !s.finished {
 		if s.attempts >= cfg.MaxAttempts {
-			s.failToClient(503, "no endpoint available")
+			s.failToClient(502, "no endpoint reachable")
 			return
 		}
 		addr, done, ok := cfg.Router.Route(&s.head, s.tried)
 		if !ok {
-			s.failToClient(503, "no endpoint available")
+			if s.attempts > 0 {
+				s.failToClient(502, "no endpoint reachable")
+			} else {
+				s.failToClient(503, "no endpoint available")
+			}
 			return
 		}
 		s.attempts++
@@ -102,7 +106,7 @@ func (s *stream) bind(up *upConn) bool {
 	s.req.sendWindow = int64(up.peerInitWindow)
 	s.resp.recvWindow = int64(up.streamWindow)
 	end := s.req.end && len(s.req.buf) == 0 && s.req.trailers == nil
-	up.encodeRequest(id, end, s)
+	up.encodeRequest(s.b, id, end, s)
 	up.mu.Unlock()
 	if end {
 		s.req.endSent = true
@@ -115,7 +119,7 @@ func (s *stream) bind(up *upConn) bool {
 // resetClient resets the stream toward the client with code and cancels
 // its upstream stream. Called with s.mu held.
 func (s *stream) resetClient(code http2.ErrCode) {
-	s.cc.queueRST(s.id, code)
+	s.cc.queueRST(s.b, s.id, code)
 	s.resetUpstream(http2.ErrCodeCancel)
 	s.finish()
 }
@@ -136,8 +140,16 @@ func (s *stream) upstreamFailed(retryable bool, msg string) {
 		s.pump(&s.resp, nil)
 		return
 	}
-	if retryable && !s.reqDataSent && !s.respHeaders && s.attempts < s.srv.cfg.MaxAttempts {
-		s.retry()
+	if retryable && !s.respHeaders {
+		if !s.reqDataSent && s.attempts < s.srv.cfg.MaxAttempts {
+			s.retry()
+			return
+		}
+		// The endpoint did not process the request, but its body is gone:
+		// REFUSED_STREAM lets the client retry it (RFC 9113 section 8.7;
+		// gRPC clients retry it transparently).
+		s.upGone = true
+		s.resetClient(http2.ErrCodeRefusedStream)
 		return
 	}
 	s.failToClient(502, msg)
@@ -182,7 +194,7 @@ func (s *stream) failToClient(httpStatus int, msg string) {
 			s.cc.hbuf.Reset()
 			writeLocalResponse(s.cc.enc, s.head.GRPC, httpStatus, 14, msg)
 			s.cc.out = appendHeaderBlock(s.cc.out, s.id, s.cc.hbuf.Bytes(), true, s.cc.peerMaxFrame)
-			s.cc.kick()
+			s.cc.kickB(s.b)
 		}
 		s.cc.mu.Unlock()
 		if s.head.GRPC {

@@ -42,7 +42,10 @@ type stream struct {
 	start time.Time
 
 	// The fields below are protected by mu.
-	mu        sync.Mutex
+	mu sync.Mutex
+	// b is the batch of the reader goroutine holding mu, nil for other
+	// holders; it is set after Lock and cleared before Unlock (lockB).
+	b         *batch
 	up        *upConn // nil until bound (or after the endpoint failed)
 	upID      uint32
 	addr      string
@@ -137,13 +140,13 @@ func (s *stream) pump(p *pipe, data []byte) {
 	}
 	if p.end && !p.endSent && len(p.buf) == 0 && len(data) == 0 {
 		if p.trailers != nil {
-			dst.encodeFields(dstID, true, p.trailers)
+			dst.encodeFields(s.b, dstID, true, p.trailers)
 		} else {
 			dst.out = appendData(dst.out, dstID, nil, true)
 		}
 		p.endSent = true
 	}
-	dst.kick()
+	dst.kickB(s.b)
 	dst.mu.Unlock()
 	if len(p.buf) == 0 {
 		p.buf = nil
@@ -170,7 +173,7 @@ func (s *stream) credit(p *pipe, src *frameConn, srcID uint32, n int) {
 		return
 	}
 	src.mu.Lock()
-	src.creditLocked(n)
+	src.creditLocked(n, s.b)
 	if !p.end && !src.closed {
 		p.unacked += int64(n)
 		target := int64(src.streamWindow)
@@ -182,7 +185,7 @@ func (s *stream) credit(p *pipe, src *frameConn, srcID uint32, n int) {
 			p.recvWindow += inc
 			p.unacked = 0
 			src.out = appendWindowUpdate(src.out, srcID, uint32(inc))
-			src.kick()
+			src.kickB(s.b)
 		}
 	}
 	src.mu.Unlock()
@@ -196,7 +199,7 @@ func (s *stream) ended(p *pipe) {
 	if p == &s.resp && s.upGone && !s.req.end {
 		// The response ended for a request whose endpoint is gone: stop
 		// the client's request body.
-		s.cc.queueRST(s.id, http2.ErrCodeNo)
+		s.cc.queueRST(s.b, s.id, http2.ErrCodeNo)
 		s.finish()
 		return
 	}
@@ -216,7 +219,7 @@ func (s *stream) resetUpstream(code http2.ErrCode) {
 		up.mu.Lock()
 		if !up.closed {
 			up.out = appendRSTStream(up.out, id, code)
-			up.kick()
+			up.kickB(s.b)
 		}
 		up.mu.Unlock()
 		s.upClosed = true
@@ -261,4 +264,16 @@ func (s *stream) finish() {
 	if o := s.srv.cfg.Observer; o != nil {
 		o.RequestDone(Outcome{GRPC: s.head.GRPC, Status: s.status, GRPCStatus: s.grpcStatus, Duration: time.Since(s.start)})
 	}
+}
+
+// lockB locks s for a reader goroutine whose output goes into batch b.
+func (s *stream) lockB(b *batch) {
+	s.mu.Lock()
+	s.b = b
+}
+
+// unlockB undoes lockB.
+func (s *stream) unlockB() {
+	s.b = nil
+	s.mu.Unlock()
 }

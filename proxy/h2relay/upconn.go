@@ -23,6 +23,8 @@ type upConn struct {
 	peerMaxStreams uint32
 	goaway         bool
 	idleTimer      *time.Timer
+	// batch: as clientConn's, for the reader goroutine.
+	batch batch
 
 	settingsCh chan struct{} // closed at the endpoint's first SETTINGS
 	readerDone chan struct{} // closed when the connection is over
@@ -78,7 +80,7 @@ func (up *upConn) release(id uint32, n int) {
 	}
 	up.active--
 	if n > 0 {
-		up.creditLocked(n)
+		up.creditLocked(n, nil)
 	}
 	if up.active == 0 {
 		up.idleSince = time.Now()
@@ -155,37 +157,49 @@ func (up *upConn) readLoop() {
 }
 
 func (up *upConn) readFrames() error {
+	defer up.batch.flush()
 	for {
 		f, err := up.fr.ReadFrame()
-		if err != nil {
-			var se http2.StreamError
-			if errors.As(err, &se) {
-				if s := up.lookup(se.StreamID); s != nil {
-					s.mu.Lock()
-					if s.up == up {
-						s.resetUpstream(se.Code)
-						s.failToClient(502, "malformed response from the endpoint")
-					}
-					s.mu.Unlock()
+		if err == nil {
+			err = up.dispatch(f)
+			if err != nil {
+				var ce http2.ConnectionError
+				if errors.As(err, &ce) {
+					up.goAway(0, http2.ErrCode(ce), "")
 				}
-				continue
+				return fmt.Errorf("from %s: %w", up.addr, err)
 			}
-			var ce http2.ConnectionError
-			if errors.As(err, &ce) {
-				up.goAway(0, http2.ErrCode(ce), "")
-			} else if errors.Is(err, http2.ErrFrameTooLarge) {
-				up.goAway(0, http2.ErrCodeFrameSize, "")
-			}
-			return fmt.Errorf("read frame from %s: %w", up.addr, err)
+		} else if err = up.readError(err); err != nil {
+			return err
 		}
-		if err := up.dispatch(f); err != nil {
-			var ce http2.ConnectionError
-			if errors.As(err, &ce) {
-				up.goAway(0, http2.ErrCode(ce), "")
-			}
-			return fmt.Errorf("from %s: %w", up.addr, err)
+		if !up.nextFrameBuffered() {
+			up.batch.flush()
 		}
 	}
+}
+
+// readError handles an error of ReadFrame: a stream error fails that
+// stream (nil: go on reading); anything else ends the connection.
+func (up *upConn) readError(err error) error {
+	var se http2.StreamError
+	if errors.As(err, &se) {
+		if s := up.lookup(se.StreamID); s != nil {
+			s.lockB(&up.batch)
+			if s.up == up {
+				s.resetUpstream(se.Code)
+				s.failToClient(502, "malformed response from the endpoint")
+			}
+			s.unlockB()
+		}
+		return nil
+	}
+	var ce http2.ConnectionError
+	if errors.As(err, &ce) {
+		up.goAway(0, http2.ErrCode(ce), "")
+	} else if errors.Is(err, http2.ErrFrameTooLarge) {
+		up.goAway(0, http2.ErrCodeFrameSize, "")
+	}
+	return fmt.Errorf("read frame from %s: %w", up.addr, err)
 }
 
 func (up *upConn) dispatch(f http2.Frame) error {
@@ -219,7 +233,7 @@ func (up *upConn) dispatch(f http2.Frame) error {
 			up.mu.Lock()
 			if !up.closed {
 				up.out = appendPing(up.out, true, f.Data)
-				up.kick()
+				up.kickB(&up.batch)
 			}
 			up.mu.Unlock()
 		}
@@ -242,7 +256,7 @@ func (up *upConn) dispatch(f http2.Frame) error {
 }
 
 func (up *upConn) onSettings(f *http2.SettingsFrame) error {
-	delta, maxStreams, hasMax, err := up.applySettings(f)
+	delta, maxStreams, hasMax, err := up.applySettings(f, &up.batch)
 	if err != nil {
 		return err
 	}
