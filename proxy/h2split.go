@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -119,6 +120,22 @@ func (c *peekedConn) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	return c.Conn.Read(p)
+}
+
+// SyscallConn exposes the socket, so that the relay writes to it without
+// a goroutine hand-off; reads must go through Read (the peeked bytes).
+func (c *peekedConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.New("not a socket")
+}
+
+// PlainTCP tells the relay that bytes written to the socket are what the
+// client reads.
+func (c *peekedConn) PlainTCP() bool {
+	_, ok := c.Conn.(*net.TCPConn)
+	return ok
 }
 
 // connListener feeds net/http's server the connections the split hands it.
