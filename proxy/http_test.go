@@ -325,3 +325,31 @@ func TestParseRequestKey(t *testing.T) {
 		}
 	}
 }
+
+// TestUpstreamH2HTTP1Client: on a listener whose endpoints speak h2c, an
+// HTTP/1.1 client still gets through (the net/http path), next to HTTP/2
+// clients on the relay.
+func TestUpstreamH2HTTP1Client(t *testing.T) {
+	be := startH2CBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "HTTP/%d", r.ProtoMajor)
+	}))
+	p := startHTTPProxy(t, HTTPConfig{UpstreamH2: true}, balancer.Policy{Kind: balancer.Maglev}, be)
+	for _, h2 := range []bool{false, true} {
+		c := &http.Client{}
+		if h2 {
+			c.Transport = &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, n, a string, _ *tls.Config) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, n, a)
+			}}
+		}
+		resp, err := c.Get("http://" + p.addr + "/")
+		if err != nil {
+			t.Fatalf("h2 %v: %v", h2, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "HTTP/2" || resp.ProtoMajor != map[bool]int{false: 1, true: 2}[h2] {
+			t.Errorf("h2 %v: %d %q over HTTP/%d", h2, resp.StatusCode, b, resp.ProtoMajor)
+		}
+		c.CloseIdleConnections()
+	}
+}

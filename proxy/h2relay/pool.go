@@ -9,6 +9,10 @@ import (
 
 var errPoolClosed = errors.New("h2relay: server closed")
 
+// maxGetRounds bounds the dials one stream waits for when others take the
+// new connections' slots first.
+const maxGetRounds = 64
+
 // pool holds the upstream connections of each endpoint. Its mu comes
 // before an upstream connection's.
 type pool struct {
@@ -48,9 +52,10 @@ func (p *pool) reserve(addr string) *upConn {
 }
 
 // get returns a connection to addr with a stream slot reserved, dialling
-// one when every connection is full; concurrent callers share a dial.
+// one when every connection is full; concurrent callers share a dial, and
+// those it had no room for dial the next one.
 func (p *pool) get(ctx context.Context, addr string) (*upConn, error) {
-	for range 8 {
+	for range maxGetRounds {
 		p.mu.Lock()
 		if p.closed {
 			p.mu.Unlock()

@@ -258,3 +258,61 @@ func TestShutdownGraceful(t *testing.T) {
 		t.Fatalf("call in flight: %v", err)
 	}
 }
+
+// TestMaxConcurrentStreamsOpensConnections: an endpoint that takes one
+// stream per connection gets more connections, and every call succeeds.
+func TestMaxConcurrentStreamsOpensConnections(t *testing.T) {
+	b := startBackend(t, grpc.MaxConcurrentStreams(1))
+	p := startRelay(t, Config{Router: &testRouter{addrs: []string{b.addr}}})
+	cc := dialGRPC(t, p.addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	errc := make(chan error, 8)
+	for range 8 {
+		go func() { errc <- wait(ctx, cc, "100ms") }()
+	}
+	for range 8 {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := b.ln.open(); n < 2 {
+		t.Errorf("endpoint got %d connections for 8 concurrent calls at 1 stream each", n)
+	}
+}
+
+// TestUpstreamGoAway: an endpoint that stops gracefully finishes the call
+// in flight; later calls go to the other endpoint.
+func TestUpstreamGoAway(t *testing.T) {
+	b1, b2 := startBackend(t), startBackend(t)
+	p := startRelay(t, Config{Router: &testRouter{addrs: []string{b1.addr, b2.addr}}})
+	cc := dialGRPC(t, p.addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for range 4 { // a connection to each
+		if err := wait(ctx, cc, "1ms"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	errc := make(chan error, 1)
+	before := b1.calls.Load()
+	go func() {
+		// Round robin: one of two calls lands on b1.
+		errc <- wait(ctx, cc, "300ms")
+	}()
+	go func() { errc <- wait(ctx, cc, "300ms") }()
+	eventually(t, 5*time.Second, func() bool { return b1.calls.Load() > before }, "a call on the first endpoint")
+	stopped := make(chan struct{})
+	go func() { b1.srv.GracefulStop(); close(stopped) }()
+	for range 2 {
+		if err := <-errc; err != nil {
+			t.Fatalf("call in flight across GOAWAY: %v", err)
+		}
+	}
+	<-stopped
+	for i := range 10 {
+		if err := wait(ctx, cc, "1ms"); err != nil {
+			t.Fatalf("call %d after GOAWAY: %v", i, err)
+		}
+	}
+}
