@@ -30,7 +30,9 @@ type HTTPConfig struct {
 	Name string
 	Key  RequestKey
 	// UpstreamH2 sends requests to endpoints over HTTP/2 without TLS (h2c),
-	// as gRPC servers expect; otherwise HTTP/1.1 keep-alive.
+	// as gRPC servers expect; otherwise HTTP/1.1 keep-alive. Without
+	// Affinity, HTTP/2 clients are then served by the frame-level relay
+	// (package h2relay) and only HTTP/1 clients by net/http.
 	UpstreamH2     bool
 	ConnectTimeout time.Duration // 0 means 2s
 	IdleTimeout    time.Duration // idle client connections; 0 means 5m

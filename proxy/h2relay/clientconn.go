@@ -205,11 +205,15 @@ func (cc *clientConn) cleanup() {
 		s.mu.Unlock()
 	}
 	cc.mu.Lock()
-	if !cc.closeAfter {
+	flushing := cc.closeAfter && !cc.closed
+	if !flushing {
 		cc.closed = true
 	}
 	cc.cond.Signal()
 	cc.mu.Unlock()
+	if !flushing {
+		cc.nc.Close() // unblocks a write the client does not read
+	}
 	<-cc.writerDone
 	cc.nc.Close()
 }

@@ -228,6 +228,8 @@ func (c *frameConn) goAway(last uint32, code http2.ErrCode, debug string) {
 		c.out = appendGoAway(c.out, last, code, debug)
 		c.closeAfter = true
 		c.cond.Signal()
+		// Bound the write under way too, if the peer does not read.
+		c.nc.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
 	}
 	c.mu.Unlock()
 }
