@@ -49,6 +49,12 @@ type Config struct {
 	PrefaceTimeout       time.Duration // client preface and first SETTINGS; 10s
 	IdleTimeout          time.Duration // client connection with no stream; 5m
 	UpstreamIdleTimeout  time.Duration // endpoint connection with no stream; 90s
+	// An endpoint connection with streams and nothing read for
+	// UpstreamPingInterval gets a PING; if still nothing is read within
+	// UpstreamPingTimeout, it is closed (its streams fail as on a lost
+	// connection). 30s and 15s.
+	UpstreamPingInterval time.Duration
+	UpstreamPingTimeout  time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -85,6 +91,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.UpstreamIdleTimeout <= 0 {
 		c.UpstreamIdleTimeout = 90 * time.Second
+	}
+	if c.UpstreamPingInterval <= 0 {
+		c.UpstreamPingInterval = 30 * time.Second
+	}
+	if c.UpstreamPingTimeout <= 0 {
+		c.UpstreamPingTimeout = 15 * time.Second
 	}
 }
 

@@ -6,8 +6,12 @@ import (
 	"crypto/sha256"
 	"io"
 	"math/rand/v2"
+	"net"
+	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -314,5 +318,47 @@ func TestUpstreamGoAway(t *testing.T) {
 		if err := wait(ctx, cc, "1ms"); err != nil {
 			t.Fatalf("call %d after GOAWAY: %v", i, err)
 		}
+	}
+}
+
+// TestSilentEndpointDetected: an endpoint connection that goes silent
+// (no answer to PING) is closed, and its streams end with UNAVAILABLE.
+func TestSilentEndpointDetected(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var conns sync.WaitGroup
+	defer conns.Wait()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				// SETTINGS, then nothing: read and ignore every frame.
+				defer conns.Done()
+				defer c.Close()
+				fr := http2.NewFramer(c, c)
+				fr.WriteSettings()
+				io.Copy(io.Discard, c)
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	p := startRelay(t, Config{Router: &testRouter{addrs: []string{ln.Addr().String()}},
+		UpstreamPingInterval: 100 * time.Millisecond, UpstreamPingTimeout: 100 * time.Millisecond})
+	c := healthpb.NewHealthClient(dialGRPC(t, p.addr))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	if _, err := c.Check(ctx, &healthpb.HealthCheckRequest{}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("got %v, want Unavailable", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("detected after %v", d)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -23,6 +24,12 @@ type upConn struct {
 	peerMaxStreams uint32
 	goaway         bool
 	idleTimer      *time.Timer
+	// Health: lastRead (unix ns, atomic) is when the reader last found the
+	// connection alive; pingAt, under mu, when the health PING went out (0:
+	// none outstanding).
+	lastRead    atomic.Int64
+	pingAt      int64
+	healthTimer *time.Timer
 	// batch: as clientConn's, for the reader goroutine.
 	batch batch
 
@@ -57,6 +64,46 @@ func (up *upConn) start() {
 	go func() { defer up.srv.wg.Done(); up.writeLoop() }()
 	go func() { defer up.srv.wg.Done(); up.readLoop() }()
 	up.idleTimer = time.AfterFunc(cfg.UpstreamIdleTimeout, up.checkIdle)
+	up.lastRead.Store(time.Now().UnixNano())
+	up.healthTimer = time.AfterFunc(cfg.UpstreamPingInterval, up.checkHealth)
+}
+
+// healthPing is the payload of the relay's liveness PINGs to endpoints.
+var healthPing = [8]byte{'l', 'h', 'h', 'e', 'a', 'l', 't', 'h'}
+
+// checkHealth PINGs a connection with streams that has been silent for
+// UpstreamPingInterval, and closes it if the silence outlasts
+// UpstreamPingTimeout after that.
+func (up *upConn) checkHealth() {
+	cfg := &up.srv.cfg
+	now := time.Now().UnixNano()
+	silent := time.Duration(now - up.lastRead.Load())
+	next := cfg.UpstreamPingInterval
+	up.mu.Lock()
+	if up.closed {
+		up.mu.Unlock()
+		return
+	}
+	switch {
+	case up.pingAt != 0 && up.lastRead.Load() > up.pingAt:
+		up.pingAt = 0 // answered (or something else came)
+	case up.pingAt != 0:
+		if time.Duration(now-up.pingAt) >= cfg.UpstreamPingTimeout {
+			up.mu.Unlock()
+			up.abort()
+			return
+		}
+		next = cfg.UpstreamPingTimeout - time.Duration(now-up.pingAt)
+	case up.active > 0 && silent >= cfg.UpstreamPingInterval:
+		up.pingAt = now
+		up.out = appendPing(up.out, false, healthPing)
+		up.kick()
+		next = cfg.UpstreamPingTimeout
+	case silent < cfg.UpstreamPingInterval:
+		next = cfg.UpstreamPingInterval - silent
+	}
+	up.mu.Unlock()
+	up.healthTimer.Reset(next)
 }
 
 // reserve takes a stream slot if the connection accepts a new stream.
@@ -148,6 +195,7 @@ func (up *upConn) readLoop() {
 	err := up.readFrames()
 	up.abort()
 	up.idleTimer.Stop()
+	up.healthTimer.Stop()
 	msg := "upstream connection lost"
 	if err != nil {
 		msg = "upstream connection lost: " + err.Error()
@@ -174,6 +222,7 @@ func (up *upConn) readFrames() error {
 		}
 		if !up.nextFrameBuffered() {
 			up.batch.flush()
+			up.lastRead.Store(time.Now().UnixNano())
 		}
 	}
 }
