@@ -300,4 +300,3 @@ func (cc *clientConn) sendFinalGoAway() {
 	}
 	cc.kick()
 }
-

@@ -263,4 +263,3 @@ func (cc *clientConn) onTrailers(s *stream, f *http2.MetaHeadersFrame) error {
 	s.pump(&s.req, nil)
 	return nil
 }
-
