@@ -353,3 +353,32 @@ func TestUpstreamH2HTTP1Client(t *testing.T) {
 		c.CloseIdleConnections()
 	}
 }
+
+// TestGRPCMetadataKeySticks: on the HTTP/2 relay, a grpc-metadata key
+// keeps each user on one endpoint, and users spread over both.
+func TestGRPCMetadataKeySticks(t *testing.T) {
+	b1, b2 := startGRPCBackend(t), startGRPCBackend(t)
+	key, err := ParseRequestKey("grpc-metadata:X-User")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startHTTPProxy(t, HTTPConfig{UpstreamH2: true, Key: key}, balancer.Policy{Kind: balancer.Maglev}, b1.addr, b2.addr)
+	c := grpcClient(t, p.addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for u := range 20 {
+		user := fmt.Sprintf("user-%d", u)
+		before1 := b1.calls.Load()
+		for range 5 {
+			if _, err := c.Check(metadata.AppendToOutgoingContext(ctx, "x-user", user), &healthpb.HealthCheckRequest{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := b1.calls.Load() - before1; got != 0 && got != 5 {
+			t.Fatalf("%s split over endpoints: %d of 5 on the first", user, got)
+		}
+	}
+	if b1.calls.Load() == 0 || b2.calls.Load() == 0 {
+		t.Errorf("one endpoint got nothing: %d %d", b1.calls.Load(), b2.calls.Load())
+	}
+}
