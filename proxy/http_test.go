@@ -382,3 +382,34 @@ func TestGRPCMetadataKeySticks(t *testing.T) {
 		t.Errorf("one endpoint got nothing: %d %d", b1.calls.Load(), b2.calls.Load())
 	}
 }
+
+// TestUpstreamH2OverTLS: with TLS, ALPN h2 goes to the relay and
+// http/1.1 to net/http, both with X-Forwarded-Proto https.
+func TestUpstreamH2OverTLS(t *testing.T) {
+	be := startH2CBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s", r.Header.Get("X-Forwarded-Proto"))
+	}))
+	cert, err := tls.X509KeyPair(selfSigned(t, "longhaul-test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := HTTPConfig{UpstreamH2: true, TLS: &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}}
+	p := startHTTPProxy(t, cfg, balancer.Policy{Kind: balancer.Maglev}, be)
+	for _, h2 := range []bool{false, true} {
+		tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: h2}
+		if !h2 {
+			tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+		}
+		c := &http.Client{Transport: tr}
+		resp, err := c.Get("https://" + p.addr + "/")
+		if err != nil {
+			t.Fatalf("h2 %v: %v", h2, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "https" || (resp.ProtoMajor == 2) != h2 {
+			t.Errorf("h2 %v: %d %q over HTTP/%d", h2, resp.StatusCode, b, resp.ProtoMajor)
+		}
+		tr.CloseIdleConnections()
+	}
+}
