@@ -2,6 +2,7 @@ package h2relay
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -216,5 +217,70 @@ func TestHTTPThroughRelay(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 503 {
 		t.Errorf("no endpoint: %d, want 503", resp.StatusCode)
+	}
+}
+
+// TestShutdownTwoStepGoAway: Shutdown sends GOAWAY with the largest stream
+// id and a PING, then, once the PING is acknowledged, GOAWAY with the last
+// stream accepted; the stream in flight completes and the connection
+// closes.
+func TestShutdownTwoStepGoAway(t *testing.T) {
+	be := startH2CBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(300 * time.Millisecond)
+		fmt.Fprint(w, "done")
+	}))
+	p := startRelay(t, Config{Router: &testRouter{addrs: []string{be}}})
+	rc := dialRaw(t, p.addr)
+	req := []string{":method", "GET", ":scheme", "http", ":authority", "a", ":path", "/"}
+	rc.headers(1, true, req...)
+	time.Sleep(50 * time.Millisecond)
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		shut <- p.srv.Shutdown(ctx)
+	}()
+	var goaways []uint32
+	status, ended, closed := "", false, false
+	for !closed {
+		f, err := rc.fr.ReadFrame()
+		if err != nil {
+			closed = true
+			break
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				rc.fr.WriteSettingsAck()
+			}
+		case *http2.GoAwayFrame:
+			goaways = append(goaways, f.LastStreamID)
+			if len(goaways) == 2 {
+				// Opened after the final GOAWAY: ignored.
+				rc.headers(3, true, req...)
+			}
+		case *http2.PingFrame:
+			if !f.IsAck() {
+				rc.fr.WritePing(true, f.Data)
+			}
+		case *http2.MetaHeadersFrame:
+			if f.StreamID == 3 {
+				t.Error("stream 3, opened after GOAWAY, was answered")
+			}
+			if v := f.PseudoValue("status"); v != "" {
+				status = v
+			}
+		case *http2.DataFrame:
+			ended = ended || f.StreamID == 1 && f.StreamEnded()
+		}
+	}
+	if err := <-shut; err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	if len(goaways) != 2 || goaways[0] != 1<<31-1 || goaways[1] != 1 {
+		t.Errorf("GOAWAY last stream ids %v, want [2147483647 1]", goaways)
+	}
+	if status != "200" || !ended {
+		t.Errorf("stream 1: status %q, ended %v", status, ended)
 	}
 }
