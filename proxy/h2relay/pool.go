@@ -123,6 +123,13 @@ func (p *pool) dial(ctx context.Context, addr string) (*upConn, error) {
 	up.start()
 	select {
 	case <-up.settingsCh:
+		up.mu.Lock()
+		refuses := up.peerMaxStreams == 0
+		up.mu.Unlock()
+		if refuses {
+			up.abort()
+			return nil, fmt.Errorf("%s accepts no stream (SETTINGS_MAX_CONCURRENT_STREAMS 0)", addr)
+		}
 		return up, nil
 	case <-up.readerDone:
 		return nil, fmt.Errorf("http2 handshake with %s: connection closed", addr)
