@@ -121,7 +121,8 @@ func (cc *clientConn) serve() error {
 	}
 	cc.batch.flush()
 	cc.nc.SetReadDeadline(time.Time{})
-	cc.idleTimer = time.AfterFunc(cfg.IdleTimeout, cc.checkIdle)
+	cc.idleTimer = stoppedTimer(cc.checkIdle)
+	cc.idleTimer.Reset(cfg.IdleTimeout)
 	defer cc.batch.flush()
 	for {
 		f, err := cc.fr.ReadFrame()

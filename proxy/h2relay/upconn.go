@@ -63,9 +63,11 @@ func (up *upConn) start() {
 	up.srv.wg.Add(2)
 	go func() { defer up.srv.wg.Done(); up.writeLoop() }()
 	go func() { defer up.srv.wg.Done(); up.readLoop() }()
-	up.idleTimer = time.AfterFunc(cfg.UpstreamIdleTimeout, up.checkIdle)
+	up.idleTimer = stoppedTimer(up.checkIdle)
+	up.idleTimer.Reset(cfg.UpstreamIdleTimeout)
 	up.lastRead.Store(time.Now().UnixNano())
-	up.healthTimer = time.AfterFunc(cfg.UpstreamPingInterval, up.checkHealth)
+	up.healthTimer = stoppedTimer(up.checkHealth)
+	up.healthTimer.Reset(cfg.UpstreamPingInterval)
 }
 
 // healthPing is the payload of the relay's liveness PINGs to endpoints.
@@ -366,4 +368,12 @@ func (up *upConn) onGoAway(f *http2.GoAwayFrame) {
 		}
 		s.mu.Unlock()
 	}
+}
+
+// stoppedTimer returns a timer that will run fn once Reset: the caller
+// stores it first, so that fn may use (Reset) it.
+func stoppedTimer(fn func()) *time.Timer {
+	t := time.AfterFunc(time.Hour, fn)
+	t.Stop()
+	return t
 }
