@@ -60,13 +60,13 @@ func (up *upConn) start() {
 		up.recvWindow += inc
 	}
 	up.mu.Unlock()
+	up.idleTimer = stoppedTimer(up.checkIdle)
+	up.healthTimer = stoppedTimer(up.checkHealth)
+	up.lastRead.Store(time.Now().UnixNano())
 	up.srv.wg.Add(2)
 	go func() { defer up.srv.wg.Done(); up.writeLoop() }()
 	go func() { defer up.srv.wg.Done(); up.readLoop() }()
-	up.idleTimer = stoppedTimer(up.checkIdle)
 	up.idleTimer.Reset(cfg.UpstreamIdleTimeout)
-	up.lastRead.Store(time.Now().UnixNano())
-	up.healthTimer = stoppedTimer(up.checkHealth)
 	up.healthTimer.Reset(cfg.UpstreamPingInterval)
 }
 
