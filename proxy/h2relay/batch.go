@@ -55,7 +55,7 @@ func (c *frameConn) flushInline() {
 	c.spare = nil
 	c.writing = true
 	c.mu.Unlock()
-	n, err := writeNonBlocking(c.raw, buf)
+	n, err := c.rw.write(c.raw, buf)
 	c.mu.Lock()
 	c.writing = false
 	if err != nil {
@@ -84,30 +84,47 @@ func (c *frameConn) flushInline() {
 	runBlocked(waiting)
 }
 
-// writeNonBlocking writes what the socket takes now, without waiting.
-func writeNonBlocking(rc syscall.RawConn, b []byte) (int, error) {
-	var n int
-	var werr error
-	err := rc.Write(func(fd uintptr) bool {
-		for n < len(b) {
-			m, e := syscall.Write(int(fd), b[n:])
-			if e == syscall.EINTR {
-				continue
-			}
-			if e != nil {
-				if !errors.Is(e, syscall.EAGAIN) {
-					werr = e
-				}
-				break
-			}
-			n += m
-		}
-		return true
-	})
+// rawWriter writes to a socket without waiting. Its callback is made once
+// (a closure per write would allocate); the goroutine that set
+// frameConn.writing owns it.
+type rawWriter struct {
+	buf []byte
+	n   int
+	err error
+	fn  func(fd uintptr) bool
+}
+
+// write writes what the socket takes of b now.
+func (w *rawWriter) write(rc syscall.RawConn, b []byte) (int, error) {
+	if w.fn == nil {
+		w.fn = w.attempt
+	}
+	w.buf, w.n, w.err = b, 0, nil
+	err := rc.Write(w.fn)
+	n, werr := w.n, w.err
+	w.buf = nil
 	if err != nil {
 		return n, err
 	}
 	return n, werr
+}
+
+// attempt is the RawConn callback: it never asks to wait.
+func (w *rawWriter) attempt(fd uintptr) bool {
+	for w.n < len(w.buf) {
+		m, e := syscall.Write(int(fd), w.buf[w.n:])
+		if e == syscall.EINTR {
+			continue
+		}
+		if e != nil {
+			if !errors.Is(e, syscall.EAGAIN) {
+				w.err = e
+			}
+			break
+		}
+		w.n += m
+	}
+	return true
 }
 
 // nextFrameBuffered reports whether the whole next frame is already read,

@@ -51,6 +51,7 @@ type frameConn struct {
 	// its batch without blocking (see batch); nil sends all output
 	// through the writer goroutine.
 	raw       syscall.RawConn
+	rw        rawWriter      // with raw, used by whoever set writing
 	enc       *hpack.Encoder // writes into hbuf
 	hbuf      bytes.Buffer
 	streams   map[uint32]*stream
