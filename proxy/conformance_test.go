@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -111,14 +112,18 @@ func TestGRPCInterop(t *testing.T) {
 }
 
 // h2specExceptions are the h2spec cases longhaul's HTTP/2 listener fails on
-// purpose, each with why. Anything else failing fails the test, and an
-// exception that starts passing is reported so that it can be removed.
+// purpose, each with why. A key applies to the modes of net/http's server
+// ("h2c", "tls") unless it starts with a mode; the relay modes ("relay-h2c",
+// "relay-tls") have only the keys that name them. Anything else failing
+// fails the test, and so does an exception that passes, so that it is
+// removed.
 var h2specExceptions = map[string]string{
 	// The h2c port also speaks HTTP/1.1 (as every cleartext proxy port
 	// does): bytes that are not the HTTP/2 preface are read as an HTTP/1
 	// request, answered 400 and the connection closed, instead of a bare
 	// close. Only for h2c; over TLS, ALPN decides.
-	"h2c http2/3.5 Sends invalid connection preface": "the port serves HTTP/1.1 too",
+	"h2c http2/3.5 Sends invalid connection preface":       "the port serves HTTP/1.1 too",
+	"relay-h2c http2/3.5 Sends invalid connection preface": "the port serves HTTP/1.1 too",
 	// Go's HTTP/2 server refuses a SETTINGS frame that repeats a setting
 	// with a PROTOCOL_ERROR GOAWAY, a deliberate defence against settings
 	// floods; RFC 9113 allows repeats.
@@ -129,6 +134,37 @@ var h2specExceptions = map[string]string{
 	// the request.
 	"http2/8.1.2.2 Sends a HEADERS frame that contains the connection-specific header field":                       "answered 400",
 	"http2/8.1.2.2 Sends a HEADERS frame that contains the TE header field with any value other than \"trailers\"": "answered 400",
+}
+
+// h2specModes are the listener configurations h2spec runs against: the
+// net/http path (HTTP/1 endpoints) and the HTTP/2 relay (h2c endpoints).
+var h2specModes = []string{"h2c", "tls", "relay-h2c", "relay-tls"}
+
+// h2specApplicable returns the exceptions that apply to mode, as h2spec
+// names the cases.
+func h2specApplicable(mode string) []string {
+	var list []string
+	for k := range h2specExceptions {
+		if name, ok := strings.CutPrefix(k, mode+" "); ok {
+			list = append(list, name)
+			continue
+		}
+		if strings.HasPrefix(mode, "relay-") || strings.HasPrefix(k, "h2c ") || strings.HasPrefix(k, "relay-") || strings.HasPrefix(k, "tls ") {
+			continue
+		}
+		list = append(list, k)
+	}
+	return list
+}
+
+// h2specExcepted reports whether the failure f is a written exception in
+// mode.
+func h2specExcepted(mode, f string) bool {
+	if _, ok := h2specExceptions[mode+" "+f]; ok {
+		return true
+	}
+	_, ok := h2specExceptions[f]
+	return ok && !strings.HasPrefix(mode, "relay-")
 }
 
 // h2specFailures reads the failed cases of an h2spec JUnit report, as
@@ -169,23 +205,33 @@ func h2specFailures(t *testing.T, path string) (failed []string, total int) {
 // exceptions above.
 func TestH2Spec(t *testing.T) {
 	dir := toolsDir(t)
-	backend := startHTTPBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, "ok")
-	}))
+	})
+	backend := startHTTPBackend(t, ok)
+	h2cBackend := startH2CBackend(t, ok)
 	cert, err := tls.X509KeyPair(selfSigned(t, "longhaul-test"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, mode := range []string{"h2c", "tls"} {
+	for _, mode := range h2specModes {
 		t.Run(mode, func(t *testing.T) {
 			cfg := HTTPConfig{Name: "h2spec-" + mode}
 			report := filepath.Join(t.TempDir(), "h2spec.xml")
 			args := []string{"-j", report}
-			if mode == "tls" {
+			if strings.HasSuffix(mode, "tls") {
 				cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}
 				args = append(args, "-t", "-k")
 			}
-			p := startHTTPProxy(t, cfg, balancer.Policy{Kind: balancer.Maglev}, backend)
+			be := backend
+			if strings.HasPrefix(mode, "relay-") {
+				cfg.UpstreamH2 = true
+				be = h2cBackend
+			}
+			p := startHTTPProxy(t, cfg, balancer.Policy{Kind: balancer.Maglev}, be)
+			if strings.HasPrefix(mode, "relay-") != (p.l.relay != nil) {
+				t.Fatalf("mode %s: relay %v", mode, p.l.relay != nil)
+			}
 			host, port, _ := net.SplitHostPort(p.addr)
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
@@ -199,16 +245,19 @@ func TestH2Spec(t *testing.T) {
 				t.Fatalf("h2spec ran %d cases, want the whole suite (145): %v\n%s", total, err, out)
 			}
 			excepted := 0
+			failedSet := map[string]bool{}
 			for _, f := range failed {
-				_, ok := h2specExceptions[f]
-				if !ok {
-					_, ok = h2specExceptions[mode+" "+f]
-				}
-				if ok {
+				failedSet[f] = true
+				if h2specExcepted(mode, f) {
 					excepted++
 					continue
 				}
 				t.Errorf("h2spec %s: %s failed", mode, f)
+			}
+			for _, f := range h2specApplicable(mode) {
+				if !failedSet[f] {
+					t.Errorf("h2spec %s: exception %q passes now: remove it", mode, f)
+				}
 			}
 			if t.Failed() {
 				t.Logf("h2spec output:\n%s", out)
@@ -216,4 +265,21 @@ func TestH2Spec(t *testing.T) {
 			t.Logf("h2spec %s: %d cases, %d passed, %d failed as written exceptions", mode, total, total-len(failed), excepted)
 		})
 	}
+}
+
+// startH2CBackend serves h over h2c with prior knowledge (and HTTP/1.1).
+func startH2CBackend(t *testing.T, h http.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	protos := new(http.Protocols)
+	protos.SetHTTP1(true)
+	protos.SetUnencryptedHTTP2(true)
+	srv := &http.Server{Handler: h, Protocols: protos}
+	done := make(chan struct{})
+	go func() { srv.Serve(ln); close(done) }()
+	t.Cleanup(func() { srv.Close(); <-done })
+	return ln.Addr().String()
 }

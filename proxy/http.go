@@ -21,6 +21,7 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/longhaul-proxy/longhaul/balancer"
+	"github.com/longhaul-proxy/longhaul/proxy/h2relay"
 )
 
 // HTTPConfig configures an HTTP listener: HTTP/1.1, h2c with prior
@@ -29,7 +30,9 @@ type HTTPConfig struct {
 	Name string
 	Key  RequestKey
 	// UpstreamH2 sends requests to endpoints over HTTP/2 without TLS (h2c),
-	// as gRPC servers expect; otherwise HTTP/1.1 keep-alive.
+	// as gRPC servers expect; otherwise HTTP/1.1 keep-alive. Without
+	// Affinity, HTTP/2 clients are then served by the frame-level relay
+	// (package h2relay) and only HTTP/1 clients by net/http.
 	UpstreamH2     bool
 	ConnectTimeout time.Duration // 0 means 2s
 	IdleTimeout    time.Duration // idle client connections; 0 means 5m
@@ -68,6 +71,12 @@ type HTTPListener struct {
 	wsClosed bool
 
 	pins sync.Map // net.Conn -> *connPin, with Affinity
+
+	// relay serves HTTP/2 client connections frame by frame when
+	// UpstreamH2 is set without Affinity; nil otherwise. splitWG counts
+	// the goroutines that sniff and serve accepted connections.
+	relay   *h2relay.Server
+	splitWG sync.WaitGroup
 
 	// Per-request series, resolved once: a label lookup per request costs
 	// more than the observation.
@@ -133,15 +142,29 @@ func NewHTTP(cfg HTTPConfig, up *Upstream, reg *Registry, m *Metrics) *HTTPListe
 		l.srv.ConnContext = l.pinContext
 		l.srv.ConnState = l.connState
 	}
+	if cfg.UpstreamH2 && !cfg.Affinity {
+		l.relay = h2relay.New(h2relay.Config{
+			Router: relayRouter{l}, Observer: relayObserver{l},
+			Dial: cfg.Dial, ConnectTimeout: cfg.ConnectTimeout, MaxAttempts: cfg.MaxAttempts,
+			MaxHeaderListSize: uint32(cfg.MaxHeaderBytes), IdleTimeout: cfg.IdleTimeout,
+		})
+	}
 	return l
 }
 
 // Serve accepts connections on ln until Shutdown.
 func (l *HTTPListener) Serve(ctx context.Context, ln net.Listener) error {
-	stop := context.AfterFunc(ctx, func() { l.srv.Close() })
+	stop := context.AfterFunc(ctx, func() {
+		l.srv.Close()
+		if l.relay != nil {
+			l.relay.Close()
+		}
+	})
 	defer stop()
 	var err error
-	if l.cfg.TLS != nil {
+	if l.relay != nil {
+		err = l.serveSplit(ctx, ln)
+	} else if l.cfg.TLS != nil {
 		err = l.srv.ServeTLS(ln, "", "")
 	} else {
 		err = l.srv.Serve(ln)
@@ -182,10 +205,17 @@ func (l *HTTPListener) Shutdown(ctx context.Context) error {
 			t.Stop()
 		}
 	}()
+	relayErr := make(chan error, 1)
+	if l.relay != nil {
+		go func() { relayErr <- l.relay.Shutdown(ctx) }()
+	} else {
+		relayErr <- nil
+	}
 	err := l.srv.Shutdown(ctx)
 	if err != nil {
 		l.srv.Close()
 	}
+	err = cmp.Or(err, <-relayErr)
 	done := make(chan struct{})
 	l.wsMu.Lock()
 	l.wsClosed = true
@@ -221,7 +251,14 @@ func (l *HTTPListener) DrainEndpoint(ctx context.Context, addr string) {
 			time.AfterFunc(time.Until(deadline)+time.Second, tr.CloseIdleConnections)
 		}
 	}
+	if l.relay == nil {
+		l.h2.Drain(ctx, addr)
+		return
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { l.relay.DrainEndpoint(ctx, addr) })
 	l.h2.Drain(ctx, addr)
+	wg.Wait()
 }
 
 func (l *HTTPListener) h1Transport(addr string) *http.Transport {

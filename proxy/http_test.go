@@ -132,6 +132,14 @@ func TestGRPCBalancedPerRequest(t *testing.T) {
 		}
 	}
 	t.Logf("calls per endpoint: %d %d %d", b1.calls.Load(), b2.calls.Load(), b3.calls.Load())
+	if p.l.relay == nil {
+		t.Error("UpstreamH2 without Affinity should serve HTTP/2 clients with the relay")
+	}
+	p.l.h2.mu.Lock()
+	if n := len(p.l.h2.conns); n != 0 {
+		t.Errorf("the net/http path pooled connections to %d endpoints: calls did not go through the relay", n)
+	}
+	p.l.h2.mu.Unlock()
 	var m dto.Metric
 	if err := p.l.grpcOK.(prometheus.Metric).Write(&m); err != nil || m.GetHistogram().GetSampleCount() != n {
 		t.Errorf("longhaul_request_duration_seconds{class=ok} counted %d calls (%v), want %d", m.GetHistogram().GetSampleCount(), err, n)
@@ -315,5 +323,93 @@ func TestParseRequestKey(t *testing.T) {
 		if _, err := ParseRequestKey(s); err == nil {
 			t.Errorf("%q accepted", s)
 		}
+	}
+}
+
+// TestUpstreamH2HTTP1Client: on a listener whose endpoints speak h2c, an
+// HTTP/1.1 client still gets through (the net/http path), next to HTTP/2
+// clients on the relay.
+func TestUpstreamH2HTTP1Client(t *testing.T) {
+	be := startH2CBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "HTTP/%d", r.ProtoMajor)
+	}))
+	p := startHTTPProxy(t, HTTPConfig{UpstreamH2: true}, balancer.Policy{Kind: balancer.Maglev}, be)
+	for _, h2 := range []bool{false, true} {
+		c := &http.Client{}
+		if h2 {
+			c.Transport = &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, n, a string, _ *tls.Config) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, n, a)
+			}}
+		}
+		resp, err := c.Get("http://" + p.addr + "/")
+		if err != nil {
+			t.Fatalf("h2 %v: %v", h2, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "HTTP/2" || resp.ProtoMajor != map[bool]int{false: 1, true: 2}[h2] {
+			t.Errorf("h2 %v: %d %q over HTTP/%d", h2, resp.StatusCode, b, resp.ProtoMajor)
+		}
+		c.CloseIdleConnections()
+	}
+}
+
+// TestGRPCMetadataKeySticks: on the HTTP/2 relay, a grpc-metadata key
+// keeps each user on one endpoint, and users spread over both.
+func TestGRPCMetadataKeySticks(t *testing.T) {
+	b1, b2 := startGRPCBackend(t), startGRPCBackend(t)
+	key, err := ParseRequestKey("grpc-metadata:X-User")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startHTTPProxy(t, HTTPConfig{UpstreamH2: true, Key: key}, balancer.Policy{Kind: balancer.Maglev}, b1.addr, b2.addr)
+	c := grpcClient(t, p.addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for u := range 20 {
+		user := fmt.Sprintf("user-%d", u)
+		before1 := b1.calls.Load()
+		for range 5 {
+			if _, err := c.Check(metadata.AppendToOutgoingContext(ctx, "x-user", user), &healthpb.HealthCheckRequest{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := b1.calls.Load() - before1; got != 0 && got != 5 {
+			t.Fatalf("%s split over endpoints: %d of 5 on the first", user, got)
+		}
+	}
+	if b1.calls.Load() == 0 || b2.calls.Load() == 0 {
+		t.Errorf("one endpoint got nothing: %d %d", b1.calls.Load(), b2.calls.Load())
+	}
+}
+
+// TestUpstreamH2OverTLS: with TLS, ALPN h2 goes to the relay and
+// http/1.1 to net/http, both with X-Forwarded-Proto https.
+func TestUpstreamH2OverTLS(t *testing.T) {
+	be := startH2CBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s", r.Header.Get("X-Forwarded-Proto"))
+	}))
+	cert, err := tls.X509KeyPair(selfSigned(t, "longhaul-test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := HTTPConfig{UpstreamH2: true, TLS: &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}}
+	p := startHTTPProxy(t, cfg, balancer.Policy{Kind: balancer.Maglev}, be)
+	for _, h2 := range []bool{false, true} {
+		tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: h2}
+		if !h2 {
+			tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+		}
+		c := &http.Client{Transport: tr}
+		resp, err := c.Get("https://" + p.addr + "/")
+		if err != nil {
+			t.Fatalf("h2 %v: %v", h2, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "https" || (resp.ProtoMajor == 2) != h2 {
+			t.Errorf("h2 %v: %d %q over HTTP/%d", h2, resp.StatusCode, b, resp.ProtoMajor)
+		}
+		tr.CloseIdleConnections()
 	}
 }

@@ -1,0 +1,108 @@
+package h2relay
+
+import (
+	"context"
+	"net"
+	"time"
+)
+
+// Router picks endpoints for request streams. It is called on the client
+// connection's reader goroutine and must not block.
+type Router interface {
+	// Route picks an endpoint for a request stream; tried are the endpoints
+	// already attempted for it. ok=false: none available. done must be
+	// called once when the stream ends (or the attempt is abandoned).
+	Route(h *RequestHead, tried []string) (addr string, done func(), ok bool)
+}
+
+// Outcome describes a finished request stream, for metrics.
+type Outcome struct {
+	GRPC bool
+	// Status is the response's HTTP status, 0 when none was relayed.
+	Status int
+	// GRPCStatus is the grpc-status the client saw, -1 when none.
+	GRPCStatus int
+	Duration   time.Duration
+}
+
+// Observer receives events for metrics. Its methods are called on the
+// relay's goroutines, with no lock held, and must not block.
+type Observer interface {
+	RequestDone(o Outcome)
+	DialFailed(addr string, err error)
+}
+
+// Config configures a Server. Zero values take the defaults given.
+type Config struct {
+	Router   Router
+	Observer Observer // may be nil
+	// Dial connects to an endpoint; nil uses a net.Dialer.
+	Dial           func(ctx context.Context, network, addr string) (net.Conn, error)
+	ConnectTimeout time.Duration // dial and first SETTINGS; 2s
+	// MaxAttempts bounds the endpoints tried for one stream when it is safe
+	// to retry (the endpoint never saw the request); 3.
+	MaxAttempts          int
+	MaxConcurrentStreams uint32        // per client connection; 1000
+	MaxHeaderListSize    uint32        // SETTINGS_MAX_HEADER_LIST_SIZE; 64 KiB
+	StreamWindow         int32         // per-stream receive window, both sides; 1 MiB
+	ConnWindow           int32         // per-connection receive window, both sides; 4 MiB
+	PrefaceTimeout       time.Duration // client preface and first SETTINGS; 10s
+	IdleTimeout          time.Duration // client connection with no stream; 5m
+	UpstreamIdleTimeout  time.Duration // endpoint connection with no stream; 90s
+	// An endpoint connection with streams and nothing read for
+	// UpstreamPingInterval gets a PING; if still nothing is read within
+	// UpstreamPingTimeout, it is closed (its streams fail as on a lost
+	// connection). 30s and 15s.
+	UpstreamPingInterval time.Duration
+	UpstreamPingTimeout  time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.Dial == nil {
+		d := &net.Dialer{KeepAlive: -1}
+		c.Dial = d.DialContext
+	}
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = 2 * time.Second
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 3
+	}
+	if c.MaxConcurrentStreams == 0 {
+		c.MaxConcurrentStreams = 1000
+	}
+	if c.MaxHeaderListSize == 0 {
+		c.MaxHeaderListSize = 64 << 10
+	}
+	if c.StreamWindow <= 0 {
+		c.StreamWindow = 1 << 20
+	}
+	if c.ConnWindow <= 0 {
+		c.ConnWindow = 4 << 20
+	}
+	if c.ConnWindow < initialWindow {
+		c.ConnWindow = initialWindow
+	}
+	if c.PrefaceTimeout <= 0 {
+		c.PrefaceTimeout = 10 * time.Second
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 5 * time.Minute
+	}
+	if c.UpstreamIdleTimeout <= 0 {
+		c.UpstreamIdleTimeout = 90 * time.Second
+	}
+	if c.UpstreamPingInterval <= 0 {
+		c.UpstreamPingInterval = 30 * time.Second
+	}
+	if c.UpstreamPingTimeout <= 0 {
+		c.UpstreamPingTimeout = 15 * time.Second
+	}
+}
+
+// initialWindow is the protocol's initial flow-control window (RFC 9113
+// section 6.9.2), before any SETTINGS or WINDOW_UPDATE.
+const initialWindow = 65535
+
+// maxWindow is the largest legal flow-control window.
+const maxWindow = 1<<31 - 1

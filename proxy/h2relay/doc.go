@@ -1,0 +1,38 @@
+// Package h2relay is a frame-level HTTP/2 reverse proxy core: it reads and
+// writes HTTP/2 frames itself on both sides, the client connections it
+// serves and pooled h2c (prior knowledge) connections to endpoints, and
+// relays each request stream to an endpoint that a Router picks.
+//
+// # Structure
+//
+// Every connection, client or upstream, is a frameConn: one reader goroutine
+// (ServeConn's caller for a client connection) that parses frames with an
+// http2.Framer and dispatches them, and one writer goroutine that sends the
+// connection's output buffer. Frames are appended to that buffer by whoever
+// produces them (either side's reader goroutine, a dialing goroutine, a
+// drain or shutdown) under the connection's lock; the writer swaps the
+// buffer out and writes it in one system call, so frames of many streams
+// produced while a write is under way leave together in the next one. A
+// stream costs no goroutine, except while its endpoint connection is being
+// dialled.
+//
+// # Locks
+//
+// A stream's mutex protects its state (both directions' buffers and
+// windows, the upstream it is bound to). A frameConn's mutex protects that
+// connection's output buffer, HPACK encoder, connection-level windows and
+// stream table. The order is stream, then connection; no code holds two
+// connections' locks at once, and none takes a stream's lock while holding a
+// connection's. The pool's lock comes before an upstream connection's.
+//
+// # Flow control
+//
+// The relay is a receiver on each side with its own windows: it advertises
+// Config.StreamWindow per stream and Config.ConnWindow per connection to
+// both clients and endpoints, keeps what arrives and cannot be forwarded yet
+// in the stream (never more than the window it advertised), and credits the
+// sender with WINDOW_UPDATE only once the bytes were appended to the other
+// connection's output. The other connection's output takes DATA only while
+// it holds less than a bound (outDataLimit), so a peer that does not read
+// back-pressures the sender end to end.
+package h2relay

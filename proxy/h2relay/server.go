@@ -1,0 +1,147 @@
+package h2relay
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+)
+
+// ErrServerClosed is returned by ServeConn after Shutdown or Close.
+var ErrServerClosed = errors.New("h2relay: server closed")
+
+// Server relays HTTP/2 client connections to endpoints. Its methods are
+// safe for concurrent use.
+type Server struct {
+	cfg  Config
+	pool *pool
+
+	mu      sync.Mutex
+	conns   map[*clientConn]struct{}
+	closing bool
+	// wg counts the goroutines the server starts (upstream readers and
+	// writers, dials); a client connection's writer is waited for by its
+	// ServeConn.
+	wg sync.WaitGroup
+}
+
+// New returns a Server; cfg.Router is required.
+func New(cfg Config) *Server {
+	cfg.setDefaults()
+	s := &Server{cfg: cfg, conns: make(map[*clientConn]struct{})}
+	s.pool = newPool(s)
+	return s
+}
+
+// ServeConn serves one client connection that speaks HTTP/2 (h2c with prior
+// knowledge, or TLS after ALPN chose h2) until it ends, ctx is cancelled,
+// or the server closes. It closes nc.
+func (s *Server) ServeConn(ctx context.Context, nc net.Conn) error {
+	cc := newClientConn(s, nc)
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		nc.Close()
+		return ErrServerClosed
+	}
+	s.conns[cc] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, cc)
+		s.mu.Unlock()
+	}()
+	stop := context.AfterFunc(ctx, cc.abort)
+	defer stop()
+	return cc.serve()
+}
+
+// clientAddrOf returns the client address of nc and whether it is TLS.
+func clientAddrOf(nc net.Conn) (netip.AddrPort, bool) {
+	_, isTLS := nc.(*tls.Conn)
+	var ap netip.AddrPort
+	switch a := nc.RemoteAddr().(type) {
+	case *net.TCPAddr:
+		ap = a.AddrPort()
+	default:
+		if a != nil {
+			ap, _ = netip.ParseAddrPort(a.String())
+		}
+	}
+	return ap, isTLS
+}
+
+func (s *Server) clientConns() []*clientConn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	list := make([]*clientConn, 0, len(s.conns))
+	for cc := range s.conns {
+		list = append(list, cc)
+	}
+	return list
+}
+
+// Shutdown stops the server gracefully: every client connection gets
+// GOAWAY (first with the largest stream id, then, after a PING round trip,
+// with the last stream it accepted), its streams run until they end or ctx
+// does, and then everything is closed. It returns ctx.Err() if streams
+// were cut.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	conns := s.clientConns()
+	for _, cc := range conns {
+		cc.startShutdown()
+	}
+	var err error
+	for _, cc := range conns {
+		select {
+		case <-cc.done:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		if err != nil {
+			break
+		}
+	}
+	if err != nil {
+		for _, cc := range s.clientConns() {
+			cc.abort()
+		}
+		for _, cc := range conns {
+			<-cc.done
+		}
+	}
+	s.pool.closeAll()
+	s.wg.Wait()
+	return err
+}
+
+// Close closes every connection at once.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	conns := s.clientConns()
+	for _, cc := range conns {
+		cc.abort()
+	}
+	for _, cc := range conns {
+		<-cc.done
+	}
+	s.pool.closeAll()
+	s.wg.Wait()
+	return nil
+}
+
+// DrainEndpoint moves streams off addr: its connections get GOAWAY and take
+// no new stream, streams on them run until ctx ends, then the remaining
+// ones end (gRPC UNAVAILABLE, or 502 / RST_STREAM) and the connections
+// close. It returns when they are closed. The Router is expected to no
+// longer pick addr.
+func (s *Server) DrainEndpoint(ctx context.Context, addr string) {
+	s.pool.drain(ctx, addr)
+}

@@ -1,0 +1,279 @@
+package h2relay
+
+import (
+	"sync"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// pipe is one direction of a stream: the request (client to endpoint) or
+// the response (endpoint to client). All of it is protected by the
+// stream's mu.
+type pipe struct {
+	// buf holds DATA received from the source and not yet forwarded: never
+	// more than the window the relay gave the source. It is the relay's
+	// own copy (the Framer reuses its buffer).
+	buf []byte
+	// end: the source ended its side (END_STREAM, possibly with trailers,
+	// which then leave after buf). endSent: forwarded.
+	end, endSent bool
+	trailers     []hpack.HeaderField
+	// sendWindow is what the destination lets us send on this stream; it
+	// may be negative after a SETTINGS_INITIAL_WINDOW_SIZE decrease.
+	sendWindow int64
+	// recvWindow is what the source may still send on this stream;
+	// unacked, what it sent and we forwarded without crediting it yet.
+	recvWindow, unacked int64
+	blocked             bool // listed in the destination's blocked list
+}
+
+// stream is one request stream, from a client connection to (at most one at
+// a time) an upstream stream. The client connection's reader goroutine
+// creates it; afterwards whoever holds mu may act on it: either side's
+// reader, a dialing goroutine, a writer that found room, drain or shutdown.
+type stream struct {
+	srv   *Server
+	cc    *clientConn
+	id    uint32 // on the client connection
+	head  RequestHead
+	fwd   string // the Forwarded field value
+	start time.Time
+
+	// The fields below are protected by mu.
+	mu sync.Mutex
+	// b is the batch of the reader goroutine holding mu, nil for other
+	// holders; it is set after Lock and cleared before Unlock (lockB).
+	b         *batch
+	up        *upConn // nil until bound (or after the endpoint failed)
+	upID      uint32
+	addr      string
+	routeDone func()
+	tried     []string
+	attempts  int
+	upGone    bool // the upstream side is over: request data is dropped
+	upClosed  bool // the upstream stream is closed (reset, or both ends)
+	// reqDataSent: request DATA left for an endpoint, so the request may
+	// have been processed and is not retried.
+	reqDataSent bool
+	req, resp   pipe
+	// respHeaders: the final response header was relayed.
+	respHeaders   bool
+	status        int
+	grpcStatus    int
+	finished      bool
+	contentLength int64 // declared by the client; -1 if none
+	received      int64
+}
+
+// ends returns the connections and stream ids of the pipe's source and
+// destination; dst is nil while the request has no upstream stream.
+func (s *stream) ends(p *pipe) (src, dst *frameConn, srcID, dstID uint32) {
+	if p == &s.req {
+		if s.up != nil {
+			dst = &s.up.frameConn
+		}
+		return &s.cc.frameConn, dst, s.id, s.upID
+	}
+	var src2 *frameConn
+	if s.up != nil {
+		src2 = &s.up.frameConn
+	}
+	return src2, &s.cc.frameConn, s.upID, s.id
+}
+
+// pump forwards what the pipe holds and then data (from a frame just read,
+// not retained) as far as the windows and the destination's output allow,
+// keeps the rest, credits the source for what left, and forwards the end
+// of the direction when everything before it left. Called with s.mu held.
+func (s *stream) pump(p *pipe, data []byte) {
+	if s.finished {
+		return
+	}
+	src, dst, srcID, dstID := s.ends(p)
+	if p == &s.req && s.upGone {
+		// Nobody to send to: drop, but give the client its window back.
+		s.cc.credit(len(data))
+		return
+	}
+	if dst == nil || p.endSent {
+		p.buf = append(p.buf, data...)
+		return
+	}
+	sent := 0
+	dst.mu.Lock()
+	if dst.closed {
+		dst.mu.Unlock()
+		p.buf = append(p.buf, data...)
+		return
+	}
+	for {
+		chunk, fromBuf := p.buf, true
+		if len(chunk) == 0 {
+			chunk, fromBuf = data, false
+		}
+		if len(chunk) == 0 {
+			break
+		}
+		n := int64(min(len(chunk), dst.peerMaxFrame, dst.dataRoom()))
+		n = min(n, p.sendWindow, dst.sendWindow)
+		if n <= 0 {
+			if (dst.sendWindow <= 0 || dst.dataRoom() <= 0) && !p.blocked {
+				p.blocked = true
+				dst.blocked = append(dst.blocked, blockedPipe{s, p})
+			}
+			break
+		}
+		left := len(p.buf) + len(data) - int(n)
+		end := p.end && p.trailers == nil && left == 0
+		dst.out = appendData(dst.out, dstID, chunk[:n], end)
+		p.endSent = p.endSent || end
+		p.sendWindow -= n
+		dst.sendWindow -= n
+		sent += int(n)
+		if fromBuf {
+			p.buf = p.buf[n:]
+		} else {
+			data = data[n:]
+		}
+	}
+	if p.end && !p.endSent && len(p.buf) == 0 && len(data) == 0 {
+		if p.trailers != nil {
+			dst.encodeFields(s.b, dstID, true, p.trailers)
+		} else {
+			dst.out = appendData(dst.out, dstID, nil, true)
+		}
+		p.endSent = true
+	}
+	dst.kickB(s.b)
+	dst.mu.Unlock()
+	if len(p.buf) == 0 {
+		p.buf = nil
+	}
+	if len(data) > 0 {
+		p.buf = append(p.buf, data...)
+	}
+	if sent > 0 {
+		if p == &s.req {
+			s.reqDataSent = true
+		}
+		s.credit(p, src, srcID, sent)
+	}
+	if p.endSent {
+		s.ended(p)
+	}
+}
+
+// credit returns n forwarded bytes to the source's windows: the
+// connection's always, the stream's while the source may still send.
+// Called with s.mu held.
+func (s *stream) credit(p *pipe, src *frameConn, srcID uint32, n int) {
+	if src == nil {
+		return
+	}
+	src.mu.Lock()
+	src.creditLocked(n, s.b)
+	if !p.end && !src.closed {
+		p.unacked += int64(n)
+		target := int64(src.streamWindow)
+		if p.unacked >= target/4 || p.recvWindow < target/2 {
+			inc := p.unacked
+			if p.recvWindow+inc < target {
+				inc = target - p.recvWindow
+			}
+			p.recvWindow += inc
+			p.unacked = 0
+			src.out = appendWindowUpdate(src.out, srcID, uint32(inc))
+			src.kickB(s.b)
+		}
+	}
+	src.mu.Unlock()
+}
+
+// ended runs when a direction's end was forwarded. Called with s.mu held.
+func (s *stream) ended(p *pipe) {
+	if s.req.endSent && s.resp.end {
+		s.upClosed = true
+	}
+	if p == &s.resp && s.upGone && !s.req.end {
+		// The response ended for a request whose endpoint is gone: stop
+		// the client's request body.
+		s.cc.queueRST(s.b, s.id, http2.ErrCodeNo)
+		s.finish()
+		return
+	}
+	if s.resp.endSent && (s.req.endSent || s.upGone) {
+		s.finish()
+	}
+}
+
+// resetUpstream sends RST_STREAM to the endpoint unless the upstream stream
+// is closed already, and detaches the stream from it. Called with s.mu held.
+func (s *stream) resetUpstream(code http2.ErrCode) {
+	if s.up == nil {
+		return
+	}
+	if !s.upClosed {
+		up, id := s.up, s.upID
+		up.mu.Lock()
+		if !up.closed {
+			up.out = appendRSTStream(up.out, id, code)
+			up.kickB(s.b)
+		}
+		up.mu.Unlock()
+		s.upClosed = true
+	}
+	s.detach()
+}
+
+// detach unbinds the stream from its upstream connection, giving back its
+// slot and the connection window of data it held. Called with s.mu held.
+func (s *stream) detach() {
+	up := s.up
+	if up == nil {
+		return
+	}
+	n := len(s.resp.buf)
+	s.resp.buf = nil
+	up.release(s.upID, n)
+	s.up = nil
+}
+
+// finish ends the stream: it leaves both connections, gives back the
+// connection windows of data it still held, and reports its outcome.
+// Called with s.mu held.
+func (s *stream) finish() {
+	if s.finished {
+		return
+	}
+	if s.up != nil {
+		if !s.upClosed {
+			s.resetUpstream(http2.ErrCodeCancel)
+		} else {
+			s.detach()
+		}
+	}
+	s.finished = true
+	s.cc.release(s.id, len(s.req.buf))
+	s.req.buf = nil
+	if s.routeDone != nil {
+		s.routeDone()
+		s.routeDone = nil
+	}
+	if o := s.srv.cfg.Observer; o != nil {
+		o.RequestDone(Outcome{GRPC: s.head.GRPC, Status: s.status, GRPCStatus: s.grpcStatus, Duration: time.Since(s.start)})
+	}
+}
+
+// lockB locks s for a reader goroutine whose output goes into batch b.
+func (s *stream) lockB(b *batch) {
+	s.mu.Lock()
+	s.b = b
+}
+
+// unlockB undoes lockB.
+func (s *stream) unlockB() {
+	s.b = nil
+	s.mu.Unlock()
+}
