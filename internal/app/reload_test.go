@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/longhaul-proxy/longhaul/config"
 	"github.com/longhaul-proxy/longhaul/internal/testnet"
+	"github.com/longhaul-proxy/longhaul/proxy"
 )
 
 const reloadConfig = `
@@ -54,6 +56,12 @@ func TestReloadInPlace(t *testing.T) {
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := c.Read(make([]byte, 1)); err == nil {
 		t.Fatal("session on the removed endpoint still relays")
+	}
+	// The client sees the close before the session has left the registry.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.a.Sessions().Wait(ctx, func(i proxy.SessionInfo) bool { return i.Endpoint == b1 }); err != nil {
+		t.Fatalf("the removed endpoint's session is still registered: %v", err)
 	}
 	c2, err := net.Dial("tcp", lis)
 	if err != nil {
