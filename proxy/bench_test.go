@@ -13,8 +13,9 @@ import (
 )
 
 // BenchmarkGRPCUnary measures one gRPC unary call (Health/Check) through
-// the HTTP/2 path: a grpc-go client, longhaul's listener, a pooled h2c
-// upstream, and a grpc-go server, all in this process on loopback. Compare
+// the HTTP/2 path: a grpc-go client, longhaul's listener (its HTTP/2
+// relay, package h2relay), a pooled h2c upstream, and a grpc-go server,
+// all in this process on loopback. Compare
 // with BenchmarkGRPCUnaryDirect for the proxy's share; run with -cpuprofile
 // to see where it goes.
 func BenchmarkGRPCUnary(b *testing.B) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,5 +43,61 @@ func FuzzServeConn(f *testing.F) {
 		case <-time.After(5 * time.Second):
 			t.Fatal("ServeConn did not return after the client closed")
 		}
+	})
+}
+
+// FuzzUpstream: whatever an endpoint sends after its SETTINGS, in answer to
+// a request, neither panics nor hangs the relay.
+func FuzzUpstream(f *testing.F) {
+	f.Add([]byte{})
+	f.Add([]byte{0, 0, 1, 1, 5, 0, 0, 0, 1, 0x88})                                              // HEADERS :status 200, END_STREAM
+	f.Add([]byte{0, 0, 1, 1, 4, 0, 0, 0, 1, 0x88, 0, 0, 2, 0, 1, 0, 0, 0, 1, 'o', 'k'})         // HEADERS, DATA
+	f.Add([]byte{0, 0, 4, 3, 0, 0, 0, 0, 1, 0, 0, 0, 7})                                        // RST_STREAM REFUSED
+	f.Add([]byte{0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})                            // GOAWAY 0
+	f.Add([]byte{0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 1, 1, 4, 0, 0, 0, 1, 0x88}) // SETTINGS window 0, HEADERS
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		srv := New(Config{
+			Router: &testRouter{addrs: []string{"endpoint:1"}},
+			Dial: func(context.Context, string, string) (net.Conn, error) {
+				relaySide, endpoint := net.Pipe()
+				wg.Add(2)
+				go func() { defer wg.Done(); io.Copy(io.Discard, endpoint) }()
+				go func() {
+					defer wg.Done()
+					endpoint.SetWriteDeadline(time.Now().Add(2 * time.Second))
+					endpoint.Write([]byte{0, 0, 0, 4, 0, 0, 0, 0, 0}) // SETTINGS
+					endpoint.Write(data)
+					time.Sleep(10 * time.Millisecond)
+					endpoint.Close()
+				}()
+				return relaySide, nil
+			},
+			UpstreamPingInterval: 50 * time.Millisecond, UpstreamPingTimeout: 50 * time.Millisecond,
+		})
+		client, server := net.Pipe()
+		done := make(chan struct{})
+		go func() {
+			srv.ServeConn(context.Background(), server)
+			close(done)
+		}()
+		wg.Add(1)
+		go func() { defer wg.Done(); io.Copy(io.Discard, client) }()
+		client.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		client.Write([]byte(http2.ClientPreface))
+		fr := http2.NewFramer(client, nil)
+		fr.WriteSettings()
+		// :method GET, :scheme http, :path /, :authority a (static
+		// indexes and one literal).
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: []byte{0x82, 0x86, 0x84, 0x41, 0x01, 'a'}, EndStream: true, EndHeaders: true})
+		time.Sleep(30 * time.Millisecond)
+		client.Close()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("ServeConn did not return after the client closed")
+		}
+		srv.Close()
 	})
 }

@@ -167,6 +167,10 @@ func writeRequest(enc *hpack.Encoder, s *stream) {
 				prior += ", " + f.Value
 			}
 			continue
+		case f.Name == "grpc-timeout":
+			// A new value on every call: indexing it would only churn the
+			// endpoint's dynamic table.
+			f.Sensitive = true
 		}
 		enc.WriteField(f)
 	}

@@ -1,8 +1,6 @@
 package h2relay
 
 import (
-	"context"
-
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 )
@@ -48,7 +46,7 @@ func (s *stream) route() {
 // binds the stream to it, or tries another endpoint.
 func (s *stream) dialThenBind(addr string) {
 	defer s.srv.wg.Done()
-	up, err := s.srv.pool.get(context.Background(), addr)
+	up, err := s.srv.pool.get(s.srv.ctx, addr)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.finished {

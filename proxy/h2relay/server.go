@@ -17,6 +17,9 @@ var ErrServerClosed = errors.New("h2relay: server closed")
 type Server struct {
 	cfg  Config
 	pool *pool
+	// ctx bounds dials; cancelled when the server closes.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu      sync.Mutex
 	conns   map[*clientConn]struct{}
@@ -31,6 +34,7 @@ type Server struct {
 func New(cfg Config) *Server {
 	cfg.setDefaults()
 	s := &Server{cfg: cfg, conns: make(map[*clientConn]struct{})}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.pool = newPool(s)
 	return s
 }
@@ -115,6 +119,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			<-cc.done
 		}
 	}
+	s.cancel()
 	s.pool.closeAll()
 	s.wg.Wait()
 	return err
@@ -132,6 +137,7 @@ func (s *Server) Close() error {
 	for _, cc := range conns {
 		<-cc.done
 	}
+	s.cancel()
 	s.pool.closeAll()
 	s.wg.Wait()
 	return nil

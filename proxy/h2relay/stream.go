@@ -34,6 +34,9 @@ type pipe struct {
 // creates it; afterwards whoever holds mu may act on it: either side's
 // reader, a dialing goroutine, a writer that found room, drain or shutdown.
 type stream struct {
+	// Set by the client connection's reader goroutine before the stream
+	// is published (in the connection's table, under its mu); read-only
+	// afterwards.
 	srv   *Server
 	cc    *clientConn
 	id    uint32 // on the client connection
