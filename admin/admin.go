@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"sync/atomic"
 
@@ -60,6 +61,8 @@ type Options struct {
 	Ready     *Readiness
 	Endpoints func() any // JSON for /debug/endpoints
 	Sessions  func() any // JSON for /debug/sessions
+	// Pprof serves Go's profiles under /debug/pprof/.
+	Pprof bool
 }
 
 // Handler returns the admin HTTP handler.
@@ -82,6 +85,13 @@ func Handler(o Options) http.Handler {
 	})
 	mux.HandleFunc("GET /debug/endpoints", jsonHandler(o.Endpoints))
 	mux.HandleFunc("GET /debug/sessions", jsonHandler(o.Sessions))
+	if o.Pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 

@@ -27,6 +27,10 @@ type Config struct {
 type Admin struct {
 	// Address is the host:port the admin server listens on.
 	Address string `mapstructure:"address"`
+	// Pprof serves Go's profiles under /debug/pprof/ on the admin server.
+	// Off by default: profiles show memory contents and cost CPU while
+	// they run, so turn it on only where the admin address is private.
+	Pprof bool `mapstructure:"pprof"`
 }
 
 // Log configures logging.

@@ -273,6 +273,7 @@ func (a *App) Run(ctx context.Context) error {
 		Gatherer: a.reg, Ready: a.ready,
 		Endpoints: a.debugEndpoints,
 		Sessions:  func() any { return a.sessions.Infos() },
+		Pprof:     a.cfg.Admin.Pprof,
 	}), ReadHeaderTimeout: 5 * time.Second}
 	g.Go(func() error {
 		if err := srv.Serve(a.adminLn); !errors.Is(err, http.ErrServerClosed) {

@@ -194,6 +194,9 @@ listeners:
 	if !strings.Contains(sess, `"protocol": "tcp"`) {
 		t.Errorf("/debug/sessions: %s", sess)
 	}
+	if code, _ := get(t, "http://"+admin+"/debug/pprof/"); code != http.StatusNotFound {
+		t.Errorf("/debug/pprof/ without admin.pprof: %d, want 404", code)
+	}
 
 	// SIGTERM (the context ends): readiness fails at once, the open session
 	// gets the drain timeout, then is closed, and Run returns nil.
@@ -240,7 +243,7 @@ func TestTerminatingEndpointFromFile(t *testing.T) {
 	write(fmt.Sprintf("- {address: %q}\n- {address: %q}\n", b1, b2))
 	admin, lis := testnet.FreeAddr(t), testnet.FreeAddr(t)
 	r := start(t, fmt.Sprintf(`
-admin: {address: %q}
+admin: {address: %q, pprof: true}
 listeners:
   - name: echo
     address: %q
@@ -248,6 +251,9 @@ listeners:
     balance: {policy: maglev, key: client-ip-port}
     drain: {timeout: 500ms}
 `, admin, lis, file))
+	if code, body := get(t, "http://"+admin+"/debug/pprof/goroutine?debug=1"); code != 200 || !strings.Contains(body, "goroutine profile") {
+		t.Errorf("/debug/pprof/goroutine with admin.pprof: %d %.80s", code, body)
+	}
 	var conns []net.Conn
 	for i := range 20 {
 		c, err := net.Dial("tcp", lis)
