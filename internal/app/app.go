@@ -93,9 +93,11 @@ func New(cfg *config.Config, opts Options) (a *App, err error) {
 		a.metrics.MigrationsEnded.WithLabelValues(e.Info.Listener, e.Info.Protocol, e.Outcome).Inc()
 		a.metrics.MigrationTime.WithLabelValues(e.Info.Listener, e.Info.Protocol).Observe(e.Took.Seconds())
 	}
+	// The returns below set a to nil: close what was bound through a copy.
+	built := a
 	defer func() {
 		if err != nil {
-			a.Close()
+			built.Close()
 		}
 	}()
 	for _, lc := range cfg.Listeners {

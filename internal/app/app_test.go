@@ -289,3 +289,52 @@ listeners:
 	}
 	_ = conns
 }
+
+// TestNewPortsInUse: a listener or admin address that is taken is a clear
+// error naming it, and whatever New had bound already is released.
+func TestNewPortsInUse(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	busy := taken.Addr().String()
+	const yaml = `
+admin: {address: %q}
+listeners:
+  - name: first
+    address: %q
+    endpoints: {static: ["127.0.0.1:1"]}
+  - name: second
+    address: %q
+    endpoints: {static: ["127.0.0.1:1"]}
+`
+	free1, free2 := testnet.FreeAddr(t), testnet.FreeAddr(t)
+	for _, tc := range []struct{ name, admin, first, second, want string }{
+		{"admin", busy, free1, free2, "admin listener on " + busy},
+		{"second listener", free1, free2, busy, busy},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := config.Parse([]byte(fmt.Sprintf(yaml, tc.admin, tc.first, tc.second)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, err := New(cfg, Options{})
+			if err == nil || a != nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("New = %v, %v; want an error naming %s", a, err, tc.want)
+			}
+			// The addresses New bound before failing are free again.
+			for _, addr := range []string{tc.admin, tc.first, tc.second} {
+				if addr == busy {
+					continue
+				}
+				ln, err := net.Listen("tcp", addr)
+				if err != nil {
+					t.Errorf("%s still bound after New failed: %v", addr, err)
+					continue
+				}
+				ln.Close()
+			}
+		})
+	}
+}
