@@ -50,6 +50,7 @@ func newClientConn(srv *Server, nc net.Conn) *clientConn {
 	cc := &clientConn{srv: srv, done: make(chan struct{})}
 	cfg := &srv.cfg
 	cc.init(nc, cfg.MaxHeaderListSize, cfg.ConnWindow, cfg.StreamWindow)
+	cc.writeTimeout = cfg.WriteTimeout
 	cc.fr.SetMaxReadFrameSize(16 << 10)
 	cc.client, cc.tls = clientAddrOf(nc)
 	addr := cc.client.Addr().Unmap()

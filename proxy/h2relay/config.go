@@ -49,6 +49,11 @@ type Config struct {
 	PrefaceTimeout       time.Duration // client preface and first SETTINGS; 10s
 	IdleTimeout          time.Duration // client connection with no stream; 5m
 	UpstreamIdleTimeout  time.Duration // endpoint connection with no stream; 90s
+	// WriteTimeout bounds one write of the queued output (a few hundred
+	// KiB at most): a client or an endpoint that stops reading its socket
+	// while flow control still lets the relay send loses its connection
+	// after it; 60s.
+	WriteTimeout time.Duration
 	// An endpoint connection with streams and nothing read for
 	// UpstreamPingInterval gets a PING; if still nothing is read within
 	// UpstreamPingTimeout, it is closed (its streams fail as on a lost
@@ -91,6 +96,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.UpstreamIdleTimeout <= 0 {
 		c.UpstreamIdleTimeout = 90 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 60 * time.Second
 	}
 	if c.UpstreamPingInterval <= 0 {
 		c.UpstreamPingInterval = 30 * time.Second

@@ -71,6 +71,11 @@ type frameConn struct {
 	// room here (sendWindow or output space).
 	blocked []blockedPipe
 
+	// writeTimeout bounds one blocking write of the writer goroutine: a
+	// peer that takes no byte for that long (it stopped reading its
+	// socket) loses the connection. Zero means no bound.
+	writeTimeout time.Duration
+
 	writerDone chan struct{}
 }
 
@@ -168,6 +173,8 @@ func (c *frameConn) writeLoop() {
 		c.writing = true
 		if c.closeAfter {
 			c.nc.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
+		} else if c.writeTimeout > 0 {
+			c.nc.SetWriteDeadline(time.Now().Add(c.writeTimeout))
 		}
 		c.mu.Unlock()
 		_, err := c.nc.Write(buf)

@@ -42,6 +42,7 @@ func newUpConn(srv *Server, addr string, nc net.Conn) *upConn {
 	up := &upConn{srv: srv, addr: addr, nextID: 1, peerMaxStreams: 100,
 		settingsCh: make(chan struct{}), readerDone: make(chan struct{})}
 	up.init(nc, cfg.MaxHeaderListSize, cfg.ConnWindow, cfg.StreamWindow)
+	up.writeTimeout = cfg.WriteTimeout
 	return up
 }
 

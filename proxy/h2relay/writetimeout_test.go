@@ -1,0 +1,48 @@
+package h2relay
+
+import (
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+)
+
+// TestClientThatStopsReadingIsClosed: a client that grants all the window
+// it can but never reads its socket does not hold its connection (and the
+// endpoint's stream) forever: once the socket buffers are full, the
+// relay's write stalls and WriteTimeout ends the connection.
+func TestClientThatStopsReadingIsClosed(t *testing.T) {
+	const size = 64 << 20
+	chunk := make([]byte, 64<<10)
+	be := startH2CBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for n := 0; n < size; n += len(chunk) {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}))
+	p := startRelay(t, Config{Router: &testRouter{addrs: []string{be}}, WriteTimeout: 300 * time.Millisecond})
+	rc := dialRaw(t, p.addr)
+	rc.c.SetDeadline(time.Now().Add(20 * time.Second))
+	// All the window the protocol allows, on the stream and the connection.
+	if err := rc.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1<<31 - 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.fr.WriteWindowUpdate(0, 1<<31-1-65535); err != nil {
+		t.Fatal(err)
+	}
+	rc.headers(1, true, ":method", "GET", ":scheme", "http", ":authority", "a", ":path", "/")
+	// Read nothing for a while: the relay's socket buffer and ours fill,
+	// then its write stalls for longer than WriteTimeout.
+	time.Sleep(3 * time.Second)
+	n, err := io.Copy(io.Discard, rc.c)
+	if err == nil && n >= size {
+		t.Fatalf("read %d bytes to the end: the relay waited for a client that did not read", n)
+	}
+	if n >= size {
+		t.Fatalf("read all %d bytes of the response; want the connection cut short", n)
+	}
+	t.Logf("the relay closed the connection after %d of %d bytes (%v)", n, size, err)
+}
