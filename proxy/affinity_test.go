@@ -347,3 +347,75 @@ func TestAffinityGRPCRelayGoAway(t *testing.T) {
 		}
 	}
 }
+
+// TestAffinityGRPCRelayEndpointGone: when the pinned endpoint leaves the
+// picker without a drain, the next call is re-picked (and succeeds
+// elsewhere), the pin moves with it, and the connection is told to leave
+// with the two-step GOAWAY; the client's next connection is pinned anew.
+func TestAffinityGRPCRelayEndpointGone(t *testing.T) {
+	b1, b2 := startGRPCBackend(t), startGRPCBackend(t)
+	p := startHTTPProxy(t, HTTPConfig{Affinity: true, UpstreamH2: true}, balancer.Policy{Kind: balancer.LeastConnections}, b1.addr)
+	var tapsMu sync.Mutex
+	var taps []*frameTap
+	cc, err := grpc.NewClient(p.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+			if err != nil {
+				return nil, err
+			}
+			ft := newFrameTap(c)
+			tapsMu.Lock()
+			taps = append(taps, ft)
+			tapsMu.Unlock()
+			return ft, nil
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	c := healthpb.NewHealthClient(cc)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := c.Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	setEndpoints(t, p.up, b2.addr)
+	for i := range 5 {
+		if _, err := c.Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+			t.Fatalf("call %d after the endpoint left: %v", i, err)
+		}
+	}
+	if n1, n2 := b1.calls.Load(), b2.calls.Load(); n1 != 1 || n2 != 5 {
+		t.Errorf("calls %d on the gone endpoint, %d on the other; want 1 and 5", n1, n2)
+	}
+	tapsMu.Lock()
+	old := taps[0]
+	ndials := len(taps)
+	tapsMu.Unlock()
+	select {
+	case <-old.closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first client connection did not close")
+	}
+	// With no call left on it, grpc-go may close the connection itself
+	// before the final GOAWAY arrives.
+	ev := old.seen()
+	if len(ev) < 2 || len(ev) > 3 || ev[0] != "goaway 2147483647" || ev[1] != "ping" ||
+		len(ev) == 3 && (!strings.HasPrefix(ev[2], "goaway ") || ev[2] == "goaway 0") {
+		t.Errorf("frames from the proxy on the first connection %v, want GOAWAY 2147483647, PING[, GOAWAY <last stream>]", ev)
+	}
+	if ndials != 2 {
+		t.Errorf("client dialled %d connections, want 2", ndials)
+	}
+	// The old connection's pin (moved to b2) ends as the relay is done
+	// with the connection, just after the client saw it close.
+	for deadline := time.Now().Add(5 * time.Second); len(p.reg.Endpoint(b2.addr)) != 1 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if ss := p.reg.Endpoint(b2.addr); len(ss) != 1 {
+		t.Errorf("sessions on %s: %d, want the new connection's pin", b2.addr, len(ss))
+	}
+	if ss := p.reg.Endpoint(b1.addr); len(ss) != 0 {
+		t.Errorf("sessions on the gone endpoint: %d", len(ss))
+	}
+}

@@ -77,8 +77,9 @@ type HTTPListener struct {
 	pins sync.Map // net.Conn -> *connPin, with Affinity
 
 	// relay serves HTTP/2 client connections frame by frame when
-	// UpstreamH2 is set (pinned by relayPins with Affinity); nil otherwise. splitWG counts
-	// the goroutines that sniff and serve accepted connections.
+	// UpstreamH2 is set (each pinned by a relayPin with Affinity); nil
+	// otherwise. splitWG counts the goroutines that sniff and serve
+	// accepted connections, and those that end relayPins.
 	relay   *h2relay.Server
 	splitWG sync.WaitGroup
 
