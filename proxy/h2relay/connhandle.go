@@ -45,8 +45,13 @@ func (c *Conn) Close() { c.cc.abort() }
 // the connection closes when none is left. Those still open at deadline
 // end as on an endpoint's drain deadline (gRPC calls with UNAVAILABLE,
 // other requests with 502 or RST_STREAM), and the connection closes then.
-// A later call may bring the deadline closer, never push it back.
+// A later call may bring the deadline closer, never push it back; a zero
+// deadline is now. Not to be called from OnConn itself: the connection's
+// SETTINGS, which must come first, are not out yet.
 func (c *Conn) GoAway(deadline time.Time) {
+	if deadline.IsZero() {
+		deadline = time.Now()
+	}
 	c.mu.Lock()
 	if !c.deadline.IsZero() && !deadline.Before(c.deadline) {
 		c.mu.Unlock()

@@ -184,7 +184,11 @@ func TestConnGoAwayDeadline(t *testing.T) {
 	if rst != http2.ErrCodeInternal {
 		t.Errorf("stream 1 ended with RST_STREAM %v, want INTERNAL_ERROR", rst)
 	}
-	<-c.Done()
+	select {
+	case <-c.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("Done not closed after the deadline")
+	}
 	if !c.Forced() {
 		t.Error("Forced is false: the deadline closed the connection")
 	}
@@ -214,7 +218,11 @@ func TestConnGoAwayGRPC(t *testing.T) {
 	if err := <-long; status.Code(err) != codes.Unavailable {
 		t.Errorf("call open at the deadline: %v, want UNAVAILABLE", err)
 	}
-	<-c.Done()
+	select {
+	case <-c.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("Done not closed after the deadline")
+	}
 	if !c.Forced() {
 		t.Error("Forced is false")
 	}
