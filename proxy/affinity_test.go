@@ -17,9 +17,11 @@ import (
 
 	"golang.org/x/net/http2"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/longhaul-proxy/longhaul/balancer"
 )
@@ -417,5 +419,47 @@ func TestAffinityGRPCRelayEndpointGone(t *testing.T) {
 	}
 	if ss := p.reg.Endpoint(b1.addr); len(ss) != 0 {
 		t.Errorf("sessions on the gone endpoint: %d", len(ss))
+	}
+}
+
+// TestAffinityGRPCRelayForced: a pinned relay connection asked to move
+// with a stream that outlives the deadline: the stream ends with
+// UNAVAILABLE at the deadline, the connection closes, and the migration is
+// recorded as forced.
+func TestAffinityGRPCRelayForced(t *testing.T) {
+	b := startGRPCBackend(t)
+	p := startHTTPProxy(t, HTTPConfig{Affinity: true, UpstreamH2: true}, balancer.Policy{Kind: balancer.LeastConnections}, b.addr)
+	ends := make(chan MigrationEnd, 4)
+	p.reg.OnMigrationEnd = func(e MigrationEnd) { ends <- e }
+	c := grpcClient(t, p.addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	b.hs.SetServingStatus("svc", healthpb.HealthCheckResponse_SERVING)
+	w, err := c.Watch(ctx, &healthpb.HealthCheckRequest{Service: "svc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	ss := p.reg.Endpoint(b.addr)
+	if len(ss) != 1 {
+		t.Fatalf("sessions on %s: %d, want 1", b.addr, len(ss))
+	}
+	start := time.Now()
+	ss[0].Migrate(start.Add(300 * time.Millisecond))
+	if _, err := w.Recv(); status.Code(err) != codes.Unavailable {
+		t.Errorf("stream open at the deadline: %v, want UNAVAILABLE", err)
+	}
+	if took := time.Since(start); took < 250*time.Millisecond {
+		t.Errorf("the stream ended after %v, before the deadline", took)
+	}
+	select {
+	case e := <-ends:
+		if e.Outcome != OutcomeForced {
+			t.Errorf("migration outcome %s, want %s", e.Outcome, OutcomeForced)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the migration did not end")
 	}
 }
