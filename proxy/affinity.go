@@ -4,39 +4,30 @@ import (
 	"context"
 	"net"
 	"net/http"
-	"net/netip"
 	"sort"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/longhaul-proxy/longhaul/balancer"
 )
 
-// connPin pins one client connection of an HTTP listener with connection
-// affinity to one endpoint: every request on the connection goes there,
-// for apps that keep per-connection state. A pinned connection is a
-// Session: drain moves it by answering its next request with
-// "Connection: close" (HTTP/1.1: the client reconnects; HTTP/2: the server
-// sends GOAWAY with the last stream it took, lets the streams in flight
-// finish, then closes), or at once when it is idle, and closes it at the
-// deadline if it is still there.
+// connPin pins one client connection that net/http's server serves
+// (HTTP/1.1, and HTTP/2 of listeners without UpstreamH2) to one endpoint:
+// every request on the connection goes there, for apps that keep
+// per-connection state. A pinned connection is a Session: drain moves it
+// by answering its next request with "Connection: close" (HTTP/1.1: the
+// client reconnects; HTTP/2: the server sends a single GOAWAY with the last
+// stream it took, lets the streams in flight finish, then closes), or at
+// once when it is idle, and closes it at the deadline if it is still there.
+// HTTP/2 connections of listeners with UpstreamH2 are pinned by relayPin
+// instead, which moves them with a two-step GOAWAY.
+//
+// The server's goroutines for the connection call choose (handlers) and
+// connState; idle and h2 are under the endpointPin's mu.
 type connPin struct {
-	l      *HTTPListener
-	conn   net.Conn
-	client netip.AddrPort
-
-	mu      sync.Mutex
-	target  *balancer.Target // acquired while pinned: a pinned connection is load
-	addr    string
-	info    SessionInfo
-	remove  func()
-	idle    bool
-	h2      bool // the connection speaks HTTP/2
-	closed  bool
-	moving  atomic.Bool
-	mig     migration
-	release func() // of the SessionsActive gauge
+	endpointPin
+	conn net.Conn
+	idle bool
+	h2   bool // the connection speaks HTTP/2
 }
 
 type pinKey struct{}
@@ -44,7 +35,8 @@ type pinKey struct{}
 // pinContext is the HTTP server's ConnContext with affinity: it attaches a
 // connPin to every connection.
 func (l *HTTPListener) pinContext(ctx context.Context, c net.Conn) context.Context {
-	pin := &connPin{l: l, conn: c, client: addrPortOf(c.RemoteAddr())}
+	pin := &connPin{conn: c}
+	pin.l, pin.client, pin.owner = l, addrPortOf(c.RemoteAddr()), pin
 	l.pins.Store(c, pin)
 	return context.WithValue(ctx, pinKey{}, pin)
 }
@@ -83,63 +75,13 @@ func pinOf(r *http.Request) *connPin {
 	return pin
 }
 
-// choose returns the endpoint of this request: the pinned one while new
-// work may go to it, else a new pick by key (pinned from then on). close
-// reports that the response must end the connection: the pin moved, or
-// drain asked it to.
+// choose returns the endpoint of this request (see endpointPin.choose);
+// close reports that the response must end the connection.
 func (pin *connPin) choose(p balancer.Picker, key uint64, tried []*balancer.Target, h2 bool) (t *balancer.Target, close bool) {
 	pin.mu.Lock()
-	defer pin.mu.Unlock()
 	pin.h2 = h2
-	if pin.addr != "" && len(tried) == 0 {
-		if t := findTarget(p, pin.addr); t != nil {
-			return t, pin.moving.Load()
-		}
-	}
-	t = p.Pick(key, tried)
-	if t == nil {
-		return nil, false
-	}
-	moved := pin.addr != ""
-	pin.pin(t)
-	return t, moved || pin.moving.Load()
-}
-
-// pin makes t the connection's endpoint. Called with pin.mu held.
-func (pin *connPin) pin(t *balancer.Target) {
-	if pin.closed {
-		return
-	}
-	pin.unpin()
-	t.Acquire()
-	pin.target, pin.addr = t, t.Endpoint.Address
-	l := pin.l
-	pin.info = SessionInfo{ID: l.reg.NewID(), Listener: l.cfg.Name, Protocol: "http-affinity",
-		Endpoint: pin.addr, Client: pin.client.String(), Started: time.Now()}
-	pin.remove = l.reg.Register(pin.addr, pin.info.ID, pin)
-	g := l.metrics.SessionsActive.WithLabelValues(l.cfg.Name, pin.addr)
-	g.Inc()
-	pin.release = g.Dec
-	l.metrics.SessionsTotal.WithLabelValues(l.cfg.Name, pin.addr).Inc()
-}
-
-// unpin lets go of the current endpoint. Called with pin.mu held.
-func (pin *connPin) unpin() {
-	if pin.target == nil {
-		return
-	}
-	pin.target.Release()
-	pin.release()
-	pin.remove()
-	pin.target, pin.addr = nil, ""
-}
-
-func (pin *connPin) end() {
-	pin.mu.Lock()
-	defer pin.mu.Unlock()
-	pin.closed = true
-	pin.mig.end()
-	pin.unpin()
+	pin.mu.Unlock()
+	return pin.endpointPin.choose(p, key, tried)
 }
 
 // findTarget returns the picker's target for addr, if new work may go
@@ -151,20 +93,6 @@ func findTarget(p balancer.Picker, addr string) *balancer.Target {
 		return ts[i]
 	}
 	return nil
-}
-
-func (pin *connPin) Info() SessionInfo {
-	pin.mu.Lock()
-	i := pin.info
-	pin.mu.Unlock()
-	asked, deadline := pin.mig.state()
-	i.Migrating, i.Deadline = !asked.IsZero(), deadline
-	return i
-}
-
-func (pin *connPin) migrationResult() (time.Time, string) {
-	asked, _ := pin.mig.state()
-	return asked, pin.mig.result()
 }
 
 // Migrate asks the connection to leave: its next response carries

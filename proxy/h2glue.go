@@ -11,6 +11,7 @@ import (
 
 // relayRouter picks endpoints for the HTTP/2 relay with the listener's
 // picker and key, counting the load on the target while the stream lasts.
+// With Affinity, each connection's relayPin routes instead.
 type relayRouter struct{ l *HTTPListener }
 
 func (r relayRouter) Route(h *h2relay.RequestHead, tried []string) (string, func(), bool) {
@@ -20,6 +21,19 @@ func (r relayRouter) Route(h *h2relay.RequestHead, tried []string) (string, func
 		l.picksNone.Inc()
 		return "", nil, false
 	}
+	t := p.Pick(l.cfg.Key.HashHead(h), triedTargets(p, tried))
+	if t == nil {
+		l.picksNone.Inc()
+		return "", nil, false
+	}
+	t.Acquire()
+	l.picksOK.Inc()
+	return t.Endpoint.Address, t.Release, true
+}
+
+// triedTargets returns the picker's targets whose addresses the relay
+// tried already for a stream.
+func triedTargets(p balancer.Picker, tried []string) []*balancer.Target {
 	var excluded []*balancer.Target
 	if len(tried) > 0 {
 		for _, t := range p.Targets() {
@@ -28,14 +42,7 @@ func (r relayRouter) Route(h *h2relay.RequestHead, tried []string) (string, func
 			}
 		}
 	}
-	t := p.Pick(l.cfg.Key.HashHead(h), excluded)
-	if t == nil {
-		l.picksNone.Inc()
-		return "", nil, false
-	}
-	t.Acquire()
-	l.picksOK.Inc()
-	return t.Endpoint.Address, t.Release, true
+	return excluded
 }
 
 // relayObserver records the relay's request durations and dial errors in

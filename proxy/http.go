@@ -30,9 +30,9 @@ type HTTPConfig struct {
 	Name string
 	Key  RequestKey
 	// UpstreamH2 sends requests to endpoints over HTTP/2 without TLS (h2c),
-	// as gRPC servers expect; otherwise HTTP/1.1 keep-alive. Without
-	// Affinity, HTTP/2 clients are then served by the frame-level relay
-	// (package h2relay) and only HTTP/1 clients by net/http.
+	// as gRPC servers expect; otherwise HTTP/1.1 keep-alive. HTTP/2
+	// clients are then served by the frame-level relay (package h2relay)
+	// and only HTTP/1 clients by net/http.
 	UpstreamH2     bool
 	ConnectTimeout time.Duration // 0 means 2s
 	IdleTimeout    time.Duration // idle client connections; 0 means 5m
@@ -43,7 +43,11 @@ type HTTPConfig struct {
 	// TLS, if set, serves TLS (ALPN h2, http/1.1) with this config.
 	TLS *tls.Config
 	// Affinity pins each client connection to one endpoint (picked by Key
-	// on its first request) instead of balancing each request.
+	// on its first request) instead of balancing each request. Drain moves
+	// a pinned HTTP/1.1 connection with "Connection: close"; an HTTP/2 one
+	// with GOAWAY: in two steps (GOAWAY with the largest stream id, a PING,
+	// then GOAWAY with the last stream id) with UpstreamH2, where the relay
+	// serves it, and a single one from net/http's server without.
 	Affinity bool
 	// WebSocket options for upgraded connections.
 	WebSocket WebSocketConfig
@@ -73,8 +77,9 @@ type HTTPListener struct {
 	pins sync.Map // net.Conn -> *connPin, with Affinity
 
 	// relay serves HTTP/2 client connections frame by frame when
-	// UpstreamH2 is set without Affinity; nil otherwise. splitWG counts
-	// the goroutines that sniff and serve accepted connections.
+	// UpstreamH2 is set (each pinned by a relayPin with Affinity); nil
+	// otherwise. splitWG counts the goroutines that sniff and serve
+	// accepted connections, and those that end relayPins.
 	relay   *h2relay.Server
 	splitWG sync.WaitGroup
 
@@ -142,12 +147,16 @@ func NewHTTP(cfg HTTPConfig, up *Upstream, reg *Registry, m *Metrics) *HTTPListe
 		l.srv.ConnContext = l.pinContext
 		l.srv.ConnState = l.connState
 	}
-	if cfg.UpstreamH2 && !cfg.Affinity {
-		l.relay = h2relay.New(h2relay.Config{
+	if cfg.UpstreamH2 {
+		rc := h2relay.Config{
 			Router: relayRouter{l}, Observer: relayObserver{l},
 			Dial: cfg.Dial, ConnectTimeout: cfg.ConnectTimeout, MaxAttempts: cfg.MaxAttempts,
 			MaxHeaderListSize: uint32(cfg.MaxHeaderBytes), IdleTimeout: cfg.IdleTimeout,
-		})
+		}
+		if cfg.Affinity {
+			rc.OnConn = l.relayConn // each connection pinned by a relayPin
+		}
+		l.relay = h2relay.New(rc)
 	}
 	return l
 }

@@ -61,7 +61,8 @@ func startHTTPProxy(t testing.TB, cfg HTTPConfig, policy balancer.Policy, endpoi
 }
 
 // grpcBackend is a real grpc-go server with the health service, counting
-// the calls it serves.
+// the calls it serves; a call with x-delay metadata (a duration) takes
+// that long.
 type grpcBackend struct {
 	addr  string
 	calls atomic.Int64
@@ -80,6 +81,10 @@ func startGRPCBackend(t testing.TB) *grpcBackend {
 		b.calls.Add(1)
 		if md, ok := metadata.FromIncomingContext(ctx); ok && len(md.Get("x-want-trailer")) > 0 {
 			grpc.SetTrailer(ctx, metadata.Pairs("x-trailer", "from-"+b.addr))
+		}
+		if md, ok := metadata.FromIncomingContext(ctx); ok && len(md.Get("x-delay")) > 0 {
+			d, _ := time.ParseDuration(md.Get("x-delay")[0])
+			time.Sleep(d) // a slow call, in flight for d
 		}
 		return h(ctx, req)
 	}))

@@ -42,6 +42,10 @@ func (m *migration) begin(deadline time.Time, force func()) bool {
 	return true
 }
 
+// forced marks a session whose deadline closed it, for sessions whose
+// protocol enforces the deadline itself (begin was given no force).
+func (m *migration) forced() { m.outcome.CompareAndSwap(nil, OutcomeForced) }
+
 // closedByPolicy marks a session that longhaul closed at once on purpose.
 func (m *migration) closedByPolicy() { m.outcome.CompareAndSwap(nil, OutcomeClosed) }
 

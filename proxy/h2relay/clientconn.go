@@ -22,6 +22,7 @@ var shutdownPing = [8]byte{'l', 'h', 's', 'h', 'u', 't', 'd', 'n'}
 type clientConn struct {
 	frameConn
 	srv    *Server
+	router Router // routes this connection's streams; set before serve
 	client netip.AddrPort
 	tls    bool
 	// ip, proto and fwdBase are set once: the client's address and

@@ -34,7 +34,15 @@ type Observer interface {
 
 // Config configures a Server. Zero values take the defaults given.
 type Config struct {
-	Router   Router
+	// Router routes every stream, except those of connections that OnConn
+	// gave a Router of their own.
+	Router Router
+	// OnConn, if set, is called once per client connection, on ServeConn's
+	// goroutine before the connection's first frame is read, with the
+	// connection's handle. A non-nil Router it returns routes that
+	// connection's streams instead of Router (so that they can be pinned
+	// to one endpoint); it is called as Router is, and must not block.
+	OnConn   func(c *Conn) Router
 	Observer Observer // may be nil
 	// Dial connects to an endpoint; nil uses a net.Dialer.
 	Dial           func(ctx context.Context, network, addr string) (net.Conn, error)

@@ -25,6 +25,14 @@
 // connections' locks at once, and none takes a stream's lock while holding a
 // connection's. The pool's lock comes before an upstream connection's.
 //
+// # Per-connection handles
+//
+// Config.OnConn gives the consumer a Conn for each client connection, and
+// may give the connection a Router of its own (to pin its streams). A
+// Conn's GoAway is Shutdown's two-step GOAWAY on that one connection, with
+// a deadline that the Conn's timer enforces by ending the streams left as
+// an endpoint's drain deadline does.
+//
 // # Flow control
 //
 // The relay is a receiver on each side with its own windows: it advertises

@@ -18,7 +18,7 @@ func (s *stream) route() {
 			s.failToClient(502, "no endpoint reachable")
 			return
 		}
-		addr, done, ok := cfg.Router.Route(&s.head, s.tried)
+		addr, done, ok := s.cc.router.Route(&s.head, s.tried)
 		if !ok {
 			if s.attempts > 0 {
 				s.failToClient(502, "no endpoint reachable")

@@ -30,7 +30,8 @@ type Server struct {
 	wg sync.WaitGroup
 }
 
-// New returns a Server; cfg.Router is required.
+// New returns a Server; cfg.Router is required unless cfg.OnConn gives
+// every connection a Router.
 func New(cfg Config) *Server {
 	cfg.setDefaults()
 	s := &Server{cfg: cfg, conns: make(map[*clientConn]struct{})}
@@ -59,6 +60,14 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) error {
 	}()
 	stop := context.AfterFunc(ctx, cc.abort)
 	defer stop()
+	cc.router = s.cfg.Router
+	if s.cfg.OnConn != nil {
+		h := &Conn{cc: cc}
+		defer h.stop()
+		if r := s.cfg.OnConn(h); r != nil {
+			cc.router = r
+		}
+	}
 	return cc.serve()
 }
 
