@@ -208,6 +208,36 @@ func (ft *frameTap) seen() []string {
 	return slices.Clone(ft.events)
 }
 
+// tappedConn returns a gRPC client connection to addr whose every
+// connection is a frameTap (closed when the test ends, if not before), and
+// a function that lists those connections in the order they were dialled.
+func tappedConn(t *testing.T, addr string) (*grpc.ClientConn, func() []*frameTap) {
+	t.Helper()
+	var mu sync.Mutex
+	var taps []*frameTap
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+			if err != nil {
+				return nil, err
+			}
+			ft := newFrameTap(c)
+			mu.Lock()
+			taps = append(taps, ft)
+			mu.Unlock()
+			return ft, nil
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return cc, func() []*frameTap {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(taps)
+	}
+}
+
 // TestAffinityGRPCRelayGoAway: with Affinity and h2c endpoints the relay
 // serves gRPC clients, and pins each connection: every call on it goes to
 // one endpoint. Asked to move (its endpoint removed), the connection gets
@@ -223,24 +253,7 @@ func TestAffinityGRPCRelayGoAway(t *testing.T) {
 	p := startHTTPProxy(t, HTTPConfig{Affinity: true, UpstreamH2: true}, balancer.Policy{Kind: balancer.LeastConnections}, addrs...)
 	ends := make(chan MigrationEnd, 8)
 	p.reg.OnMigrationEnd = func(e MigrationEnd) { ends <- e }
-	var tapsMu sync.Mutex
-	var taps []*frameTap
-	cc, err := grpc.NewClient(p.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-			c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
-			if err != nil {
-				return nil, err
-			}
-			ft := newFrameTap(c)
-			tapsMu.Lock()
-			taps = append(taps, ft)
-			tapsMu.Unlock()
-			return ft, nil
-		}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
+	cc, taps := tappedConn(t, p.addr)
 	c := healthpb.NewHealthClient(cc)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -306,10 +319,9 @@ func TestAffinityGRPCRelayGoAway(t *testing.T) {
 	close(stop)
 	wg.Wait()
 
-	tapsMu.Lock()
-	old := taps[0]
-	ndials := len(taps)
-	tapsMu.Unlock()
+	dialed := taps()
+	old := dialed[0]
+	ndials := len(dialed)
 	select {
 	case <-old.closed:
 	case <-time.After(5 * time.Second):
@@ -357,24 +369,7 @@ func TestAffinityGRPCRelayGoAway(t *testing.T) {
 func TestAffinityGRPCRelayEndpointGone(t *testing.T) {
 	b1, b2 := startGRPCBackend(t), startGRPCBackend(t)
 	p := startHTTPProxy(t, HTTPConfig{Affinity: true, UpstreamH2: true}, balancer.Policy{Kind: balancer.LeastConnections}, b1.addr)
-	var tapsMu sync.Mutex
-	var taps []*frameTap
-	cc, err := grpc.NewClient(p.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-			c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
-			if err != nil {
-				return nil, err
-			}
-			ft := newFrameTap(c)
-			tapsMu.Lock()
-			taps = append(taps, ft)
-			tapsMu.Unlock()
-			return ft, nil
-		}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
+	cc, taps := tappedConn(t, p.addr)
 	c := healthpb.NewHealthClient(cc)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -390,10 +385,9 @@ func TestAffinityGRPCRelayEndpointGone(t *testing.T) {
 	if n1, n2 := b1.calls.Load(), b2.calls.Load(); n1 != 1 || n2 != 5 {
 		t.Errorf("calls %d on the gone endpoint, %d on the other; want 1 and 5", n1, n2)
 	}
-	tapsMu.Lock()
-	old := taps[0]
-	ndials := len(taps)
-	tapsMu.Unlock()
+	dialed := taps()
+	old := dialed[0]
+	ndials := len(dialed)
 	select {
 	case <-old.closed:
 	case <-time.After(5 * time.Second):
