@@ -121,16 +121,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	if err != nil {
-		for _, cc := range s.clientConns() {
-			cc.abort()
-		}
-		for _, cc := range conns {
-			<-cc.done
-		}
+		s.abortAll()
 	}
-	s.cancel()
-	s.pool.closeAll()
-	s.wg.Wait()
+	s.stop()
 	return err
 }
 
@@ -139,6 +132,14 @@ func (s *Server) Close() error {
 	s.mu.Lock()
 	s.closing = true
 	s.mu.Unlock()
+	s.abortAll()
+	s.stop()
+	return nil
+}
+
+// abortAll closes every client connection at once and waits until each
+// has ended.
+func (s *Server) abortAll() {
 	conns := s.clientConns()
 	for _, cc := range conns {
 		cc.abort()
@@ -146,10 +147,14 @@ func (s *Server) Close() error {
 	for _, cc := range conns {
 		<-cc.done
 	}
+}
+
+// stop ends what outlives the client connections (dials under way, the
+// endpoint pool) and waits for their goroutines.
+func (s *Server) stop() {
 	s.cancel()
 	s.pool.closeAll()
 	s.wg.Wait()
-	return nil
 }
 
 // DrainEndpoint moves streams off addr: its connections get GOAWAY and take
