@@ -11,6 +11,8 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/net/http2"
+
+	"github.com/longhaul-proxy/longhaul/proxy/h2relay"
 )
 
 // Splitting client connections between the HTTP/2 relay and net/http's
@@ -133,10 +135,10 @@ func (c *peekedConn) SyscallConn() (syscall.RawConn, error) {
 
 // PlainTCP tells the relay that bytes written to the socket are what the
 // client reads.
-func (c *peekedConn) PlainTCP() bool {
-	_, ok := c.Conn.(*net.TCPConn)
-	return ok
-}
+func (c *peekedConn) PlainTCP() bool { return h2relay.IsPlainTCP(c.Conn) }
+
+// CloseWrite half-closes the connection, for relays that pass on an EOF.
+func (c *peekedConn) CloseWrite() error { closeWrite(c.Conn); return nil }
 
 // connListener feeds net/http's server the connections the split hands it.
 // Closing it closes the real listener, so that the server's Shutdown and

@@ -51,8 +51,12 @@ type HTTPConfig struct {
 	Affinity bool
 	// WebSocket options for upgraded connections.
 	WebSocket WebSocketConfig
-	Dial      DialFunc
-	Logger    *zap.Logger
+	// MaxConnections bounds the client connections open at once; one
+	// accepted above it is closed at once (counted as rejected, reason
+	// "limit"). 0 means unlimited.
+	MaxConnections int
+	Dial           DialFunc
+	Logger         *zap.Logger
 }
 
 // HTTPListener balances each HTTP request (each HTTP/2 stream, each gRPC
@@ -170,6 +174,10 @@ func (l *HTTPListener) Serve(ctx context.Context, ln net.Listener) error {
 		}
 	})
 	defer stop()
+	if l.cfg.MaxConnections > 0 {
+		ln = &limitListener{Listener: ln, max: int64(l.cfg.MaxConnections),
+			rejected: l.metrics.Rejected.WithLabelValues(l.cfg.Name, "limit")}
+	}
 	var err error
 	if l.relay != nil {
 		err = l.serveSplit(ctx, ln)

@@ -22,7 +22,8 @@ func (a *App) newHTTP(lc config.Listener, up *proxy.Upstream, log *zap.Logger) (
 		WebSocket: proxy.WebSocketConfig{
 			MaxFrame: lc.HTTP.WebSocket.MaxFrame, CloseCode: uint16(lc.HTTP.WebSocket.CloseCode),
 		},
-		Dial: a.opts.Dial, Logger: log,
+		MaxConnections: lc.MaxConnections,
+		Dial:           a.opts.Dial, Logger: log,
 	}
 	if t := lc.HTTP.TLS; t.CertFile != "" {
 		cf, err := proxy.NewCertFiles(t.CertFile, t.KeyFile)

@@ -104,14 +104,15 @@ func (c *frameConn) init(nc net.Conn, maxHeaderList uint32, connWindow, streamWi
 	c.writerDone = make(chan struct{})
 	if tc, ok := nc.(interface {
 		SyscallConn() (syscall.RawConn, error)
-	}); ok && plainTCP(nc) {
+	}); ok && IsPlainTCP(nc) {
 		c.raw, _ = tc.SyscallConn()
 	}
 }
 
-// plainTCP reports whether bytes written to nc's descriptor are what the
-// peer reads: a *net.TCPConn, possibly under a wrapper that says so.
-func plainTCP(nc net.Conn) bool {
+// IsPlainTCP reports whether bytes written to nc's descriptor are what the
+// peer reads: a *net.TCPConn, or a wrapper of one whose PlainTCP method
+// says so (it must then also expose the socket with SyscallConn).
+func IsPlainTCP(nc net.Conn) bool {
 	switch c := nc.(type) {
 	case *net.TCPConn:
 		return true
