@@ -115,7 +115,6 @@ listeners:
     balance: {policy: least-connections, key: "header:X-User", boundedLoad: 2, tableSize: 101}
     timeouts: {connect: 500ms, idle: 1m30s}
     maxConnections: 10
-    proxyProtocol: {accept: true, send: true}
     drain: {timeout: 0s}
     http:
       upstream: h2c
@@ -131,7 +130,6 @@ listeners:
 					Balance:        Balance{Policy: "least-connections", Key: "header:X-User", BoundedLoad: 2, TableSize: 101},
 					Timeouts:       Timeouts{Connect: 500 * time.Millisecond, Idle: 90 * time.Second},
 					MaxConnections: 10,
-					ProxyProtocol:  ProxyProtocol{Accept: true, Send: true},
 					Drain:          defaultDrain(0),
 					HTTP: HTTP{
 						Upstream:  "h2c",
@@ -568,4 +566,23 @@ func TestIsPrime(t *testing.T) {
 func defaultDrain(timeout time.Duration) Drain {
 	return Drain{Timeout: timeout, TCP: "deadline", KillMargin: 2 * time.Second,
 		Rebalance: Rebalance{Sustain: 30 * time.Second, MaxPerRound: 10}}
+}
+
+// TestParseTCPOnlyKeys: the keys an HTTP listener refuses decode on a TCP
+// listener, and admin.pprof decodes.
+func TestParseTCPOnlyKeys(t *testing.T) {
+	c, err := Parse([]byte(`
+admin: {address: "127.0.0.1:9000", pprof: true}
+listeners:
+  - {name: db, address: ":5432", endpoints: {static: ["10.0.0.1:5432"]}, proxyProtocol: {accept: true, send: true}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Listeners[0].ProxyProtocol; got != (ProxyProtocol{Accept: true, Send: true}) {
+		t.Errorf("proxyProtocol = %+v", got)
+	}
+	if !c.Admin.Pprof {
+		t.Error("admin.pprof not decoded")
+	}
 }

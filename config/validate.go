@@ -170,6 +170,12 @@ func (v *validator) listener(p string, l *Listener) {
 	}
 	v.drain(p+".drain", l)
 	v.http(p+".http", l.Protocol, &l.HTTP)
+	if l.Protocol != "tcp" && l.ProxyProtocol != (ProxyProtocol{}) {
+		// An HTTP listener sets X-Forwarded-For and Forwarded instead; a
+		// PROXY header there would be read as a request, so refuse it
+		// rather than ignore it.
+		v.add(p+".proxyProtocol", fmt.Sprintf("accept: %v, send: %v", l.ProxyProtocol.Accept, l.ProxyProtocol.Send), "is only for protocol tcp (http and grpc listeners pass the client address in X-Forwarded-For and Forwarded)")
+	}
 }
 
 func (v *validator) endpoints(p string, e *Endpoints) {

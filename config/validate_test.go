@@ -203,6 +203,9 @@ func TestValidate(t *testing.T) {
 		// http
 		{"http block on tcp", func(c *Config) { l0(c).HTTP.Upstream = "h2c" },
 			[]string{`listeners[0].http: is only for protocol http or grpc`}},
+		{"proxy protocol on http", func(c *Config) { l0(c).Protocol, l0(c).ProxyProtocol.Accept = "http", true },
+			[]string{`listeners[0].proxyProtocol: "accept: true, send: false": is only for protocol tcp (http and grpc listeners pass the client address in X-Forwarded-For and Forwarded)`}},
+		{"proxy protocol on tcp", func(c *Config) { l0(c).ProxyProtocol.Accept, l0(c).ProxyProtocol.Send = true, true }, nil},
 		{"http upstream", func(c *Config) { l0(c).Protocol, l0(c).HTTP.Upstream = "http", "h3" },
 			[]string{`listeners[0].http.upstream: "h3": must be one of , http1, h2c`}},
 		{"grpc over http1", func(c *Config) { l0(c).Protocol, l0(c).HTTP.Upstream = "grpc", "http1" },
