@@ -292,7 +292,11 @@ type tcpSession struct {
 
 	lastActive atomic.Int64 // unix nanos of the last byte moved either way
 	stopping   atomic.Bool
-	mig        migration
+	// eofs counts the directions that read their source to EOF. The
+	// second has no half-close to pass on: both sockets have been read to
+	// their end, so the close that follows sends the FIN by itself.
+	eofs atomic.Int32
+	mig  migration
 }
 
 func (s *tcpSession) Info() SessionInfo {
@@ -381,7 +385,9 @@ func (s *tcpSession) half(dst, src net.Conn, dstTCP *net.TCPConn, bytes interfac
 		case err == nil:
 			continue
 		case errors.Is(err, io.EOF):
-			closeWrite(dst)
+			if s.eofs.Add(1) == 1 {
+				closeWrite(dst)
+			}
 			return nil
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			if s.stopping.Load() {
