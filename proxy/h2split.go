@@ -115,6 +115,15 @@ type peekedConn struct {
 	peeked []byte
 }
 
+// socket returns the connection under c once the peeked bytes are read,
+// else c itself (see socketOf).
+func (c *peekedConn) socket() net.Conn {
+	if len(c.peeked) > 0 {
+		return c
+	}
+	return c.Conn
+}
+
 func (c *peekedConn) Read(p []byte) (int, error) {
 	if len(c.peeked) > 0 {
 		n := copy(p, c.peeked)

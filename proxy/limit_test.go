@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -81,4 +82,46 @@ func TestHTTPMaxConnections(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestWebSocketGivesBackItsSlot: a WebSocket holds its connection's slot
+// while it lasts (the relay reads the socket under the limit's wrapper)
+// and gives it back when it ends.
+func TestWebSocketGivesBackItsSlot(t *testing.T) {
+	p := startHTTPProxy(t, HTTPConfig{MaxConnections: 1}, balancer.Policy{Kind: balancer.LeastConnections}, startWSEcho(t))
+	dialWS := func() (*websocket.Conn, error) {
+		c, _, err := websocket.DefaultDialer.Dial("ws://"+p.addr+"/ws", nil)
+		if err != nil {
+			return nil, err
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if err := c.WriteMessage(websocket.TextMessage, []byte("hi")); err != nil {
+			c.Close()
+			return nil, err
+		}
+		if _, _, err := c.ReadMessage(); err != nil {
+			c.Close()
+			return nil, err
+		}
+		return c, nil
+	}
+	first, err := dialWS()
+	if err != nil {
+		t.Fatalf("first WebSocket: %v", err)
+	}
+	if c, err := dialWS(); err == nil {
+		c.Close()
+		t.Fatal("a second WebSocket was relayed above maxConnections 1")
+	}
+	first.Close()
+	var second *websocket.Conn
+	for deadline := time.Now().Add(5 * time.Second); second == nil && time.Now().Before(deadline); {
+		if second, err = dialWS(); err != nil {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if second == nil {
+		t.Fatalf("no WebSocket after the first ended: %v", err)
+	}
+	second.Close()
 }

@@ -142,7 +142,9 @@ func (l *HTTPListener) serveWebSocket(w http.ResponseWriter, r *http.Request, cl
 	}
 	clientBuf := drainBuffered(brw.Reader)
 	backendBuf := drainBuffered(br)
-	relay := wsframe.New(conn, clientBuf, backend, backendBuf, wsframe.Options{
+	// The relay reads and writes the socket itself; closing goes through
+	// conn (s.conns, below), which gives back its connection slot.
+	relay := wsframe.New(socketOf(conn), clientBuf, backend, backendBuf, wsframe.Options{
 		MaxFrame:     l.cfg.WebSocket.MaxFrame,
 		Extensions:   resp.Header.Get("Sec-WebSocket-Extensions") != "",
 		CloseTimeout: l.cfg.WebSocket.CloseTimeout,
