@@ -145,7 +145,17 @@ func (l *TCPListener) Serve(ctx context.Context, ln net.Listener) error {
 			c.Close()
 			continue
 		}
+		// Adds are ordered before Shutdown's Wait: once closing is set
+		// under mu, no session starts.
+		l.mu.Lock()
+		if l.closing.Load() {
+			l.mu.Unlock()
+			l.active.Add(-1)
+			c.Close()
+			return nil
+		}
 		l.wg.Add(1)
+		l.mu.Unlock()
 		go func() {
 			defer l.wg.Done()
 			defer l.active.Add(-1)
@@ -161,8 +171,8 @@ func (l *TCPListener) Active() int { return int(l.active.Load()) }
 // then closes those left (delivering what was already read) and waits for
 // them to finish.
 func (l *TCPListener) Shutdown(ctx context.Context) error {
-	l.closing.Store(true)
 	l.mu.Lock()
+	l.closing.Store(true)
 	if l.ln != nil {
 		l.ln.Close()
 	}
