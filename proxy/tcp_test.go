@@ -211,7 +211,11 @@ func TestRelayBothWaysAtOnce(t *testing.T) {
 				return
 			}
 			defer c.Close()
-			go func() { io.Copy(c, stream(3, size)); c.(*net.TCPConn).CloseWrite() }()
+			// The client's upload may outlast its download: close only once
+			// both are done, or the backend sees a cut stream.
+			sent := make(chan struct{})
+			go func() { defer close(sent); io.Copy(c, stream(3, size)); c.(*net.TCPConn).CloseWrite() }()
+			defer func() { <-sent }()
 			h := sha256.New()
 			if n, err := io.Copy(h, c); err != nil || n != size || [32]byte(h.Sum(nil)) != streamHash(4, size) {
 				t.Errorf("client: got %d bytes, err %v, hash ok %v", n, err, [32]byte(h.Sum(nil)) == streamHash(4, size))
