@@ -268,18 +268,4 @@ func TestH2Spec(t *testing.T) {
 }
 
 // startH2CBackend serves h over h2c with prior knowledge (and HTTP/1.1).
-func startH2CBackend(t *testing.T, h http.Handler) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	protos := new(http.Protocols)
-	protos.SetHTTP1(true)
-	protos.SetUnencryptedHTTP2(true)
-	srv := &http.Server{Handler: h, Protocols: protos}
-	done := make(chan struct{})
-	go func() { srv.Serve(ln); close(done) }()
-	t.Cleanup(func() { srv.Close(); <-done })
-	return ln.Addr().String()
-}
+func startH2CBackend(t *testing.T, h http.Handler) string { return testnet.H2CServer(t, h) }

@@ -4,6 +4,7 @@ package testnet
 
 import (
 	"net"
+	"net/http"
 	"testing"
 )
 
@@ -17,5 +18,23 @@ func FreeAddr(t testing.TB) string {
 		t.Fatal(err)
 	}
 	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// H2CServer serves h on a loopback address over HTTP/1.1 and over HTTP/2
+// with prior knowledge (h2c), until the test ends, and returns the address.
+func H2CServer(t testing.TB, h http.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	protos := new(http.Protocols)
+	protos.SetHTTP1(true)
+	protos.SetUnencryptedHTTP2(true)
+	srv := &http.Server{Handler: h, Protocols: protos}
+	done := make(chan struct{})
+	go func() { srv.Serve(ln); close(done) }()
+	t.Cleanup(func() { srv.Close(); <-done })
 	return ln.Addr().String()
 }

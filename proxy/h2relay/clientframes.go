@@ -72,17 +72,14 @@ func (cc *clientConn) onSettings(f *http2.SettingsFrame) error {
 	}
 	for _, s := range cc.snapshot() {
 		s.mu.Lock()
+		var err error
 		if !s.finished {
-			s.resp.sendWindow += int64(delta)
-			if s.resp.sendWindow > maxWindow {
-				s.mu.Unlock()
-				return http2.ConnectionError(http2.ErrCodeFlowControl)
-			}
-			if delta > 0 {
-				s.pump(&s.resp, nil)
-			}
+			err = s.addSendWindow(&s.resp, delta)
 		}
 		s.mu.Unlock()
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -86,6 +86,21 @@ func (s *stream) ends(p *pipe) (src, dst *frameConn, srcID, dstID uint32) {
 	return src2, &s.cc.frameConn, s.upID, s.id
 }
 
+// addSendWindow applies a change of the peer's SETTINGS_INITIAL_WINDOW_SIZE
+// (RFC 9113 section 6.9.2) to direction p, which sends toward that peer,
+// and sends what a larger window lets through. A window pushed above the
+// largest legal one is a connection error. Called with s.mu held.
+func (s *stream) addSendWindow(p *pipe, delta int32) error {
+	p.sendWindow += int64(delta)
+	if p.sendWindow > maxWindow {
+		return http2.ConnectionError(http2.ErrCodeFlowControl)
+	}
+	if delta > 0 {
+		s.pump(p, nil)
+	}
+	return nil
+}
+
 // pump forwards what the pipe holds and then data (from a frame just read,
 // not retained) as far as the windows and the destination's output allow,
 // keeps the rest, credits the source for what left, and forwards the end

@@ -331,17 +331,14 @@ func (up *upConn) onSettings(f *http2.SettingsFrame) error {
 	}
 	for _, s := range up.snapshot() {
 		s.mu.Lock()
+		var err error
 		if s.up == up && !s.finished {
-			s.req.sendWindow += int64(delta)
-			if s.req.sendWindow > maxWindow {
-				s.mu.Unlock()
-				return http2.ConnectionError(http2.ErrCodeFlowControl)
-			}
-			if delta > 0 {
-				s.pump(&s.req, nil)
-			}
+			err = s.addSendWindow(&s.req, delta)
 		}
 		s.mu.Unlock()
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }

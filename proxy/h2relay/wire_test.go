@@ -14,6 +14,8 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/longhaul-proxy/longhaul/internal/testnet"
 )
 
 // rawClient speaks HTTP/2 frames to the relay directly.
@@ -89,23 +91,8 @@ func (rc *rawClient) response(id uint32) (status string, rst http2.ErrCode, goaw
 	}
 }
 
-// startH2CBackend serves h on h2c (and HTTP/1.1).
-func startH2CBackend(t *testing.T, h http.Handler) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	protos := new(http.Protocols)
-	protos.SetHTTP1(true)
-	protos.SetUnencryptedHTTP2(true)
-	srv := &http.Server{Handler: h, Protocols: protos}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); srv.Serve(ln) }()
-	t.Cleanup(func() { srv.Close(); wg.Wait() })
-	return ln.Addr().String()
-}
+// startH2CBackend serves h over h2c with prior knowledge (and HTTP/1.1).
+func startH2CBackend(t *testing.T, h http.Handler) string { return testnet.H2CServer(t, h) }
 
 // TestLargeHeadersRejected: a header list above the limit is answered 431
 // without reaching the endpoint, and the connection goes on.
