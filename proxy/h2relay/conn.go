@@ -172,15 +172,24 @@ func (c *frameConn) writeLoop() {
 		c.out = c.spare[:0]
 		c.spare = nil
 		c.writing = true
+		bounded := false
 		if c.closeAfter {
 			c.nc.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
 		} else if c.writeTimeout > 0 {
 			c.nc.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+			bounded = true
 		}
 		c.mu.Unlock()
 		_, err := c.nc.Write(buf)
 		c.mu.Lock()
 		c.writing = false
+		if bounded && err == nil && !c.closeAfter {
+			// The deadline bounded this write only: left in place it would
+			// fail every later write (the readers' inline flushes too) once
+			// it passed, however healthy the connection. A close pending
+			// (closeAfter) keeps the deadline goAway set under mu.
+			c.nc.SetWriteDeadline(time.Time{})
+		}
 		if cap(buf) <= keepSpare {
 			c.spare = buf[:0]
 		}

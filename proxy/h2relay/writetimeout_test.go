@@ -1,12 +1,15 @@
 package h2relay
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"testing"
 	"time"
 
 	"golang.org/x/net/http2"
+	"google.golang.org/grpc/connectivity"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 // TestClientThatStopsReadingIsClosed: a client that grants all the window
@@ -45,4 +48,37 @@ func TestClientThatStopsReadingIsClosed(t *testing.T) {
 		t.Fatalf("read all %d bytes of the response; want the connection cut short", n)
 	}
 	t.Logf("the relay closed the connection after %d of %d bytes (%v)", n, size, err)
+}
+
+// TestConnectionsOutliveWriteTimeout: WriteTimeout bounds each write, not
+// the connection. Calls keep coming on one client connection for ten times
+// WriteTimeout; every one succeeds, on the same client and endpoint
+// connections throughout (a deadline left behind by a write used to fail
+// every write after it, closing both without GOAWAY).
+func TestConnectionsOutliveWriteTimeout(t *testing.T) {
+	const writeTimeout = 100 * time.Millisecond
+	be := startBackend(t)
+	p := startRelay(t, Config{Router: &testRouter{addrs: []string{be.addr}}, WriteTimeout: writeTimeout})
+	cc := dialGRPC(t, p.addr)
+	c := healthpb.NewHealthClient(cc)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	tick := time.NewTicker(writeTimeout / 4)
+	defer tick.Stop()
+	start := time.Now()
+	calls := 0
+	for time.Since(start) < 10*writeTimeout {
+		if _, err := c.Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+			t.Fatalf("call %d, %v after the first: %v", calls, time.Since(start).Round(time.Millisecond), err)
+		}
+		calls++
+		<-tick.C
+	}
+	if n := be.ln.open(); n != 1 {
+		t.Errorf("the endpoint saw %d connections open; want the first one still in use", n)
+	}
+	if s := cc.GetState(); s != connectivity.Ready {
+		t.Errorf("client connection is %v after %d calls; want READY", s, calls)
+	}
+	t.Logf("%d calls over %v on one connection with WriteTimeout %v", calls, time.Since(start).Round(time.Millisecond), writeTimeout)
 }
