@@ -64,6 +64,11 @@ func (o relayObserver) RequestDone(x h2relay.Outcome) {
 	}
 }
 
+func (o relayObserver) Calmed(reason string) {
+	o.l.metrics.Abuse.WithLabelValues(o.l.cfg.Name, reason).Inc()
+	o.l.log.Debug("client connection closed: over a budget", zap.String("reason", reason))
+}
+
 func (o relayObserver) DialFailed(addr string, err error) {
 	o.l.metrics.DialErrors.WithLabelValues(o.l.cfg.Name, addr).Inc()
 	o.l.log.Debug("endpoint dial failed", zap.String("endpoint", addr), zap.Error(err))

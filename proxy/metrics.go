@@ -19,6 +19,9 @@ type Metrics struct {
 	MigrationTime    *prometheus.HistogramVec
 	EndpointDrain    *prometheus.HistogramVec
 	RequestTime      *prometheus.HistogramVec
+	// Abuse counts connections closed for going over a budget (HTTP/2
+	// GOAWAY ENHANCE_YOUR_CALM), by listener and reason.
+	Abuse *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors and registers them with reg (which may
@@ -71,11 +74,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "longhaul_request_duration_seconds", Help: "HTTP requests and gRPC calls proxied, from receipt to the end of the response, by listener and class (2xx..5xx for HTTP, ok or error for gRPC).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}, []string{"listener", "class"}),
+		Abuse: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "longhaul_connections_abusive_total", Help: "Client connections closed for going over a per-connection budget (HTTP/2: GOAWAY ENHANCE_YOUR_CALM), by listener and reason.",
+		}, []string{"listener", "reason"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.SessionsActive, m.SessionsTotal, m.Bytes, m.DialErrors, m.Picks, m.Rejected,
 			m.PickerBuilds, m.PickerBuildTime, m.Endpoints, m.SessionsMigrated, m.MigrationsEnded, m.MigrationTime,
-			m.EndpointDrain, m.RequestTime)
+			m.EndpointDrain, m.RequestTime, m.Abuse)
 	}
 	return m
 }

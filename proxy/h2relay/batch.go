@@ -65,6 +65,9 @@ func (c *frameConn) flushInline() {
 		c.nc.Close()
 		return
 	}
+	if n == len(buf) {
+		c.queuedControl = 0 // the peer is reading
+	}
 	if n < len(buf) {
 		// Put the rest back in front of what came meanwhile.
 		rest := append(buf[:0], buf[n:]...)

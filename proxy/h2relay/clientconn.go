@@ -34,15 +34,22 @@ type clientConn struct {
 	// batch collects the connections this reader goroutine produced
 	// output for (reader goroutine only).
 	batch batch
+	// streamsBudget bounds new and early-reset streams (reader goroutine
+	// only).
+	streamsBudget streamBudget
 
 	// Under mu: the highest client stream id seen; goaway: a GOAWAY went
 	// out, streams above goawayLast are ignored; finalGoAway: the real last
 	// stream id went out, close when no stream is left.
 	maxSeen     uint32
+	headerBytes int // headerListSize of the open streams' request headers
 	goaway      bool
 	goawayLast  uint32
 	finalGoAway bool
 	idleTimer   *time.Timer
+	// sweepTimer runs sweep while streams are open; sweeping: it is armed.
+	sweepTimer *time.Timer
+	sweeping   bool
 
 	done chan struct{} // closed when ServeConn is over
 }
@@ -50,7 +57,7 @@ type clientConn struct {
 func newClientConn(srv *Server, nc net.Conn) *clientConn {
 	cc := &clientConn{srv: srv, done: make(chan struct{})}
 	cfg := &srv.cfg
-	cc.init(nc, cfg.MaxHeaderListSize, cfg.ConnWindow, cfg.StreamWindow)
+	cc.init(nc, cfg.now, cfg.MaxHeaderListSize, cfg.ConnWindow, cfg.StreamWindow)
 	cc.writeTimeout = cfg.WriteTimeout
 	cc.fr.SetMaxReadFrameSize(16 << 10)
 	cc.client, cc.tls = clientAddrOf(nc)
@@ -125,6 +132,9 @@ func (cc *clientConn) serve() error {
 	cc.nc.SetReadDeadline(time.Time{})
 	cc.idleTimer = stoppedTimer(cc.checkIdle)
 	cc.idleTimer.Reset(cfg.IdleTimeout)
+	cc.mu.Lock()
+	cc.sweepTimer = stoppedTimer(cc.sweep)
+	cc.mu.Unlock()
 	defer cc.batch.flush()
 	for {
 		f, err := cc.fr.ReadFrame()
@@ -160,10 +170,13 @@ func (cc *clientConn) readError(err error) error {
 			s.mu.Lock()
 			s.resetClient(se.Code)
 			s.mu.Unlock()
-		} else {
-			cc.queueRST(nil, se.StreamID, se.Code)
+			return nil
 		}
-		return nil
+		return cc.queueRST(nil, se.StreamID, se.Code)
+	}
+	var calm *calmError
+	if errors.As(err, &calm) {
+		return cc.connError(err)
 	}
 	if errors.Is(err, http2.ErrFrameTooLarge) {
 		return cc.connError(http2.ConnectionError(http2.ErrCodeFrameSize))
@@ -180,11 +193,17 @@ func (cc *clientConn) readError(err error) error {
 func (cc *clientConn) connError(err error) error {
 	code := http2.ErrCodeProtocol
 	var ce http2.ConnectionError
+	var calm *calmError
 	if errors.As(err, &ce) {
 		code = http2.ErrCode(ce)
 	}
 	debug := ""
-	if d := cc.fr.ErrorDetail(); d != nil {
+	if errors.As(err, &calm) {
+		code, debug = http2.ErrCodeEnhanceYourCalm, calm.reason
+		if o := cc.srv.cfg.Observer; o != nil {
+			o.Calmed(calm.reason)
+		}
+	} else if d := cc.fr.ErrorDetail(); d != nil {
 		debug = d.Error()
 	}
 	cc.mu.Lock()
@@ -200,6 +219,11 @@ func (cc *clientConn) cleanup() {
 	if cc.idleTimer != nil {
 		cc.idleTimer.Stop()
 	}
+	cc.mu.Lock()
+	if cc.sweepTimer != nil {
+		cc.sweepTimer.Stop()
+	}
+	cc.mu.Unlock()
 	for _, s := range cc.snapshot() {
 		s.mu.Lock()
 		s.resetUpstream(http2.ErrCodeCancel)
@@ -220,22 +244,21 @@ func (cc *clientConn) cleanup() {
 	cc.nc.Close()
 }
 
-func (cc *clientConn) queueRST(b *batch, id uint32, code http2.ErrCode) {
-	cc.mu.Lock()
-	if !cc.closed {
-		cc.out = appendRSTStream(cc.out, id, code)
-		cc.kickB(b)
-	}
-	cc.mu.Unlock()
+// queueRST queues RST_STREAM toward the client. An error means the client
+// provoked more answers than it read (see controlQueued); callers on the
+// reader goroutine return it, others leave it to the next frame.
+func (cc *clientConn) queueRST(b *batch, id uint32, code http2.ErrCode) error {
+	return cc.answer(b, func(out []byte) []byte { return appendRSTStream(out, id, code) })
 }
 
 // release removes a finished stream and gives back n bytes of connection
 // window it held.
 func (cc *clientConn) release(id uint32, n int) {
 	cc.mu.Lock()
-	if _, ok := cc.streams[id]; ok {
+	if s, ok := cc.streams[id]; ok {
 		delete(cc.streams, id)
 		cc.active--
+		cc.headerBytes -= s.headerBytes
 	}
 	if n > 0 {
 		cc.creditLocked(n, nil)

@@ -27,12 +27,8 @@ func (cc *clientConn) dispatch(f http2.Frame) error {
 			}
 			return nil
 		}
-		cc.mu.Lock()
-		if !cc.closed {
-			cc.out = appendPing(cc.out, true, f.Data)
-			cc.kickB(&cc.batch)
-		}
-		cc.mu.Unlock()
+		data := f.Data
+		return cc.answer(&cc.batch, func(b []byte) []byte { return appendPing(b, true, data) })
 	case *http2.WindowUpdateFrame:
 		return cc.onWindowUpdate(f)
 	case *http2.PriorityFrame:
@@ -42,7 +38,7 @@ func (cc *clientConn) dispatch(f http2.Frame) error {
 				s.resetClient(http2.ErrCodeProtocol)
 				s.mu.Unlock()
 			} else {
-				cc.queueRST(nil, f.StreamID, http2.ErrCodeProtocol)
+				return cc.queueRST(nil, f.StreamID, http2.ErrCodeProtocol)
 			}
 		}
 	case *http2.PushPromiseFrame:
@@ -118,11 +114,15 @@ func (cc *clientConn) onRST(f *http2.RSTStreamFrame) error {
 	}
 	if s := cc.lookup(f.StreamID); s != nil {
 		s.lockB(&cc.batch)
+		early := !s.finished && !s.respHeaders
 		if !s.finished {
 			s.resetUpstream(http2.ErrCodeCancel)
 			s.finish()
 		}
 		s.unlockB()
+		if early {
+			return cc.streamsBudget.reset(cc.srv.cfg.now())
+		}
 	}
 	return nil
 }
@@ -139,8 +139,7 @@ func (cc *clientConn) onData(f *http2.DataFrame) error {
 			return http2.ConnectionError(http2.ErrCodeProtocol)
 		}
 		cc.credit(n)
-		cc.queueRST(nil, id, http2.ErrCodeStreamClosed)
-		return nil
+		return cc.queueRST(nil, id, http2.ErrCodeStreamClosed)
 	}
 	s.lockB(&cc.batch)
 	defer s.unlockB()
@@ -197,20 +196,20 @@ func (cc *clientConn) onHeaders(f *http2.MetaHeadersFrame) error {
 	if ignore {
 		return nil
 	}
+	if err := cc.streamsBudget.open(cfg.now()); err != nil {
+		return err
+	}
 	if f.HasPriority() && f.Priority.StreamDep == id {
-		cc.queueRST(nil, id, http2.ErrCodeProtocol)
-		return nil
+		return cc.queueRST(nil, id, http2.ErrCodeProtocol)
 	}
 	if full {
-		cc.queueRST(nil, id, http2.ErrCodeRefusedStream)
-		return nil
+		return cc.queueRST(nil, id, http2.ErrCodeRefusedStream)
 	}
 	s := &stream{srv: cc.srv, cc: cc, id: id, grpcStatus: -1}
 	s.head.Client, s.head.TLS = cc.client, cc.tls
 	cl, isConnect, err := parseRequest(f.Fields, &s.head)
 	if err != nil {
-		cc.queueRST(nil, id, http2.ErrCodeProtocol)
-		return nil
+		return cc.queueRST(nil, id, http2.ErrCodeProtocol)
 	}
 	if f.Truncated {
 		cc.refuse(id, f.StreamEnded(), s.head.GRPC, 431, 8, "request header list too large")
@@ -221,8 +220,7 @@ func (cc *clientConn) onHeaders(f *http2.MetaHeadersFrame) error {
 		return nil
 	}
 	if f.StreamEnded() && cl > 0 {
-		cc.queueRST(nil, id, http2.ErrCodeProtocol)
-		return nil
+		return cc.queueRST(nil, id, http2.ErrCodeProtocol)
 	}
 	s.start = time.Now()
 	s.contentLength = cl
@@ -230,10 +228,17 @@ func (cc *clientConn) onHeaders(f *http2.MetaHeadersFrame) error {
 	s.req.recvWindow = int64(cfg.StreamWindow)
 	s.resp.recvWindow = int64(cfg.StreamWindow)
 	s.req.end = f.StreamEnded()
+	s.headerBytes = headerListSize(f.Fields)
 	cc.mu.Lock()
+	if cc.headerBytes+s.headerBytes > heldHeaderFactor*int(cfg.MaxHeaderListSize) {
+		cc.mu.Unlock()
+		return cc.queueRST(nil, id, http2.ErrCodeRefusedStream)
+	}
+	cc.headerBytes += s.headerBytes
 	s.resp.sendWindow = int64(cc.peerInitWindow)
 	cc.streams[id] = s
 	cc.active++
+	cc.armSweep()
 	cc.mu.Unlock()
 	s.lockB(&cc.batch)
 	s.route()

@@ -30,6 +30,9 @@ type Outcome struct {
 type Observer interface {
 	RequestDone(o Outcome)
 	DialFailed(addr string, err error)
+	// Calmed: a client connection went over one of its budgets (reason
+	// says which) and is being closed with GOAWAY ENHANCE_YOUR_CALM.
+	Calmed(reason string)
 }
 
 // Config configures a Server. Zero values take the defaults given.
@@ -52,7 +55,7 @@ type Config struct {
 	MaxAttempts          int
 	MaxConcurrentStreams uint32        // per client connection; 1000
 	MaxHeaderListSize    uint32        // SETTINGS_MAX_HEADER_LIST_SIZE; 64 KiB
-	StreamWindow         int32         // per-stream receive window, both sides; 1 MiB
+	StreamWindow         int32         // per-stream receive window, both sides (and the most a stream buffers each way); 256 KiB
 	ConnWindow           int32         // per-connection receive window, both sides; 4 MiB
 	PrefaceTimeout       time.Duration // client preface and first SETTINGS; 10s
 	IdleTimeout          time.Duration // client connection with no stream; 5m
@@ -62,15 +65,29 @@ type Config struct {
 	// while flow control still lets the relay send loses its connection
 	// after it; 60s.
 	WriteTimeout time.Duration
+	// StreamStallTimeout ends a stream (RST_STREAM CANCEL both ways) that
+	// holds buffered data and forwarded none for this long: its reader
+	// stopped reading or granting window; 60s. StreamIdleTimeout ends a
+	// stream with no frame either way for this long (gRPC UNAVAILABLE);
+	// 1h. See sweep.go.
+	StreamStallTimeout time.Duration
+	StreamIdleTimeout  time.Duration
 	// An endpoint connection with streams and nothing read for
 	// UpstreamPingInterval gets a PING; if still nothing is read within
 	// UpstreamPingTimeout, it is closed (its streams fail as on a lost
 	// connection). 30s and 15s.
 	UpstreamPingInterval time.Duration
 	UpstreamPingTimeout  time.Duration
+
+	// now is the clock of the per-connection budgets; time.Now unless a
+	// test sets it.
+	now func() time.Time
 }
 
 func (c *Config) setDefaults() {
+	if c.now == nil {
+		c.now = time.Now
+	}
 	if c.Dial == nil {
 		d := &net.Dialer{KeepAlive: -1}
 		c.Dial = d.DialContext
@@ -88,7 +105,7 @@ func (c *Config) setDefaults() {
 		c.MaxHeaderListSize = 64 << 10
 	}
 	if c.StreamWindow <= 0 {
-		c.StreamWindow = 1 << 20
+		c.StreamWindow = 256 << 10
 	}
 	if c.ConnWindow <= 0 {
 		c.ConnWindow = 4 << 20
@@ -107,6 +124,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 60 * time.Second
+	}
+	if c.StreamStallTimeout <= 0 {
+		c.StreamStallTimeout = 60 * time.Second
+	}
+	if c.StreamIdleTimeout <= 0 {
+		c.StreamIdleTimeout = time.Hour
 	}
 	if c.UpstreamPingInterval <= 0 {
 		c.UpstreamPingInterval = 30 * time.Second

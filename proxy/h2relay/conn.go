@@ -17,9 +17,10 @@ const (
 	// (in its stream, flow-controlled): a peer that does not read stops
 	// taking data, and its sender is not credited.
 	outDataLimit = 256 << 10
-	// outHardLimit bounds output of any kind (control frames a peer
-	// provokes without reading): beyond it the connection is closed.
-	outHardLimit = 16 << 20
+	// outHardLimit bounds output of any kind (header blocks of many
+	// streams for a peer that does not read): beyond it the connection is
+	// closed. Control frames have a tighter budget (maxControlOut).
+	outHardLimit = 4 << 20
 	// keepSpare is the largest output buffer kept for reuse after a write.
 	keepSpare = 256 << 10
 	// closeFlushTimeout bounds the last write before a close.
@@ -32,15 +33,19 @@ const (
 // The reader goroutine alone uses fr and br. Everything below mu is
 // protected by it; the writer goroutine only swaps out and writes it.
 type frameConn struct {
-	nc net.Conn
-	br *bufio.Reader
-	fr *http2.Framer
+	nc    net.Conn
+	br    *bufio.Reader
+	guard frameGuard // between br and fr
+	fr    *http2.Framer
 
-	mu      sync.Mutex
-	cond    sync.Cond // the writer waits on it for output
-	out     []byte    // frames queued, not yet taken by the writer
-	spare   []byte    // the buffer the writer last wrote, for reuse
-	waiting bool      // the writer waits on cond
+	mu   sync.Mutex
+	cond sync.Cond // the writer waits on it for output
+	out  []byte    // frames queued, not yet taken by the writer
+	// queuedControl counts the control frames answered to the peer since
+	// the output was last taken for a write (see controlQueued).
+	queuedControl int
+	spare         []byte // the buffer the writer last wrote, for reuse
+	waiting       bool   // the writer waits on cond
 	// closed: nothing more is written; closeAfter: close once out is
 	// written.
 	closed, closeAfter bool
@@ -84,10 +89,11 @@ type blockedPipe struct {
 	p *pipe
 }
 
-func (c *frameConn) init(nc net.Conn, maxHeaderList uint32, connWindow, streamWindow int32) {
+func (c *frameConn) init(nc net.Conn, now func() time.Time, maxHeaderList uint32, connWindow, streamWindow int32) {
 	c.nc = nc
 	c.br = bufio.NewReaderSize(nc, 16<<10)
-	c.fr = http2.NewFramer(nil, c.br)
+	c.guard = frameGuard{r: c.br, now: now, maxBlockBytes: maxBlockFactor * int(maxHeaderList)}
+	c.fr = http2.NewFramer(nil, &c.guard)
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	c.fr.MaxHeaderListSize = maxHeaderList
 	c.fr.SetReuseFrames()
@@ -171,6 +177,7 @@ func (c *frameConn) writeLoop() {
 		buf := c.out
 		c.out = c.spare[:0]
 		c.spare = nil
+		c.queuedControl = 0
 		c.writing = true
 		bounded := false
 		if c.closeAfter {
@@ -341,6 +348,9 @@ func (c *frameConn) applySettings(f *http2.SettingsFrame, b *batch) (delta int32
 	if !c.closed {
 		c.out = appendSettingsAck(c.out)
 		c.kickB(b)
+		if err := c.controlQueued(); err != nil {
+			return 0, 0, false, err
+		}
 	}
 	return delta, maxStreams, hasMax, nil
 }

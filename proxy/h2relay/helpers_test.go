@@ -63,6 +63,7 @@ type testObserver struct {
 	mu       sync.Mutex
 	outcomes []Outcome
 	dials    int
+	calmed   []string
 }
 
 func (o *testObserver) RequestDone(x Outcome) {
@@ -70,6 +71,12 @@ func (o *testObserver) RequestDone(x Outcome) {
 	o.outcomes = append(o.outcomes, x)
 	o.mu.Unlock()
 }
+func (o *testObserver) Calmed(reason string) {
+	o.mu.Lock()
+	o.calmed = append(o.calmed, reason)
+	o.mu.Unlock()
+}
+
 func (o *testObserver) DialFailed(string, error) {
 	o.mu.Lock()
 	o.dials++

@@ -81,6 +81,14 @@ func (s *stream) onUpstreamData(up *upConn, f *http2.DataFrame) {
 		s.upstreamProtocolError("DATA outside a response body")
 		return
 	}
+	// The connection window is credited now, not when the data reaches the
+	// client: one client stream that does not read holds back at most its
+	// own stream window, never the other streams sharing this endpoint
+	// connection (the stream window, credited as data leaves, bounds what
+	// the stream buffers).
+	up.mu.Lock()
+	up.creditLocked(n, s.b)
+	up.mu.Unlock()
 	data := f.Data()
 	if pad := n - len(data); pad > 0 {
 		s.credit(&s.resp, &up.frameConn, s.upID, pad)

@@ -43,6 +43,9 @@ type stream struct {
 	head  RequestHead
 	fwd   string // the Forwarded field value
 	start time.Time
+	// headerBytes is the headerListSize of the request header, counted in
+	// the connection's budget while the stream is open.
+	headerBytes int
 
 	// The fields below are protected by mu.
 	mu sync.Mutex
@@ -68,6 +71,12 @@ type stream struct {
 	finished      bool
 	contentLength int64 // declared by the client; -1 if none
 	received      int64
+	// events counts everything that happened on the stream (pump calls),
+	// moved the pump calls that forwarded data; the sweep's copies and
+	// counts of sweeps without a change (see sweep.go).
+	events, moved            uint32
+	sweptEvents, sweptMoved  uint32
+	quietSweeps, stuckSweeps int
 }
 
 // ends returns the connections and stream ids of the pipe's source and
@@ -109,10 +118,16 @@ func (s *stream) pump(p *pipe, data []byte) {
 	if s.finished {
 		return
 	}
+	s.events++
 	src, dst, srcID, dstID := s.ends(p)
 	if p == &s.req && s.upGone {
-		// Nobody to send to: drop, but give the client its window back.
+		// Nobody to send to: drop, but give the client its connection
+		// window back; a stream left open after its response ends with
+		// the request.
 		s.cc.credit(len(data))
+		if p.end && s.resp.endSent {
+			s.finish()
+		}
 		return
 	}
 	if dst == nil || p.endSent {
@@ -173,6 +188,7 @@ func (s *stream) pump(p *pipe, data []byte) {
 		p.buf = append(p.buf, data...)
 	}
 	if sent > 0 {
+		s.moved++
 		if p == &s.req {
 			s.reqDataSent = true
 		}
@@ -183,15 +199,18 @@ func (s *stream) pump(p *pipe, data []byte) {
 	}
 }
 
-// credit returns n forwarded bytes to the source's windows: the
-// connection's always, the stream's while the source may still send.
-// Called with s.mu held.
+// credit returns n forwarded bytes to the source's windows: the stream's
+// while the source may still send, and the connection's for the request
+// direction (the response direction credits an endpoint's connection
+// window as DATA arrives: see onUpstreamData). Called with s.mu held.
 func (s *stream) credit(p *pipe, src *frameConn, srcID uint32, n int) {
 	if src == nil {
 		return
 	}
 	src.mu.Lock()
-	src.creditLocked(n, s.b)
+	if p == &s.req {
+		src.creditLocked(n, s.b)
+	}
 	if !p.end && !src.closed {
 		p.unacked += int64(n)
 		target := int64(src.streamWindow)
@@ -214,11 +233,11 @@ func (s *stream) ended(p *pipe) {
 	if s.req.endSent && s.resp.end {
 		s.upClosed = true
 	}
-	if p == &s.resp && s.upGone && !s.req.end {
-		// The response ended for a request whose endpoint is gone: stop
-		// the client's request body.
-		s.cc.queueRST(s.b, s.id, http2.ErrCodeNo)
-		s.finish()
+	if s.resp.endSent && s.upGone && !s.req.end {
+		// The response ended for a request whose endpoint is gone. The
+		// stream stays open (and counted toward the client's concurrency
+		// limit) until the client ends its request, or the sweep stops it
+		// with RST_STREAM NO_ERROR; its request data is dropped.
 		return
 	}
 	if s.resp.endSent && (s.req.endSent || s.upGone) {
@@ -246,15 +265,15 @@ func (s *stream) resetUpstream(code http2.ErrCode) {
 }
 
 // detach unbinds the stream from its upstream connection, giving back its
-// slot and the connection window of data it held. Called with s.mu held.
+// slot. The response data it held was credited to the connection on
+// arrival. Called with s.mu held.
 func (s *stream) detach() {
 	up := s.up
 	if up == nil {
 		return
 	}
-	n := len(s.resp.buf)
 	s.resp.buf = nil
-	up.release(s.upID, n)
+	up.release(s.upID, 0)
 	s.up = nil
 }
 

@@ -41,7 +41,7 @@ func newUpConn(srv *Server, addr string, nc net.Conn) *upConn {
 	cfg := &srv.cfg
 	up := &upConn{srv: srv, addr: addr, nextID: 1, peerMaxStreams: 100,
 		settingsCh: make(chan struct{}), readerDone: make(chan struct{})}
-	up.init(nc, cfg.MaxHeaderListSize, cfg.ConnWindow, cfg.StreamWindow)
+	up.init(nc, cfg.now, cfg.MaxHeaderListSize, cfg.ConnWindow, cfg.StreamWindow)
 	up.writeTimeout = cfg.WriteTimeout
 	return up
 }
@@ -282,12 +282,8 @@ func (up *upConn) dispatch(f http2.Frame) error {
 		return up.onSettings(f)
 	case *http2.PingFrame:
 		if !f.IsAck() {
-			up.mu.Lock()
-			if !up.closed {
-				up.out = appendPing(up.out, true, f.Data)
-				up.kickB(&up.batch)
-			}
-			up.mu.Unlock()
+			data := f.Data
+			return up.answer(&up.batch, func(b []byte) []byte { return appendPing(b, true, data) })
 		}
 	case *http2.WindowUpdateFrame:
 		if f.StreamID == 0 {
