@@ -122,8 +122,14 @@ var h2specExceptions = map[string]string{
 	// does): bytes that are not the HTTP/2 preface are read as an HTTP/1
 	// request, answered 400 and the connection closed, instead of a bare
 	// close. Only for h2c; over TLS, ALPN decides.
-	"h2c http2/3.5 Sends invalid connection preface":       "the port serves HTTP/1.1 too",
-	"relay-h2c http2/3.5 Sends invalid connection preface": "the port serves HTTP/1.1 too",
+	"h2c http2/3.5 Sends invalid connection preface":        "the port serves HTTP/1.1 too",
+	"relay-h2c http2/3.5 Sends invalid connection preface":  "the port serves HTTP/1.1 too",
+	"relay-grpc http2/3.5 Sends invalid connection preface": "the port serves HTTP/1.1 too",
+	// h2spec wants DATA in answer to its GET; grpc-go answers a request
+	// that is not a gRPC call with a header-only response, and fails these
+	// two cases the same way when h2spec runs against it directly.
+	"relay-grpc generic/2 Sends a WINDOW_UPDATE frame on half-closed (remote) stream": "grpc-go sends no DATA",
+	"relay-grpc generic/2 Sends a PRIORITY frame on half-closed (remote) stream":      "grpc-go sends no DATA",
 	// Go's HTTP/2 server refuses a SETTINGS frame that repeats a setting
 	// with a PROTOCOL_ERROR GOAWAY, a deliberate defence against settings
 	// floods; RFC 9113 allows repeats.
@@ -136,9 +142,21 @@ var h2specExceptions = map[string]string{
 	"http2/8.1.2.2 Sends a HEADERS frame that contains the TE header field with any value other than \"trailers\"": "answered 400",
 }
 
+// h2specRacy are cases whose outcome depends on timing in a mode, each
+// with why: they may pass or fail, and are reported either way.
+var h2specRacy = map[string]string{
+	// h2spec sends max+1 requests (each with END_STREAM) one write at a
+	// time and expects the last one refused. grpc-go answers each at once,
+	// so earlier streams are often closed on both sides, and no longer
+	// count (RFC 9113 section 5.1.2), before the last one arrives.
+	"relay-grpc http2/5.1.2 Sends HEADERS frames that causes their advertised concurrent stream limit to be exceeded": "streams answered before the last is sent",
+}
+
 // h2specModes are the listener configurations h2spec runs against: the
-// net/http path (HTTP/1 endpoints) and the HTTP/2 relay (h2c endpoints).
-var h2specModes = []string{"h2c", "tls", "relay-h2c", "relay-tls"}
+// net/http path (HTTP/1 endpoints) and the HTTP/2 relay (h2c endpoints:
+// Go's HTTP/2 server, and grpc-go's server, which answers h2spec's
+// requests at once and resets what is left of them).
+var h2specModes = []string{"h2c", "tls", "relay-h2c", "relay-tls", "relay-grpc"}
 
 // h2specApplicable returns the exceptions that apply to mode, as h2spec
 // names the cases.
@@ -228,6 +246,9 @@ func TestH2Spec(t *testing.T) {
 				cfg.UpstreamH2 = true
 				be = h2cBackend
 			}
+			if mode == "relay-grpc" {
+				be = startInteropServer(t, filepath.Join(dir, "interop_server"))
+			}
 			p := startHTTPProxy(t, cfg, balancer.Policy{Kind: balancer.Maglev}, be)
 			if strings.HasPrefix(mode, "relay-") != (p.l.relay != nil) {
 				t.Fatalf("mode %s: relay %v", mode, p.l.relay != nil)
@@ -248,6 +269,11 @@ func TestH2Spec(t *testing.T) {
 			failedSet := map[string]bool{}
 			for _, f := range failed {
 				failedSet[f] = true
+				if why, ok := h2specRacy[mode+" "+f]; ok {
+					t.Logf("h2spec %s: %s failed (timing: %s)", mode, f, why)
+					excepted++
+					continue
+				}
 				if h2specExcepted(mode, f) {
 					excepted++
 					continue

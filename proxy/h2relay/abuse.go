@@ -20,8 +20,8 @@ const (
 	// no request: SETTINGS and PING (each answered), DATA without payload
 	// or END_STREAM and CONTINUATION without payload or END_HEADERS, and
 	// PRIORITY (ignored, but parsed).
-	maxSettingsPerSpan = 1000
-	maxPingsPerSpan    = 10000
+	maxSettingsPerSpan = 100
+	maxPingsPerSpan    = 1000
 	maxEmptyPerSpan    = 1000
 	maxPriorityPerSpan = 10000
 	// maxBlockFrames bounds the frames of one header block (HEADERS and

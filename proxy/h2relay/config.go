@@ -82,11 +82,19 @@ type Config struct {
 	// now is the clock of the per-connection budgets; time.Now unless a
 	// test sets it.
 	now func() time.Time
+	// lingerGrace is how long a client gets to end a request whose
+	// response is complete (and whose endpoint stopped reading it) before
+	// the sweep resets it: 10s, long enough that a client sending many
+	// streams at once sees them counted, unless a test sets it.
+	lingerGrace time.Duration
 }
 
 func (c *Config) setDefaults() {
 	if c.now == nil {
 		c.now = time.Now
+	}
+	if c.lingerGrace <= 0 {
+		c.lingerGrace = 10 * time.Second
 	}
 	if c.Dial == nil {
 		d := &net.Dialer{KeepAlive: -1}

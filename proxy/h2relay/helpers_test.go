@@ -32,6 +32,10 @@ type testRouter struct {
 	excluded map[string]bool
 	next     int
 	active   atomic.Int64
+	routed   atomic.Int64 // streams routed to an endpoint, in all
+	// routedGET counts those of GET requests (the raw clients' requests,
+	// not gRPC calls).
+	routedGET atomic.Int64
 }
 
 func (r *testRouter) Route(h *RequestHead, tried []string) (string, func(), bool) {
@@ -44,6 +48,10 @@ func (r *testRouter) Route(h *RequestHead, tried []string) (string, func(), bool
 			continue
 		}
 		r.active.Add(1)
+		r.routed.Add(1)
+		if h.Method == "GET" {
+			r.routedGET.Add(1)
+		}
 		var once sync.Once
 		return a, func() { once.Do(func() { r.active.Add(-1) }) }, true
 	}

@@ -163,6 +163,7 @@ func (s *stream) failToClient(httpStatus int, msg string) {
 		return
 	}
 	s.upGone = true
+	s.relayAnswered = true
 	if s.routeDone != nil {
 		s.releaseRoute()
 	}

@@ -71,6 +71,8 @@ type stream struct {
 	finished      bool
 	contentLength int64 // declared by the client; -1 if none
 	received      int64
+	// relayAnswered: the relay ended the response itself (failToClient).
+	relayAnswered bool
 	// events counts everything that happened on the stream (pump calls),
 	// moved the pump calls that forwarded data; the sweep's copies and
 	// counts of sweeps without a change (see sweep.go).
@@ -234,10 +236,18 @@ func (s *stream) ended(p *pipe) {
 		s.upClosed = true
 	}
 	if s.resp.endSent && s.upGone && !s.req.end {
-		// The response ended for a request whose endpoint is gone. The
-		// stream stays open (and counted toward the client's concurrency
-		// limit) until the client ends its request, or the sweep stops it
-		// with RST_STREAM NO_ERROR; its request data is dropped.
+		if s.relayAnswered {
+			// The relay ended the response itself (no endpoint to take
+			// the rest): stop the client's request body.
+			s.cc.queueRST(s.b, s.id, http2.ErrCodeNo)
+			s.finish()
+			return
+		}
+		// The endpoint answered in full and wants no more of the
+		// request. The stream stays open (and counted toward the client's
+		// concurrency limit, as a stream open on one side is) until the
+		// client ends its request, or the sweep stops it with RST_STREAM
+		// NO_ERROR; its request data is dropped.
 		return
 	}
 	if s.resp.endSent && (s.req.endSent || s.upGone) {
@@ -265,14 +275,14 @@ func (s *stream) resetUpstream(code http2.ErrCode) {
 }
 
 // detach unbinds the stream from its upstream connection, giving back its
-// slot. The response data it held was credited to the connection on
-// arrival. Called with s.mu held.
+// slot. The response data the stream holds stays, to be forwarded (a
+// complete response outlives its upstream stream); it was credited to the
+// connection on arrival. Called with s.mu held.
 func (s *stream) detach() {
 	up := s.up
 	if up == nil {
 		return
 	}
-	s.resp.buf = nil
 	up.release(s.upID, 0)
 	s.up = nil
 }
@@ -293,7 +303,7 @@ func (s *stream) finish() {
 	}
 	s.finished = true
 	s.cc.release(s.id, len(s.req.buf))
-	s.req.buf = nil
+	s.req.buf, s.resp.buf = nil, nil
 	if s.routeDone != nil {
 		s.routeDone()
 		s.routeDone = nil

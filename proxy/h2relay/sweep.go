@@ -19,17 +19,17 @@ import (
 //     RST_STREAM CANCEL), and the endpoint's stream is cancelled;
 //   - lingering: the endpoint is done (complete response, and it stopped
 //     the request) but the client has not ended its request: RST_STREAM
-//     NO_ERROR after one sweep. Until then the stream still counts toward
+//     NO_ERROR once quiet for Config.lingerGrace (at least one sweep). Until then the stream still counts toward
 //     SETTINGS_MAX_CONCURRENT_STREAMS, as a stream open on one side does.
 //
 // Progress is counted on the hot path with two increments under the
 // stream's lock (no clock read); the sweep compares counts.
 
 // sweepInterval is how often the sweep runs: a quarter of the shorter
-// stream timeout, within [50ms, 5s].
+// stream timeout, within [50ms, lingerGrace].
 func (c *Config) sweepInterval() time.Duration {
 	d := min(c.StreamStallTimeout, c.StreamIdleTimeout) / 4
-	return min(max(d, 50*time.Millisecond), 5*time.Second)
+	return min(max(d, 50*time.Millisecond), c.lingerGrace)
 }
 
 // armSweep starts the sweep if it is not running. Called with cc.mu held.
@@ -75,7 +75,7 @@ func (s *stream) sweepOne(every time.Duration) {
 	}
 	buffered := len(s.req.buf)+len(s.resp.buf) > 0
 	switch {
-	case s.resp.endSent && s.upGone && !s.req.end && s.quietSweeps >= 1:
+	case s.resp.endSent && s.upGone && !s.req.end && time.Duration(s.quietSweeps)*every >= cfg.lingerGrace:
 		s.cc.queueRST(nil, s.id, http2.ErrCodeNo)
 		s.finish()
 	case buffered && time.Duration(s.stuckSweeps)*every >= cfg.StreamStallTimeout:
