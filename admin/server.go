@@ -13,12 +13,12 @@ import (
 // Limits bound what a client can hold of an admin server.
 type Limits struct {
 	// MaxConnections caps the accepted connections, at least 2. The last
-	// slot is kept free for a newcomer: when a connection takes it, or one
-	// turns idle while every slot is taken, the connection that has waited
-	// longest without a request in progress (none sent yet, or idle between
-	// keep-alive requests) is closed. So idle connections never lock a
-	// probe out; only connections inside a handler make newcomers wait in
-	// the listen backlog.
+	// slot is kept free for a newcomer: when a connection takes it, the
+	// connection that has waited longest without a request in progress
+	// (none sent yet, or idle between keep-alive requests) is closed; a
+	// connection that turns idle while every slot is taken is closed
+	// itself. So idle connections never lock a probe out; only connections
+	// inside a handler make newcomers wait in the listen backlog.
 	MaxConnections int
 	// ReadHeaderTimeout bounds reading a request's headers, counted from
 	// the accept for the first request (a connection that sends nothing is
@@ -86,8 +86,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Invariants: len(open) <= max, counting every connection from Accept until
 // its socket is closed (sockets are closed under mu, so that a slot is never
 // reused before its socket is gone). When len(open) == max, no connection
-// is idle but the newest one: taking the last slot and turning idle with
-// every slot taken both evict the connection idle the longest.
+// is idle but the newest one: taking the last slot evicts the connection
+// idle the longest, and a connection turning idle with every slot taken is
+// closed.
 // Connections are never evicted before they are needed: a newcomer cannot
 // be seen before it is accepted, so the last slot is kept free for it.
 type limitListener struct {
@@ -155,20 +156,17 @@ func (l *limitListener) Close() error {
 	return l.Listener.Close()
 }
 
-// evictLocked closes the connection idle the longest, other than keep, and
-// reports whether there was one.
-func (l *limitListener) evictLocked(keep *limitedConn) bool {
+// evictLocked closes the connection idle the longest, other than keep.
+func (l *limitListener) evictLocked(keep *limitedConn) {
 	var victim *limitedConn
 	for c := range l.open {
 		if c != keep && !c.busy && (victim == nil || c.idleSeq < victim.idleSeq) {
 			victim = c
 		}
 	}
-	if victim == nil {
-		return false
+	if victim != nil {
+		victim.closeLocked()
 	}
-	victim.closeLocked()
-	return true
 }
 
 // connState follows the server's view of each connection: a connection is
@@ -189,7 +187,10 @@ func (l *limitListener) connState(c net.Conn, st http.ConnState) {
 		l.seq++
 		lc.idleSeq = l.seq
 		if len(l.open) >= l.max {
-			l.evictLocked(nil) // free the reserved slot again
+			// Free the reserved slot again with this connection, not an
+			// older idle one: that may be a newcomer whose request is on
+			// its way.
+			lc.closeLocked()
 		}
 	}
 }

@@ -277,7 +277,7 @@ func TestKeepAliveIdleTimeout(t *testing.T) {
 
 // TestBusyConnectionsMakeNewcomersWait: connections inside a handler are
 // never evicted; a newcomer waits in the backlog until one is done and
-// idle, which is then evicted for it.
+// idle, which is then closed for it.
 func TestBusyConnectionsMakeNewcomersWait(t *testing.T) {
 	const maxConn = 4
 	entered := make(chan struct{}, maxConn+1)
@@ -297,8 +297,8 @@ func TestBusyConnectionsMakeNewcomersWait(t *testing.T) {
 		err  error
 	}
 	// The slow requests' connections stay open (keep-alive) after their
-	// answer: turning idle with every slot taken, they are evicted for the
-	// waiting one.
+	// answer: turning idle with every slot taken, they are closed, making
+	// room for the waiting one, which none of them may evict.
 	var transports []*http.Transport
 	t.Cleanup(func() {
 		for _, tr := range transports {

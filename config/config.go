@@ -46,8 +46,9 @@ type Admin struct {
 	Pprof bool `mapstructure:"pprof"`
 	// MaxConnections caps the connections of each admin server, at least
 	// 2. The last slot is kept for a newcomer: taking it closes the
-	// connection idle the longest, so idle connections never lock probes
-	// out; only requests in progress make newcomers wait.
+	// connection idle the longest (and one turning idle when all are taken
+	// is closed), so idle connections never lock probes out; only requests
+	// in progress make newcomers wait.
 	MaxConnections int `mapstructure:"maxConnections"`
 	// Timeouts bound each admin connection.
 	Timeouts AdminTimeouts `mapstructure:"timeouts"`
