@@ -1,5 +1,9 @@
-// Package admin serves longhaul's operational endpoints: Prometheus metrics,
-// liveness and readiness probes, and JSON views of endpoints and sessions.
+// Package admin serves longhaul's operational endpoints on two servers:
+// probes and Prometheus metrics (Handler) where the kubelet and Prometheus
+// reach them, and JSON views of endpoints and sessions plus pprof
+// (DebugHandler), which name clients and show memory, on an address of their
+// own: loopback, or guarded by a bearer token. Both run as a Server, which
+// bounds connections and their timeouts (Limits).
 package admin
 
 import (
@@ -54,18 +58,15 @@ func (r *Readiness) Check() error {
 	return errors.Join(errs...)
 }
 
-// Options are the data sources of the admin handler. Nil functions serve
-// empty lists.
+// Options are the data sources of the probe and metrics handler.
 type Options struct {
-	Gatherer  prometheus.Gatherer
-	Ready     *Readiness
-	Endpoints func() any // JSON for /debug/endpoints
-	Sessions  func() any // JSON for /debug/sessions
-	// Pprof serves Go's profiles under /debug/pprof/.
-	Pprof bool
+	Gatherer prometheus.Gatherer
+	Ready    *Readiness
 }
 
-// Handler returns the admin HTTP handler.
+// Handler returns the handler of the admin address: /healthz, /readyz and
+// /metrics, what the kubelet and Prometheus read. It serves nothing that
+// names a client.
 func Handler(o Options) http.Handler {
 	mux := http.NewServeMux()
 	if o.Gatherer != nil {
@@ -83,6 +84,28 @@ func Handler(o Options) http.Handler {
 		}
 		fmt.Fprintln(w, "ok")
 	})
+	return mux
+}
+
+// DebugOptions are the data sources of the debug handler. Nil functions
+// serve empty lists.
+type DebugOptions struct {
+	Endpoints func() any // JSON for /debug/endpoints
+	Sessions  func() any // JSON for /debug/sessions: every client's address
+	// Pprof serves Go's profiles under /debug/pprof/. A timed profile or
+	// trace (seconds=) extends its own write deadline by its duration, so
+	// Limits.WriteTimeout does not cut it; it keeps its connection busy
+	// (not evictable) meanwhile.
+	Pprof bool
+	// Token, if not empty, is required of every request as
+	// "Authorization: Bearer TOKEN"; any other request gets 401.
+	Token string
+}
+
+// DebugHandler returns the handler of the debug address: /debug/endpoints,
+// /debug/sessions and, with Pprof, /debug/pprof/.
+func DebugHandler(o DebugOptions) http.Handler {
+	mux := http.NewServeMux()
 	mux.HandleFunc("GET /debug/endpoints", jsonHandler(o.Endpoints))
 	mux.HandleFunc("GET /debug/sessions", jsonHandler(o.Sessions))
 	if o.Pprof {
@@ -92,7 +115,10 @@ func Handler(o Options) http.Handler {
 		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	}
-	return mux
+	if o.Token == "" {
+		return mux
+	}
+	return requireToken(o.Token, mux)
 }
 
 func jsonHandler(f func() any) http.HandlerFunc {

@@ -23,14 +23,50 @@ type Config struct {
 	Listeners []Listener `mapstructure:"listeners"`
 }
 
-// Admin configures the admin HTTP server.
+// Admin configures longhaul's two admin servers: one for what the kubelet
+// and Prometheus read, one for the debug views. Changing any of it needs a
+// restart.
 type Admin struct {
-	// Address is the host:port the admin server listens on.
+	// Address is the host:port of /healthz, /readyz and /metrics. It names
+	// no client, so it may listen where the kubelet and Prometheus reach it
+	// (0.0.0.0:9901 in a cluster).
 	Address string `mapstructure:"address"`
-	// Pprof serves Go's profiles under /debug/pprof/ on the admin server.
-	// Off by default: profiles show memory contents and cost CPU while
-	// they run, so turn it on only where the admin address is private.
+	// DebugAddress is the host:port of /debug/endpoints, /debug/sessions
+	// (every client's address) and, with Pprof, /debug/pprof/; empty (the
+	// default) serves none of them. It must be a loopback address (reached
+	// in a cluster with kubectl port-forward) unless DebugTokenFile is set.
+	DebugAddress string `mapstructure:"debugAddress"`
+	// DebugTokenFile, if set, names a file holding a bearer token (at least
+	// 16 characters, read at start) that every request to DebugAddress must
+	// send as "Authorization: Bearer TOKEN"; others get 401.
+	DebugTokenFile string `mapstructure:"debugTokenFile"`
+	// Pprof serves Go's profiles under /debug/pprof/ on DebugAddress, which
+	// it needs. Off by default: profiles show memory contents and cost CPU
+	// while they run.
 	Pprof bool `mapstructure:"pprof"`
+	// MaxConnections caps the connections of each admin server, at least
+	// 2. The last slot is kept for a newcomer: taking it closes the
+	// connection idle the longest (and one turning idle when all are taken
+	// is closed), so idle connections never lock probes out; only requests
+	// in progress make newcomers wait.
+	MaxConnections int `mapstructure:"maxConnections"`
+	// Timeouts bound each admin connection.
+	Timeouts AdminTimeouts `mapstructure:"timeouts"`
+}
+
+// AdminTimeouts bound the connections of the admin servers. All are
+// positive, and Read is at least ReadHeader.
+type AdminTimeouts struct {
+	// ReadHeader bounds reading a request's headers; a connection that
+	// sends nothing is closed after it.
+	ReadHeader time.Duration `mapstructure:"readHeader"`
+	// Read bounds reading a whole request.
+	Read time.Duration `mapstructure:"read"`
+	// Write bounds writing a response (a timed pprof profile adds its
+	// duration).
+	Write time.Duration `mapstructure:"write"`
+	// Idle closes a keep-alive connection idle for this long.
+	Idle time.Duration `mapstructure:"idle"`
 }
 
 // Log configures logging.
@@ -217,15 +253,27 @@ const (
 	DefaultRebalanceMaxPerRound = 10
 )
 
+// Defaults of the admin servers' limits (see Admin).
+const (
+	DefaultAdminMaxConnections    = 64
+	DefaultAdminReadHeaderTimeout = 5 * time.Second
+	DefaultAdminReadTimeout       = 10 * time.Second
+	DefaultAdminWriteTimeout      = 10 * time.Second
+	DefaultAdminIdleTimeout       = time.Minute
+)
+
 // Default returns the configuration's defaults: the admin server on
-// 127.0.0.1:9901, logs at info in JSON, and no listeners. Each listener's
+// 127.0.0.1:9901 (64 connections; timeouts readHeader 5s, read 10s, write
+// 10s, idle 1m), no debug server, logs at info in JSON, and no listeners. Each listener's
 // own defaults (protocol tcp, policy maglev, key client-ip, boundedLoad 1.25
 // for maglev, tableSize 65537, timeouts connect 2s and idle 1h,
 // maxConnections 100000, drain timeout 25s, killMargin 2s) are applied by Load and Parse.
 func Default() *Config {
 	return &Config{
-		Admin: Admin{Address: DefaultAdminAddress},
-		Log:   Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
+		Admin: Admin{Address: DefaultAdminAddress, MaxConnections: DefaultAdminMaxConnections, Timeouts: AdminTimeouts{
+			ReadHeader: DefaultAdminReadHeaderTimeout, Read: DefaultAdminReadTimeout,
+			Write: DefaultAdminWriteTimeout, Idle: DefaultAdminIdleTimeout}},
+		Log: Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
 	}
 }
 

@@ -16,7 +16,7 @@ import (
 // exampleConfig is testdata/example.yaml as a struct.
 func exampleConfig() *Config {
 	return &Config{
-		Admin: Admin{Address: "127.0.0.1:9901"},
+		Admin: defaultAdmin("127.0.0.1:9901"),
 		Log:   Log{Level: "info", Format: "json"},
 		Listeners: []Listener{{
 			Name:           "echo",
@@ -90,7 +90,7 @@ listeners:
   - {name: a, address: ":7000", endpoints: {file: eps.yaml}}
 `,
 			want: &Config{
-				Admin: Admin{Address: "127.0.0.1:9901"},
+				Admin: defaultAdmin("127.0.0.1:9901"),
 				Log:   Log{Level: "info", Format: "json"},
 				Listeners: []Listener{{
 					Name: "a", Address: ":7000", Protocol: "tcp",
@@ -105,7 +105,13 @@ listeners:
 		{
 			name: "every key set, kubernetes port by number, http block",
 			yaml: `
-admin: {address: "[::1]:9000"}
+admin:
+  address: "[::1]:9000"
+  debugAddress: "[::1]:9001"
+  debugTokenFile: /run/secrets/debug-token
+  pprof: true
+  maxConnections: 8
+  timeouts: {readHeader: 1s, read: 2s, write: 3s, idle: 4s}
 log: {level: debug, format: console}
 listeners:
   - name: web
@@ -122,8 +128,10 @@ listeners:
       tls: {certFile: tls.crt, keyFile: tls.key}
 `,
 			want: &Config{
-				Admin: Admin{Address: "[::1]:9000"},
-				Log:   Log{Level: "debug", Format: "console"},
+				Admin: Admin{Address: "[::1]:9000", DebugAddress: "[::1]:9001", DebugTokenFile: "/run/secrets/debug-token",
+					Pprof: true, MaxConnections: 8,
+					Timeouts: AdminTimeouts{ReadHeader: time.Second, Read: 2 * time.Second, Write: 3 * time.Second, Idle: 4 * time.Second}},
+				Log: Log{Level: "debug", Format: "console"},
 				Listeners: []Listener{{
 					Name: "web", Address: "0.0.0.0:8443", Protocol: "http",
 					Endpoints:      Endpoints{Kubernetes: &Kubernetes{Namespace: "shop", Service: "cart", Port: "8080"}},
@@ -146,7 +154,7 @@ listeners:
   - {name: a, address: ":7000", endpoints: {static: ["10.0.0.1:80"]}, balance: {policy: least-connections}}
 `,
 			want: &Config{
-				Admin: Admin{Address: "127.0.0.1:9901"},
+				Admin: defaultAdmin("127.0.0.1:9901"),
 				Log:   Log{Level: "info", Format: "json"},
 				Listeners: []Listener{func() Listener {
 					l := defaults
@@ -170,7 +178,7 @@ listeners:
     ProxyProtocol: {Accept: TRUE}
 `,
 			want: &Config{
-				Admin: Admin{Address: "127.0.0.1:9901"},
+				Admin: defaultAdmin("127.0.0.1:9901"),
 				Log:   Log{Level: "warn", Format: "json"},
 				Listeners: []Listener{func() Listener {
 					l := defaults
@@ -196,7 +204,7 @@ listeners:
     timeouts: {connect: , idle: 0h5m}
 `,
 			want: &Config{
-				Admin: Admin{Address: "127.0.0.1:9901"},
+				Admin: defaultAdmin("127.0.0.1:9901"),
 				Log:   Log{Level: "info", Format: "console"},
 				Listeners: []Listener{func() Listener {
 					l := defaults
@@ -431,6 +439,7 @@ listeners:
 		noFS  bool // Load with a nil FlagSet
 		want  Log
 		admin string
+		debug string
 	}{
 		{name: "file and defaults", want: Log{"error", "json"}, admin: "127.0.0.1:9000"},
 		{name: "file and defaults, nil flags", noFS: true, want: Log{"error", "json"}, admin: "127.0.0.1:9000"},
@@ -440,6 +449,10 @@ listeners:
 			want: Log{"debug", "json"}, admin: "127.0.0.1:9000"},
 		{name: "flag beats file", args: []string{"--log-level=warn", "--admin-address", "0.0.0.0:9901"},
 			want: Log{"warn", "json"}, admin: "0.0.0.0:9901"},
+		{name: "debug address from the environment", env: map[string]string{"LONGHAUL_ADMIN_DEBUGADDRESS": "127.0.0.1:9902"},
+			want: Log{"error", "json"}, admin: "127.0.0.1:9000", debug: "127.0.0.1:9902"},
+		{name: "debug address flag beats environment", env: map[string]string{"LONGHAUL_ADMIN_DEBUGADDRESS": "127.0.0.1:9902"},
+			args: []string{"--admin-debug-address=[::1]:9903"}, want: Log{"error", "json"}, admin: "127.0.0.1:9000", debug: "[::1]:9903"},
 		{name: "flag beats environment", env: map[string]string{"LONGHAUL_LOG_LEVEL": "debug", "LONGHAUL_LOG_FORMAT": "console"},
 			args: []string{"--log-level=warn"}, want: Log{"warn", "console"}, admin: "127.0.0.1:9000"},
 		{name: "flag equal to its default still beats file", args: []string{"--log-level=info"},
@@ -467,6 +480,9 @@ listeners:
 			}
 			if c.Admin.Address != tt.admin {
 				t.Errorf("admin.address: got %v, want %v", c.Admin.Address, tt.admin)
+			}
+			if c.Admin.DebugAddress != tt.debug {
+				t.Errorf("admin.debugAddress: got %v, want %v", c.Admin.DebugAddress, tt.debug)
 			}
 		})
 	}
@@ -500,7 +516,7 @@ func TestParseIgnoresEnvironment(t *testing.T) {
 func TestBindFlags(t *testing.T) {
 	flags := pflag.NewFlagSet("test", pflag.ContinueOnError)
 	BindFlags(flags)
-	for name, want := range map[string]string{"admin-address": "127.0.0.1:9901", "log-level": "info", "log-format": "json"} {
+	for name, want := range map[string]string{"admin-address": "127.0.0.1:9901", "admin-debug-address": "", "log-level": "info", "log-format": "json"} {
 		f := flags.Lookup(name)
 		if f == nil {
 			t.Fatalf("--%s: not registered", name)
@@ -513,7 +529,7 @@ func TestBindFlags(t *testing.T) {
 }
 
 func TestDefault(t *testing.T) {
-	want := &Config{Admin: Admin{Address: "127.0.0.1:9901"}, Log: Log{Level: "info", Format: "json"}}
+	want := &Config{Admin: defaultAdmin("127.0.0.1:9901"), Log: Log{Level: "info", Format: "json"}}
 	if got := Default(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v, want %+v", got, want)
 	}
@@ -561,6 +577,13 @@ func TestIsPrime(t *testing.T) {
 	}
 }
 
+// defaultAdmin is the admin block a file gets when it sets only the
+// address.
+func defaultAdmin(address string) Admin {
+	return Admin{Address: address, MaxConnections: 64,
+		Timeouts: AdminTimeouts{ReadHeader: 5 * time.Second, Read: 10 * time.Second, Write: 10 * time.Second, Idle: time.Minute}}
+}
+
 // defaultDrain is the drain block a listener gets when the file sets only
 // its timeout.
 func defaultDrain(timeout time.Duration) Drain {
@@ -572,7 +595,7 @@ func defaultDrain(timeout time.Duration) Drain {
 // listener, and admin.pprof decodes.
 func TestParseTCPOnlyKeys(t *testing.T) {
 	c, err := Parse([]byte(`
-admin: {address: "127.0.0.1:9000", pprof: true}
+admin: {address: "127.0.0.1:9000", debugAddress: "127.0.0.1:9002", pprof: true}
 listeners:
   - {name: db, address: ":5432", endpoints: {static: ["10.0.0.1:5432"]}, proxyProtocol: {accept: true, send: true}}
 `))

@@ -12,28 +12,31 @@ import (
 )
 
 // EnvPrefix prefixes the environment variables that override the file:
-// LONGHAUL_ADMIN_ADDRESS, LONGHAUL_LOG_LEVEL, LONGHAUL_LOG_FORMAT.
+// LONGHAUL_ADMIN_ADDRESS, LONGHAUL_ADMIN_DEBUGADDRESS, LONGHAUL_LOG_LEVEL,
+// LONGHAUL_LOG_FORMAT.
 const EnvPrefix = "LONGHAUL"
 
 // overrides are the keys that flags and the environment can set, with the
 // flag that sets each.
 var overrides = []struct{ key, flag, usage string }{
 	{"admin.address", "admin-address", "admin server host:port (overrides admin.address)"},
+	{"admin.debugAddress", "admin-debug-address", `debug server host:port, "" for none (overrides admin.debugAddress)`},
 	{"log.level", "log-level", "log level: debug, info, warn or error (overrides log.level)"},
 	{"log.format", "log-format", "log format: json or console (overrides log.format)"},
 }
 
 // BindFlags registers on fs the flags that override the file:
-// --admin-address, --log-level and --log-format. A flag counts only when it
-// is given on the command line; it beats the environment
-// (LONGHAUL_ADMIN_ADDRESS, LONGHAUL_LOG_LEVEL, LONGHAUL_LOG_FORMAT), which
-// beats the file.
+// --admin-address, --admin-debug-address, --log-level and --log-format. A
+// flag counts only when it is given on the command line; it beats the
+// environment (LONGHAUL_ADMIN_ADDRESS, LONGHAUL_ADMIN_DEBUGADDRESS,
+// LONGHAUL_LOG_LEVEL, LONGHAUL_LOG_FORMAT), which beats the file.
 func BindFlags(fs *pflag.FlagSet) {
 	d := Default()
 	defaults := map[string]string{
-		"admin.address": d.Admin.Address,
-		"log.level":     d.Log.Level,
-		"log.format":    d.Log.Format,
+		"admin.address":      d.Admin.Address,
+		"admin.debugAddress": d.Admin.DebugAddress,
+		"log.level":          d.Log.Level,
+		"log.format":         d.Log.Format,
 	}
 	for _, o := range overrides {
 		if fs.Lookup(o.flag) == nil {

@@ -73,7 +73,7 @@ func (c *Config) Validate() error {
 		return &ValidationError{Problems: []Problem{{Path: "config", Message: "missing"}}}
 	}
 	var v validator
-	v.address("admin.address", c.Admin.Address)
+	v.admin(&c.Admin)
 	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	v.oneOf("log.format", c.Log.Format, "json", "console")
 	if len(c.Listeners) == 0 {
@@ -82,6 +82,9 @@ func (c *Config) Validate() error {
 	names := map[string]string{}
 	type bound struct{ path, addr string }
 	addrs := []bound{{"admin.address", c.Admin.Address}}
+	if c.Admin.DebugAddress != "" {
+		addrs = append(addrs, bound{"admin.debugAddress", c.Admin.DebugAddress})
+	}
 	for i := range c.Listeners {
 		l := &c.Listeners[i]
 		p := fmt.Sprintf("listeners[%d]", i)
@@ -133,22 +136,82 @@ func (v *validator) required(path, value string) bool {
 }
 
 // address checks a host:port to listen on: the host an IP address, a DNS
-// name or empty (every interface), the port a number from 1 to 65535.
-func (v *validator) address(path, addr string) {
+// name or empty (every interface), the port a number from 1 to 65535. It
+// reports whether addr passed.
+func (v *validator) address(path, addr string) bool {
 	if !v.required(path, addr) {
-		return
+		return false
 	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		v.add(path, addr, "must be host:port")
-		return
+		return false
 	}
+	ok := true
 	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
 		v.add(path, addr, "port must be a number from 1 to 65535")
+		ok = false
 	}
 	if host != "" && !isIP(host) && !isDNSName(host) {
 		v.add(path, addr, "host must be an IP address or a DNS name")
+		ok = false
 	}
+	return ok
+}
+
+// admin checks the admin servers. A debug address that is not loopback
+// without a token is refused, not warned about: /debug/sessions lists every
+// client's address and pprof shows memory, to anyone who reaches the port,
+// and a warning in a log is read after the fact.
+func (v *validator) admin(a *Admin) {
+	v.address("admin.address", a.Address)
+	if a.DebugAddress != "" {
+		switch {
+		case !v.address("admin.debugAddress", a.DebugAddress):
+			// Reported; whether it is loopback cannot be told.
+		case addrConflict(a.DebugAddress, a.Address):
+			v.add("admin.debugAddress", a.DebugAddress, "conflicts with admin.address "+strconv.Quote(a.Address))
+		case a.DebugTokenFile == "" && !isLoopback(a.DebugAddress):
+			v.add("admin.debugAddress", a.DebugAddress, "is not a loopback address: /debug/sessions lists every client and pprof shows memory; "+
+				"listen on 127.0.0.1 or [::1] (kubectl port-forward reaches it), or set admin.debugTokenFile to require a bearer token")
+		}
+	} else {
+		if a.Pprof {
+			v.add("admin.pprof", a.Pprof, "needs admin.debugAddress: pprof is served there only")
+		}
+		if a.DebugTokenFile != "" {
+			v.add("admin.debugTokenFile", a.DebugTokenFile, "needs admin.debugAddress: the token guards the debug server")
+		}
+	}
+	if a.MaxConnections < 2 {
+		v.add("admin.maxConnections", a.MaxConnections, "must be at least 2 (one slot is kept free for a newcomer)")
+	}
+	t := &a.Timeouts
+	for _, d := range []struct {
+		name string
+		val  time.Duration
+	}{{"readHeader", t.ReadHeader}, {"read", t.Read}, {"write", t.Write}, {"idle", t.Idle}} {
+		if d.val <= 0 {
+			v.add("admin.timeouts."+d.name, d.val, "must be greater than 0")
+		}
+	}
+	if t.Read > 0 && t.Read < t.ReadHeader {
+		v.add("admin.timeouts.read", t.Read, "must be at least admin.timeouts.readHeader ("+t.ReadHeader.String()+"): it bounds the headers too")
+	}
+}
+
+// isLoopback reports whether a host:port names a loopback host: localhost
+// or a loopback IP address.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
 }
 
 func (v *validator) listener(p string, l *Listener) {

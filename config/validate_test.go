@@ -47,6 +47,43 @@ func TestValidate(t *testing.T) {
 		{"admin on a host name", func(c *Config) { c.Admin.Address = "localhost:9901" }, nil},
 		{"admin on IPv6", func(c *Config) { c.Admin.Address = "[::1]:9901" }, nil},
 
+		// admin.debugAddress, debugTokenFile, pprof
+		{"debug on loopback", func(c *Config) { c.Admin.DebugAddress = "127.0.0.1:9902"; c.Admin.Pprof = true }, nil},
+		{"debug on IPv6 loopback", func(c *Config) { c.Admin.DebugAddress = "[::1]:9902" }, nil},
+		{"debug on localhost", func(c *Config) { c.Admin.DebugAddress = "localhost:9902" }, nil},
+		{"debug on 127.0.0.2", func(c *Config) { c.Admin.DebugAddress = "127.0.0.2:9902" }, nil},
+		{"debug on every interface without a token", func(c *Config) { c.Admin.DebugAddress = ":9902" },
+			[]string{`admin.debugAddress: ":9902": ` + notLoopback}},
+		{"debug on 0.0.0.0 without a token", func(c *Config) { c.Admin.DebugAddress = "0.0.0.0:9902" },
+			[]string{`admin.debugAddress: "0.0.0.0:9902": ` + notLoopback}},
+		{"debug on a pod IP without a token", func(c *Config) { c.Admin.DebugAddress = "10.1.2.3:9902" },
+			[]string{`admin.debugAddress: "10.1.2.3:9902": ` + notLoopback}},
+		{"debug on a host name without a token", func(c *Config) { c.Admin.DebugAddress = "longhaul.shop:9902" },
+			[]string{`admin.debugAddress: "longhaul.shop:9902": ` + notLoopback}},
+		{"debug on every interface with a token", func(c *Config) { c.Admin.DebugAddress = ":9902"; c.Admin.DebugTokenFile = "/run/token" }, nil},
+		{"debug address bad", func(c *Config) { c.Admin.DebugAddress = "127.0.0.1" },
+			[]string{`admin.debugAddress: "127.0.0.1": must be host:port`}},
+		{"debug address same as admin", func(c *Config) { c.Admin.DebugAddress = "127.0.0.1:9901" },
+			[]string{`admin.debugAddress: "127.0.0.1:9901": conflicts with admin.address "127.0.0.1:9901"`}},
+		{"listener on the debug address", func(c *Config) { c.Admin.DebugAddress = "127.0.0.1:7000" },
+			[]string{`listeners[0].address: "127.0.0.1:7000": conflicts with admin.debugAddress "127.0.0.1:7000"`}},
+		{"pprof without a debug address", func(c *Config) { c.Admin.Pprof = true },
+			[]string{`admin.pprof: true: needs admin.debugAddress: pprof is served there only`}},
+		{"token without a debug address", func(c *Config) { c.Admin.DebugTokenFile = "/run/token" },
+			[]string{`admin.debugTokenFile: "/run/token": needs admin.debugAddress: the token guards the debug server`}},
+
+		// admin.maxConnections, admin.timeouts
+		{"admin maxConnections 1", func(c *Config) { c.Admin.MaxConnections = 1 },
+			[]string{`admin.maxConnections: 1: must be at least 2 (one slot is kept free for a newcomer)`}},
+		{"admin maxConnections 2", func(c *Config) { c.Admin.MaxConnections = 2 }, nil},
+		{"admin timeouts zero", func(c *Config) { c.Admin.Timeouts = AdminTimeouts{} }, []string{
+			`admin.timeouts.readHeader: 0s: must be greater than 0`, `admin.timeouts.read: 0s: must be greater than 0`,
+			`admin.timeouts.write: 0s: must be greater than 0`, `admin.timeouts.idle: 0s: must be greater than 0`}},
+		{"admin read below readHeader", func(c *Config) { c.Admin.Timeouts.Read = time.Second },
+			[]string{`admin.timeouts.read: 1s: must be at least admin.timeouts.readHeader (5s): it bounds the headers too`}},
+		{"admin timeouts negative", func(c *Config) { c.Admin.Timeouts.Idle = -time.Second },
+			[]string{`admin.timeouts.idle: -1s: must be greater than 0`}},
+
 		// log
 		{"log level", func(c *Config) { c.Log.Level = "verbose" },
 			[]string{`log.level: "verbose": must be one of debug, info, warn, error`}},
@@ -275,6 +312,9 @@ func TestValidate(t *testing.T) {
 		})
 	}
 }
+
+const notLoopback = `is not a loopback address: /debug/sessions lists every client and pprof shows memory; ` +
+	`listen on 127.0.0.1 or [::1] (kubectl port-forward reaches it), or set admin.debugTokenFile to require a bearer token`
 
 func TestValidateNil(t *testing.T) {
 	var c *Config

@@ -3,6 +3,8 @@ package deploy
 import (
 	"bufio"
 	"debug/elf"
+	"maps"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,7 +15,10 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/yaml"
 )
 
 // TestStaticBinary builds ./cmd/longhaul as the Dockerfile does and checks
@@ -153,10 +158,15 @@ func TestDockerfile(t *testing.T) {
 			t.Errorf("EXPOSE %v lacks port %d of the example config", d.expose, p)
 		}
 	}
+	if m.debugPort != 0 && slices.Contains(d.expose, m.debugPort) {
+		t.Errorf("EXPOSE %v names the debug port %d, which listens on loopback", d.expose, m.debugPort)
+	}
 }
 
 // TestPortsAgree checks that probes, container ports and Service ports are
-// those of the example configuration.
+// those of the example configuration: the clients' Service reaches the
+// listeners only, the metrics Service the admin port only, and nothing
+// reaches the debug port, which listens on loopback.
 func TestPortsAgree(t *testing.T) {
 	m := load(t)
 	if m.adminPort != 9901 {
@@ -181,24 +191,155 @@ func TestPortsAgree(t *testing.T) {
 			t.Errorf("%s probe port %v = %d (%v), want the admin port %d", name, p.HTTPGet.Port.String(), port, err, m.adminPort)
 		}
 	}
-	svcPorts := map[int]bool{}
-	for _, sp := range m.svc.Spec.Ports {
-		port, err := m.containerPort(sp.TargetPort)
-		if err != nil {
-			t.Errorf("Service port %s: %v", sp.Name, err)
-		}
-		svcPorts[port] = true
-	}
-	if !svcPorts[m.adminPort] {
-		t.Errorf("Service does not reach the admin port %d", m.adminPort)
+
+	svcPorts := m.servicePorts(t, m.svc)
+	if svcPorts[m.adminPort] {
+		t.Errorf("the clients' Service %s reaches the admin port %d", m.svc.Name, m.adminPort)
 	}
 	for name, p := range m.listenPort {
 		if !svcPorts[p] {
-			t.Errorf("Service does not reach listener %s's port %d", name, p)
+			t.Errorf("Service %s does not reach listener %s's port %d", m.svc.Name, name, p)
 		}
 	}
-	if sel := m.svc.Spec.Selector; !mapsSubset(sel, m.deploy.Spec.Template.Labels) {
-		t.Errorf("Service selector %v does not match pod labels %v", sel, m.deploy.Spec.Template.Labels)
+	if got := m.servicePorts(t, m.metricsSvc); len(got) != 1 || !got[m.adminPort] {
+		t.Errorf("Service %s reaches ports %v, want the admin port %d only", m.metricsSvc.Name, got, m.adminPort)
+	}
+	if m.metricsSvc.Spec.ClusterIP != corev1.ClusterIPNone || !m.metricsSvc.Spec.PublishNotReadyAddresses {
+		t.Errorf("Service %s: clusterIP %q, publishNotReadyAddresses %v; want headless, listing draining pods too",
+			m.metricsSvc.Name, m.metricsSvc.Spec.ClusterIP, m.metricsSvc.Spec.PublishNotReadyAddresses)
+	}
+	for _, svc := range []corev1.Service{m.svc, m.metricsSvc} {
+		if sel := svc.Spec.Selector; !mapsSubset(sel, m.deploy.Spec.Template.Labels) {
+			t.Errorf("Service %s selector %v does not match pod labels %v", svc.Name, sel, m.deploy.Spec.Template.Labels)
+		}
+	}
+
+	// The debug views: configured, on loopback, without a token, and on no
+	// container port.
+	if m.debugPort == 0 {
+		t.Error("the example config has no admin.debugAddress")
+	}
+	if host, _, _ := net.SplitHostPort(m.cfg.Admin.DebugAddress); host != "127.0.0.1" {
+		t.Errorf("admin.debugAddress %q: want loopback", m.cfg.Admin.DebugAddress)
+	}
+	for _, cp := range m.container.Ports {
+		if int(cp.ContainerPort) == m.debugPort {
+			t.Errorf("container port %s is the debug port %d", cp.Name, m.debugPort)
+		}
+	}
+}
+
+// servicePorts returns the container ports a Service's ports lead to.
+func (m *manifests) servicePorts(t *testing.T, svc corev1.Service) map[int]bool {
+	t.Helper()
+	out := map[int]bool{}
+	for _, sp := range svc.Spec.Ports {
+		port, err := m.containerPort(sp.TargetPort)
+		if err != nil {
+			t.Errorf("Service %s port %s: %v", svc.Name, sp.Name, err)
+		}
+		out[port] = true
+	}
+	return out
+}
+
+// TestNetworkPolicy checks that the policy selects longhaul's pods and
+// admits every listener port from anywhere, the admin port from the
+// monitoring namespace only, and nothing else.
+func TestNetworkPolicy(t *testing.T) {
+	m := load(t)
+	np := m.netpol.Spec
+	if !mapsSubset(np.PodSelector.MatchLabels, m.deploy.Spec.Template.Labels) || len(np.PodSelector.MatchExpressions) > 0 {
+		t.Errorf("podSelector %+v does not select the pods %v", np.PodSelector, m.deploy.Spec.Template.Labels)
+	}
+	if !slices.Equal(np.PolicyTypes, []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}) {
+		t.Errorf("policyTypes %v, want Ingress", np.PolicyTypes)
+	}
+	fromAnywhere, fromMonitoring := map[int]bool{}, map[int]bool{}
+	for i, rule := range np.Ingress {
+		if len(rule.Ports) == 0 {
+			t.Errorf("ingress[%d] admits every port", i)
+		}
+		var into map[int]bool
+		switch {
+		case len(rule.From) == 0:
+			into = fromAnywhere
+		case len(rule.From) == 1 && rule.From[0].PodSelector == nil && rule.From[0].IPBlock == nil &&
+			rule.From[0].NamespaceSelector != nil && len(rule.From[0].NamespaceSelector.MatchExpressions) == 0 &&
+			maps.Equal(rule.From[0].NamespaceSelector.MatchLabels, map[string]string{"kubernetes.io/metadata.name": "monitoring"}):
+			into = fromMonitoring
+		default:
+			t.Errorf("ingress[%d] from %+v: want anywhere or the monitoring namespace", i, rule.From)
+			continue
+		}
+		for _, p := range rule.Ports {
+			if p.Port == nil || p.EndPort != nil || p.Protocol == nil || *p.Protocol != corev1.ProtocolTCP {
+				t.Errorf("ingress[%d] port %+v: want one TCP port", i, p)
+				continue
+			}
+			port, err := m.containerPort(*p.Port)
+			if err != nil {
+				t.Errorf("ingress[%d]: %v", i, err)
+			}
+			into[port] = true
+		}
+	}
+	want := map[int]bool{}
+	for _, p := range m.listenPort {
+		want[p] = true
+	}
+	if !maps.Equal(fromAnywhere, want) {
+		t.Errorf("ports admitted from anywhere %v, want the listeners' %v", fromAnywhere, want)
+	}
+	if !maps.Equal(fromMonitoring, map[int]bool{m.adminPort: true}) {
+		t.Errorf("ports admitted from the monitoring namespace %v, want the admin port %d only", fromMonitoring, m.adminPort)
+	}
+}
+
+// TestPodMonitor checks the optional PodMonitor (not in the kustomization:
+// its CRD may be absent) against the pods: their labels and admin port.
+func TestPodMonitor(t *testing.T) {
+	m := load(t)
+	b, err := os.ReadFile("podmonitor.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pm struct {
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+		Metadata   struct {
+			Name, Namespace string
+			Labels          map[string]string
+		} `json:"metadata"`
+		Spec struct {
+			Selector struct {
+				MatchLabels map[string]string `json:"matchLabels"`
+			} `json:"selector"`
+			PodMetricsEndpoints []struct {
+				Port     string `json:"port"`
+				Path     string `json:"path"`
+				Interval string `json:"interval"`
+			} `json:"podMetricsEndpoints"`
+		} `json:"spec"`
+	}
+	if err := yaml.UnmarshalStrict(b, &pm); err != nil {
+		t.Fatalf("podmonitor.yaml: %v", err)
+	}
+	if pm.APIVersion != "monitoring.coreos.com/v1" || pm.Kind != "PodMonitor" || pm.Metadata.Namespace != m.deploy.Namespace {
+		t.Errorf("podmonitor.yaml: %s %s in %q", pm.APIVersion, pm.Kind, pm.Metadata.Namespace)
+	}
+	if !mapsSubset(pm.Spec.Selector.MatchLabels, m.deploy.Spec.Template.Labels) {
+		t.Errorf("PodMonitor selector %v does not match pod labels %v", pm.Spec.Selector.MatchLabels, m.deploy.Spec.Template.Labels)
+	}
+	if len(pm.Spec.PodMetricsEndpoints) != 1 {
+		t.Fatalf("%d podMetricsEndpoints, want 1", len(pm.Spec.PodMetricsEndpoints))
+	}
+	ep := pm.Spec.PodMetricsEndpoints[0]
+	if port, err := m.containerPort(intstr.FromString(ep.Port)); err != nil || port != m.adminPort || ep.Path != "/metrics" {
+		t.Errorf("PodMonitor scrapes port %q (%d, %v) path %q, want the admin port %d, /metrics", ep.Port, port, err, ep.Path, m.adminPort)
+	}
+	if _, err := time.ParseDuration(ep.Interval); err != nil {
+		t.Errorf("PodMonitor interval %q: %v", ep.Interval, err)
 	}
 }
 
@@ -276,11 +417,7 @@ func TestPodHardeningAndShutdown(t *testing.T) {
 	preStop := time.Duration(c.Lifecycle.PreStop.Sleep.Seconds) * time.Second
 	var drain time.Duration
 	for _, l := range m.cfg.Listeners {
-		d, err := time.ParseDuration(l.Drain.Timeout)
-		if err != nil {
-			t.Fatalf("listener %s drain.timeout %q: %v", l.Name, l.Drain.Timeout, err)
-		}
-		drain = max(drain, d)
+		drain = max(drain, l.Drain.Timeout)
 	}
 	grace := time.Duration(*spec.TerminationGracePeriodSeconds) * time.Second
 	if grace < preStop+drain+5*time.Second {

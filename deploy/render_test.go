@@ -14,11 +14,14 @@ import (
 	"go.uber.org/goleak"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
+
+	"github.com/longhaul-proxy/longhaul/config"
 )
 
 func TestMain(m *testing.M) {
@@ -77,66 +80,50 @@ func render(t testing.TB) []*unstructured.Unstructured {
 	return objs
 }
 
-// find returns the only object of that kind, converted to out.
-func find(t testing.TB, objs []*unstructured.Unstructured, kind string, out any) {
+// find returns the object of that kind and name ("": the only object of
+// that kind), converted to out.
+func find(t testing.TB, objs []*unstructured.Unstructured, kind, name string, out any) {
 	t.Helper()
 	var found *unstructured.Unstructured
 	for _, o := range objs {
-		if o.GetKind() == kind {
+		if o.GetKind() == kind && (name == "" || o.GetName() == name) {
 			if found != nil {
-				t.Fatalf("two objects of kind %s", kind)
+				t.Fatalf("two objects of kind %s named %q", kind, name)
 			}
 			found = o
 		}
 	}
 	if found == nil {
-		t.Fatalf("no %s in the kustomization", kind)
+		t.Fatalf("no %s %q in the kustomization", kind, name)
 	}
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(found.Object, out, true); err != nil {
 		t.Fatalf("%s %s: %v", kind, found.GetName(), err)
 	}
 }
 
-// exampleConfig is the part of longhaul's configuration file these tests
-// read, decoded strictly enough to notice a renamed field.
-type exampleConfig struct {
-	Admin struct {
-		Address string `json:"address"`
-	} `json:"admin"`
-	Listeners []struct {
-		Name      string `json:"name"`
-		Address   string `json:"address"`
-		Endpoints struct {
-			Kubernetes *struct {
-				Namespace string `json:"namespace"`
-				Service   string `json:"service"`
-				Port      string `json:"port"`
-			} `json:"kubernetes"`
-		} `json:"endpoints"`
-		Drain struct {
-			Timeout string `json:"timeout"`
-		} `json:"drain"`
-	} `json:"listeners"`
-}
-
 // manifests gathers what the checks need from the rendered objects.
 type manifests struct {
 	objs       []*unstructured.Unstructured
 	deploy     appsv1.Deployment
-	svc        corev1.Service
+	svc        corev1.Service // the clients'
+	metricsSvc corev1.Service
+	netpol     networkingv1.NetworkPolicy
 	cm         corev1.ConfigMap
-	cfg        exampleConfig
+	cfg        *config.Config // the ConfigMap's, loaded as longhaul loads it
 	container  corev1.Container
 	adminPort  int
+	debugPort  int            // 0 without a debug address
 	listenPort map[string]int // listener name to port
 }
 
 func load(t testing.TB) *manifests {
 	t.Helper()
 	m := &manifests{objs: render(t), listenPort: map[string]int{}}
-	find(t, m.objs, "Deployment", &m.deploy)
-	find(t, m.objs, "Service", &m.svc)
-	find(t, m.objs, "ConfigMap", &m.cm)
+	find(t, m.objs, "Deployment", "", &m.deploy)
+	find(t, m.objs, "Service", "longhaul", &m.svc)
+	find(t, m.objs, "Service", "longhaul-metrics", &m.metricsSvc)
+	find(t, m.objs, "NetworkPolicy", "", &m.netpol)
+	find(t, m.objs, "ConfigMap", "", &m.cm)
 	if n := len(m.deploy.Spec.Template.Spec.Containers); n != 1 {
 		t.Fatalf("%d containers, want 1", n)
 	}
@@ -145,11 +132,16 @@ func load(t testing.TB) *manifests {
 	if !ok {
 		t.Fatal("ConfigMap has no config.yaml")
 	}
-	if err := yaml.Unmarshal([]byte(raw), &m.cfg); err != nil {
-		t.Fatalf("config.yaml: %v", err)
+	cfg, err := config.Parse([]byte(raw))
+	if err != nil {
+		t.Fatalf("ConfigMap's config.yaml: %v", err)
 	}
-	m.adminPort = portOf(t, "admin.address", m.cfg.Admin.Address)
-	for _, l := range m.cfg.Listeners {
+	m.cfg = cfg
+	m.adminPort = portOf(t, "admin.address", cfg.Admin.Address)
+	if cfg.Admin.DebugAddress != "" {
+		m.debugPort = portOf(t, "admin.debugAddress", cfg.Admin.DebugAddress)
+	}
+	for _, l := range cfg.Listeners {
 		m.listenPort[l.Name] = portOf(t, "listener "+l.Name, l.Address)
 	}
 	return m

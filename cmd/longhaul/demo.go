@@ -26,7 +26,7 @@ import (
 // that the demo itself edits to play a rolling update. Addresses are filled
 // in with free loopback ports.
 const demoConfig = `
-admin: {address: %s}
+admin: {address: %s, debugAddress: %s}
 log: {level: warn, format: console}
 listeners:
   - name: echo
@@ -109,7 +109,11 @@ func demoCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := config.Parse([]byte(fmt.Sprintf(demoConfig, adminAddr, listenAddr, epFile)))
+	debugAddr, err := freePort()
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Parse([]byte(fmt.Sprintf(demoConfig, adminAddr, debugAddr, listenAddr, epFile)))
 	if err != nil {
 		return fmt.Errorf("demo config: %w", err)
 	}
@@ -133,8 +137,8 @@ func demoCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	fmt.Fprintf(stdout, "longhaul demo: listener %s, admin http://%s/debug/endpoints, %d clients\n",
-		listenAddr, adminAddr, *clients)
+	fmt.Fprintf(stdout, "longhaul demo: listener %s, metrics http://%s/metrics, debug http://%s/debug/endpoints, %d clients\n",
+		listenAddr, adminAddr, debugAddr, *clients)
 	fmt.Fprintf(stdout, "backends %s, %s, %s; at %s the busiest turns terminating, at %s it is replaced by backend-4\n\n",
 		backends[0].Addr(), backends[1].Addr(), backends[2].Addr(), step, 2*step)
 

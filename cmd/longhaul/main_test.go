@@ -56,6 +56,33 @@ listeners:
 	}
 }
 
+// TestValidateRefusesOpenDebug: a debug address reachable from outside the
+// pod without a token is refused, from the file or from the flag.
+func TestValidateRefusesOpenDebug(t *testing.T) {
+	const listener = "listeners:\n  - {name: echo, address: 127.0.0.1:7000, endpoints: {static: [127.0.0.1:7101]}}\n"
+	open := writeFile(t, "admin: {address: 0.0.0.0:9901, debugAddress: 0.0.0.0:9902}\n"+listener)
+	local := writeFile(t, "admin: {address: 0.0.0.0:9901, debugAddress: 127.0.0.1:9902, pprof: true}\n"+listener)
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+	}{
+		{"open in the file", []string{"validate", "--config", open}, 1},
+		{"loopback in the file", []string{"validate", "--config", local}, 0},
+		{"open by the flag", []string{"validate", "--config", local, "--admin-debug-address", "[::]:9902"}, 1},
+		{"loopback by the flag", []string{"validate", "--config", open, "--admin-debug-address", "[::1]:9902"}, 0},
+	} {
+		var out, errb bytes.Buffer
+		code := realMain(tc.args, &out, &errb)
+		if code != tc.code {
+			t.Errorf("%s: exit %d, want %d; %s%s", tc.name, code, tc.code, out.String(), errb.String())
+		}
+		if code == 1 && !strings.Contains(errb.String(), `admin.debugAddress: "`) {
+			t.Errorf("%s: stderr %q does not name admin.debugAddress", tc.name, errb.String())
+		}
+	}
+}
+
 func TestUsage(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := realMain(nil, &out, &errb); code != 2 {

@@ -1,6 +1,7 @@
 // Package app wires longhaul's components together from a validated
 // configuration: endpoint sources feed upstreams and the drain controller,
-// listeners relay, and the admin server reports.
+// listeners relay, the admin server answers probes and scrapes, and the
+// debug server, if configured, shows endpoints, sessions and profiles.
 package app
 
 import (
@@ -8,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,6 +61,10 @@ type App struct {
 	ready     *admin.Readiness
 	listeners []*listener
 	adminLn   net.Listener
+	// debugLn serves the debug views, nil without admin.debugAddress;
+	// debugToken, if set, guards it.
+	debugLn    net.Listener
+	debugToken string
 }
 
 type listener struct {
@@ -109,6 +113,16 @@ func New(cfg *config.Config, opts Options) (a *App, err error) {
 	}
 	if a.adminLn, err = net.Listen("tcp", cfg.Admin.Address); err != nil {
 		return nil, fmt.Errorf("admin listener on %s: %w", cfg.Admin.Address, err)
+	}
+	if ac := cfg.Admin; ac.DebugAddress != "" {
+		if ac.DebugTokenFile != "" {
+			if a.debugToken, err = admin.ReadToken(ac.DebugTokenFile); err != nil {
+				return nil, fmt.Errorf("admin.debugTokenFile: %w", err)
+			}
+		}
+		if a.debugLn, err = net.Listen("tcp", ac.DebugAddress); err != nil {
+			return nil, fmt.Errorf("admin debug listener on %s: %w", ac.DebugAddress, err)
+		}
 	}
 	return a, nil
 }
@@ -208,8 +222,10 @@ func (a *App) Close() {
 	for _, l := range a.listeners {
 		l.ln.Close()
 	}
-	if a.adminLn != nil {
-		a.adminLn.Close()
+	for _, ln := range []net.Listener{a.adminLn, a.debugLn} {
+		if ln != nil {
+			ln.Close()
+		}
 	}
 }
 
@@ -223,8 +239,18 @@ func (a *App) ListenerAddr(name string) net.Addr {
 	return nil
 }
 
-// AdminAddr returns the admin server's bound address.
+// AdminAddr returns the bound address of the admin server (probes and
+// metrics).
 func (a *App) AdminAddr() net.Addr { return a.adminLn.Addr() }
+
+// DebugAddr returns the bound address of the debug server, or nil when
+// there is none.
+func (a *App) DebugAddr() net.Addr {
+	if a.debugLn == nil {
+		return nil
+	}
+	return a.debugLn.Addr()
+}
 
 // Sessions returns the live session registry.
 func (a *App) Sessions() *proxy.Registry { return a.sessions }
@@ -271,19 +297,16 @@ func (a *App) Run(ctx context.Context) error {
 	for _, l := range a.listeners {
 		g.Go(func() error { return l.srv.Serve(serveCtx, l.ln) })
 	}
-	srv := &http.Server{Handler: admin.Handler(admin.Options{
-		Gatherer: a.reg, Ready: a.ready,
-		Endpoints: a.debugEndpoints,
-		Sessions:  func() any { return a.sessions.Infos() },
-		Pprof:     a.cfg.Admin.Pprof,
-	}), ReadHeaderTimeout: 5 * time.Second}
-	g.Go(func() error {
-		if err := srv.Serve(a.adminLn); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("admin server: %w", err)
-		}
-		return nil
-	})
-	a.log.Info("longhaul running", zap.Stringer("admin", a.adminLn.Addr()), zap.Int("listeners", len(a.listeners)))
+	servers := a.adminServers()
+	for _, srv := range servers {
+		g.Go(srv.Serve)
+	}
+	debug := "none"
+	if d := a.DebugAddr(); d != nil {
+		debug = d.String()
+	}
+	a.log.Info("longhaul running", zap.Stringer("admin", a.adminLn.Addr()), zap.String("debug", debug),
+		zap.Int("listeners", len(a.listeners)))
 
 	var runErr error
 	select {
@@ -296,7 +319,9 @@ func (a *App) Run(ctx context.Context) error {
 	stopSources()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	srv.Shutdown(sctx)
+	for _, srv := range servers {
+		srv.Shutdown(sctx)
+	}
 	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
@@ -304,6 +329,30 @@ func (a *App) Run(ctx context.Context) error {
 		return runErr
 	}
 	return nil
+}
+
+// adminServers returns the admin server (probes, metrics) and, with
+// admin.debugAddress, the debug server (debug views, pprof), both bounded
+// by admin.maxConnections and admin.timeouts.
+func (a *App) adminServers() []*admin.Server {
+	ac := a.cfg.Admin
+	lim := admin.Limits{
+		MaxConnections:    ac.MaxConnections,
+		ReadHeaderTimeout: ac.Timeouts.ReadHeader,
+		ReadTimeout:       ac.Timeouts.Read,
+		WriteTimeout:      ac.Timeouts.Write,
+		IdleTimeout:       ac.Timeouts.Idle,
+	}
+	out := []*admin.Server{admin.NewServer(a.adminLn, admin.Handler(admin.Options{Gatherer: a.reg, Ready: a.ready}), lim)}
+	if a.debugLn != nil {
+		out = append(out, admin.NewServer(a.debugLn, admin.DebugHandler(admin.DebugOptions{
+			Endpoints: a.debugEndpoints,
+			Sessions:  func() any { return a.sessions.Infos() },
+			Pprof:     ac.Pprof,
+			Token:     a.debugToken,
+		}), lim))
+	}
+	return out
 }
 
 func (a *App) shutdown() {

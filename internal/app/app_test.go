@@ -126,16 +126,16 @@ func roundTrip(t *testing.T, c net.Conn, msg string) {
 
 func TestRunRelaysReportsAndShutsDownGracefully(t *testing.T) {
 	b1, b2 := echoServer(t), echoServer(t)
-	admin, lis := testnet.FreeAddr(t), testnet.FreeAddr(t)
+	admin, debug, lis := testnet.FreeAddr(t), testnet.FreeAddr(t), testnet.FreeAddr(t)
 	r := start(t, fmt.Sprintf(`
-admin: {address: %q}
+admin: {address: %q, debugAddress: %q}
 listeners:
   - name: echo
     address: %q
     endpoints: {static: [%q, %q]}
     balance: {policy: least-connections}
     drain: {timeout: 1s}
-`, admin, lis, b1, b2))
+`, admin, debug, lis, b1, b2))
 	c, err := net.Dial("tcp", lis)
 	if err != nil {
 		t.Fatal(err)
@@ -172,7 +172,16 @@ listeners:
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
-	_, eps := get(t, "http://"+admin+"/debug/endpoints")
+	// The debug views are on the debug address only.
+	for _, path := range []string{"/debug/endpoints", "/debug/sessions", "/debug/pprof/"} {
+		if code, _ := get(t, "http://"+admin+path); code != http.StatusNotFound {
+			t.Errorf("%s on the admin address: %d, want 404", path, code)
+		}
+	}
+	if code, _ := get(t, "http://"+debug+"/metrics"); code != http.StatusNotFound {
+		t.Errorf("/metrics on the debug address: %d, want 404", code)
+	}
+	_, eps := get(t, "http://"+debug+"/debug/endpoints")
 	var view []struct {
 		Listener  string
 		Endpoints []struct {
@@ -190,11 +199,11 @@ listeners:
 	if active != 1 {
 		t.Errorf("/debug/endpoints shows %d active sessions, want 1", active)
 	}
-	_, sess := get(t, "http://"+admin+"/debug/sessions")
+	_, sess := get(t, "http://"+debug+"/debug/sessions")
 	if !strings.Contains(sess, `"protocol": "tcp"`) {
 		t.Errorf("/debug/sessions: %s", sess)
 	}
-	if code, _ := get(t, "http://"+admin+"/debug/pprof/"); code != http.StatusNotFound {
+	if code, _ := get(t, "http://"+debug+"/debug/pprof/"); code != http.StatusNotFound {
 		t.Errorf("/debug/pprof/ without admin.pprof: %d, want 404", code)
 	}
 
@@ -241,17 +250,17 @@ func TestTerminatingEndpointFromFile(t *testing.T) {
 		os.Rename(file+".tmp", file)
 	}
 	write(fmt.Sprintf("- {address: %q}\n- {address: %q}\n", b1, b2))
-	admin, lis := testnet.FreeAddr(t), testnet.FreeAddr(t)
+	admin, debug, lis := testnet.FreeAddr(t), testnet.FreeAddr(t), testnet.FreeAddr(t)
 	r := start(t, fmt.Sprintf(`
-admin: {address: %q, pprof: true}
+admin: {address: %q, debugAddress: %q, pprof: true}
 listeners:
   - name: echo
     address: %q
     endpoints: {file: %q}
     balance: {policy: maglev, key: client-ip-port}
     drain: {timeout: 500ms}
-`, admin, lis, file))
-	if code, body := get(t, "http://"+admin+"/debug/pprof/goroutine?debug=1"); code != 200 || !strings.Contains(body, "goroutine profile") {
+`, admin, debug, lis, file))
+	if code, body := get(t, "http://"+debug+"/debug/pprof/goroutine?debug=1"); code != 200 || !strings.Contains(body, "goroutine profile") {
 		t.Errorf("/debug/pprof/goroutine with admin.pprof: %d %.80s", code, body)
 	}
 	var conns []net.Conn
@@ -290,8 +299,9 @@ listeners:
 	_ = conns
 }
 
-// TestNewPortsInUse: a listener or admin address that is taken is a clear
-// error naming it, and whatever New had bound already is released.
+// TestNewPortsInUse: a listener, admin or debug address that is taken, or
+// a debug token that cannot be read, is a clear error naming it, and
+// whatever New had bound already is released.
 func TestNewPortsInUse(t *testing.T) {
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -300,7 +310,7 @@ func TestNewPortsInUse(t *testing.T) {
 	defer taken.Close()
 	busy := taken.Addr().String()
 	const yaml = `
-admin: {address: %q}
+admin: {address: %q, debugAddress: %q, debugTokenFile: %q}
 listeners:
   - name: first
     address: %q
@@ -309,13 +319,20 @@ listeners:
     address: %q
     endpoints: {static: ["127.0.0.1:1"]}
 `
-	free1, free2 := testnet.FreeAddr(t), testnet.FreeAddr(t)
-	for _, tc := range []struct{ name, admin, first, second, want string }{
-		{"admin", busy, free1, free2, "admin listener on " + busy},
-		{"second listener", free1, free2, busy, busy},
+	token := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(token, []byte("0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(t.TempDir(), "missing")
+	free1, free2, free3 := testnet.FreeAddr(t), testnet.FreeAddr(t), testnet.FreeAddr(t)
+	for _, tc := range []struct{ name, admin, debug, token, first, second, want string }{
+		{"admin", busy, free1, token, free2, free3, "admin listener on " + busy},
+		{"debug", free1, busy, token, free2, free3, "admin debug listener on " + busy},
+		{"debug token", free1, free2, missing, free3, testnet.FreeAddr(t), "admin.debugTokenFile: debug token: open " + missing},
+		{"second listener", free1, free2, token, free3, busy, busy},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := config.Parse([]byte(fmt.Sprintf(yaml, tc.admin, tc.first, tc.second)))
+			cfg, err := config.Parse([]byte(fmt.Sprintf(yaml, tc.admin, tc.debug, tc.token, tc.first, tc.second)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -324,7 +341,7 @@ listeners:
 				t.Fatalf("New = %v, %v; want an error naming %s", a, err, tc.want)
 			}
 			// The addresses New bound before failing are free again.
-			for _, addr := range []string{tc.admin, tc.first, tc.second} {
+			for _, addr := range []string{tc.admin, tc.debug, tc.first, tc.second} {
 				if addr == busy {
 					continue
 				}

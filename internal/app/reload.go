@@ -19,7 +19,7 @@ import (
 // load and table size, and its drain timeout, window and rate. Anything else
 // (listeners added, removed, renamed or reordered, addresses, protocols,
 // endpoint sources, keys, timeouts, limits, PROXY protocol, http options,
-// the TCP drain mode, rebalancing, the admin address) needs a restart:
+// the TCP drain mode, rebalancing, any admin key) needs a restart:
 // Reload then changes nothing and returns an error naming every such field,
 // so that a configuration is never half applied.
 func (a *App) Reload(next *config.Config) error {
@@ -79,10 +79,7 @@ func (a *App) Reload(next *config.Config) error {
 // restartNeeded returns the paths of the fields that differ between cur and
 // next and that Reload cannot change in place.
 func restartNeeded(cur, next *config.Config) []string {
-	var out []string
-	if cur.Admin != next.Admin {
-		out = append(out, "admin")
-	}
+	out := changedFields("admin", cur.Admin, next.Admin)
 	if cur.Log.Format != next.Log.Format {
 		out = append(out, "log.format")
 	}
@@ -90,12 +87,19 @@ func restartNeeded(cur, next *config.Config) []string {
 		return append(out, fmt.Sprintf("the number of listeners (%d to %d)", len(cur.Listeners), len(next.Listeners)))
 	}
 	for i := range cur.Listeners {
-		o, n := reloadable(cur.Listeners[i]), reloadable(next.Listeners[i])
-		ov, nv := reflect.ValueOf(o), reflect.ValueOf(n)
-		for f := range ov.NumField() {
-			if !reflect.DeepEqual(ov.Field(f).Interface(), nv.Field(f).Interface()) {
-				out = append(out, fmt.Sprintf("listeners[%d].%s", i, ov.Type().Field(f).Tag.Get("mapstructure")))
-			}
+		out = append(out, changedFields(fmt.Sprintf("listeners[%d]", i), reloadable(cur.Listeners[i]), reloadable(next.Listeners[i]))...)
+	}
+	return out
+}
+
+// changedFields returns the paths (prefix.key) of the fields of the
+// structs o and n, of one type, that differ.
+func changedFields[T any](prefix string, o, n T) []string {
+	var out []string
+	ov, nv := reflect.ValueOf(o), reflect.ValueOf(n)
+	for f := range ov.NumField() {
+		if !reflect.DeepEqual(ov.Field(f).Interface(), nv.Field(f).Interface()) {
+			out = append(out, prefix+"."+ov.Type().Field(f).Tag.Get("mapstructure"))
 		}
 	}
 	return out

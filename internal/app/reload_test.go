@@ -101,3 +101,29 @@ func TestReloadRefusesRestartChanges(t *testing.T) {
 		t.Errorf("endpoints changed by a refused reload: %+v", s.Endpoints)
 	}
 }
+
+// TestReloadRefusesAdminChanges: every admin key needs a restart, and the
+// refusal names each changed one.
+func TestReloadRefusesAdminChanges(t *testing.T) {
+	b := echoServer(t)
+	admin, lis := testnet.FreeAddr(t), testnet.FreeAddr(t)
+	r := start(t, fmt.Sprintf(reloadConfig, admin, lis, fmt.Sprintf("%q", b), "maglev", "10s"))
+	next, err := config.Parse([]byte(strings.Replace(fmt.Sprintf(reloadConfig, admin, lis, fmt.Sprintf("%q", b), "maglev", "10s"),
+		"admin: {address: "+fmt.Sprintf("%q", admin)+"}",
+		"admin: {address: "+fmt.Sprintf("%q", admin)+", debugAddress: 127.0.0.1:1, maxConnections: 10, timeouts: {idle: 5s}}", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = r.a.Reload(next)
+	if err == nil {
+		t.Fatal("Reload accepted new admin settings")
+	}
+	for _, want := range []string{"admin.debugAddress", "admin.maxConnections", "admin.timeouts", "needs a restart"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %s", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "admin.address") {
+		t.Errorf("error %q names admin.address, which did not change", err)
+	}
+}

@@ -55,17 +55,17 @@ func TestBinaryWithKubeconfig(t *testing.T) {
 	if _, err := cl.Client.DiscoveryV1().EndpointSlices(ns).Create(ctx, s, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	admin := testnet.FreeAddr(t)
+	admin, debug := testnet.FreeAddr(t), testnet.FreeAddr(t)
 	cfgPath := filepath.Join(dir, "longhaul.yaml")
 	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
-admin: {address: %q}
+admin: {address: %q, debugAddress: %q}
 log: {level: info, format: json}
 listeners:
   - name: grpc
     address: %q
     protocol: tcp
     endpoints: {kubernetes: {namespace: %s, service: cart, port: grpc}}
-`, admin, testnet.FreeAddr(t), ns)), 0o600); err != nil {
+`, admin, debug, testnet.FreeAddr(t), ns)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 
@@ -99,7 +99,7 @@ listeners:
 		code, err := httpStatus(url + "/readyz")
 		return err == nil && code == http.StatusOK
 	})
-	_, body := httpGet(t, url+"/debug/endpoints")
+	_, body := httpGet(t, "http://"+debug+"/debug/endpoints")
 	var views []struct {
 		Listener  string `json:"listener"`
 		Endpoints []struct {
@@ -126,7 +126,7 @@ listeners:
 		t.Fatal(err)
 	}
 	waitFor(t, within, "the change in /debug/endpoints", func() bool {
-		_, body := httpGet(t, url+"/debug/endpoints")
+		_, body := httpGet(t, "http://"+debug+"/debug/endpoints")
 		return !strings.Contains(body, "198.18.0.1:8080") && strings.Contains(body, "198.18.0.2:8080")
 	})
 	for _, series := range []string{
