@@ -23,6 +23,7 @@ import (
 	"github.com/longhaul-proxy/longhaul/config"
 	"github.com/longhaul-proxy/longhaul/discovery"
 	"github.com/longhaul-proxy/longhaul/drain"
+	"github.com/longhaul-proxy/longhaul/internal/guard"
 	"github.com/longhaul-proxy/longhaul/proxy"
 )
 
@@ -86,7 +87,9 @@ func New(cfg *config.Config, opts Options) (a *App, err error) {
 		opts.Logger = zap.NewNop()
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		guard.Collector())
+	guard.SetLogger(opts.Logger)
 	a = &App{cfg: cfg, cur: cfg, opts: opts, log: opts.Logger, reg: reg, metrics: proxy.NewMetrics(reg),
 		sessions: proxy.NewRegistry(), ready: &admin.Readiness{}}
 	a.sessions.OnMigrationEnd = func(e proxy.MigrationEnd) {
@@ -251,13 +254,7 @@ func (a *App) Run(ctx context.Context) error {
 	defer stopSources()
 	g, gctx := errgroup.WithContext(srcCtx)
 	for _, l := range a.listeners {
-		g.Go(func() error {
-			err := l.src.Run(gctx, func(s *discovery.Snapshot) { a.apply(l, s) })
-			if err != nil {
-				return fmt.Errorf("endpoints of %s: %w", l.cfg.Name, err)
-			}
-			return nil
-		})
+		g.Go(func() error { return a.runSource(gctx, l) })
 	}
 	for _, l := range a.listeners {
 		r := l.cfg.Drain.Rebalance
@@ -304,6 +301,33 @@ func (a *App) Run(ctx context.Context) error {
 		return runErr
 	}
 	return nil
+}
+
+// sourceRestart is how long a source that panicked waits before it runs
+// again.
+const sourceRestart = time.Second
+
+// runSource runs l's endpoint source until ctx ends. A panic in it is
+// contained (logged and counted by guard): the last good endpoints stay in
+// force and the source runs again after sourceRestart.
+func (a *App) runSource(ctx context.Context, l *listener) error {
+	for {
+		var err error
+		panicked := guard.Do("discovery", func() {
+			err = l.src.Run(ctx, func(s *discovery.Snapshot) { a.apply(l, s) })
+		})
+		if !panicked {
+			if err != nil {
+				return fmt.Errorf("endpoints of %s: %w", l.cfg.Name, err)
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(sourceRestart):
+		}
+	}
 }
 
 func (a *App) shutdown() {
