@@ -177,7 +177,8 @@ func (a *App) newListener(lc config.Listener) (*listener, error) {
 		Timeout: lc.Drain.Timeout,
 		Window:  lc.Drain.Window,
 		Rate:    lc.Drain.Rate,
-		// The pods' kill times come with Kubernetes endpoints.
+		// Kill times come with Kubernetes endpoints (a terminating
+		// pod's deletion timestamp) and endpoints files (killTime).
 		KillMargin: lc.Drain.KillMargin,
 		Lister:     listerFor{reg: a.sessions, listener: lc.Name},
 		Pools:      pools,

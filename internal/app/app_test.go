@@ -338,3 +338,61 @@ listeners:
 		})
 	}
 }
+
+// TestKillTimeFromFile: a terminating endpoint whose entry in the endpoints
+// file carries a kill time gets its sessions' migration deadline at the
+// kill time minus drain.killMargin, well before the 20s drain timeout.
+func TestKillTimeFromFile(t *testing.T) {
+	b1, b2 := echoServer(t), echoServer(t)
+	file := filepath.Join(t.TempDir(), "eps.yaml")
+	write := func(s string) {
+		os.WriteFile(file+".tmp", []byte(s), 0o644)
+		os.Rename(file+".tmp", file)
+	}
+	write(fmt.Sprintf("- {address: %q}\n", b2))
+	admin, lis := testnet.FreeAddr(t), testnet.FreeAddr(t)
+	r := start(t, fmt.Sprintf(`
+admin: {address: %q}
+listeners:
+  - name: echo
+    address: %q
+    endpoints: {file: %q}
+    drain: {timeout: 20s, window: 100ms, killMargin: 1500ms}
+`, admin, lis, file))
+	var conns []net.Conn
+	for i := range 5 {
+		c, err := net.Dial("tcp", lis)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		roundTrip(t, c, fmt.Sprint(i))
+		conns = append(conns, c)
+	}
+	kill := time.Now().Add(4 * time.Second).Truncate(time.Millisecond)
+	write(fmt.Sprintf("- {address: %q}\n- {address: %q, ready: false, serving: true, terminating: true, killTime: %q}\n",
+		b1, b2, kill.Format(time.RFC3339Nano)))
+	want := kill.Add(-1500 * time.Millisecond)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		infos := r.a.Sessions().Infos()
+		asked := 0
+		for _, in := range infos {
+			if in.Migrating {
+				asked++
+				if !in.Deadline.Equal(want) {
+					t.Fatalf("session %d: deadline %v, want the kill time %v minus the 1.5s margin: %v",
+						in.ID, in.Deadline, kill, want)
+				}
+			}
+		}
+		if asked == len(conns) && len(infos) == len(conns) {
+			t.Logf("%d sessions asked to leave by %v (kill time %v minus 1.5s)", asked, want.Format(time.StampMilli), kill.Format(time.StampMilli))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d sessions asked to move within 5s", asked, len(conns))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
