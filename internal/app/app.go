@@ -59,6 +59,7 @@ type App struct {
 	reg       *prometheus.Registry
 	metrics   *proxy.Metrics
 	sessions  *proxy.Registry
+	series    *proxy.EndpointSeries // forgets the series of endpoints gone
 	ready     *admin.Readiness
 	listeners []*listener
 	adminLn   net.Listener
@@ -92,6 +93,7 @@ func New(cfg *config.Config, opts Options) (a *App, err error) {
 	guard.SetLogger(opts.Logger)
 	a = &App{cfg: cfg, cur: cfg, opts: opts, log: opts.Logger, reg: reg, metrics: proxy.NewMetrics(reg),
 		sessions: proxy.NewRegistry(), ready: &admin.Readiness{}}
+	a.series = proxy.NewEndpointSeries(a.metrics, a.sessions)
 	a.sessions.OnMigrationEnd = func(e proxy.MigrationEnd) {
 		a.metrics.MigrationsEnded.WithLabelValues(e.Info.Listener, e.Info.Protocol, e.Outcome).Inc()
 		a.metrics.MigrationTime.WithLabelValues(e.Info.Listener, e.Info.Protocol).Observe(e.Took.Seconds())
@@ -360,6 +362,7 @@ func (a *App) apply(l *listener, s *discovery.Snapshot) {
 		return
 	}
 	l.synced.Store(true)
+	a.series.Snapshot(l.cfg.Name, s)
 	n := l.drain.Update(s)
 	a.log.Info("endpoints updated", zap.String("listener", l.cfg.Name),
 		zap.Int("endpoints", len(s.Endpoints)), zap.Int("sessions_migrating", n))

@@ -287,6 +287,20 @@ listeners:
 			t.Fatalf("new session %d went to the terminating endpoint", i)
 		}
 	}
+	// Gone from the file, with no session left: its series leave /metrics.
+	if _, m := get(t, "http://"+admin+"/metrics"); !strings.Contains(m, fmt.Sprintf("endpoint=%q", b2)) {
+		t.Fatalf("/metrics has no series of %s while it is listed", b2)
+	}
+	write(fmt.Sprintf("- {address: %q}\n", b1))
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		_, m := get(t, "http://"+admin+"/metrics")
+		if !strings.Contains(m, fmt.Sprintf("endpoint=%q", b2)) && strings.Contains(m, fmt.Sprintf("endpoint=%q", b1)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("5s after %s left the file, /metrics still has its series (or lost %s's)", b2, b1)
+		}
+	}
 	_ = conns
 }
 
