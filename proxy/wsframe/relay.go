@@ -439,6 +439,10 @@ func (p *pump) run() {
 	p.relay.handle(event{kind: evDone, from: p.from, err: err})
 }
 
+// testHookFrame, when not nil (tests only), runs as a pump starts to
+// forward a frame, holding the destination's lock.
+var testHookFrame func(r *Relay, h Header)
+
 // errPanicked ends a relay whose pump panicked.
 var errPanicked = errors.New("wsframe: a relay goroutine panicked")
 
@@ -562,6 +566,9 @@ func (p *pump) relayFrame(h Header, hl int) error {
 	}
 	dst := p.dst
 	p.lockDst()
+	if testHookFrame != nil {
+		testHookFrame(p.relay, h)
+	}
 	if dst.closeSent || dst.shut || dst.injecting.Load() {
 		// The destination takes no more frames: drop this one.
 		p.unlockDst()
