@@ -11,12 +11,16 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
 
 	"github.com/longhaul-proxy/longhaul/config"
+	"github.com/longhaul-proxy/longhaul/discovery"
+	"github.com/longhaul-proxy/longhaul/internal/guard"
 	"github.com/longhaul-proxy/longhaul/internal/testnet"
 )
 
@@ -409,4 +413,78 @@ listeners:
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// panickySource panics on its first Run and serves one endpoint on the next.
+type panickySource struct {
+	runs   atomic.Int32
+	addr   string
+	synced atomic.Bool
+}
+
+func (s *panickySource) Run(ctx context.Context, publish discovery.Publisher) error {
+	if s.runs.Add(1) == 1 {
+		panic("test: source bug")
+	}
+	snap, err := discovery.NewSnapshot("echo", []discovery.Endpoint{{Address: s.addr, Ready: true, Serving: true}})
+	if err != nil {
+		return err
+	}
+	publish(snap)
+	s.synced.Store(true)
+	<-ctx.Done()
+	return nil
+}
+
+func (s *panickySource) Synced() bool { return s.synced.Load() }
+
+// TestSourcePanicRestarts: an endpoint source that panics is counted, run
+// again after sourceRestart, and the listener then serves; the process does
+// not end.
+func TestSourcePanicRestarts(t *testing.T) {
+	guard.SetLogger(zap.NewNop())
+	be := echoServer(t)
+	src := &panickySource{addr: be}
+	admin, lis := testnet.FreeAddr(t), testnet.FreeAddr(t)
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+admin: {address: %q}
+listeners:
+  - name: echo
+    address: %q
+    endpoints: {kubernetes: {namespace: ns, service: echo, port: "80"}}
+`, admin, lis)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := guard.Count("discovery")
+	start := time.Now()
+	a, err := New(cfg, Options{Kubernetes: func(config.Listener, *zap.Logger) (SyncedSource, error) { return src, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer guard.SetLogger(nil) // after New, which sets it
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	waitReady(t, a)
+	took := time.Since(start)
+	if got := guard.Count("discovery") - before; got != 1 || src.runs.Load() != 2 {
+		t.Fatalf("panics counted %v, source runs %d; want 1 and 2", got, src.runs.Load())
+	}
+	if took < sourceRestart {
+		t.Errorf("ready %v after the panic, want the %v restart pause", took, sourceRestart)
+	}
+	c, err := net.Dial("tcp", lis)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	roundTrip(t, c, "after the panic")
+	t.Logf("source panicked, ran again and was ready %v later", took.Round(time.Millisecond))
 }
