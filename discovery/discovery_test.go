@@ -105,9 +105,12 @@ endpoints:
 		t.Errorf("plain list refused: %v", err)
 	}
 	for name, in := range map[string]string{
-		"unknown field": "endpoints:\n  - {address: 127.0.0.1:1, raedy: true}\n",
-		"bad address":   "endpoints:\n  - {address: nowhere}\n",
-		"not yaml":      "endpoints: [",
+		"unknown field":             "endpoints:\n  - {address: 127.0.0.1:1, raedy: true}\n",
+		"bad address":               "endpoints:\n  - {address: nowhere}\n",
+		"not yaml":                  "endpoints: [",
+		"killTime, not terminating": "- {address: 127.0.0.1:1, killTime: \"2030-06-01T12:00:00Z\"}\n",
+		"killTime not RFC 3339":     "- {address: 127.0.0.1:1, terminating: true, killTime: \"2030-06-01\"}\n",
+		"killTime a number":         "- {address: 127.0.0.1:1, terminating: true, killTime: 12}\n",
 	} {
 		if _, err := ParseEndpointsFile("f", []byte(in)); err == nil {
 			t.Errorf("%s: accepted, want an error", name)

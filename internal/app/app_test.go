@@ -234,16 +234,38 @@ listeners:
 	r.done <- nil // for the cleanup
 }
 
+// endpointsFile returns the path of an endpoints file and a function that
+// replaces its content by rename, as editors do.
+func endpointsFile(t *testing.T) (string, func(string)) {
+	file := filepath.Join(t.TempDir(), "eps.yaml")
+	return file, func(s string) {
+		os.WriteFile(file+".tmp", []byte(s), 0o644)
+		os.Rename(file+".tmp", file)
+	}
+}
+
+// openSessions opens n sessions through the TCP listener at lis, each
+// checked with a round trip; they are closed when the test ends.
+func openSessions(t *testing.T, lis string, n int) []net.Conn {
+	t.Helper()
+	var conns []net.Conn
+	for i := range n {
+		c, err := net.Dial("tcp", lis)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		roundTrip(t, c, fmt.Sprint(i))
+		conns = append(conns, c)
+	}
+	return conns
+}
+
 // TestTerminatingEndpointFromFile: editing the endpoints file to mark an
 // endpoint terminating stops new sessions to it and moves its sessions.
 func TestTerminatingEndpointFromFile(t *testing.T) {
 	b1, b2 := echoServer(t), echoServer(t)
-	dir := t.TempDir()
-	file := filepath.Join(dir, "eps.yaml")
-	write := func(s string) {
-		os.WriteFile(file+".tmp", []byte(s), 0o644)
-		os.Rename(file+".tmp", file)
-	}
+	file, write := endpointsFile(t)
 	write(fmt.Sprintf("- {address: %q}\n- {address: %q}\n", b1, b2))
 	admin, lis := testnet.FreeAddr(t), testnet.FreeAddr(t)
 	r := start(t, fmt.Sprintf(`
@@ -258,16 +280,7 @@ listeners:
 	if code, body := get(t, "http://"+admin+"/debug/pprof/goroutine?debug=1"); code != 200 || !strings.Contains(body, "goroutine profile") {
 		t.Errorf("/debug/pprof/goroutine with admin.pprof: %d %.80s", code, body)
 	}
-	var conns []net.Conn
-	for i := range 20 {
-		c, err := net.Dial("tcp", lis)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		roundTrip(t, c, fmt.Sprint(i))
-		conns = append(conns, c)
-	}
+	conns := openSessions(t, lis, 20)
 	onB2 := len(r.a.Sessions().Endpoint(b2))
 	if onB2 == 0 || onB2 == 20 {
 		t.Fatalf("%d of 20 sessions on %s; want a spread", onB2, b2)
@@ -362,11 +375,7 @@ listeners:
 // kill time minus drain.killMargin, well before the 20s drain timeout.
 func TestKillTimeFromFile(t *testing.T) {
 	b1, b2 := echoServer(t), echoServer(t)
-	file := filepath.Join(t.TempDir(), "eps.yaml")
-	write := func(s string) {
-		os.WriteFile(file+".tmp", []byte(s), 0o644)
-		os.Rename(file+".tmp", file)
-	}
+	file, write := endpointsFile(t)
 	write(fmt.Sprintf("- {address: %q}\n", b2))
 	admin, lis := testnet.FreeAddr(t), testnet.FreeAddr(t)
 	r := start(t, fmt.Sprintf(`
@@ -377,16 +386,7 @@ listeners:
     endpoints: {file: %q}
     drain: {timeout: 20s, window: 100ms, killMargin: 1500ms}
 `, admin, lis, file))
-	var conns []net.Conn
-	for i := range 5 {
-		c, err := net.Dial("tcp", lis)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		roundTrip(t, c, fmt.Sprint(i))
-		conns = append(conns, c)
-	}
+	conns := openSessions(t, lis, 5)
 	kill := time.Now().Add(4 * time.Second).Truncate(time.Millisecond)
 	write(fmt.Sprintf("- {address: %q}\n- {address: %q, ready: false, serving: true, terminating: true, killTime: %q}\n",
 		b1, b2, kill.Format(time.RFC3339Nano)))
