@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -104,9 +105,12 @@ endpoints:
 		t.Errorf("plain list refused: %v", err)
 	}
 	for name, in := range map[string]string{
-		"unknown field": "endpoints:\n  - {address: 127.0.0.1:1, raedy: true}\n",
-		"bad address":   "endpoints:\n  - {address: nowhere}\n",
-		"not yaml":      "endpoints: [",
+		"unknown field":             "endpoints:\n  - {address: 127.0.0.1:1, raedy: true}\n",
+		"bad address":               "endpoints:\n  - {address: nowhere}\n",
+		"not yaml":                  "endpoints: [",
+		"killTime, not terminating": "- {address: 127.0.0.1:1, killTime: \"2030-06-01T12:00:00Z\"}\n",
+		"killTime not RFC 3339":     "- {address: 127.0.0.1:1, terminating: true, killTime: \"2030-06-01\"}\n",
+		"killTime a number":         "- {address: 127.0.0.1:1, terminating: true, killTime: 12}\n",
 	} {
 		if _, err := ParseEndpointsFile("f", []byte(in)); err == nil {
 			t.Errorf("%s: accepted, want an error", name)
@@ -179,10 +183,18 @@ func TestFileSourceRefusesBadStart(t *testing.T) {
 func FuzzParseEndpointsFile(f *testing.F) {
 	f.Add([]byte("- {address: 127.0.0.1:1}\n"))
 	f.Add([]byte("endpoints:\n  - {address: \"[::1]:8080\", ready: false, weight: 2}\n"))
+	f.Add([]byte(""))
+	f.Add([]byte("# nothing\n"))
+	f.Add([]byte("endpoints: []\nallowEmpty: true\n"))
+	f.Add([]byte("- {address: 10.0.0.1:80, ready: false, serving: true, terminating: true, killTime: \"2030-01-01T00:00:00.5+02:00\"}\n"))
+	f.Add([]byte("- {address: 10.0.0.1:80, killTime: 2030-01-01T00:00:00Z}\n"))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		s, err := ParseEndpointsFile("f", in)
 		if err != nil {
 			return
+		}
+		if len(s.Endpoints) == 0 && !bytes.Contains(in, []byte("allowEmpty")) {
+			t.Fatalf("%q: an empty snapshot without allowEmpty", in)
 		}
 		for i, e := range s.Endpoints {
 			if i > 0 && s.Endpoints[i-1].Address >= e.Address {
@@ -190,6 +202,9 @@ func FuzzParseEndpointsFile(f *testing.F) {
 			}
 			if e.Weight == 0 {
 				t.Fatalf("weight 0 in %+v", e)
+			}
+			if !e.KillTime.IsZero() && (!e.Terminating || e.KillTime.Location() != time.UTC) {
+				t.Fatalf("kill time on %+v: want only on terminating endpoints, in UTC", e)
 			}
 		}
 	})

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/longhaul-proxy/longhaul/discovery"
+	"github.com/longhaul-proxy/longhaul/internal/guard"
 )
 
 // Session is what drain needs of a live session.
@@ -207,6 +208,7 @@ func (c *Controller) Update(next *discovery.Snapshot) int {
 			go func() {
 				defer c.wg.Done()
 				defer cancel()
+				defer guard.Recover("drain", nil)
 				start := time.Now()
 				c.Pools.DrainEndpoint(ctx, e)
 				c.mu.Lock()
@@ -226,6 +228,7 @@ func (c *Controller) Update(next *discovery.Snapshot) int {
 // fire starts a planned migration, with the deadline known now: a kill time
 // learnt since it was planned may have brought it forward.
 func (c *Controller) fire(s Session, p *pending) {
+	defer guard.Recover("drain", nil)
 	c.mu.Lock()
 	if c.pending[s] != p {
 		c.mu.Unlock()

@@ -5,6 +5,8 @@ import (
 	"math"
 	"slices"
 	"time"
+
+	"github.com/longhaul-proxy/longhaul/internal/guard"
 )
 
 // Rebalance moves sessions off endpoints that carry far more than their
@@ -55,7 +57,10 @@ func (c *Controller) RunRebalance(ctx context.Context, r Rebalance) {
 		case <-ctx.Done():
 			return
 		case now := <-tick.C:
-			if c.RebalanceOnce(r, now, &since) > 0 {
+			moved := 0
+			// A panic ends this round only (guard logs and counts it).
+			guard.Do("rebalance", func() { moved = c.RebalanceOnce(r, now, &since) })
+			if moved > 0 {
 				since = time.Time{} // a new round needs a new sustained imbalance
 			}
 		}
@@ -140,6 +145,7 @@ func (c *Controller) RebalanceOnce(r Rebalance, now time.Time, since *time.Time)
 			}
 			ep := l.ep
 			time.AfterFunc(delay, func() {
+				defer guard.Recover("drain", nil)
 				s.Migrate(deadline)
 				if c.OnMigrate != nil {
 					c.OnMigrate(ep, s, ReasonRebalance)

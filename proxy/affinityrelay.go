@@ -3,6 +3,7 @@ package proxy
 import (
 	"time"
 
+	"github.com/longhaul-proxy/longhaul/internal/guard"
 	"github.com/longhaul-proxy/longhaul/proxy/h2relay"
 )
 
@@ -37,6 +38,7 @@ func (l *HTTPListener) relayConn(c *h2relay.Conn) h2relay.Router {
 	l.splitWG.Add(1)
 	go func() {
 		defer l.splitWG.Done()
+		defer guard.Recover("http", nil)
 		<-c.Done()
 		if c.Forced() {
 			pin.mig.forced()

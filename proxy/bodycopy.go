@@ -3,6 +3,8 @@ package proxy
 import (
 	"io"
 	"sync"
+
+	"github.com/longhaul-proxy/longhaul/internal/guard"
 )
 
 // bufPairPool holds the two read buffers of streamBody. 16 KiB is one
@@ -35,6 +37,12 @@ func streamBody(w io.Writer, flush func(), body io.ReadCloser) (readErr, writeEr
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		defer guard.Recover("http", func() {
+			select {
+			case ready <- chunk{err: errPanicked}:
+			case <-done:
+			}
+		})
 		for {
 			var i int
 			select {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/longhaul-proxy/longhaul/internal/guard"
 )
 
 // h2Pool is an http2.ClientConnPool that keeps the HTTP/2 (h2c) connections
@@ -107,6 +109,7 @@ func (p *h2Pool) Drain(ctx context.Context, addr string) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer guard.Recover("drain", func() { cc.Close() })
 			if err := cc.Shutdown(ctx); err != nil {
 				cc.Close()
 			}

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/net/http2"
 
+	"github.com/longhaul-proxy/longhaul/internal/guard"
 	"github.com/longhaul-proxy/longhaul/proxy/h2relay"
 )
 
@@ -58,6 +59,7 @@ func (l *HTTPListener) serveSplit(ctx context.Context, ln net.Listener) error {
 		l.splitWG.Add(1)
 		go func() {
 			defer l.splitWG.Done()
+			defer guard.Recover("http", func() { c.Close() })
 			l.dispatchConn(ctx, c, cl)
 		}()
 	}
@@ -65,6 +67,9 @@ func (l *HTTPListener) serveSplit(ctx context.Context, ln net.Listener) error {
 
 // dispatchConn decides where c goes.
 func (l *HTTPListener) dispatchConn(ctx context.Context, c net.Conn, cl *connListener) {
+	if testHookConn != nil {
+		testHookConn(c)
+	}
 	if l.cfg.TLS != nil {
 		tc := tls.Server(c, l.cfg.TLS)
 		hctx, cancel := context.WithTimeout(ctx, sniffTimeout)

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/longhaul-proxy/longhaul/balancer"
+	"github.com/longhaul-proxy/longhaul/internal/guard"
 	"github.com/longhaul-proxy/longhaul/proxy/h2relay"
 )
 
@@ -215,7 +216,7 @@ func (l *HTTPListener) Shutdown(ctx context.Context) error {
 		if window > 0 {
 			delay = rand.N(window)
 		}
-		timers = append(timers, time.AfterFunc(delay, func() { s.Migrate(deadline) }))
+		timers = append(timers, time.AfterFunc(delay, func() { defer guard.Recover("drain", nil); s.Migrate(deadline) }))
 	}
 	defer func() {
 		for _, t := range timers {

@@ -4,6 +4,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/longhaul-proxy/longhaul/internal/guard"
 )
 
 // Migration outcomes, for metrics.
@@ -35,6 +37,7 @@ func (m *migration) begin(deadline time.Time, force func()) bool {
 	m.deadline = deadline
 	if force != nil {
 		m.timer = time.AfterFunc(time.Until(deadline), func() {
+			defer guard.Recover("drain", nil)
 			m.outcome.CompareAndSwap(nil, OutcomeForced)
 			force()
 		})

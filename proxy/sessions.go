@@ -57,6 +57,9 @@ type Registry struct {
 	// OnMigrationEnd, if set before the first Register, is called when a
 	// session that was asked to move ends.
 	OnMigrationEnd func(MigrationEnd)
+	// OnEndpointIdle, if set before the first Register, is called when the
+	// last live session of an endpoint ends (see WhenIdle).
+	OnEndpointIdle func(addr string)
 }
 
 // NewRegistry returns an empty Registry.
@@ -82,19 +85,36 @@ func (r *Registry) Register(addr string, id uint64, s Session) (remove func()) {
 	return func() {
 		r.mu.Lock()
 		delete(m, id)
-		if len(m) == 0 && r.byEP[addr] != nil && len(r.byEP[addr]) == 0 {
+		idle := r.byEP[addr] != nil && len(r.byEP[addr]) == 0
+		if idle {
 			delete(r.byEP, addr)
 		}
 		close(r.changed)
 		r.changed = make(chan struct{})
 		r.mu.Unlock()
 		r.n.Add(-1)
+		if idle && r.OnEndpointIdle != nil {
+			r.OnEndpointIdle(addr)
+		}
 		if mr, ok := s.(migrationResult); ok && r.OnMigrationEnd != nil {
 			if asked, outcome := mr.migrationResult(); !asked.IsZero() {
 				r.OnMigrationEnd(MigrationEnd{Info: s.Info(), Took: time.Since(asked), Outcome: outcome})
 			}
 		}
 	}
+}
+
+// WhenIdle runs fn if no live session is registered under addr, and
+// reports whether it did. fn runs under the registry's lock, so no session
+// registers under addr meanwhile; it must not call the Registry.
+func (r *Registry) WhenIdle(addr string, fn func()) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.byEP[addr]) > 0 {
+		return false
+	}
+	fn()
+	return true
 }
 
 // Len returns the number of live sessions.

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/longhaul-proxy/longhaul/balancer"
+	"github.com/longhaul-proxy/longhaul/internal/guard"
 )
 
 // KeyFunc derives the balancing key of a client connection from its address.
@@ -159,6 +160,7 @@ func (l *TCPListener) Serve(ctx context.Context, ln net.Listener) error {
 		go func() {
 			defer l.wg.Done()
 			defer l.active.Add(-1)
+			defer guard.Recover("tcp", func() { c.Close() })
 			l.handle(ctx, c)
 		}()
 	}
@@ -355,7 +357,11 @@ var errIdle = errors.New("idle timeout")
 func (s *tcpSession) relay(up, down interface{ Add(float64) }) {
 	s.lastActive.Store(time.Now().UnixNano())
 	errc := make(chan error, 1)
-	go func() { errc <- s.half(s.backend, s.client, s.backendTCP, up) }()
+	defer guard.Recover("tcp", s.abort)
+	go func() {
+		defer guard.Recover("tcp", func() { s.abort(); errc <- errPanicked })
+		errc <- s.half(s.backend, s.client, s.backendTCP, up)
+	}()
 	err1 := s.half(s.client, s.backend, s.clientTCP, down)
 	if err1 != nil {
 		// A reset or a timeout on one side ends both.
@@ -373,6 +379,9 @@ func (s *tcpSession) relay(up, down interface{ Add(float64) }) {
 // half copies src to dst until EOF, then half-closes dst. It returns nil on
 // a clean EOF.
 func (s *tcpSession) half(dst, src net.Conn, dstTCP *net.TCPConn, bytes interface{ Add(float64) }) error {
+	if testHookRelay != nil {
+		testHookRelay(s, dst == s.backend)
+	}
 	for {
 		if s.idle > 0 && !s.stopping.Load() {
 			src.SetReadDeadline(time.Now().Add(s.idle))

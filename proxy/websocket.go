@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/longhaul-proxy/longhaul/balancer"
+	"github.com/longhaul-proxy/longhaul/internal/guard"
 	"github.com/longhaul-proxy/longhaul/proxy/wsframe"
 )
 
@@ -178,6 +179,7 @@ func (l *HTTPListener) serveWebSocket(w http.ResponseWriter, r *http.Request, cl
 		defer target.Release()
 		defer remove()
 		defer active.Dec()
+		defer guard.Recover("websocket", s.Close)
 		if err := relay.Run(); err != nil {
 			l.log.Debug("websocket relay ended", zap.Error(err))
 		}

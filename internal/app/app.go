@@ -23,6 +23,7 @@ import (
 	"github.com/longhaul-proxy/longhaul/config"
 	"github.com/longhaul-proxy/longhaul/discovery"
 	"github.com/longhaul-proxy/longhaul/drain"
+	"github.com/longhaul-proxy/longhaul/internal/guard"
 	"github.com/longhaul-proxy/longhaul/proxy"
 )
 
@@ -58,6 +59,7 @@ type App struct {
 	reg       *prometheus.Registry
 	metrics   *proxy.Metrics
 	sessions  *proxy.Registry
+	series    *proxy.EndpointSeries // forgets the series of endpoints gone
 	ready     *admin.Readiness
 	listeners []*listener
 	adminLn   net.Listener
@@ -90,9 +92,12 @@ func New(cfg *config.Config, opts Options) (a *App, err error) {
 		opts.Logger = zap.NewNop()
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		guard.Collector())
+	guard.SetLogger(opts.Logger)
 	a = &App{cfg: cfg, cur: cfg, opts: opts, log: opts.Logger, reg: reg, metrics: proxy.NewMetrics(reg),
 		sessions: proxy.NewRegistry(), ready: &admin.Readiness{}}
+	a.series = proxy.NewEndpointSeries(a.metrics, a.sessions)
 	a.sessions.OnMigrationEnd = func(e proxy.MigrationEnd) {
 		a.metrics.MigrationsEnded.WithLabelValues(e.Info.Listener, e.Info.Protocol, e.Outcome).Inc()
 		a.metrics.MigrationTime.WithLabelValues(e.Info.Listener, e.Info.Protocol).Observe(e.Took.Seconds())
@@ -188,7 +193,8 @@ func (a *App) newListener(lc config.Listener) (*listener, error) {
 		Timeout: lc.Drain.Timeout,
 		Window:  lc.Drain.Window,
 		Rate:    lc.Drain.Rate,
-		// The pods' kill times come with Kubernetes endpoints.
+		// Kill times come with Kubernetes endpoints (a terminating
+		// pod's deletion timestamp) and endpoints files (killTime).
 		KillMargin: lc.Drain.KillMargin,
 		Lister:     listerFor{reg: a.sessions, listener: lc.Name},
 		Pools:      pools,
@@ -277,13 +283,7 @@ func (a *App) Run(ctx context.Context) error {
 	defer stopSources()
 	g, gctx := errgroup.WithContext(srcCtx)
 	for _, l := range a.listeners {
-		g.Go(func() error {
-			err := l.src.Run(gctx, func(s *discovery.Snapshot) { a.apply(l, s) })
-			if err != nil {
-				return fmt.Errorf("endpoints of %s: %w", l.cfg.Name, err)
-			}
-			return nil
-		})
+		g.Go(func() error { return a.runSource(gctx, l) })
 	}
 	for _, l := range a.listeners {
 		r := l.cfg.Drain.Rebalance
@@ -355,6 +355,33 @@ func (a *App) adminServers() []*admin.Server {
 	return out
 }
 
+// sourceRestart is how long a source that panicked waits before it runs
+// again.
+const sourceRestart = time.Second
+
+// runSource runs l's endpoint source until ctx ends. A panic in it is
+// contained (logged and counted by guard): the last good endpoints stay in
+// force and the source runs again after sourceRestart.
+func (a *App) runSource(ctx context.Context, l *listener) error {
+	for {
+		var err error
+		panicked := guard.Do("discovery", func() {
+			err = l.src.Run(ctx, func(s *discovery.Snapshot) { a.apply(l, s) })
+		})
+		if !panicked {
+			if err != nil {
+				return fmt.Errorf("endpoints of %s: %w", l.cfg.Name, err)
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(sourceRestart):
+		}
+	}
+}
+
 func (a *App) shutdown() {
 	a.ready.ShuttingDown()
 	a.log.Info("shutting down: readiness failed", zap.Duration("delay", a.opts.ShutdownDelay), zap.Int("sessions", a.sessions.Len()))
@@ -384,6 +411,7 @@ func (a *App) apply(l *listener, s *discovery.Snapshot) {
 		return
 	}
 	l.synced.Store(true)
+	a.series.Snapshot(l.cfg.Name, s)
 	n := l.drain.Update(s)
 	a.log.Info("endpoints updated", zap.String("listener", l.cfg.Name),
 		zap.Int("endpoints", len(s.Endpoints)), zap.Int("sessions_migrating", n))

@@ -11,12 +11,16 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
 
 	"github.com/longhaul-proxy/longhaul/config"
+	"github.com/longhaul-proxy/longhaul/discovery"
+	"github.com/longhaul-proxy/longhaul/internal/guard"
 	"github.com/longhaul-proxy/longhaul/internal/testnet"
 )
 
@@ -239,16 +243,38 @@ listeners:
 	r.done <- nil // for the cleanup
 }
 
+// endpointsFile returns the path of an endpoints file and a function that
+// replaces its content by rename, as editors do.
+func endpointsFile(t *testing.T) (string, func(string)) {
+	file := filepath.Join(t.TempDir(), "eps.yaml")
+	return file, func(s string) {
+		os.WriteFile(file+".tmp", []byte(s), 0o644)
+		os.Rename(file+".tmp", file)
+	}
+}
+
+// openSessions opens n sessions through the TCP listener at lis, each
+// checked with a round trip; they are closed when the test ends.
+func openSessions(t *testing.T, lis string, n int) []net.Conn {
+	t.Helper()
+	var conns []net.Conn
+	for i := range n {
+		c, err := net.Dial("tcp", lis)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		roundTrip(t, c, fmt.Sprint(i))
+		conns = append(conns, c)
+	}
+	return conns
+}
+
 // TestTerminatingEndpointFromFile: editing the endpoints file to mark an
 // endpoint terminating stops new sessions to it and moves its sessions.
 func TestTerminatingEndpointFromFile(t *testing.T) {
 	b1, b2 := echoServer(t), echoServer(t)
-	dir := t.TempDir()
-	file := filepath.Join(dir, "eps.yaml")
-	write := func(s string) {
-		os.WriteFile(file+".tmp", []byte(s), 0o644)
-		os.Rename(file+".tmp", file)
-	}
+	file, write := endpointsFile(t)
 	write(fmt.Sprintf("- {address: %q}\n- {address: %q}\n", b1, b2))
 	admin, debug, lis := testnet.FreeAddr(t), testnet.FreeAddr(t), testnet.FreeAddr(t)
 	r := start(t, fmt.Sprintf(`
@@ -263,16 +289,7 @@ listeners:
 	if code, body := get(t, "http://"+debug+"/debug/pprof/goroutine?debug=1"); code != 200 || !strings.Contains(body, "goroutine profile") {
 		t.Errorf("/debug/pprof/goroutine with admin.pprof: %d %.80s", code, body)
 	}
-	var conns []net.Conn
-	for i := range 20 {
-		c, err := net.Dial("tcp", lis)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		roundTrip(t, c, fmt.Sprint(i))
-		conns = append(conns, c)
-	}
+	conns := openSessions(t, lis, 20)
 	onB2 := len(r.a.Sessions().Endpoint(b2))
 	if onB2 == 0 || onB2 == 20 {
 		t.Fatalf("%d of 20 sessions on %s; want a spread", onB2, b2)
@@ -294,6 +311,20 @@ listeners:
 		c.Close()
 		if n := len(r.a.Sessions().Endpoint(b2)); n != 0 {
 			t.Fatalf("new session %d went to the terminating endpoint", i)
+		}
+	}
+	// Gone from the file, with no session left: its series leave /metrics.
+	if _, m := get(t, "http://"+admin+"/metrics"); !strings.Contains(m, fmt.Sprintf("endpoint=%q", b2)) {
+		t.Fatalf("/metrics has no series of %s while it is listed", b2)
+	}
+	write(fmt.Sprintf("- {address: %q}\n", b1))
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		_, m := get(t, "http://"+admin+"/metrics")
+		if !strings.Contains(m, fmt.Sprintf("endpoint=%q", b2)) && strings.Contains(m, fmt.Sprintf("endpoint=%q", b1)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("5s after %s left the file, /metrics still has its series (or lost %s's)", b2, b1)
 		}
 	}
 	_ = conns
@@ -354,4 +385,123 @@ listeners:
 			}
 		})
 	}
+}
+
+// TestKillTimeFromFile: a terminating endpoint whose entry in the endpoints
+// file carries a kill time gets its sessions' migration deadline at the
+// kill time minus drain.killMargin, well before the 20s drain timeout.
+func TestKillTimeFromFile(t *testing.T) {
+	b1, b2 := echoServer(t), echoServer(t)
+	file, write := endpointsFile(t)
+	write(fmt.Sprintf("- {address: %q}\n", b2))
+	admin, lis := testnet.FreeAddr(t), testnet.FreeAddr(t)
+	r := start(t, fmt.Sprintf(`
+admin: {address: %q}
+listeners:
+  - name: echo
+    address: %q
+    endpoints: {file: %q}
+    drain: {timeout: 20s, window: 100ms, killMargin: 1500ms}
+`, admin, lis, file))
+	conns := openSessions(t, lis, 5)
+	kill := time.Now().Add(4 * time.Second).Truncate(time.Millisecond)
+	write(fmt.Sprintf("- {address: %q}\n- {address: %q, ready: false, serving: true, terminating: true, killTime: %q}\n",
+		b1, b2, kill.Format(time.RFC3339Nano)))
+	want := kill.Add(-1500 * time.Millisecond)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		infos := r.a.Sessions().Infos()
+		asked := 0
+		for _, in := range infos {
+			if in.Migrating {
+				asked++
+				if !in.Deadline.Equal(want) {
+					t.Fatalf("session %d: deadline %v, want the kill time %v minus the 1.5s margin: %v",
+						in.ID, in.Deadline, kill, want)
+				}
+			}
+		}
+		if asked == len(conns) && len(infos) == len(conns) {
+			t.Logf("%d sessions asked to leave by %v (kill time %v minus 1.5s)", asked, want.Format(time.StampMilli), kill.Format(time.StampMilli))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d sessions asked to move within 5s", asked, len(conns))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// panickySource panics on its first Run and serves one endpoint on the next.
+type panickySource struct {
+	runs   atomic.Int32
+	addr   string
+	synced atomic.Bool
+}
+
+func (s *panickySource) Run(ctx context.Context, publish discovery.Publisher) error {
+	if s.runs.Add(1) == 1 {
+		panic("test: source bug")
+	}
+	snap, err := discovery.NewSnapshot("echo", []discovery.Endpoint{{Address: s.addr, Ready: true, Serving: true}})
+	if err != nil {
+		return err
+	}
+	publish(snap)
+	s.synced.Store(true)
+	<-ctx.Done()
+	return nil
+}
+
+func (s *panickySource) Synced() bool { return s.synced.Load() }
+
+// TestSourcePanicRestarts: an endpoint source that panics is counted, run
+// again after sourceRestart, and the listener then serves; the process does
+// not end.
+func TestSourcePanicRestarts(t *testing.T) {
+	guard.SetLogger(zap.NewNop())
+	be := echoServer(t)
+	src := &panickySource{addr: be}
+	admin, lis := testnet.FreeAddr(t), testnet.FreeAddr(t)
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+admin: {address: %q}
+listeners:
+  - name: echo
+    address: %q
+    endpoints: {kubernetes: {namespace: ns, service: echo, port: "80"}}
+`, admin, lis)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := guard.Count("discovery")
+	start := time.Now()
+	a, err := New(cfg, Options{Kubernetes: func(config.Listener, *zap.Logger) (SyncedSource, error) { return src, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer guard.SetLogger(nil) // after New, which sets it
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	waitReady(t, a)
+	took := time.Since(start)
+	if got := guard.Count("discovery") - before; got != 1 || src.runs.Load() != 2 {
+		t.Fatalf("panics counted %v, source runs %d; want 1 and 2", got, src.runs.Load())
+	}
+	if took < sourceRestart {
+		t.Errorf("ready %v after the panic, want the %v restart pause", took, sourceRestart)
+	}
+	c, err := net.Dial("tcp", lis)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	roundTrip(t, c, "after the panic")
+	t.Logf("source panicked, ran again and was ready %v later", took.Round(time.Millisecond))
 }

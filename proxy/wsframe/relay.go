@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/longhaul-proxy/longhaul/internal/guard"
 )
 
 // Defaults for the zero values of Options' fields.
@@ -142,6 +144,9 @@ type pump struct {
 	frag bool
 	// closed: the source sent a Close frame (reported once).
 	closed bool
+	// holding: the pump holds dst.mu (relayFrame), so that a panic there
+	// lets go of it (see panicked).
+	holding bool
 
 	frames atomic.Int64 // frames forwarded
 	bytes  atomic.Int64 // wire bytes (headers and payloads) forwarded
@@ -370,6 +375,7 @@ func (r *Relay) inject(code uint16, reason string) {
 	for s := range r.peers {
 		r.pending++
 		r.injectors.Go(func() {
+			defer guard.Recover("websocket", func() { r.handle(event{kind: evInjected}) })
 			r.peers[s].sendClose(code, reason)
 			r.handle(event{kind: evInjected})
 		})
@@ -428,8 +434,38 @@ func (p *peer) shutWrite() {
 }
 
 func (p *pump) run() {
+	defer guard.Recover("websocket", p.panicked)
 	err := p.loop()
 	p.relay.handle(event{kind: evDone, from: p.from, err: err})
+}
+
+// testHookFrame, when not nil (tests only), runs as a pump starts to
+// forward a frame, holding the destination's lock.
+var testHookFrame func(r *Relay, h Header)
+
+// errPanicked ends a relay whose pump panicked.
+var errPanicked = errors.New("wsframe: a relay goroutine panicked")
+
+// panicked ends the relay after the pump's goroutine panicked: it lets go
+// of the destination's lock if it held it and reports the pump done with
+// an error, which releases every blocked read and write (a past deadline
+// on both connections).
+func (p *pump) panicked() {
+	if p.holding {
+		p.unlockDst()
+	}
+	p.relay.handle(event{kind: evDone, from: p.from, err: errPanicked})
+}
+
+// lockDst and unlockDst take and release dst.mu, recording it in holding.
+func (p *pump) lockDst() {
+	p.dst.mu.Lock()
+	p.holding = true
+}
+
+func (p *pump) unlockDst() {
+	p.holding = false
+	p.dst.mu.Unlock()
 }
 
 // loop relays frames until the source ends or fails, or a frame breaks a
@@ -529,10 +565,13 @@ func (p *pump) relayFrame(h Header, hl int) error {
 		}
 	}
 	dst := p.dst
-	dst.mu.Lock()
+	p.lockDst()
+	if testHookFrame != nil {
+		testHookFrame(p.relay, h)
+	}
 	if dst.closeSent || dst.shut || dst.injecting.Load() {
 		// The destination takes no more frames: drop this one.
-		dst.mu.Unlock()
+		p.unlockDst()
 		for total > 0 {
 			if in.buffered() == 0 {
 				if err := in.fill(1); err != nil {
@@ -566,13 +605,13 @@ func (p *pump) relayFrame(h Header, hl int) error {
 	if err != nil {
 		// The destination may hold part of the frame now.
 		dst.shut = true
-		dst.mu.Unlock()
+		p.unlockDst()
 		return err
 	}
 	if h.Opcode == OpClose {
 		dst.closeSent = true
 	}
-	dst.mu.Unlock()
+	p.unlockDst()
 	p.frames.Add(1)
 	p.noteClose(h)
 	return nil
