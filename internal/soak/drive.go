@@ -40,15 +40,21 @@ type Kind struct {
 
 // The kinds of call, in report order.
 var (
-	GRPCUnary      = Kind{"grpc unary", GRPC}
-	GRPCStream     = Kind{"grpc bidi message", GRPC}
-	GRPCQuietMsg   = Kind{"grpc-quiet bidi message", GRPCQuiet}
-	HTTP2Get       = Kind{"http2 GET", HTTP2}
-	HTTP2QuietGet  = Kind{"http2-quiet GET", HTTP2Quiet}
-	WebSocketEcho  = Kind{"websocket message", WebSocket}
-	TCPEcho        = Kind{"tcp echo", TCP}
-	Kinds          = []Kind{GRPCUnary, GRPCStream, GRPCQuietMsg, HTTP2Get, HTTP2QuietGet, WebSocketEcho, TCPEcho}
-	maxErrorsKept  = 5
+	GRPCUnary     = Kind{"grpc unary", GRPC}
+	GRPCStream    = Kind{"grpc bidi message", GRPC}
+	GRPCQuietMsg  = Kind{"grpc-quiet bidi message", GRPCQuiet}
+	HTTP2Get      = Kind{"http2 GET", HTTP2}
+	HTTP2QuietGet = Kind{"http2-quiet GET", HTTP2Quiet}
+	WebSocketEcho = Kind{"websocket message", WebSocket}
+	TCPEcho       = Kind{"tcp echo", TCP}
+	Kinds         = []Kind{GRPCUnary, GRPCStream, GRPCQuietMsg, HTTP2Get, HTTP2QuietGet, WebSocketEcho, TCPEcho}
+)
+
+const (
+	// maxErrorsKept is how many errors a Tally keeps.
+	maxErrorsKept = 5
+	// streamOpenTime bounds opening a gRPC stream (and the connection
+	// under it).
 	streamOpenTime = 10 * time.Second
 )
 

@@ -79,9 +79,20 @@ func TestSoak(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
+	// Shut down before the backends close (deferred below, run first).
+	defer func() {
+		stop()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("longhaul did not shut down")
+		}
+	}()
 	for deadline := time.Now().Add(10 * time.Second); a.Ready().Check() != nil; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("longhaul not ready: %v", a.Ready().Check())
@@ -111,15 +122,5 @@ func TestSoak(t *testing.T) {
 	}
 	for _, e := range logs.All() {
 		t.Errorf("longhaul logged %s %q %v", e.Level, e.Message, e.ContextMap())
-	}
-
-	stop()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("longhaul did not shut down")
 	}
 }
