@@ -113,9 +113,6 @@ func TestSmallHelpers(t *testing.T) {
 	if got := quoteArgs([]string{"-out", "a b"}); got != `-out "a b"` {
 		t.Errorf("quoteArgs = %q", got)
 	}
-	if got := strings.Join(changedDirs(" M proxy/a.go\nM  proxy/b.go\n M Makefile\n M benchmarks/x.go\nR  a/x -> drain/y\n"), ","); got != "proxy/,Makefile,drain/" {
-		t.Errorf("changedDirs = %q", got)
-	}
 	if got := cell([]float64{1, 3, 2}, 1); got != "2.0 (1.0–3.0)" {
 		t.Errorf("cell = %q", got)
 	}

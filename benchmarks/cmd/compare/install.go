@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/longhaul-proxy/longhaul/benchmarks/internal/proc"
 )
 
 // ghzPackage is the pinned ghz: @latest resolves to an old release.
@@ -83,15 +84,9 @@ func prepareTools(ctx context.Context, n needs, install bool, toolsDir, repo, wo
 			return ts, err
 		}
 	}
-	ts.longhaul = filepath.Join(work, "bin", "longhaul")
-	if err := os.MkdirAll(filepath.Dir(ts.longhaul), 0o755); err != nil {
-		return ts, fmt.Errorf("build longhaul: %w", err)
-	}
 	logf("building longhaul from %s", repo)
-	if err := run(ctx, repo, nil, "go", "build", "-o", ts.longhaul, "./cmd/longhaul"); err != nil {
-		return ts, fmt.Errorf("build longhaul: %w", err)
-	}
-	return ts, nil
+	ts.longhaul, err = proc.BuildLonghaul(ctx, repo, work)
+	return ts, err
 }
 
 func onPath(name string) bool {
@@ -129,11 +124,11 @@ func aptInstall(ctx context.Context, pkgs []string, logf func(string, ...any)) e
 	}
 	logf("installing %s with apt-get", strings.Join(pkgs, " "))
 	envs := []string{"DEBIAN_FRONTEND=noninteractive"}
-	if err := run(ctx, "", envs, "apt-get", "update", "-q"); err != nil {
+	if err := proc.Run(ctx, "", envs, "apt-get", "update", "-q"); err != nil {
 		return fmt.Errorf("apt-get update: %w", err)
 	}
 	args := append([]string{"install", "-y", "-q", "--no-install-recommends"}, pkgs...)
-	if err := run(ctx, "", envs, "apt-get", args...); err != nil {
+	if err := proc.Run(ctx, "", envs, "apt-get", args...); err != nil {
 		return fmt.Errorf("apt-get install: %w", err)
 	}
 	return nil
@@ -161,7 +156,7 @@ func ensureGhz(ctx context.Context, toolsDir string, install bool, logf func(str
 	}
 	defer os.RemoveAll(tmp)
 	logf("building %s into %s", ghzPackage, toolsDir)
-	if err := run(ctx, tmp, []string{"GOBIN=" + tmp, "CGO_ENABLED=0"}, "go", "install", ghzPackage); err != nil {
+	if err := proc.Run(ctx, tmp, []string{"GOBIN=" + tmp, "CGO_ENABLED=0"}, "go", "install", ghzPackage); err != nil {
 		return "", fmt.Errorf("build ghz: %w", err)
 	}
 	if err := os.Rename(filepath.Join(tmp, "ghz"), bin); err != nil {
@@ -171,23 +166,6 @@ func ensureGhz(ctx context.Context, toolsDir string, install bool, logf func(str
 		return "", fmt.Errorf("ghz stamp: %w", err)
 	}
 	return bin, nil
-}
-
-// run runs a command, its output folded into the error on failure.
-func run(ctx context.Context, dir string, env []string, name string, args ...string) error {
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		s := strings.TrimSpace(out.String())
-		if len(s) > 2000 {
-			s = "..." + s[len(s)-2000:]
-		}
-		return fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, s)
-	}
-	return nil
 }
 
 func defaultToolsDir() string {

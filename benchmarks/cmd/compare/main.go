@@ -27,6 +27,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/longhaul-proxy/longhaul/benchmarks/internal/proc"
 )
 
 // options are the command's flags.
@@ -172,7 +174,7 @@ func realMain(args []string, stderr io.Writer) error {
 		log.Printf("warning: %s", idleNote)
 		o.idleConns = m
 	}
-	repo, err := moduleRoot(ctx)
+	repo, err := proc.ModuleRoot(ctx)
 	if err != nil {
 		return err
 	}
@@ -215,7 +217,7 @@ func realMain(args []string, stderr io.Writer) error {
 	}
 	defer func() {
 		for _, t := range targets {
-			t.stop()
+			t.Stop()
 		}
 	}()
 	for _, t := range targets {
@@ -270,12 +272,12 @@ func measureWorkload(ctx context.Context, e *env, w workload, targets []*target,
 			m, err := w.run(mctx, e, t)
 			cancel()
 			if err == nil {
-				err = t.alive()
+				err = t.Alive()
 			}
 			if err != nil {
 				log.Printf("%s rep %d %s: FAILED: %v", w.name, rep+1, t.name, err)
 				res.fail(w.name, t.name, rep, err)
-				if aerr := t.alive(); aerr != nil {
+				if aerr := t.Alive(); aerr != nil {
 					if rerr := t.restart(ctx); rerr != nil {
 						log.Printf("%s: restart failed: %v", t.name, rerr)
 					}

@@ -503,7 +503,7 @@ func rollout(ctx context.Context, ctl rolloutControl, spec rolloutSpec, logf fun
 		if !sleepCtx(ctx, time.Second) {
 			return nil, ctx.Err()
 		}
-		if err := ctl.proc().alive(); err != nil {
+		if err := ctl.proc().Alive(); err != nil {
 			return nil, err
 		}
 	}

@@ -24,6 +24,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/longhaul-proxy/longhaul/benchmarks/internal/proc"
 )
 
 // rolloutLayout is what a rollout configuration depends on.
@@ -220,7 +222,7 @@ type rolloutProxy struct {
 func (r *rolloutProxy) webAddr() string  { return r.l.Web }
 func (r *rolloutProxy) grpcAddr() string { return r.l.GRPC }
 func (r *rolloutProxy) proc() *target    { return r.t }
-func (r *rolloutProxy) stop()            { r.t.stop() }
+func (r *rolloutProxy) stop()            { r.t.Stop() }
 
 func (r *rolloutProxy) writeConfig() error {
 	b, err := r.render(r.l)
@@ -237,15 +239,15 @@ func newRolloutControl(name string, tools toolSet, work string, drain time.Durat
 	if err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(3)
+	ports, err := proc.FreePorts(3)
 	if err != nil {
 		return nil, err
 	}
-	l := rolloutLayout{Dir: dir, Web: loop(ports[0]), GRPC: loop(ports[1]), Admin: loop(ports[2])}
+	l := rolloutLayout{Dir: dir, Web: proc.Loopback(ports[0]), GRPC: proc.Loopback(ports[1]), Admin: proc.Loopback(ports[2])}
 	if os.Geteuid() == 0 {
 		l.NginxUser = "root"
 	}
-	r := &rolloutProxy{l: l, t: &target{name: name, dir: dir,
+	r := &rolloutProxy{l: l, t: &target{name: name, Proc: proc.Proc{Name: name, Dir: dir},
 		addrs: addrSet{TCPSink: l.Web, TCPEcho: l.Web, HTTP: l.Web, GRPC: l.GRPC}}}
 	switch name {
 	case longhaul:
@@ -253,17 +255,17 @@ func newRolloutControl(name string, tools toolSet, work string, drain time.Durat
 		r.l.WebFile, r.l.GRPCFile = filepath.Join(dir, "web-endpoints.yaml"), filepath.Join(dir, "grpc-endpoints.yaml")
 		r.l.DrainTimeout = longhaulDrainTimeout(drain).String()
 		r.render = func(l rolloutLayout) ([]byte, error) { return renderRollout("longhaul", rolloutLonghaulTmpl, l) }
-		r.t.argv = []string{tools.longhaul, "run", "--config", r.cfg}
+		r.t.Argv = []string{tools.longhaul, "run", "--config", r.cfg}
 		return &longhaulRollout{r}, nil
 	case haproxy:
 		r.cfg = filepath.Join(dir, "haproxy.conf")
 		r.render = func(l rolloutLayout) ([]byte, error) { return renderRollout("haproxy", rolloutHAProxyTmpl, l) }
-		r.t.argv = []string{tools.haproxy, "-db", "-f", r.cfg}
+		r.t.Argv = []string{tools.haproxy, "-db", "-f", r.cfg}
 		return &haproxyRollout{rolloutProxy: r}, nil
 	case nginx:
 		r.cfg = filepath.Join(dir, "nginx.conf")
 		r.render = func(l rolloutLayout) ([]byte, error) { return renderRollout("nginx", rolloutNginxTmpl, l) }
-		r.t.argv = []string{tools.nginx, "-c", r.cfg, "-g", "daemon off;"}
+		r.t.Argv = []string{tools.nginx, "-c", r.cfg, "-g", "daemon off;"}
 		return &nginxRollout{r}, nil
 	}
 	return nil, fmt.Errorf("rollout: no control for target %q", name)
@@ -438,16 +440,13 @@ func (c *nginxRollout) reload(pods []*rolloutPod) error {
 	if err := c.writeConfig(); err != nil {
 		return err
 	}
-	if c.t.cmd == nil {
-		return fmt.Errorf("nginx is not running")
-	}
 	// What nginx -s reload does: SIGHUP to the master, which starts new
 	// workers with the new configuration and lets the old ones finish.
-	if err := c.t.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := c.t.Signal(syscall.SIGHUP); err != nil {
 		return fmt.Errorf("nginx reload: %w", err)
 	}
 	time.Sleep(300 * time.Millisecond) // new workers up
-	return c.t.alive()
+	return c.t.Alive()
 }
 
 func (c *nginxRollout) terminating(p *rolloutPod, live []*rolloutPod) error {

@@ -38,13 +38,13 @@ func (s *syncBuffer) String() string {
 // transfer through it and returns what strace wrote: with -c, its summary
 // table.
 func straceBulk(ctx context.Context, straceBin string, t *target, size int64, opts ...string) (string, error) {
-	if t.pid() == 0 {
+	if t.Pid() == 0 {
 		return "", fmt.Errorf("%s is not running", t.name)
 	}
 	// Not in t.dir: longhaul watches its configuration's directory, and
 	// strace writing there would feed it events to read.
-	out := filepath.Join(filepath.Dir(t.dir), "strace-"+t.name+".txt")
-	args := append(append([]string{"-f"}, opts...), "-o", out, "-p", strconv.Itoa(t.pid()))
+	out := filepath.Join(filepath.Dir(t.Dir), "strace-"+t.name+".txt")
+	args := append(append([]string{"-f"}, opts...), "-o", out, "-p", strconv.Itoa(t.Pid()))
 	cmd := exec.Command(straceBin, args...)
 	var errb syncBuffer
 	cmd.Stderr = &errb

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/longhaul-proxy/longhaul/benchmarks/internal/proc"
 )
 
 // raiseNoFile lifts RLIMIT_NOFILE for this process and the proxies it
@@ -49,23 +51,6 @@ func maxIdleConns(noFile uint64) int {
 	return int(noFile-spare) / 2
 }
 
-// moduleRoot is the directory of the main module's go.mod.
-func moduleRoot(ctx context.Context) (string, error) {
-	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	mod := strings.TrimSpace(string(out))
-	if mod == "" || mod == os.DevNull {
-		return "", fmt.Errorf("run from inside the longhaul module")
-	}
-	root := filepath.Dir(mod)
-	if _, err := os.Stat(filepath.Join(root, "cmd", "longhaul")); err != nil {
-		return "", fmt.Errorf("%s has no cmd/longhaul: run from the longhaul repository: %w", root, err)
-	}
-	return root, nil
-}
-
 func collectInfo(ctx context.Context, args []string, o options, tools toolSet, repo string) reportInfo {
 	info := reportInfo{
 		command:   strings.TrimSpace("go run ./benchmarks/cmd/compare " + quoteArgs(args)),
@@ -77,7 +62,7 @@ func collectInfo(ctx context.Context, args []string, o options, tools toolSet, r
 		reps:      o.reps,
 		quick:     o.quick,
 	}
-	if v := longhaulVersion(ctx, repo); v != "" {
+	if v := proc.LonghaulVersion(ctx, repo); v != "" {
 		info.versions = append(info.versions, v)
 	}
 	if tools.haproxy != "" {
@@ -142,47 +127,3 @@ func quoteArgs(args []string) string {
 }
 
 func discardLogger() *log.Logger { return log.New(io.Discard, "", 0) }
-
-// longhaulVersion names the commit longhaul was built from, and the
-// packages that had uncommitted changes then; empty without git.
-func longhaulVersion(ctx context.Context, repo string) string {
-	head, err := exec.CommandContext(ctx, "git", "-C", repo, "rev-parse", "--short", "HEAD").Output()
-	if err != nil {
-		return ""
-	}
-	v := "longhaul: commit " + strings.TrimSpace(string(head))
-	st, err := exec.CommandContext(ctx, "git", "-C", repo, "status", "--porcelain", "--untracked-files=no").Output()
-	if err != nil {
-		return v
-	}
-	if dirs := changedDirs(string(st)); len(dirs) > 0 {
-		v += " plus uncommitted changes in " + strings.Join(dirs, ", ")
-	}
-	return v
-}
-
-// changedDirs lists the top-level directories in `git status --porcelain`
-// output, benchmarks/ left out.
-func changedDirs(porcelain string) []string {
-	seen := map[string]bool{}
-	var dirs []string
-	for _, line := range strings.Split(porcelain, "\n") {
-		if len(line) < 4 {
-			continue
-		}
-		path := strings.TrimSpace(line[3:])
-		if _, after, ok := strings.Cut(path, " -> "); ok {
-			path = after
-		}
-		top, _, isDir := strings.Cut(path, "/")
-		if isDir {
-			top += "/"
-		}
-		if top == "benchmarks/" || seen[top] {
-			continue
-		}
-		seen[top] = true
-		dirs = append(dirs, top)
-	}
-	return dirs
-}

@@ -156,14 +156,14 @@ func allWorkloads() []workload {
 
 // withCPU runs f and returns the proxy CPU it took (0 for direct).
 func withCPU(t *target, f func() error) (time.Duration, error) {
-	before, err := t.sample()
+	before, err := t.Sample()
 	if err != nil {
 		return 0, err
 	}
 	if err := f(); err != nil {
 		return 0, err
 	}
-	after, err := t.sample()
+	after, err := t.Sample()
 	if err != nil {
 		return 0, err
 	}
@@ -309,7 +309,7 @@ func runWS(ctx context.Context, e *env, t *target) (metrics, error) {
 
 func runIdle(ctx context.Context, e *env, t *target) (metrics, error) {
 	time.Sleep(500 * time.Millisecond) // let the fresh proxy settle
-	before, err := t.sample()
+	before, err := t.Sample()
 	if err != nil {
 		return nil, err
 	}
@@ -319,7 +319,7 @@ func runIdle(ctx context.Context, e *env, t *target) (metrics, error) {
 		return nil, fmt.Errorf("idle: no connection opened: %w", dialErr)
 	}
 	time.Sleep(2 * time.Second)
-	after, err := t.sample()
+	after, err := t.Sample()
 	if err != nil {
 		return nil, err
 	}
