@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/longhaul-proxy/longhaul/internal/guard"
 )
 
 // shutdownPing is the payload of the PING that Shutdown's first GOAWAY
@@ -92,7 +94,11 @@ func (cc *clientConn) forwarded(authority string) string {
 // serve runs the connection: preface, SETTINGS, then the frame loop.
 func (cc *clientConn) serve() error {
 	defer close(cc.done)
-	go cc.writeLoop()
+	go func() {
+		// A panic closes the socket only: the writer may hold cc.mu.
+		defer guard.Recover("h2relay", func() { cc.nc.Close() })
+		cc.writeLoop()
+	}()
 	defer cc.cleanup()
 	cfg := &cc.srv.cfg
 	cc.nc.SetReadDeadline(time.Now().Add(cfg.PrefaceTimeout))
@@ -130,10 +136,10 @@ func (cc *clientConn) serve() error {
 	}
 	cc.batch.flush()
 	cc.nc.SetReadDeadline(time.Time{})
-	cc.idleTimer = stoppedTimer(cc.checkIdle)
+	cc.idleTimer = stoppedTimer(cc.nc, cc.checkIdle)
 	cc.idleTimer.Reset(cfg.IdleTimeout)
 	cc.mu.Lock()
-	cc.sweepTimer = stoppedTimer(cc.sweep)
+	cc.sweepTimer = stoppedTimer(cc.nc, cc.sweep)
 	cc.mu.Unlock()
 	defer cc.batch.flush()
 	for {

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/longhaul-proxy/longhaul/internal/guard"
 )
 
 // Conn is the consumer's handle on one client connection, given to
@@ -60,7 +62,10 @@ func (c *Conn) GoAway(deadline time.Time) {
 	first := c.deadline.IsZero()
 	c.deadline = deadline
 	if c.timer == nil {
-		c.timer = time.AfterFunc(time.Until(deadline), c.expire)
+		c.timer = time.AfterFunc(time.Until(deadline), func() {
+			defer guard.Recover("h2relay", func() { c.cc.nc.Close() })
+			c.expire()
+		})
 	} else {
 		c.timer.Reset(time.Until(deadline))
 	}

@@ -2,6 +2,8 @@ package h2relay
 
 import (
 	"golang.org/x/net/http2"
+
+	"github.com/longhaul-proxy/longhaul/internal/guard"
 	"golang.org/x/net/http2/hpack"
 )
 
@@ -46,6 +48,7 @@ func (s *stream) route() {
 // binds the stream to it, or tries another endpoint.
 func (s *stream) dialThenBind(addr string) {
 	defer s.srv.wg.Done()
+	defer guard.Recover("h2relay", nil)
 	up, err := s.srv.pool.get(s.srv.ctx, addr)
 	s.mu.Lock()
 	defer s.mu.Unlock()

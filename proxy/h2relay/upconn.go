@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/longhaul-proxy/longhaul/internal/guard"
 )
 
 // upConn is an h2c connection to an endpoint. Its reader and writer
@@ -61,11 +63,15 @@ func (up *upConn) start() {
 		up.recvWindow += inc
 	}
 	up.mu.Unlock()
-	up.idleTimer = stoppedTimer(up.checkIdle)
-	up.healthTimer = stoppedTimer(up.checkHealth)
+	up.idleTimer = stoppedTimer(up.nc, up.checkIdle)
+	up.healthTimer = stoppedTimer(up.nc, up.checkHealth)
 	up.lastRead.Store(time.Now().UnixNano())
 	up.srv.wg.Add(2)
-	go func() { defer up.srv.wg.Done(); up.writeLoop() }()
+	go func() {
+		defer up.srv.wg.Done()
+		defer guard.Recover("h2relay", func() { up.nc.Close() })
+		up.writeLoop()
+	}()
 	go func() { defer up.srv.wg.Done(); up.readLoop() }()
 	up.idleTimer.Reset(cfg.UpstreamIdleTimeout)
 	up.healthTimer.Reset(cfg.UpstreamPingInterval)
@@ -195,7 +201,10 @@ func (up *upConn) failAll(retryable bool, msg string) {
 
 func (up *upConn) readLoop() {
 	defer close(up.readerDone)
-	err := up.readFrames()
+	var err error
+	if guard.Do("h2relay", func() { err = up.readFrames() }) {
+		err = errors.New("panic while reading (recovered)")
+	}
 	up.abort()
 	up.idleTimer.Stop()
 	up.healthTimer.Stop()
@@ -365,9 +374,13 @@ func (up *upConn) onGoAway(f *http2.GoAwayFrame) {
 }
 
 // stoppedTimer returns a timer that will run fn once Reset: the caller
-// stores it first, so that fn may use (Reset) it.
-func stoppedTimer(fn func()) *time.Timer {
-	t := time.AfterFunc(time.Hour, fn)
+// stores it first, so that fn may use (Reset) it. A panic in fn is
+// contained and closes nc, the connection fn serves.
+func stoppedTimer(nc net.Conn, fn func()) *time.Timer {
+	t := time.AfterFunc(time.Hour, func() {
+		defer guard.Recover("h2relay", func() { nc.Close() })
+		fn()
+	})
 	t.Stop()
 	return t
 }
