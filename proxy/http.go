@@ -178,8 +178,11 @@ func NewHTTP(cfg HTTPConfig, up *Upstream, reg *Registry, m *Metrics) *HTTPListe
 		},
 		ErrorLog: zap.NewStdLog(l.log.WithOptions(zap.IncreaseLevel(zap.WarnLevel))),
 	}
+	l.srv.ConnContext = withFraming
 	if cfg.Affinity {
-		l.srv.ConnContext = l.pinContext
+		l.srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+			return l.pinContext(withFraming(ctx, c), c)
+		}
 		l.srv.ConnState = l.connState
 	}
 	if cfg.UpstreamH2 {
@@ -215,7 +218,7 @@ func (l *HTTPListener) Serve(ctx context.Context, ln net.Listener) error {
 	} else if l.cfg.TLS != nil {
 		err = l.srv.ServeTLS(ln, "", "")
 	} else {
-		err = l.srv.Serve(ln)
+		err = l.srv.Serve(framingListener{ln})
 	}
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
@@ -356,6 +359,13 @@ func isGRPC(r *http.Request) bool {
 func (l *HTTPListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	client := clientAddr(r)
+	if r.ProtoMajor == 1 && requestHadBoth(r) {
+		// Request smuggling, or a client one would take for it: refuse it
+		// and close, so that nothing after it on the connection is read.
+		w.Header().Set("Connection", "close")
+		http.Error(w, "longhaul: both Content-Length and Transfer-Encoding", http.StatusBadRequest)
+		return
+	}
 	if isWebSocketUpgrade(r) {
 		l.serveWebSocket(w, r, client)
 		return
