@@ -94,8 +94,8 @@ listeners:
 				Log:   Log{Level: "info", Format: "json"},
 				Listeners: []Listener{{
 					Name: "a", Address: ":7000", Protocol: "tcp",
-					Endpoints:      Endpoints{File: "eps.yaml"},
-					Balance:        Balance{Policy: "maglev", Key: "client-ip", BoundedLoad: 1.25, TableSize: 65537},
+					Endpoints: Endpoints{File: "eps.yaml"},
+					Balance:   Balance{Policy: "maglev", Key: "client-ip", BoundedLoad: 1.25, TableSize: 65537},
 					// Every timeout's production default, written out.
 					Timeouts: Timeouts{Connect: 2 * time.Second, Idle: time.Hour,
 						KeepAliveIdle: 75 * time.Second, RequestBody: 60 * time.Second,
@@ -103,7 +103,7 @@ listeners:
 						HalfClosed: 60 * time.Second, TCPKeepAlive: 60 * time.Second},
 					MaxConnections:          100000,
 					MaxConnectionsPerClient: 0,
-					Drain:          defaultDrain(25 * time.Second),
+					Drain:                   defaultDrain(25 * time.Second),
 				}},
 			},
 		},
@@ -132,15 +132,15 @@ listeners:
 				Log:   Log{Level: "debug", Format: "console"},
 				Listeners: []Listener{{
 					Name: "web", Address: "0.0.0.0:8443", Protocol: "http",
-					Endpoints:      Endpoints{Kubernetes: &Kubernetes{Namespace: "shop", Service: "cart", Port: "8080"}},
-					Balance:        Balance{Policy: "least-connections", Key: "header:X-User", BoundedLoad: 2, TableSize: 101},
+					Endpoints: Endpoints{Kubernetes: &Kubernetes{Namespace: "shop", Service: "cart", Port: "8080"}},
+					Balance:   Balance{Policy: "least-connections", Key: "header:X-User", BoundedLoad: 2, TableSize: 101},
 					Timeouts: Timeouts{Connect: 500 * time.Millisecond, Idle: 90 * time.Second,
 						KeepAliveIdle: 10 * time.Second, RequestBody: 11 * time.Second,
 						ResponseHeader: 12 * time.Second, WebSocketIdle: 13 * time.Minute,
 						HalfClosed: 14 * time.Second, TCPKeepAlive: 15 * time.Second},
 					MaxConnections:          10,
 					MaxConnectionsPerClient: 3,
-					Drain:          defaultDrain(0),
+					Drain:                   defaultDrain(0),
 					HTTP: HTTP{
 						Upstream:  "h2c",
 						WebSocket: WebSocket{MaxFrame: 1 << 20, CloseCode: 1001},
