@@ -288,10 +288,11 @@ func TestResponseHeaderTimeout(t *testing.T) {
 }
 
 // TestWebSocketIdle: a WebSocket with frames going back and forth outlives
-// the idle timeout many times over; once quiet, both sides get Close 1001
-// within the timeout and a check period.
+// the idle timeout many times over (and the handshake's deadline, which is
+// cleared once the endpoint answered); once quiet, both sides get Close
+// 1001 within the timeout and a check period.
 func TestWebSocketIdle(t *testing.T) {
-	p := startHTTPProxy(t, HTTPConfig{WebSocket: WebSocketConfig{IdleTimeout: shortTimeout}},
+	p := startHTTPProxy(t, HTTPConfig{ResponseHeaderTimeout: shortTimeout, WebSocket: WebSocketConfig{IdleTimeout: shortTimeout}},
 		balancer.Policy{Kind: balancer.Maglev}, startWSEcho(t))
 	c, _, err := websocket.DefaultDialer.Dial("ws://"+p.addr+"/ws", nil)
 	if err != nil {
