@@ -93,8 +93,15 @@ type Listener struct {
 	Balance Balance `mapstructure:"balance"`
 	// Timeouts bound connecting to a backend and idle connections.
 	Timeouts Timeouts `mapstructure:"timeouts"`
-	// MaxConnections bounds the listener's concurrent client connections.
+	// MaxConnections bounds the listener's concurrent client connections:
+	// at the bound the listener stops accepting, and new connections wait
+	// in the kernel's backlog until a slot frees.
 	MaxConnections int `mapstructure:"maxConnections"`
+	// MaxConnectionsPerClient bounds the concurrent connections of one
+	// client IP address (for tcp listeners with proxyProtocol.accept, the
+	// address the PROXY header gives); one above it is closed at once. 0
+	// means no bound.
+	MaxConnectionsPerClient int `mapstructure:"maxConnectionsPerClient"`
 	// ProxyProtocol says whether PROXY protocol headers are accepted from
 	// clients and sent to backends.
 	ProxyProtocol ProxyProtocol `mapstructure:"proxyProtocol"`
@@ -142,12 +149,37 @@ type Balance struct {
 	TableSize uint64 `mapstructure:"tableSize"`
 }
 
-// Timeouts of a listener. Both must be positive.
+// Timeouts of a listener: one for every state a peer can leave a
+// connection in. All must be positive, except TCPKeepAlive, which may be 0.
 type Timeouts struct {
 	// Connect bounds dialling a backend.
 	Connect time.Duration `mapstructure:"connect"`
-	// Idle closes connections idle for this long.
+	// Idle closes raw TCP sessions with nothing moving either way for this
+	// long, and HTTP/2 client connections served by the frame relay.
 	Idle time.Duration `mapstructure:"idle"`
+	// KeepAliveIdle closes an HTTP/1 client connection that waits this long
+	// for its next request (NGINX's keepalive_timeout), and an HTTP/2
+	// connection served by net/http with no stream open for this long.
+	KeepAliveIdle time.Duration `mapstructure:"keepAliveIdle"`
+	// RequestBody bounds the wait between two reads of a request body
+	// (NGINX's client_body_timeout): a body trickling slower is cut, the
+	// client answered 408 and its connection closed.
+	RequestBody time.Duration `mapstructure:"requestBody"`
+	// ResponseHeader bounds the wait for an endpoint's response headers,
+	// from the request sent (NGINX's proxy_read_timeout); the client is
+	// answered 504 (gRPC: UNAVAILABLE).
+	ResponseHeader time.Duration `mapstructure:"responseHeader"`
+	// WebSocketIdle closes a WebSocket with no frame either way for this
+	// long (HAProxy's timeout tunnel), with Close 1001 to both sides.
+	WebSocketIdle time.Duration `mapstructure:"webSocketIdle"`
+	// HalfClosed ends a raw TCP session once one side has half-closed (sent
+	// its FIN) and nothing moved either way for this long (HAProxy's
+	// client-fin and server-fin).
+	HalfClosed time.Duration `mapstructure:"halfClosed"`
+	// TCPKeepAlive is the TCP keep-alive probe period on client and
+	// endpoint sockets: the first probe after this long without traffic,
+	// then one every period; 0 sends no probes. At least 1s.
+	TCPKeepAlive time.Duration `mapstructure:"tcpKeepAlive"`
 }
 
 // ProxyProtocol configures the PROXY protocol.
@@ -244,6 +276,12 @@ const (
 	DefaultTableSize      = 65537
 	DefaultConnectTimeout = 2 * time.Second
 	DefaultIdleTimeout    = time.Hour
+	DefaultKeepAliveIdle  = 75 * time.Second
+	DefaultRequestBody    = 60 * time.Second
+	DefaultResponseHeader = 60 * time.Second
+	DefaultWebSocketIdle  = time.Hour
+	DefaultHalfClosed     = 60 * time.Second
+	DefaultTCPKeepAlive   = 60 * time.Second
 	DefaultMaxConnections = 100000
 	DefaultDrainTimeout   = 25 * time.Second
 	DefaultDrainTCP       = "deadline"
@@ -266,7 +304,7 @@ const (
 // 127.0.0.1:9901 (64 connections; timeouts readHeader 5s, read 10s, write
 // 10s, idle 1m), no debug server, logs at info in JSON, and no listeners. Each listener's
 // own defaults (protocol tcp, policy maglev, key client-ip, boundedLoad 1.25
-// for maglev, tableSize 65537, timeouts connect 2s and idle 1h,
+// for maglev, tableSize 65537, the timeouts of DefaultTimeouts,
 // maxConnections 100000, drain timeout 25s, killMargin 2s) are applied by Load and Parse.
 func Default() *Config {
 	return &Config{
@@ -287,9 +325,21 @@ func defaultListener() Listener {
 			BoundedLoad: DefaultBoundedLoad,
 			TableSize:   DefaultTableSize,
 		},
-		Timeouts:       Timeouts{Connect: DefaultConnectTimeout, Idle: DefaultIdleTimeout},
+		Timeouts:       DefaultTimeouts(),
 		MaxConnections: DefaultMaxConnections,
 		Drain: Drain{Timeout: DefaultDrainTimeout, TCP: DefaultDrainTCP, KillMargin: DefaultKillMargin,
 			Rebalance: Rebalance{Sustain: DefaultRebalanceSustain, MaxPerRound: DefaultRebalanceMaxPerRound}},
+	}
+}
+
+// DefaultTimeouts returns a listener's timeouts where the file sets none:
+// connect 2s, idle 1h, keepAliveIdle 75s, requestBody 60s, responseHeader
+// 60s, webSocketIdle 1h, halfClosed 60s, tcpKeepAlive 60s.
+func DefaultTimeouts() Timeouts {
+	return Timeouts{
+		Connect: DefaultConnectTimeout, Idle: DefaultIdleTimeout,
+		KeepAliveIdle: DefaultKeepAliveIdle, RequestBody: DefaultRequestBody,
+		ResponseHeader: DefaultResponseHeader, WebSocketIdle: DefaultWebSocketIdle,
+		HalfClosed: DefaultHalfClosed, TCPKeepAlive: DefaultTCPKeepAlive,
 	}
 }

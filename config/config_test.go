@@ -24,7 +24,7 @@ func exampleConfig() *Config {
 			Protocol:       "tcp",
 			Endpoints:      Endpoints{Static: []string{"127.0.0.1:7101", "127.0.0.1:7102", "127.0.0.1:7103"}},
 			Balance:        Balance{Policy: "maglev", Key: "client-ip", BoundedLoad: 1.25, TableSize: 65537},
-			Timeouts:       Timeouts{Connect: 2 * time.Second, Idle: time.Hour},
+			Timeouts:       DefaultTimeouts(),
 			MaxConnections: 100000,
 			ProxyProtocol:  ProxyProtocol{Accept: false, Send: false},
 			Drain:          defaultDrain(25 * time.Second),
@@ -94,11 +94,16 @@ listeners:
 				Log:   Log{Level: "info", Format: "json"},
 				Listeners: []Listener{{
 					Name: "a", Address: ":7000", Protocol: "tcp",
-					Endpoints:      Endpoints{File: "eps.yaml"},
-					Balance:        Balance{Policy: "maglev", Key: "client-ip", BoundedLoad: 1.25, TableSize: 65537},
-					Timeouts:       Timeouts{Connect: 2 * time.Second, Idle: time.Hour},
-					MaxConnections: 100000,
-					Drain:          defaultDrain(25 * time.Second),
+					Endpoints: Endpoints{File: "eps.yaml"},
+					Balance:   Balance{Policy: "maglev", Key: "client-ip", BoundedLoad: 1.25, TableSize: 65537},
+					// Every timeout's production default, written out.
+					Timeouts: Timeouts{Connect: 2 * time.Second, Idle: time.Hour,
+						KeepAliveIdle: 75 * time.Second, RequestBody: 60 * time.Second,
+						ResponseHeader: 60 * time.Second, WebSocketIdle: time.Hour,
+						HalfClosed: 60 * time.Second, TCPKeepAlive: 60 * time.Second},
+					MaxConnections:          100000,
+					MaxConnectionsPerClient: 0,
+					Drain:                   defaultDrain(25 * time.Second),
 				}},
 			},
 		},
@@ -119,8 +124,9 @@ listeners:
     protocol: http
     endpoints: {kubernetes: {namespace: shop, service: cart, port: 8080}}
     balance: {policy: least-connections, key: "header:X-User", boundedLoad: 2, tableSize: 101}
-    timeouts: {connect: 500ms, idle: 1m30s}
+    timeouts: {connect: 500ms, idle: 1m30s, keepAliveIdle: 10s, requestBody: 11s, responseHeader: 12s, webSocketIdle: 13m, halfClosed: 14s, tcpKeepAlive: 15s}
     maxConnections: 10
+    maxConnectionsPerClient: 3
     drain: {timeout: 0s}
     http:
       upstream: h2c
@@ -134,11 +140,15 @@ listeners:
 				Log: Log{Level: "debug", Format: "console"},
 				Listeners: []Listener{{
 					Name: "web", Address: "0.0.0.0:8443", Protocol: "http",
-					Endpoints:      Endpoints{Kubernetes: &Kubernetes{Namespace: "shop", Service: "cart", Port: "8080"}},
-					Balance:        Balance{Policy: "least-connections", Key: "header:X-User", BoundedLoad: 2, TableSize: 101},
-					Timeouts:       Timeouts{Connect: 500 * time.Millisecond, Idle: 90 * time.Second},
-					MaxConnections: 10,
-					Drain:          defaultDrain(0),
+					Endpoints: Endpoints{Kubernetes: &Kubernetes{Namespace: "shop", Service: "cart", Port: "8080"}},
+					Balance:   Balance{Policy: "least-connections", Key: "header:X-User", BoundedLoad: 2, TableSize: 101},
+					Timeouts: Timeouts{Connect: 500 * time.Millisecond, Idle: 90 * time.Second,
+						KeepAliveIdle: 10 * time.Second, RequestBody: 11 * time.Second,
+						ResponseHeader: 12 * time.Second, WebSocketIdle: 13 * time.Minute,
+						HalfClosed: 14 * time.Second, TCPKeepAlive: 15 * time.Second},
+					MaxConnections:          10,
+					MaxConnectionsPerClient: 3,
+					Drain:                   defaultDrain(0),
 					HTTP: HTTP{
 						Upstream:  "h2c",
 						WebSocket: WebSocket{MaxFrame: 1 << 20, CloseCode: 1001},

@@ -222,14 +222,12 @@ func (v *validator) listener(p string, l *Listener) {
 	v.oneOf(p+".protocol", l.Protocol, "tcp", "http", "grpc")
 	v.endpoints(p+".endpoints", &l.Endpoints)
 	v.balance(p+".balance", l.Protocol, &l.Balance)
-	if l.Timeouts.Connect <= 0 {
-		v.add(p+".timeouts.connect", l.Timeouts.Connect, "must be greater than 0")
-	}
-	if l.Timeouts.Idle <= 0 {
-		v.add(p+".timeouts.idle", l.Timeouts.Idle, "must be greater than 0")
-	}
+	v.timeouts(p+".timeouts", &l.Timeouts)
 	if l.MaxConnections < 1 {
 		v.add(p+".maxConnections", l.MaxConnections, "must be at least 1")
+	}
+	if l.MaxConnectionsPerClient < 0 {
+		v.add(p+".maxConnectionsPerClient", l.MaxConnectionsPerClient, "must not be negative (0 means no bound)")
 	}
 	v.drain(p+".drain", l)
 	v.http(p+".http", l.Protocol, &l.HTTP)
@@ -238,6 +236,25 @@ func (v *validator) listener(p string, l *Listener) {
 		// PROXY header there would be read as a request, so refuse it
 		// rather than ignore it.
 		v.add(p+".proxyProtocol", fmt.Sprintf("accept: %v, send: %v", l.ProxyProtocol.Accept, l.ProxyProtocol.Send), "is only for protocol tcp (http and grpc listeners pass the client address in X-Forwarded-For and Forwarded)")
+	}
+}
+
+func (v *validator) timeouts(p string, t *Timeouts) {
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{
+		{"connect", t.Connect}, {"idle", t.Idle}, {"keepAliveIdle", t.KeepAliveIdle},
+		{"requestBody", t.RequestBody}, {"responseHeader", t.ResponseHeader},
+		{"webSocketIdle", t.WebSocketIdle}, {"halfClosed", t.HalfClosed},
+	} {
+		if f.d <= 0 {
+			v.add(p+"."+f.name, f.d, "must be greater than 0")
+		}
+	}
+	// Keep-alive probe times are whole seconds on the socket.
+	if t.TCPKeepAlive != 0 && (t.TCPKeepAlive < time.Second || t.TCPKeepAlive%time.Second != 0) {
+		v.add(p+".tcpKeepAlive", t.TCPKeepAlive, "must be 0 (no probes) or a whole number of seconds")
 	}
 }
 

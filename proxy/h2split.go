@@ -35,7 +35,7 @@ const h2Prefix = len("PRI * HTTP/2.0\r\n")
 func (l *HTTPListener) serveSplit(ctx context.Context, ln net.Listener) error {
 	cl := &connListener{ln: ln, conns: make(chan net.Conn), done: make(chan struct{})}
 	srvErr := make(chan error, 1)
-	go func() { srvErr <- l.srv.Serve(cl) }()
+	go func() { srvErr <- l.srv.Serve(framingListener{cl}) }()
 	var delay time.Duration
 	for {
 		c, err := ln.Accept()

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,8 +37,25 @@ type HTTPConfig struct {
 	// and only HTTP/1 clients by net/http.
 	UpstreamH2     bool
 	ConnectTimeout time.Duration // 0 means 2s
-	IdleTimeout    time.Duration // idle client connections; 0 means 5m
-	MaxHeaderBytes int           // 0 means 64 KiB
+	// IdleTimeout closes HTTP/2 client connections of the frame relay
+	// (UpstreamH2) idle this long; 0 means 5m.
+	IdleTimeout time.Duration
+	// KeepAliveIdle closes an HTTP/1 client connection waiting this long
+	// for its next request, and an HTTP/2 one served by net/http with no
+	// stream open for this long; 0 means 75s.
+	KeepAliveIdle time.Duration
+	// RequestBodyTimeout bounds each wait for more of a request body: a
+	// body slower than that is cut, and the client answered 408 with its
+	// connection closed. 0 means 60s.
+	RequestBodyTimeout time.Duration
+	// ResponseHeaderTimeout bounds the wait for an endpoint's response
+	// headers once the request is sent (and a WebSocket's handshake
+	// answer): the client is answered 504 (gRPC: UNAVAILABLE). 0 means 60s.
+	ResponseHeaderTimeout time.Duration
+	// KeepAlive is the TCP keep-alive probe period of endpoint connections
+	// dialled by the default Dial; 0 sends none.
+	KeepAlive      time.Duration
+	MaxHeaderBytes int // 0 means 64 KiB
 	// MaxAttempts bounds the endpoints tried for one request when it is
 	// safe to retry; 0 means 3.
 	MaxAttempts int
@@ -52,12 +70,16 @@ type HTTPConfig struct {
 	Affinity bool
 	// WebSocket options for upgraded connections.
 	WebSocket WebSocketConfig
-	// MaxConnections bounds the client connections open at once; one
-	// accepted above it is closed at once (counted as rejected, reason
-	// "limit"). 0 means unlimited.
+	// MaxConnections bounds the client connections open at once: at the
+	// bound the listener stops accepting, and new connections wait in the
+	// kernel's backlog until one closes. 0 means unlimited.
 	MaxConnections int
-	Dial           DialFunc
-	Logger         *zap.Logger
+	// MaxConnectionsPerClient bounds the connections open at once from one
+	// client IP address; one above it is closed at once, counted as
+	// rejected with reason "per_client". 0 means none.
+	MaxConnectionsPerClient int
+	Dial                    DialFunc
+	Logger                  *zap.Logger
 }
 
 // HTTPListener balances each HTTP request (each HTTP/2 stream, each gRPC
@@ -103,6 +125,15 @@ func NewHTTP(cfg HTTPConfig, up *Upstream, reg *Registry, m *Metrics) *HTTPListe
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 5 * time.Minute
 	}
+	if cfg.KeepAliveIdle <= 0 {
+		cfg.KeepAliveIdle = 75 * time.Second
+	}
+	if cfg.RequestBodyTimeout <= 0 {
+		cfg.RequestBodyTimeout = 60 * time.Second
+	}
+	if cfg.ResponseHeaderTimeout <= 0 {
+		cfg.ResponseHeaderTimeout = 60 * time.Second
+	}
 	if cfg.MaxHeaderBytes <= 0 {
 		cfg.MaxHeaderBytes = 64 << 10
 	}
@@ -110,8 +141,7 @@ func NewHTTP(cfg HTTPConfig, up *Upstream, reg *Registry, m *Metrics) *HTTPListe
 		cfg.MaxAttempts = 3
 	}
 	if cfg.Dial == nil {
-		d := &net.Dialer{KeepAlive: -1} // see Listen
-		cfg.Dial = d.DialContext
+		cfg.Dial = newDialer(cfg.KeepAlive)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
@@ -135,9 +165,10 @@ func NewHTTP(cfg HTTPConfig, up *Upstream, reg *Registry, m *Metrics) *HTTPListe
 		Handler:           l,
 		Protocols:         protos,
 		ReadHeaderTimeout: 10 * time.Second, // slowloris
-		IdleTimeout:       cfg.IdleTimeout,
-		MaxHeaderBytes:    cfg.MaxHeaderBytes,
-		TLSConfig:         cfg.TLS,
+		// HTTP/1 keep-alive, and HTTP/2 with no stream open.
+		IdleTimeout:    cfg.KeepAliveIdle,
+		MaxHeaderBytes: cfg.MaxHeaderBytes,
+		TLSConfig:      cfg.TLS,
 		HTTP2: &http.HTTP2Config{
 			MaxConcurrentStreams:          1000,
 			MaxReceiveBufferPerConnection: 4 << 20,
@@ -148,8 +179,11 @@ func NewHTTP(cfg HTTPConfig, up *Upstream, reg *Registry, m *Metrics) *HTTPListe
 		},
 		ErrorLog: zap.NewStdLog(l.log.WithOptions(zap.IncreaseLevel(zap.WarnLevel))),
 	}
+	l.srv.ConnContext = withFraming
 	if cfg.Affinity {
-		l.srv.ConnContext = l.pinContext
+		l.srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+			return l.pinContext(withFraming(ctx, c), c)
+		}
 		l.srv.ConnState = l.connState
 	}
 	if cfg.UpstreamH2 {
@@ -175,9 +209,9 @@ func (l *HTTPListener) Serve(ctx context.Context, ln net.Listener) error {
 		}
 	})
 	defer stop()
-	if l.cfg.MaxConnections > 0 {
-		ln = &limitListener{Listener: ln, max: int64(l.cfg.MaxConnections),
-			rejected: l.metrics.Rejected.WithLabelValues(l.cfg.Name, "limit")}
+	if l.cfg.MaxConnections > 0 || l.cfg.MaxConnectionsPerClient > 0 {
+		ln = &limitListener{Listener: ln, gate: newConnGate(l.cfg.MaxConnections, l.cfg.MaxConnectionsPerClient,
+			l.metrics.Rejected.WithLabelValues(l.cfg.Name, "per_client"))}
 	}
 	var err error
 	if l.relay != nil {
@@ -185,7 +219,7 @@ func (l *HTTPListener) Serve(ctx context.Context, ln net.Listener) error {
 	} else if l.cfg.TLS != nil {
 		err = l.srv.ServeTLS(ln, "", "")
 	} else {
-		err = l.srv.Serve(ln)
+		err = l.srv.Serve(framingListener{ln})
 	}
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
@@ -326,6 +360,13 @@ func isGRPC(r *http.Request) bool {
 func (l *HTTPListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	client := clientAddr(r)
+	if r.ProtoMajor == 1 && requestHadBoth(r) {
+		// Request smuggling, or a client one would take for it: refuse it
+		// and close, so that nothing after it on the connection is read.
+		w.Header().Set("Connection", "close")
+		http.Error(w, "longhaul: both Content-Length and Transfer-Encoding", http.StatusBadRequest)
+		return
+	}
 	if isWebSocketUpgrade(r) {
 		l.serveWebSocket(w, r, client)
 		return
@@ -336,10 +377,17 @@ func (l *HTTPListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		l.fail(w, r, grpc, http.StatusServiceUnavailable, "no endpoints")
 		return
 	}
-	out := l.outRequest(r, client)
+	// The endpoint's response headers are awaited for at most
+	// ResponseHeaderTimeout, retries included.
+	ctx, cancel := context.WithCancelCause(r.Context())
+	defer cancel(nil)
+	headerTimer := time.AfterFunc(l.cfg.ResponseHeaderTimeout, func() { cancel(errResponseHeaderTimeout) })
+	out := l.outRequest(r, client).WithContext(ctx)
 	key := l.cfg.Key.Hash(r, client)
 	body := &trackedBody{ReadCloser: r.Body}
 	if r.Body != nil && r.Body != http.NoBody {
+		body.bound(http.NewResponseController(w), l.cfg.RequestBodyTimeout)
+		defer body.finish()
 		out.Body = body
 	}
 
@@ -381,6 +429,29 @@ func (l *HTTPListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		tried = append(tried, target)
 		target = nil
+	}
+	if !headerTimer.Stop() {
+		// Timed out, or the headers came as it fired: the request's context
+		// is cancelled either way, so the body could not be relayed.
+		if resp != nil {
+			resp.Body.Close()
+			target.Release()
+		}
+		l.picksNone.Inc()
+		l.fail(w, r, grpc, http.StatusGatewayTimeout, "no response headers from the endpoint within "+l.cfg.ResponseHeaderTimeout.String())
+		return
+	}
+	if berr := body.readErr(); berr != nil && resp == nil {
+		// The client's body failed, not the endpoint: too slow (408) or
+		// malformed, such as a bad chunk size (400). The connection
+		// closes: the rest of the body cannot be framed.
+		w.Header().Set("Connection", "close")
+		if errors.Is(berr, os.ErrDeadlineExceeded) {
+			l.fail(w, r, grpc, http.StatusRequestTimeout, "request body: no data within "+l.cfg.RequestBodyTimeout.String())
+		} else {
+			l.fail(w, r, grpc, http.StatusBadRequest, "request body: "+berr.Error())
+		}
+		return
 	}
 	if err != nil || resp == nil {
 		if r.Context().Err() != nil {
@@ -451,16 +522,74 @@ func retryable(err error, body *trackedBody, r *http.Request) bool {
 	return false
 }
 
-// trackedBody records whether any byte of a request body was read, which
-// makes a retry unsafe.
+var errResponseHeaderTimeout = errors.New("response header timeout")
+
+// trackedBody is a request body on its way to an endpoint. It records
+// whether any byte was read, which makes a retry unsafe, and the first read
+// error. Once bound, each read waits at most timeout for data, through the
+// server's read deadline on the connection (HTTP/1) or stream (HTTP/2).
+//
+// No deadline outlives the body: the end of the body clears it, for
+// net/http then reads the connection in the background, and a deadline
+// left there would cancel the request while the endpoint answers. A body
+// that did not end keeps its last deadline, which bounds net/http's
+// discarding of the rest and is replaced by the next request's. After
+// finish (the handler returned) the deadline is no longer touched.
 type trackedBody struct {
 	io.ReadCloser
 	read atomic.Bool
+
+	rc      *http.ResponseController // nil: reads are not bounded
+	timeout time.Duration
+	mu      sync.Mutex
+	done    bool
+	err     error
+}
+
+// bound makes each read wait at most timeout, through rc.
+func (b *trackedBody) bound(rc *http.ResponseController, timeout time.Duration) {
+	b.rc, b.timeout = rc, timeout
 }
 
 func (b *trackedBody) Read(p []byte) (int, error) {
 	b.read.Store(true)
-	return b.ReadCloser.Read(p)
+	b.setDeadline(time.Now().Add(b.timeout))
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.setDeadline(time.Time{})
+	} else if err != nil {
+		b.mu.Lock()
+		if b.err == nil {
+			b.err = err
+		}
+		b.mu.Unlock()
+	}
+	return n, err
+}
+
+func (b *trackedBody) setDeadline(t time.Time) {
+	if b.rc == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.done {
+		b.rc.SetReadDeadline(t)
+	}
+}
+
+// finish gives the deadline back to the server: the handler returns.
+func (b *trackedBody) finish() {
+	b.mu.Lock()
+	b.done = true
+	b.mu.Unlock()
+}
+
+// readErr returns the first error reading the body gave, other than EOF.
+func (b *trackedBody) readErr() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
 }
 
 func clientAddr(r *http.Request) netip.AddrPort {

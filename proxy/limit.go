@@ -2,39 +2,143 @@ package proxy
 
 import (
 	"net"
+	"net/netip"
 	"sync"
-	"sync/atomic"
 	"syscall"
 
 	"github.com/longhaul-proxy/longhaul/proxy/h2relay"
 )
 
-// limitListener bounds the client connections open at once: a connection
-// accepted above max is closed at once and counted as rejected, as the TCP
-// listener does. The slot of an admitted connection is given back when it
-// is closed, exactly once, by whoever closes it (net/http's server, the
-// HTTP/2 relay, or a WebSocket relay after a hijack).
+// connGate bounds a listener's client connections, in two ways.
+//
+// At most max are open at once: Wait, called before each Accept, blocks
+// while every slot is taken, so that new connections wait in the kernel's
+// backlog (the client sees a slow connect, not a reset) and are accepted
+// in turn as slots free. A connection that holds a slot gives it back with
+// Free, exactly once.
+//
+// At most perClient come from one IP address: Admit refuses one more (the
+// caller closes it, counted as rejected with reason "per_client"), so that
+// one client cannot take every slot. Leave gives an admitted one back.
+//
+// The zero bound means none. A nil *connGate admits everything.
+type connGate struct {
+	slots     chan struct{} // a token per connection open; nil: no bound
+	stop      chan struct{}
+	stopOnce  sync.Once
+	perClient int
+	rejected  interface{ Inc() }
+
+	mu   sync.Mutex
+	open map[netip.Addr]int // connections per client address, with perClient
+}
+
+func newConnGate(max, perClient int, rejected interface{ Inc() }) *connGate {
+	g := &connGate{stop: make(chan struct{}), perClient: perClient, rejected: rejected}
+	if max > 0 {
+		g.slots = make(chan struct{}, max)
+	}
+	if perClient > 0 {
+		g.open = make(map[netip.Addr]int)
+	}
+	return g
+}
+
+// Wait takes a slot, waiting for one to free; it returns net.ErrClosed once
+// Stop was called.
+func (g *connGate) Wait() error {
+	if g.slots == nil {
+		select {
+		case <-g.stop:
+			return net.ErrClosed
+		default:
+			return nil
+		}
+	}
+	select {
+	case g.slots <- struct{}{}:
+		return nil
+	case <-g.stop:
+		return net.ErrClosed
+	}
+}
+
+// Free gives back a slot taken by Wait.
+func (g *connGate) Free() {
+	if g.slots != nil {
+		<-g.slots
+	}
+}
+
+// Stop makes Wait return net.ErrClosed from now on, waking those waiting.
+func (g *connGate) Stop() { g.stopOnce.Do(func() { close(g.stop) }) }
+
+// Admit counts a connection from addr, or reports false (and counts it as
+// rejected) when addr already has perClient open.
+func (g *connGate) Admit(addr netip.Addr) bool {
+	if g.open == nil {
+		return true
+	}
+	addr = addr.Unmap()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.open[addr] >= g.perClient {
+		g.rejected.Inc()
+		return false
+	}
+	g.open[addr]++
+	return true
+}
+
+// Leave gives back a connection Admit counted.
+func (g *connGate) Leave(addr netip.Addr) {
+	if g.open == nil {
+		return
+	}
+	addr = addr.Unmap()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if n := g.open[addr] - 1; n > 0 {
+		g.open[addr] = n
+	} else {
+		delete(g.open, addr)
+	}
+}
+
+// limitListener puts a connGate in front of a listener whose connections
+// are closed by others (net/http's server, the HTTP/2 relay, a WebSocket
+// relay after a hijack): each connection it returns gives back its slot
+// and its client count when it is closed, exactly once, by whoever closes
+// it.
 type limitListener struct {
 	net.Listener
-	max      int64
-	active   atomic.Int64
-	rejected interface{ Inc() }
+	gate *connGate
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
 	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
+		if err := l.gate.Wait(); err != nil {
 			return nil, err
 		}
-		if n := l.active.Add(1); n > l.max {
-			l.active.Add(-1)
-			l.rejected.Inc()
+		c, err := l.Listener.Accept()
+		if err != nil {
+			l.gate.Free()
+			return nil, err
+		}
+		client := addrPortOf(c.RemoteAddr()).Addr()
+		if !l.gate.Admit(client) {
 			c.Close()
+			l.gate.Free()
 			continue
 		}
-		return &limitedConn{Conn: c, l: l}, nil
+		return &limitedConn{Conn: c, gate: l.gate, client: client}, nil
 	}
+}
+
+// Close stops accepting, waking an Accept that waits for a slot.
+func (l *limitListener) Close() error {
+	l.gate.Stop()
+	return l.Listener.Close()
 }
 
 // limitedConn is an admitted connection. It keeps what its users look for
@@ -42,13 +146,17 @@ func (l *limitListener) Accept() (net.Conn, error) {
 // non-blocking writes.
 type limitedConn struct {
 	net.Conn
-	l    *limitListener
-	once sync.Once
+	gate   *connGate
+	client netip.Addr
+	once   sync.Once
 }
 
 func (c *limitedConn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(func() { c.l.active.Add(-1) })
+	c.once.Do(func() {
+		c.gate.Leave(c.client)
+		c.gate.Free()
+	})
 	return err
 }
 

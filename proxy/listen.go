@@ -2,15 +2,68 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
-// Listen opens a listener's socket. Accepted connections get no TCP
-// keep-alive probes: Go would otherwise set four socket options on every
-// connection (a fifth of a short session's system calls), and longhaul
-// ends dead sessions by its idle timeout instead, as HAProxy and NGINX do
-// by default. Endpoint connections are dialled without probes too.
-func Listen(address string) (net.Listener, error) {
+// keepAliveProbes is how many unanswered keep-alive probes end a
+// connection (Linux's and Go's default).
+const keepAliveProbes = 9
+
+// Listen opens a listener's socket. With keepAlive > 0, TCP keep-alive
+// probes go out after keepAlive without traffic and every keepAlive after
+// that, keepAliveProbes of them unanswered ending the connection; 0 sends
+// none.
+//
+// The options are set once, on the listening socket, and Linux copies them
+// to every connection it accepts. Go's own per-connection keep-alive is
+// off (KeepAlive: -1): it would set four socket options on every accepted
+// connection, a fifth of a short session's system calls. Accepted
+// connections stay *net.TCPConn, so the TCP relay still splices.
+func Listen(address string, keepAlive time.Duration) (net.Listener, error) {
 	lc := net.ListenConfig{KeepAlive: -1}
+	if keepAlive > 0 {
+		lc.Control = func(_, _ string, rc syscall.RawConn) error { return setKeepAlive(rc, keepAlive) }
+	}
 	return lc.Listen(context.Background(), "tcp", address)
+}
+
+// newDialer returns the dialer of endpoint connections, with the same
+// keep-alive probes as Listen (set before connecting, so in as many system
+// calls as Go's own); keepAlive 0 sends none. Connections are
+// *net.TCPConn.
+func newDialer(keepAlive time.Duration) DialFunc {
+	d := &net.Dialer{KeepAlive: -1}
+	if keepAlive > 0 {
+		d.Control = func(_, _ string, rc syscall.RawConn) error { return setKeepAlive(rc, keepAlive) }
+	}
+	return d.DialContext
+}
+
+// setKeepAlive turns keep-alive probes on for the socket rc, every period
+// (whole seconds, at least one).
+func setKeepAlive(rc syscall.RawConn, period time.Duration) error {
+	secs := max(int(period/time.Second), 1)
+	var serr error
+	err := rc.Control(func(fd uintptr) {
+		for _, o := range []struct{ level, opt, v int }{
+			{unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
+			{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, secs},
+			{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, secs},
+			{unix.IPPROTO_TCP, unix.TCP_KEEPCNT, keepAliveProbes},
+		} {
+			if e := unix.SetsockoptInt(int(fd), o.level, o.opt, o.v); e != nil {
+				serr = fmt.Errorf("set TCP keep-alive (option %d): %w", o.opt, e)
+				return
+			}
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("set TCP keep-alive: %w", err)
+	}
+	return serr
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 
 	"github.com/longhaul-proxy/longhaul/balancer"
 	"github.com/longhaul-proxy/longhaul/internal/guard"
@@ -37,7 +39,22 @@ type TCPConfig struct {
 	Key            KeyFunc       // nil means KeyClientIP
 	ConnectTimeout time.Duration // per attempt; 0 means 2s
 	IdleTimeout    time.Duration // both directions quiet this long ends a session; 0 means none
-	MaxConnections int           // 0 means unlimited
+	// HalfClosedTimeout ends a session once one side's EOF was passed on
+	// (a half-close) and nothing moved either way for this long; 0 means
+	// 60s. It is never longer than IdleTimeout.
+	HalfClosedTimeout time.Duration
+	// MaxConnections bounds the sessions open at once: at the bound the
+	// listener stops accepting, and connections wait in the kernel's
+	// backlog until a session ends. 0 means unlimited.
+	MaxConnections int
+	// MaxConnectionsPerClient bounds the sessions of one client IP address
+	// (the PROXY header's source with AcceptProxy); one above it is closed
+	// at once, counted as rejected with reason "per_client". 0 means none.
+	MaxConnectionsPerClient int
+	// KeepAlive is the TCP keep-alive probe period of endpoint connections
+	// dialled by the default Dial (client connections get theirs from
+	// Listen); 0 sends none.
+	KeepAlive time.Duration
 	// MaxAttempts bounds the endpoints tried when connecting fails; 0 means 3.
 	MaxAttempts int
 	// AcceptProxy expects a PROXY protocol (v1 or v2) header from a front
@@ -69,6 +86,7 @@ type TCPListener struct {
 	log     *zap.Logger
 
 	active   atomic.Int64
+	gate     *connGate
 	wg       sync.WaitGroup
 	mu       sync.Mutex
 	ln       net.Listener
@@ -94,9 +112,11 @@ func NewTCP(cfg TCPConfig, up *Upstream, reg *Registry, m *Metrics) *TCPListener
 	if cfg.HeaderTimeout <= 0 {
 		cfg.HeaderTimeout = 5 * time.Second
 	}
+	if cfg.HalfClosedTimeout <= 0 {
+		cfg.HalfClosedTimeout = 60 * time.Second
+	}
 	if cfg.Dial == nil {
-		d := &net.Dialer{KeepAlive: -1} // see Listen
-		cfg.Dial = d.DialContext
+		cfg.Dial = newDialer(cfg.KeepAlive)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
@@ -105,6 +125,8 @@ func NewTCP(cfg TCPConfig, up *Upstream, reg *Registry, m *Metrics) *TCPListener
 		m = NewMetrics(nil)
 	}
 	return &TCPListener{cfg: cfg, up: up, reg: reg, metrics: m, log: cfg.Logger.With(zap.String("listener", cfg.Name)),
+		gate: newConnGate(cfg.MaxConnections, cfg.MaxConnectionsPerClient,
+			m.Rejected.WithLabelValues(cfg.Name, "per_client")),
 		bytesUp:  m.Bytes.WithLabelValues(cfg.Name, "upstream"),
 		bytesDn:  m.Bytes.WithLabelValues(cfg.Name, "downstream"),
 		picksOK:  m.Picks.WithLabelValues(cfg.Name, "ok"),
@@ -118,13 +140,19 @@ func (l *TCPListener) Serve(ctx context.Context, ln net.Listener) error {
 	l.mu.Lock()
 	l.ln = ln
 	l.mu.Unlock()
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	stop := context.AfterFunc(ctx, func() { l.gate.Stop(); ln.Close() })
 	defer stop()
 	defer ln.Close()
 	var backoff time.Duration
 	for {
+		// At the connection bound, wait for a slot before accepting:
+		// meanwhile new connections wait in the kernel's backlog.
+		if l.gate.Wait() != nil {
+			return nil
+		}
 		c, err := ln.Accept()
 		if err != nil {
+			l.gate.Free()
 			if l.closing.Load() || ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
@@ -140,25 +168,21 @@ func (l *TCPListener) Serve(ctx context.Context, ln net.Listener) error {
 			continue
 		}
 		backoff = 0
-		if n := l.active.Add(1); l.cfg.MaxConnections > 0 && n > int64(l.cfg.MaxConnections) {
-			l.active.Add(-1)
-			l.metrics.Rejected.WithLabelValues(l.cfg.Name, "limit").Inc()
-			c.Close()
-			continue
-		}
 		// Adds are ordered before Shutdown's Wait: once closing is set
 		// under mu, no session starts.
 		l.mu.Lock()
 		if l.closing.Load() {
 			l.mu.Unlock()
-			l.active.Add(-1)
+			l.gate.Free()
 			c.Close()
 			return nil
 		}
 		l.wg.Add(1)
+		l.active.Add(1)
 		l.mu.Unlock()
 		go func() {
 			defer l.wg.Done()
+			defer l.gate.Free()
 			defer l.active.Add(-1)
 			defer guard.Recover("tcp", func() { c.Close() })
 			l.handle(ctx, c)
@@ -175,6 +199,7 @@ func (l *TCPListener) Active() int { return int(l.active.Load()) }
 func (l *TCPListener) Shutdown(ctx context.Context) error {
 	l.mu.Lock()
 	l.closing.Store(true)
+	l.gate.Stop()
 	if l.ln != nil {
 		l.ln.Close()
 	}
@@ -212,6 +237,12 @@ func (l *TCPListener) handle(ctx context.Context, c net.Conn) {
 			clientAddr = h.Source
 		}
 	}
+	if !l.gate.Admit(clientAddr.Addr()) {
+		l.log.Debug("closing client: too many connections from its address", zap.Stringer("client", clientAddr))
+		c.Close()
+		return
+	}
+	defer l.gate.Leave(clientAddr.Addr())
 	backend, t, err := l.connect(ctx, l.cfg.Key(clientAddr))
 	if err != nil {
 		l.log.Debug("closing client: no endpoint", zap.Stringer("client", c.RemoteAddr()), zap.Error(err))
@@ -233,6 +264,7 @@ func (l *TCPListener) handle(ctx context.Context, c net.Conn) {
 		info: SessionInfo{ID: l.reg.NewID(), Listener: l.cfg.Name, Protocol: "tcp",
 			Endpoint: t.Endpoint.Address, Client: clientAddr.String(), Started: time.Now()},
 		client: c, backend: backend, clientTCP: client, idle: l.cfg.IdleTimeout,
+		halfClosed:  min(l.cfg.HalfClosedTimeout, cmp.Or(l.cfg.IdleTimeout, l.cfg.HalfClosedTimeout)),
 		closeAtOnce: l.cfg.DrainImmediate,
 	}
 	s.backendTCP, _ = backend.(*net.TCPConn)
@@ -295,15 +327,23 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 type tcpSession struct {
 	info                  SessionInfo
 	client, backend       net.Conn
-	clientTCP, backendTCP *net.TCPConn // nil when not TCP (no splice, no half-close)
-	idle                  time.Duration
+	clientTCP, backendTCP *net.TCPConn  // nil when not TCP (no splice, no half-close)
+	idle                  time.Duration // 0: no idle timeout
+	halfClosed            time.Duration // replaces idle once a side's EOF was passed on
 
 	// closeAtOnce makes Migrate close the session at once rather than at
 	// its deadline.
 	closeAtOnce bool
 
 	lastActive atomic.Int64 // unix nanos of the last byte moved either way
-	stopping   atomic.Bool
+
+	// watch, once a side's EOF was passed on, ends the session when nothing
+	// moved on either socket for halfClosed (see watchHalfClosed); nil
+	// before. ended: the relay is over, no timer is started.
+	watchMu  sync.Mutex
+	watch    *time.Timer
+	ended    bool
+	stopping atomic.Bool
 	// eofs counts the directions that read their source to EOF. The
 	// second has no half-close to pass on: both sockets have been read to
 	// their end, so the close that follows sends the FIN by itself.
@@ -339,14 +379,73 @@ func (s *tcpSession) Migrate(deadline time.Time) {
 
 // Close stops both directions at their next read; everything already read
 // is written out, then each side gets a FIN and the session ends.
-func (s *tcpSession) Close() {
+func (s *tcpSession) Close() { s.stop(closeGrace) }
+
+// stop ends both directions at their next read and bounds the writes of
+// what was already read by grace: a peer that stopped reading must not
+// hold the session forever.
+func (s *tcpSession) stop(grace time.Duration) {
 	s.stopping.Store(true)
 	now := time.Now()
 	s.client.SetReadDeadline(now)
 	s.backend.SetReadDeadline(now)
-	// A peer that stopped reading must not hold the session forever.
-	s.client.SetWriteDeadline(now.Add(closeGrace))
-	s.backend.SetWriteDeadline(now.Add(closeGrace))
+	s.client.SetWriteDeadline(now.Add(grace))
+	s.backend.SetWriteDeadline(now.Add(grace))
+}
+
+// watchHalfClosed starts, once, the check that ends a half-closed session
+// in which nothing moves: every halfClosed it compares the bytes the
+// kernel acknowledged and received on both sockets (so that a write
+// blocked on a peer that does not read counts as nothing moving, and a
+// slow one that progresses as moving), and stops the session, with no
+// grace, when they did not change.
+func (s *tcpSession) watchHalfClosed() {
+	s.watchMu.Lock()
+	defer s.watchMu.Unlock()
+	if s.ended || s.watch != nil || s.halfClosed <= 0 {
+		return
+	}
+	last := s.moved()
+	s.watch = time.AfterFunc(s.halfClosed, func() {
+		now := s.moved()
+		if now == last {
+			s.stop(0)
+			return
+		}
+		last = now
+		s.watchMu.Lock()
+		if !s.ended {
+			s.watch.Reset(s.halfClosed)
+		}
+		s.watchMu.Unlock()
+	})
+}
+
+// moved returns a number that changes whenever a byte moves on the
+// session: the kernel's acknowledged and received byte counts of both
+// sockets, and the time of the relay's last round with bytes (for
+// connections that are not TCP).
+func (s *tcpSession) moved() uint64 {
+	return tcpBytesMoved(s.clientTCP) + tcpBytesMoved(s.backendTCP) + uint64(s.lastActive.Load())
+}
+
+// tcpBytesMoved returns the bytes acknowledged by the peer plus the bytes
+// received from it on c, or 0 when they cannot be read.
+func tcpBytesMoved(c *net.TCPConn) uint64 {
+	if c == nil {
+		return 0
+	}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	var n uint64
+	rc.Control(func(fd uintptr) {
+		if ti, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
+			n = ti.Bytes_acked + ti.Bytes_received
+		}
+	})
+	return n
 }
 
 // closeGrace bounds how long Close waits to write out bytes already read.
@@ -371,6 +470,12 @@ func (s *tcpSession) relay(up, down interface{ Add(float64) }) {
 	if err2 != nil && err1 == nil {
 		s.Close()
 	}
+	s.watchMu.Lock()
+	s.ended = true
+	if s.watch != nil {
+		s.watch.Stop()
+	}
+	s.watchMu.Unlock()
 	s.client.Close()
 	s.backend.Close()
 	s.mig.end()
@@ -383,12 +488,7 @@ func (s *tcpSession) half(dst, src net.Conn, dstTCP *net.TCPConn, bytes interfac
 		testHookRelay(s, dst == s.backend)
 	}
 	for {
-		if s.idle > 0 && !s.stopping.Load() {
-			src.SetReadDeadline(time.Now().Add(s.idle))
-			if s.stopping.Load() { // Close ran meanwhile: keep its deadline
-				src.SetReadDeadline(time.Now())
-			}
-		}
+		s.arm(src)
 		var n int64
 		var err error
 		if dstTCP != nil {
@@ -406,6 +506,10 @@ func (s *tcpSession) half(dst, src net.Conn, dstTCP *net.TCPConn, bytes interfac
 		case errors.Is(err, io.EOF):
 			if s.eofs.Add(1) == 1 {
 				closeWrite(dst)
+				// Half-closed: the other direction's wait is bounded by
+				// halfClosed from now on, and so is its writing.
+				s.arm(dst)
+				s.watchHalfClosed()
 			}
 			return nil
 		case errors.Is(err, os.ErrDeadlineExceeded):
@@ -413,7 +517,7 @@ func (s *tcpSession) half(dst, src net.Conn, dstTCP *net.TCPConn, bytes interfac
 				closeWrite(dst)
 				return nil
 			}
-			if time.Since(time.Unix(0, s.lastActive.Load())) < s.idle {
+			if time.Since(time.Unix(0, s.lastActive.Load())) < s.timeout() {
 				continue // the other direction is busy, or bytes moved this round
 			}
 			closeWrite(dst)
@@ -421,6 +525,29 @@ func (s *tcpSession) half(dst, src net.Conn, dstTCP *net.TCPConn, bytes interfac
 		default:
 			return err
 		}
+	}
+}
+
+// timeout is how long the session may go with nothing moving: idle, or
+// halfClosed once a side's EOF was passed on; 0 means no bound.
+func (s *tcpSession) timeout() time.Duration {
+	if s.eofs.Load() > 0 {
+		return s.halfClosed
+	}
+	return s.idle
+}
+
+// arm bounds the next read of src by the session's timeout. The deadline
+// is re-armed before every read, so it never outlives the wait it bounds;
+// once Close set its own deadline, that one stays.
+func (s *tcpSession) arm(src net.Conn) {
+	d := s.timeout()
+	if d <= 0 || s.stopping.Load() {
+		return
+	}
+	src.SetReadDeadline(time.Now().Add(d))
+	if s.stopping.Load() { // Close ran meanwhile: keep its deadline
+		src.SetReadDeadline(time.Now())
 	}
 }
 

@@ -260,22 +260,51 @@ func TestNoEndpointsClosesClient(t *testing.T) {
 	}
 }
 
-func TestMaxConnections(t *testing.T) {
-	hold := make(chan struct{})
-	backend := startServer(t, func(c *net.TCPConn) { c.Write([]byte("x")); <-hold })
-	defer close(hold)
+// TestMaxConnectionsWait: at MaxConnections the listener stops accepting.
+// Slow clients hold both slots; a well-behaved client that arrives waits
+// in the backlog, neither answered nor reset, and is relayed as soon as a
+// slot frees; the slow client left is not disturbed.
+func TestMaxConnectionsWait(t *testing.T) {
+	backend := startServer(t, echo)
 	p := startProxy(t, TCPConfig{MaxConnections: 2}, balancer.Policy{Kind: balancer.Maglev}, backend.addr())
-	for i := range 2 {
-		c := dial(t, p.addr)
-		c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
-			t.Fatalf("connection %d: %v", i, err)
+	roundTrip := func(c net.Conn, msg string) error {
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		defer c.SetDeadline(time.Time{})
+		if _, err := io.WriteString(c, msg); err != nil {
+			return err
+		}
+		buf := make([]byte, len(msg))
+		if _, err := io.ReadFull(c, buf); err != nil || string(buf) != msg {
+			return fmt.Errorf("got %q, %v", buf, err)
+		}
+		return nil
+	}
+	slow := []*net.TCPConn{dial(t, p.addr), dial(t, p.addr)}
+	for i, c := range slow {
+		if err := roundTrip(c, "slow"); err != nil {
+			t.Fatalf("slow client %d: %v", i, err)
 		}
 	}
-	c := dial(t, p.addr)
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("third connection: got err %v, want it closed by the limit", err)
+	good := dial(t, p.addr)
+	io.WriteString(good, "good")
+	expectWaiting(t, good, "a connection")
+	freed := time.Now()
+	slow[0].Close()
+	good.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(good, buf); err != nil || string(buf) != "good" {
+		t.Fatalf("the waiting client, once a slot freed: got %q, %v", buf, err)
+	}
+	took := time.Since(freed)
+	t.Logf("relayed %v after a slot freed", took)
+	if took > time.Second {
+		t.Errorf("the waiting client was relayed %v after a slot freed, want within 1s", took)
+	}
+	if err := roundTrip(slow[1], "still"); err != nil {
+		t.Errorf("the slow client that kept its slot: %v", err)
+	}
+	if n := p.l.Active(); n != 2 {
+		t.Errorf("%d sessions active, want 2", n)
 	}
 }
 

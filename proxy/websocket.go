@@ -2,11 +2,14 @@ package proxy
 
 import (
 	"bufio"
+	"cmp"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -27,7 +30,15 @@ type WebSocketConfig struct {
 	CloseCode uint16
 	// CloseTimeout bounds the close handshake after a drain; 0 means 5s.
 	CloseTimeout time.Duration
+	// IdleTimeout ends a WebSocket with no frame relayed either way for
+	// this long (HAProxy's timeout tunnel): Close 1001 to both sides, then
+	// the close handshake within CloseTimeout. 0 means 1h.
+	IdleTimeout time.Duration
 }
+
+// defaultWebSocketIdle is WebSocketConfig.IdleTimeout's zero value: long,
+// since long-lived WebSockets are the point.
+const defaultWebSocketIdle = time.Hour
 
 func isWebSocketUpgrade(r *http.Request) bool {
 	return r.ProtoMajor == 1 && headerHasToken(r.Header, "Connection", "upgrade") &&
@@ -106,7 +117,9 @@ func (l *HTTPListener) serveWebSocket(w http.ResponseWriter, r *http.Request, cl
 		return
 	}
 	out.URL.Host = target.Endpoint.Address
-	backend.SetDeadline(time.Now().Add(l.cfg.ConnectTimeout + 10*time.Second))
+	// The handshake, written and answered, within ResponseHeaderTimeout;
+	// the deadline is cleared once the answer is read.
+	backend.SetDeadline(time.Now().Add(l.cfg.ResponseHeaderTimeout))
 	if err := writeBuffered(backend, out.Write); err != nil {
 		backend.Close()
 		http.Error(w, "longhaul: upstream handshake failed", http.StatusBadGateway)
@@ -118,6 +131,10 @@ func (l *HTTPListener) serveWebSocket(w http.ResponseWriter, r *http.Request, cl
 	resp, err := http.ReadResponse(br, out)
 	if err != nil {
 		backend.Close()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			http.Error(w, "longhaul: no handshake answer from the endpoint within "+l.cfg.ResponseHeaderTimeout.String(), http.StatusGatewayTimeout)
+			return
+		}
 		http.Error(w, "longhaul: upstream handshake failed", http.StatusBadGateway)
 		return
 	}
@@ -180,6 +197,7 @@ func (l *HTTPListener) serveWebSocket(w http.ResponseWriter, r *http.Request, cl
 		defer remove()
 		defer active.Dec()
 		defer guard.Recover("websocket", s.Close)
+		defer s.watchIdle(cmp.Or(l.cfg.WebSocket.IdleTimeout, defaultWebSocketIdle))()
 		if err := relay.Run(); err != nil {
 			l.log.Debug("websocket relay ended", zap.Error(err))
 		}
@@ -255,6 +273,52 @@ func (s *wsSession) Migrate(deadline time.Time) {
 		reason = "going away"
 	}
 	s.relay.Migrate(s.code, reason)
+}
+
+// idleChecks is how many times per idle timeout a WebSocket's traffic is
+// looked at: it is closed between idle and idle*(1+1/idleChecks) after its
+// last frame.
+const idleChecks = 4
+
+// watchIdle closes the session, with Close 1001 to both sides, once no
+// frame was relayed either way for idle; it returns the function that
+// stops watching. It reads the relay's counters every idle/idleChecks: no
+// deadline is set on the sockets, whose reads the relay owns.
+func (s *wsSession) watchIdle(idle time.Duration) (stop func()) {
+	var (
+		mu      sync.Mutex
+		stopped bool
+		last    int64
+		quiet   time.Duration
+		t       *time.Timer
+	)
+	moved := func() int64 { _, _, up, down := s.relay.Stats(); return up + down }
+	last = moved()
+	step := max(idle/idleChecks, time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	t = time.AfterFunc(step, func() {
+		if n := moved(); n != last {
+			last, quiet = n, 0
+		} else {
+			quiet += step
+		}
+		if quiet >= idle {
+			s.relay.Migrate(1001, "idle timeout")
+			return
+		}
+		mu.Lock()
+		if !stopped {
+			t.Reset(step)
+		}
+		mu.Unlock()
+	})
+	return func() {
+		mu.Lock()
+		stopped = true
+		t.Stop()
+		mu.Unlock()
+	}
 }
 
 // Close ends the session at once.

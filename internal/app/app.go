@@ -177,7 +177,9 @@ func (a *App) newListener(lc config.Listener) (*listener, error) {
 		}
 		l.srv = proxy.NewTCP(proxy.TCPConfig{
 			Name: lc.Name, Key: key, ConnectTimeout: lc.Timeouts.Connect, IdleTimeout: lc.Timeouts.Idle,
-			MaxConnections: lc.MaxConnections, AcceptProxy: lc.ProxyProtocol.Accept, SendProxy: lc.ProxyProtocol.Send,
+			HalfClosedTimeout: lc.Timeouts.HalfClosed, KeepAlive: lc.Timeouts.TCPKeepAlive,
+			MaxConnections: lc.MaxConnections, MaxConnectionsPerClient: lc.MaxConnectionsPerClient,
+			AcceptProxy: lc.ProxyProtocol.Accept, SendProxy: lc.ProxyProtocol.Send,
 			DrainImmediate: lc.Drain.TCP == "immediate", Dial: a.opts.Dial, Logger: log,
 		}, l.up, a.sessions, a.metrics)
 	case "http", "grpc":
@@ -209,7 +211,7 @@ func (a *App) newListener(lc config.Listener) (*listener, error) {
 			a.metrics.EndpointDrain.WithLabelValues(lc.Name).Observe(took.Seconds())
 		},
 	}
-	ln, err := proxy.Listen(lc.Address)
+	ln, err := proxy.Listen(lc.Address, lc.Timeouts.TCPKeepAlive)
 	if err != nil {
 		return nil, fmt.Errorf("listener %s on %s: %w", lc.Name, lc.Address, err)
 	}

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -504,4 +505,95 @@ listeners:
 	defer c.Close()
 	roundTrip(t, c, "after the panic")
 	t.Logf("source panicked, ran again and was ready %v later", took.Round(time.Millisecond))
+}
+
+// TestTimeoutsAndLimitsReachListeners: the timeouts and limits of the
+// configuration are those the listeners apply: a half-closed TCP session
+// to an endpoint that never reads ends after timeouts.halfClosed, a second
+// connection from one address is closed under maxConnectionsPerClient 1,
+// and an idle HTTP/1.1 connection closes after timeouts.keepAliveIdle.
+func TestTimeoutsAndLimitsReachListeners(t *testing.T) {
+	hold := make(chan struct{})
+	mute, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := mute.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() { <-hold; c.Close() })
+		}
+	})
+	t.Cleanup(func() { mute.Close(); close(hold); wg.Wait() })
+	web := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })}
+	webLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wg.Go(func() { web.Serve(webLn) })
+	t.Cleanup(func() { web.Close() })
+
+	admin, tcpAddr, httpAddr := testnet.FreeAddr(t), testnet.FreeAddr(t), testnet.FreeAddr(t)
+	r := start(t, fmt.Sprintf(`
+admin: {address: %q}
+listeners:
+  - name: raw
+    address: %q
+    endpoints: {static: [%q]}
+    timeouts: {halfClosed: 300ms}
+    maxConnectionsPerClient: 1
+  - name: web
+    address: %q
+    protocol: http
+    endpoints: {static: [%q]}
+    timeouts: {keepAliveIdle: 300ms}
+`, admin, tcpAddr, mute.Addr().String(), httpAddr, webLn.Addr().String()))
+
+	within := func(what string, c net.Conn, since time.Time, lo, hi time.Duration) {
+		t.Helper()
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		io.Copy(io.Discard, c)
+		took := time.Since(since)
+		t.Logf("%s after %v", what, took)
+		if took < lo || took > hi {
+			t.Errorf("%s after %v, want between %v and %v", what, took, lo, hi)
+		}
+	}
+	first, err := net.Dial("tcp", tcpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	// The first session is registered before the second connection comes.
+	for deadline := time.Now().Add(5 * time.Second); r.a.Sessions().Len() == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first session was not registered within 5s")
+		}
+	}
+	second, err := net.Dial("tcp", tcpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	within("the second connection from one address closed", second, time.Now(), 0, time.Second)
+	first.(*net.TCPConn).CloseWrite()
+	within("half-closed session ended", first, time.Now(), 300*time.Millisecond, 1300*time.Millisecond)
+
+	c, err := net.Dial("tcp", httpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	within("idle HTTP/1.1 connection closed", c, time.Now(), 250*time.Millisecond, 1300*time.Millisecond)
 }

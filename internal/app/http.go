@@ -18,12 +18,15 @@ func (a *App) newHTTP(lc config.Listener, up *proxy.Upstream, log *zap.Logger) (
 		Name: lc.Name, Key: key,
 		UpstreamH2:     lc.Protocol == "grpc" || lc.HTTP.Upstream == "h2c",
 		ConnectTimeout: lc.Timeouts.Connect, IdleTimeout: lc.Timeouts.Idle,
+		KeepAliveIdle: lc.Timeouts.KeepAliveIdle, RequestBodyTimeout: lc.Timeouts.RequestBody,
+		ResponseHeaderTimeout: lc.Timeouts.ResponseHeader, KeepAlive: lc.Timeouts.TCPKeepAlive,
 		Affinity: lc.HTTP.Affinity == "connection",
 		WebSocket: proxy.WebSocketConfig{
 			MaxFrame: lc.HTTP.WebSocket.MaxFrame, CloseCode: uint16(lc.HTTP.WebSocket.CloseCode),
+			IdleTimeout: lc.Timeouts.WebSocketIdle,
 		},
-		MaxConnections: lc.MaxConnections,
-		Dial:           a.opts.Dial, Logger: log,
+		MaxConnections: lc.MaxConnections, MaxConnectionsPerClient: lc.MaxConnectionsPerClient,
+		Dial: a.opts.Dial, Logger: log,
 	}
 	if t := lc.HTTP.TLS; t.CertFile != "" {
 		cf, err := proxy.NewCertFiles(t.CertFile, t.KeyFile)
