@@ -155,12 +155,17 @@ type Timeouts struct {
 	// Connect bounds dialling a backend.
 	Connect time.Duration `mapstructure:"connect"`
 	// Idle closes raw TCP sessions with nothing moving either way for this
-	// long, and HTTP/2 client connections served by the frame relay.
+	// long.
 	Idle time.Duration `mapstructure:"idle"`
 	// KeepAliveIdle closes an HTTP/1 client connection that waits this long
 	// for its next request (NGINX's keepalive_timeout), and an HTTP/2
-	// connection served by net/http with no stream open for this long.
+	// client connection with no stream open for this long (GOAWAY).
 	KeepAliveIdle time.Duration `mapstructure:"keepAliveIdle"`
+	// StreamIdle ends an HTTP/2 stream of the frame relay (h2c endpoints)
+	// with no frame either way for this long: gRPC UNAVAILABLE, 504 before
+	// a response, else RST_STREAM; the endpoint's stream is cancelled.
+	// Long by default: long-lived gRPC streams are the point.
+	StreamIdle time.Duration `mapstructure:"streamIdle"`
 	// RequestBody bounds the wait between two reads of a request body
 	// (NGINX's client_body_timeout): a body trickling slower is cut, the
 	// client answered 408 and its connection closed.
@@ -280,6 +285,7 @@ const (
 	DefaultRequestBody    = 60 * time.Second
 	DefaultResponseHeader = 60 * time.Second
 	DefaultWebSocketIdle  = time.Hour
+	DefaultStreamIdle     = time.Hour
 	DefaultHalfClosed     = 60 * time.Second
 	DefaultTCPKeepAlive   = 60 * time.Second
 	DefaultMaxConnections = 100000
@@ -334,12 +340,12 @@ func defaultListener() Listener {
 
 // DefaultTimeouts returns a listener's timeouts where the file sets none:
 // connect 2s, idle 1h, keepAliveIdle 75s, requestBody 60s, responseHeader
-// 60s, webSocketIdle 1h, halfClosed 60s, tcpKeepAlive 60s.
+// 60s, webSocketIdle 1h, streamIdle 1h, halfClosed 60s, tcpKeepAlive 60s.
 func DefaultTimeouts() Timeouts {
 	return Timeouts{
 		Connect: DefaultConnectTimeout, Idle: DefaultIdleTimeout,
 		KeepAliveIdle: DefaultKeepAliveIdle, RequestBody: DefaultRequestBody,
-		ResponseHeader: DefaultResponseHeader, WebSocketIdle: DefaultWebSocketIdle,
+		ResponseHeader: DefaultResponseHeader, WebSocketIdle: DefaultWebSocketIdle, StreamIdle: DefaultStreamIdle,
 		HalfClosed: DefaultHalfClosed, TCPKeepAlive: DefaultTCPKeepAlive,
 	}
 }

@@ -124,7 +124,7 @@ listeners:
     protocol: http
     endpoints: {kubernetes: {namespace: shop, service: cart, port: 8080}}
     balance: {policy: least-connections, key: "header:X-User", boundedLoad: 2, tableSize: 101}
-    timeouts: {connect: 500ms, idle: 1m30s, keepAliveIdle: 10s, requestBody: 11s, responseHeader: 12s, webSocketIdle: 13m, halfClosed: 14s, tcpKeepAlive: 15s}
+    timeouts: {connect: 500ms, idle: 1m30s, keepAliveIdle: 10s, requestBody: 11s, responseHeader: 12s, webSocketIdle: 13m, streamIdle: 16m, halfClosed: 14s, tcpKeepAlive: 15s}
     maxConnections: 10
     maxConnectionsPerClient: 3
     drain: {timeout: 0s}
@@ -144,7 +144,7 @@ listeners:
 					Balance:   Balance{Policy: "least-connections", Key: "header:X-User", BoundedLoad: 2, TableSize: 101},
 					Timeouts: Timeouts{Connect: 500 * time.Millisecond, Idle: 90 * time.Second,
 						KeepAliveIdle: 10 * time.Second, RequestBody: 11 * time.Second,
-						ResponseHeader: 12 * time.Second, WebSocketIdle: 13 * time.Minute,
+						ResponseHeader: 12 * time.Second, WebSocketIdle: 13 * time.Minute, StreamIdle: 16 * time.Minute,
 						HalfClosed: 14 * time.Second, TCPKeepAlive: 15 * time.Second},
 					MaxConnections:          10,
 					MaxConnectionsPerClient: 3,

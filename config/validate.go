@@ -246,7 +246,7 @@ func (v *validator) timeouts(p string, t *Timeouts) {
 	}{
 		{"connect", t.Connect}, {"idle", t.Idle}, {"keepAliveIdle", t.KeepAliveIdle},
 		{"requestBody", t.RequestBody}, {"responseHeader", t.ResponseHeader},
-		{"webSocketIdle", t.WebSocketIdle}, {"halfClosed", t.HalfClosed},
+		{"webSocketIdle", t.WebSocketIdle}, {"streamIdle", t.StreamIdle}, {"halfClosed", t.HalfClosed},
 	} {
 		if f.d <= 0 {
 			v.add(p+"."+f.name, f.d, "must be greater than 0")

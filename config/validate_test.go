@@ -218,6 +218,7 @@ func TestValidate(t *testing.T) {
 			`listeners[0].timeouts.requestBody: 0s: must be greater than 0`,
 			`listeners[0].timeouts.responseHeader: 0s: must be greater than 0`,
 			`listeners[0].timeouts.webSocketIdle: 0s: must be greater than 0`,
+			`listeners[0].timeouts.streamIdle: 0s: must be greater than 0`,
 			`listeners[0].timeouts.halfClosed: 0s: must be greater than 0`,
 		}},
 		{"halfClosed negative", func(c *Config) { l0(c).Timeouts.HalfClosed = -time.Second },

@@ -37,9 +37,6 @@ type HTTPConfig struct {
 	// and only HTTP/1 clients by net/http.
 	UpstreamH2     bool
 	ConnectTimeout time.Duration // 0 means 2s
-	// IdleTimeout closes HTTP/2 client connections of the frame relay
-	// (UpstreamH2) idle this long; 0 means 5m.
-	IdleTimeout time.Duration
 	// KeepAliveIdle closes an HTTP/1 client connection waiting this long
 	// for its next request, and an HTTP/2 one served by net/http with no
 	// stream open for this long; 0 means 75s.
@@ -52,6 +49,10 @@ type HTTPConfig struct {
 	// headers once the request is sent (and a WebSocket's handshake
 	// answer): the client is answered 504 (gRPC: UNAVAILABLE). 0 means 60s.
 	ResponseHeaderTimeout time.Duration
+	// StreamIdleTimeout ends a stream of the HTTP/2 relay with no frame
+	// either way for this long (h2relay.Config.StreamIdleTimeout); 0
+	// means 1h.
+	StreamIdleTimeout time.Duration
 	// KeepAlive is the TCP keep-alive probe period of endpoint connections
 	// dialled by the default Dial; 0 sends none.
 	KeepAlive      time.Duration
@@ -122,9 +123,6 @@ func NewHTTP(cfg HTTPConfig, up *Upstream, reg *Registry, m *Metrics) *HTTPListe
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = 2 * time.Second
 	}
-	if cfg.IdleTimeout <= 0 {
-		cfg.IdleTimeout = 5 * time.Minute
-	}
 	if cfg.KeepAliveIdle <= 0 {
 		cfg.KeepAliveIdle = 75 * time.Second
 	}
@@ -190,7 +188,8 @@ func NewHTTP(cfg HTTPConfig, up *Upstream, reg *Registry, m *Metrics) *HTTPListe
 		rc := h2relay.Config{
 			Router: relayRouter{l}, Observer: relayObserver{l},
 			Dial: cfg.Dial, ConnectTimeout: cfg.ConnectTimeout, MaxAttempts: cfg.MaxAttempts,
-			MaxHeaderListSize: uint32(cfg.MaxHeaderBytes), IdleTimeout: cfg.IdleTimeout,
+			MaxHeaderListSize: uint32(cfg.MaxHeaderBytes), IdleTimeout: cfg.KeepAliveIdle,
+			StreamIdleTimeout: cfg.StreamIdleTimeout,
 		}
 		if cfg.Affinity {
 			rc.OnConn = l.relayConn // each connection pinned by a relayPin

@@ -87,7 +87,7 @@ func bodyLenBackend(t *testing.T) string {
 // is closed after KeepAliveIdle (not timeouts.idle), and so is a net/http
 // HTTP/2 connection with no stream open.
 func TestKeepAliveIdle(t *testing.T) {
-	p := startHTTPProxy(t, HTTPConfig{KeepAliveIdle: shortTimeout, IdleTimeout: time.Hour},
+	p := startHTTPProxy(t, HTTPConfig{KeepAliveIdle: shortTimeout},
 		balancer.Policy{Kind: balancer.Maglev}, bodyLenBackend(t))
 	t.Run("http1", func(t *testing.T) {
 		c, br := dialRaw(t, p.addr)
@@ -98,7 +98,23 @@ func TestKeepAliveIdle(t *testing.T) {
 		idle := time.Now()
 		assertWithin(t, "idle keep-alive connection closed", waitClosed(t, c, br, idle), shortTimeout-50*time.Millisecond, shortTimeout+slack)
 	})
-	t.Run("http2", func(t *testing.T) {
+	t.Run("http2", func(t *testing.T) { checkH2IdleClose(t, p.addr) })
+	t.Run("http2-relay", func(t *testing.T) {
+		// The frame relay (h2c endpoints) applies the same keepAliveIdle.
+		relay := startHTTPProxy(t, HTTPConfig{UpstreamH2: true, KeepAliveIdle: shortTimeout},
+			balancer.Policy{Kind: balancer.Maglev}, startH2CBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})))
+		if relay.l.relay == nil {
+			t.Fatal("no relay")
+		}
+		checkH2IdleClose(t, relay.addr)
+	})
+}
+
+// checkH2IdleClose makes one request on an HTTP/2 connection to addr and
+// checks that the connection is closed shortTimeout after it (plus the
+// second net/http's server waits after its GOAWAY).
+func checkH2IdleClose(t *testing.T, addr string) {
+	{
 		closed := make(chan time.Time, 1)
 		tr := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, n, a string, _ *tls.Config) (net.Conn, error) {
 			c, err := (&net.Dialer{}).DialContext(ctx, n, a)
@@ -108,7 +124,7 @@ func TestKeepAliveIdle(t *testing.T) {
 			return &endSignal{Conn: c, ended: closed}, nil
 		}}
 		defer tr.CloseIdleConnections()
-		resp, err := (&http.Client{Transport: tr}).Get("http://" + p.addr + "/")
+		resp, err := (&http.Client{Transport: tr}).Get("http://" + addr + "/")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -122,7 +138,7 @@ func TestKeepAliveIdle(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("the idle HTTP/2 connection is still open after 10s")
 		}
-	})
+	}
 }
 
 // endSignal sends the time its connection's first read error came.

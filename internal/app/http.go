@@ -17,10 +17,11 @@ func (a *App) newHTTP(lc config.Listener, up *proxy.Upstream, log *zap.Logger) (
 	hc := proxy.HTTPConfig{
 		Name: lc.Name, Key: key,
 		UpstreamH2:     lc.Protocol == "grpc" || lc.HTTP.Upstream == "h2c",
-		ConnectTimeout: lc.Timeouts.Connect, IdleTimeout: lc.Timeouts.Idle,
-		KeepAliveIdle: lc.Timeouts.KeepAliveIdle, RequestBodyTimeout: lc.Timeouts.RequestBody,
+		ConnectTimeout: lc.Timeouts.Connect,
+		KeepAliveIdle:  lc.Timeouts.KeepAliveIdle, RequestBodyTimeout: lc.Timeouts.RequestBody,
 		ResponseHeaderTimeout: lc.Timeouts.ResponseHeader, KeepAlive: lc.Timeouts.TCPKeepAlive,
-		Affinity: lc.HTTP.Affinity == "connection",
+		StreamIdleTimeout: lc.Timeouts.StreamIdle,
+		Affinity:          lc.HTTP.Affinity == "connection",
 		WebSocket: proxy.WebSocketConfig{
 			MaxFrame: lc.HTTP.WebSocket.MaxFrame, CloseCode: uint16(lc.HTTP.WebSocket.CloseCode),
 			IdleTimeout: lc.Timeouts.WebSocketIdle,
