@@ -23,6 +23,7 @@ import (
 
 	"github.com/longhaul-proxy/longhaul/balancer"
 	"github.com/longhaul-proxy/longhaul/internal/guard"
+	"github.com/longhaul-proxy/longhaul/internal/membudget"
 	"github.com/longhaul-proxy/longhaul/proxy/h2relay"
 )
 
@@ -53,6 +54,9 @@ type HTTPConfig struct {
 	// either way for this long (h2relay.Config.StreamIdleTimeout); 0
 	// means 1h.
 	StreamIdleTimeout time.Duration
+	// MemoryBudget, if set, is the process's budget of bytes held by
+	// client connections of the HTTP/2 relay (h2relay.Config.Budget).
+	MemoryBudget *membudget.Budget
 	// KeepAlive is the TCP keep-alive probe period of endpoint connections
 	// dialled by the default Dial; 0 sends none.
 	KeepAlive      time.Duration
@@ -189,7 +193,7 @@ func NewHTTP(cfg HTTPConfig, up *Upstream, reg *Registry, m *Metrics) *HTTPListe
 			Router: relayRouter{l}, Observer: relayObserver{l},
 			Dial: cfg.Dial, ConnectTimeout: cfg.ConnectTimeout, MaxAttempts: cfg.MaxAttempts,
 			MaxHeaderListSize: uint32(cfg.MaxHeaderBytes), IdleTimeout: cfg.KeepAliveIdle,
-			StreamIdleTimeout: cfg.StreamIdleTimeout,
+			StreamIdleTimeout: cfg.StreamIdleTimeout, Budget: cfg.MemoryBudget,
 		}
 		if cfg.Affinity {
 			rc.OnConn = l.relayConn // each connection pinned by a relayPin

@@ -24,6 +24,7 @@ import (
 	"github.com/longhaul-proxy/longhaul/discovery"
 	"github.com/longhaul-proxy/longhaul/drain"
 	"github.com/longhaul-proxy/longhaul/internal/guard"
+	"github.com/longhaul-proxy/longhaul/internal/membudget"
 	"github.com/longhaul-proxy/longhaul/proxy"
 )
 
@@ -67,6 +68,9 @@ type App struct {
 	// debugToken, if set, guards it.
 	debugLn    net.Listener
 	debugToken string
+	// budget caps what client connections hold in user space, derived
+	// from GOMEMLIMIT; nil without one.
+	budget *membudget.Budget
 }
 
 type listener struct {
@@ -98,6 +102,19 @@ func New(cfg *config.Config, opts Options) (a *App, err error) {
 	a = &App{cfg: cfg, cur: cfg, opts: opts, log: opts.Logger, reg: reg, metrics: proxy.NewMetrics(reg),
 		sessions: proxy.NewRegistry(), ready: &admin.Readiness{}}
 	a.series = proxy.NewEndpointSeries(a.metrics, a.sessions)
+	if a.budget = membudget.FromGOMEMLIMIT(); a.budget != nil {
+		b := a.budget
+		reg.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "longhaul_memory_budget_limit_bytes",
+				Help: "Bytes client connections may hold in user space (output, stream buffers) across the process: half of GOMEMLIMIT."},
+				func() float64 { return float64(b.Limit()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "longhaul_memory_budget_used_bytes",
+				Help: "Bytes client connections hold in user space now, against longhaul_memory_budget_limit_bytes."},
+				func() float64 { return float64(b.Used()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "longhaul_memory_budget_shed_total",
+				Help: "Client connections closed because the memory budget was exceeded (the greediest first)."},
+				func() float64 { return float64(b.Shed()) }))
+	}
 	a.sessions.OnMigrationEnd = func(e proxy.MigrationEnd) {
 		a.metrics.MigrationsEnded.WithLabelValues(e.Info.Listener, e.Info.Protocol, e.Outcome).Inc()
 		a.metrics.MigrationTime.WithLabelValues(e.Info.Listener, e.Info.Protocol).Observe(e.Took.Seconds())
@@ -299,6 +316,7 @@ func (a *App) Run(ctx context.Context) error {
 	for _, l := range a.listeners {
 		g.Go(func() error { return l.srv.Serve(serveCtx, l.ln) })
 	}
+	g.Go(func() error { a.budget.Run(serveCtx); return nil })
 	servers := a.adminServers()
 	for _, srv := range servers {
 		g.Go(srv.Serve)

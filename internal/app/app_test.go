@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -596,4 +597,29 @@ listeners:
 	}
 	resp.Body.Close()
 	within("idle HTTP/1.1 connection closed", c, time.Now(), 250*time.Millisecond, 1300*time.Millisecond)
+}
+
+// TestMemoryBudgetFromGOMEMLIMIT: with a memory limit set, half of it is
+// the budget of what client connections hold, shown in /metrics.
+func TestMemoryBudgetFromGOMEMLIMIT(t *testing.T) {
+	old := debug.SetMemoryLimit(512 << 20)
+	defer debug.SetMemoryLimit(old)
+	admin, lis := testnet.FreeAddr(t), testnet.FreeAddr(t)
+	r := start(t, fmt.Sprintf(`
+admin: {address: %q}
+listeners:
+  - name: g
+    address: %q
+    protocol: grpc
+    endpoints: {static: ["127.0.0.1:1"]}
+`, admin, lis))
+	if got := r.a.budget.Limit(); got != 256<<20 {
+		t.Fatalf("budget %d, want half of GOMEMLIMIT (256 MiB)", got)
+	}
+	_, m := get(t, "http://"+admin+"/metrics")
+	for _, want := range []string{"longhaul_memory_budget_limit_bytes 2.68435456e+08", "longhaul_memory_budget_used_bytes 0", "longhaul_memory_budget_shed_total 0"} {
+		if !strings.Contains(m, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
 }

@@ -20,8 +20,8 @@ func (a *App) newHTTP(lc config.Listener, up *proxy.Upstream, log *zap.Logger) (
 		ConnectTimeout: lc.Timeouts.Connect,
 		KeepAliveIdle:  lc.Timeouts.KeepAliveIdle, RequestBodyTimeout: lc.Timeouts.RequestBody,
 		ResponseHeaderTimeout: lc.Timeouts.ResponseHeader, KeepAlive: lc.Timeouts.TCPKeepAlive,
-		StreamIdleTimeout: lc.Timeouts.StreamIdle,
-		Affinity:          lc.HTTP.Affinity == "connection",
+		StreamIdleTimeout: lc.Timeouts.StreamIdle, MemoryBudget: a.budget,
+		Affinity: lc.HTTP.Affinity == "connection",
 		WebSocket: proxy.WebSocketConfig{
 			MaxFrame: lc.HTTP.WebSocket.MaxFrame, CloseCode: uint16(lc.HTTP.WebSocket.CloseCode),
 			IdleTimeout: lc.Timeouts.WebSocketIdle,

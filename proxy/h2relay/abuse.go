@@ -17,7 +17,8 @@ const (
 	budgetSpan = 10 * time.Second
 	// maxSettingsPerSpan, maxPingsPerSpan, maxEmptyPerSpan and
 	// maxPriorityPerSpan bound frames that cost the relay work but carry
-	// no request: SETTINGS and PING (each answered), DATA without payload
+	// no request: SETTINGS and PING (each answered; one that follows a
+	// request or response frame is free), DATA without payload
 	// or END_STREAM and CONTINUATION without payload or END_HEADERS, and
 	// PRIORITY (ignored, but parsed).
 	maxSettingsPerSpan = 100
@@ -143,6 +144,13 @@ type frameGuard struct {
 	hn     int // bytes of hdr read so far
 	remain int // payload bytes of the current frame still to pass
 
+	// work: a frame that carries a request or response (HEADERS, or DATA
+	// with payload) came since the last PING or SETTINGS counted. Those
+	// that follow work are not counted: gRPC's BDP estimation sends a
+	// PING (and now and then a SETTINGS) after receiving data, as often as
+	// every round trip under load.
+	work bool
+
 	inBlock     bool // a header block is open (no END_HEADERS yet)
 	blockFrames int
 	blockBytes  int
@@ -183,6 +191,7 @@ func (g *frameGuard) check() error {
 	g.remain = length
 	switch t {
 	case http2.FrameHeaders, http2.FramePushPromise:
+		g.work = true
 		g.inBlock = !flags.Has(http2.FlagHeadersEndHeaders)
 		g.blockFrames, g.blockBytes = 1, length
 	case http2.FrameContinuation:
@@ -203,15 +212,18 @@ func (g *frameGuard) check() error {
 			return &calmError{"too many empty frames"}
 		}
 	case http2.FrameData:
+		if length > 0 {
+			g.work = true
+		}
 		if length == 0 && !flags.Has(http2.FlagDataEndStream) && g.empty.add(g.now(), maxEmptyPerSpan) {
 			return &calmError{"too many empty frames"}
 		}
 	case http2.FrameSettings:
-		if !flags.Has(http2.FlagSettingsAck) && g.settings.add(g.now(), maxSettingsPerSpan) {
+		if !flags.Has(http2.FlagSettingsAck) && !g.takeWork() && g.settings.add(g.now(), maxSettingsPerSpan) {
 			return &calmError{"SETTINGS flood"}
 		}
 	case http2.FramePing:
-		if !flags.Has(http2.FlagPingAck) && g.pings.add(g.now(), maxPingsPerSpan) {
+		if !flags.Has(http2.FlagPingAck) && !g.takeWork() && g.pings.add(g.now(), maxPingsPerSpan) {
 			return &calmError{"PING flood"}
 		}
 	case http2.FramePriority:
@@ -220,6 +232,14 @@ func (g *frameGuard) check() error {
 		}
 	}
 	return nil
+}
+
+// takeWork reports whether work came since the last PING or SETTINGS,
+// and starts over.
+func (g *frameGuard) takeWork() bool {
+	w := g.work
+	g.work = false
+	return w
 }
 
 // controlQueued accounts a control frame just appended to the output in

@@ -21,6 +21,8 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/longhaul-proxy/longhaul/internal/membudget"
 )
 
 // The adversarial suite: one test per attack, each bounded in count and
@@ -698,5 +700,131 @@ func TestAnsweredStreamCountsUntilClientEnds(t *testing.T) {
 	}
 	if e.at > 3*time.Second {
 		t.Errorf("stream 3 reset %v in; want within a few sweeps", e.at)
+	}
+}
+
+// TestMemoryBudgetShedsGreediest: zero-window clients that make the relay
+// buffer their responses push the process's budget over its limit; the
+// greediest are closed (GOAWAY ENHANCE_YOUR_CALM) until the total is back
+// under it, and a well-behaved client's downloads go on.
+func TestMemoryBudgetShedsGreediest(t *testing.T) {
+	const size = 4 << 20
+	chunk := make([]byte, 32<<10)
+	be := startH2CBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for n := 0; n < size; n += len(chunk) {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}))
+	const limit = 4 << 20
+	budget := membudget.New(limit)
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { budget.Run(ctx); close(ran) }()
+	defer func() { cancel(); <-ran }()
+	obs := &testObserver{}
+	p := startRelay(t, Config{Router: &testRouter{addrs: []string{be}}, Budget: budget, Observer: obs})
+	// Six clients, each holding up to 8 streams x 256 KiB: 12 MiB wanted.
+	const greedy = 6
+	var attackers []*attacker
+	for range greedy {
+		a := dialAttacker(t, p.addr, true, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
+		var sb strings.Builder
+		enc := hpack.NewEncoder(&sb)
+		for id := uint32(1); id <= 15; id += 2 {
+			if err := a.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: encodeHeader(enc, &sb, getHeader...), EndStream: true, EndHeaders: true}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		a.bw.Flush()
+		attackers = append(attackers, a)
+	}
+	eventually(t, 5*time.Second, func() bool { return budget.Shed() > 0 && budget.Used() <= limit }, "accounted bytes back under the limit")
+	shed := int(budget.Shed())
+	closedCount := func() (n int) {
+		for _, a := range attackers {
+			select {
+			case <-a.closed:
+				n++
+			default:
+			}
+		}
+		return n
+	}
+	eventually(t, 3*time.Second, func() bool { return closedCount() == shed }, "every shed client closed")
+	for _, a := range attackers {
+		select {
+		case <-a.closed:
+			if a.goaway == nil || a.goaway.ErrCode != http2.ErrCodeEnhanceYourCalm {
+				t.Errorf("a shed client got GOAWAY %v; want ENHANCE_YOUR_CALM", a.goaway)
+			}
+		default:
+		}
+	}
+	if shed == greedy {
+		t.Errorf("all %d greedy clients shed; want only as many as the limit needs", greedy)
+	}
+	closed := closedCount()
+	// A well-behaved client is served in full meanwhile.
+	tr := &http2.Transport{AllowHTTP: true, DialTLSContext: dialPlain}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("http://" + p.addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err != nil || n != size {
+		t.Fatalf("well-behaved download: %d of %d bytes: %v", n, size, err)
+	}
+	t.Logf("memory budget %d MiB: %d of %d greedy clients shed, %d KiB accounted after", limit>>20, closed, greedy, budget.Used()>>10)
+	for _, a := range attackers {
+		a.c.Close()
+	}
+	eventually(t, 5*time.Second, func() bool { return budget.Used() == 0 }, "every byte given back once all closed")
+}
+
+// TestPingsAfterWorkAreFree: a peer that PINGs after each request (as
+// gRPC's BDP estimation does after data) is not a flood, however many.
+func TestPingsAfterWorkAreFree(t *testing.T) {
+	p, _, obs := newAttackRelay(t)
+	a := dialAttacker(t, p.addr, false)
+	var sb strings.Builder
+	enc := hpack.NewEncoder(&sb)
+	const n = 3 * maxPingsPerSpan
+	acks := make(chan int, 1)
+	go func() {
+		got := 0
+		for got < n {
+			f, err := a.fr.ReadFrame()
+			if err != nil {
+				break
+			}
+			if pf, ok := f.(*http2.PingFrame); ok && pf.IsAck() {
+				got++
+			}
+		}
+		acks <- got
+	}()
+	for i := range n {
+		if err := a.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: uint32(2*i + 1), BlockFragment: encodeHeader(enc, &sb, getHeader...), EndStream: true, EndHeaders: true}); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.fr.WritePing(false, [8]byte{1}); err != nil {
+			t.Fatal(err)
+		}
+		if i%50 == 49 {
+			a.bw.Flush()
+		}
+	}
+	a.bw.Flush()
+	if got := <-acks; got != n {
+		t.Errorf("%d of %d PINGs answered", got, n)
+	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if len(obs.calmed) != 0 {
+		t.Errorf("calmed: %v", obs.calmed)
 	}
 }

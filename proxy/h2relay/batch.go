@@ -53,6 +53,7 @@ func (c *frameConn) flushInline() {
 	buf := c.out
 	c.out = c.spare[:0]
 	c.spare = nil
+	c.recount()
 	c.writing = true
 	c.mu.Unlock()
 	n, err := c.rw.write(c.raw, buf)
@@ -72,6 +73,7 @@ func (c *frameConn) flushInline() {
 		// Put the rest back in front of what came meanwhile.
 		rest := append(buf[:0], buf[n:]...)
 		c.out = append(rest, c.out...)
+		c.recount()
 	} else if cap(buf) <= keepSpare && c.spare == nil {
 		c.spare = buf[:0]
 	}

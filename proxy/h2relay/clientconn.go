@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -54,6 +55,35 @@ type clientConn struct {
 	sweeping   bool
 
 	done chan struct{} // closed when ServeConn is over
+
+	// held is what the connection holds in user space (its output and its
+	// streams' buffers), as accounted in Config.Budget.
+	held atomic.Int64
+}
+
+// addHeld accounts n bytes held (negative: given back).
+func (cc *clientConn) addHeld(n int64) {
+	cc.held.Add(n)
+	cc.srv.cfg.Budget.Add(n)
+}
+
+// Held and Shed make the connection a membudget.Holder.
+func (cc *clientConn) Held() int64 { return cc.held.Load() }
+
+// Shed closes the connection for the process's memory budget: GOAWAY
+// ENHANCE_YOUR_CALM, then the close (within closeFlushTimeout if the
+// client does not read).
+func (cc *clientConn) Shed() {
+	const reason = "process memory budget"
+	if o := cc.srv.cfg.Observer; o != nil {
+		o.Calmed(reason)
+	}
+	cc.mu.Lock()
+	last := cc.maxSeen
+	cc.mu.Unlock()
+	cc.goAway(last, http2.ErrCodeEnhanceYourCalm, reason)
+	// The reader may be waiting for a frame that never comes.
+	cc.nc.SetReadDeadline(time.Now().Add(closeFlushTimeout))
 }
 
 func newClientConn(srv *Server, nc net.Conn) *clientConn {
@@ -61,6 +91,7 @@ func newClientConn(srv *Server, nc net.Conn) *clientConn {
 	cfg := &srv.cfg
 	cc.init(nc, cfg.now, cfg.MaxHeaderListSize, cfg.ConnWindow, cfg.StreamWindow)
 	cc.writeTimeout = cfg.WriteTimeout
+	cc.account = cc.addHeld
 	cc.fr.SetMaxReadFrameSize(16 << 10)
 	cc.client, cc.tls = clientAddrOf(nc)
 	addr := cc.client.Addr().Unmap()

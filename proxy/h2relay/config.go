@@ -4,6 +4,8 @@ import (
 	"context"
 	"net"
 	"time"
+
+	"github.com/longhaul-proxy/longhaul/internal/membudget"
 )
 
 // Router picks endpoints for request streams. It is called on the client
@@ -78,6 +80,12 @@ type Config struct {
 	// connection). 30s and 15s.
 	UpstreamPingInterval time.Duration
 	UpstreamPingTimeout  time.Duration
+	// Budget, if set, is the process's memory budget: each client
+	// connection accounts what it holds (output and stream buffers) and
+	// the greediest are shed (GOAWAY ENHANCE_YOUR_CALM) when the total
+	// goes over it. Nil: no process-wide cap (each connection's own bounds
+	// still hold).
+	Budget *membudget.Budget
 
 	// now is the clock of the per-connection budgets; time.Now unless a
 	// test sets it.

@@ -76,6 +76,11 @@ type frameConn struct {
 	// room here (sendWindow or output space).
 	blocked []blockedPipe
 
+	// account, if set, is told of every change of the bytes the
+	// connection holds (see recount); counted is len(out) as last told.
+	account func(n int64)
+	counted int
+
 	// writeTimeout bounds one blocking write of the writer goroutine: a
 	// peer that takes no byte for that long (it stopped reading its
 	// socket) loses the connection. Zero means no bound.
@@ -135,6 +140,7 @@ func (c *frameConn) kick() { c.kickB(nil) }
 // the connection joins b, which writes it when the reader has read all it
 // had, instead of waking the writer now. b may be nil.
 func (c *frameConn) kickB(b *batch) {
+	c.recount()
 	if b != nil && c.raw != nil {
 		b.add(c)
 	} else if c.waiting {
@@ -144,6 +150,15 @@ func (c *frameConn) kickB(b *batch) {
 		c.closed = true
 		c.cond.Signal()
 		c.nc.Close()
+	}
+}
+
+// recount tells account of the change of len(out) since it was last told.
+// Called with mu held.
+func (c *frameConn) recount() {
+	if c.account != nil && len(c.out) != c.counted {
+		c.account(int64(len(c.out) - c.counted))
+		c.counted = len(c.out)
 	}
 }
 
@@ -170,6 +185,7 @@ func (c *frameConn) writeLoop() {
 		}
 		if c.closed {
 			c.out = nil
+			c.recount()
 			c.mu.Unlock()
 			c.nc.Close()
 			return
@@ -177,6 +193,7 @@ func (c *frameConn) writeLoop() {
 		buf := c.out
 		c.out = c.spare[:0]
 		c.spare = nil
+		c.recount()
 		c.queuedControl = 0
 		c.writing = true
 		bounded := false

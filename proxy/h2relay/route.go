@@ -162,6 +162,7 @@ func (s *stream) upstreamFailed(retryable bool, msg string) {
 // response header went out, else RST_STREAM INTERNAL_ERROR. Called with
 // s.mu held, with no upstream stream bound.
 func (s *stream) failToClient(httpStatus int, msg string) {
+	defer s.reaccount()
 	if s.finished {
 		return
 	}

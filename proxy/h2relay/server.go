@@ -53,10 +53,14 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) error {
 	}
 	s.conns[cc] = struct{}{}
 	s.mu.Unlock()
+	unregister := s.cfg.Budget.Register(cc)
 	defer func() {
 		s.mu.Lock()
 		delete(s.conns, cc)
 		s.mu.Unlock()
+		unregister()
+		// Whatever is still counted is gone with the connection.
+		cc.addHeld(-cc.held.Load())
 	}()
 	stop := context.AfterFunc(ctx, cc.abort)
 	defer stop()

@@ -79,6 +79,9 @@ type stream struct {
 	events, moved            uint32
 	sweptEvents, sweptMoved  uint32
 	quietSweeps, stuckSweeps int
+	// accounted is len(req.buf)+len(resp.buf) as last told to the
+	// connection's account (reaccount).
+	accounted int
 }
 
 // ends returns the connections and stream ids of the pipe's source and
@@ -117,6 +120,21 @@ func (s *stream) addSendWindow(p *pipe, delta int32) error {
 // keeps the rest, credits the source for what left, and forwards the end
 // of the direction when everything before it left. Called with s.mu held.
 func (s *stream) pump(p *pipe, data []byte) {
+	s.forward(p, data)
+	s.reaccount()
+}
+
+// reaccount tells the client connection's account of the change of the
+// bytes the stream buffers since it was last told. Called with s.mu held.
+func (s *stream) reaccount() {
+	if now := len(s.req.buf) + len(s.resp.buf); now != s.accounted {
+		s.cc.account(int64(now - s.accounted))
+		s.accounted = now
+	}
+}
+
+// forward is pump without the accounting.
+func (s *stream) forward(p *pipe, data []byte) {
 	if s.finished {
 		return
 	}
@@ -304,6 +322,7 @@ func (s *stream) finish() {
 	s.finished = true
 	s.cc.release(s.id, len(s.req.buf))
 	s.req.buf, s.resp.buf = nil, nil
+	s.reaccount()
 	if s.routeDone != nil {
 		s.routeDone()
 		s.routeDone = nil
