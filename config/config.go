@@ -161,11 +161,6 @@ type Timeouts struct {
 	// for its next request (NGINX's keepalive_timeout), and an HTTP/2
 	// client connection with no stream open for this long (GOAWAY).
 	KeepAliveIdle time.Duration `mapstructure:"keepAliveIdle"`
-	// StreamIdle ends an HTTP/2 stream of the frame relay (h2c endpoints)
-	// with no frame either way for this long: gRPC UNAVAILABLE, 504 before
-	// a response, else RST_STREAM; the endpoint's stream is cancelled.
-	// Long by default: long-lived gRPC streams are the point.
-	StreamIdle time.Duration `mapstructure:"streamIdle"`
 	// RequestBody bounds the wait between two reads of a request body
 	// (NGINX's client_body_timeout): a body trickling slower is cut, the
 	// client answered 408 and its connection closed.
@@ -177,6 +172,11 @@ type Timeouts struct {
 	// WebSocketIdle closes a WebSocket with no frame either way for this
 	// long (HAProxy's timeout tunnel), with Close 1001 to both sides.
 	WebSocketIdle time.Duration `mapstructure:"webSocketIdle"`
+	// StreamIdle ends an HTTP/2 stream of the frame relay (h2c endpoints)
+	// with no frame either way for this long: gRPC UNAVAILABLE, 504 before
+	// a response, else RST_STREAM; the endpoint's stream is cancelled.
+	// Long by default: long-lived gRPC streams are the point.
+	StreamIdle time.Duration `mapstructure:"streamIdle"`
 	// HalfClosed ends a raw TCP session once one side has half-closed (sent
 	// its FIN) and nothing moved either way for this long (HAProxy's
 	// client-fin and server-fin).

@@ -99,7 +99,7 @@ listeners:
 					// Every timeout's production default, written out.
 					Timeouts: Timeouts{Connect: 2 * time.Second, Idle: time.Hour,
 						KeepAliveIdle: 75 * time.Second, RequestBody: 60 * time.Second,
-						ResponseHeader: 60 * time.Second, WebSocketIdle: time.Hour,
+						ResponseHeader: 60 * time.Second, WebSocketIdle: time.Hour, StreamIdle: time.Hour,
 						HalfClosed: 60 * time.Second, TCPKeepAlive: 60 * time.Second},
 					MaxConnections:          100000,
 					MaxConnectionsPerClient: 0,

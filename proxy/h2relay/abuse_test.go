@@ -170,6 +170,73 @@ func (a *attacker) readAll() {
 	}
 }
 
+// frameEvent is a stream's RST_STREAM or header block from the relay.
+type frameEvent struct {
+	id   uint32
+	rst  http2.ErrCode
+	resp bool // a header block
+	at   time.Duration
+}
+
+// events reads the relay's frames (the attacker must have been dialled
+// without read) and sends the streams' resets and header blocks, until the
+// connection ends.
+func (a *attacker) events() <-chan frameEvent {
+	ch := make(chan frameEvent, 1024)
+	go func() {
+		defer close(ch)
+		for {
+			f, err := a.fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			switch f := f.(type) {
+			case *http2.RSTStreamFrame:
+				a.send(ch, frameEvent{id: f.StreamID, rst: f.ErrCode, at: time.Since(a.start)})
+			case *http2.MetaHeadersFrame:
+				a.send(ch, frameEvent{id: f.StreamID, resp: true, at: time.Since(a.start)})
+			}
+		}
+	}()
+	return ch
+}
+
+// send sends e unless ch is full (a test that stopped listening must not
+// keep the reader from ending).
+func (a *attacker) send(ch chan<- frameEvent, e frameEvent) {
+	select {
+	case ch <- e:
+	default:
+	}
+}
+
+// bigBodyBackend serves size bytes to every request, over h2c.
+func bigBodyBackend(t *testing.T, size int) string {
+	chunk := make([]byte, 32<<10)
+	return startH2CBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for n := 0; n < size; n += len(chunk) {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}))
+}
+
+// openGETs opens n GET streams (ids 1, 3, ...), each ended, and flushes.
+func (a *attacker) openGETs(t *testing.T, n int) {
+	t.Helper()
+	var sb strings.Builder
+	enc := hpack.NewEncoder(&sb)
+	for i := range n {
+		if err := a.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: uint32(2*i + 1), BlockFragment: encodeHeader(enc, &sb, getHeader...), EndStream: true, EndHeaders: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.bw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // flood writes frames with write (given the frame's index) in batches of
 // batch frames, flushing each batch, until max are written or a write
 // fails (the relay closed the connection). It returns the frames written.
@@ -490,22 +557,17 @@ func TestHeaderListBudget(t *testing.T) {
 	for range 20 {
 		fields = append(fields, "x-big", big)
 	}
-	// A reader that counts refusals.
+	// Count refusals and answers.
 	var refused, ok atomic.Int64
 	done := make(chan struct{})
+	events := a.events()
 	go func() {
 		defer close(done)
-		for {
-			f, err := a.fr.ReadFrame()
-			if err != nil {
-				return
-			}
-			switch f := f.(type) {
-			case *http2.RSTStreamFrame:
-				if f.ErrCode == http2.ErrCodeRefusedStream {
-					refused.Add(1)
-				}
-			case *http2.MetaHeadersFrame:
+		for e := range events {
+			switch {
+			case e.rst == http2.ErrCodeRefusedStream:
+				refused.Add(1)
+			case e.resp:
 				ok.Add(1)
 			}
 			if refused.Load()+ok.Load() >= 1000 {
@@ -544,25 +606,11 @@ func TestHeaderListBudget(t *testing.T) {
 // streams are reset after StreamStallTimeout.
 func TestZeroWindowClientDoesNotStallOthers(t *testing.T) {
 	const size = 4 << 20
-	chunk := make([]byte, 32<<10)
-	be := startH2CBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		for n := 0; n < size; n += len(chunk) {
-			if _, err := w.Write(chunk); err != nil {
-				return
-			}
-		}
-	}))
+	be := bigBodyBackend(t, size)
 	const stall = 500 * time.Millisecond
 	p := startRelay(t, Config{Router: &testRouter{addrs: []string{be}}, StreamStallTimeout: stall})
 	a := dialAttacker(t, p.addr, false, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
-	var sb strings.Builder
-	enc := hpack.NewEncoder(&sb)
-	for id := uint32(1); id <= 15; id += 2 {
-		if err := a.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: encodeHeader(enc, &sb, getHeader...), EndStream: true, EndHeaders: true}); err != nil {
-			t.Fatal(err)
-		}
-		a.bw.Flush()
-	}
+	a.openGETs(t, 8)
 	start := time.Now()
 	// Another client, the same endpoint: whole bodies, at once.
 	tr := &http2.Transport{AllowHTTP: true, DialTLSContext: dialPlain}
@@ -643,28 +691,7 @@ func TestAnsweredStreamCountsUntilClientEnds(t *testing.T) {
 	var sb strings.Builder
 	enc := hpack.NewEncoder(&sb)
 	grpcReq := []string{":method", "POST", ":scheme", "http", ":authority", "a", ":path", "/no.Such/Method", "content-type", "application/grpc", "te", "trailers"}
-	type event struct {
-		id   uint32
-		rst  http2.ErrCode
-		resp bool
-		at   time.Duration
-	}
-	events := make(chan event, 16)
-	go func() {
-		defer close(events)
-		for {
-			f, err := a.fr.ReadFrame()
-			if err != nil {
-				return
-			}
-			switch f := f.(type) {
-			case *http2.RSTStreamFrame:
-				events <- event{id: f.StreamID, rst: f.ErrCode, at: time.Since(a.start)}
-			case *http2.MetaHeadersFrame:
-				events <- event{id: f.StreamID, resp: true, at: time.Since(a.start)}
-			}
-		}
-	}()
+	events := a.events()
 	for _, id := range []uint32{1, 3} {
 		if err := a.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: encodeHeader(enc, &sb, grpcReq...), EndHeaders: true}); err != nil {
 			t.Fatal(err)
@@ -709,14 +736,7 @@ func TestAnsweredStreamCountsUntilClientEnds(t *testing.T) {
 // under it, and a well-behaved client's downloads go on.
 func TestMemoryBudgetShedsGreediest(t *testing.T) {
 	const size = 4 << 20
-	chunk := make([]byte, 32<<10)
-	be := startH2CBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		for n := 0; n < size; n += len(chunk) {
-			if _, err := w.Write(chunk); err != nil {
-				return
-			}
-		}
-	}))
+	be := bigBodyBackend(t, size)
 	const limit = 4 << 20
 	budget := membudget.New(limit)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -730,14 +750,7 @@ func TestMemoryBudgetShedsGreediest(t *testing.T) {
 	var attackers []*attacker
 	for range greedy {
 		a := dialAttacker(t, p.addr, true, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
-		var sb strings.Builder
-		enc := hpack.NewEncoder(&sb)
-		for id := uint32(1); id <= 15; id += 2 {
-			if err := a.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: encodeHeader(enc, &sb, getHeader...), EndStream: true, EndHeaders: true}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		a.bw.Flush()
+		a.openGETs(t, 8)
 		attackers = append(attackers, a)
 	}
 	eventually(t, 5*time.Second, func() bool { return budget.Shed() > 0 && budget.Used() <= limit }, "accounted bytes back under the limit")

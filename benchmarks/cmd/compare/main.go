@@ -178,15 +178,11 @@ func realMain(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	work, err := os.MkdirTemp("", "longhaul-bench-")
+	work, cleanup, err := proc.WorkDir("longhaul-bench-", o.keep)
 	if err != nil {
-		return fmt.Errorf("work dir: %w", err)
+		return err
 	}
-	if o.keep {
-		log.Printf("work directory: %s", work)
-	} else {
-		defer os.RemoveAll(work)
-	}
+	defer cleanup()
 	var wls []workload
 	for _, w := range allWorkloads() {
 		if slices.Contains(o.workloads, w.name) {

@@ -111,15 +111,11 @@ func realMain(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	work, err := os.MkdirTemp("", "longhaul-soak-")
+	work, cleanup, err := proc.WorkDir("longhaul-soak-", o.keep)
 	if err != nil {
-		return fmt.Errorf("work dir: %w", err)
+		return err
 	}
-	if o.keep {
-		log.Printf("work directory: %s", work)
-	} else {
-		defer os.RemoveAll(work)
-	}
+	defer cleanup()
 	log.Printf("building longhaul from %s", repo)
 	bin, err := proc.BuildLonghaul(ctx, repo, work)
 	if err != nil {
