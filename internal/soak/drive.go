@@ -71,8 +71,8 @@ type LaneConns struct {
 	Lane Lane
 	// Clients is the client connections the plan opens; Dialed is how many
 	// the clients opened (longhaul's listener accepted each: nothing else
-	// is in between on loopback).
-	Clients, Dialed int64
+	// is in between on loopback), and ClientWant what Dialed must be.
+	Clients, Dialed, ClientWant int64
 	// BackendWarm and BackendEnd are the connections longhaul had opened
 	// to the lane's backend at the warm-up and at the end; BackendWant is
 	// what BackendEnd must be.
@@ -188,11 +188,23 @@ func Drive(ctx context.Context, targets Addrs, be *Backends, p Plan, probes []Pr
 		lc := &res.Conns[i]
 		lc.Dialed = rec.dialed[lc.Lane].n.Load()
 		lc.BackendWant = backendWant(p, lc, rec.quietSent.Load())
+		lc.ClientWant = clientWant(p, lc, rec.quietSent.Load())
 	}
 	for _, k := range Kinds {
 		res.Calls = append(res.Calls, *rec.tally[k])
 	}
 	return res, ctx.Err()
+}
+
+// clientWant is the connections a lane's clients must have opened: one
+// each, but on the http2-quiet lane, when its gap outlasts KeepAliveIdle
+// (longhaul closes an HTTP/2 client connection with no stream for that
+// long, with GOAWAY), one per request.
+func clientWant(p Plan, lc *LaneConns, quietSent int64) int64 {
+	if lc.Lane == HTTP2Quiet && p.QuietGap > KeepAliveIdle {
+		return max(quietSent, 1)
+	}
+	return lc.Clients
 }
 
 // backendWant is the endpoint connections a lane must end with. Raw TCP

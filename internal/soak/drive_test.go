@@ -165,7 +165,7 @@ func TestConfigIsValid(t *testing.T) {
 		t.Fatalf("%d listeners", len(cfg.Listeners))
 	}
 	for _, l := range cfg.Listeners {
-		want := config.Timeouts{Connect: config.DefaultConnectTimeout, Idle: config.DefaultIdleTimeout}
+		want := config.DefaultTimeouts()
 		if l.Timeouts != want || l.Drain.Timeout != config.DefaultDrainTimeout || l.MaxConnections != config.DefaultMaxConnections {
 			t.Errorf("listener %s: timeouts %+v, drain %v: not the defaults", l.Name, l.Timeouts, l.Drain.Timeout)
 		}

@@ -84,8 +84,8 @@ func (r *Result) Problems() []string {
 		}
 	}
 	for _, c := range r.Conns {
-		if c.Dialed != c.Clients {
-			out = append(out, fmt.Sprintf("%s: clients opened %d connections to longhaul, want %d (one per client, none replaced)", c.Lane, c.Dialed, c.Clients))
+		if c.Dialed != c.ClientWant {
+			out = append(out, fmt.Sprintf("%s: clients opened %d connections to longhaul, want %d (one per client, none replaced but for idleness)", c.Lane, c.Dialed, c.ClientWant))
 		}
 		if c.BackendEnd != c.BackendWant {
 			out = append(out, fmt.Sprintf("%s: longhaul opened %d connections to the backend (%d by the warm-up), want %d", c.Lane, c.BackendEnd, c.BackendWarm, c.BackendWant))
@@ -134,7 +134,7 @@ func (r *Result) Markdown(w io.Writer) {
 	fmt.Fprintln(w, "| lane | client connections opened (want) | backend connections at warm-up, end (want) |")
 	fmt.Fprintln(w, "|---|---:|---:|")
 	for _, c := range r.Conns {
-		fmt.Fprintf(w, "| %s | %d (%d) | %d, %d (%d) |\n", c.Lane, c.Dialed, c.Clients, c.BackendWarm, c.BackendEnd, c.BackendWant)
+		fmt.Fprintf(w, "| %s | %d (%d) | %d, %d (%d) |\n", c.Lane, c.Dialed, c.ClientWant, c.BackendWarm, c.BackendEnd, c.BackendWant)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| figure | after warm-up | min | max | end | slope per hour |")

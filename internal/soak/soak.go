@@ -19,12 +19,14 @@
 //     backend through the frame relay;
 //   - http2-quiet: one HTTP/2 connection with a GET every QuietGap, so that
 //     its endpoint connection idles past the relay's UpstreamIdle and is
-//     replaced (the client's connection is not);
+//     replaced, and the client's idles past KeepAliveIdle and is closed
+//     with GOAWAY (the next GET dials again, and does not fail);
 //   - websocket: WebSocket connections, a message echoed every Interval;
 //   - tcp: raw TCP connections, a line echoed every Interval.
 //
 // Invariants the checks hold a run to: no call fails; every client stays on
-// the connection it opened first; no endpoint connection opens after the
+// the connection it opened first (but the http2-quiet one, past
+// KeepAliveIdle); no endpoint connection opens after the
 // warm-up, except one per quiet gap longer than UpstreamIdle on the
 // http2-quiet lane; each bounded figure ends within its bound of its value
 // after the warm-up.
@@ -60,6 +62,11 @@ type Addrs map[Lane]string
 // endpoint connection without a stream for this long is closed, and the
 // next request dials a new one.
 const UpstreamIdle = 90 * time.Second
+
+// KeepAliveIdle is the default timeouts.keepAliveIdle: an HTTP/2 client
+// connection with no stream for this long is closed (GOAWAY), and the
+// client's next request dials a new one.
+const KeepAliveIdle = 75 * time.Second
 
 // quietMargin keeps QuietGap clearly on one side of UpstreamIdle, so that
 // whether the endpoint connection is replaced is never a race.
