@@ -439,17 +439,26 @@ func (c *clients) wsConn(ctx context.Context) {
 		if err == nil {
 			_, got, err = conn.ReadMessage()
 		}
-		switch {
-		case err != nil:
-			c.rec.fail(WebSocketEcho, err)
+		if !c.rec.echoed(WebSocketEcho, err, got, want) {
 			conn.Close()
 			conn = nil
-		case !bytes.Equal(got, want):
-			c.rec.fail(WebSocketEcho, fmt.Errorf("echo %q, want %q", got, want))
-		default:
-			c.rec.ok(WebSocketEcho)
 		}
 	})
+}
+
+// echoed counts one echo of kind: an error (false: the connection is to
+// be dropped and dialled again), a wrong echo, or a good one.
+func (r *recorder) echoed(k Kind, err error, got, want []byte) bool {
+	switch {
+	case err != nil:
+		r.fail(k, err)
+		return false
+	case !bytes.Equal(got, want):
+		r.fail(k, fmt.Errorf("echo %q, want %q", got, want))
+	default:
+		r.ok(k)
+	}
+	return true
 }
 
 // tcpConn holds one TCP connection, echoing a line every Interval; a
@@ -479,15 +488,9 @@ func (c *clients) tcpConn(ctx context.Context) {
 		if err == nil {
 			_, err = io.ReadFull(conn, got)
 		}
-		switch {
-		case err != nil:
-			c.rec.fail(TCPEcho, err)
+		if !c.rec.echoed(TCPEcho, err, got, want) {
 			conn.Close()
 			conn = nil
-		case !bytes.Equal(got, want):
-			c.rec.fail(TCPEcho, fmt.Errorf("echo %q, want %q", got, want))
-		default:
-			c.rec.ok(TCPEcho)
 		}
 	})
 }
