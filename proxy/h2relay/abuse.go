@@ -119,14 +119,6 @@ func (c *spanCounter) add(now time.Time, max int) bool {
 	return c.n > max
 }
 
-// count is the number of events in the window at now.
-func (c *spanCounter) count(now time.Time) int {
-	if now.Sub(c.start) >= budgetSpan {
-		return 0
-	}
-	return c.n
-}
-
 // frameGuard sits between a connection's buffered reader and its Framer:
 // it sees each frame header before the Framer parses the frame, and
 // refuses (with a *calmError, before the Framer sees it) a frame that goes

@@ -74,14 +74,7 @@ func (cc *clientConn) Held() int64 { return cc.held.Load() }
 // ENHANCE_YOUR_CALM, then the close (within closeFlushTimeout if the
 // client does not read).
 func (cc *clientConn) Shed() {
-	const reason = "process memory budget"
-	if o := cc.srv.cfg.Observer; o != nil {
-		o.Calmed(reason)
-	}
-	cc.mu.Lock()
-	last := cc.maxSeen
-	cc.mu.Unlock()
-	cc.goAway(last, http2.ErrCodeEnhanceYourCalm, reason)
+	cc.calm("process memory budget")
 	// The reader may be waiting for a frame that never comes.
 	cc.nc.SetReadDeadline(time.Now().Add(closeFlushTimeout))
 }
@@ -91,7 +84,9 @@ func newClientConn(srv *Server, nc net.Conn) *clientConn {
 	cfg := &srv.cfg
 	cc.init(nc, cfg.now, cfg.MaxHeaderListSize, cfg.ConnWindow, cfg.StreamWindow)
 	cc.writeTimeout = cfg.WriteTimeout
-	cc.account = cc.addHeld
+	if cfg.Budget != nil {
+		cc.account = cc.addHeld
+	}
 	cc.fr.SetMaxReadFrameSize(16 << 10)
 	cc.client, cc.tls = clientAddrOf(nc)
 	addr := cc.client.Addr().Unmap()
@@ -228,26 +223,39 @@ func (cc *clientConn) readError(err error) error {
 // connError answers a connection error with GOAWAY; the connection closes
 // once it is written.
 func (cc *clientConn) connError(err error) error {
+	var calm *calmError
+	if errors.As(err, &calm) {
+		cc.calm(calm.reason)
+		return fmt.Errorf("connection error %v: %w", http2.ErrCodeEnhanceYourCalm, err)
+	}
 	code := http2.ErrCodeProtocol
 	var ce http2.ConnectionError
-	var calm *calmError
 	if errors.As(err, &ce) {
 		code = http2.ErrCode(ce)
 	}
 	debug := ""
-	if errors.As(err, &calm) {
-		code, debug = http2.ErrCodeEnhanceYourCalm, calm.reason
-		if o := cc.srv.cfg.Observer; o != nil {
-			o.Calmed(calm.reason)
-		}
-	} else if d := cc.fr.ErrorDetail(); d != nil {
+	if d := cc.fr.ErrorDetail(); d != nil {
 		debug = d.Error()
 	}
+	cc.goAwayLast(code, debug)
+	return fmt.Errorf("connection error %v: %w", code, err)
+}
+
+// calm ends a connection that went over a budget: the Observer is told,
+// and GOAWAY ENHANCE_YOUR_CALM with reason goes out before the close.
+func (cc *clientConn) calm(reason string) {
+	if o := cc.srv.cfg.Observer; o != nil {
+		o.Calmed(reason)
+	}
+	cc.goAwayLast(http2.ErrCodeEnhanceYourCalm, reason)
+}
+
+// goAwayLast is goAway with the last stream the client opened.
+func (cc *clientConn) goAwayLast(code http2.ErrCode, debug string) {
 	cc.mu.Lock()
 	last := cc.maxSeen
 	cc.mu.Unlock()
 	cc.goAway(last, code, debug)
-	return fmt.Errorf("connection error %v: %w", code, err)
 }
 
 // cleanup ends every stream still open (RST_STREAM CANCEL to their
@@ -259,6 +267,7 @@ func (cc *clientConn) cleanup() {
 	cc.mu.Lock()
 	if cc.sweepTimer != nil {
 		cc.sweepTimer.Stop()
+		cc.sweepTimer = nil // a sweep under way does not re-arm it (armSweep)
 	}
 	cc.mu.Unlock()
 	for _, s := range cc.snapshot() {

@@ -54,7 +54,7 @@ func (s *stream) dialThenBind(addr string) {
 	defer s.mu.Unlock()
 	if s.finished {
 		if up != nil {
-			up.release(0, 0)
+			up.release(0)
 		}
 		return
 	}
@@ -93,7 +93,7 @@ func (s *stream) bind(up *upConn) bool {
 	up.mu.Lock()
 	if up.closed || up.closeAfter || up.goaway {
 		up.mu.Unlock()
-		up.release(0, 0)
+		up.release(0)
 		return false
 	}
 	id := up.nextID

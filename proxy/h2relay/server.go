@@ -59,8 +59,10 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) error {
 		delete(s.conns, cc)
 		s.mu.Unlock()
 		unregister()
-		// Whatever is still counted is gone with the connection.
-		cc.addHeld(-cc.held.Load())
+		if cc.account != nil {
+			// Whatever is still counted is gone with the connection.
+			cc.addHeld(-cc.held.Load())
+		}
 	}()
 	stop := context.AfterFunc(ctx, cc.abort)
 	defer stop()

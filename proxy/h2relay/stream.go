@@ -127,6 +127,9 @@ func (s *stream) pump(p *pipe, data []byte) {
 // reaccount tells the client connection's account of the change of the
 // bytes the stream buffers since it was last told. Called with s.mu held.
 func (s *stream) reaccount() {
+	if s.cc.account == nil {
+		return // no budget: nothing to tell
+	}
 	if now := len(s.req.buf) + len(s.resp.buf); now != s.accounted {
 		s.cc.account(int64(now - s.accounted))
 		s.accounted = now
@@ -301,7 +304,7 @@ func (s *stream) detach() {
 	if up == nil {
 		return
 	}
-	up.release(s.upID, 0)
+	up.release(s.upID)
 	s.up = nil
 }
 

@@ -126,18 +126,16 @@ func (up *upConn) reserve() bool {
 	return true
 }
 
-// release gives back a stream slot (and the stream id's entry, if not 0)
-// and n bytes of connection window the stream held. A connection that
-// takes no new stream closes when its last one is released.
-func (up *upConn) release(id uint32, n int) {
+// release gives back a stream slot (and the stream id's entry, if not 0);
+// the stream's data was credited to the connection as it arrived. A
+// connection that takes no new stream closes when its last one is
+// released.
+func (up *upConn) release(id uint32) {
 	up.mu.Lock()
 	if id != 0 {
 		delete(up.streams, id)
 	}
 	up.active--
-	if n > 0 {
-		up.creditLocked(n, nil)
-	}
 	if up.active == 0 {
 		up.idleSince = time.Now()
 		if up.goaway {
