@@ -1,48 +1,77 @@
 package proxy
 
 import (
-	"slices"
+	"time"
 
 	"go.uber.org/zap"
 
-	"github.com/longhaul-proxy/longhaul/balancer"
 	"github.com/longhaul-proxy/longhaul/proxy/h2relay"
 )
 
-// relayRouter picks endpoints for the HTTP/2 relay with the listener's
-// picker and key, counting the load on the target while the stream lasts.
-// With Affinity, each connection's relayPin routes instead.
-type relayRouter struct{ l *HTTPListener }
-
-func (r relayRouter) Route(h *h2relay.RequestHead, tried []string) (string, func(), bool) {
-	l := r.l
-	p := l.up.Picker()
-	if p == nil {
-		l.picksNone.Inc()
-		return "", nil, false
-	}
-	t := p.Pick(l.cfg.Key.HashHead(h), triedTargets(p, tried))
-	if t == nil {
-		l.picksNone.Inc()
-		return "", nil, false
-	}
-	t.Acquire()
-	l.picksOK.Inc()
-	return t.Endpoint.Address, t.Release, true
+// relayRouter leases endpoints for the HTTP/2 relay's streams with the
+// listener's key: each stream holds its lease (counted as load) until it
+// ends. Pinned connections route through their relayConn instead.
+type relayRouter struct {
+	up  *Upstream
+	key RequestKey
 }
 
-// triedTargets returns the picker's targets whose addresses the relay
-// tried already for a stream.
-func triedTargets(p balancer.Picker, tried []string) []*balancer.Target {
-	var excluded []*balancer.Target
-	if len(tried) > 0 {
-		for _, t := range p.Targets() {
-			if slices.Contains(tried, t.Endpoint.Address) {
-				excluded = append(excluded, t)
-			}
-		}
+func (r relayRouter) Route(h *h2relay.RequestHead, tried []string) (string, func(), bool) {
+	l, err := r.up.Lease(r.key.HashHead(h), "", tried, nil)
+	if err != nil {
+		r.up.picksNone.Inc()
+		return "", nil, false
 	}
-	return excluded
+	r.up.picksOK.Inc()
+	return l.Addr(), l.Release, true
+}
+
+// onRelayConn is the relay's OnConn: it keeps each client connection in
+// l.clients, for longhaul's own shutdown to move (Clients), and with
+// Affinity pins it.
+func (l *HTTPListener) onRelayConn(c *h2relay.Conn) h2relay.Router {
+	rc := &relayConn{c: c, key: l.cfg.Key}
+	l.clients.Store(c, rc)
+	if !l.cfg.Affinity {
+		return nil // the relay's Router
+	}
+	rc.pin = newPin(l.up, c.RemoteAddr().String(), rc)
+	return rc
+}
+
+// onRelayConnEnd is the relay's OnConnEnd.
+func (l *HTTPListener) onRelayConnEnd(c *h2relay.Conn) {
+	v, ok := l.clients.LoadAndDelete(c)
+	if !ok {
+		return
+	}
+	if rc := v.(*relayConn); rc.pin != nil {
+		if c.Forced() {
+			rc.pin.mig.forced()
+		}
+		rc.pin.end()
+	}
+}
+
+// clientMove is a client connection of the relay as longhaul's own
+// shutdown moves it: the two-step GOAWAY, its streams still open at the
+// deadline ended with gRPC UNAVAILABLE (or 502 / RST_STREAM).
+type clientMove struct{ c *h2relay.Conn }
+
+func (m clientMove) Migrate(deadline time.Time) { m.c.GoAway(deadline) }
+
+// Clients returns the client connections that the HTTP/2 relay serves,
+// balanced per request and so bound to no endpoint, for longhaul's own
+// shutdown to move; pinned ones are sessions of their endpoint instead.
+func (l *HTTPListener) Clients() []interface{ Migrate(time.Time) } {
+	var out []interface{ Migrate(time.Time) }
+	l.clients.Range(func(_, v any) bool {
+		if rc := v.(*relayConn); rc.pin == nil {
+			out = append(out, clientMove{rc.c})
+		}
+		return true
+	})
+	return out
 }
 
 // relayObserver records the relay's request durations and dial errors in

@@ -38,13 +38,6 @@ func newH2Pool(dial DialFunc, connectTimeout time.Duration) *h2Pool {
 	return p
 }
 
-// errDial marks a failure to connect: nothing was sent, so retrying the
-// request on another endpoint is safe.
-type errDial struct{ err error }
-
-func (e errDial) Error() string { return e.err.Error() }
-func (e errDial) Unwrap() error { return e.err }
-
 // GetClientConn returns a connection to addr with a stream reserved, dialing
 // one when every existing connection is full or going away.
 func (p *h2Pool) GetClientConn(req *http.Request, addr string) (*http2.ClientConn, error) {
@@ -60,16 +53,16 @@ func (p *h2Pool) GetClientConn(req *http.Request, addr string) (*http2.ClientCon
 	defer cancel()
 	c, err := p.dial(ctx, "tcp", addr)
 	if err != nil {
-		return nil, errDial{fmt.Errorf("dial %s: %w", addr, err)}
+		return nil, &DialError{Addr: addr, Err: err}
 	}
 	cc, err := p.t.NewClientConn(c)
 	if err != nil {
 		c.Close()
-		return nil, errDial{fmt.Errorf("http2 handshake with %s: %w", addr, err)}
+		return nil, &DialError{Addr: addr, Err: fmt.Errorf("http2 handshake: %w", err)}
 	}
 	if !cc.ReserveNewRequest() {
 		cc.Close()
-		return nil, errDial{errors.New("new connection refused a stream")}
+		return nil, &DialError{Addr: addr, Err: errors.New("new connection refused a stream")}
 	}
 	p.mu.Lock()
 	p.conns[addr] = append(p.conns[addr], cc)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -21,8 +20,6 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/net/http2"
 
-	"github.com/longhaul-proxy/longhaul/balancer"
-	"github.com/longhaul-proxy/longhaul/internal/guard"
 	"github.com/longhaul-proxy/longhaul/internal/membudget"
 	"github.com/longhaul-proxy/longhaul/proxy/h2relay"
 )
@@ -106,24 +103,25 @@ type HTTPListener struct {
 	wsMu     sync.RWMutex
 	wsClosed bool
 
-	pins sync.Map // net.Conn -> *connPin, with Affinity
+	pins sync.Map // net.Conn -> *serverConn, with Affinity
 
 	// relay serves HTTP/2 client connections frame by frame when
-	// UpstreamH2 is set (each pinned by a relayPin with Affinity); nil
-	// otherwise. splitWG counts the goroutines that sniff and serve
-	// accepted connections, and those that end relayPins.
+	// UpstreamH2 is set; nil otherwise. clients holds its connections
+	// (*h2relay.Conn -> *relayConn), each pinned with Affinity. splitWG
+	// counts the goroutines that sniff and serve accepted connections.
 	relay   *h2relay.Server
+	clients sync.Map
 	splitWG sync.WaitGroup
 
 	// Per-request series, resolved once: a label lookup per request costs
 	// more than the observation.
-	picksOK, picksNone prometheus.Counter
-	reqTime            [6]prometheus.Observer // by HTTP status class 1..5; 0 is gRPC error
-	grpcOK             prometheus.Observer
+	reqTime [6]prometheus.Observer // by HTTP status class 1..5; 0 is gRPC error
+	grpcOK  prometheus.Observer
 }
 
-// NewHTTP returns an HTTP listener balancing over up.
-func NewHTTP(cfg HTTPConfig, up *Upstream, reg *Registry, m *Metrics) *HTTPListener {
+// NewHTTP returns an HTTP listener balancing over up, whose sessions are
+// registered in up's Registry.
+func NewHTTP(cfg HTTPConfig, up *Upstream, m *Metrics) *HTTPListener {
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = 2 * time.Second
 	}
@@ -151,8 +149,7 @@ func NewHTTP(cfg HTTPConfig, up *Upstream, reg *Registry, m *Metrics) *HTTPListe
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	l := &HTTPListener{cfg: cfg, up: up, reg: reg, metrics: m, log: cfg.Logger.With(zap.String("listener", cfg.Name)),
-		picksOK: m.Picks.WithLabelValues(cfg.Name, "ok"), picksNone: m.Picks.WithLabelValues(cfg.Name, "none"),
+	l := &HTTPListener{cfg: cfg, up: up, reg: up.Registry(), metrics: m, log: cfg.Logger.With(zap.String("listener", cfg.Name)),
 		grpcOK: m.RequestTime.WithLabelValues(cfg.Name, "ok")}
 	l.reqTime[0] = m.RequestTime.WithLabelValues(cfg.Name, "error")
 	for c := 1; c <= 5; c++ {
@@ -190,13 +187,11 @@ func NewHTTP(cfg HTTPConfig, up *Upstream, reg *Registry, m *Metrics) *HTTPListe
 	}
 	if cfg.UpstreamH2 {
 		rc := h2relay.Config{
-			Router: relayRouter{l}, Observer: relayObserver{l},
+			Router: relayRouter{up: up, key: cfg.Key}, Observer: relayObserver{l},
+			OnConn: l.onRelayConn, OnConnEnd: l.onRelayConnEnd,
 			Dial: cfg.Dial, ConnectTimeout: cfg.ConnectTimeout, MaxAttempts: cfg.MaxAttempts,
 			MaxHeaderListSize: uint32(cfg.MaxHeaderBytes), IdleTimeout: cfg.KeepAliveIdle,
 			StreamIdleTimeout: cfg.StreamIdleTimeout, Budget: cfg.MemoryBudget,
-		}
-		if cfg.Affinity {
-			rc.OnConn = l.relayConn // each connection pinned by a relayPin
 		}
 		l.relay = h2relay.New(rc)
 	}
@@ -230,36 +225,13 @@ func (l *HTTPListener) Serve(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
-// Shutdown stops accepting, sends GOAWAY to HTTP/2 clients and closes idle
-// HTTP/1 connections, asks WebSocket sessions to migrate, and waits for
-// requests to finish until ctx ends; then it closes what is left.
+// Shutdown stops accepting, sends GOAWAY to the HTTP/2 clients still
+// connected and closes idle HTTP/1 connections, and waits for requests and
+// upgraded sessions to end until ctx ends; then it closes what is left.
+// Moving sessions and clients off, paced, is drain's (see Clients); by the
+// time Shutdown runs, most are gone.
 func (l *HTTPListener) Shutdown(ctx context.Context) error {
 	l.closing.Store(true)
-	deadline, ok := ctx.Deadline()
-	if !ok {
-		deadline = time.Now()
-	}
-	// Ask upgraded sessions to leave, their starts spread with jitter over
-	// the first half of the time left, so that clients do not all
-	// reconnect (to the other replicas) in the same instant.
-	window := time.Until(deadline) / 2
-	var timers []*time.Timer
-	for _, s := range l.reg.All() {
-		if s.Info().Listener != l.cfg.Name {
-			continue
-		}
-		l.metrics.SessionsMigrated.WithLabelValues(l.cfg.Name, s.Info().Protocol, "shutdown").Inc()
-		var delay time.Duration
-		if window > 0 {
-			delay = rand.N(window)
-		}
-		timers = append(timers, time.AfterFunc(delay, func() { defer guard.Recover("drain", nil); s.Migrate(deadline) }))
-	}
-	defer func() {
-		for _, t := range timers {
-			t.Stop()
-		}
-	}()
 	relayErr := make(chan error, 1)
 	if l.relay != nil {
 		go func() { relayErr <- l.relay.Shutdown(ctx) }()
@@ -316,12 +288,27 @@ func (l *HTTPListener) DrainEndpoint(ctx context.Context, addr string) {
 	wg.Wait()
 }
 
+// roundTrip sends out to the endpoint at addr: over HTTP/2 with
+// UpstreamH2, else over HTTP/1.1 keep-alive connections.
+func (l *HTTPListener) roundTrip(out *http.Request, addr string) (*http.Response, error) {
+	if l.cfg.UpstreamH2 {
+		return l.h2.t.RoundTripOpt(out, http2.RoundTripOpt{})
+	}
+	return l.h1Transport(addr).RoundTrip(out)
+}
+
 func (l *HTTPListener) h1Transport(addr string) *http.Transport {
 	if t, ok := l.h1.Load(addr); ok {
 		return t.(*http.Transport)
 	}
 	t := &http.Transport{
-		DialContext:           l.cfg.Dial,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := l.cfg.Dial(ctx, network, addr)
+			if err != nil {
+				return nil, &DialError{Addr: addr, Err: err}
+			}
+			return c, nil
+		},
 		MaxIdleConnsPerHost:   256,
 		IdleConnTimeout:       90 * time.Second,
 		ResponseHeaderTimeout: 0,
@@ -375,11 +362,6 @@ func (l *HTTPListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	grpc := isGRPC(r)
-	p := l.up.Picker()
-	if p == nil {
-		l.fail(w, r, grpc, http.StatusServiceUnavailable, "no endpoints")
-		return
-	}
 	// The endpoint's response headers are awaited for at most
 	// ResponseHeaderTimeout, retries included.
 	ctx, cancel := context.WithCancelCause(r.Context())
@@ -394,53 +376,29 @@ func (l *HTTPListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		out.Body = body
 	}
 
-	var triedBuf [8]*balancer.Target
-	tried := triedBuf[:0]
 	var resp *http.Response
-	var target *balancer.Target
-	var err error
 	pin := pinOf(r) // nil without affinity
-	closeConn := false
-	for attempt := 0; attempt < l.cfg.MaxAttempts && attempt < len(triedBuf); attempt++ {
+	prefer, leave := "", false
+	if pin != nil {
+		prefer = pin.addr()
+	}
+	lease, err := l.up.Try(Attempt{Key: key, Prefer: prefer, Max: l.cfg.MaxAttempts}, func(ls *Lease) (err error) {
 		if pin != nil {
 			// The pinned connection counts as load, and so does each
 			// request in flight on it.
-			target, closeConn = pin.choose(p, key, tried, r.ProtoMajor == 2)
-		} else {
-			target = p.Pick(key, tried)
+			leave = pin.follow(key, ls.Addr()) || leave
 		}
-		if target == nil {
-			break
-		}
-		target.Acquire()
-		out.URL.Host = target.Endpoint.Address
-		if l.cfg.UpstreamH2 {
-			resp, err = l.h2.t.RoundTripOpt(out, http2.RoundTripOpt{})
-		} else {
-			resp, err = l.h1Transport(target.Endpoint.Address).RoundTrip(out)
-		}
-		if err == nil {
-			break
-		}
-		target.Release()
-		var de errDial
-		if errors.As(err, &de) {
-			l.metrics.DialErrors.WithLabelValues(l.cfg.Name, target.Endpoint.Address).Inc()
-		}
-		if !retryable(err, body, r) || r.Context().Err() != nil {
-			break
-		}
-		tried = append(tried, target)
-		target = nil
-	}
+		out.URL.Host = ls.Addr()
+		resp, err = l.roundTrip(out, ls.Addr())
+		return err
+	}, func(err error) bool { return retryable(err, body, r) && r.Context().Err() == nil })
 	if !headerTimer.Stop() {
 		// Timed out, or the headers came as it fired: the request's context
 		// is cancelled either way, so the body could not be relayed.
 		if resp != nil {
 			resp.Body.Close()
-			target.Release()
+			lease.Release()
 		}
-		l.picksNone.Inc()
 		l.fail(w, r, grpc, http.StatusGatewayTimeout, "no response headers from the endpoint within "+l.cfg.ResponseHeaderTimeout.String())
 		return
 	}
@@ -452,28 +410,27 @@ func (l *HTTPListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(berr, os.ErrDeadlineExceeded) {
 			l.fail(w, r, grpc, http.StatusRequestTimeout, "request body: no data within "+l.cfg.RequestBodyTimeout.String())
 		} else {
-			l.fail(w, r, grpc, http.StatusBadRequest, "request body: "+berr.Error())
+			l.fail(w, r, grpc, http.StatusBadRequest, "request body malformed")
 		}
 		return
 	}
-	if err != nil || resp == nil {
+	if err != nil {
 		if r.Context().Err() != nil {
 			// The client went away (or half-closed): abort rather than
 			// let the server send an empty 200 in our name.
 			panic(http.ErrAbortHandler)
 		}
-		l.picksNone.Inc()
-		msg := "no endpoint available"
-		if err != nil {
-			msg = "upstream: " + err.Error()
-			l.log.Debug("request failed", zap.Error(err))
+		if errors.Is(err, ErrNoEndpoint) {
+			l.fail(w, r, grpc, http.StatusServiceUnavailable, "no endpoint available")
+			return
 		}
-		l.fail(w, r, grpc, http.StatusBadGateway, msg)
+		// What failed stays in the log: it names endpoints.
+		l.log.Debug("request failed", zap.Error(err))
+		l.fail(w, r, grpc, http.StatusBadGateway, "upstream request failed")
 		return
 	}
-	defer target.Release()
-	l.picksOK.Inc()
-	if closeConn || pin != nil && pin.moving.Load() {
+	defer lease.Release()
+	if leave || pin != nil && pin.moving.Load() {
 		// Moved, or asked to move: HTTP/1.1 closes after this response,
 		// HTTP/2 sends GOAWAY and closes once its streams are done.
 		w.Header()["Connection"] = []string{"close"}
@@ -509,7 +466,7 @@ func retryable(err error, body *trackedBody, r *http.Request) bool {
 	if body.read.Load() {
 		return false
 	}
-	var de errDial
+	var de *DialError
 	if errors.As(err, &de) {
 		return true
 	}

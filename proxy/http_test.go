@@ -39,10 +39,10 @@ func startHTTPProxy(t testing.TB, cfg HTTPConfig, policy balancer.Policy, endpoi
 	if cfg.Name == "" {
 		cfg.Name = "web"
 	}
-	up := NewUpstream(cfg.Name, policy, nil)
-	setEndpoints(t, up, endpoints...)
 	reg := NewRegistry()
-	l := NewHTTP(cfg, up, reg, nil)
+	up := NewUpstream(cfg.Name, policy, reg, nil)
+	setEndpoints(t, up, endpoints...)
+	l := NewHTTP(cfg, up, nil)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -48,9 +48,9 @@ func TestEndpointSeriesDeletedWhenGoneAndIdle(t *testing.T) {
 
 	preg := prometheus.NewRegistry()
 	m := NewMetrics(preg)
-	up := NewUpstream("t", balancer.Policy{Kind: balancer.Maglev}, m)
 	reg := NewRegistry()
 	series := NewEndpointSeries(m, reg)
+	up := NewUpstream("t", balancer.Policy{Kind: balancer.Maglev}, reg, m)
 	idle := make(chan string, 100)
 	forget := reg.OnEndpointIdle
 	reg.OnEndpointIdle = func(addr string) { forget(addr); idle <- addr }
@@ -70,7 +70,7 @@ func TestEndpointSeriesDeletedWhenGoneAndIdle(t *testing.T) {
 		series.Snapshot("t", snap)
 	}
 	set(b1.addr(), b2.addr(), b3.addr(), deadAddr)
-	l := NewTCP(TCPConfig{Name: "t", Key: KeyClientIPPort, MaxAttempts: 4}, up, reg, m)
+	l := NewTCP(TCPConfig{Name: "t", Key: KeyClientIPPort, MaxAttempts: 4}, up, m)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -43,8 +43,14 @@ type MigrationEnd struct {
 }
 
 // Registry holds the live sessions by endpoint address. A session is
-// registered before its first byte is relayed and removed when it ends, so a
-// drain that lists an endpoint's sessions never misses one.
+// registered by its Lease, at pick time, before its endpoint is dialled, and
+// removed when it ends; leases are ordered against picker swaps (see
+// Upstream), so a drain that lists an endpoint's sessions after the picker
+// that excludes it was swapped in never misses one.
+//
+// Lock order: the Registry's lock is the innermost. No Session method and
+// no callback (OnMigrationEnd, OnEndpointIdle) is called with it held, but
+// WhenIdle's fn, which must not call the Registry or a Session.
 type Registry struct {
 	mu     sync.Mutex
 	byEP   map[string]map[uint64]Session
@@ -164,24 +170,19 @@ func (r *Registry) Infos() []SessionInfo {
 }
 
 // Wait blocks until no session matching keep is live, or ctx ends. A nil keep
-// matches every session.
+// matches every session. keep runs with no lock held.
 func (r *Registry) Wait(ctx context.Context, keep func(SessionInfo) bool) error {
 	for {
 		r.mu.Lock()
 		ch := r.changed
+		r.mu.Unlock()
 		live := false
-		for _, m := range r.byEP {
-			for _, s := range m {
-				if keep == nil || keep(s.Info()) {
-					live = true
-					break
-				}
-			}
-			if live {
+		for _, s := range r.All() {
+			if keep == nil || keep(s.Info()) {
+				live = true
 				break
 			}
 		}
-		r.mu.Unlock()
 		if !live {
 			return nil
 		}

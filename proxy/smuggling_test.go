@@ -123,7 +123,15 @@ func TestRequestSmuggling(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			before := len(b.seen())
 			got := rawExchange(t, p.addr, tc.raw, len(tc.statuses))
-			seen := b.seen()[before:]
+			// Only this case's requests: the endpoint may record one of
+			// the previous case after its client was answered (a body
+			// cut short is answered by longhaul, not the endpoint).
+			var seen []string
+			for _, r := range b.seen()[before:] {
+				if f := strings.Fields(r); len(f) > 1 && strings.Contains(tc.raw, " "+f[1]+" HTTP/1.1\r\n") {
+					seen = append(seen, r)
+				}
+			}
 			if strings.Join(got, "|") != strings.Join(tc.statuses, "|") {
 				t.Errorf("client got %q, want %q", got, tc.statuses)
 			}

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -85,21 +84,19 @@ type TCPListener struct {
 	metrics *Metrics
 	log     *zap.Logger
 
-	active   atomic.Int64
-	gate     *connGate
-	wg       sync.WaitGroup
-	mu       sync.Mutex
-	ln       net.Listener
-	closing  atomic.Bool
-	bytesUp  interface{ Add(float64) }
-	bytesDn  interface{ Add(float64) }
-	picksOK  interface{ Inc() }
-	picksNil interface{ Inc() }
+	active  atomic.Int64
+	gate    *connGate
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	ln      net.Listener
+	closing atomic.Bool
+	bytesUp interface{ Add(float64) }
+	bytesDn interface{ Add(float64) }
 }
 
-// NewTCP returns a TCP listener that balances over up and registers its
-// sessions in reg.
-func NewTCP(cfg TCPConfig, up *Upstream, reg *Registry, m *Metrics) *TCPListener {
+// NewTCP returns a TCP listener that balances over up, whose sessions are
+// registered in up's Registry.
+func NewTCP(cfg TCPConfig, up *Upstream, m *Metrics) *TCPListener {
 	if cfg.Key == nil {
 		cfg.Key = KeyClientIP
 	}
@@ -124,13 +121,11 @@ func NewTCP(cfg TCPConfig, up *Upstream, reg *Registry, m *Metrics) *TCPListener
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	return &TCPListener{cfg: cfg, up: up, reg: reg, metrics: m, log: cfg.Logger.With(zap.String("listener", cfg.Name)),
+	return &TCPListener{cfg: cfg, up: up, reg: up.Registry(), metrics: m, log: cfg.Logger.With(zap.String("listener", cfg.Name)),
 		gate: newConnGate(cfg.MaxConnections, cfg.MaxConnectionsPerClient,
 			m.Rejected.WithLabelValues(cfg.Name, "per_client")),
-		bytesUp:  m.Bytes.WithLabelValues(cfg.Name, "upstream"),
-		bytesDn:  m.Bytes.WithLabelValues(cfg.Name, "downstream"),
-		picksOK:  m.Picks.WithLabelValues(cfg.Name, "ok"),
-		picksNil: m.Picks.WithLabelValues(cfg.Name, "none"),
+		bytesUp: m.Bytes.WithLabelValues(cfg.Name, "upstream"),
+		bytesDn: m.Bytes.WithLabelValues(cfg.Name, "downstream"),
 	}
 }
 
@@ -243,76 +238,38 @@ func (l *TCPListener) handle(ctx context.Context, c net.Conn) {
 		return
 	}
 	defer l.gate.Leave(clientAddr.Addr())
-	backend, t, err := l.connect(ctx, l.cfg.Key(clientAddr))
+	var backend net.Conn
+	info := SessionInfo{Listener: l.cfg.Name, Protocol: "tcp", Client: clientAddr.String()}
+	lease, err := l.up.Try(Attempt{Key: l.cfg.Key(clientAddr), Info: &info, Max: l.cfg.MaxAttempts},
+		func(ls *Lease) (err error) {
+			backend, err = dialLease(ctx, l.cfg.Dial, l.cfg.ConnectTimeout, ls)
+			return err
+		}, RetryDial)
 	if err != nil {
 		l.log.Debug("closing client: no endpoint", zap.Stringer("client", c.RemoteAddr()), zap.Error(err))
 		c.Close()
 		return
 	}
-	defer t.Release()
+	defer lease.Release()
 	if l.cfg.SendProxy {
 		var hb [64]byte
 		hdr := AppendProxyV2(hb[:0], clientAddr, addrPortOf(c.LocalAddr()))
 		if _, err := backend.Write(hdr); err != nil {
-			l.metrics.DialErrors.WithLabelValues(l.cfg.Name, t.Endpoint.Address).Inc()
+			l.metrics.DialErrors.WithLabelValues(l.cfg.Name, lease.Addr()).Inc()
 			c.Close()
 			backend.Close()
 			return
 		}
 	}
 	s := &tcpSession{
-		info: SessionInfo{ID: l.reg.NewID(), Listener: l.cfg.Name, Protocol: "tcp",
-			Endpoint: t.Endpoint.Address, Client: clientAddr.String(), Started: time.Now()},
+		info:   lease.info,
 		client: c, backend: backend, clientTCP: client, idle: l.cfg.IdleTimeout,
 		halfClosed:  min(l.cfg.HalfClosedTimeout, cmp.Or(l.cfg.IdleTimeout, l.cfg.HalfClosedTimeout)),
 		closeAtOnce: l.cfg.DrainImmediate,
 	}
 	s.backendTCP, _ = backend.(*net.TCPConn)
-	remove := l.reg.Register(t.Endpoint.Address, s.info.ID, s)
-	defer remove()
-	active := l.metrics.SessionsActive.WithLabelValues(l.cfg.Name, t.Endpoint.Address)
-	active.Inc()
-	defer active.Dec()
-	l.metrics.SessionsTotal.WithLabelValues(l.cfg.Name, t.Endpoint.Address).Inc()
+	lease.Attach(s)
 	s.relay(l.bytesUp, l.bytesDn)
-}
-
-// connect picks an endpoint and dials it, trying the next choice on a
-// connect failure, at most MaxAttempts times. No byte has been relayed yet,
-// so a retry is always safe. The returned target has been acquired.
-func (l *TCPListener) connect(ctx context.Context, key uint64) (net.Conn, *balancer.Target, error) {
-	p := l.up.Picker()
-	if p == nil {
-		l.picksNil.Inc()
-		return nil, nil, errors.New("no endpoints yet")
-	}
-	var triedBuf [8]*balancer.Target
-	tried := triedBuf[:0]
-	var lastErr error
-	for attempt := 0; attempt < l.cfg.MaxAttempts && attempt < len(triedBuf); attempt++ {
-		t := p.Pick(key, tried)
-		if t == nil {
-			break
-		}
-		t.Acquire() // count it now so that concurrent bounded picks see it
-		dctx, cancel := context.WithTimeout(ctx, l.cfg.ConnectTimeout)
-		conn, err := l.cfg.Dial(dctx, "tcp", t.Endpoint.Address)
-		cancel()
-		if err == nil {
-			l.picksOK.Inc()
-			return conn, t, nil
-		}
-		t.Release()
-		l.metrics.DialErrors.WithLabelValues(l.cfg.Name, t.Endpoint.Address).Inc()
-		l.log.Debug("dial failed", zap.String("endpoint", t.Endpoint.Address), zap.Error(err))
-		lastErr = fmt.Errorf("dial %s: %w", t.Endpoint.Address, err)
-		tried = append(tried, t)
-	}
-	l.picksNil.Inc()
-	if lastErr == nil {
-		lastErr = errors.New("no eligible endpoint")
-	}
-	return nil, nil, lastErr
 }
 
 func addrPortOf(a net.Addr) netip.AddrPort {

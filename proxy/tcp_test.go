@@ -56,10 +56,10 @@ func startProxy(t testing.TB, cfg TCPConfig, policy balancer.Policy, endpoints .
 	if cfg.Name == "" {
 		cfg.Name = "test"
 	}
-	up := NewUpstream(cfg.Name, policy, nil)
-	setEndpoints(t, up, endpoints...)
 	reg := NewRegistry()
-	l := NewTCP(cfg, up, reg, nil)
+	up := NewUpstream(cfg.Name, policy, reg, nil)
+	setEndpoints(t, up, endpoints...)
+	l := NewTCP(cfg, up, nil)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

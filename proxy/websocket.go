@@ -3,8 +3,8 @@ package proxy
 import (
 	"bufio"
 	"cmp"
-	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -16,7 +16,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/longhaul-proxy/longhaul/balancer"
 	"github.com/longhaul-proxy/longhaul/internal/guard"
 	"github.com/longhaul-proxy/longhaul/proxy/wsframe"
 )
@@ -59,6 +58,10 @@ func headerHasToken(h http.Header, name, token string) bool {
 // serveWebSocket forwards the upgrade handshake to an endpoint and, once it
 // answers 101, relays frames both ways with a frame-aware relay so that a
 // drain can inject a close frame at a frame boundary.
+//
+// The session is leased before the endpoint is dialled; the dial and the
+// handshake are one attempt of Try, so an endpoint asked to let go of its
+// sessions meanwhile is left before the 101 reaches the client.
 func (l *HTTPListener) serveWebSocket(w http.ResponseWriter, r *http.Request, client netip.AddrPort) {
 	l.wsMu.RLock()
 	if l.wsClosed {
@@ -68,77 +71,55 @@ func (l *HTTPListener) serveWebSocket(w http.ResponseWriter, r *http.Request, cl
 	}
 	l.wsWG.Add(1)
 	l.wsMu.RUnlock()
-	handedOff := false // once true, the relay goroutine calls Done and releases target
-	var target *balancer.Target
+	handedOff := false // once true, the relay goroutine calls Done and releases the lease
+	var lease *Lease
 	defer func() {
 		if !handedOff {
-			if target != nil {
-				target.Release()
-			}
+			lease.Release()
 			l.wsWG.Done()
 		}
 	}()
-	p := l.up.Picker()
-	if p == nil {
-		http.Error(w, "longhaul: no endpoints", http.StatusServiceUnavailable)
-		return
-	}
-	upgradeHeaders := map[string][]string{"Upgrade": r.Header["Upgrade"], "Connection": {"Upgrade"}}
+	upgrade := r.Header["Upgrade"] // outRequest removes it with the other hop-by-hop headers
 	out := l.outRequest(r, client)
-	for k, v := range upgradeHeaders {
-		out.Header[k] = v
-	}
+	out.Header["Upgrade"] = upgrade
+	out.Header["Connection"] = []string{"Upgrade"}
 	out.URL.Scheme = "http"
-	key := l.cfg.Key.Hash(r, client)
-
-	var triedBuf [8]*balancer.Target
-	tried := triedBuf[:0]
-	var backend net.Conn
-	for attempt := 0; attempt < l.cfg.MaxAttempts && attempt < len(triedBuf); attempt++ {
-		target = p.Pick(key, tried)
-		if target == nil {
-			break
-		}
-		target.Acquire()
-		ctx, cancel := context.WithTimeout(r.Context(), l.cfg.ConnectTimeout)
-		c, err := l.cfg.Dial(ctx, "tcp", target.Endpoint.Address)
-		cancel()
-		if err == nil {
-			backend = c
-			break
-		}
-		target.Release()
-		l.metrics.DialErrors.WithLabelValues(l.cfg.Name, target.Endpoint.Address).Inc()
-		tried = append(tried, target)
-		target = nil
-	}
-	if backend == nil {
-		http.Error(w, "longhaul: no endpoint available", http.StatusBadGateway)
-		return
-	}
-	out.URL.Host = target.Endpoint.Address
-	// The handshake, written and answered, within ResponseHeaderTimeout;
-	// the deadline is cleared once the answer is read.
-	backend.SetDeadline(time.Now().Add(l.cfg.ResponseHeaderTimeout))
-	if err := writeBuffered(backend, out.Write); err != nil {
-		backend.Close()
-		http.Error(w, "longhaul: upstream handshake failed", http.StatusBadGateway)
-		return
-	}
 	br := handshakeReaders.Get().(*bufio.Reader)
-	br.Reset(backend)
 	defer func() { br.Reset(nil); handshakeReaders.Put(br) }()
-	resp, err := http.ReadResponse(br, out)
-	if err != nil {
-		backend.Close()
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			http.Error(w, "longhaul: no handshake answer from the endpoint within "+l.cfg.ResponseHeaderTimeout.String(), http.StatusGatewayTimeout)
-			return
-		}
+	var backend net.Conn
+	var resp *http.Response
+	info := SessionInfo{Listener: l.cfg.Name, Protocol: "websocket", Client: client.String()}
+	lease, err := l.up.Try(Attempt{Key: l.cfg.Key.Hash(r, client), Info: &info, Max: l.cfg.MaxAttempts},
+		func(ls *Lease) error {
+			c, err := dialLease(r.Context(), l.cfg.Dial, l.cfg.ConnectTimeout, ls)
+			if err != nil {
+				return err
+			}
+			out.URL.Host = ls.Addr()
+			br.Reset(c)
+			if resp, err = l.handshake(c, out, br); err != nil {
+				c.Close()
+				return err
+			}
+			if resp.StatusCode == http.StatusSwitchingProtocols && ls.Asked() {
+				c.Close()
+				return errLeaving
+			}
+			backend = c
+			return nil
+		}, RetryDial)
+	switch {
+	case errors.Is(err, ErrNoEndpoint):
+		http.Error(w, "longhaul: no endpoint available", http.StatusServiceUnavailable)
+		return
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		http.Error(w, "longhaul: no handshake answer from the endpoint within "+l.cfg.ResponseHeaderTimeout.String(), http.StatusGatewayTimeout)
+		return
+	case err != nil:
+		l.log.Debug("websocket upgrade failed", zap.Error(err))
 		http.Error(w, "longhaul: upstream handshake failed", http.StatusBadGateway)
 		return
 	}
-	backend.SetDeadline(time.Time{})
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		// Refused: pass the answer on as an ordinary response.
 		l.copyResponse(w, resp, false)
@@ -167,35 +148,16 @@ func (l *HTTPListener) serveWebSocket(w http.ResponseWriter, r *http.Request, cl
 		Extensions:   resp.Header.Get("Sec-WebSocket-Extensions") != "",
 		CloseTimeout: l.cfg.WebSocket.CloseTimeout,
 	})
-	s := &wsSession{relay: relay, code: l.cfg.WebSocket.CloseCode, info: SessionInfo{
-		ID: l.reg.NewID(), Listener: l.cfg.Name, Protocol: "websocket",
-		Endpoint: target.Endpoint.Address, Client: client.String(), Started: time.Now(),
-	}, conns: [2]net.Conn{conn, backend}}
-	if s.code == 0 {
-		s.code = 1012
-	}
+	s := &wsSession{relay: relay, code: cmp.Or(l.cfg.WebSocket.CloseCode, 1012), info: lease.info,
+		conns: [2]net.Conn{conn, backend}}
 	// The relay runs on a goroutine of its own and the handler returns, so
 	// that the server lets go of what it kept for the connection (its
 	// buffers, the request): a long-lived WebSocket holds only the relay.
-	remove := l.reg.Register(target.Endpoint.Address, s.info.ID, s)
-	active := l.metrics.SessionsActive.WithLabelValues(l.cfg.Name, target.Endpoint.Address)
-	active.Inc()
-	l.metrics.SessionsTotal.WithLabelValues(l.cfg.Name, target.Endpoint.Address).Inc()
-	if l.closing.Load() {
-		// Upgraded while the listener shuts down: ask it to leave at once,
-		// with the usual close handshake time.
-		grace := l.cfg.WebSocket.CloseTimeout
-		if grace <= 0 {
-			grace = 5 * time.Second
-		}
-		s.Migrate(time.Now().Add(grace))
-	}
+	lease.Attach(s)
 	handedOff = true
 	go func() {
 		defer l.wsWG.Done()
-		defer target.Release()
-		defer remove()
-		defer active.Dec()
+		defer lease.Release()
 		defer guard.Recover("websocket", s.Close)
 		defer s.watchIdle(cmp.Or(l.cfg.WebSocket.IdleTimeout, defaultWebSocketIdle))()
 		if err := relay.Run(); err != nil {
@@ -205,6 +167,22 @@ func (l *HTTPListener) serveWebSocket(w http.ResponseWriter, r *http.Request, cl
 		conn.Close()
 		backend.Close()
 	}()
+}
+
+// handshake writes the upgrade request to the endpoint on c and reads its
+// answer through br, both within ResponseHeaderTimeout; the deadline is
+// cleared once the answer is read.
+func (l *HTTPListener) handshake(c net.Conn, out *http.Request, br *bufio.Reader) (*http.Response, error) {
+	c.SetDeadline(time.Now().Add(l.cfg.ResponseHeaderTimeout))
+	if err := writeBuffered(c, out.Write); err != nil {
+		return nil, fmt.Errorf("write upgrade request: %w", err)
+	}
+	resp, err := http.ReadResponse(br, out)
+	if err != nil {
+		return nil, fmt.Errorf("read upgrade answer: %w", err)
+	}
+	c.SetDeadline(time.Time{})
+	return resp, nil
 }
 
 // handshakeWriters buffer a handshake's request or answer, so that it goes

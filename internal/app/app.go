@@ -156,7 +156,7 @@ func (a *App) newListener(lc config.Listener) (*listener, error) {
 	}
 	pol := balancer.Policy{Kind: kind, TableSize: lc.Balance.TableSize, BoundedLoad: lc.Balance.BoundedLoad}
 	log := a.log.With(zap.String("listener", lc.Name))
-	l := &listener{cfg: lc, up: proxy.NewUpstream(lc.Name, pol, a.metrics)}
+	l := &listener{cfg: lc, up: proxy.NewUpstream(lc.Name, pol, a.sessions, a.metrics)}
 	switch {
 	case len(lc.Endpoints.Static) > 0:
 		snap, err := staticSnapshot(lc.Name, lc.Endpoints.Static)
@@ -198,7 +198,7 @@ func (a *App) newListener(lc config.Listener) (*listener, error) {
 			MaxConnections: lc.MaxConnections, MaxConnectionsPerClient: lc.MaxConnectionsPerClient,
 			AcceptProxy: lc.ProxyProtocol.Accept, SendProxy: lc.ProxyProtocol.Send,
 			DrainImmediate: lc.Drain.TCP == "immediate", Dial: a.opts.Dial, Logger: log,
-		}, l.up, a.sessions, a.metrics)
+		}, l.up, a.metrics)
 	case "http", "grpc":
 		h, err := a.newHTTP(lc, l.up, log)
 		if err != nil {

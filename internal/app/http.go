@@ -37,5 +37,5 @@ func (a *App) newHTTP(lc config.Listener, up *proxy.Upstream, log *zap.Logger) (
 		cf.OnError = func(err error) { log.Error("certificate reload failed; keeping the last good one", zap.Error(err)) }
 		hc.TLS = cf.TLSConfig()
 	}
-	return proxy.NewHTTP(hc, up, a.sessions, a.metrics), nil
+	return proxy.NewHTTP(hc, up, a.metrics), nil
 }

@@ -47,8 +47,12 @@ type Config struct {
 	// connection's handle. A non-nil Router it returns routes that
 	// connection's streams instead of Router (so that they can be pinned
 	// to one endpoint); it is called as Router is, and must not block.
-	OnConn   func(c *Conn) Router
-	Observer Observer // may be nil
+	OnConn func(c *Conn) Router
+	// OnConnEnd, if set with OnConn, is called once for each connection
+	// OnConn was given, on ServeConn's goroutine once the connection is
+	// over (Done is closed).
+	OnConnEnd func(c *Conn)
+	Observer  Observer // may be nil
 	// Dial connects to an endpoint; nil uses a net.Dialer.
 	Dial           func(ctx context.Context, network, addr string) (net.Conn, error)
 	ConnectTimeout time.Duration // dial and first SETTINGS; 2s

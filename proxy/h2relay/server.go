@@ -70,6 +70,9 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) error {
 	if s.cfg.OnConn != nil {
 		h := &Conn{cc: cc}
 		defer h.stop()
+		if s.cfg.OnConnEnd != nil {
+			defer s.cfg.OnConnEnd(h)
+		}
 		if r := s.cfg.OnConn(h); r != nil {
 			cc.router = r
 		}
