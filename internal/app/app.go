@@ -25,14 +25,17 @@ import (
 	"github.com/longhaul-proxy/longhaul/drain"
 	"github.com/longhaul-proxy/longhaul/internal/guard"
 	"github.com/longhaul-proxy/longhaul/internal/membudget"
-	"github.com/longhaul-proxy/longhaul/proxy"
+	"github.com/longhaul-proxy/longhaul/proxy/listen"
+	"github.com/longhaul-proxy/longhaul/proxy/metrics"
+	"github.com/longhaul-proxy/longhaul/proxy/tcpproxy"
+	"github.com/longhaul-proxy/longhaul/proxy/upstream"
 )
 
 // Options are what the configuration file does not say.
 type Options struct {
 	Logger *zap.Logger
 	// Dial replaces the dialer toward endpoints (tests map addresses).
-	Dial proxy.DialFunc
+	Dial upstream.DialFunc
 	// Kubernetes builds the source of a listener whose endpoints come from
 	// Kubernetes; nil makes such a listener an error.
 	Kubernetes func(l config.Listener, log *zap.Logger) (SyncedSource, error)
@@ -58,9 +61,9 @@ type App struct {
 	opts      Options
 	log       *zap.Logger
 	reg       *prometheus.Registry
-	metrics   *proxy.Metrics
-	sessions  *proxy.Registry
-	series    *proxy.EndpointSeries // forgets the series of endpoints gone
+	metrics   *metrics.Metrics
+	sessions  *upstream.Registry
+	series    *upstream.EndpointSeries // forgets the series of endpoints gone
 	ready     *admin.Readiness
 	listeners []*listener
 	adminLn   net.Listener
@@ -75,7 +78,7 @@ type App struct {
 
 type listener struct {
 	cfg    config.Listener
-	up     *proxy.Upstream
+	up     *upstream.Upstream
 	src    discovery.Source
 	srv    server
 	ln     net.Listener
@@ -99,9 +102,9 @@ func New(cfg *config.Config, opts Options) (a *App, err error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		guard.Collector())
 	guard.SetLogger(opts.Logger)
-	a = &App{cfg: cfg, cur: cfg, opts: opts, log: opts.Logger, reg: reg, metrics: proxy.NewMetrics(reg),
-		sessions: proxy.NewRegistry(), ready: &admin.Readiness{}}
-	a.series = proxy.NewEndpointSeries(a.metrics, a.sessions)
+	a = &App{cfg: cfg, cur: cfg, opts: opts, log: opts.Logger, reg: reg, metrics: metrics.New(reg),
+		sessions: upstream.NewRegistry(), ready: &admin.Readiness{}}
+	a.series = upstream.NewEndpointSeries(a.metrics, a.sessions)
 	if a.budget = membudget.FromGOMEMLIMIT(); a.budget != nil {
 		b := a.budget
 		reg.MustRegister(
@@ -115,7 +118,7 @@ func New(cfg *config.Config, opts Options) (a *App, err error) {
 				Help: "Client connections closed because the memory budget was exceeded (the greediest first)."},
 				func() float64 { return float64(b.Shed()) }))
 	}
-	a.sessions.OnMigrationEnd = func(e proxy.MigrationEnd) {
+	a.sessions.OnMigrationEnd = func(e upstream.MigrationEnd) {
 		a.metrics.MigrationsEnded.WithLabelValues(e.Info.Listener, e.Info.Protocol, e.Outcome).Inc()
 		a.metrics.MigrationTime.WithLabelValues(e.Info.Listener, e.Info.Protocol).Observe(e.Took.Seconds())
 	}
@@ -156,7 +159,7 @@ func (a *App) newListener(lc config.Listener) (*listener, error) {
 	}
 	pol := balancer.Policy{Kind: kind, TableSize: lc.Balance.TableSize, BoundedLoad: lc.Balance.BoundedLoad}
 	log := a.log.With(zap.String("listener", lc.Name))
-	l := &listener{cfg: lc, up: proxy.NewUpstream(lc.Name, pol, a.sessions, a.metrics)}
+	l := &listener{cfg: lc, up: upstream.NewUpstream(lc.Name, pol, a.sessions, a.metrics)}
 	switch {
 	case len(lc.Endpoints.Static) > 0:
 		snap, err := staticSnapshot(lc.Name, lc.Endpoints.Static)
@@ -188,11 +191,11 @@ func (a *App) newListener(lc config.Listener) (*listener, error) {
 	var pools drain.EndpointDrainer
 	switch lc.Protocol {
 	case "tcp", "":
-		key := proxy.KeyClientIP
+		key := tcpproxy.KeyClientIP
 		if lc.Balance.Key == "client-ip-port" {
-			key = proxy.KeyClientIPPort
+			key = tcpproxy.KeyClientIPPort
 		}
-		l.srv = proxy.NewTCP(proxy.TCPConfig{
+		l.srv = tcpproxy.New(tcpproxy.Config{
 			Name: lc.Name, Key: key, ConnectTimeout: lc.Timeouts.Connect, IdleTimeout: lc.Timeouts.Idle,
 			HalfClosedTimeout: lc.Timeouts.HalfClosed, KeepAlive: lc.Timeouts.TCPKeepAlive,
 			MaxConnections: lc.MaxConnections, MaxConnectionsPerClient: lc.MaxConnectionsPerClient,
@@ -219,7 +222,7 @@ func (a *App) newListener(lc config.Listener) (*listener, error) {
 		Pools:      pools,
 		OnMigrate: func(_ string, s drain.Session, reason string) {
 			proto := lc.Protocol
-			if ps, ok := s.(proxy.Session); ok {
+			if ps, ok := s.(upstream.Session); ok {
 				proto = ps.Info().Protocol
 			}
 			a.metrics.SessionsMigrated.WithLabelValues(lc.Name, proto, reason).Inc()
@@ -228,7 +231,7 @@ func (a *App) newListener(lc config.Listener) (*listener, error) {
 			a.metrics.EndpointDrain.WithLabelValues(lc.Name).Observe(took.Seconds())
 		},
 	}
-	ln, err := proxy.Listen(lc.Address, lc.Timeouts.TCPKeepAlive)
+	ln, err := listen.Listen(lc.Address, lc.Timeouts.TCPKeepAlive)
 	if err != nil {
 		return nil, fmt.Errorf("listener %s on %s: %w", lc.Name, lc.Address, err)
 	}
@@ -278,10 +281,10 @@ func (a *App) DebugAddr() net.Addr {
 }
 
 // Sessions returns the live session registry.
-func (a *App) Sessions() *proxy.Registry { return a.sessions }
+func (a *App) Sessions() *upstream.Registry { return a.sessions }
 
 // Upstream returns the upstream of a listener, or nil.
-func (a *App) Upstream(name string) *proxy.Upstream {
+func (a *App) Upstream(name string) *upstream.Upstream {
 	for _, l := range a.listeners {
 		if l.cfg.Name == name {
 			return l.up
@@ -453,12 +456,13 @@ func (a *App) debugEndpoints() any {
 	for _, l := range a.listeners {
 		v := endpointView{Listener: l.cfg.Name, Endpoints: []endpointWithLoad{}}
 		active := map[string]int64{}
-		if p := l.up.Picker(); p != nil {
+		p, s := l.up.State() // a matching pair
+		if p != nil {
 			for _, t := range p.Targets() {
 				active[t.Endpoint.Address] = t.Active()
 			}
 		}
-		if s := l.up.Snapshot(); s != nil {
+		if s != nil {
 			for _, e := range s.Endpoints {
 				n, ok := active[e.Address]
 				v.Endpoints = append(v.Endpoints, endpointWithLoad{Endpoint: e, Eligible: ok, Active: n})
@@ -471,7 +475,7 @@ func (a *App) debugEndpoints() any {
 
 // listerFor adapts the session registry to drain.Lister for one listener.
 type listerFor struct {
-	reg      *proxy.Registry
+	reg      *upstream.Registry
 	listener string
 }
 

@@ -4,17 +4,18 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/longhaul-proxy/longhaul/config"
-	"github.com/longhaul-proxy/longhaul/proxy"
+	"github.com/longhaul-proxy/longhaul/proxy/httpproxy"
+	"github.com/longhaul-proxy/longhaul/proxy/upstream"
 )
 
 // newHTTP builds an http or grpc listener. A grpc listener is an http
 // listener whose endpoints speak HTTP/2 (h2c).
-func (a *App) newHTTP(lc config.Listener, up *proxy.Upstream, log *zap.Logger) (*proxy.HTTPListener, error) {
-	key, err := proxy.ParseRequestKey(lc.Balance.Key)
+func (a *App) newHTTP(lc config.Listener, up *upstream.Upstream, log *zap.Logger) (*httpproxy.Listener, error) {
+	key, err := httpproxy.ParseRequestKey(lc.Balance.Key)
 	if err != nil {
 		return nil, err
 	}
-	hc := proxy.HTTPConfig{
+	hc := httpproxy.Config{
 		Name: lc.Name, Key: key,
 		UpstreamH2:     lc.Protocol == "grpc" || lc.HTTP.Upstream == "h2c",
 		ConnectTimeout: lc.Timeouts.Connect,
@@ -22,7 +23,7 @@ func (a *App) newHTTP(lc config.Listener, up *proxy.Upstream, log *zap.Logger) (
 		ResponseHeaderTimeout: lc.Timeouts.ResponseHeader, KeepAlive: lc.Timeouts.TCPKeepAlive,
 		StreamIdleTimeout: lc.Timeouts.StreamIdle, MemoryBudget: a.budget,
 		Affinity: lc.HTTP.Affinity == "connection",
-		WebSocket: proxy.WebSocketConfig{
+		WebSocket: httpproxy.WebSocketConfig{
 			MaxFrame: lc.HTTP.WebSocket.MaxFrame, CloseCode: uint16(lc.HTTP.WebSocket.CloseCode),
 			IdleTimeout: lc.Timeouts.WebSocketIdle,
 		},
@@ -30,12 +31,12 @@ func (a *App) newHTTP(lc config.Listener, up *proxy.Upstream, log *zap.Logger) (
 		Dial: a.opts.Dial, Logger: log,
 	}
 	if t := lc.HTTP.TLS; t.CertFile != "" {
-		cf, err := proxy.NewCertFiles(t.CertFile, t.KeyFile)
+		cf, err := httpproxy.NewCertFiles(t.CertFile, t.KeyFile)
 		if err != nil {
 			return nil, err
 		}
 		cf.OnError = func(err error) { log.Error("certificate reload failed; keeping the last good one", zap.Error(err)) }
 		hc.TLS = cf.TLSConfig()
 	}
-	return proxy.NewHTTP(hc, up, a.metrics), nil
+	return httpproxy.New(hc, up, a.metrics), nil
 }

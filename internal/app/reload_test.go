@@ -10,7 +10,7 @@ import (
 
 	"github.com/longhaul-proxy/longhaul/config"
 	"github.com/longhaul-proxy/longhaul/internal/testnet"
-	"github.com/longhaul-proxy/longhaul/proxy"
+	"github.com/longhaul-proxy/longhaul/proxy/upstream"
 )
 
 const reloadConfig = `
@@ -60,7 +60,7 @@ func TestReloadInPlace(t *testing.T) {
 	// The client sees the close before the session has left the registry.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := r.a.Sessions().Wait(ctx, func(i proxy.SessionInfo) bool { return i.Endpoint == b1 }); err != nil {
+	if err := r.a.Sessions().Wait(ctx, func(i upstream.SessionInfo) bool { return i.Endpoint == b1 }); err != nil {
 		t.Fatalf("the removed endpoint's session is still registered: %v", err)
 	}
 	c2, err := net.Dial("tcp", lis)

@@ -66,6 +66,10 @@ var fallback = func() *zap.Logger {
 	return l
 }()
 
+// ErrPanicked is the error of work (a relay direction, a copy) whose
+// goroutine panicked, for whoever waits on its result.
+var ErrPanicked = errors.New("a goroutine panicked")
+
 // Recover, deferred, recovers a panic of the goroutine it is deferred on,
 // logs it with the stack, counts it under where, and then calls onPanic
 // (which may be nil) on the same goroutine. Without a panic it does nothing.

@@ -19,7 +19,7 @@ import (
 
 	"github.com/longhaul-proxy/longhaul/config"
 	"github.com/longhaul-proxy/longhaul/internal/app"
-	"github.com/longhaul-proxy/longhaul/proxy"
+	"github.com/longhaul-proxy/longhaul/proxy/upstream"
 )
 
 // migrations records every session that ended after it was asked to move,
@@ -30,7 +30,7 @@ type migrations struct {
 	outcomes map[string]int             // "protocol/outcome"
 }
 
-func (m *migrations) record(e proxy.MigrationEnd) {
+func (m *migrations) record(e upstream.MigrationEnd) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.took[e.Info.Protocol] = append(m.took[e.Info.Protocol], e.Took)
@@ -95,7 +95,7 @@ func startApp(t *testing.T, yaml string, opts app.Options) *instance {
 		mig: &migrations{took: map[string][]time.Duration{}, outcomes: map[string]int{}}}
 	// Set before Run, so before the first session registers.
 	prev := a.Sessions().OnMigrationEnd
-	a.Sessions().OnMigrationEnd = func(e proxy.MigrationEnd) {
+	a.Sessions().OnMigrationEnd = func(e upstream.MigrationEnd) {
 		if prev != nil {
 			prev(e)
 		}

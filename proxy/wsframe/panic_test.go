@@ -33,8 +33,8 @@ func TestPumpPanicEndsOneRelay(t *testing.T) {
 	write(t, a.client, fromClient(OpBinary, "boom"))
 	expectClose(t, a.backend, 1001, true)
 	expectClose(t, a.client, 1001, false)
-	if err := a.wait(t); !errors.Is(err, errPanicked) {
-		t.Fatalf("victim's Run: %v, want errPanicked", err)
+	if err := a.wait(t); !errors.Is(err, guard.ErrPanicked) {
+		t.Fatalf("victim's Run: %v, want guard.ErrPanicked", err)
 	}
 	if got := guard.Count("websocket") - before; got != 1 {
 		t.Errorf("longhaul_panics_total{where=websocket} rose by %v, want 1", got)

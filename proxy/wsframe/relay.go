@@ -443,9 +443,6 @@ func (p *pump) run() {
 // forward a frame, holding the destination's lock.
 var testHookFrame func(r *Relay, h Header)
 
-// errPanicked ends a relay whose pump panicked.
-var errPanicked = errors.New("wsframe: a relay goroutine panicked")
-
 // panicked ends the relay after the pump's goroutine panicked: it lets go
 // of the destination's lock if it held it and reports the pump done with
 // an error, which releases every blocked read and write (a past deadline
@@ -454,7 +451,7 @@ func (p *pump) panicked() {
 	if p.holding {
 		p.unlockDst()
 	}
-	p.relay.handle(event{kind: evDone, from: p.from, err: errPanicked})
+	p.relay.handle(event{kind: evDone, from: p.from, err: guard.ErrPanicked})
 }
 
 // lockDst and unlockDst take and release dst.mu, recording it in holding.

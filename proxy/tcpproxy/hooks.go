@@ -1,0 +1,13 @@
+package tcpproxy
+
+// testHookRelay, when not nil (tests only), runs at the start of each
+// direction of a TCP session's relay, on its goroutine; up is the client
+// to endpoint direction.
+var testHookRelay func(s *tcpSession, up bool)
+
+// abort closes both sides of a TCP session at once, for a relay direction
+// that panicked: the other direction then ends on its closed socket.
+func (s *tcpSession) abort() {
+	s.client.Close()
+	s.backend.Close()
+}

@@ -1,0 +1,500 @@
+package tcpproxy
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/longhaul-proxy/longhaul/proxy/metrics"
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/longhaul-proxy/longhaul/balancer"
+	"github.com/longhaul-proxy/longhaul/internal/guard"
+	"github.com/longhaul-proxy/longhaul/proxy/listen"
+	"github.com/longhaul-proxy/longhaul/proxy/upstream"
+)
+
+// KeyFunc derives the balancing key of a client connection from its address.
+type KeyFunc func(client netip.AddrPort) uint64
+
+// KeyClientIP hashes the client's IP address (the default L4 key).
+func KeyClientIP(c netip.AddrPort) uint64 { return balancer.HashAddr(c.Addr()) }
+
+// KeyClientIPPort hashes the client's IP address and port.
+func KeyClientIPPort(c netip.AddrPort) uint64 { return balancer.HashAddrPort(c) }
+
+// Config configures a raw TCP listener.
+type Config struct {
+	Name           string
+	Key            KeyFunc       // nil means KeyClientIP
+	ConnectTimeout time.Duration // per attempt; 0 means 2s
+	IdleTimeout    time.Duration // both directions quiet this long ends a session; 0 means none
+	// HalfClosedTimeout ends a session once one side's EOF was passed on
+	// (a half-close) and nothing moved either way for this long; 0 means
+	// 60s. It is never longer than IdleTimeout.
+	HalfClosedTimeout time.Duration
+	// MaxConnections bounds the sessions open at once: at the bound the
+	// listener stops accepting, and connections wait in the kernel's
+	// backlog until a session ends. 0 means unlimited.
+	MaxConnections int
+	// MaxConnectionsPerClient bounds the sessions of one client IP address
+	// (the PROXY header's source with AcceptProxy); one above it is closed
+	// at once, counted as rejected with reason "per_client". 0 means none.
+	MaxConnectionsPerClient int
+	// KeepAlive is the TCP keep-alive probe period of endpoint connections
+	// dialled by the default Dial (client connections get theirs from
+	// Listen); 0 sends none.
+	KeepAlive time.Duration
+	// MaxAttempts bounds the endpoints tried when connecting fails; 0 means 3.
+	MaxAttempts int
+	// AcceptProxy expects a PROXY protocol (v1 or v2) header from a front
+	// load balancer on each connection; its source address becomes the key.
+	AcceptProxy bool
+	// SendProxy sends a PROXY protocol v2 header to the endpoint first.
+	SendProxy bool
+	// DrainImmediate closes a migrating session at once instead of at its
+	// drain deadline.
+	DrainImmediate bool
+	// HeaderTimeout bounds the wait for a PROXY header; 0 means 5s.
+	HeaderTimeout time.Duration
+	Dial          upstream.DialFunc // nil means a net.Dialer
+	Logger        *zap.Logger
+}
+
+// relayRound is the most one io.CopyN round moves before the idle deadline
+// is pushed forward. io.CopyN wraps the source in an *io.LimitedReader,
+// which the runtime still splices.
+const relayRound = 4 << 20
+
+// Listener relays raw TCP connections to endpoints chosen per connection.
+// Both sides stay *net.TCPConn so that the kernel splices the bytes.
+type Listener struct {
+	cfg     Config
+	up      *upstream.Upstream
+	reg     *upstream.Registry
+	metrics *metrics.Metrics
+	log     *zap.Logger
+
+	active  atomic.Int64
+	gate    *listen.Gate
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	ln      net.Listener
+	closing atomic.Bool
+	bytesUp interface{ Add(float64) }
+	bytesDn interface{ Add(float64) }
+}
+
+// NewTCP returns a TCP listener that balances over up, whose sessions are
+// registered in up's Registry.
+func New(cfg Config, up *upstream.Upstream, m *metrics.Metrics) *Listener {
+	if cfg.Key == nil {
+		cfg.Key = KeyClientIP
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 2 * time.Second
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 3
+	}
+	if cfg.HeaderTimeout <= 0 {
+		cfg.HeaderTimeout = 5 * time.Second
+	}
+	if cfg.HalfClosedTimeout <= 0 {
+		cfg.HalfClosedTimeout = 60 * time.Second
+	}
+	if cfg.Dial == nil {
+		cfg.Dial = upstream.NewDialer(cfg.KeepAlive)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if m == nil {
+		m = metrics.New(nil)
+	}
+	return &Listener{cfg: cfg, up: up, reg: up.Registry(), metrics: m, log: cfg.Logger.With(zap.String("listener", cfg.Name)),
+		gate: listen.NewGate(cfg.MaxConnections, cfg.MaxConnectionsPerClient,
+			m.Rejected.WithLabelValues(cfg.Name, "per_client")),
+		bytesUp: m.Bytes.WithLabelValues(cfg.Name, "upstream"),
+		bytesDn: m.Bytes.WithLabelValues(cfg.Name, "downstream"),
+	}
+}
+
+// Serve accepts connections on ln until ctx ends or Shutdown is called. It
+// closes ln before returning. Sessions outlive Serve; Shutdown ends them.
+func (l *Listener) Serve(ctx context.Context, ln net.Listener) error {
+	l.mu.Lock()
+	l.ln = ln
+	l.mu.Unlock()
+	stop := context.AfterFunc(ctx, func() { l.gate.Stop(); ln.Close() })
+	defer stop()
+	defer ln.Close()
+	var backoff time.Duration
+	for {
+		// At the connection bound, wait for a slot before accepting:
+		// meanwhile new connections wait in the kernel's backlog.
+		if l.gate.Wait() != nil {
+			return nil
+		}
+		c, err := ln.Accept()
+		if err != nil {
+			l.gate.Free()
+			if l.closing.Load() || ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			// Out of file descriptors and the like: wait and go on, as
+			// net/http does, rather than spinning or giving up.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			l.log.Warn("accept failed; retrying", zap.Error(err), zap.Duration("backoff", backoff))
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return nil
+			}
+			continue
+		}
+		backoff = 0
+		// Adds are ordered before Shutdown's Wait: once closing is set
+		// under mu, no session starts.
+		l.mu.Lock()
+		if l.closing.Load() {
+			l.mu.Unlock()
+			l.gate.Free()
+			c.Close()
+			return nil
+		}
+		l.wg.Add(1)
+		l.active.Add(1)
+		l.mu.Unlock()
+		go func() {
+			defer l.wg.Done()
+			defer l.gate.Free()
+			defer l.active.Add(-1)
+			defer guard.Recover("tcp", func() { c.Close() })
+			l.handle(ctx, c)
+		}()
+	}
+}
+
+// Active returns the number of client connections being handled.
+func (l *Listener) Active() int { return int(l.active.Load()) }
+
+// Shutdown stops accepting, lets sessions end by themselves until ctx ends,
+// then closes those left (delivering what was already read) and waits for
+// them to finish.
+func (l *Listener) Shutdown(ctx context.Context) error {
+	l.mu.Lock()
+	l.closing.Store(true)
+	l.gate.Stop()
+	if l.ln != nil {
+		l.ln.Close()
+	}
+	l.mu.Unlock()
+	done := make(chan struct{})
+	go func() { l.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	for _, s := range l.reg.All() {
+		if s.Info().Listener == l.cfg.Name {
+			s.Close()
+		}
+	}
+	<-done
+	return ctx.Err()
+}
+
+func (l *Listener) handle(ctx context.Context, c net.Conn) {
+	client, _ := c.(*net.TCPConn)
+	clientAddr := listen.AddrPort(c.RemoteAddr())
+	if l.cfg.AcceptProxy {
+		c.SetReadDeadline(time.Now().Add(l.cfg.HeaderTimeout))
+		h, err := listen.ReadProxyHeader(c)
+		if err != nil {
+			l.metrics.Rejected.WithLabelValues(l.cfg.Name, "proxy_header").Inc()
+			l.log.Debug("closing client: bad PROXY header", zap.Stringer("client", c.RemoteAddr()), zap.Error(err))
+			c.Close()
+			return
+		}
+		c.SetReadDeadline(time.Time{})
+		if !h.Local {
+			clientAddr = h.Source
+		}
+	}
+	if !l.gate.Admit(clientAddr.Addr()) {
+		l.log.Debug("closing client: too many connections from its address", zap.Stringer("client", clientAddr))
+		c.Close()
+		return
+	}
+	defer l.gate.Leave(clientAddr.Addr())
+	var backend net.Conn
+	info := upstream.SessionInfo{Listener: l.cfg.Name, Protocol: "tcp", Client: clientAddr.String()}
+	lease, err := l.up.Try(upstream.Attempt{Key: l.cfg.Key(clientAddr), Info: &info, Max: l.cfg.MaxAttempts},
+		func(ls *upstream.Lease) (err error) {
+			backend, err = upstream.DialLease(ctx, l.cfg.Dial, l.cfg.ConnectTimeout, ls)
+			return err
+		}, upstream.RetryDial)
+	if err != nil {
+		l.log.Debug("closing client: no endpoint", zap.Stringer("client", c.RemoteAddr()), zap.Error(err))
+		c.Close()
+		return
+	}
+	defer lease.Release()
+	if l.cfg.SendProxy {
+		var hb [64]byte
+		hdr := listen.AppendProxyV2(hb[:0], clientAddr, listen.AddrPort(c.LocalAddr()))
+		if _, err := backend.Write(hdr); err != nil {
+			l.metrics.DialErrors.WithLabelValues(l.cfg.Name, lease.Addr()).Inc()
+			c.Close()
+			backend.Close()
+			return
+		}
+	}
+	s := &tcpSession{
+		info:   lease.Base(),
+		client: c, backend: backend, clientTCP: client, idle: l.cfg.IdleTimeout,
+		halfClosed:  min(l.cfg.HalfClosedTimeout, cmp.Or(l.cfg.IdleTimeout, l.cfg.HalfClosedTimeout)),
+		closeAtOnce: l.cfg.DrainImmediate,
+	}
+	s.backendTCP, _ = backend.(*net.TCPConn)
+	lease.Attach(s)
+	s.relay(l.bytesUp, l.bytesDn)
+}
+
+// tcpSession relays one client connection to one endpoint.
+type tcpSession struct {
+	info                  upstream.SessionInfo
+	client, backend       net.Conn
+	clientTCP, backendTCP *net.TCPConn  // nil when not TCP (no splice, no half-close)
+	idle                  time.Duration // 0: no idle timeout
+	halfClosed            time.Duration // replaces idle once a side's EOF was passed on
+
+	// closeAtOnce makes Migrate close the session at once rather than at
+	// its deadline.
+	closeAtOnce bool
+
+	lastActive atomic.Int64 // unix nanos of the last byte moved either way
+
+	// watch, once a side's EOF was passed on, ends the session when nothing
+	// moved on either socket for halfClosed (see watchHalfClosed); nil
+	// before. ended: the relay is over, no timer is started.
+	watchMu  sync.Mutex
+	watch    *time.Timer
+	ended    bool
+	stopping atomic.Bool
+	// eofs counts the directions that read their source to EOF. The
+	// second has no half-close to pass on: both sockets have been read to
+	// their end, so the close that follows sends the FIN by itself.
+	eofs atomic.Int32
+	mig  upstream.Migration
+}
+
+func (s *tcpSession) Info() upstream.SessionInfo {
+	i := s.info
+	asked, deadline := s.mig.State()
+	i.Migrating, i.Deadline = !asked.IsZero(), deadline
+	return i
+}
+
+func (s *tcpSession) MigrationResult() (time.Time, string) {
+	asked, _ := s.mig.State()
+	return asked, s.mig.Result()
+}
+
+// Migrate closes the session at deadline (at once if it has passed, or if
+// the listener's drain mode is immediate): raw TCP has no way to ask a
+// client to reconnect, so the deadline gives it time to finish on its own.
+// Closing delivers every byte already read, then half-closes both sides.
+func (s *tcpSession) Migrate(deadline time.Time) {
+	if !s.mig.Begin(deadline, s.Close) {
+		return
+	}
+	if s.closeAtOnce {
+		s.mig.ClosedByPolicy()
+		s.Close()
+	}
+}
+
+// Close stops both directions at their next read; everything already read
+// is written out, then each side gets a FIN and the session ends.
+func (s *tcpSession) Close() { s.stop(closeGrace) }
+
+// stop ends both directions at their next read and bounds the writes of
+// what was already read by grace: a peer that stopped reading must not
+// hold the session forever.
+func (s *tcpSession) stop(grace time.Duration) {
+	s.stopping.Store(true)
+	now := time.Now()
+	s.client.SetReadDeadline(now)
+	s.backend.SetReadDeadline(now)
+	s.client.SetWriteDeadline(now.Add(grace))
+	s.backend.SetWriteDeadline(now.Add(grace))
+}
+
+// watchHalfClosed starts, once, the check that ends a half-closed session
+// in which nothing moves: every halfClosed it compares the bytes the
+// kernel acknowledged and received on both sockets (so that a write
+// blocked on a peer that does not read counts as nothing moving, and a
+// slow one that progresses as moving), and stops the session, with no
+// grace, when they did not change.
+func (s *tcpSession) watchHalfClosed() {
+	s.watchMu.Lock()
+	defer s.watchMu.Unlock()
+	if s.ended || s.watch != nil || s.halfClosed <= 0 {
+		return
+	}
+	last := s.moved()
+	s.watch = time.AfterFunc(s.halfClosed, func() {
+		now := s.moved()
+		if now == last {
+			s.stop(0)
+			return
+		}
+		last = now
+		s.watchMu.Lock()
+		if !s.ended {
+			s.watch.Reset(s.halfClosed)
+		}
+		s.watchMu.Unlock()
+	})
+}
+
+// moved returns a number that changes whenever a byte moves on the
+// session: the kernel's acknowledged and received byte counts of both
+// sockets, and the time of the relay's last round with bytes (for
+// connections that are not TCP).
+func (s *tcpSession) moved() uint64 {
+	return tcpBytesMoved(s.clientTCP) + tcpBytesMoved(s.backendTCP) + uint64(s.lastActive.Load())
+}
+
+// tcpBytesMoved returns the bytes acknowledged by the peer plus the bytes
+// received from it on c, or 0 when they cannot be read.
+func tcpBytesMoved(c *net.TCPConn) uint64 {
+	if c == nil {
+		return 0
+	}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	var n uint64
+	rc.Control(func(fd uintptr) {
+		if ti, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
+			n = ti.Bytes_acked + ti.Bytes_received
+		}
+	})
+	return n
+}
+
+// closeGrace bounds how long Close waits to write out bytes already read.
+const closeGrace = 5 * time.Second
+
+var errIdle = errors.New("idle timeout")
+
+func (s *tcpSession) relay(up, down interface{ Add(float64) }) {
+	s.lastActive.Store(time.Now().UnixNano())
+	errc := make(chan error, 1)
+	defer guard.Recover("tcp", s.abort)
+	go func() {
+		defer guard.Recover("tcp", func() { s.abort(); errc <- guard.ErrPanicked })
+		errc <- s.half(s.backend, s.client, s.backendTCP, up)
+	}()
+	err1 := s.half(s.client, s.backend, s.clientTCP, down)
+	if err1 != nil {
+		// A reset or a timeout on one side ends both.
+		s.Close()
+	}
+	err2 := <-errc
+	if err2 != nil && err1 == nil {
+		s.Close()
+	}
+	s.watchMu.Lock()
+	s.ended = true
+	if s.watch != nil {
+		s.watch.Stop()
+	}
+	s.watchMu.Unlock()
+	s.client.Close()
+	s.backend.Close()
+	s.mig.End()
+}
+
+// half copies src to dst until EOF, then half-closes dst. It returns nil on
+// a clean EOF.
+func (s *tcpSession) half(dst, src net.Conn, dstTCP *net.TCPConn, bytes interface{ Add(float64) }) error {
+	if testHookRelay != nil {
+		testHookRelay(s, dst == s.backend)
+	}
+	for {
+		s.arm(src)
+		var n int64
+		var err error
+		if dstTCP != nil {
+			n, err = io.CopyN(dstTCP, src, relayRound)
+		} else {
+			n, err = io.CopyN(dst, src, relayRound)
+		}
+		if n > 0 {
+			s.lastActive.Store(time.Now().UnixNano())
+			bytes.Add(float64(n))
+		}
+		switch {
+		case err == nil:
+			continue
+		case errors.Is(err, io.EOF):
+			if s.eofs.Add(1) == 1 {
+				listen.CloseWrite(dst)
+				// Half-closed: the other direction's wait is bounded by
+				// halfClosed from now on, and so is its writing.
+				s.arm(dst)
+				s.watchHalfClosed()
+			}
+			return nil
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			if s.stopping.Load() {
+				listen.CloseWrite(dst)
+				return nil
+			}
+			if time.Since(time.Unix(0, s.lastActive.Load())) < s.timeout() {
+				continue // the other direction is busy, or bytes moved this round
+			}
+			listen.CloseWrite(dst)
+			return errIdle
+		default:
+			return err
+		}
+	}
+}
+
+// timeout is how long the session may go with nothing moving: idle, or
+// halfClosed once a side's EOF was passed on; 0 means no bound.
+func (s *tcpSession) timeout() time.Duration {
+	if s.eofs.Load() > 0 {
+		return s.halfClosed
+	}
+	return s.idle
+}
+
+// arm bounds the next read of src by the session's timeout. The deadline
+// is re-armed before every read, so it never outlives the wait it bounds;
+// once Close set its own deadline, that one stays.
+func (s *tcpSession) arm(src net.Conn) {
+	d := s.timeout()
+	if d <= 0 || s.stopping.Load() {
+		return
+	}
+	src.SetReadDeadline(time.Now().Add(d))
+	if s.stopping.Load() { // Close ran meanwhile: keep its deadline
+		src.SetReadDeadline(time.Now())
+	}
+}
