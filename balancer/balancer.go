@@ -142,8 +142,9 @@ type Picker interface {
 
 // Build returns a Picker over the eligible endpoints of s under policy p,
 // with load counters from loads (one Loads per service; nil means a private
-// one). Targets are s.Eligible(): the endpoints that are ready and not terminating; only
-// when there is none, the serving and terminating ones. With no target Build
+// one). Targets are s.Eligible() (discovery owns the rule): the endpoints
+// that are ready and not terminating; only when there is none, the serving
+// and terminating ones. With no target Build
 // returns a Picker whose Pick returns nil, not an error. Build errors, wrapping
 // ErrPolicy, when p is invalid: a BoundedLoad other than 0 or a finite
 // c >= 1 (so one in (0, 1)), an unknown Kind, or for Maglev a TableSize that

@@ -286,7 +286,10 @@ func (c *Controller) Run(ctx context.Context) error {
 // migration of every session on an endpoint that is no longer eligible
 // (discovery.Snapshot.Eligible), and the drain of the pools of every
 // endpoint that left. A session is scheduled once, however many snapshots
-// follow. It returns the number of sessions newly scheduled.
+// follow. After Shutdown it still schedules the sessions of endpoints that
+// leave (by Shutdown's deadline at the latest) but drains no pool again:
+// Shutdown drained them all. It returns the number of sessions newly
+// scheduled.
 func (c *Controller) Update(next *discovery.Snapshot) int {
 	eligible := addresses(next.Eligible())
 	lists := c.list()

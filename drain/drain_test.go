@@ -429,3 +429,51 @@ func TestStarts(t *testing.T) {
 		})
 	}
 }
+
+// realSession reports its deadline when asked to move.
+type realSession chan time.Time
+
+func (s realSession) Migrate(deadline time.Time) { s <- deadline }
+
+type realLister map[string][]Session
+
+func (l realLister) Endpoints() []string {
+	var out []string
+	for ep := range l {
+		out = append(out, ep)
+	}
+	return out
+}
+func (l realLister) Sessions(ep string) []Session   { return l[ep] }
+func (l realLister) Wait(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }
+
+// TestRealClock: with no Clock, the real one plans: the deadline is Timeout
+// after the Update, the pools' context carries it, and Run's end cancels
+// the pool drain.
+func TestRealClock(t *testing.T) {
+	s := make(realSession, 1)
+	pools := newPools(true)
+	c := &Controller{Timeout: time.Minute, Window: time.Millisecond, Lister: realLister{readyB.Address: {s}}, Pools: pools}
+	stop := start(t, c)
+	before := time.Now()
+	c.Update(snap(t, readyA, termB))
+	after := time.Now()
+	var dl time.Time
+	select {
+	case dl = <-s:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the session was not asked to move")
+	}
+	if dl.Before(before.Add(time.Minute)) || dl.After(after.Add(time.Minute)) {
+		t.Errorf("deadline %v, want Timeout after the Update, within [%v, %v]", dl, before.Add(time.Minute), after.Add(time.Minute))
+	}
+	pools.await(t, 1)
+	pctx := pools.ctx(t, readyB.Address)
+	if pdl, _ := pctx.Deadline(); !pdl.Equal(dl) {
+		t.Errorf("pool drain deadline %v, want the sessions' %v", pdl, dl)
+	}
+	stop()
+	if !errors.Is(pctx.Err(), context.Canceled) {
+		t.Errorf("pool drain context %v after Run, want Canceled", pctx.Err())
+	}
+}

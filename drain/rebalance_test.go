@@ -103,24 +103,22 @@ func TestRunRebalances(t *testing.T) {
 		return n
 	}
 	// The imbalance is noted at the first check, 1s in; it has lasted
-	// Sustain at 11s.
-	clk.Advance(10*time.Second + 999*time.Millisecond)
-	if n := moved(); n != 0 {
-		t.Fatalf("%d moved before the imbalance lasted Sustain", n)
-	}
-	clk.Advance(time.Second)
-	if n := moved(); n != 4 {
-		t.Fatalf("%d moved in the first round, want 4", n)
-	}
-	// A=6, B=1, C=0: still over max(1.5*7/3, 7/3+2); noted anew at 12s,
-	// the excess over ceil(7/3) = 3 moves at 22s.
-	clk.Advance(9*time.Second + 999*time.Millisecond)
-	if n := moved(); n != 4 {
-		t.Fatalf("%d moved before the second Sustain, want 4", n)
-	}
-	clk.Advance(time.Second)
-	if n := moved(); n != 7 {
-		t.Fatalf("%d moved after the second round, want 7", n)
+	// Sustain at 11s, when 4 move. Then A=6, B=1, C=0: still over
+	// max(1.5*7/3, 7/3+2); noted anew at 12s, the excess over ceil(7/3) = 3
+	// moves at 22s.
+	for _, step := range []struct {
+		to   time.Duration // since the epoch
+		want int
+	}{
+		{10*time.Second + 999*time.Millisecond, 0},
+		{11*time.Second + 999*time.Millisecond, 4},
+		{21*time.Second + 998*time.Millisecond, 4},
+		{22*time.Second + 998*time.Millisecond, 7},
+	} {
+		clk.AdvanceTo(epoch.Add(step.to))
+		if n := moved(); n != step.want {
+			t.Fatalf("%d moved by %v, want %d", n, step.to, step.want)
+		}
 	}
 	stop()
 	if n := clk.Pending(); n != 0 {

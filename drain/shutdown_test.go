@@ -197,7 +197,7 @@ func TestShutdownDrainsPools(t *testing.T) {
 	pools := newPools(true)
 	l := newLister(nil)
 	c := &Controller{Timeout: 30 * time.Second, Clock: clk, Lister: l, Pools: pools}
-	start(t, c)
+	stop := start(t, c)
 	c.Update(snap(t, readyA, readyB, readyC, readyD))
 	c.Update(snap(t, readyA, readyB, readyD)) // C gone
 	pools.await(t, 1)
@@ -230,6 +230,10 @@ func TestShutdownDrainsPools(t *testing.T) {
 	if err := result(t, done); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
+	// Shutdown drained every pool: an endpoint leaving afterwards drains
+	// none again.
+	c.Update(snap(t, readyA, termB, termD))
+	stop()
 	for ep, n := range map[string]int{readyA.Address: 1, readyB.Address: 1, readyC.Address: 1, termD.Address: 1} {
 		if got := pools.count(ep); got != n {
 			t.Errorf("pools of %s drained %d times, want %d", ep, got, n)
