@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 
 	"github.com/longhaul-proxy/longhaul/discovery"
 )
@@ -143,8 +142,9 @@ type Picker interface {
 
 // Build returns a Picker over the eligible endpoints of s under policy p,
 // with load counters from loads (one Loads per service; nil means a private
-// one). Targets are the endpoints that are ready and not terminating; only
-// when there is none, the serving and terminating ones. With no target Build
+// one). Targets are s.Eligible() (discovery owns the rule): the endpoints
+// that are ready and not terminating; only when there is none, the serving
+// and terminating ones. With no target Build
 // returns a Picker whose Pick returns nil, not an error. Build errors, wrapping
 // ErrPolicy, when p is invalid: a BoundedLoad other than 0 or a finite
 // c >= 1 (so one in (0, 1)), an unknown Kind, or for Maglev a TableSize that
@@ -159,14 +159,15 @@ func Build(s *discovery.Snapshot, p Policy, loads *Loads) (Picker, error) {
 	if s != nil {
 		eps = s.Endpoints
 	}
-	p, err := p.validate(countTargets(eps))
+	eligible := s.Eligible()
+	p, err := p.validate(len(eligible))
 	if err != nil {
 		return nil, err
 	}
 	if loads == nil {
 		loads = NewLoads()
 	}
-	targets := newTargets(eps, loads)
+	targets := newTargets(eps, eligible, loads)
 	if len(targets) == 0 {
 		return emptyPicker{}, nil
 	}
@@ -178,31 +179,19 @@ func Build(s *discovery.Snapshot, p Policy, loads *Loads) (Picker, error) {
 	}
 }
 
-func countTargets(eps []discovery.Endpoint) int {
-	var primary, fallback int
-	for _, e := range eps {
-		pr, fb := e.Eligible()
-		primary += b2i(pr)
-		fallback += b2i(fb)
-	}
-	if primary > 0 {
-		return primary
-	}
-	return fallback
-}
-
-// newTargets returns the eligible endpoints of eps as Targets in eps' order,
-// wired to their counters in loads, and refreshes loads' set of counters.
-func newTargets(eps []discovery.Endpoint, loads *Loads) []Target {
+// newTargets returns the eligible endpoints (discovery.Snapshot.Eligible:
+// a subsequence of eps) as Targets in their order, wired to their counters
+// in loads, and refreshes loads' set of counters from every endpoint of eps.
+func newTargets(eps, eligible []discovery.Endpoint, loads *Loads) []Target {
 	counters := loads.attach(eps)
-	usePrimary := slices.ContainsFunc(eps, func(e discovery.Endpoint) bool { pr, _ := e.Eligible(); return pr })
-	targets := make([]Target, 0, countTargets(eps))
+	byAddr := make(map[string]*counter, len(eps))
 	for i, e := range eps {
-		pr, fb := e.Eligible()
-		if usePrimary && pr || !usePrimary && fb {
-			e.Weight = max(e.Weight, 1)
-			targets = append(targets, Target{Endpoint: e, load: counters[i], loads: loads})
-		}
+		byAddr[e.Address] = counters[i] // one counter per address
+	}
+	targets := make([]Target, 0, len(eligible))
+	for _, e := range eligible {
+		e.Weight = max(e.Weight, 1)
+		targets = append(targets, Target{Endpoint: e, load: byAddr[e.Address], loads: loads})
 	}
 	return targets
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -69,20 +70,48 @@ func TestNewSnapshotSortsDedupsCanonicalises(t *testing.T) {
 	}
 }
 
-func TestEligible(t *testing.T) {
+// TestSnapshotEligible: the ready, non-terminating endpoints; failing
+// those, the serving and terminating ones; in snapshot order.
+func TestSnapshotEligible(t *testing.T) {
+	ready := func(a string) Endpoint { return Endpoint{Address: a, Ready: true, Serving: true} }
+	term := func(a string) Endpoint { return Endpoint{Address: a, Serving: true, Terminating: true} }
+	gone := func(a string) Endpoint { return Endpoint{Address: a, Terminating: true} }
 	cases := []struct {
-		e           Endpoint
-		primary, fb bool
+		name string
+		eps  []Endpoint
+		want []string
 	}{
-		{Endpoint{Ready: true, Serving: true}, true, false},
-		{Endpoint{Serving: true, Terminating: true}, false, true},
-		{Endpoint{Terminating: true}, false, false},
-		{Endpoint{}, false, false},
+		{"ready only", []Endpoint{ready("10.0.0.1:80"), ready("10.0.0.2:80")}, []string{"10.0.0.1:80", "10.0.0.2:80"}},
+		{"ready beats terminating", []Endpoint{term("10.0.0.1:80"), ready("10.0.0.2:80"), gone("10.0.0.3:80")}, []string{"10.0.0.2:80"}},
+		{"fallback to serving terminating", []Endpoint{term("10.0.0.1:80"), gone("10.0.0.2:80"), term("10.0.0.3:80")}, []string{"10.0.0.1:80", "10.0.0.3:80"}},
+		{"not ready, not terminating", []Endpoint{{Address: "10.0.0.1:80", Serving: true}, term("10.0.0.2:80")}, []string{"10.0.0.2:80"}},
+		{"ready and terminating is not primary", []Endpoint{{Address: "10.0.0.1:80", Ready: true, Serving: true, Terminating: true}}, []string{"10.0.0.1:80"}},
+		{"none", []Endpoint{gone("10.0.0.1:80"), {Address: "10.0.0.2:80"}}, nil},
+		{"empty", nil, nil},
 	}
 	for _, c := range cases {
-		if p, f := c.e.Eligible(); p != c.primary || f != c.fb {
-			t.Errorf("%+v: got primary=%v fallback=%v, want %v %v", c.e, p, f, c.primary, c.fb)
-		}
+		t.Run(c.name, func(t *testing.T) {
+			s, err := NewSnapshot("svc", c.eps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, e := range s.Eligible() {
+				got = append(got, e.Address)
+			}
+			if !slices.Equal(got, c.want) {
+				t.Errorf("got %v, want %v", got, c.want)
+			}
+		})
+	}
+	if got := (*Snapshot)(nil).Eligible(); got != nil {
+		t.Errorf("nil snapshot: got %v, want nil", got)
+	}
+	// A new slice each call: modifying one does not touch the snapshot.
+	s, _ := NewSnapshot("svc", []Endpoint{ready("10.0.0.1:80")})
+	s.Eligible()[0].Address = "changed"
+	if s.Endpoints[0].Address != "10.0.0.1:80" || s.Eligible()[0].Address != "10.0.0.1:80" {
+		t.Error("modifying Eligible's result changed the snapshot")
 	}
 }
 

@@ -41,11 +41,14 @@ type Endpoint struct {
 	KillTime time.Time `json:"killTime,omitzero"`
 }
 
-// Eligible reports whether new sessions may go to e when some endpoint is
-// ready (primary) or, failing that, as a fallback: serving and terminating.
-func (e Endpoint) Eligible() (primary, fallback bool) {
-	return e.Ready && !e.Terminating, e.Serving && e.Terminating
-}
+// primary reports whether new sessions may go to e while some endpoint is
+// ready: ready and not terminating.
+func (e Endpoint) primary() bool { return e.Ready && !e.Terminating }
+
+// fallback reports whether new sessions may go to e when no endpoint is
+// primary: serving and terminating (a single-replica rollout is then not
+// black-holed).
+func (e Endpoint) fallback() bool { return e.Serving && e.Terminating }
 
 // Snapshot is the set of endpoints of one service at one moment. It is never
 // modified after it is published; a change produces a new Snapshot.
@@ -139,6 +142,32 @@ func CanonicalAddress(s string) (string, error) {
 		return "", fmt.Errorf("address %q: port 0", s)
 	}
 	return netip.AddrPortFrom(ap.Addr().Unmap().WithZone(""), ap.Port()).String(), nil
+}
+
+// Eligible returns the endpoints new sessions may use, in s's order: the
+// ready, non-terminating ones or, when there are none, the serving and
+// terminating ones (so that a single-replica rollout is not black-holed).
+// This is the one statement of the rule: the balancer builds its targets
+// from it and drain moves sessions off every endpoint it leaves out. It
+// returns nil for a nil s or when no endpoint qualifies, and otherwise a new
+// slice each call that the caller may keep or modify.
+func (s *Snapshot) Eligible() []Endpoint {
+	if s == nil {
+		return nil
+	}
+	var primary, fallback []Endpoint
+	for _, e := range s.Endpoints {
+		switch {
+		case e.primary():
+			primary = append(primary, e)
+		case primary == nil && e.fallback():
+			fallback = append(fallback, e)
+		}
+	}
+	if primary != nil {
+		return primary
+	}
+	return fallback
 }
 
 // Find returns the endpoint with the given canonical address.

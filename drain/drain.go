@@ -2,10 +2,19 @@
 // at what pace. It never touches a connection itself: it asks sessions to
 // migrate through the small interface they register, and asks endpoint-wide
 // pools (HTTP/2 upstream connections) to drain through another.
+//
+// One Controller owns every migration of a listener: sessions of endpoints
+// that new sessions may no longer use (Update), sessions of endpoints that
+// carry far more than their share (Controller.Rebalance), and, when longhaul
+// itself stops, every session and downstream connection (Shutdown). They
+// share one clock, one pacing (Window with jitter, Rate, the deadline and
+// KillMargin) and one owner for every timer and goroutine: Run.
 package drain
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -14,9 +23,11 @@ import (
 	"github.com/longhaul-proxy/longhaul/internal/guard"
 )
 
-// Session is what drain needs of a live session.
+// Session is what drain needs of a live session (or of a downstream
+// connection, see Downstream).
 type Session interface {
-	// Migrate asks the session to leave its endpoint by deadline. Calling
+	// Migrate asks the session to leave by deadline: it starts its close
+	// handshake and force-closes itself at deadline if still open. Calling
 	// it again has no further effect.
 	Migrate(deadline time.Time)
 }
@@ -28,11 +39,27 @@ type Lister interface {
 	// Sessions returns the live sessions on one endpoint, each with a
 	// stable identity.
 	Sessions(endpoint string) []Session
+	// Wait returns nil when no session is live, or ctx.Err() once ctx
+	// ends, whichever comes first.
+	Wait(ctx context.Context) error
+}
+
+// Downstream lists what is not bound to an endpoint but must leave when
+// longhaul stops: client connections whose requests are balanced one by
+// one (HTTP/2 clients of the relay). Migrate on one of them sends GOAWAY
+// and closes it at the deadline.
+type Downstream interface {
+	// Conns returns the live connections, each with a stable identity.
+	Conns() []Session
+	// Wait returns nil when no connection is live, or ctx.Err() once ctx
+	// ends, whichever comes first.
+	Wait(ctx context.Context) error
 }
 
 // EndpointDrainer drains what belongs to an endpoint as a whole, such as the
 // pooled HTTP/2 connections that carry per-request traffic: GOAWAY, then the
-// streams left at ctx's deadline are ended. It returns when done.
+// streams left at ctx's deadline are ended. It returns when done, and by
+// the time ctx ends at the latest.
 type EndpointDrainer interface {
 	DrainEndpoint(ctx context.Context, addr string)
 }
@@ -44,22 +71,57 @@ const (
 	ReasonShutdown  = "shutdown"  // longhaul itself is stopping
 )
 
+// ErrStopped is wrapped by Shutdown once Run has ended (or ends while
+// Shutdown waits), and by Run when called a second time.
+var ErrStopped = errors.New("drain controller stopped")
+
+// MinLeft is the least time a session is given when its endpoint's kill
+// time minus the margin is already past or nearly so: migrations then start
+// at once, spread over a tenth of it.
+const MinLeft = 200 * time.Millisecond
+
 // Controller moves sessions off endpoints that new sessions may no longer
-// use (terminating, not ready, or gone). Migrations start spread over Window
-// with jitter and at most Rate per second, so that the remaining endpoints
-// do not take every reconnect in the same instant; each session must be gone
-// by its deadline, Timeout after the endpoint left, and never later than
-// KillMargin before the endpoint's kill time when the snapshot gives one
-// (discovery.Endpoint.KillTime: the pod's deletion timestamp).
+// use (terminating, not ready, or gone), off overloaded endpoints when
+// Rebalance is on, and off longhaul itself at Shutdown.
 //
-// A kill time may arrive in a later snapshot than the one that made the
-// endpoint leave (the pod is read after its endpoint turned terminating):
-// migrations not yet started then take the earlier deadline when they start,
-// and those planned too late are brought forward; pools already draining
-// end at the earlier deadline. A session already asked to move keeps the
-// deadline it was given.
+// Pacing. Every batch of migrations (the sessions an Update, a rebalance
+// round or Shutdown asks to move at once) starts spread over Window: the
+// window is cut into one equal stratum per migration, each starting at a
+// random point of its stratum, and consecutive starts are at least 1/Rate
+// apart, also after the starts already planned or made. When the window
+// cannot hold them at Rate, the rate wins over the window; no start is ever
+// later than nine tenths of the time the session has (the deadline wins
+// over the rate).
 //
-// The zero value is not usable: set Timeout and Lister.
+// Deadlines. A session of an endpoint drain must be gone Timeout after the
+// endpoint left, and never later than KillMargin before the endpoint's kill
+// time when the snapshot gives one (discovery.Endpoint.KillTime: the pod's
+// deletion timestamp). A kill time may arrive in a later snapshot than the
+// one that made the endpoint leave (the pod is read after its endpoint
+// turned terminating): migrations not yet started then take the earlier
+// deadline when they start, and those planned too late are brought forward;
+// pools already draining end at the earlier deadline. After Shutdown no
+// deadline is later than Shutdown's. A session already asked to move keeps
+// the deadline it was given.
+//
+// Lifetime. Run owns every timer and goroutine the controller starts. Before
+// Run, Update, RebalanceOnce and Shutdown plan as usual but arm nothing:
+// Run arms their timers (those already due fire at once) and starts their
+// pool drains when it starts, so a controller never run leaks nothing. When
+// Run's context ends, Run stops every timer, cancels every pool drain and
+// waits for the calls and goroutines under way; from then on Update and
+// RebalanceOnce do nothing and return 0, and Shutdown returns ErrStopped.
+// Run's context must therefore outlive Shutdown.
+//
+// Locks. c.mu guards the plans. No call out to the Lister, Downstream,
+// Sessions, Pools, OnMigrate or OnEndpointDrained is made with c.mu held;
+// the only calls made with it held are to the Clock (Now, AfterFunc,
+// Timer.Stop), which must not call back into the controller before
+// returning, and to context cancel functions.
+//
+// The zero value is not usable: set Timeout and Lister. Set every exported
+// field before the first call; afterwards only SetPacing changes Timeout,
+// Window and Rate.
 type Controller struct {
 	Timeout time.Duration // time sessions have to leave
 	Window  time.Duration // spread of migration starts; 0 means Timeout/2
@@ -71,162 +133,316 @@ type Controller struct {
 	KillMargin time.Duration
 	Lister     Lister
 	Pools      EndpointDrainer // may be nil
+	Downstream Downstream      // may be nil; used by Shutdown only
+	// Rebalance configures the rebalance rounds Run makes; the zero value
+	// (Factor 0) makes none. Read once, when Run starts.
+	Rebalance Rebalance
+	Clock     Clock // nil means the real clock
 	// OnMigrate, if set, is called as each session is asked to move, with
-	// why: ReasonEndpoint or ReasonRebalance.
+	// its endpoint ("" for a downstream connection) and why: ReasonEndpoint,
+	// ReasonRebalance or ReasonShutdown.
 	OnMigrate func(endpoint string, s Session, reason string)
 	// OnEndpointDrained, if set, is called when an endpoint's pools are
 	// drained, with how long it took.
 	OnEndpointDrained func(endpoint string, took time.Duration)
 
-	mu        sync.Mutex
-	scheduled map[Session]bool
-	pending   map[Session]*pending  // endpoint migrations not yet started
+	mu       sync.Mutex
+	state    lifeState
+	life     context.Context // ends when Run ends; parent of the pool drains
+	endLife  context.CancelFunc
+	started  chan struct{}       // closed when Run starts
+	timers   map[*timer]struct{} // armed (or, before Run, recorded) and not yet run
+	deferred []func()            // goroutines asked for before Run
+	wg       sync.WaitGroup      // timer calls and goroutines under way
+
+	scheduled map[Session]bool      // sessions asked or planned to move, until they end
+	down      map[Session]bool      // downstream connections likewise
+	pending   map[Session]*pending  // migrations planned and not started
 	drained   map[string]bool       // endpoint -> pools drained since it was last eligible
 	poolEnd   map[string]*poolDrain // endpoint -> its pools' drain, while it runs
 	killAt    map[string]time.Time  // endpoint -> kill time, from snapshots
-	wg        sync.WaitGroup
-	nextSlot  time.Time       // rate cap: the earliest start of the next migration
-	eligible  map[string]bool // of the last snapshot; read by Rebalance
+	listed    map[string]bool       // the addresses of the last snapshot
+	eligible  map[string]bool       // of the last snapshot; read by RebalanceOnce
+	lastStart time.Time             // the latest start of a migration made
+	stopBy    time.Time             // Shutdown's deadline; zero before Shutdown
 }
 
-// MinLeft is the least time a session is given when its endpoint's kill
-// time minus the margin is already past or nearly so: migrations then start
-// at once, spread over a tenth of it.
-const MinLeft = 200 * time.Millisecond
+type lifeState int
 
-// poolDrain is a running drain of an endpoint's pools; end makes it end by
-// an earlier deadline.
-type poolDrain struct{ end func(time.Time) }
+const (
+	idle    lifeState = iota // Run not called yet
+	running                  // Run under way
+	ended                    // Run returned, or about to
+)
 
-// pending is an endpoint migration planned but not started.
+// pending is a migration planned but not started.
 type pending struct {
-	ep    string
-	base  time.Time // the deadline from Timeout alone
-	at    time.Time // when it was planned: a past kill time gives MinLeft from then
-	start time.Time // when it is planned to start
-	timer *time.Timer
+	ep     string // "" for a downstream connection
+	down   bool   // a downstream connection, not a session of the Lister
+	reason string
+	base   time.Time // the deadline without kill times: Timeout after it was first planned
+	at     time.Time // when it was planned: a past kill time gives MinLeft from then
+	start  time.Time // when it is planned to start
+	timer  *timer
+}
+
+// migration is a session with its plan, before place gives it a start.
+type migration struct {
+	s Session
+	p *pending
+}
+
+// poolDrain is a running drain of an endpoint's pools.
+type poolDrain struct {
+	ctx      *clockCtx
+	cancel   context.CancelCauseFunc
+	deadline time.Time
+	timer    *timer        // cancels ctx at deadline
+	done     chan struct{} // closed when DrainEndpoint has returned
+}
+
+// endpointSessions is one endpoint's live sessions, as the Lister gave them.
+type endpointSessions struct {
+	ep       string
+	sessions []Session
+}
+
+// init makes the maps and the lifetime. Called with c.mu held.
+func (c *Controller) init() {
+	if c.timers != nil {
+		return
+	}
+	c.life, c.endLife = context.WithCancel(context.Background())
+	c.started = make(chan struct{})
+	c.timers = make(map[*timer]struct{})
+	c.scheduled = make(map[Session]bool)
+	c.down = make(map[Session]bool)
+	c.pending = make(map[Session]*pending)
+	c.drained = make(map[string]bool)
+	c.poolEnd = make(map[string]*poolDrain)
+	c.killAt = make(map[string]time.Time)
+}
+
+func (c *Controller) clock() Clock {
+	if c.Clock == nil {
+		return realClock{}
+	}
+	return c.Clock
+}
+
+// Run is the controller's lifetime: it arms what was planned before it,
+// makes rebalance rounds every Rebalance.Interval when Rebalance.Factor > 0,
+// and when ctx ends stops every timer, cancels the pool drains, waits for
+// every call and goroutine under way and returns nil. It may be called once;
+// a second call returns an error wrapping ErrStopped.
+func (c *Controller) Run(ctx context.Context) error {
+	c.mu.Lock()
+	c.init()
+	if c.state != idle {
+		c.mu.Unlock()
+		return fmt.Errorf("drain: Run called again: %w", ErrStopped)
+	}
+	c.state = running
+	for h := range c.timers {
+		c.armClock(h)
+	}
+	for _, f := range c.deferred {
+		c.spawn(f)
+	}
+	c.deferred = nil
+	if r := c.Rebalance.withDefaults(); r.Factor > 0 {
+		var since time.Time // when the current imbalance began; zero when none
+		var tick func()
+		tick = func() {
+			now := c.clock().Now()
+			moved := 0
+			// A panic ends this round only (guard logs and counts it).
+			guard.Do("rebalance", func() { moved = c.RebalanceOnce(r, now, &since) })
+			if moved > 0 {
+				since = time.Time{} // a new round needs a new sustained imbalance
+			}
+			c.mu.Lock()
+			c.arm(now.Add(r.Interval), tick)
+			c.mu.Unlock()
+		}
+		c.arm(c.clock().Now().Add(r.Interval), tick)
+	}
+	close(c.started)
+	c.mu.Unlock()
+
+	<-ctx.Done()
+	c.mu.Lock()
+	c.state = ended
+	for h := range c.timers {
+		c.stop(h)
+	}
+	c.endLife()
+	c.mu.Unlock()
+	c.wg.Wait()
+	return nil
 }
 
 // Update compares the live sessions' endpoints with next and schedules the
-// migration of every session on an endpoint that is no longer eligible. A
-// session is scheduled once, however many snapshots follow. It returns the
-// number of sessions newly scheduled.
+// migration of every session on an endpoint that is no longer eligible
+// (discovery.Snapshot.Eligible), and the drain of the pools of every
+// endpoint that left. A session is scheduled once, however many snapshots
+// follow. After Shutdown it still schedules the sessions of endpoints that
+// leave (by Shutdown's deadline at the latest) but drains no pool again:
+// Shutdown drained them all. It returns the number of sessions newly
+// scheduled.
 func (c *Controller) Update(next *discovery.Snapshot) int {
-	eligible := Eligible(next)
-	now := time.Now()
+	eligible := addresses(next.Eligible())
+	lists := c.list()
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.init()
+	if c.state == ended {
+		return 0
+	}
+	now := c.clock().Now()
 	base := now.Add(c.Timeout)
 	c.eligible = eligible
-	if c.scheduled == nil {
-		c.scheduled = make(map[Session]bool)
-		c.drained = make(map[string]bool)
-	}
-	if c.pending == nil {
-		c.pending = make(map[Session]*pending)
-		c.poolEnd = make(map[string]*poolDrain)
-		c.killAt = make(map[string]time.Time)
-	}
 	tightened := c.learnKillTimes(next, eligible)
 	live := make(map[Session]bool)
 	withSessions := make(map[string]bool)
 	n := 0
-	for _, ep := range c.Lister.Endpoints() {
-		withSessions[ep] = true
-		deadline := c.deadline(ep, base, now)
-		window, limit := c.pacing(deadline.Sub(now))
-		for _, s := range c.Lister.Sessions(ep) {
+	for _, l := range lists {
+		withSessions[l.ep] = true
+		window, limit := c.pacing(c.deadline(l.ep, base, now).Sub(now))
+		var batch []migration
+		for _, s := range l.sessions {
 			live[s] = true
-			if p := c.pending[s]; p != nil && tightened[ep] {
-				c.bringForward(s, p, now, window, limit)
+			if p := c.pending[s]; p != nil && tightened[l.ep] {
+				if q := c.forward(s, p, now, limit); q != nil {
+					batch = append(batch, migration{s, q})
+				}
 			}
-			if eligible[ep] || c.scheduled[s] {
+			if eligible[l.ep] || c.scheduled[s] {
 				continue
 			}
 			c.scheduled[s] = true
-			delay := time.Duration(0)
-			if window > 0 {
-				delay = rand.N(window)
-			}
-			if c.Rate > 0 {
-				start := now.Add(delay)
-				if start.Before(c.nextSlot) {
-					start = c.nextSlot
-				}
-				c.nextSlot = start.Add(time.Duration(float64(time.Second) / c.Rate))
-				delay = start.Sub(now)
-				if delay > limit {
-					delay = limit // the deadline wins over the rate cap
-				}
-			}
-			p := &pending{ep: ep, base: base, at: now, start: now.Add(delay)}
-			c.pending[s] = p
-			p.timer = time.AfterFunc(delay, func() { c.fire(s, p) })
+			batch = append(batch, migration{s, &pending{ep: l.ep, reason: ReasonEndpoint, base: base}})
 			n++
 		}
+		c.place(batch, now, window, limit)
 	}
+	c.forget(live)
+	for ep, pd := range c.poolEnd {
+		if tightened[ep] {
+			c.setPoolDeadline(pd, c.deadline(ep, base, now))
+		}
+	}
+	c.listed = make(map[string]bool)
+	if next != nil {
+		for _, e := range next.Endpoints {
+			c.listed[e.Address] = true
+		}
+	}
+	for ep := range c.killAt {
+		if !c.listed[ep] && !withSessions[ep] && c.poolEnd[ep] == nil {
+			delete(c.killAt, ep) // gone, with nothing left to move
+		}
+	}
+	if c.Pools != nil && c.stopBy.IsZero() { // Shutdown drained every pool
+		for _, e := range c.leaving(next, eligible) {
+			c.drainPools(e, c.deadline(e, base, now))
+		}
+	}
+	return n
+}
+
+// list asks the Lister for every live session. Called without c.mu.
+func (c *Controller) list() []endpointSessions {
+	var out []endpointSessions
+	for _, ep := range c.Lister.Endpoints() {
+		out = append(out, endpointSessions{ep, c.Lister.Sessions(ep)})
+	}
+	return out
+}
+
+// forget drops the sessions that are no longer live (live: every session
+// of the Lister), stopping their planned migrations. Called with c.mu held.
+func (c *Controller) forget(live map[Session]bool) {
 	for s := range c.scheduled {
 		if !live[s] {
 			delete(c.scheduled, s)
 		}
 	}
 	for s, p := range c.pending {
-		if !live[s] && p.timer.Stop() {
+		if !p.down && !live[s] && c.stop(p.timer) {
 			delete(c.pending, s) // ended before its turn
 		}
 	}
-	for ep, pd := range c.poolEnd {
-		if tightened[ep] {
-			pd.end(c.deadline(ep, base, now))
+}
+
+// forward takes back the pending migration p of s if it would start later
+// than limit from now, and returns its replacement for place to plan
+// anew, with the same endpoint, reason and base deadline; nil when p is
+// soon enough or already starting. Called with c.mu held.
+func (c *Controller) forward(s Session, p *pending, now time.Time, limit time.Duration) *pending {
+	if !p.start.After(now.Add(limit)) || !c.stop(p.timer) {
+		return nil
+	}
+	delete(c.pending, s)
+	return &pending{ep: p.ep, down: p.down, reason: p.reason, base: p.base}
+}
+
+// place plans the batch's starts (see starts), in random order, and arms
+// their timers. Called with c.mu held.
+func (c *Controller) place(batch []migration, now time.Time, window, limit time.Duration) {
+	rand.Shuffle(len(batch), func(i, j int) { batch[i], batch[j] = batch[j], batch[i] })
+	starts := c.starts(len(batch), now, window, limit)
+	for i, m := range batch {
+		s, p := m.s, m.p
+		p.at, p.start = now, starts[i]
+		c.pending[s] = p
+		p.timer = c.arm(p.start, func() { c.fire(s, p) })
+	}
+}
+
+// starts returns the starts of n migrations planned at now: after every
+// start planned or made so far plus the rate cap's gap, then over what is
+// left of window in n equal strata, each start at a random point of its
+// stratum that keeps it at least the gap after the previous one. When the
+// strata are narrower than the gap, the starts are the gap apart instead.
+// No start is later than limit from now. Called with c.mu held.
+func (c *Controller) starts(n int, now time.Time, window, limit time.Duration) []time.Time {
+	var gap, from time.Duration
+	if c.Rate > 0 {
+		gap = time.Duration(float64(time.Second) / c.Rate)
+		last := c.lastStart
+		for _, p := range c.pending {
+			if p.start.After(last) {
+				last = p.start
+			}
+		}
+		if !last.IsZero() {
+			from = max(last.Add(gap).Sub(now), 0)
 		}
 	}
-	listed := make(map[string]bool)
-	if next != nil {
-		for _, e := range next.Endpoints {
-			listed[e.Address] = true
-		}
+	var stratum time.Duration
+	if span := window - from; n > 0 && span > 0 {
+		stratum = span / time.Duration(n)
 	}
-	for ep := range c.killAt {
-		if !listed[ep] && !withSessions[ep] && c.poolEnd[ep] == nil {
-			delete(c.killAt, ep) // gone, with nothing left to move
+	out := make([]time.Time, n)
+	for i := range out {
+		var d time.Duration
+		if stratum > 0 && stratum >= gap {
+			d = from + time.Duration(i)*stratum
+			if j := stratum - gap; j > 0 {
+				d += rand.N(j)
+			}
+		} else {
+			d = from + time.Duration(i)*gap
 		}
+		out[i] = now.Add(min(d, limit))
 	}
-	if c.Pools != nil {
-		for _, e := range c.leaving(next, eligible) {
-			deadline := c.deadline(e, base, now)
-			ctx, cancel := context.WithDeadline(context.Background(), deadline)
-			// end cancels ctx at an earlier deadline, should a kill time
-			// arrive while the pools drain.
-			pd := &poolDrain{end: func(at time.Time) {
-				if at.Before(deadline) {
-					time.AfterFunc(time.Until(at), cancel)
-				}
-			}}
-			c.poolEnd[e] = pd
-			c.wg.Add(1)
-			go func() {
-				defer c.wg.Done()
-				defer cancel()
-				defer guard.Recover("drain", nil)
-				start := time.Now()
-				c.Pools.DrainEndpoint(ctx, e)
-				c.mu.Lock()
-				if c.poolEnd[e] == pd {
-					delete(c.poolEnd, e)
-				}
-				c.mu.Unlock()
-				if c.OnEndpointDrained != nil {
-					c.OnEndpointDrained(e, time.Since(start))
-				}
-			}()
-		}
-	}
-	return n
+	return out
 }
 
 // fire starts a planned migration, with the deadline known now: a kill time
-// learnt since it was planned may have brought it forward.
+// learnt or a Shutdown since it was planned may have brought it forward.
 func (c *Controller) fire(s Session, p *pending) {
 	defer guard.Recover("drain", nil)
 	c.mu.Lock()
@@ -235,28 +451,15 @@ func (c *Controller) fire(s Session, p *pending) {
 		return // replanned or forgotten
 	}
 	delete(c.pending, s)
+	if p.start.After(c.lastStart) {
+		c.lastStart = p.start
+	}
 	deadline := c.deadline(p.ep, p.base, p.at)
 	c.mu.Unlock()
 	s.Migrate(deadline)
 	if c.OnMigrate != nil {
-		c.OnMigrate(p.ep, s, ReasonEndpoint)
+		c.OnMigrate(p.ep, s, p.reason)
 	}
-}
-
-// bringForward replans a pending migration whose endpoint's deadline moved
-// earlier, if it was planned to start later than limit from now: it then
-// starts within window. Called with c.mu held.
-func (c *Controller) bringForward(s Session, p *pending, now time.Time, window, limit time.Duration) {
-	if !p.start.After(now.Add(limit)) || !p.timer.Stop() {
-		return // soon enough, or already starting
-	}
-	delay := time.Duration(0)
-	if window > 0 {
-		delay = rand.N(window)
-	}
-	q := &pending{ep: p.ep, base: p.base, at: now, start: now.Add(delay)}
-	c.pending[s] = q
-	q.timer = time.AfterFunc(delay, func() { c.fire(s, q) })
 }
 
 // learnKillTimes records the kill times of next's endpoints and returns the
@@ -284,24 +487,25 @@ func (c *Controller) learnKillTimes(next *discovery.Snapshot, eligible map[strin
 }
 
 // deadline returns when the sessions of ep must be gone: base (Timeout
-// after they were scheduled), or earlier, KillMargin before ep's kill time;
+// after they were scheduled), or earlier, KillMargin before ep's kill time,
 // never before now (when the migration was planned) plus MinLeft because of
-// the kill time. Called with c.mu
+// the kill time; and never after Shutdown's deadline. Called with c.mu
 // held.
 func (c *Controller) deadline(ep string, base, now time.Time) time.Time {
-	kill, ok := c.killAt[ep]
-	if !ok {
-		return base
-	}
-	d := kill.Add(-max(c.KillMargin, 0))
-	if !d.Before(base) {
-		return base
-	}
-	if soonest := now.Add(MinLeft); d.Before(soonest) {
-		d = soonest
-		if base.Before(d) {
-			d = base
+	d := base
+	if kill, ok := c.killAt[ep]; ok {
+		if k := kill.Add(-max(c.KillMargin, 0)); k.Before(base) {
+			d = now.Add(MinLeft)
+			if base.Before(d) {
+				d = base
+			}
+			if k.After(d) {
+				d = k
+			}
 		}
+	}
+	if !c.stopBy.IsZero() && c.stopBy.Before(d) {
+		d = c.stopBy
 	}
 	return d
 }
@@ -346,17 +550,12 @@ func (c *Controller) window() time.Duration {
 	return c.Window
 }
 
-// Wait blocks until every endpoint drain started by Update has returned.
-func (c *Controller) Wait() { c.wg.Wait() }
-
 // leaving returns the endpoints whose pools must drain now: known before or
 // listed in s, not eligible, and not drained since they last were. It
 // records them as drained. Called with c.mu held.
 func (c *Controller) leaving(s *discovery.Snapshot, eligible map[string]bool) []string {
-	listed := map[string]bool{}
 	if s != nil {
 		for _, e := range s.Endpoints {
-			listed[e.Address] = true
 			if _, known := c.drained[e.Address]; !known {
 				c.drained[e.Address] = false
 			}
@@ -371,32 +570,65 @@ func (c *Controller) leaving(s *discovery.Snapshot, eligible map[string]bool) []
 			c.drained[addr] = true
 			out = append(out, addr)
 		}
-		if !listed[addr] && c.drained[addr] {
+		if !c.listed[addr] && c.drained[addr] {
 			delete(c.drained, addr) // gone: forget it once drained
 		}
 	}
 	return out
 }
 
-// Eligible returns the addresses that new sessions may use: the ready,
-// non-terminating endpoints, or, when there are none, the serving and
-// terminating ones (so that a single-replica rollout is not black-holed).
-func Eligible(s *discovery.Snapshot) map[string]bool {
-	primary := make(map[string]bool)
-	fallback := make(map[string]bool)
-	if s == nil {
-		return primary
+// drainPools starts the drain of ep's pools, to end by deadline. Called
+// with c.mu held.
+func (c *Controller) drainPools(ep string, deadline time.Time) {
+	inner, cancel := context.WithCancelCause(c.life)
+	pd := &poolDrain{ctx: &clockCtx{Context: inner}, cancel: cancel, done: make(chan struct{})}
+	c.setPoolDeadline(pd, deadline)
+	if !c.spawn(func() { c.runPoolDrain(ep, pd) }) {
+		c.stop(pd.timer)
+		cancel(nil)
+		return
 	}
-	for _, e := range s.Endpoints {
-		p, f := e.Eligible()
-		if p {
-			primary[e.Address] = true
-		} else if f {
-			fallback[e.Address] = true
+	c.poolEnd[ep] = pd
+}
+
+// setPoolDeadline makes pd end by at, if that is earlier than its deadline.
+// Called with c.mu held.
+func (c *Controller) setPoolDeadline(pd *poolDrain, at time.Time) {
+	if pd.timer != nil && !at.Before(pd.deadline) {
+		return
+	}
+	c.stop(pd.timer)
+	pd.deadline = at
+	pd.ctx.deadline.Store(&at)
+	pd.timer = c.arm(at, func() { pd.cancel(context.DeadlineExceeded) })
+}
+
+// runPoolDrain drains ep's pools, on a goroutine of spawn. It takes c.mu
+// itself, after DrainEndpoint has returned.
+func (c *Controller) runPoolDrain(ep string, pd *poolDrain) {
+	defer guard.Recover("drain", nil)
+	defer close(pd.done)
+	defer func() {
+		c.mu.Lock()
+		if c.poolEnd[ep] == pd {
+			delete(c.poolEnd, ep)
 		}
+		c.stop(pd.timer)
+		c.mu.Unlock()
+		pd.cancel(nil)
+	}()
+	start := c.clock().Now()
+	c.Pools.DrainEndpoint(pd.ctx, ep)
+	if c.OnEndpointDrained != nil {
+		c.OnEndpointDrained(ep, c.clock().Now().Sub(start))
 	}
-	if len(primary) > 0 {
-		return primary
+}
+
+// addresses returns the set of eps' addresses.
+func addresses(eps []discovery.Endpoint) map[string]bool {
+	out := make(map[string]bool, len(eps))
+	for _, e := range eps {
+		out[e.Address] = true
 	}
-	return fallback
+	return out
 }

@@ -1,12 +1,9 @@
 package drain
 
 import (
-	"context"
 	"math"
 	"slices"
 	"time"
-
-	"github.com/longhaul-proxy/longhaul/internal/guard"
 )
 
 // Rebalance moves sessions off endpoints that carry far more than their
@@ -28,18 +25,12 @@ type Rebalance struct {
 	// MaxPerRound bounds the sessions moved per round; 0 means 10. Rounds
 	// are Sustain apart, so the whole is paced.
 	MaxPerRound int
-	// Interval is how often loads are checked; 0 means 1s.
+	// Interval is how often Run checks the loads; 0 means 1s.
 	Interval time.Duration
 }
 
-// RunRebalance checks the spread of sessions every r.Interval until ctx
-// ends, and moves at most r.MaxPerRound sessions off the busiest endpoints
-// once an imbalance has lasted r.Sustain. The moves go through the same
-// pacing and deadline as a drain.
-func (c *Controller) RunRebalance(ctx context.Context, r Rebalance) {
-	if r.Factor <= 0 {
-		return
-	}
+// withDefaults returns r with its zero fields set to their defaults.
+func (r Rebalance) withDefaults() Rebalance {
 	if r.Sustain <= 0 {
 		r.Sustain = 30 * time.Second
 	}
@@ -49,32 +40,23 @@ func (c *Controller) RunRebalance(ctx context.Context, r Rebalance) {
 	if r.Interval <= 0 {
 		r.Interval = time.Second
 	}
-	tick := time.NewTicker(r.Interval)
-	defer tick.Stop()
-	var since time.Time // when the current imbalance began; zero when none
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-tick.C:
-			moved := 0
-			// A panic ends this round only (guard logs and counts it).
-			guard.Do("rebalance", func() { moved = c.RebalanceOnce(r, now, &since) })
-			if moved > 0 {
-				since = time.Time{} // a new round needs a new sustained imbalance
-			}
-		}
-	}
+	return r
 }
 
-// RebalanceOnce is one check of RunRebalance at time now; since carries the
-// start of the imbalance between checks. It returns the sessions it asked to
-// move.
+// RebalanceOnce is one round of Run's rebalancing at time now; since
+// carries the start of the imbalance between rounds. Once an imbalance has
+// lasted r.Sustain it plans the moves of at most r.MaxPerRound sessions
+// off the busiest endpoints, through the same pacing and deadlines as a
+// drain, and returns how many. r's zero fields count as their defaults.
+// After Shutdown, or once Run has ended, it moves nothing.
 func (c *Controller) RebalanceOnce(r Rebalance, now time.Time, since *time.Time) int {
+	r = r.withDefaults()
 	c.mu.Lock()
+	c.init()
 	eligible := c.eligible
+	stopping := c.state == ended || !c.stopBy.IsZero()
 	c.mu.Unlock()
-	if len(eligible) < 2 {
+	if len(eligible) < 2 || stopping {
 		*since = time.Time{}
 		return 0
 	}
@@ -82,16 +64,25 @@ func (c *Controller) RebalanceOnce(r Rebalance, now time.Time, since *time.Time)
 		ep       string
 		sessions []Session
 	}
-	var loads []load
+	lists := c.list()
+	loads := make([]load, 0, len(eligible))
+	got := make(map[string]bool)
 	total := 0
+	for _, l := range lists {
+		if eligible[l.ep] {
+			got[l.ep] = true
+			loads = append(loads, load{l.ep, l.sessions})
+			total += len(l.sessions)
+		}
+	}
 	for ep := range eligible {
-		ss := c.Lister.Sessions(ep)
-		loads = append(loads, load{ep, ss})
-		total += len(ss)
+		if !got[ep] {
+			loads = append(loads, load{ep: ep}) // eligible and empty: a scale-up
+		}
 	}
 	mean := float64(total) / float64(len(eligible))
 	limit := math.Max(r.Factor*mean, mean+2)
-	slices.SortFunc(loads, func(a, b load) int { return len(b.sessions) - len(a.sessions) })
+	slices.SortStableFunc(loads, func(a, b load) int { return len(b.sessions) - len(a.sessions) })
 	if float64(len(loads[0].sessions)) <= limit {
 		*since = time.Time{}
 		return 0
@@ -102,58 +93,41 @@ func (c *Controller) RebalanceOnce(r Rebalance, now time.Time, since *time.Time)
 	if now.Sub(*since) < r.Sustain {
 		return 0
 	}
-	// Move the busiest endpoints' excess over the mean, busiest first, at
-	// most MaxPerRound in all.
-	target := int(math.Ceil(mean))
-	moved := 0
 	live := make(map[Session]bool)
-	for _, ep := range c.Lister.Endpoints() {
-		for _, s := range c.Lister.Sessions(ep) {
+	for _, l := range lists {
+		for _, s := range l.sessions {
 			live[s] = true
 		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	window := c.window()
-	deadline := now.Add(c.Timeout)
-	if c.scheduled == nil {
-		c.scheduled = make(map[Session]bool)
-		c.drained = make(map[string]bool)
+	if c.state == ended || !c.stopBy.IsZero() {
+		return 0
 	}
-	for s := range c.scheduled {
-		if !live[s] {
-			delete(c.scheduled, s) // ended: forget it
-		}
-	}
+	c.forget(live)
+	// Move the busiest endpoints' excess over the mean, busiest first, at
+	// most MaxPerRound in all.
+	target := int(math.Ceil(mean))
+	base := now.Add(c.Timeout)
+	var batch []migration
 	for _, l := range loads {
-		if float64(len(l.sessions)) <= limit || moved >= r.MaxPerRound {
+		if float64(len(l.sessions)) <= limit || len(batch) >= r.MaxPerRound {
 			break
 		}
 		excess := len(l.sessions) - target
 		for _, s := range l.sessions {
-			if excess <= 0 || moved >= r.MaxPerRound {
+			if excess <= 0 || len(batch) >= r.MaxPerRound {
 				break
 			}
 			if c.scheduled[s] {
 				continue
 			}
 			c.scheduled[s] = true
-			// Spread the moves of a round over the window, like a drain.
-			delay := time.Duration(0)
-			if moved > 0 && r.MaxPerRound > 1 {
-				delay = window * time.Duration(moved) / time.Duration(r.MaxPerRound)
-			}
-			ep := l.ep
-			time.AfterFunc(delay, func() {
-				defer guard.Recover("drain", nil)
-				s.Migrate(deadline)
-				if c.OnMigrate != nil {
-					c.OnMigrate(ep, s, ReasonRebalance)
-				}
-			})
+			batch = append(batch, migration{s, &pending{ep: l.ep, reason: ReasonRebalance, base: base}})
 			excess--
-			moved++
 		}
 	}
-	return moved
+	window, maxStart := c.pacing(c.Timeout)
+	c.place(batch, now, window, maxStart)
+	return len(batch)
 }
