@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/longhaul-proxy/longhaul/internal/app"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -356,7 +357,7 @@ func mapsSubset(sub, super map[string]string) bool {
 }
 
 // TestPodHardeningAndShutdown checks the container's restrictions and that
-// the grace period covers preStop plus the longest drain.
+// the grace period covers longhaul's shutdown delay plus the longest drain.
 func TestPodHardeningAndShutdown(t *testing.T) {
 	m := load(t)
 	spec := m.deploy.Spec.Template.Spec
@@ -410,18 +411,19 @@ func TestPodHardeningAndShutdown(t *testing.T) {
 		t.Errorf("pod securityContext %+v: want runAsNonRoot and seccomp RuntimeDefault", psc)
 	}
 
-	// Shutdown: preStop sleep, then the drain, within the grace period.
-	if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Sleep == nil {
-		t.Fatal("no preStop sleep")
+	// Shutdown: longhaul's own delay (no preStop hook, which would add to
+	// it), then the drain, within the grace period.
+	if c.Lifecycle != nil && c.Lifecycle.PreStop != nil {
+		t.Errorf("preStop %+v: longhaul waits by itself after SIGTERM (app.DefaultShutdownDelay)", c.Lifecycle.PreStop)
 	}
-	preStop := time.Duration(c.Lifecycle.PreStop.Sleep.Seconds) * time.Second
+	delay := app.DefaultShutdownDelay
 	var drain time.Duration
 	for _, l := range m.cfg.Listeners {
 		drain = max(drain, l.Drain.Timeout)
 	}
 	grace := time.Duration(*spec.TerminationGracePeriodSeconds) * time.Second
-	if grace < preStop+drain+5*time.Second {
-		t.Errorf("terminationGracePeriodSeconds %v < preStop %v + drain %v + 5 s margin", grace, preStop, drain)
+	if grace < delay+drain+5*time.Second {
+		t.Errorf("terminationGracePeriodSeconds %v < shutdown delay %v + drain %v + 5 s margin", grace, delay, drain)
 	}
-	t.Logf("shutdown: preStop %v + drain %v within grace %v", preStop, drain, grace)
+	t.Logf("shutdown: delay %v + drain %v within grace %v", delay, drain, grace)
 }

@@ -72,7 +72,7 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
 	path := fs.String("config", "", "configuration file (YAML)")
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig for Kubernetes endpoint sources (default: in-cluster)")
-	delay := fs.Duration("shutdown-delay", 0, "keep accepting this long after /readyz fails on SIGTERM")
+	delay := fs.Duration("shutdown-delay", app.DefaultShutdownDelay, "on SIGTERM, keep accepting and serving this long after /readyz fails, while the Service's endpoints update")
 	config.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err

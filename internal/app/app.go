@@ -25,11 +25,17 @@ import (
 	"github.com/longhaul-proxy/longhaul/drain"
 	"github.com/longhaul-proxy/longhaul/internal/guard"
 	"github.com/longhaul-proxy/longhaul/internal/membudget"
+	"github.com/longhaul-proxy/longhaul/proxy/httpproxy"
 	"github.com/longhaul-proxy/longhaul/proxy/listen"
 	"github.com/longhaul-proxy/longhaul/proxy/metrics"
 	"github.com/longhaul-proxy/longhaul/proxy/tcpproxy"
 	"github.com/longhaul-proxy/longhaul/proxy/upstream"
 )
+
+// DefaultShutdownDelay is longhaul run's shutdown delay: long enough for
+// an endpoints update to reach the kube-proxies and load balancers in front
+// (a few seconds), so that no client is refused by a stopping replica.
+const DefaultShutdownDelay = 5 * time.Second
 
 // Options are what the configuration file does not say.
 type Options struct {
@@ -39,8 +45,10 @@ type Options struct {
 	// Kubernetes builds the source of a listener whose endpoints come from
 	// Kubernetes; nil makes such a listener an error.
 	Kubernetes func(l config.Listener, log *zap.Logger) (SyncedSource, error)
-	// ShutdownDelay is how long listeners keep accepting after /readyz
-	// starts failing, while the Service in front updates its endpoints.
+	// ShutdownDelay is how long listeners keep accepting and serving
+	// after /readyz starts failing, while the Service in front updates its
+	// endpoints; 0 is none (longhaul run's default is
+	// DefaultShutdownDelay).
 	ShutdownDelay time.Duration
 	// Level, if set, is the logger's level, which Reload changes.
 	Level *zap.AtomicLevel
@@ -189,6 +197,7 @@ func (a *App) newListener(lc config.Listener) (*listener, error) {
 		return nil, fmt.Errorf("listener %s: no endpoint source", lc.Name)
 	}
 	var pools drain.EndpointDrainer
+	var downstream drain.Downstream
 	switch lc.Protocol {
 	case "tcp", "":
 		key := tcpproxy.KeyClientIP
@@ -207,7 +216,7 @@ func (a *App) newListener(lc config.Listener) (*listener, error) {
 		if err != nil {
 			return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
 		}
-		l.srv, pools = h, h
+		l.srv, pools, downstream = h, h, relayClientsOf{h}
 	default:
 		return nil, fmt.Errorf("listener %s: protocol %q is not supported", lc.Name, lc.Protocol)
 	}
@@ -220,6 +229,9 @@ func (a *App) newListener(lc config.Listener) (*listener, error) {
 		KillMargin: lc.Drain.KillMargin,
 		Lister:     listerFor{reg: a.sessions, listener: lc.Name},
 		Pools:      pools,
+		Downstream: downstream,
+		Rebalance: drain.Rebalance{Factor: lc.Drain.Rebalance.Factor, Sustain: lc.Drain.Rebalance.Sustain,
+			MaxPerRound: lc.Drain.Rebalance.MaxPerRound},
 		OnMigrate: func(_ string, s drain.Session, reason string) {
 			proto := lc.Protocol
 			if ps, ok := s.(upstream.Session); ok {
@@ -307,15 +319,13 @@ func (a *App) Run(ctx context.Context) error {
 	for _, l := range a.listeners {
 		g.Go(func() error { return a.runSource(gctx, l) })
 	}
-	for _, l := range a.listeners {
-		r := l.cfg.Drain.Rebalance
-		g.Go(func() error {
-			l.drain.RunRebalance(gctx, drain.Rebalance{Factor: r.Factor, Sustain: r.Sustain, MaxPerRound: r.MaxPerRound})
-			return nil
-		})
-	}
 	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopServing()
+	for _, l := range a.listeners {
+		// drain owns every migration, longhaul's own shutdown's too: it
+		// runs until the listeners are done.
+		g.Go(func() error { l.drain.Run(serveCtx); return nil })
+	}
 	for _, l := range a.listeners {
 		g.Go(func() error { return l.srv.Serve(serveCtx, l.ln) })
 	}
@@ -407,17 +417,31 @@ func (a *App) runSource(ctx context.Context, l *listener) error {
 
 func (a *App) shutdown() {
 	a.ready.ShuttingDown()
-	a.log.Info("shutting down: readiness failed", zap.Duration("delay", a.opts.ShutdownDelay), zap.Int("sessions", a.sessions.Len()))
+	a.log.Info("shutting down: readiness failed; serving on while the endpoints of longhaul's Service update",
+		zap.Duration("delay", a.opts.ShutdownDelay), zap.Int("sessions", a.sessions.Len()))
 	if a.opts.ShutdownDelay > 0 {
 		time.Sleep(a.opts.ShutdownDelay)
 	}
 	g := errgroup.Group{}
 	for _, l := range a.listeners {
 		g.Go(func() error {
-			ctx, cancel := context.WithTimeout(context.Background(), l.drain.DrainTimeout())
+			// Sessions get the drain timeout to move; the forced ends at
+			// that deadline get shutdownGrace more to be seen out.
+			timeout := l.drain.DrainTimeout()
+			ctx, cancel := context.WithTimeout(context.Background(), timeout+shutdownGrace)
 			defer cancel()
+			// Sessions leased from now on move at once; then no new
+			// connection is accepted, and drain moves every session and
+			// client connection, paced, and waits for them.
+			l.up.Leave(time.Now().Add(timeout))
+			l.ln.Close()
+			if err := l.drain.Shutdown(ctx); err != nil {
+				a.log.Info("drain timeout reached; remaining sessions closed", zap.String("listener", l.cfg.Name), zap.Error(err))
+			}
+			// What is left: requests in flight, idle keep-alive
+			// connections, pooled endpoint connections.
 			if err := l.srv.Shutdown(ctx); err != nil {
-				a.log.Info("drain timeout reached; remaining sessions closed", zap.String("listener", l.cfg.Name))
+				a.log.Info("listener shut down with requests cut", zap.String("listener", l.cfg.Name), zap.Error(err))
 			}
 			return nil
 		})
@@ -425,6 +449,10 @@ func (a *App) shutdown() {
 	g.Wait()
 	a.log.Info("shutdown complete")
 }
+
+// shutdownGrace is how long past its drain deadline a listener's shutdown
+// waits for the sessions that the deadline closed to end.
+const shutdownGrace = 2 * time.Second
 
 // apply installs a new snapshot: a new picker first (so that no new session
 // goes to a leaving endpoint), then drain for the sessions that must move.
@@ -473,6 +501,21 @@ func (a *App) debugEndpoints() any {
 	return out
 }
 
+// relayClientsOf adapts an HTTP listener's relay client connections to
+// drain.Downstream.
+type relayClientsOf struct{ h *httpproxy.Listener }
+
+func (r relayClientsOf) Conns() []drain.Session {
+	cs := r.h.Clients()
+	out := make([]drain.Session, len(cs))
+	for i, c := range cs {
+		out[i] = c
+	}
+	return out
+}
+
+func (r relayClientsOf) Wait(ctx context.Context) error { return r.h.WaitClients(ctx) }
+
 // listerFor adapts the session registry to drain.Lister for one listener.
 type listerFor struct {
 	reg      *upstream.Registry
@@ -499,4 +542,8 @@ func (f listerFor) Sessions(ep string) []drain.Session {
 		}
 	}
 	return out
+}
+
+func (f listerFor) Wait(ctx context.Context) error {
+	return f.reg.Wait(ctx, func(in upstream.SessionInfo) bool { return in.Listener == f.listener })
 }

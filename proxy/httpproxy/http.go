@@ -113,7 +113,7 @@ type Listener struct {
 	// (*h2relay.Conn -> *relayConn), each pinned with Affinity. splitWG
 	// counts the goroutines that sniff and serve accepted connections.
 	relay   *h2relay.Server
-	clients sync.Map
+	clients relayClients
 	splitWG sync.WaitGroup
 
 	// Per-request series, resolved once: a label lookup per request costs
@@ -222,8 +222,8 @@ func (l *Listener) Serve(ctx context.Context, ln net.Listener) error {
 	} else {
 		err = l.srv.Serve(framingListener{ln})
 	}
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
+	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
+		return nil // shut down, or its listener closed to stop accepting
 	}
 	return err
 }

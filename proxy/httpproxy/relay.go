@@ -1,6 +1,8 @@
 package httpproxy
 
 import (
+	"context"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -25,26 +27,55 @@ func (r relayRouter) Route(h *h2relay.RequestHead, tried []string) (string, func
 	return l.Addr(), l.Release, true
 }
 
-// onRelayConn is the relay's OnConn: it keeps each client connection in
-// l.clients, for longhaul's own shutdown to move (Clients), and with
-// Affinity pins it.
+// relayClients holds the relay's client connections, for longhaul's own
+// shutdown to move. changed is closed and replaced whenever one leaves, so
+// that Wait sleeps without polling.
+type relayClients struct {
+	mu      sync.Mutex
+	m       map[*h2relay.Conn]*relayConn
+	changed chan struct{}
+}
+
+func (rc *relayClients) add(c *h2relay.Conn, r *relayConn) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if rc.m == nil {
+		rc.m = make(map[*h2relay.Conn]*relayConn)
+		rc.changed = make(chan struct{})
+	}
+	rc.m[c] = r
+}
+
+func (rc *relayClients) remove(c *h2relay.Conn) *relayConn {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	r := rc.m[c]
+	if r != nil {
+		delete(rc.m, c)
+		close(rc.changed)
+		rc.changed = make(chan struct{})
+	}
+	return r
+}
+
+// onRelayConn is the relay's OnConn: it keeps each client connection for
+// longhaul's own shutdown to move (Clients), and with Affinity pins it.
 func (l *Listener) onRelayConn(c *h2relay.Conn) h2relay.Router {
 	rc := &relayConn{c: c, key: l.cfg.Key}
-	l.clients.Store(c, rc)
-	if !l.cfg.Affinity {
+	if l.cfg.Affinity {
+		rc.pin = newPin(l.up, c.RemoteAddr().String(), rc)
+	}
+	l.clients.add(c, rc)
+	if rc.pin == nil {
 		return nil // the relay's Router
 	}
-	rc.pin = newPin(l.up, c.RemoteAddr().String(), rc)
 	return rc
 }
 
 // onRelayConnEnd is the relay's OnConnEnd.
 func (l *Listener) onRelayConnEnd(c *h2relay.Conn) {
-	v, ok := l.clients.LoadAndDelete(c)
-	if !ok {
-		return
-	}
-	if rc := v.(*relayConn); rc.pin != nil {
+	rc := l.clients.remove(c)
+	if rc != nil && rc.pin != nil {
 		if c.Forced() {
 			rc.pin.mig.Forced()
 		}
@@ -59,18 +90,44 @@ type clientMove struct{ c *h2relay.Conn }
 
 func (m clientMove) Migrate(deadline time.Time) { m.c.GoAway(deadline) }
 
-// Clients returns the client connections that the HTTP/2 relay serves,
-// balanced per request and so bound to no endpoint, for longhaul's own
+// Clients returns the client connections that the HTTP/2 relay serves
+// balanced per request, and so bound to no endpoint, for longhaul's own
 // shutdown to move; pinned ones are sessions of their endpoint instead.
 func (l *Listener) Clients() []interface{ Migrate(time.Time) } {
-	var out []interface{ Migrate(time.Time) }
-	l.clients.Range(func(_, v any) bool {
-		if rc := v.(*relayConn); rc.pin == nil {
+	l.clients.mu.Lock()
+	defer l.clients.mu.Unlock()
+	out := make([]interface{ Migrate(time.Time) }, 0, len(l.clients.m))
+	for _, rc := range l.clients.m {
+		if rc.pin == nil {
 			out = append(out, clientMove{rc.c})
 		}
-		return true
-	})
+	}
 	return out
+}
+
+// WaitClients blocks until none of the connections Clients lists is left,
+// or ctx ends.
+func (l *Listener) WaitClients(ctx context.Context) error {
+	for {
+		l.clients.mu.Lock()
+		left := false
+		for _, rc := range l.clients.m {
+			if rc.pin == nil {
+				left = true
+				break
+			}
+		}
+		ch := l.clients.changed
+		l.clients.mu.Unlock()
+		if !left {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // relayObserver records the relay's request durations and dial errors in
