@@ -29,7 +29,7 @@ fuzz:
 	hack/fuzz.sh $(FUZZTIME)
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./balancer/ ./proxy/
+	$(GO) test -run '^$$' -bench . -benchmem ./balancer/ ./proxy/...
 bench-compare: ; $(GO) run ./benchmarks/cmd/compare $(COMPAREFLAGS)
 
 clean:
