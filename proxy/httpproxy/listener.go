@@ -1,0 +1,287 @@
+package httpproxy
+
+import (
+	"cmp"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/longhaul-proxy/longhaul/proxy/metrics"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/longhaul-proxy/longhaul/internal/membudget"
+	"github.com/longhaul-proxy/longhaul/proxy/h2relay"
+	"github.com/longhaul-proxy/longhaul/proxy/listen"
+	"github.com/longhaul-proxy/longhaul/proxy/upstream"
+)
+
+// Config configures an HTTP listener: HTTP/1.1, h2c with prior
+// knowledge and, with TLS, h2 and http/1.1 by ALPN.
+type Config struct {
+	Name string
+	Key  RequestKey
+	// UpstreamH2 sends requests to endpoints over HTTP/2 without TLS (h2c),
+	// as gRPC servers expect; otherwise HTTP/1.1 keep-alive. HTTP/2
+	// clients are then served by the frame-level relay (package h2relay)
+	// and only HTTP/1 clients by net/http.
+	UpstreamH2     bool
+	ConnectTimeout time.Duration // 0 means 2s
+	// KeepAliveIdle closes an HTTP/1 client connection waiting this long
+	// for its next request, and an HTTP/2 one served by net/http with no
+	// stream open for this long; 0 means 75s.
+	KeepAliveIdle time.Duration
+	// RequestBodyTimeout bounds each wait for more of a request body: a
+	// body slower than that is cut, and the client answered 408 with its
+	// connection closed. 0 means 60s.
+	RequestBodyTimeout time.Duration
+	// ResponseHeaderTimeout bounds the wait for an endpoint's response
+	// headers once the request is sent (and a WebSocket's handshake
+	// answer): the client is answered 504 (gRPC: UNAVAILABLE). 0 means 60s.
+	ResponseHeaderTimeout time.Duration
+	// StreamIdleTimeout ends a stream of the HTTP/2 relay with no frame
+	// either way for this long (h2relay.Config.StreamIdleTimeout); 0
+	// means 1h.
+	StreamIdleTimeout time.Duration
+	// MemoryBudget, if set, is the process's budget of bytes held by
+	// client connections of the HTTP/2 relay (h2relay.Config.Budget).
+	MemoryBudget *membudget.Budget
+	// KeepAlive is the TCP keep-alive probe period of endpoint connections
+	// dialled by the default Dial; 0 sends none.
+	KeepAlive      time.Duration
+	MaxHeaderBytes int // 0 means 64 KiB
+	// MaxAttempts bounds the endpoints tried for one request when it is
+	// safe to retry; 0 means 3.
+	MaxAttempts int
+	// TLS, if set, serves TLS (ALPN h2, http/1.1) with this config.
+	TLS *tls.Config
+	// Affinity pins each client connection to one endpoint (picked by Key
+	// on its first request) instead of balancing each request. Drain moves
+	// a pinned HTTP/1.1 connection with "Connection: close"; an HTTP/2 one
+	// with GOAWAY: in two steps (GOAWAY with the largest stream id, a PING,
+	// then GOAWAY with the last stream id) with UpstreamH2, where the relay
+	// serves it, and a single one from net/http's server without.
+	Affinity bool
+	// WebSocket options for upgraded connections.
+	WebSocket WebSocketConfig
+	// MaxConnections bounds the client connections open at once: at the
+	// bound the listener stops accepting, and new connections wait in the
+	// kernel's backlog until one closes. 0 means unlimited.
+	MaxConnections int
+	// MaxConnectionsPerClient bounds the connections open at once from one
+	// client IP address; one above it is closed at once, counted as
+	// rejected with reason "per_client". 0 means none.
+	MaxConnectionsPerClient int
+	Dial                    upstream.DialFunc
+	Logger                  *zap.Logger
+}
+
+// Listener balances each HTTP request (each HTTP/2 stream, each gRPC
+// call) on its own, over keep-alive or multiplexed connections pooled per
+// endpoint.
+type Listener struct {
+	cfg     Config
+	up      *upstream.Upstream
+	reg     *upstream.Registry
+	metrics *metrics.Metrics
+	log     *zap.Logger
+	srv     *http.Server
+	h2      *h2Pool
+	h1      sync.Map // endpoint address -> *http.Transport
+	closing atomic.Bool
+	// wsWG counts WebSocket upgrades and relays under way. wsMu orders
+	// its Adds before Shutdown's Wait: once wsClosed is set, no Add.
+	wsWG     sync.WaitGroup
+	wsMu     sync.RWMutex
+	wsClosed bool
+
+	pins sync.Map // net.Conn -> *serverConn, with Affinity
+
+	// relay serves HTTP/2 client connections frame by frame when
+	// UpstreamH2 is set; nil otherwise. clients holds its connections
+	// (*h2relay.Conn -> *relayConn), each pinned with Affinity. splitWG
+	// counts the goroutines that sniff and serve accepted connections.
+	relay   *h2relay.Server
+	clients relayClients
+	splitWG sync.WaitGroup
+
+	// Per-request series, resolved once: a label lookup per request costs
+	// more than the observation.
+	reqTime [6]prometheus.Observer // by HTTP status class 1..5; 0 is gRPC error
+	grpcOK  prometheus.Observer
+}
+
+// NewHTTP returns an HTTP listener balancing over up, whose sessions are
+// registered in up's Registry.
+func New(cfg Config, up *upstream.Upstream, m *metrics.Metrics) *Listener {
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 2 * time.Second
+	}
+	if cfg.KeepAliveIdle <= 0 {
+		cfg.KeepAliveIdle = 75 * time.Second
+	}
+	if cfg.RequestBodyTimeout <= 0 {
+		cfg.RequestBodyTimeout = 60 * time.Second
+	}
+	if cfg.ResponseHeaderTimeout <= 0 {
+		cfg.ResponseHeaderTimeout = 60 * time.Second
+	}
+	if cfg.MaxHeaderBytes <= 0 {
+		cfg.MaxHeaderBytes = 64 << 10
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 3
+	}
+	if cfg.Dial == nil {
+		cfg.Dial = upstream.NewDialer(cfg.KeepAlive)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if m == nil {
+		m = metrics.New(nil)
+	}
+	l := &Listener{cfg: cfg, up: up, reg: up.Registry(), metrics: m, log: cfg.Logger.With(zap.String("listener", cfg.Name)),
+		grpcOK: m.RequestTime.WithLabelValues(cfg.Name, "ok")}
+	l.reqTime[0] = m.RequestTime.WithLabelValues(cfg.Name, "error")
+	for c := 1; c <= 5; c++ {
+		l.reqTime[c] = m.RequestTime.WithLabelValues(cfg.Name, fmt.Sprintf("%dxx", c))
+	}
+	l.h2 = newH2Pool(cfg.Dial, cfg.ConnectTimeout)
+	protos := new(http.Protocols)
+	protos.SetHTTP1(true)
+	protos.SetHTTP2(true)
+	protos.SetUnencryptedHTTP2(true)
+	l.srv = &http.Server{
+		Handler:           l,
+		Protocols:         protos,
+		ReadHeaderTimeout: 10 * time.Second, // slowloris
+		// HTTP/1 keep-alive, and HTTP/2 with no stream open.
+		IdleTimeout:    cfg.KeepAliveIdle,
+		MaxHeaderBytes: cfg.MaxHeaderBytes,
+		TLSConfig:      cfg.TLS,
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams:          1000,
+			MaxReceiveBufferPerConnection: 4 << 20,
+			MaxReceiveBufferPerStream:     1 << 20,
+			// The protocol default (RFC 9113 section 4.2): a larger frame is a
+			// connection error, and no client needs more.
+			MaxReadFrameSize: 16 << 10,
+		},
+		ErrorLog: zap.NewStdLog(l.log.WithOptions(zap.IncreaseLevel(zap.WarnLevel))),
+	}
+	l.srv.ConnContext = withFraming
+	if cfg.Affinity {
+		l.srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+			return l.pinContext(withFraming(ctx, c), c)
+		}
+		l.srv.ConnState = l.connState
+	}
+	if cfg.UpstreamH2 {
+		rc := h2relay.Config{
+			Router: relayRouter{up: up, key: cfg.Key}, Observer: relayObserver{l},
+			OnConn: l.onRelayConn, OnConnEnd: l.onRelayConnEnd,
+			Dial: cfg.Dial, ConnectTimeout: cfg.ConnectTimeout, MaxAttempts: cfg.MaxAttempts,
+			MaxHeaderListSize: uint32(cfg.MaxHeaderBytes), IdleTimeout: cfg.KeepAliveIdle,
+			StreamIdleTimeout: cfg.StreamIdleTimeout, Budget: cfg.MemoryBudget,
+		}
+		l.relay = h2relay.New(rc)
+	}
+	return l
+}
+
+// Serve accepts connections on ln until Shutdown.
+func (l *Listener) Serve(ctx context.Context, ln net.Listener) error {
+	stop := context.AfterFunc(ctx, func() {
+		l.srv.Close()
+		if l.relay != nil {
+			l.relay.Close()
+		}
+	})
+	defer stop()
+	if l.cfg.MaxConnections > 0 || l.cfg.MaxConnectionsPerClient > 0 {
+		ln = listen.Limit(ln, listen.NewGate(l.cfg.MaxConnections, l.cfg.MaxConnectionsPerClient,
+			l.metrics.Rejected.WithLabelValues(l.cfg.Name, "per_client")))
+	}
+	var err error
+	if l.relay != nil {
+		err = l.serveSplit(ctx, ln)
+	} else if l.cfg.TLS != nil {
+		err = l.srv.ServeTLS(ln, "", "")
+	} else {
+		err = l.srv.Serve(framingListener{ln})
+	}
+	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
+		return nil // shut down, or its listener closed to stop accepting
+	}
+	return err
+}
+
+// Shutdown stops accepting, sends GOAWAY to the HTTP/2 clients still
+// connected and closes idle HTTP/1 connections, and waits for requests and
+// upgraded sessions to end until ctx ends; then it closes what is left.
+// Moving sessions and clients off, paced, is drain's (see Clients); by the
+// time Shutdown runs, most are gone.
+func (l *Listener) Shutdown(ctx context.Context) error {
+	l.closing.Store(true)
+	relayErr := make(chan error, 1)
+	if l.relay != nil {
+		go func() { relayErr <- l.relay.Shutdown(ctx) }()
+	} else {
+		relayErr <- nil
+	}
+	err := l.srv.Shutdown(ctx)
+	if err != nil {
+		l.srv.Close()
+	}
+	err = cmp.Or(err, <-relayErr)
+	done := make(chan struct{})
+	l.wsMu.Lock()
+	l.wsClosed = true
+	l.wsMu.Unlock()
+	go func() { l.wsWG.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		for _, s := range l.reg.All() {
+			if s.Info().Listener == l.cfg.Name {
+				s.Close()
+			}
+		}
+		<-done
+		err = ctx.Err()
+	}
+	l.h2.CloseAll()
+	l.h1.Range(func(_, v any) bool { v.(*http.Transport).CloseIdleConnections(); return true })
+	return err
+}
+
+// DrainEndpoint moves this listener's upstream traffic off addr: its HTTP/2
+// connections get GOAWAY and their streams until the deadline, then close.
+// The picker already excludes addr, so no new request goes there.
+func (l *Listener) DrainEndpoint(ctx context.Context, addr string) {
+	if t, ok := l.h1.LoadAndDelete(addr); ok {
+		// Idle keep-alive connections close now; those carrying a request
+		// go back to this (forgotten) transport when it ends, and are
+		// closed at the deadline.
+		tr := t.(*http.Transport)
+		tr.CloseIdleConnections()
+		if deadline, ok := ctx.Deadline(); ok {
+			time.AfterFunc(time.Until(deadline)+time.Second, tr.CloseIdleConnections)
+		}
+	}
+	if l.relay == nil {
+		l.h2.Drain(ctx, addr)
+		return
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { l.relay.DrainEndpoint(ctx, addr) })
+	l.h2.Drain(ctx, addr)
+	wg.Wait()
+}
