@@ -129,8 +129,8 @@ func isPrime(n uint64) bool {
 type Picker interface {
 	// Pick returns the target for a key hash, skipping the targets in tried
 	// (previous attempts that failed to connect, at most a few), or nil
-	// when no target is left. key must be a well-mixed hash (HashBytes,
-	// HashString, HashAddr, HashAddrPort). Maglev looks the key up in its
+	// when no target is left. key must be a well-mixed hash (HashString,
+	// HashAddr, HashAddrPort). Maglev looks the key up in its
 	// table and walks the table forward past tried targets and, with
 	// BoundedLoad, past targets at their cap; when every untried target is
 	// at its cap it returns the first untried one (the cap is soft rather

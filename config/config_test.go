@@ -572,8 +572,8 @@ func TestComparePaths(t *testing.T) {
 		{"a.static[9]", "a.static[09]", 0},
 	}
 	for _, tt := range tests {
-		if got := comparePaths(tt.a, tt.b); got != tt.want {
-			t.Errorf("comparePaths(%q, %q): got %v, want %v", tt.a, tt.b, got, tt.want)
+		if got := compareKeys(pathKey(tt.a), pathKey(tt.b)); got != tt.want {
+			t.Errorf("compare %q, %q: got %v, want %v", tt.a, tt.b, got, tt.want)
 		}
 	}
 }

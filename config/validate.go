@@ -477,11 +477,6 @@ func sortProblems(ps []Problem) {
 	slices.SortStableFunc(ps, func(a, b Problem) int { return compareKeys(keys[a.Path], keys[b.Path]) })
 }
 
-// comparePaths compares two paths in the order sortProblems uses.
-func comparePaths(a, b string) int {
-	return compareKeys(pathKey(a), pathKey(b))
-}
-
 func compareKeys(a, b []pathPart) int {
 	return slices.CompareFunc(a, b, func(x, y pathPart) int {
 		return cmp.Or(cmp.Compare(x.rank, y.rank), strings.Compare(x.name, y.name))

@@ -35,18 +35,12 @@ type Options struct {
 	Dial proxy.DialFunc
 	// Kubernetes builds the source of a listener whose endpoints come from
 	// Kubernetes; nil makes such a listener an error.
-	Kubernetes func(l config.Listener, log *zap.Logger) (SyncedSource, error)
+	Kubernetes func(l config.Listener, log *zap.Logger) (discovery.Source, error)
 	// ShutdownDelay is how long listeners keep accepting after /readyz
 	// starts failing, while the Service in front updates its endpoints.
 	ShutdownDelay time.Duration
 	// Level, if set, is the logger's level, which Reload changes.
 	Level *zap.AtomicLevel
-}
-
-// SyncedSource is an endpoint source that tells when it has its first list.
-type SyncedSource interface {
-	discovery.Source
-	Synced() bool
 }
 
 // App is a running longhaul. Listeners are bound in New, so that a port in
