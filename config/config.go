@@ -11,7 +11,11 @@
 // "listeners[0].balance.policy") and the bad value.
 package config
 
-import "time"
+import (
+	"time"
+
+	"github.com/longhaul-proxy/longhaul/balancer"
+)
 
 // Config is longhaul's whole configuration.
 type Config struct {
@@ -278,7 +282,7 @@ const (
 	DefaultPolicy         = "maglev"
 	DefaultKey            = "client-ip"
 	DefaultBoundedLoad    = 1.25 // for maglev; least-connections defaults to 0
-	DefaultTableSize      = 65537
+	DefaultTableSize      = balancer.DefaultTableSize
 	DefaultConnectTimeout = 2 * time.Second
 	DefaultIdleTimeout    = time.Hour
 	DefaultKeepAliveIdle  = 75 * time.Second

@@ -578,15 +578,6 @@ func TestComparePaths(t *testing.T) {
 	}
 }
 
-func TestIsPrime(t *testing.T) {
-	for n, want := range map[uint64]bool{0: false, 1: false, 2: true, 3: true, 4: false, 9: false, 25: false,
-		97: true, 101: true, 65536: false, 65537: true, 10000019: true, 10000079: true, 10000021: false} {
-		if got := isPrime(n); got != want {
-			t.Errorf("isPrime(%d): got %v, want %v", n, got, want)
-		}
-	}
-}
-
 // defaultAdmin is the admin block a file gets when it sets only the
 // address.
 func defaultAdmin(address string) Admin {

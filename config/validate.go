@@ -11,15 +11,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/longhaul-proxy/longhaul/balancer"
 	"github.com/longhaul-proxy/longhaul/discovery"
 )
 
-// Limits checked by Validate.
-const (
-	MinTableSize   = 101
-	MaxTableSize   = 10_000_019 // a prime
-	MaxBoundedLoad = 10
-)
+// MaxBoundedLoad bounds balance.boundedLoad. The range of balance.tableSize
+// is the balancer's (balancer.ValidTableSize).
+const MaxBoundedLoad = 10
 
 // Problem is one thing wrong with a configuration.
 type Problem struct {
@@ -313,8 +311,9 @@ func (v *validator) balance(p, protocol string, b *Balance) {
 	if lb := b.BoundedLoad; lb != 0 && !(lb >= 1 && lb <= MaxBoundedLoad) {
 		v.add(p+".boundedLoad", lb, fmt.Sprintf("must be 0 (off) or from 1 to %d", MaxBoundedLoad))
 	}
-	if ts := b.TableSize; ts < MinTableSize || ts > MaxTableSize || !isPrime(ts) {
-		v.add(p+".tableSize", ts, fmt.Sprintf("must be a prime from %d to %d, such as 65537", MinTableSize, MaxTableSize))
+	if ts := b.TableSize; balancer.ValidTableSize(ts) != nil {
+		v.add(p+".tableSize", ts, fmt.Sprintf("must be a prime from %d to %d, such as %d",
+			balancer.MinTableSize, balancer.MaxTableSize, balancer.DefaultTableSize))
 	}
 }
 
@@ -445,23 +444,6 @@ func isPort(s string) bool {
 	}
 	return isDNSLabel(s, 15) && strings.ContainsFunc(s, func(r rune) bool { return r >= 'a' && r <= 'z' }) &&
 		!strings.Contains(s, "--")
-}
-
-// isPrime reports whether n is prime; n is at most MaxTableSize here, so
-// trial division is quick.
-func isPrime(n uint64) bool {
-	if n < 2 {
-		return false
-	}
-	if n%2 == 0 {
-		return n == 2
-	}
-	for d := uint64(3); d*d <= n; d += 2 {
-		if n%d == 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // sortProblems orders problems as the fields are ordered in Config (list
