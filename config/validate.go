@@ -2,6 +2,7 @@ package config
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -306,7 +307,7 @@ func (v *validator) endpoints(p string, e *Endpoints) {
 }
 
 func (v *validator) balance(p, protocol string, b *Balance) {
-	v.oneOf(p+".policy", b.Policy, "maglev", "least-connections")
+	v.oneOf(p+".policy", b.Policy, balancer.Maglev.String(), balancer.LeastConnections.String())
 	v.key(p+".key", protocol, b.Key)
 	if lb := b.BoundedLoad; lb != 0 && !(lb >= 1 && lb <= MaxBoundedLoad) {
 		v.add(p+".boundedLoad", lb, fmt.Sprintf("must be 0 (off) or from 1 to %d", MaxBoundedLoad))
@@ -317,27 +318,24 @@ func (v *validator) balance(p, protocol string, b *Balance) {
 	}
 }
 
-// key checks a balance key: client-ip or client-ip-port; http and grpc
-// listeners also hash on path, header:NAME, cookie:NAME, query:NAME or
-// grpc-metadata:NAME.
+// key checks a balance key with balancer.ParseKeySpec: client-ip or
+// client-ip-port; http and grpc listeners also hash on path, header:NAME,
+// cookie:NAME, query:NAME or grpc-metadata:NAME.
 func (v *validator) key(p, protocol, key string) {
+	spec, err := balancer.ParseKeySpec(key)
 	if protocol != "http" && protocol != "grpc" {
-		v.oneOf(p, key, "client-ip", "client-ip-port")
-		return
-	}
-	switch key {
-	case "client-ip", "client-ip-port", "path":
-		return
-	}
-	kind, name, found := strings.Cut(key, ":")
-	switch kind {
-	case "header", "cookie", "query", "grpc-metadata":
-		if !found || name == "" || strings.ContainsFunc(name, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
-			v.add(p, key, kind+" needs a name, as in "+kind+":NAME")
+		if err != nil || !spec.FromConnection() {
+			v.add(p, key, "must be one of client-ip, client-ip-port")
 		}
 		return
 	}
-	v.add(p, key, "must be one of client-ip, client-ip-port, path, header:NAME, cookie:NAME, query:NAME, grpc-metadata:NAME")
+	if err != nil {
+		msg := err.Error()
+		if ke := (*balancer.KeySpecError)(nil); errors.As(err, &ke) {
+			msg = ke.Reason // the path and value are the Problem's
+		}
+		v.add(p, key, msg)
+	}
 }
 
 func (v *validator) http(p, protocol string, h *HTTP) {
@@ -531,7 +529,7 @@ func (v *validator) drain(p string, l *Listener) {
 	if r.Factor != 0 && (r.Factor <= 1 || r.Factor > 100) {
 		v.add(p+".rebalance.factor", r.Factor, "must be 0 (off) or greater than 1 and at most 100")
 	}
-	if r.Factor > 0 && l.Balance.Policy == "maglev" && l.Balance.BoundedLoad == 0 {
+	if r.Factor > 0 && l.Balance.Policy == balancer.Maglev.String() && l.Balance.BoundedLoad == 0 {
 		v.add(p+".rebalance.factor", r.Factor, "needs balance.policy least-connections or balance.boundedLoad: plain consistent hashing sends a moved session back to the same endpoint")
 	}
 	if r.Sustain < 0 {

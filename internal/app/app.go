@@ -144,11 +144,7 @@ func New(cfg *config.Config, opts Options) (a *App, err error) {
 }
 
 func (a *App) newListener(lc config.Listener) (*listener, error) {
-	kind, err := balancer.ParseKind(lc.Balance.Policy)
-	if err != nil {
-		return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
-	}
-	pol := balancer.Policy{Kind: kind, TableSize: lc.Balance.TableSize, BoundedLoad: lc.Balance.BoundedLoad}
+	pol := lc.Balance.BalancerPolicy()
 	log := a.log.With(zap.String("listener", lc.Name))
 	l := &listener{cfg: lc, up: proxy.NewUpstream(lc.Name, pol, a.metrics)}
 	switch {
@@ -183,7 +179,7 @@ func (a *App) newListener(lc config.Listener) (*listener, error) {
 	switch lc.Protocol {
 	case "tcp", "":
 		key := proxy.KeyClientIP
-		if lc.Balance.Key == "client-ip-port" {
+		if lc.Balance.KeySpec().Source == balancer.ClientIPPort {
 			key = proxy.KeyClientIPPort
 		}
 		l.srv = proxy.NewTCP(proxy.TCPConfig{
