@@ -57,22 +57,40 @@ func ParseKind(s string) (Kind, error) {
 	return 0, fmt.Errorf("balancer policy %q: want maglev or least-connections", s)
 }
 
-// DefaultTableSize is the Maglev table size used when Policy.TableSize is 0.
-// It is prime, and at least 100 times the endpoint count up to 655
-// endpoints, which keeps each endpoint's share within 1 % of its weight share.
-const DefaultTableSize = 65537
+// Maglev table sizes: this package owns the one range every table, built or
+// configured, is checked against (ValidTableSize).
+const (
+	// DefaultTableSize is the table size used when Policy.TableSize is 0.
+	// It is prime, and at least 100 times the endpoint count up to 655
+	// endpoints, which keeps each endpoint's share within 1 % of its
+	// weight share.
+	DefaultTableSize = 65537
+	// MinTableSize is the smallest table: a prime 100 times one endpoint.
+	MinTableSize = 101
+	// MaxTableSize bounds a table so that a configuration typo cannot
+	// allocate gigabytes: 4 bytes per entry, 40 MB at the bound. It is
+	// prime.
+	MaxTableSize = 10_000_019
+)
 
-// MaxTableSize bounds Policy.TableSize so that a configuration typo cannot
-// allocate gigabytes: 4 bytes per entry, 64 MiB at the bound.
-const MaxTableSize = 1 << 24
+// ValidTableSize returns nil when n is a Maglev table size, a prime from
+// MinTableSize to MaxTableSize, or else an error wrapping ErrPolicy that
+// names n and the range. It does not check n against a number of targets.
+func ValidTableSize(n uint64) error {
+	if n < MinTableSize || n > MaxTableSize || !isPrime(n) {
+		return fmt.Errorf("%w: tableSize %d: want a prime from %d to %d", ErrPolicy, n, MinTableSize, MaxTableSize)
+	}
+	return nil
+}
 
 // Policy says how a Picker chooses. The zero value is Maglev with the default
 // table size and bounded loads off.
 type Policy struct {
 	// Kind is the balancing algorithm.
 	Kind Kind
-	// TableSize is the Maglev table size M: prime, at least the number of
-	// targets and at most MaxTableSize; 0 means DefaultTableSize. Keep
+	// TableSize is the Maglev table size M: 0 means DefaultTableSize;
+	// otherwise it passes ValidTableSize and is at least the number of
+	// targets. Keep
 	// M > 100 × targets for an even spread. Ignored by LeastConnections.
 	TableSize uint64
 	// BoundedLoad is the factor c of consistent hashing with bounded loads:
@@ -95,8 +113,8 @@ func (p Policy) validate(targets int) (Policy, error) {
 		if p.TableSize == 0 {
 			p.TableSize = DefaultTableSize
 		}
-		if p.TableSize > MaxTableSize || !isPrime(p.TableSize) {
-			return p, fmt.Errorf("%w: tableSize %d: want a prime at most %d", ErrPolicy, p.TableSize, MaxTableSize)
+		if err := ValidTableSize(p.TableSize); err != nil {
+			return p, err
 		}
 		if p.TableSize < uint64(targets) {
 			return p, fmt.Errorf("%w: tableSize %d is smaller than the %d eligible endpoints", ErrPolicy, p.TableSize, targets)
@@ -108,13 +126,17 @@ func (p Policy) validate(targets int) (Policy, error) {
 	return p, nil
 }
 
-// isPrime reports whether n is prime by trial division; n is at most
-// MaxTableSize, so this takes at most about 2000 divisions.
+// isPrime reports whether n is prime by trial division by odd numbers; the
+// callers bound n by MaxTableSize first, so this takes at most about 1600
+// divisions.
 func isPrime(n uint64) bool {
 	if n < 2 {
 		return false
 	}
-	for d := uint64(2); d*d <= n; d++ {
+	if n%2 == 0 {
+		return n == 2
+	}
+	for d := uint64(3); d*d <= n; d += 2 {
 		if n%d == 0 {
 			return false
 		}
@@ -128,8 +150,8 @@ func isPrime(n uint64) bool {
 type Picker interface {
 	// Pick returns the target for a key hash, skipping the targets in tried
 	// (previous attempts that failed to connect, at most a few), or nil
-	// when no target is left. key must be a well-mixed hash (HashBytes,
-	// HashString, HashAddr, HashAddrPort). Maglev looks the key up in its
+	// when no target is left. key must be a well-mixed hash (HashString,
+	// HashAddr, HashAddrPort). Maglev looks the key up in its
 	// table and walks the table forward past tried targets and, with
 	// BoundedLoad, past targets at their cap; when every untried target is
 	// at its cap it returns the first untried one (the cap is soft rather
@@ -147,8 +169,8 @@ type Picker interface {
 // and terminating ones. With no target Build
 // returns a Picker whose Pick returns nil, not an error. Build errors, wrapping
 // ErrPolicy, when p is invalid: a BoundedLoad other than 0 or a finite
-// c >= 1 (so one in (0, 1)), an unknown Kind, or for Maglev a TableSize that
-// is not prime, above MaxTableSize or smaller than the number of targets.
+// c >= 1 (so one in (0, 1)), an unknown Kind, or for Maglev a TableSize other
+// than 0 that fails ValidTableSize or is smaller than the number of targets.
 //
 // Build relies on the Snapshot invariant (endpoints sorted by address and
 // unique) only for Targets' order: the Maglev table is built in address

@@ -6,6 +6,7 @@ import (
 	"math"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -48,9 +49,10 @@ func TestBuildErrors(t *testing.T) {
 		{"defaults", Policy{}, 10, false},
 		{"table not prime", Policy{TableSize: 65536}, 10, true},
 		{"table 1", Policy{TableSize: 1}, 1, true},
-		{"table smaller than targets", Policy{TableSize: 7}, 10, true},
-		{"table equal to targets", Policy{TableSize: 7}, 7, false},
-		{"table over the maximum", Policy{TableSize: 16777259}, 3, true}, // prime > 2^24
+		{"table below the minimum", Policy{TableSize: 97}, 3, true},
+		{"table smaller than targets", Policy{TableSize: 101}, 102, true},
+		{"table equal to targets", Policy{TableSize: 101}, 101, false},
+		{"table over the maximum", Policy{TableSize: 10000079}, 3, true}, // the next prime
 		{"bounded 0.5", Policy{BoundedLoad: 0.5}, 3, true},
 		{"bounded negative", Policy{BoundedLoad: -1}, 3, true},
 		{"bounded NaN", Policy{BoundedLoad: math.NaN()}, 3, true},
@@ -59,14 +61,14 @@ func TestBuildErrors(t *testing.T) {
 		{"unknown kind", Policy{Kind: 7}, 3, true},
 		{"least-connections ignores table size", Policy{Kind: LeastConnections, TableSize: 4}, 10, false},
 		{"least-connections bounded 0.5", Policy{Kind: LeastConnections, BoundedLoad: 0.5}, 3, true},
-		{"table smaller than ready, not than all", Policy{TableSize: 5}, 0, false},
+		{"table smaller than all, not than ready", Policy{TableSize: 101}, 0, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			eps := readyEndpoints(tt.n)
-			if tt.n == 0 { // 3 ready and 9 not eligible: only the ready count
-				eps = readyEndpoints(12)
-				for i := 3; i < 12; i++ {
+			if tt.n == 0 { // 3 ready and 147 not eligible: only the ready count
+				eps = readyEndpoints(150)
+				for i := 3; i < len(eps); i++ {
 					eps[i].Ready, eps[i].Serving = false, false
 				}
 			}
@@ -293,5 +295,35 @@ func TestPickAllocs(t *testing.T) {
 			}
 		}
 		_ = sink
+	}
+}
+
+// TestValidTableSize checks the one range of table sizes at its edges and
+// that the error names the value and the range.
+func TestValidTableSize(t *testing.T) {
+	for n, want := range map[uint64]bool{0: false, 97: false, 100: false, 101: true, 65536: false, 65537: true,
+		10000019: true, 10000079: false, 1 << 63: false} {
+		err := ValidTableSize(n)
+		if got := err == nil; got != want {
+			t.Errorf("ValidTableSize(%d): %v, want valid %v", n, err, want)
+		}
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, ErrPolicy) {
+			t.Errorf("ValidTableSize(%d): %v does not wrap ErrPolicy", n, err)
+		}
+		if wantText := fmt.Sprintf("tableSize %d: want a prime from 101 to 10000019", n); !strings.Contains(err.Error(), wantText) {
+			t.Errorf("ValidTableSize(%d): %q, want it to say %q", n, err, wantText)
+		}
+	}
+}
+
+func TestIsPrime(t *testing.T) {
+	for n, want := range map[uint64]bool{0: false, 1: false, 2: true, 3: true, 4: false, 9: false, 25: false,
+		97: true, 101: true, 65536: false, 65537: true, 10000019: true, 10000079: true, 10000021: false} {
+		if got := isPrime(n); got != want {
+			t.Errorf("isPrime(%d): got %v, want %v", n, got, want)
+		}
 	}
 }

@@ -11,11 +11,8 @@ import (
 // other XXH64 implementation) maps a key to the same hash. Changing them
 // moves every key; TestGoldenKeys guards against that.
 
-// HashBytes returns the key hash of b (XXH64, seed 0). It does not allocate.
-func HashBytes(b []byte) uint64 { return xxhash.Sum64(b) }
-
-// HashString returns the key hash of s; HashString(s) == HashBytes([]byte(s)).
-// It does not allocate.
+// HashString returns the key hash of s (XXH64, seed 0). It does not
+// allocate.
 func HashString(s string) uint64 { return xxhash.Sum64String(s) }
 
 // HashAddr returns the key hash of a client IP: XXH64 of its 16-byte form, so

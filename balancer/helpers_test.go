@@ -46,7 +46,7 @@ func keyPool(n int) []uint64 {
 	var b [8]byte
 	for i := range keys {
 		binary.LittleEndian.PutUint64(b[:], uint64(i))
-		keys[i] = HashBytes(b[:])
+		keys[i] = HashString(string(b[:]))
 	}
 	return keys
 }

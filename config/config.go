@@ -11,7 +11,11 @@
 // "listeners[0].balance.policy") and the bad value.
 package config
 
-import "time"
+import (
+	"time"
+
+	"github.com/longhaul-proxy/longhaul/balancer"
+)
 
 // Config is longhaul's whole configuration.
 type Config struct {
@@ -149,6 +153,29 @@ type Balance struct {
 	TableSize uint64 `mapstructure:"tableSize"`
 }
 
+// BalancerPolicy returns the balancing policy as the balancer takes it. It
+// cannot fail on a Balance that passed Validate (Load and Parse validate);
+// on a policy name Validate refuses it panics, as that is a caller's bug.
+func (b Balance) BalancerPolicy() balancer.Policy {
+	kind, err := balancer.ParseKind(b.Policy)
+	if err != nil {
+		panic("config: BalancerPolicy of a Balance that did not pass Validate: " + err.Error())
+	}
+	return balancer.Policy{Kind: kind, TableSize: b.TableSize, BoundedLoad: b.BoundedLoad}
+}
+
+// KeySpec returns the balancing key as the balancer and proxy take it; on a
+// tcp listener that passed Validate it is FromConnection. It cannot fail on
+// a Balance that passed Validate; on a key Validate refuses it panics, as
+// that is a caller's bug.
+func (b Balance) KeySpec() balancer.KeySpec {
+	k, err := balancer.ParseKeySpec(b.Key)
+	if err != nil {
+		panic("config: KeySpec of a Balance that did not pass Validate: " + err.Error())
+	}
+	return k
+}
+
 // Timeouts of a listener: one for every state a peer can leave a
 // connection in. All must be positive, except TCPKeepAlive, which may be 0.
 type Timeouts struct {
@@ -278,7 +305,7 @@ const (
 	DefaultPolicy         = "maglev"
 	DefaultKey            = "client-ip"
 	DefaultBoundedLoad    = 1.25 // for maglev; least-connections defaults to 0
-	DefaultTableSize      = 65537
+	DefaultTableSize      = balancer.DefaultTableSize
 	DefaultConnectTimeout = 2 * time.Second
 	DefaultIdleTimeout    = time.Hour
 	DefaultKeepAliveIdle  = 75 * time.Second

@@ -572,17 +572,8 @@ func TestComparePaths(t *testing.T) {
 		{"a.static[9]", "a.static[09]", 0},
 	}
 	for _, tt := range tests {
-		if got := comparePaths(tt.a, tt.b); got != tt.want {
-			t.Errorf("comparePaths(%q, %q): got %v, want %v", tt.a, tt.b, got, tt.want)
-		}
-	}
-}
-
-func TestIsPrime(t *testing.T) {
-	for n, want := range map[uint64]bool{0: false, 1: false, 2: true, 3: true, 4: false, 9: false, 25: false,
-		97: true, 101: true, 65536: false, 65537: true, 10000019: true, 10000079: true, 10000021: false} {
-		if got := isPrime(n); got != want {
-			t.Errorf("isPrime(%d): got %v, want %v", n, got, want)
+		if got := compareKeys(pathKey(tt.a), pathKey(tt.b)); got != tt.want {
+			t.Errorf("compare %q, %q: got %v, want %v", tt.a, tt.b, got, tt.want)
 		}
 	}
 }

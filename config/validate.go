@@ -2,6 +2,7 @@ package config
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -11,15 +12,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/longhaul-proxy/longhaul/balancer"
 	"github.com/longhaul-proxy/longhaul/discovery"
 )
 
-// Limits checked by Validate.
-const (
-	MinTableSize   = 101
-	MaxTableSize   = 10_000_019 // a prime
-	MaxBoundedLoad = 10
-)
+// MaxBoundedLoad bounds balance.boundedLoad. The range of balance.tableSize
+// is the balancer's (balancer.ValidTableSize).
+const MaxBoundedLoad = 10
 
 // Problem is one thing wrong with a configuration.
 type Problem struct {
@@ -308,37 +307,35 @@ func (v *validator) endpoints(p string, e *Endpoints) {
 }
 
 func (v *validator) balance(p, protocol string, b *Balance) {
-	v.oneOf(p+".policy", b.Policy, "maglev", "least-connections")
+	v.oneOf(p+".policy", b.Policy, balancer.Maglev.String(), balancer.LeastConnections.String())
 	v.key(p+".key", protocol, b.Key)
 	if lb := b.BoundedLoad; lb != 0 && !(lb >= 1 && lb <= MaxBoundedLoad) {
 		v.add(p+".boundedLoad", lb, fmt.Sprintf("must be 0 (off) or from 1 to %d", MaxBoundedLoad))
 	}
-	if ts := b.TableSize; ts < MinTableSize || ts > MaxTableSize || !isPrime(ts) {
-		v.add(p+".tableSize", ts, fmt.Sprintf("must be a prime from %d to %d, such as 65537", MinTableSize, MaxTableSize))
+	if ts := b.TableSize; balancer.ValidTableSize(ts) != nil {
+		v.add(p+".tableSize", ts, fmt.Sprintf("must be a prime from %d to %d, such as %d",
+			balancer.MinTableSize, balancer.MaxTableSize, balancer.DefaultTableSize))
 	}
 }
 
-// key checks a balance key: client-ip or client-ip-port; http and grpc
-// listeners also hash on path, header:NAME, cookie:NAME, query:NAME or
-// grpc-metadata:NAME.
+// key checks a balance key with balancer.ParseKeySpec: client-ip or
+// client-ip-port; http and grpc listeners also hash on path, header:NAME,
+// cookie:NAME, query:NAME or grpc-metadata:NAME.
 func (v *validator) key(p, protocol, key string) {
+	spec, err := balancer.ParseKeySpec(key)
 	if protocol != "http" && protocol != "grpc" {
-		v.oneOf(p, key, "client-ip", "client-ip-port")
-		return
-	}
-	switch key {
-	case "client-ip", "client-ip-port", "path":
-		return
-	}
-	kind, name, found := strings.Cut(key, ":")
-	switch kind {
-	case "header", "cookie", "query", "grpc-metadata":
-		if !found || name == "" || strings.ContainsFunc(name, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
-			v.add(p, key, kind+" needs a name, as in "+kind+":NAME")
+		if err != nil || !spec.FromConnection() {
+			v.add(p, key, "must be one of client-ip, client-ip-port")
 		}
 		return
 	}
-	v.add(p, key, "must be one of client-ip, client-ip-port, path, header:NAME, cookie:NAME, query:NAME, grpc-metadata:NAME")
+	if err != nil {
+		msg := err.Error()
+		if ke := (*balancer.KeySpecError)(nil); errors.As(err, &ke) {
+			msg = ke.Reason // the path and value are the Problem's
+		}
+		v.add(p, key, msg)
+	}
 }
 
 func (v *validator) http(p, protocol string, h *HTTP) {
@@ -447,23 +444,6 @@ func isPort(s string) bool {
 		!strings.Contains(s, "--")
 }
 
-// isPrime reports whether n is prime; n is at most MaxTableSize here, so
-// trial division is quick.
-func isPrime(n uint64) bool {
-	if n < 2 {
-		return false
-	}
-	if n%2 == 0 {
-		return n == 2
-	}
-	for d := uint64(3); d*d <= n; d += 2 {
-		if n%d == 0 {
-			return false
-		}
-	}
-	return true
-}
-
 // sortProblems orders problems as the fields are ordered in Config (list
 // elements by index, unknown keys after the known ones of their mapping),
 // keeping the order of problems at the same path.
@@ -475,11 +455,6 @@ func sortProblems(ps []Problem) {
 		}
 	}
 	slices.SortStableFunc(ps, func(a, b Problem) int { return compareKeys(keys[a.Path], keys[b.Path]) })
-}
-
-// comparePaths compares two paths in the order sortProblems uses.
-func comparePaths(a, b string) int {
-	return compareKeys(pathKey(a), pathKey(b))
 }
 
 func compareKeys(a, b []pathPart) int {
@@ -554,7 +529,7 @@ func (v *validator) drain(p string, l *Listener) {
 	if r.Factor != 0 && (r.Factor <= 1 || r.Factor > 100) {
 		v.add(p+".rebalance.factor", r.Factor, "must be 0 (off) or greater than 1 and at most 100")
 	}
-	if r.Factor > 0 && l.Balance.Policy == "maglev" && l.Balance.BoundedLoad == 0 {
+	if r.Factor > 0 && l.Balance.Policy == balancer.Maglev.String() && l.Balance.BoundedLoad == 0 {
 		v.add(p+".rebalance.factor", r.Factor, "needs balance.policy least-connections or balance.boundedLoad: plain consistent hashing sends a moved session back to the same endpoint")
 	}
 	if r.Sustain < 0 {

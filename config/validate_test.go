@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/longhaul-proxy/longhaul/balancer"
 )
 
 // TestValidate has a case for every rule: each mutates a valid
@@ -178,6 +180,14 @@ func TestValidate(t *testing.T) {
 		{"key path on http", func(c *Config) { l0(c).Protocol, l0(c).Balance.Key = "http", "path" }, nil},
 		{"key header without name", func(c *Config) { l0(c).Protocol, l0(c).Balance.Key = "http", "header:" },
 			[]string{`listeners[0].balance.key: "header:": header needs a name, as in header:NAME`}},
+		{"key header name with a space", func(c *Config) { l0(c).Protocol, l0(c).Balance.Key = "http", "header:x user" },
+			[]string{`listeners[0].balance.key: "header:x user": header name "x user" must be an HTTP token (letters, digits and !#$%&'*+-.^_` + "`|~)"}},
+		{"key cookie name with a control character", func(c *Config) { l0(c).Protocol, l0(c).Balance.Key = "http", "cookie:a\x7f" },
+			[]string{`listeners[0].balance.key: "cookie:a\x7f": cookie name "a\x7f" must be printable ASCII without spaces`}},
+		{"key client-ip with a name on http", func(c *Config) { l0(c).Protocol, l0(c).Balance.Key = "http", "client-ip:x" },
+			[]string{`listeners[0].balance.key: "client-ip:x": must be one of client-ip, client-ip-port, path, header:NAME, cookie:NAME, query:NAME, grpc-metadata:NAME`}},
+		{"key empty on tcp", func(c *Config) { l0(c).Balance.Key = "" },
+			[]string{`listeners[0].balance.key: "": must be one of client-ip, client-ip-port`}},
 		{"key unknown on http", func(c *Config) { l0(c).Protocol, l0(c).Balance.Key = "http", "body" },
 			[]string{`listeners[0].balance.key: "body": must be one of client-ip, client-ip-port, path, header:NAME, cookie:NAME, query:NAME, grpc-metadata:NAME`}},
 		{"boundedLoad 0 is off", func(c *Config) { l0(c).Balance.BoundedLoad = 0 }, nil},
@@ -344,5 +354,62 @@ func TestValidateNil(t *testing.T) {
 	var c *Config
 	if err := c.Validate(); err == nil {
 		t.Fatalf("got no error, want one")
+	}
+}
+
+// TestBalanceTyped: a validated listener's policy and key come out typed,
+// as the balancer and proxy take them.
+func TestBalanceTyped(t *testing.T) {
+	cfg, err := Parse([]byte(`
+listeners:
+  - {name: a, address: ":7001", endpoints: {static: ["10.0.0.1:80"]}}
+  - name: b
+    address: ":7002"
+    protocol: grpc
+    endpoints: {static: ["10.0.0.1:80"]}
+    balance: {policy: least-connections, key: "grpc-metadata:X-Tenant", tableSize: 101}
+  - name: c
+    address: ":7003"
+    endpoints: {static: ["10.0.0.1:80"]}
+    balance: {key: client-ip-port, boundedLoad: 2}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		policy balancer.Policy
+		key    balancer.KeySpec
+	}{
+		{balancer.Policy{Kind: balancer.Maglev, TableSize: DefaultTableSize, BoundedLoad: DefaultBoundedLoad}, balancer.KeySpec{Source: balancer.ClientIP}},
+		{balancer.Policy{Kind: balancer.LeastConnections, TableSize: 101}, balancer.KeySpec{Source: balancer.Header, Name: "x-tenant"}},
+		{balancer.Policy{Kind: balancer.Maglev, TableSize: DefaultTableSize, BoundedLoad: 2}, balancer.KeySpec{Source: balancer.ClientIPPort}},
+	}
+	for i, tt := range tests {
+		b := cfg.Listeners[i].Balance
+		if got := b.BalancerPolicy(); got != tt.policy {
+			t.Errorf("listener %s: BalancerPolicy %+v, want %+v", cfg.Listeners[i].Name, got, tt.policy)
+		}
+		if got := b.KeySpec(); got != tt.key {
+			t.Errorf("listener %s: KeySpec %+v, want %+v", cfg.Listeners[i].Name, got, tt.key)
+		}
+	}
+}
+
+// TestBalanceTypedUnvalidated: the accessors panic, naming the value, on
+// what Validate refuses, rather than hand a default on.
+func TestBalanceTypedUnvalidated(t *testing.T) {
+	for value, f := range map[string]func(){
+		`"magelv"`:  func() { Balance{Policy: "magelv", Key: "client-ip"}.BalancerPolicy() },
+		`"header:"`: func() { Balance{Policy: "maglev", Key: "header:"}.KeySpec() },
+	} {
+		func() {
+			defer func() {
+				r := recover()
+				if s, _ := r.(string); !strings.Contains(s, "did not pass Validate") || !strings.Contains(s, value) {
+					t.Errorf("%s: recovered %v, want a panic naming it and saying the Balance did not pass Validate", value, r)
+				}
+			}()
+			f()
+		}()
 	}
 }

@@ -7,7 +7,6 @@ package discovery
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -78,9 +77,6 @@ func (c Conditions) Resolve() (ready, serving, terminating bool) {
 	terminating = c.Terminating != nil && *c.Terminating
 	return ready, serving, terminating
 }
-
-// ErrDuplicate reports an address listed twice with different attributes.
-var ErrDuplicate = errors.New("duplicate endpoint")
 
 // NewSnapshot validates, canonicalises, sorts and de-duplicates eps into a
 // Snapshot. eps is not retained. An address given twice with identical

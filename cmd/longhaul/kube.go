@@ -7,8 +7,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/longhaul-proxy/longhaul/config"
+	"github.com/longhaul-proxy/longhaul/discovery"
 	"github.com/longhaul-proxy/longhaul/discovery/kube"
-	"github.com/longhaul-proxy/longhaul/internal/app"
 )
 
 // kubeSource returns the factory of Kubernetes endpoint sources. The client
@@ -17,14 +17,14 @@ import (
 // Kubernetes endpoints never looks for a cluster. Every source counts into
 // one kube.Metrics, which the app registers (the sources are
 // prometheus.Collectors).
-func kubeSource(kubeconfig string) func(config.Listener, *zap.Logger) (app.SyncedSource, error) {
+func kubeSource(kubeconfig string) func(config.Listener, *zap.Logger) (discovery.Source, error) {
 	var (
 		once    sync.Once
 		client  kubernetes.Interface
 		err     error
 		metrics = kube.NewMetrics()
 	)
-	return func(l config.Listener, log *zap.Logger) (app.SyncedSource, error) {
+	return func(l config.Listener, log *zap.Logger) (discovery.Source, error) {
 		once.Do(func() { client, err = kube.NewClient(kubeconfig) })
 		if err != nil {
 			return nil, err

@@ -139,15 +139,10 @@ func (c *sliceCache) delete(name string) {
 
 // snapshot merges every slice into a new Snapshot. An endpoint present in
 // two slices (while the controller moves it) is kept once, its most
-// available copy winning (discovery.NewSnapshot).
-func (c *sliceCache) snapshot() (*discovery.Snapshot, error) {
-	return c.snapshotWith(nil)
-}
-
-// snapshotWith is snapshot, with the kill time of each terminating endpoint
-// that names its pod taken from killTime (zero when unknown). killTime may
-// be nil.
-func (c *sliceCache) snapshotWith(killTime func(podRef) time.Time) (*discovery.Snapshot, error) {
+// available copy winning (discovery.NewSnapshot). The kill time of each
+// terminating endpoint that names its pod is taken from killTime (zero when
+// unknown); killTime may be nil.
+func (c *sliceCache) snapshot(killTime func(podRef) time.Time) (*discovery.Snapshot, error) {
 	all := make([]discovery.Endpoint, 0, c.total)
 	for name, eps := range c.slices {
 		n := len(all)

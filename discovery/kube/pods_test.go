@@ -92,8 +92,9 @@ func testPodKillTime(t *testing.T, cl *kubetest.Cluster) {
 				e, _ := s.Find("198.18.0.1:8080")
 				return e.Terminating
 			}
-			snap, at := rec.waitFor(t, within, "terminating", terminating)
+			_, at := rec.waitFor(t, within, "terminating", terminating)
 			if tc.killTime {
+				var snap *discovery.Snapshot
 				snap, at = rec.waitFor(t, within, "the kill time", func(s *discovery.Snapshot) bool {
 					e, _ := s.Find("198.18.0.1:8080")
 					return e.Terminating && !e.KillTime.IsZero()

@@ -327,7 +327,7 @@ func (s *Source) syncLoop(ctx context.Context, synced <-chan struct{}, pods *pod
 		}
 		var snap *discovery.Snapshot
 		var err error
-		pods.build(func() { snap, err = c.snapshotWith(pods.killTime) })
+		pods.build(func() { snap, err = c.snapshot(pods.killTime) })
 		if err != nil {
 			s.error(err)
 			s.log.Error("endpoint snapshot not built; last snapshot stays in force", zap.Error(err))

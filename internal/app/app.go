@@ -44,7 +44,7 @@ type Options struct {
 	Dial upstream.DialFunc
 	// Kubernetes builds the source of a listener whose endpoints come from
 	// Kubernetes; nil makes such a listener an error.
-	Kubernetes func(l config.Listener, log *zap.Logger) (SyncedSource, error)
+	Kubernetes func(l config.Listener, log *zap.Logger) (discovery.Source, error)
 	// ShutdownDelay is how long listeners keep accepting and serving
 	// after /readyz starts failing, while the Service in front updates its
 	// endpoints; 0 is none (longhaul run's default is
@@ -52,12 +52,6 @@ type Options struct {
 	ShutdownDelay time.Duration
 	// Level, if set, is the logger's level, which Reload changes.
 	Level *zap.AtomicLevel
-}
-
-// SyncedSource is an endpoint source that tells when it has its first list.
-type SyncedSource interface {
-	discovery.Source
-	Synced() bool
 }
 
 // App is a running longhaul. Listeners are bound in New, so that a port in
@@ -161,11 +155,7 @@ func New(cfg *config.Config, opts Options) (a *App, err error) {
 }
 
 func (a *App) newListener(lc config.Listener) (*listener, error) {
-	kind, err := balancer.ParseKind(lc.Balance.Policy)
-	if err != nil {
-		return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
-	}
-	pol := balancer.Policy{Kind: kind, TableSize: lc.Balance.TableSize, BoundedLoad: lc.Balance.BoundedLoad}
+	pol := lc.Balance.BalancerPolicy()
 	log := a.log.With(zap.String("listener", lc.Name))
 	l := &listener{cfg: lc, up: upstream.NewUpstream(lc.Name, pol, a.sessions, a.metrics)}
 	switch {
@@ -201,7 +191,7 @@ func (a *App) newListener(lc config.Listener) (*listener, error) {
 	switch lc.Protocol {
 	case "tcp", "":
 		key := tcpproxy.KeyClientIP
-		if lc.Balance.Key == "client-ip-port" {
+		if lc.Balance.KeySpec().Source == balancer.ClientIPPort {
 			key = tcpproxy.KeyClientIPPort
 		}
 		l.srv = tcpproxy.New(tcpproxy.Config{

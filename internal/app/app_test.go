@@ -436,9 +436,8 @@ listeners:
 
 // panickySource panics on its first Run and serves one endpoint on the next.
 type panickySource struct {
-	runs   atomic.Int32
-	addr   string
-	synced atomic.Bool
+	runs atomic.Int32
+	addr string
 }
 
 func (s *panickySource) Run(ctx context.Context, publish discovery.Publisher) error {
@@ -450,12 +449,9 @@ func (s *panickySource) Run(ctx context.Context, publish discovery.Publisher) er
 		return err
 	}
 	publish(snap)
-	s.synced.Store(true)
 	<-ctx.Done()
 	return nil
 }
-
-func (s *panickySource) Synced() bool { return s.synced.Load() }
 
 // TestSourcePanicRestarts: an endpoint source that panics is counted, run
 // again after sourceRestart, and the listener then serves; the process does
@@ -477,7 +473,7 @@ listeners:
 	}
 	before := guard.Count("discovery")
 	start := time.Now()
-	a, err := New(cfg, Options{Kubernetes: func(config.Listener, *zap.Logger) (SyncedSource, error) { return src, nil }})
+	a, err := New(cfg, Options{Kubernetes: func(config.Listener, *zap.Logger) (discovery.Source, error) { return src, nil }})
 	if err != nil {
 		t.Fatal(err)
 	}

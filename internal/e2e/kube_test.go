@@ -23,6 +23,7 @@ import (
 
 	"github.com/longhaul-proxy/longhaul/balancer"
 	"github.com/longhaul-proxy/longhaul/config"
+	"github.com/longhaul-proxy/longhaul/discovery"
 	"github.com/longhaul-proxy/longhaul/discovery/kube"
 	"github.com/longhaul-proxy/longhaul/internal/app"
 	"github.com/longhaul-proxy/longhaul/internal/kubetest"
@@ -383,7 +384,7 @@ listeners:
 	log := zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel))
 	a, err := app.New(cfg, app.Options{
 		Logger: log,
-		Kubernetes: func(l config.Listener, log *zap.Logger) (app.SyncedSource, error) {
+		Kubernetes: func(l config.Listener, log *zap.Logger) (discovery.Source, error) {
 			k := l.Endpoints.Kubernetes
 			src, err := kube.New(kube.Config{Client: client, Namespace: k.Namespace, Service: k.Service, Port: k.Port,
 				Logger: log, Metrics: metrics.Hooks(l.Name)})

@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/longhaul-proxy/longhaul/config"
+	"github.com/longhaul-proxy/longhaul/discovery"
 	"github.com/longhaul-proxy/longhaul/discovery/kube"
 	"github.com/longhaul-proxy/longhaul/internal/app"
 	"github.com/longhaul-proxy/longhaul/internal/kubetest"
@@ -62,7 +63,7 @@ func (s *sliceSource) rewrite(yaml string) string {
 func (s *sliceSource) options() app.Options {
 	d := net.Dialer{KeepAlive: -1}
 	return app.Options{
-		Kubernetes: func(l config.Listener, log *zap.Logger) (app.SyncedSource, error) {
+		Kubernetes: func(l config.Listener, log *zap.Logger) (discovery.Source, error) {
 			k := l.Endpoints.Kubernetes
 			return kube.New(kube.Config{Client: s.c.Client, Namespace: k.Namespace, Service: k.Service, Port: k.Port, Logger: log})
 		},
