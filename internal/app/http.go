@@ -11,12 +11,8 @@ import (
 // newHTTP builds an http or grpc listener. A grpc listener is an http
 // listener whose endpoints speak HTTP/2 (h2c).
 func (a *App) newHTTP(lc config.Listener, up *upstream.Upstream, log *zap.Logger) (*httpproxy.Listener, error) {
-	key, err := httpproxy.ParseRequestKey(lc.Balance.Key)
-	if err != nil {
-		return nil, err
-	}
 	hc := httpproxy.Config{
-		Name: lc.Name, Key: key,
+		Name: lc.Name, Key: httpproxy.NewRequestKey(lc.Balance.KeySpec()),
 		UpstreamH2:     lc.Protocol == "grpc" || lc.HTTP.Upstream == "h2c",
 		ConnectTimeout: lc.Timeouts.Connect,
 		KeepAliveIdle:  lc.Timeouts.KeepAliveIdle, RequestBodyTimeout: lc.Timeouts.RequestBody,

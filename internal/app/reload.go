@@ -35,13 +35,9 @@ func (a *App) Reload(next *config.Config) error {
 	var errs []error
 	for i, l := range a.listeners {
 		nc := next.Listeners[i]
-		kind, err := balancer.ParseKind(nc.Balance.Policy)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("listener %s: %w", nc.Name, err))
-			continue
-		}
-		pols[i] = balancer.Policy{Kind: kind, TableSize: nc.Balance.TableSize, BoundedLoad: nc.Balance.BoundedLoad}
+		pols[i] = nc.Balance.BalancerPolicy()
 		if len(nc.Endpoints.Static) > 0 && !slicesEqual(nc.Endpoints.Static, cur.Listeners[i].Endpoints.Static) {
+			var err error
 			if snaps[i], err = staticSnapshot(l.cfg.Name, nc.Endpoints.Static); err != nil {
 				errs = append(errs, fmt.Errorf("listener %s: %w", nc.Name, err))
 			}

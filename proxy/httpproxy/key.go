@@ -1,7 +1,6 @@
 package httpproxy
 
 import (
-	"fmt"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -10,53 +9,32 @@ import (
 	"github.com/longhaul-proxy/longhaul/proxy/h2relay"
 )
 
-// RequestKey derives the balancing key of an HTTP request. A request that
-// lacks the named part (no such header, cookie or parameter) falls back to
-// the client's IP address, so that it still lands on a stable endpoint.
+// RequestKey derives the balancing key of an HTTP request, as a
+// balancer.KeySpec says. A request that lacks the named part (no such
+// header, cookie or parameter) falls back to the client's IP address, so
+// that it still lands on a stable endpoint.
 type RequestKey struct {
-	kind  keyKind
+	kind  balancer.KeySource
 	name  string // a header's canonical name, a cookie's or a parameter's
 	lower string // a header's name in lower case, as HTTP/2 carries it
 }
 
-type keyKind int
+// NewRequestKey returns the RequestKey of spec.
+func NewRequestKey(spec balancer.KeySpec) RequestKey {
+	k := RequestKey{kind: spec.Source, name: spec.Name}
+	if spec.Source == balancer.Header {
+		k.name, k.lower = http.CanonicalHeaderKey(spec.Name), strings.ToLower(spec.Name)
+	}
+	return k
+}
 
-const (
-	keyClientIP keyKind = iota
-	keyClientIPPort
-	keyHeader
-	keyCookie
-	keyQuery
-	keyPath
-)
-
-// ParseRequestKey parses a key specification: "client-ip", "client-ip-port",
-// "path", "header:NAME", "grpc-metadata:NAME" (a header), "cookie:NAME" or
-// "query:NAME".
+// ParseRequestKey parses a key specification (see balancer.ParseKeySpec).
 func ParseRequestKey(s string) (RequestKey, error) {
-	kind, name, _ := strings.Cut(s, ":")
-	switch kind {
-	case "", "client-ip":
-		return RequestKey{kind: keyClientIP}, nil
-	case "client-ip-port":
-		return RequestKey{kind: keyClientIPPort}, nil
-	case "path":
-		return RequestKey{kind: keyPath}, nil
+	spec, err := balancer.ParseKeySpec(s)
+	if err != nil {
+		return RequestKey{}, err
 	}
-	if name == "" {
-		return RequestKey{}, fmt.Errorf("key %q: %s needs a name, as in %s:NAME", s, kind, kind)
-	}
-	switch kind {
-	case "header":
-		return RequestKey{kind: keyHeader, name: http.CanonicalHeaderKey(name), lower: strings.ToLower(name)}, nil
-	case "grpc-metadata":
-		return RequestKey{kind: keyHeader, name: http.CanonicalHeaderKey(strings.ToLower(name)), lower: strings.ToLower(name)}, nil
-	case "cookie":
-		return RequestKey{kind: keyCookie, name: name}, nil
-	case "query":
-		return RequestKey{kind: keyQuery, name: name}, nil
-	}
-	return RequestKey{}, fmt.Errorf("key %q: unknown kind %q", s, kind)
+	return NewRequestKey(spec), nil
 }
 
 // Hash returns the key hash of r whose client address is client.
@@ -80,21 +58,21 @@ type requestParts interface {
 
 func (k RequestKey) hash(r requestParts, client netip.AddrPort) uint64 {
 	switch k.kind {
-	case keyClientIPPort:
+	case balancer.ClientIPPort:
 		return balancer.HashAddrPort(client)
-	case keyHeader:
+	case balancer.Header:
 		if v, ok := r.header(k.name, k.lower); ok {
 			return balancer.HashString(v)
 		}
-	case keyCookie:
+	case balancer.Cookie:
 		if v, ok := r.cookie(k.name); ok {
 			return balancer.HashString(v)
 		}
-	case keyQuery:
+	case balancer.Query:
 		if v := r.query(k.name); v != "" {
 			return balancer.HashString(v)
 		}
-	case keyPath:
+	case balancer.Path:
 		return balancer.HashString(r.path())
 	}
 	return balancer.HashAddr(client.Addr())
