@@ -111,6 +111,9 @@ func (l *Listener) serveWebSocket(w http.ResponseWriter, r *http.Request, client
 			return nil
 		}, upstream.RetryDial)
 	switch {
+	case errors.Is(err, upstream.ErrLeaving):
+		http.Error(w, "longhaul: shutting down", http.StatusServiceUnavailable)
+		return
 	case errors.Is(err, upstream.ErrNoEndpoint):
 		http.Error(w, "longhaul: no endpoint available", http.StatusServiceUnavailable)
 		return

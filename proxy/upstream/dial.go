@@ -41,6 +41,9 @@ func (e *DialError) Unwrap() error { return e.Err }
 // whose sessions were asked to move meanwhile is not used: the connection
 // is closed and ErrLeaving makes Try lease the next one.
 func DialLease(ctx context.Context, dial DialFunc, timeout time.Duration, l *Lease) (net.Conn, error) {
+	if l.Asked() {
+		return nil, ErrLeaving
+	}
 	dctx, cancel := context.WithTimeout(ctx, timeout)
 	c, err := dial(dctx, "tcp", l.Addr())
 	cancel()

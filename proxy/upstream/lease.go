@@ -30,6 +30,11 @@ var ErrLeaving = errors.New("endpoint is leaving")
 // in the Registry, answers Info from what it was given, and keeps a request
 // to migrate or close until Attach hands it the session. Release, once,
 // gives everything back.
+//
+// Lock order: a Lease's mu is innermost and held for no call out; the
+// attached Session is called (Migrate, Close, Info) with it let go, so a
+// session may hold its own lock while it leases, and the Registry may list
+// leases while sessions are being attached.
 type Lease struct {
 	// Target is the endpoint leased, acquired until Release.
 	Target *balancer.Target
@@ -107,6 +112,9 @@ func (u *Upstream) Lease(key uint64, prefer string, tried []string, info *Sessio
 // came before is passed on now. It reports whether the lease was asked to
 // migrate already. Call it once.
 func (l *Lease) Attach(s Session) (asked bool) {
+	if !l.registered {
+		panic("upstream: Attach on a request's lease")
+	}
 	// The session starts now: counted under its endpoint (after its
 	// registration, which EndpointSeries relies on).
 	g := l.metrics.SessionsActive.WithLabelValues(l.info.Listener, l.info.Endpoint)
@@ -259,7 +267,11 @@ func (u *Upstream) Try(a Attempt, use func(*Lease) error, retry func(error) bool
 		if errors.As(err, &de) {
 			u.metrics.DialErrors.WithLabelValues(u.name, l.Addr()).Inc()
 		}
-		if !errors.Is(err, ErrLeaving) && (retry == nil || !retry(err)) {
+		if errors.Is(err, ErrLeaving) {
+			if u.isLeaving() {
+				break // every endpoint is: longhaul is shutting down
+			}
+		} else if retry == nil || !retry(err) {
 			break
 		}
 		tried = append(tried, l.Addr())

@@ -137,6 +137,13 @@ func (u *Upstream) Leave(deadline time.Time) {
 	u.leaseMu.Unlock()
 }
 
+// isLeaving reports whether Leave was called.
+func (u *Upstream) isLeaving() bool {
+	u.leaseMu.RLock()
+	defer u.leaseMu.RUnlock()
+	return !u.leaving.IsZero()
+}
+
 // State returns the picker in force and the snapshot it was built from, a
 // matching pair; both nil before the first Update.
 func (u *Upstream) State() (balancer.Picker, *discovery.Snapshot) {
