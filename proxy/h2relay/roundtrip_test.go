@@ -503,8 +503,6 @@ func TestRoundTripRefusedStream(t *testing.T) {
 	if !IsRetryable(err) || !errors.As(err, &se) || se.Code != http2.ErrCodeRefusedStream {
 		t.Fatalf("RoundTrip: %v, want retryable REFUSED_STREAM", err)
 	}
-	// Any other reset after the request went out is not retryable.
-	e.onHeaders = nil
 	obs.mu.Lock()
 	defer obs.mu.Unlock()
 	if obs.dials != 0 {

@@ -1,0 +1,301 @@
+package h2relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+)
+
+// markDrains makes srv report each drain that marked its endpoint on the
+// returned channel. Set before the server is used.
+func markDrains(srv *Server) <-chan string {
+	ch := make(chan string, 8)
+	srv.pool.drainMarked = func(addr string) { ch <- addr }
+	return ch
+}
+
+func recv[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+		panic("unreachable")
+	}
+}
+
+// TestRoundTripAcrossDrain: DrainEndpoint while a round trip is in flight:
+// it completes; a new one is refused (retryable) while the drain runs;
+// once the drain is over the endpoint is dialled afresh.
+func TestRoundTripAcrossDrain(t *testing.T) {
+	entered := make(chan struct{}, 1)
+	release := make(chan struct{})
+	e := startH2CEndpoint(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			entered <- struct{}{}
+			<-release
+		}
+		io.WriteString(w, "done "+r.URL.Path)
+	}))
+	srv := newRoundTripper(t, Config{})
+	marked := markDrains(srv)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	type result struct {
+		body string
+		err  error
+	}
+	inflight := make(chan result, 1)
+	go func() {
+		resp, err := srv.RoundTrip(newRequest(t, ctx, "GET", e.addr, "/slow", nil))
+		if err != nil {
+			inflight <- result{err: err}
+			return
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		inflight <- result{string(b), err}
+	}()
+	recv(t, entered, "the request at the endpoint")
+	drained := make(chan struct{})
+	go func() { srv.DrainEndpoint(ctx, e.addr); close(drained) }()
+	recv(t, marked, "the drain to start")
+	_, err := srv.RoundTrip(newRequest(t, ctx, "GET", e.addr, "/new", nil))
+	if !IsRetryable(err) {
+		t.Fatalf("round trip during the drain: %v, want retryable", err)
+	}
+	close(release)
+	if r := recv(t, inflight, "the in-flight round trip"); r.err != nil || r.body != "done /slow" {
+		t.Fatalf("in-flight round trip across the drain: %q, %v", r.body, r.err)
+	}
+	recv(t, drained, "DrainEndpoint to return")
+	resp, err := srv.RoundTrip(newRequest(t, ctx, "GET", e.addr, "/after", nil))
+	if err != nil {
+		t.Fatalf("round trip after the drain: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "done /after" || e.conns.Load() != 2 {
+		t.Fatalf("after the drain: %q on %d connections, want a second one", b, e.conns.Load())
+	}
+}
+
+// TestRoundTripDrainDeadline: a round trip still running when the drain's
+// context ends fails (not retryable: the endpoint had it), and the drain
+// returns.
+func TestRoundTripDrainDeadline(t *testing.T) {
+	entered := make(chan struct{}, 1)
+	e := startH2CEndpoint(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-r.Context().Done()
+	}))
+	srv := newRoundTripper(t, Config{})
+	marked := markDrains(srv)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	rtErr := make(chan error, 1)
+	go func() {
+		resp, err := srv.RoundTrip(newRequest(t, ctx, "GET", e.addr, "/", nil))
+		if err == nil {
+			resp.Body.Close()
+			err = errors.New("a response")
+		}
+		rtErr <- err
+	}()
+	recv(t, entered, "the request at the endpoint")
+	dctx, dcancel := context.WithCancel(ctx)
+	drained := make(chan struct{})
+	go func() { srv.DrainEndpoint(dctx, e.addr); close(drained) }()
+	recv(t, marked, "the drain to start")
+	dcancel() // the drain's deadline
+	err := recv(t, rtErr, "the round trip to fail")
+	var ue *UpstreamError
+	if !errors.As(err, &ue) || IsRetryable(err) || !strings.Contains(ue.Reason, "drained") {
+		t.Fatalf("round trip past the drain deadline: %v, want a non-retryable drained error", err)
+	}
+	recv(t, drained, "DrainEndpoint to return")
+}
+
+// TestDrainDuringDial: DrainEndpoint(A) while the only thing A has is a
+// dial under way. The connection that dial makes joins no pool: it gets
+// GOAWAY and no stream, and closes; the relayed stream waiting for it is
+// served by B; DrainEndpoint returns once that connection closed.
+func TestDrainDuringDial(t *testing.T) {
+	a := startRawEndpoint(t, nil)
+	b := startH2CEndpoint(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "from B")
+	}))
+	dialing := make(chan struct{})
+	var dialOnce sync.Once
+	marked := make(chan struct{})
+	var markOnce sync.Once
+	cfg := Config{
+		Router: &testRouter{addrs: []string{a.addr, b.addr}},
+		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if addr == a.addr {
+				dialOnce.Do(func() { close(dialing) })
+				select {
+				case <-marked: // the drain marked A: connect now
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+			}
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		},
+		ConnectTimeout: 10 * time.Second,
+	}
+	p := startRelay(t, cfg)
+	p.srv.pool.drainMarked = func(string) { markOnce.Do(func() { close(marked) }) }
+
+	tr := &http2.Transport{AllowHTTP: true, DialTLSContext: dialPlain}
+	defer tr.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	type result struct {
+		body string
+		err  error
+	}
+	relayed := make(chan result, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+p.addr+"/", nil)
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			relayed <- result{err: err}
+			return
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		relayed <- result{fmt.Sprintf("%d %s", resp.StatusCode, body), err}
+	}()
+	<-dialing
+	drained := make(chan struct{})
+	go func() { p.srv.DrainEndpoint(ctx, a.addr); close(drained) }()
+	if r := recv(t, relayed, "the relayed request"); r.err != nil || r.body != "200 from B" {
+		t.Fatalf("relayed request: %q, %v; want 200 from B", r.body, r.err)
+	}
+	// A saw the connection, its SETTINGS and a GOAWAY, never a request,
+	// and then the close.
+	a.expectEvents(t, []string{"HEADERS", "DATA"}, "conn", "SETTINGS", "GOAWAY", "eof")
+	recv(t, drained, "DrainEndpoint to return")
+	p.srv.pool.mu.Lock()
+	_, left := p.srv.pool.eps[a.addr]
+	p.srv.pool.mu.Unlock()
+	if left {
+		t.Error("the drained endpoint is still in the pool")
+	}
+	// The drain is over: A is dialled again (its raw endpoint never
+	// answers, so the round trip ends with its context).
+	rctx, rcancel := context.WithCancel(ctx)
+	rtErr := make(chan error, 1)
+	go func() {
+		_, err := p.srv.RoundTrip(newRequest(t, rctx, "GET", a.addr, "/", nil))
+		rtErr <- err
+	}()
+	a.expectEvents(t, nil, "conn", "HEADERS")
+	rcancel()
+	if err := recv(t, rtErr, "the round trip to A"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("round trip to A after the drain: %v", err)
+	}
+}
+
+// TestRoundTripDrainDuringDial: a round trip waiting for the dial that a
+// drain dooms gets a retryable error, and the dial's connection no
+// stream.
+func TestRoundTripDrainDuringDial(t *testing.T) {
+	a := startRawEndpoint(t, nil)
+	dialing := make(chan struct{})
+	var dialOnce sync.Once
+	marked := make(chan string, 8)
+	srv := newRoundTripper(t, Config{
+		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			dialOnce.Do(func() { close(dialing) })
+			select {
+			case <-marked:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		},
+		ConnectTimeout: 10 * time.Second,
+	})
+	srv.pool.drainMarked = func(addr string) { marked <- addr }
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	rtErr := make(chan error, 1)
+	go func() {
+		resp, err := srv.RoundTrip(newRequest(t, ctx, "GET", a.addr, "/", nil))
+		if err == nil {
+			resp.Body.Close()
+		}
+		rtErr <- err
+	}()
+	<-dialing
+	srv.DrainEndpoint(ctx, a.addr) // returns once the late connection closed
+	if err := recv(t, rtErr, "the round trip"); !IsRetryable(err) {
+		t.Fatalf("round trip whose dial a drain doomed: %v, want retryable", err)
+	}
+	a.expectEvents(t, []string{"HEADERS", "DATA"}, "conn", "SETTINGS", "GOAWAY", "eof")
+}
+
+// TestRoundTripSharesRelayConnection: HTTP/2 client streams relayed to an
+// endpoint and round trips to it, concurrently, share one upstream
+// connection.
+func TestRoundTripSharesRelayConnection(t *testing.T) {
+	e := startH2CEndpoint(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, "ok "+r.URL.Path)
+	}))
+	p := startRelay(t, Config{Router: &testRouter{addrs: []string{e.addr}}})
+	tr := &http2.Transport{AllowHTTP: true, DialTLSContext: dialPlain}
+	defer tr.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	const workers, each = 8, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*each)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				path := fmt.Sprintf("/%d/%d", w, i)
+				var resp *http.Response
+				var err error
+				if w%2 == 0 {
+					req, _ := http.NewRequestWithContext(ctx, "POST", "http://"+p.addr+path, strings.NewReader("relayed"))
+					resp, err = tr.RoundTrip(req)
+				} else {
+					resp, err = p.srv.RoundTrip(newRequest(t, ctx, "POST", e.addr, path, strings.NewReader("round trip")))
+				}
+				if err != nil {
+					errs <- fmt.Errorf("%s: %w", path, err)
+					return
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || string(body) != "ok "+path {
+					errs <- fmt.Errorf("%s: %q, %v", path, body, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := e.conns.Load(); n != 1 {
+		t.Errorf("the endpoint saw %d connections, want 1", n)
+	}
+}
