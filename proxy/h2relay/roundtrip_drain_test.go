@@ -23,17 +23,6 @@ func markDrains(srv *Server) <-chan string {
 	return ch
 }
 
-func recv[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(10 * time.Second):
-		t.Fatalf("timed out waiting for %s", what)
-		panic("unreachable")
-	}
-}
-
 // TestRoundTripAcrossDrain: DrainEndpoint while a round trip is in flight:
 // it completes; a new one is refused (retryable) while the drain runs;
 // once the drain is over the endpoint is dialled afresh.
@@ -51,21 +40,9 @@ func TestRoundTripAcrossDrain(t *testing.T) {
 	marked := markDrains(srv)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	type result struct {
-		body string
-		err  error
-	}
-	inflight := make(chan result, 1)
-	go func() {
-		resp, err := srv.RoundTrip(newRequest(t, ctx, "GET", e.addr, "/slow", nil))
-		if err != nil {
-			inflight <- result{err: err}
-			return
-		}
-		b, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		inflight <- result{string(b), err}
-	}()
+	inflight := fetch(func() (*http.Response, error) {
+		return srv.RoundTrip(newRequest(t, ctx, "GET", e.addr, "/slow", nil))
+	})
 	recv(t, entered, "the request at the endpoint")
 	drained := make(chan struct{})
 	go func() { srv.DrainEndpoint(ctx, e.addr); close(drained) }()
@@ -103,22 +80,16 @@ func TestRoundTripDrainDeadline(t *testing.T) {
 	marked := markDrains(srv)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	rtErr := make(chan error, 1)
-	go func() {
-		resp, err := srv.RoundTrip(newRequest(t, ctx, "GET", e.addr, "/", nil))
-		if err == nil {
-			resp.Body.Close()
-			err = errors.New("a response")
-		}
-		rtErr <- err
-	}()
+	rt := fetch(func() (*http.Response, error) {
+		return srv.RoundTrip(newRequest(t, ctx, "GET", e.addr, "/", nil))
+	})
 	recv(t, entered, "the request at the endpoint")
 	dctx, dcancel := context.WithCancel(ctx)
 	drained := make(chan struct{})
 	go func() { srv.DrainEndpoint(dctx, e.addr); close(drained) }()
 	recv(t, marked, "the drain to start")
 	dcancel() // the drain's deadline
-	err := recv(t, rtErr, "the round trip to fail")
+	err := recv(t, rt, "the round trip to fail").err
 	var ue *UpstreamError
 	if !errors.As(err, &ue) || IsRetryable(err) || !strings.Contains(ue.Reason, "drained") {
 		t.Fatalf("round trip past the drain deadline: %v, want a non-retryable drained error", err)
@@ -161,27 +132,15 @@ func TestDrainDuringDial(t *testing.T) {
 	defer tr.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	type result struct {
-		body string
-		err  error
-	}
-	relayed := make(chan result, 1)
-	go func() {
+	relayed := fetch(func() (*http.Response, error) {
 		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+p.addr+"/", nil)
-		resp, err := tr.RoundTrip(req)
-		if err != nil {
-			relayed <- result{err: err}
-			return
-		}
-		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		relayed <- result{fmt.Sprintf("%d %s", resp.StatusCode, body), err}
-	}()
+		return tr.RoundTrip(req)
+	})
 	<-dialing
 	drained := make(chan struct{})
 	go func() { p.srv.DrainEndpoint(ctx, a.addr); close(drained) }()
-	if r := recv(t, relayed, "the relayed request"); r.err != nil || r.body != "200 from B" {
-		t.Fatalf("relayed request: %q, %v; want 200 from B", r.body, r.err)
+	if r := recv(t, relayed, "the relayed request"); r.err != nil || r.status != 200 || r.body != "from B" {
+		t.Fatalf("relayed request: %d %q, %v; want 200 from B", r.status, r.body, r.err)
 	}
 	// A saw the connection, its SETTINGS and a GOAWAY, never a request,
 	// and then the close.
@@ -196,14 +155,12 @@ func TestDrainDuringDial(t *testing.T) {
 	// The drain is over: A is dialled again (its raw endpoint never
 	// answers, so the round trip ends with its context).
 	rctx, rcancel := context.WithCancel(ctx)
-	rtErr := make(chan error, 1)
-	go func() {
-		_, err := p.srv.RoundTrip(newRequest(t, rctx, "GET", a.addr, "/", nil))
-		rtErr <- err
-	}()
+	rt := fetch(func() (*http.Response, error) {
+		return p.srv.RoundTrip(newRequest(t, rctx, "GET", a.addr, "/", nil))
+	})
 	a.expectEvents(t, nil, "conn", "HEADERS")
 	rcancel()
-	if err := recv(t, rtErr, "the round trip to A"); !errors.Is(err, context.Canceled) {
+	if err := recv(t, rt, "the round trip to A").err; !errors.Is(err, context.Canceled) {
 		t.Fatalf("round trip to A after the drain: %v", err)
 	}
 }
@@ -231,17 +188,12 @@ func TestRoundTripDrainDuringDial(t *testing.T) {
 	srv.pool.drainMarked = func(addr string) { marked <- addr }
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	rtErr := make(chan error, 1)
-	go func() {
-		resp, err := srv.RoundTrip(newRequest(t, ctx, "GET", a.addr, "/", nil))
-		if err == nil {
-			resp.Body.Close()
-		}
-		rtErr <- err
-	}()
+	rt := fetch(func() (*http.Response, error) {
+		return srv.RoundTrip(newRequest(t, ctx, "GET", a.addr, "/", nil))
+	})
 	<-dialing
 	srv.DrainEndpoint(ctx, a.addr) // returns once the late connection closed
-	if err := recv(t, rtErr, "the round trip"); !IsRetryable(err) {
+	if err := recv(t, rt, "the round trip").err; !IsRetryable(err) {
 		t.Fatalf("round trip whose dial a drain doomed: %v, want retryable", err)
 	}
 	a.expectEvents(t, []string{"HEADERS", "DATA"}, "conn", "SETTINGS", "GOAWAY", "eof")

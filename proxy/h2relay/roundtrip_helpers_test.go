@@ -87,31 +87,12 @@ func startRawEndpoint(t testing.TB, onHeaders func(fr *http2.Framer, f *http2.Me
 		t.Fatal(err)
 	}
 	e := &rawEndpoint{addr: ln.Addr().String(), events: make(chan string, 256), onHeaders: onHeaders}
+	tl := &trackingListener{Listener: ln}
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() { defer wg.Done(); e.serve(c) }()
-		}
-	}()
+	acceptLoop(tl, &wg, e.serve)
 	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
+		tl.Close()
+		tl.cut()
 		wg.Wait()
 	})
 	return e
@@ -175,6 +156,42 @@ func (e *rawEndpoint) expectEvents(t *testing.T, forbid []string, want ...string
 			t.Fatalf("endpoint events: timed out waiting for %v", want)
 		}
 	}
+}
+
+// recv returns what ch gives, failing the test after 10s.
+func recv[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+		panic("unreachable")
+	}
+}
+
+// fetched is the outcome of a request made by fetch.
+type fetched struct {
+	status int
+	body   string
+	err    error
+}
+
+// fetch runs do on a goroutine of its own, reads the response's body and
+// closes it, and reports on the channel returned.
+func fetch(do func() (*http.Response, error)) <-chan fetched {
+	ch := make(chan fetched, 1)
+	go func() {
+		resp, err := do()
+		if err != nil {
+			ch <- fetched{err: err}
+			return
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		ch <- fetched{resp.StatusCode, string(b), err}
+	}()
+	return ch
 }
 
 // newRequest makes a request for path on the endpoint addr, for RoundTrip.

@@ -288,11 +288,7 @@ func TestRoundTripCancelResponseBody(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("read after cancel: %v, want context.Canceled", err)
 	}
-	select {
-	case <-endpointDone:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the endpoint did not see the cancel")
-	}
+	recv(t, endpointDone, "the endpoint to see the cancel")
 	eventually(t, 2*time.Second, func() bool { return upActive(srv, e.addr) == 0 }, "the stream's slot released")
 }
 
@@ -317,30 +313,18 @@ func TestRoundTripCancelRequestBody(t *testing.T) {
 	defer cancel()
 	pr, pw := io.Pipe()
 	go pw.Write(make([]byte, 16<<10)) // ends when the body is read or closed
-	rtErr := make(chan error, 1)
-	go func() {
-		_, err := srv.RoundTrip(newRequest(t, ctx, "POST", e.addr, "/", pr))
-		rtErr <- err
-	}()
-	if n := <-got; n != 16<<10 {
+	rt := fetch(func() (*http.Response, error) {
+		return srv.RoundTrip(newRequest(t, ctx, "POST", e.addr, "/", pr))
+	})
+	if n := recv(t, got, "the endpoint to read"); n != 16<<10 {
 		t.Fatalf("endpoint read %d bytes", n)
 	}
 	cancel()
-	select {
-	case err := <-rtErr:
-		if !errors.Is(err, context.Canceled) || IsRetryable(err) {
-			t.Fatalf("RoundTrip: %v, want context.Canceled (not retryable)", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("RoundTrip did not return after the cancel")
+	if err := recv(t, rt, "RoundTrip to return after the cancel").err; !errors.Is(err, context.Canceled) || IsRetryable(err) {
+		t.Fatalf("RoundTrip: %v, want context.Canceled (not retryable)", err)
 	}
-	select {
-	case err := <-endpointErr:
-		if err == nil {
-			t.Fatal("the endpoint read the body to its end")
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the endpoint did not see the reset")
+	if err := recv(t, endpointErr, "the endpoint to see the reset"); err == nil {
+		t.Fatal("the endpoint read the body to its end")
 	}
 	if _, err := pw.Write([]byte("x")); !errors.Is(err, io.ErrClosedPipe) {
 		t.Errorf("write to the body after the cancel: %v, want io.ErrClosedPipe", err)
@@ -378,13 +362,8 @@ func TestRoundTripBodyCloseEarly(t *testing.T) {
 	if _, err := resp.Body.Read(make([]byte, 10)); !errors.Is(err, errBodyClosed) {
 		t.Errorf("read after Close: %v", err)
 	}
-	select {
-	case err := <-writeErr:
-		if err == nil {
-			t.Fatal("the endpoint wrote 64 MiB to a closed body")
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the endpoint's writes did not fail")
+	if err := recv(t, writeErr, "the endpoint's writes to fail"); err == nil {
+		t.Fatal("the endpoint wrote 64 MiB to a closed body")
 	}
 	eventually(t, 2*time.Second, func() bool { return upActive(srv, e.addr) == 0 }, "the stream's slot released")
 }

@@ -163,11 +163,15 @@ func (s *Server) stop() {
 	s.wg.Wait()
 }
 
-// DrainEndpoint moves streams off addr: its connections get GOAWAY and take
-// no new stream, streams on them run until ctx ends, then the remaining
-// ones end (gRPC UNAVAILABLE, or 502 / RST_STREAM) and the connections
-// close. It returns when they are closed. The Router is expected to no
-// longer pick addr.
+// DrainEndpoint moves streams and round trips off addr: its connections get
+// GOAWAY and take no new stream, streams on them run until ctx ends, then
+// the remaining ones end (gRPC UNAVAILABLE, or 502 / RST_STREAM; a round
+// trip with an UpstreamError) and the connections close. A connection
+// whose dial was under way gets GOAWAY as it comes, with no stream. It
+// returns when they are closed. Until then addr takes no new stream and is
+// not dialled: a stream routed to it goes to another endpoint, a round
+// trip gets a retryable error. The Router is expected to no longer pick
+// addr.
 func (s *Server) DrainEndpoint(ctx context.Context, addr string) {
 	s.pool.drain(ctx, addr)
 }
