@@ -24,6 +24,12 @@ import (
 // errBodyClosed is what a response body read returns after Close.
 var errBodyClosed = errors.New("h2relay: read on closed response body")
 
+// bodyChunk is the most one read of a request body takes; bodyBufs keeps
+// the buffers of finished round trips' body goroutines.
+const bodyChunk = 32 << 10
+
+var bodyBufs = sync.Pool{New: func() any { return new([bodyChunk]byte) }}
+
 // maxBindRounds bounds the connections RoundTrip takes a slot on that
 // then turn out to take no new stream (GOAWAY or idle close in between).
 const maxBindRounds = 4
@@ -312,7 +318,9 @@ func (s *stream) sendBody() {
 		s.mu.Unlock()
 	})
 	window := int(s.srv.cfg.StreamWindow)
-	buf := make([]byte, min(window, 32<<10))
+	bp := bodyBufs.Get().(*[bodyChunk]byte)
+	defer bodyBufs.Put(bp)
+	buf := bp[:min(window, bodyChunk)]
 	var read int64
 	for {
 		room := s.bodyRoom(window)

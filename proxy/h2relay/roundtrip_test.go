@@ -504,3 +504,19 @@ func TestRoundTripResetNotRetryable(t *testing.T) {
 		t.Fatalf("RoundTrip: %v, want non-retryable INTERNAL_ERROR", err)
 	}
 }
+
+// TestRoundTripGoAwayExcluded: an endpoint that answers the request with
+// GOAWAY last stream 0 did not process it: retryable.
+func TestRoundTripGoAwayExcluded(t *testing.T) {
+	e := startRawEndpoint(t, func(fr *http2.Framer, f *http2.MetaHeadersFrame) {
+		fr.WriteGoAway(0, http2.ErrCodeNo, nil)
+	})
+	srv := newRoundTripper(t, Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := srv.RoundTrip(newRequest(t, ctx, "POST", e.addr, "/", strings.NewReader("body")))
+	var ue *UpstreamError
+	if !IsRetryable(err) || !errors.As(err, &ue) || !ue.NotProcessed {
+		t.Fatalf("RoundTrip: %v, want retryable (not processed)", err)
+	}
+}
