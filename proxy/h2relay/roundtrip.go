@@ -61,6 +61,8 @@ type roundTrip struct {
 	stop    func() bool // undoes the context.AfterFunc of req's context
 }
 
+var _ http.RoundTripper = (*Server)(nil)
+
 // notify wakes the one waiter of ch, if any, without blocking.
 func notify(ch chan struct{}) {
 	select {
@@ -86,7 +88,11 @@ func notify(ch chan struct{}) {
 // body) is read by a goroutine of the round trip only once the request has
 // a stream, never more than Config.StreamWindow ahead of what the
 // endpoint's flow control let out; req.Trailer is sent after it. req.Body
-// is closed when the round trip is over.
+// is closed once, when its reads are done or the round trip is over,
+// which may be after RoundTrip returned; that Close may come while a Read
+// is under way (to end it), and at most one Read may follow it. A caller
+// whose body must not be read past some point (a handler returning) waits
+// for that Close.
 //
 // The response: 1xx responses are skipped; Body streams the DATA, giving
 // the endpoint window back as it is read; Trailer holds the trailers after

@@ -520,3 +520,52 @@ func TestRoundTripGoAwayExcluded(t *testing.T) {
 		t.Fatalf("RoundTrip: %v, want retryable (not processed)", err)
 	}
 }
+
+// errReader fails its first Read after n bytes.
+type errReader struct {
+	n   int
+	err error
+}
+
+func (r *errReader) Read(p []byte) (int, error) {
+	if r.n == 0 {
+		return 0, r.err
+	}
+	n := min(len(p), r.n)
+	r.n -= n
+	return n, nil
+}
+
+// TestRoundTripRequestBodyFails: a body shorter than its Content-Length,
+// or one whose Read fails, fails the round trip with that cause (not
+// retryable) and resets the stream at the endpoint.
+func TestRoundTripRequestBodyFails(t *testing.T) {
+	reset := make(chan error, 2)
+	e := startH2CEndpoint(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, err := io.Copy(io.Discard, r.Body)
+		reset <- err
+	}))
+	srv := newRoundTripper(t, Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	errBroken := errors.New("client went away")
+	for _, c := range []struct {
+		name string
+		body io.Reader
+		cl   int64
+		want string
+	}{
+		{"short", strings.NewReader("12345"), 10, "shorter than its Content-Length"},
+		{"read error", &errReader{n: 40 << 10, err: errBroken}, -1, errBroken.Error()},
+	} {
+		req := newRequest(t, ctx, "POST", e.addr, "/", c.body)
+		req.ContentLength = c.cl
+		_, err := srv.RoundTrip(req)
+		if err == nil || !strings.Contains(err.Error(), c.want) || IsRetryable(err) {
+			t.Errorf("%s: RoundTrip: %v, want a non-retryable error saying %q", c.name, err, c.want)
+		}
+		if err := recv(t, reset, "the endpoint to see the reset"); err == nil {
+			t.Errorf("%s: the endpoint read a complete body", c.name)
+		}
+	}
+}
