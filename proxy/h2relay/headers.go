@@ -210,8 +210,8 @@ func writeFields(enc *hpack.Encoder, fields []hpack.HeaderField) {
 // values, and the regular fields with names lower-cased, without
 // connection-specific ones (TE only as "trailers"), Host (:authority
 // carries it), Content-Length (replaced by cl when known) or Trailer
-// (replaced by the names of req.Trailer). An error
-// means req cannot be sent (a field HTTP/2 cannot carry).
+// (replaced by the names of req.Trailer). An error means req cannot be
+// sent: CONNECT, or a field HTTP/2 cannot carry.
 func roundTripHead(h *RequestHead, req *http.Request, cl int64) error {
 	h.Method = req.Method
 	if h.Method == "" {
@@ -219,6 +219,9 @@ func roundTripHead(h *RequestHead, req *http.Request, cl int64) error {
 	}
 	if !httpguts.ValidHeaderFieldName(h.Method) {
 		return fmt.Errorf("h2relay: invalid method %q", h.Method)
+	}
+	if h.Method == http.MethodConnect {
+		return errors.New("h2relay: CONNECT is not supported")
 	}
 	h.Scheme = "http"
 	h.Authority = req.Host

@@ -521,6 +521,35 @@ func TestRoundTripGoAwayExcluded(t *testing.T) {
 	}
 }
 
+// TestRoundTripInvalidRequest: requests that cannot go out fail before
+// anything is dialled, and their body is closed.
+func TestRoundTripInvalidRequest(t *testing.T) {
+	obs := &testObserver{}
+	srv := newRoundTripper(t, Config{Observer: obs, Dial: func(context.Context, string, string) (net.Conn, error) {
+		t.Error("dialled for an invalid request")
+		return nil, errors.New("no")
+	}})
+	ctx := context.Background()
+	for name, mangle := range map[string]func(*http.Request){
+		"CONNECT":    func(r *http.Request) { r.Method = "CONNECT" },
+		"no host":    func(r *http.Request) { r.URL.Host = "" },
+		"bad name":   func(r *http.Request) { r.Header["X Bad"] = []string{"v"} },
+		"bad value":  func(r *http.Request) { r.Header.Set("X-Bad", "a\r\nb") },
+		"bad method": func(r *http.Request) { r.Method = "GET /" },
+		"cancelled":  func(r *http.Request) { c, cancel := context.WithCancel(ctx); cancel(); *r = *r.WithContext(c) },
+	} {
+		body := &closeCounter{Reader: strings.NewReader("x")}
+		req := newRequest(t, ctx, "POST", "endpoint:1", "/", body)
+		mangle(req)
+		if _, err := srv.RoundTrip(req); err == nil || IsRetryable(err) {
+			t.Errorf("%s: RoundTrip: %v, want a non-retryable error", name, err)
+		}
+		if body.read || body.closed != 1 {
+			t.Errorf("%s: body read %v, closed %d times", name, body.read, body.closed)
+		}
+	}
+}
+
 // errReader fails its first Read after n bytes.
 type errReader struct {
 	n   int
