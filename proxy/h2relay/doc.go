@@ -38,7 +38,8 @@
 // connections are the stream's code; the few places that reach the
 // client side branch on stream.rt. Round trips are not routed, retried,
 // swept or counted in Config.Budget: the caller picks, retries (see
-// IsRetryable) and bounds them with the request's context.
+// IsRetryable) and bounds them with the request's context. Shutdown waits
+// for those in flight (within its context) before it closes the pool.
 //
 // # Dials and drains
 //

@@ -106,7 +106,9 @@ func (srv *Server) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Body != nil && req.Body != http.NoBody {
 		rt.body = req.Body
 	}
+	srv.roundTripStarted()
 	fail := func(err error) (*http.Response, error) {
+		srv.roundTripEnded()
 		rt.closeBody()
 		return nil, err
 	}
@@ -211,10 +213,11 @@ func (s *stream) failRoundTrip(err error) {
 
 // over runs when the round trip's stream finished (finish), with s.mu
 // held: it wakes every waiter and lets go of req's context and body.
-func (rt *roundTrip) over() {
+func (rt *roundTrip) over(srv *Server) {
 	if rt.err == nil && rt.resp == nil {
 		rt.err = errors.New("h2relay: stream ended without a response")
 	}
+	srv.roundTripEnded()
 	close(rt.done)
 	rt.setReady()
 	if rt.stop != nil {

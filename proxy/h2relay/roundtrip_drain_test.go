@@ -251,3 +251,60 @@ func TestRoundTripSharesRelayConnection(t *testing.T) {
 		t.Errorf("the endpoint saw %d connections, want 1", n)
 	}
 }
+
+// shutdownWaiting reports whether a Shutdown waits for round trips.
+func shutdownWaiting(srv *Server) bool {
+	srv.rtMu.Lock()
+	defer srv.rtMu.Unlock()
+	return srv.rtIdle != nil
+}
+
+// TestShutdownWaitsForRoundTrips: Shutdown lets a round trip in flight
+// finish before it closes the pool; one still running at Shutdown's
+// deadline fails, and Shutdown says so.
+func TestShutdownWaitsForRoundTrips(t *testing.T) {
+	entered := make(chan struct{}, 1)
+	release := make(chan struct{})
+	e := startH2CEndpoint(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		select {
+		case <-release:
+			io.WriteString(w, "finished")
+		case <-r.Context().Done():
+		}
+	}))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, cut := range []bool{false, true} {
+		srv := newRoundTripper(t, Config{})
+		rt := fetch(func() (*http.Response, error) {
+			return srv.RoundTrip(newRequest(t, ctx, "GET", e.addr, "/", nil))
+		})
+		recv(t, entered, "the request at the endpoint")
+		sctx, scancel := context.WithCancel(ctx)
+		shut := make(chan error, 1)
+		go func() { shut <- srv.Shutdown(sctx) }()
+		eventually(t, 5*time.Second, func() bool { return shutdownWaiting(srv) }, "Shutdown waiting for the round trip")
+		if cut {
+			scancel()
+			if err := recv(t, shut, "Shutdown"); !errors.Is(err, context.Canceled) {
+				t.Errorf("Shutdown past its deadline: %v", err)
+			}
+			if r := recv(t, rt, "the round trip"); r.err == nil {
+				t.Errorf("round trip cut by Shutdown: %d %q, want an error", r.status, r.body)
+			}
+		} else {
+			release <- struct{}{}
+			if r := recv(t, rt, "the round trip"); r.err != nil || r.body != "finished" {
+				t.Errorf("round trip across Shutdown: %q, %v", r.body, r.err)
+			}
+			if err := recv(t, shut, "Shutdown"); err != nil {
+				t.Errorf("Shutdown: %v", err)
+			}
+		}
+		scancel()
+		if _, err := srv.RoundTrip(newRequest(t, ctx, "GET", e.addr, "/", nil)); err == nil || IsRetryable(err) {
+			t.Errorf("round trip after Shutdown: %v, want a non-retryable error", err)
+		}
+	}
+}

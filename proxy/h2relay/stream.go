@@ -350,7 +350,7 @@ func (s *stream) finish() {
 	s.finished = true
 	if s.rt != nil {
 		s.req.buf, s.resp.buf = nil, nil
-		s.rt.over()
+		s.rt.over(s.srv)
 		return
 	}
 	s.cc.release(s.id, len(s.req.buf))
