@@ -34,8 +34,9 @@ var bodyBufs = sync.Pool{New: func() any { return new([bodyChunk]byte) }}
 // then turn out to take no new stream (GOAWAY or idle close in between).
 const maxBindRounds = 4
 
-// roundTrip is the caller's side of a round trip's stream. The fields
-// below mu are protected by the stream's mu.
+// roundTrip is the caller's side of a round trip's stream. req, body and
+// the channels are set before the stream is published; the fields from
+// readyClosed on are protected by the stream's mu.
 type roundTrip struct {
 	req *http.Request
 	// body is req.Body, nil when there is none; the round trip closes it
