@@ -25,6 +25,31 @@
 // connections' locks at once, and none takes a stream's lock while holding a
 // connection's. The pool's lock comes before an upstream connection's.
 //
+// # Round trips
+//
+// Server.RoundTrip sends requests that come from elsewhere (HTTP/1
+// clients) over the same pooled endpoint connections, so that an endpoint
+// has one HTTP/2 client and one pool, drained as one. A round trip is a
+// stream whose downstream side is the caller instead of a client
+// connection: a goroutine of the round trip reads the request body into
+// the stream's request buffer (never more than StreamWindow ahead), and
+// the response body's Read takes from its response buffer and credits the
+// endpoint. Binding, flow control, resets, GOAWAY, drain and lost
+// connections are the stream's code; the few places that reach the
+// client side branch on stream.rt. Round trips are not routed, retried,
+// swept or counted in Config.Budget: the caller picks, retries (see
+// IsRetryable) and bounds them with the request's context. Shutdown waits
+// for those in flight (within its context) before it closes the pool.
+//
+// # Dials and drains
+//
+// A dial runs on its own goroutine (the server's), shared by whoever
+// waits for a connection to that endpoint. DrainEndpoint marks the
+// endpoint for as long as it runs: it takes no new stream and starts no
+// dial, and a dial already under way is doomed: its connection joins no
+// pool, gets GOAWAY and closes, and its waiters get a retryable error
+// (relayed streams go to another endpoint).
+//
 // # Per-connection handles
 //
 // Config.OnConn gives the consumer a Conn for each client connection, and

@@ -2,8 +2,13 @@ package h2relay
 
 import (
 	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 
+	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2/hpack"
 )
 
@@ -155,6 +160,14 @@ func writeRequest(enc *hpack.Encoder, s *stream) {
 		enc.WriteField(hpack.HeaderField{Name: ":authority", Value: h.Authority})
 	}
 	enc.WriteField(hpack.HeaderField{Name: ":path", Value: h.Path})
+	if s.rt != nil {
+		// A round trip's fields were converted and checked by RoundTrip;
+		// its caller set the forwarding fields.
+		for _, f := range h.fields {
+			enc.WriteField(f)
+		}
+		return
+	}
 	var prior string
 	for _, f := range h.fields {
 		switch {
@@ -191,4 +204,114 @@ func writeFields(enc *hpack.Encoder, fields []hpack.HeaderField) {
 			enc.WriteField(f)
 		}
 	}
+}
+
+// roundTripHead fills h from req for RoundTrip: the pseudo-header fields'
+// values, and the regular fields with names lower-cased, without
+// connection-specific ones (TE only as "trailers"), Host (:authority
+// carries it), Content-Length (replaced by cl when known) or Trailer
+// (replaced by the names of req.Trailer). An error means req cannot be
+// sent: CONNECT, or a field HTTP/2 cannot carry.
+func roundTripHead(h *RequestHead, req *http.Request, cl int64) error {
+	h.Method = req.Method
+	if h.Method == "" {
+		h.Method = http.MethodGet
+	}
+	if !httpguts.ValidHeaderFieldName(h.Method) {
+		return fmt.Errorf("h2relay: invalid method %q", h.Method)
+	}
+	if h.Method == http.MethodConnect {
+		return errors.New("h2relay: CONNECT is not supported")
+	}
+	h.Scheme = "http"
+	h.Authority = req.Host
+	if h.Authority == "" {
+		h.Authority = req.URL.Host
+	}
+	h.Path = req.URL.RequestURI()
+	if h.Path == "" {
+		h.Path = "/"
+	}
+	fields := make([]hpack.HeaderField, 0, len(req.Header)+1)
+	for k, vv := range req.Header {
+		if !httpguts.ValidHeaderFieldName(k) {
+			return fmt.Errorf("h2relay: invalid header field name %q", k)
+		}
+		name := strings.ToLower(k)
+		switch {
+		case connectionSpecific(name), name == "host", name == "content-length", name == "trailer":
+			continue
+		case name == "te":
+			if slices.ContainsFunc(vv, hasTrailersToken) {
+				fields = append(fields, hpack.HeaderField{Name: "te", Value: "trailers"})
+			}
+			continue
+		}
+		for _, v := range vv {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return fmt.Errorf("h2relay: invalid value of header field %s", k)
+			}
+			fields = append(fields, hpack.HeaderField{Name: name, Value: v})
+			if name == "content-type" && strings.HasPrefix(v, "application/grpc") {
+				h.GRPC = true
+			}
+		}
+	}
+	if len(req.Trailer) > 0 {
+		// Announced, as receivers such as net/http keep only the
+		// trailers the header declared.
+		names := make([]string, 0, len(req.Trailer))
+		for k := range req.Trailer {
+			if httpguts.ValidHeaderFieldName(k) {
+				names = append(names, strings.ToLower(k))
+			}
+		}
+		slices.Sort(names)
+		fields = append(fields, hpack.HeaderField{Name: "trailer", Value: strings.Join(names, ", ")})
+	}
+	if cl > 0 || cl == 0 && methodSendsLength(h.Method) {
+		fields = append(fields, hpack.HeaderField{Name: "content-length", Value: strconv.FormatInt(cl, 10)})
+	}
+	h.fields = fields
+	return nil
+}
+
+// hasTrailersToken reports whether a TE value lists "trailers".
+func hasTrailersToken(v string) bool {
+	for t := range strings.SplitSeq(v, ",") {
+		t, _, _ = strings.Cut(t, ";")
+		if strings.EqualFold(strings.TrimSpace(t), "trailers") {
+			return true
+		}
+	}
+	return false
+}
+
+// methodSendsLength reports whether an empty request body of method is
+// announced with content-length: 0 (as HTTP/1 clients do).
+func methodSendsLength(method string) bool {
+	switch method {
+	case http.MethodPost, http.MethodPut, http.MethodPatch:
+		return true
+	}
+	return false
+}
+
+// trailerFields converts request trailers for the wire: names
+// lower-cased, fields HTTP/2 cannot carry (or must not, in trailers)
+// dropped. nil when there is none.
+func trailerFields(t http.Header) []hpack.HeaderField {
+	var fields []hpack.HeaderField
+	for k, vv := range t {
+		name := strings.ToLower(k)
+		if !httpguts.ValidHeaderFieldName(k) || connectionSpecific(name) || name == "te" {
+			continue
+		}
+		for _, v := range vv {
+			if httpguts.ValidHeaderFieldValue(v) {
+				fields = append(fields, hpack.HeaderField{Name: name, Value: v})
+			}
+		}
+	}
+	return fields
 }

@@ -105,6 +105,18 @@ func startRelay(t testing.TB, cfg Config) *testRelay {
 	}
 	srv := New(cfg)
 	var wg sync.WaitGroup
+	acceptLoop(ln, &wg, func(c net.Conn) { srv.ServeConn(context.Background(), c) })
+	t.Cleanup(func() {
+		ln.Close()
+		srv.Close()
+		wg.Wait()
+	})
+	return &testRelay{srv: srv, addr: ln.Addr().String()}
+}
+
+// acceptLoop serves each connection ln accepts on a goroutine of its own
+// until ln is closed; wg counts the goroutines.
+func acceptLoop(ln net.Listener, wg *sync.WaitGroup, serve func(net.Conn)) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -114,15 +126,9 @@ func startRelay(t testing.TB, cfg Config) *testRelay {
 				return
 			}
 			wg.Add(1)
-			go func() { defer wg.Done(); srv.ServeConn(context.Background(), c) }()
+			go func() { defer wg.Done(); serve(c) }()
 		}
 	}()
-	t.Cleanup(func() {
-		ln.Close()
-		srv.Close()
-		wg.Wait()
-	})
-	return &testRelay{srv: srv, addr: ln.Addr().String()}
 }
 
 // trackingListener records accepted connections so that a test can cut

@@ -49,6 +49,16 @@ func (s *stream) onUpstreamHeaders(up *upConn, f *http2.MetaHeadersFrame) {
 			s.grpcStatus = gs
 		}
 	}
+	if s.rt != nil {
+		if status >= 200 {
+			s.rt.respond(s, f.Fields, end)
+		}
+		if end {
+			s.resp.end = true
+			s.pump(&s.resp, nil)
+		}
+		return
+	}
 	cc := s.cc
 	cc.mu.Lock()
 	if !cc.closed {
@@ -109,12 +119,11 @@ func (s *stream) onUpstreamReset(up *upConn, code http2.ErrCode) {
 		return
 	}
 	s.upClosed = true
-	if code == http2.ErrCodeRefusedStream && !s.reqDataSent && !s.respHeaders && s.attempts < s.srv.cfg.MaxAttempts {
-		s.detach()
+	s.detach()
+	if s.rt == nil && code == http2.ErrCodeRefusedStream && !s.reqDataSent && !s.respHeaders && s.attempts < s.srv.cfg.MaxAttempts {
 		s.retry()
 		return
 	}
-	s.detach()
 	if s.resp.end && code == http2.ErrCodeNo {
 		// A complete response, and the endpoint wants no more of the
 		// request: forward what is left, then stop the client's body.
@@ -122,8 +131,7 @@ func (s *stream) onUpstreamReset(up *upConn, code http2.ErrCode) {
 		s.pump(&s.resp, nil)
 		return
 	}
-	s.cc.queueRST(s.b, s.id, code)
-	s.finish()
+	s.resetDownstream(code, "stream reset by the endpoint")
 }
 
 func (s *stream) onUpstreamWindow(up *upConn, inc uint32) {

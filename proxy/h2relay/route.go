@@ -1,6 +1,8 @@
 package h2relay
 
 import (
+	"errors"
+
 	"golang.org/x/net/http2"
 
 	"github.com/longhaul-proxy/longhaul/internal/guard"
@@ -59,7 +61,8 @@ func (s *stream) dialThenBind(addr string) {
 		return
 	}
 	if err != nil {
-		if o := s.srv.cfg.Observer; o != nil {
+		var de *DialError
+		if o := s.srv.cfg.Observer; o != nil && errors.As(err, &de) {
 			o.DialFailed(addr, err)
 		}
 		s.retry()
@@ -120,8 +123,20 @@ func (s *stream) bind(up *upConn) bool {
 // resetClient resets the stream toward the client with code and cancels
 // its upstream stream. Called with s.mu held.
 func (s *stream) resetClient(code http2.ErrCode) {
-	s.cc.queueRST(s.b, s.id, code)
 	s.resetUpstream(http2.ErrCodeCancel)
+	s.resetDownstream(code, "stream reset")
+}
+
+// resetDownstream ends the stream toward its client with RST_STREAM code
+// (a round trip fails with an UpstreamError saying why); its upstream
+// stream is over or detached. Called with s.mu held.
+func (s *stream) resetDownstream(code http2.ErrCode, reason string) {
+	if s.rt != nil {
+		s.failRoundTrip(&UpstreamError{Addr: s.addr, Reset: true, Code: code, Reason: reason,
+			NotProcessed: code == http2.ErrCodeRefusedStream && !s.respHeaders})
+		return
+	}
+	s.cc.queueRST(s.b, s.id, code)
 	s.finish()
 }
 
@@ -142,15 +157,16 @@ func (s *stream) upstreamFailed(retryable bool, msg string) {
 		return
 	}
 	if retryable && !s.respHeaders {
-		if !s.reqDataSent && s.attempts < s.srv.cfg.MaxAttempts {
+		if s.rt == nil && !s.reqDataSent && s.attempts < s.srv.cfg.MaxAttempts {
 			s.retry()
 			return
 		}
-		// The endpoint did not process the request, but its body is gone:
-		// REFUSED_STREAM lets the client retry it (RFC 9113 section 8.7;
-		// gRPC clients retry it transparently).
+		// The endpoint did not process the request, but its body is gone
+		// (or the caller of a round trip retries): REFUSED_STREAM lets the
+		// client retry it (RFC 9113 section 8.7; gRPC clients retry it
+		// transparently).
 		s.upGone = true
-		s.resetClient(http2.ErrCodeRefusedStream)
+		s.resetDownstream(http2.ErrCodeRefusedStream, msg)
 		return
 	}
 	s.failToClient(502, msg)
@@ -167,6 +183,10 @@ func (s *stream) failToClient(httpStatus int, msg string) {
 		return
 	}
 	s.upGone = true
+	if s.rt != nil {
+		s.failRoundTrip(&UpstreamError{Addr: s.addr, Reason: msg})
+		return
+	}
 	s.relayAnswered = true
 	if s.routeDone != nil {
 		s.releaseRoute()

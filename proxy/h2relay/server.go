@@ -28,6 +28,47 @@ type Server struct {
 	// writers, dials); a client connection's writer is waited for by its
 	// ServeConn.
 	wg sync.WaitGroup
+
+	// rtMu protects the count of round trips in flight (from RoundTrip's
+	// start until their stream finished or they failed) and rtIdle, closed
+	// when the count drops to 0, for Shutdown. It comes after a stream's
+	// mu.
+	rtMu       sync.Mutex
+	roundTrips int
+	rtIdle     chan struct{}
+}
+
+// roundTripStarted and roundTripEnded count a round trip in flight.
+func (s *Server) roundTripStarted() {
+	s.rtMu.Lock()
+	s.roundTrips++
+	s.rtMu.Unlock()
+}
+
+func (s *Server) roundTripEnded() {
+	s.rtMu.Lock()
+	s.roundTrips--
+	if s.roundTrips == 0 && s.rtIdle != nil {
+		close(s.rtIdle)
+		s.rtIdle = nil
+	}
+	s.rtMu.Unlock()
+}
+
+// roundTripsDone returns a channel closed once no round trip is in
+// flight.
+func (s *Server) roundTripsDone() <-chan struct{} {
+	s.rtMu.Lock()
+	defer s.rtMu.Unlock()
+	if s.roundTrips == 0 {
+		ch := make(chan struct{})
+		close(ch)
+		return ch
+	}
+	if s.rtIdle == nil {
+		s.rtIdle = make(chan struct{})
+	}
+	return s.rtIdle
 }
 
 // New returns a Server; cfg.Router is required unless cfg.OnConn gives
@@ -107,9 +148,10 @@ func (s *Server) clientConns() []*clientConn {
 
 // Shutdown stops the server gracefully: every client connection gets
 // GOAWAY (first with the largest stream id, then, after a PING round trip,
-// with the last stream it accepted), its streams run until they end or ctx
-// does, and then everything is closed. It returns ctx.Err() if streams
-// were cut.
+// with the last stream it accepted), its streams and the round trips in
+// flight run until they end or ctx does, and then everything is closed
+// (round trips still running fail). It returns ctx.Err() if streams or
+// round trips were cut.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
@@ -127,6 +169,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		if err != nil {
 			break
+		}
+	}
+	if err == nil {
+		select {
+		case <-s.roundTripsDone():
+		case <-ctx.Done():
+			err = ctx.Err()
 		}
 	}
 	if err != nil {
@@ -166,11 +215,15 @@ func (s *Server) stop() {
 	s.wg.Wait()
 }
 
-// DrainEndpoint moves streams off addr: its connections get GOAWAY and take
-// no new stream, streams on them run until ctx ends, then the remaining
-// ones end (gRPC UNAVAILABLE, or 502 / RST_STREAM) and the connections
-// close. It returns when they are closed. The Router is expected to no
-// longer pick addr.
+// DrainEndpoint moves streams and round trips off addr: its connections get
+// GOAWAY and take no new stream, streams on them run until ctx ends, then
+// the remaining ones end (gRPC UNAVAILABLE, or 502 / RST_STREAM; a round
+// trip with an UpstreamError) and the connections close. A connection
+// whose dial was under way gets GOAWAY as it comes, with no stream. It
+// returns when they are closed. Until then addr takes no new stream and is
+// not dialled: a stream routed to it goes to another endpoint, a round
+// trip gets a retryable error. The Router is expected to no longer pick
+// addr.
 func (s *Server) DrainEndpoint(ctx context.Context, addr string) {
 	s.pool.drain(ctx, addr)
 }

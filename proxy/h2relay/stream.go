@@ -33,13 +33,21 @@ type pipe struct {
 // a time) an upstream stream. The client connection's reader goroutine
 // creates it; afterwards whoever holds mu may act on it: either side's
 // reader, a dialing goroutine, a writer that found room, drain or shutdown.
+//
+// A round trip (Server.RoundTrip) is a stream too, with rt set and cc nil:
+// its downstream side is the caller (the request body read by a goroutine
+// of the round trip, the response read through http.Response.Body) instead
+// of a client connection. Everything upstream (binding, flow control,
+// resets, GOAWAY, drain, lost connections) is the same code; the few
+// places that reach the client side branch on rt.
 type stream struct {
-	// Set by the client connection's reader goroutine before the stream
-	// is published (in the connection's table, under its mu); read-only
-	// afterwards.
+	// Set by the client connection's reader goroutine (or RoundTrip)
+	// before the stream is published (in a connection's table, under its
+	// mu); read-only afterwards.
 	srv   *Server
-	cc    *clientConn
-	id    uint32 // on the client connection
+	cc    *clientConn // nil for a round trip
+	rt    *roundTrip  // nil for a client connection's stream
+	id    uint32      // on the client connection
 	head  RequestHead
 	fwd   string // the Forwarded field value
 	start time.Time
@@ -87,17 +95,21 @@ type stream struct {
 // ends returns the connections and stream ids of the pipe's source and
 // destination; dst is nil while the request has no upstream stream.
 func (s *stream) ends(p *pipe) (src, dst *frameConn, srcID, dstID uint32) {
+	var down *frameConn // nil for a round trip
+	if s.cc != nil {
+		down = &s.cc.frameConn
+	}
 	if p == &s.req {
 		if s.up != nil {
 			dst = &s.up.frameConn
 		}
-		return &s.cc.frameConn, dst, s.id, s.upID
+		return down, dst, s.id, s.upID
 	}
 	var src2 *frameConn
 	if s.up != nil {
 		src2 = &s.up.frameConn
 	}
-	return src2, &s.cc.frameConn, s.upID, s.id
+	return src2, down, s.upID, s.id
 }
 
 // addSendWindow applies a change of the peer's SETTINGS_INITIAL_WINDOW_SIZE
@@ -127,7 +139,7 @@ func (s *stream) pump(p *pipe, data []byte) {
 // reaccount tells the client connection's account of the change of the
 // bytes the stream buffers since it was last told. Called with s.mu held.
 func (s *stream) reaccount() {
-	if s.cc.account == nil {
+	if s.cc == nil || s.cc.account == nil {
 		return // no budget: nothing to tell
 	}
 	if now := len(s.req.buf) + len(s.resp.buf); now != s.accounted {
@@ -142,12 +154,18 @@ func (s *stream) forward(p *pipe, data []byte) {
 		return
 	}
 	s.events++
+	if s.rt != nil && p == &s.resp {
+		s.rt.deliver(s, data)
+		return
+	}
 	src, dst, srcID, dstID := s.ends(p)
 	if p == &s.req && s.upGone {
 		// Nobody to send to: drop, but give the client its connection
 		// window back; a stream left open after its response ends with
 		// the request.
-		s.cc.credit(len(data))
+		if s.cc != nil {
+			s.cc.credit(len(data))
+		}
 		if p.end && s.resp.endSent {
 			s.finish()
 		}
@@ -228,6 +246,9 @@ func (s *stream) forward(p *pipe, data []byte) {
 // window as DATA arrives: see onUpstreamData). Called with s.mu held.
 func (s *stream) credit(p *pipe, src *frameConn, srcID uint32, n int) {
 	if src == nil {
+		if s.rt != nil && p == &s.req {
+			notify(s.rt.room) // the body reader may read more
+		}
 		return
 	}
 	src.mu.Lock()
@@ -253,6 +274,10 @@ func (s *stream) credit(p *pipe, src *frameConn, srcID uint32, n int) {
 
 // ended runs when a direction's end was forwarded. Called with s.mu held.
 func (s *stream) ended(p *pipe) {
+	if s.rt != nil {
+		s.rt.ended(s)
+		return
+	}
 	if s.req.endSent && s.resp.end {
 		s.upClosed = true
 	}
@@ -323,6 +348,11 @@ func (s *stream) finish() {
 		}
 	}
 	s.finished = true
+	if s.rt != nil {
+		s.req.buf, s.resp.buf = nil, nil
+		s.rt.over(s.srv)
+		return
+	}
 	s.cc.release(s.id, len(s.req.buf))
 	s.req.buf, s.resp.buf = nil, nil
 	s.reaccount()
