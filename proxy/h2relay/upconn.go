@@ -199,18 +199,13 @@ func (up *upConn) failAll(retryable bool, msg string) {
 
 func (up *upConn) readLoop() {
 	defer close(up.readerDone)
-	var err error
-	if guard.Do("h2relay", func() { err = up.readFrames() }) {
-		err = errors.New("panic while reading (recovered)")
-	}
+	// Why reading ended (an error, a panic) is not passed on: it names the
+	// endpoint's address, and clients get no more than the message below.
+	guard.Do("h2relay", func() { _ = up.readFrames() })
 	up.abort()
 	up.idleTimer.Stop()
 	up.healthTimer.Stop()
-	msg := "upstream connection lost"
-	if err != nil {
-		msg = "upstream connection lost: " + err.Error()
-	}
-	up.failAll(false, msg)
+	up.failAll(false, "upstream connection lost")
 	up.srv.pool.remove(up)
 }
 

@@ -3,11 +3,9 @@ package httpproxy
 import (
 	"cmp"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -16,9 +14,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/longhaul-proxy/longhaul/proxy/h2relay"
 	"github.com/longhaul-proxy/longhaul/proxy/upstream"
 	"go.uber.org/zap"
-	"golang.org/x/net/http2"
 )
 
 // Forwarding one HTTP request, in the order it goes: ServeHTTP routes it
@@ -26,36 +24,21 @@ import (
 // leases an endpoint through Upstream.Try (the connection's pin first,
 // with affinity), sends it (roundTrip), and copies the response back.
 
-// roundTrip sends out to the endpoint at addr: over HTTP/2 with
-// UpstreamH2, else over HTTP/1.1 keep-alive connections.
-func (l *Listener) roundTrip(out *http.Request, addr string) (*http.Response, error) {
+// roundTrip sends out to the endpoint at addr: over HTTP/2 through the
+// relay's endpoint connections with UpstreamH2, else over HTTP/1.1
+// keep-alive connections. done is called once the response is copied.
+func (l *Listener) roundTrip(out *http.Request, addr string) (resp *http.Response, done func(), err error) {
 	if l.cfg.UpstreamH2 {
-		return l.h2.t.RoundTripOpt(out, http2.RoundTripOpt{})
+		resp, err = l.relay.RoundTrip(out)
+		return resp, func() {}, err
 	}
-	return l.h1Transport(addr).RoundTrip(out)
-}
-
-func (l *Listener) h1Transport(addr string) *http.Transport {
-	if t, ok := l.h1.Load(addr); ok {
-		return t.(*http.Transport)
+	p := l.h1Pool(addr)
+	p.begin()
+	if resp, err = p.t.RoundTrip(out); err != nil {
+		p.end()
+		return nil, nil, err
 	}
-	t := &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := l.cfg.Dial(ctx, network, addr)
-			if err != nil {
-				return nil, &upstream.DialError{Addr: addr, Err: err}
-			}
-			return c, nil
-		},
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
-		ResponseHeaderTimeout: 0,
-		DisableCompression:    true,
-		ForceAttemptHTTP2:     false,
-	}
-	t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{} // HTTP/1 only
-	actual, _ := l.h1.LoadOrStore(addr, t)
-	return actual.(*http.Transport)
+	return resp, p.end, nil
 }
 
 // hopHeaders are removed when a request or response crosses the proxy
@@ -115,6 +98,7 @@ func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	var resp *http.Response
+	var done func()
 	pin := pinOf(r) // nil without affinity
 	prefer, leave := "", false
 	if pin != nil {
@@ -127,7 +111,7 @@ func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			leave = pin.follow(key, ls.Addr()) || leave
 		}
 		out.URL.Host = ls.Addr()
-		resp, err = l.roundTrip(out, ls.Addr())
+		resp, done, err = l.roundTrip(out, ls.Addr())
 		return err
 	}, func(err error) bool { return retryable(err, body, r) && r.Context().Err() == nil })
 	if !headerTimer.Stop() {
@@ -135,6 +119,7 @@ func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// is cancelled either way, so the body could not be relayed.
 		if resp != nil {
 			resp.Body.Close()
+			done()
 			lease.Release()
 		}
 		l.fail(w, r, grpc, http.StatusGatewayTimeout, "no response headers from the endpoint within "+l.cfg.ResponseHeaderTimeout.String())
@@ -168,6 +153,7 @@ func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer lease.Release()
+	defer done()
 	if leave || pin != nil && pin.moving.Load() {
 		// Moved, or asked to move: HTTP/1.1 closes after this response,
 		// HTTP/2 sends GOAWAY and closes once its streams are done.
@@ -208,9 +194,8 @@ func retryable(err error, body *trackedBody, r *http.Request) bool {
 	if errors.As(err, &de) {
 		return true
 	}
-	var se http2.StreamError
-	if errors.As(err, &se) && se.Code == http2.ErrCodeRefusedStream {
-		return true
+	if h2relay.IsRetryable(err) {
+		return true // not processed: dialling failed, refused, or the endpoint is leaving
 	}
 	// An idempotent HTTP/1 request whose body was not sent.
 	switch r.Method {

@@ -30,7 +30,9 @@ type Config struct {
 	// UpstreamH2 sends requests to endpoints over HTTP/2 without TLS (h2c),
 	// as gRPC servers expect; otherwise HTTP/1.1 keep-alive. HTTP/2
 	// clients are then served by the frame-level relay (package h2relay)
-	// and only HTTP/1 clients by net/http.
+	// and only HTTP/1 clients by net/http, whose requests go to the
+	// endpoints over the relay's connections too (h2relay.Server's
+	// RoundTrip): one HTTP/2 client and one pool per endpoint.
 	UpstreamH2     bool
 	ConnectTimeout time.Duration // 0 means 2s
 	// KeepAliveIdle closes an HTTP/1 client connection waiting this long
@@ -92,8 +94,7 @@ type Listener struct {
 	metrics *metrics.Metrics
 	log     *zap.Logger
 	srv     *http.Server
-	h2      *h2Pool
-	h1      sync.Map // endpoint address -> *http.Transport
+	h1      sync.Map // endpoint address -> *h1Pool
 	closing atomic.Bool
 	// wsWG counts WebSocket upgrades and relays under way. wsMu orders
 	// its Adds before Shutdown's Wait: once wsClosed is set, no Add.
@@ -153,7 +154,6 @@ func New(cfg Config, up *upstream.Upstream, m *metrics.Metrics) *Listener {
 	for c := 1; c <= 5; c++ {
 		l.reqTime[c] = m.RequestTime.WithLabelValues(cfg.Name, fmt.Sprintf("%dxx", c))
 	}
-	l.h2 = newH2Pool(cfg.Dial, cfg.ConnectTimeout)
 	protos := new(http.Protocols)
 	protos.SetHTTP1(true)
 	protos.SetHTTP2(true)
@@ -257,31 +257,20 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 		<-done
 		err = ctx.Err()
 	}
-	l.h2.CloseAll()
-	l.h1.Range(func(_, v any) bool { v.(*http.Transport).CloseIdleConnections(); return true })
+	l.h1.Range(func(_, v any) bool { v.(*h1Pool).t.CloseIdleConnections(); return true })
 	return err
 }
 
-// DrainEndpoint moves this listener's upstream traffic off addr: its HTTP/2
-// connections get GOAWAY and their streams until the deadline, then close.
-// The picker already excludes addr, so no new request goes there.
+// DrainEndpoint moves this listener's upstream traffic off addr and returns
+// when it is done, or at ctx's end: HTTP/2 endpoint connections get GOAWAY,
+// their streams run until the deadline, then end (gRPC UNAVAILABLE);
+// HTTP/1.1 connections close once idle. The picker already excludes addr,
+// so no new request goes there.
 func (l *Listener) DrainEndpoint(ctx context.Context, addr string) {
-	if t, ok := l.h1.LoadAndDelete(addr); ok {
-		// Idle keep-alive connections close now; those carrying a request
-		// go back to this (forgotten) transport when it ends, and are
-		// closed at the deadline.
-		tr := t.(*http.Transport)
-		tr.CloseIdleConnections()
-		if deadline, ok := ctx.Deadline(); ok {
-			time.AfterFunc(time.Until(deadline)+time.Second, tr.CloseIdleConnections)
-		}
+	if l.relay != nil {
+		l.relay.DrainEndpoint(ctx, addr)
 	}
-	if l.relay == nil {
-		l.h2.Drain(ctx, addr)
-		return
+	if p, ok := l.h1.LoadAndDelete(addr); ok {
+		p.(*h1Pool).drain(ctx)
 	}
-	var wg sync.WaitGroup
-	wg.Go(func() { l.relay.DrainEndpoint(ctx, addr) })
-	l.h2.Drain(ctx, addr)
-	wg.Wait()
 }
