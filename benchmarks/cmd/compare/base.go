@@ -26,6 +26,15 @@ type baseRev struct {
 	commit, subject string
 }
 
+// shorten cuts s to at most n runes, marking a cut with an ellipsis.
+func shorten(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return strings.TrimSpace(string(r[:n-1])) + "…"
+}
+
 func (b baseRev) String() string {
 	return fmt.Sprintf("longhaul-base: revision %s (%s, %q), built from `git archive` of it", b.rev, b.commit, b.subject)
 }
@@ -116,7 +125,7 @@ func writeBaseSection(w io.Writer, r *results, wls []workload, targets []string,
 	fmt.Fprintf(w, "## longhaul against its base revision\n\n")
 	fmt.Fprintf(w, "`longhaul` is built from the working tree, `longhaul-base` from revision %s (`%.12s`, %q); both run with the same generated configuration on their own ports, in the same repetitions as the other targets. "+
 		"The ratio is longhaul / longhaul-base taken within each repetition (an added latency is over direct in that repetition), then the median and min–max over repetitions; "+
-		"for CPU, latency and memory below 1 means longhaul costs less, for throughput above 1 means it carries more.\n\n", base.rev, base.commit, base.subject)
+		"for CPU, latency and memory below 1 means longhaul costs less, for throughput above 1 means it carries more.\n\n", base.rev, base.commit, shorten(base.subject, 80))
 	fmt.Fprintf(w, "| workload | figure | longhaul | longhaul-base | longhaul / base | better |\n|---|---|---|---|---|---|\n")
 	rollout := false
 	for _, wl := range wls {
