@@ -113,6 +113,12 @@ func TestSmallHelpers(t *testing.T) {
 	if got := quoteArgs([]string{"-out", "a b"}); got != `-out "a b"` {
 		t.Errorf("quoteArgs = %q", got)
 	}
+	if got := shorten("proxy: a lease at pick time", 12); got != "proxy: a le…" {
+		t.Errorf("shorten = %q", got)
+	}
+	if got := shorten("short", 12); got != "short" {
+		t.Errorf("shorten = %q", got)
+	}
 	if got := cell([]float64{1, 3, 2}, 1); got != "2.0 (1.0–3.0)" {
 		t.Errorf("cell = %q", got)
 	}

@@ -24,7 +24,10 @@ var streamModules = []string{
 // toolSet is every program the run uses.
 type toolSet struct {
 	longhaul, haproxy, nginx, ghz, strace string
-	nginxStreamModule                     string // empty when stream is built in
+	// longhaulBase is longhaul built from the -base revision; empty
+	// without it.
+	longhaulBase      string
+	nginxStreamModule string // empty when stream is built in
 }
 
 // needs says which programs the selected workloads and targets use.
@@ -87,6 +90,14 @@ func prepareTools(ctx context.Context, n needs, install bool, toolsDir, repo, wo
 	logf("building longhaul from %s", repo)
 	ts.longhaul, err = proc.BuildLonghaul(ctx, repo, work)
 	return ts, err
+}
+
+// longhaulBin is the binary of the longhaul or longhaul-base target.
+func (ts toolSet) longhaulBin(target string) string {
+	if target == longhaulBase {
+		return ts.longhaulBase
+	}
+	return ts.longhaul
 }
 
 func onPath(name string) bool {

@@ -5,6 +5,7 @@
 //	go run ./benchmarks/cmd/compare -quick     # smoke run, about 1 minute
 //	go run ./benchmarks/cmd/compare -workloads tcp-bulk,idle -reps 5
 //	go run ./benchmarks/cmd/compare -workloads rollout -targets longhaul,haproxy,nginx
+//	go run ./benchmarks/cmd/compare -base main   # also longhaul built from main: no slower?
 //
 // It installs what is missing (Debian haproxy, nginx, libnginx-mod-stream
 // and strace with apt-get; ghz with go install into a cache directory),
@@ -41,11 +42,13 @@ type options struct {
 	grpcN, grpcRateN, httpN      int
 	wsClients, wsMsgs, idleConns int
 	out, toolsDir                string
-	install, strace, keep        bool
-	haproxySplice                bool
-	limit                        time.Duration
-	rolloutWS                    int
-	rolloutDrain                 time.Duration
+	// base is the git revision longhaul-base is built from; empty for none.
+	base                  string
+	install, strace, keep bool
+	haproxySplice         bool
+	limit                 time.Duration
+	rolloutWS             int
+	rolloutDrain          time.Duration
 }
 
 func main() {
@@ -70,7 +73,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.reps, "reps", 3, "repetitions of each workload on each target")
 	fs.BoolVar(&o.quick, "quick", false, "smoke run: 1 repetition, small sizes (flags given explicitly still win)")
 	wl := fs.String("workloads", "all", "comma-separated workloads: "+strings.Join(names, ","))
-	tg := fs.String("targets", "direct,longhaul,haproxy,nginx", "comma-separated targets")
+	tg := fs.String("targets", "direct,longhaul,haproxy,nginx", "comma-separated targets: "+strings.Join(knownTargets, ",")+" (with -base, longhaul-base is added to the default)")
+	fs.StringVar(&o.base, "base", "", "git revision to build the longhaul-base target from (longhaul before a change), e.g. main or HEAD~1")
 	bulkMiB := fs.Int64("bulk-mib", 2048, "MiB sent by tcp-bulk")
 	fs.IntVar(&o.conns, "conns", 10000, "connections opened by tcp-connrate")
 	fs.IntVar(&o.pings, "pings", 20000, "round trips of tcp-pingpong")
@@ -122,10 +126,32 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if o.workloads, err = pick(*wl, names); err != nil {
 		return o, fmt.Errorf("-workloads: %w", err)
 	}
-	if o.targets, err = pick(*tg, []string{direct, longhaul, haproxy, nginx}); err != nil {
+	if o.targets, err = pick(*tg, knownTargets); err != nil {
+		return o, fmt.Errorf("-targets: %w", err)
+	}
+	if o.targets, err = baseTargets(o.targets, o.base, set["targets"], strings.TrimSpace(*tg) == "all"); err != nil {
 		return o, fmt.Errorf("-targets: %w", err)
 	}
 	return o, nil
+}
+
+// baseTargets reconciles the targets with -base: longhaul-base is added to
+// the default targets (and kept by "all") when base is set, dropped from
+// "all" when it is not, and refused when listed without base; base with
+// explicit targets that lack longhaul-base is refused too.
+func baseTargets(targets []string, base string, explicit, all bool) ([]string, error) {
+	has := slices.Contains(targets, longhaulBase)
+	switch {
+	case base == "" && has && explicit && !all:
+		return nil, fmt.Errorf("%s needs -base REV, the git revision to build it from", longhaulBase)
+	case base == "" && has:
+		return slices.DeleteFunc(slices.Clone(targets), func(t string) bool { return t == longhaulBase }), nil
+	case base != "" && !has && explicit:
+		return nil, fmt.Errorf("-base %s given but %s is not among the targets", base, longhaulBase)
+	case base != "" && !has:
+		return pick(strings.Join(append(slices.Clone(targets), longhaulBase), ","), knownTargets)
+	}
+	return targets, nil
 }
 
 // pick parses a comma-separated selection of known names, kept in the
@@ -178,6 +204,12 @@ func realMain(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var base baseRev
+	if o.base != "" {
+		if base, err = resolveBase(ctx, repo, o.base); err != nil {
+			return err
+		}
+	}
 	work, cleanup, err := proc.WorkDir("longhaul-bench-", o.keep)
 	if err != nil {
 		return err
@@ -199,6 +231,13 @@ func realMain(args []string, stderr io.Writer) error {
 	// Now, while the tree is as longhaul was built from it.
 	info := collectInfo(ctx, args, o, tools, repo)
 	info.notes = append(info.notes, idleNote)
+	if base.commit != "" {
+		log.Printf("building longhaul-base from %s (%s)", base.rev, base.commit)
+		if tools.longhaulBase, err = buildBase(ctx, repo, base, work); err != nil {
+			return err
+		}
+		info.base = base
+	}
 	be, err := startBackends()
 	if err != nil {
 		return err
@@ -217,6 +256,11 @@ func realMain(args []string, stderr io.Writer) error {
 		}
 	}()
 	for _, t := range targets {
+		if t.name == longhaulBase {
+			if err := checkBaseConfig(ctx, tools.longhaulBase, t.config, base); err != nil {
+				return err
+			}
+		}
 		if err := t.start(ctx); err != nil {
 			return err
 		}

@@ -83,6 +83,16 @@ func (r *results) series(w, t string, c column) []float64 {
 	return out
 }
 
+// ratioSeries is num's column over den's, taken within each repetition
+// (NaN where either is missing).
+func (r *results) ratioSeries(w, num, den string, c column) []float64 {
+	a, b := r.series(w, num, c), r.series(w, den, c)
+	for i := range a {
+		a[i] /= b[i]
+	}
+	return a
+}
+
 // cell formats a column as "median (min to max)" over repetitions.
 func cell(xs []float64, prec int) string {
 	s := stats.Summarize(xs)
@@ -126,6 +136,8 @@ type reportInfo struct {
 	straceOut                                     string
 	straceNote                                    string
 	notes                                         []string
+	// base is longhaul-base's revision; zero without -base.
+	base baseRev
 }
 
 func writeReport(w io.Writer, info reportInfo, r *results, wls []workload, targets []string, o options) {
@@ -136,6 +148,9 @@ func writeReport(w io.Writer, info reportInfo, r *results, wls []workload, targe
 	fmt.Fprintf(w, "- Machine: %s CPUs (nproc), %s; Linux %s; %s\n", info.cpus, info.model, info.kernel, info.goVersion)
 	for _, v := range info.versions {
 		fmt.Fprintf(w, "- %s\n", v)
+	}
+	if info.base.commit != "" {
+		fmt.Fprintf(w, "- %s\n", info.base)
 	}
 	fmt.Fprintf(w, "- Repetitions: %d, targets interleaved with the order rotated each repetition", info.reps)
 	if info.quick {
@@ -149,6 +164,7 @@ func writeReport(w io.Writer, info reportInfo, r *results, wls []workload, targe
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "**The load generator, the backends and the proxy share the same %s cores** (all on loopback), so absolute throughput is low for every proxy; compare the ratios within a run, and prefer proxy CPU per unit of work (utime+stime from /proc/PID/stat, summed over the proxy's processes). Each cell is the median over repetitions with the min–max range in parentheses; ratios and differences are taken within each repetition first.\n\n", info.cpus)
+	writeBaseSection(w, r, wls, targets, info.base)
 	for _, wl := range wls {
 		if r.m[wl.name] == nil {
 			continue

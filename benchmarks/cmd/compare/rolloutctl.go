@@ -250,12 +250,12 @@ func newRolloutControl(name string, tools toolSet, work string, drain time.Durat
 	r := &rolloutProxy{l: l, t: &target{name: name, Proc: proc.Proc{Name: name, Dir: dir},
 		addrs: addrSet{TCPSink: l.Web, TCPEcho: l.Web, HTTP: l.Web, GRPC: l.GRPC}}}
 	switch name {
-	case longhaul:
+	case longhaul, longhaulBase:
 		r.cfg = filepath.Join(dir, "longhaul.yaml")
 		r.l.WebFile, r.l.GRPCFile = filepath.Join(dir, "web-endpoints.yaml"), filepath.Join(dir, "grpc-endpoints.yaml")
 		r.l.DrainTimeout = longhaulDrainTimeout(drain).String()
 		r.render = func(l rolloutLayout) ([]byte, error) { return renderRollout("longhaul", rolloutLonghaulTmpl, l) }
-		r.t.Argv = []string{tools.longhaul, "run", "--config", r.cfg}
+		r.t.Argv = []string{tools.longhaulBin(name), "run", "--config", r.cfg}
 		return &longhaulRollout{r}, nil
 	case haproxy:
 		r.cfg = filepath.Join(dir, "haproxy.conf")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/longhaul-proxy/longhaul/benchmarks/internal/proc"
@@ -13,8 +14,11 @@ import (
 const (
 	direct   = "direct"
 	longhaul = "longhaul"
-	haproxy  = "haproxy"
-	nginx    = "nginx"
+	// longhaulBase is longhaul built from the -base revision, run as
+	// longhaul is.
+	longhaulBase = "longhaul-base"
+	haproxy      = "haproxy"
+	nginx        = "nginx"
 )
 
 // target is what the load generator sends to: the backends themselves
@@ -25,15 +29,24 @@ type target struct {
 	addrs addrSet
 	// idleURLs are the WebSocket URLs the idle workload spreads over.
 	idleURLs []string
+	// config is the generated configuration file; empty for direct.
+	config string
 	// Proc runs the proxy; its Argv is nil for direct.
 	proc.Proc
 }
 
 func (t *target) isProxy() bool { return t.Argv != nil }
 
+// knownTargets are every target, in the order of the report's rows.
+var knownTargets = []string{direct, longhaul, longhaulBase, haproxy, nginx}
+
 // start runs the proxy and waits until every listener accepts.
 func (t *target) start(ctx context.Context) error {
-	return t.Start(ctx, []string{t.addrs.TCPSink, t.addrs.TCPEcho, t.addrs.HTTP, t.addrs.GRPC}, 15*time.Second)
+	err := t.Start(ctx, []string{t.addrs.TCPSink, t.addrs.TCPEcho, t.addrs.HTTP, t.addrs.GRPC}, 15*time.Second)
+	if err != nil && t.name == longhaulBase {
+		return baseStartHint(err, t)
+	}
+	return err
 }
 
 func (t *target) restart(ctx context.Context) error {
@@ -83,10 +96,10 @@ func newTargets(names []string, work string, be backendSet, tools toolSet, maxCo
 		var cfg []byte
 		cfgPath := filepath.Join(t.Dir, name+".conf")
 		switch name {
-		case longhaul:
+		case longhaul, longhaulBase:
 			cfgPath = filepath.Join(t.Dir, "longhaul.yaml")
 			cfg, err = longhaulConfig(l)
-			t.Argv = []string{tools.longhaul, "run", "--config", cfgPath}
+			t.Argv = []string{tools.longhaulBin(name), "run", "--config", cfgPath}
 		case haproxy:
 			cfg, err = haproxyConfig(l)
 			t.Argv = []string{tools.haproxy, "-db", "-f", cfgPath}
@@ -94,7 +107,7 @@ func newTargets(names []string, work string, be backendSet, tools toolSet, maxCo
 			cfg, err = nginxConfig(l)
 			t.Argv = []string{tools.nginx, "-c", cfgPath, "-g", "daemon off;"}
 		default:
-			return nil, fmt.Errorf("unknown target %q (want %s, %s, %s or %s)", name, direct, longhaul, haproxy, nginx)
+			return nil, fmt.Errorf("unknown target %q (want one of %s)", name, strings.Join(knownTargets, ", "))
 		}
 		if err != nil {
 			return nil, err
@@ -102,6 +115,7 @@ func newTargets(names []string, work string, be backendSet, tools toolSet, maxCo
 		if err := os.WriteFile(cfgPath, cfg, 0o644); err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
+		t.config = cfgPath
 		out = append(out, t)
 	}
 	return out, nil

@@ -43,7 +43,11 @@ type workload struct {
 	proxiesOnly bool
 	// fresh restarts a proxy before each measurement (memory figures).
 	fresh bool
-	run   func(ctx context.Context, e *env, t *target) (metrics, error)
+	// baseFigures are the main figures compared between longhaul and
+	// longhaul-base (CPU per unit of work, throughput, added latency,
+	// memory per connection); none for rollout, which counts failures.
+	baseFigures []baseFigure
+	run         func(ctx context.Context, e *env, t *target) (metrics, error)
 }
 
 func allWorkloads() []workload {
@@ -57,7 +61,8 @@ func allWorkloads() []workload {
 				{"GB/s", mGBps, value, 2}, {"throughput / direct", mGBps, vsDirect, 2}, {"throughput / HAProxy", mGBps, vsHAProxy, 2},
 				{"proxy CPU s/GB", mCPUPerGB, value, 3}, {"CPU / HAProxy", mCPUPerGB, vsHAProxy, 2},
 			},
-			run: runBulk,
+			baseFigures: []baseFigure{{column{"proxy CPU s/GB", mCPUPerGB, value, 3}, true}, {column{"GB/s", mGBps, value, 2}, false}},
+			run:         runBulk,
 		},
 		{
 			name: "tcp-connrate", title: "TCP connection rate",
@@ -68,7 +73,8 @@ func allWorkloads() []workload {
 				{"proxy CPU us/conn", mCPUPerConn, value, 1}, {"CPU / HAProxy", mCPUPerConn, vsHAProxy, 2},
 				{"p50 us", mP50, value, 0}, {"added p50 us", mP50, minusDirect, 0}, {"conn/s", mRate, value, 0}, {"failed", mFailed, value, 0},
 			},
-			run: runConnRate,
+			baseFigures: []baseFigure{{column{"proxy CPU us/conn", mCPUPerConn, value, 1}, true}, {column{"added p50 us", mP50, minusDirect, 0}, true}},
+			run:         runConnRate,
 		},
 		{
 			name: "tcp-pingpong", title: "TCP ping-pong latency",
@@ -78,7 +84,8 @@ func allWorkloads() []workload {
 			columns: []column{
 				{"p50 us", mP50, value, 1}, {"added p50 us", mP50, minusDirect, 1}, {"p99 us", mP99, value, 1}, {"added p99 us", mP99, minusDirect, 1},
 			},
-			run: runPingPong,
+			baseFigures: []baseFigure{{column{"added p50 us", mP50, minusDirect, 1}, true}, {column{"added p99 us", mP99, minusDirect, 1}, true}},
+			run:         runPingPong,
 		},
 		{
 			name: "grpc-sat", title: "gRPC unary, saturated (ghz)",
@@ -89,7 +96,8 @@ func allWorkloads() []workload {
 				{"req/s", mRate, value, 0}, {"req/s / direct", mRate, vsDirect, 2}, {"req/s / HAProxy", mRate, vsHAProxy, 2},
 				{"proxy CPU us/req", mCPUPerReq, value, 1}, {"CPU / HAProxy", mCPUPerReq, vsHAProxy, 2}, {"failed", mFailed, value, 0},
 			},
-			run: runGrpcSat,
+			baseFigures: []baseFigure{{column{"proxy CPU us/req", mCPUPerReq, value, 1}, true}, {column{"req/s", mRate, value, 0}, false}},
+			run:         runGrpcSat,
 		},
 		{
 			name: "grpc-rps", title: "gRPC unary at a fixed 1000 rps (ghz)",
@@ -100,7 +108,8 @@ func allWorkloads() []workload {
 				{"p50 us", mP50, value, 0}, {"added p50 us", mP50, minusDirect, 0}, {"p99 us", mP99, value, 0}, {"added p99 us", mP99, minusDirect, 0},
 				{"proxy CPU us/req", mCPUPerReq, value, 1}, {"failed", mFailed, value, 0},
 			},
-			run: runGrpcRate,
+			baseFigures: []baseFigure{{column{"proxy CPU us/req", mCPUPerReq, value, 1}, true}, {column{"added p50 us", mP50, minusDirect, 0}, true}, {column{"added p99 us", mP99, minusDirect, 0}, true}},
+			run:         runGrpcRate,
 		},
 		{
 			name: "http", title: "HTTP/1.1 keep-alive, saturated",
@@ -111,7 +120,8 @@ func allWorkloads() []workload {
 				{"req/s", mRate, value, 0}, {"req/s / direct", mRate, vsDirect, 2}, {"req/s / HAProxy", mRate, vsHAProxy, 2},
 				{"proxy CPU us/req", mCPUPerReq, value, 1}, {"CPU / HAProxy", mCPUPerReq, vsHAProxy, 2}, {"failed", mFailed, value, 0},
 			},
-			run: runHTTP,
+			baseFigures: []baseFigure{{column{"proxy CPU us/req", mCPUPerReq, value, 1}, true}, {column{"req/s", mRate, value, 0}, false}},
+			run:         runHTTP,
 		},
 		{
 			name: "ws", title: "WebSocket echo at a fixed message rate",
@@ -122,7 +132,8 @@ func allWorkloads() []workload {
 				{"p50 us", mP50, value, 0}, {"added p50 us", mP50, minusDirect, 0}, {"p99 us", mP99, value, 0}, {"added p99 us", mP99, minusDirect, 0},
 				{"proxy CPU us/msg", mCPUPerMsg, value, 1}, {"CPU / HAProxy", mCPUPerMsg, vsHAProxy, 2}, {"failed", mFailed, value, 0},
 			},
-			run: runWS,
+			baseFigures: []baseFigure{{column{"proxy CPU us/msg", mCPUPerMsg, value, 1}, true}, {column{"added p50 us", mP50, minusDirect, 0}, true}, {column{"added p99 us", mP99, minusDirect, 0}, true}},
+			run:         runWS,
 		},
 		{
 			name: "idle", title: "Idle WebSocket connections: memory",
@@ -133,7 +144,8 @@ func allWorkloads() []workload {
 				{"KiB/conn", mKiBPerConn, value, 1}, {"/ HAProxy", mKiBPerConn, vsHAProxy, 2}, {"failed", mFailed, value, 0},
 			},
 			proxiesOnly: true, fresh: true,
-			run: runIdle,
+			baseFigures: []baseFigure{{column{"KiB/conn", mKiBPerConn, value, 1}, true}},
+			run:         runIdle,
 		},
 		{
 			name: "rollout", title: "Rolling replacement",
