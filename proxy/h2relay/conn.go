@@ -244,16 +244,6 @@ func runBlocked(list []blockedPipe) {
 	}
 }
 
-// queue appends frames with fn under mu, unless the connection is closed.
-func (c *frameConn) queue(fn func(b []byte) []byte) {
-	c.mu.Lock()
-	if !c.closed {
-		c.out = fn(c.out)
-		c.kick()
-	}
-	c.mu.Unlock()
-}
-
 // abort closes the connection at once, dropping queued output.
 func (c *frameConn) abort() {
 	c.mu.Lock()

@@ -33,19 +33,6 @@ func toolsDir(t *testing.T) string {
 	return dir
 }
 
-func waitTCP(t *testing.T, addr string) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s did not start listening", addr)
-}
-
 // startInteropServer starts grpc-go's interop server on a free loopback
 // port and returns its address. The port is free when chosen but may be
 // taken before the server binds it (other tests run meanwhile): then it

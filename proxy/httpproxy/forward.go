@@ -57,9 +57,7 @@ func removeHopHeaders(h http.Header) {
 		}
 	}
 	for _, name := range hopHeaders {
-		if _, ok := h[name]; ok {
-			delete(h, name)
-		}
+		delete(h, name)
 	}
 }
 

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/longhaul-proxy/longhaul/proxy/metrics"
@@ -95,7 +94,6 @@ type Listener struct {
 	log     *zap.Logger
 	srv     *http.Server
 	h1      sync.Map // endpoint address -> *h1Pool
-	closing atomic.Bool
 	// wsWG counts WebSocket upgrades and relays under way. wsMu orders
 	// its Adds before Shutdown's Wait: once wsClosed is set, no Add.
 	wsWG     sync.WaitGroup
@@ -229,7 +227,6 @@ func (l *Listener) Serve(ctx context.Context, ln net.Listener) error {
 // Moving sessions and clients off, paced, is drain's (see Clients); by the
 // time Shutdown runs, most are gone.
 func (l *Listener) Shutdown(ctx context.Context) error {
-	l.closing.Store(true)
 	relayErr := make(chan error, 1)
 	if l.relay != nil {
 		go func() { relayErr <- l.relay.Shutdown(ctx) }()
