@@ -183,7 +183,12 @@ type pending struct {
 	base   time.Time // the deadline without kill times: Timeout after it was first planned
 	at     time.Time // when it was planned: a past kill time gives MinLeft from then
 	start  time.Time // when it is planned to start
-	timer  *timer
+	// hold, for a downstream connection, bounds its deadline to its start
+	// plus hold, so that what is still open on it (long-lived streams)
+	// ends spread like the starts rather than all at the shutdown's
+	// deadline; 0 for sessions.
+	hold  time.Duration
+	timer *timer
 }
 
 // migration is a session with its plan, before place gives it a start.
@@ -396,6 +401,11 @@ func (c *Controller) place(batch []migration, now time.Time, window, limit time.
 	for i, m := range batch {
 		s, p := m.s, m.p
 		p.at, p.start = now, starts[i]
+		if p.down {
+			// Each connection gets what the window leaves of the time to
+			// the deadline, counted from its own start.
+			p.hold = max(p.base.Sub(now)-window, MinLeft)
+		}
 		c.pending[s] = p
 		p.timer = c.arm(p.start, func() { c.fire(s, p) })
 	}
@@ -455,6 +465,11 @@ func (c *Controller) fire(s Session, p *pending) {
 		c.lastStart = p.start
 	}
 	deadline := c.deadline(p.ep, p.base, p.at)
+	if p.hold > 0 {
+		if d := p.start.Add(p.hold); d.Before(deadline) {
+			deadline = d
+		}
+	}
 	c.mu.Unlock()
 	s.Migrate(deadline)
 	if c.OnMigrate != nil {

@@ -15,7 +15,11 @@ import (
 // ReasonShutdown, its start within the window and at the rate cap (see
 // Controller); a migration already planned keeps its plan unless it would
 // start later than the shutdown allows, and is then planned anew within
-// it; no deadline is later than Shutdown's. Every endpoint's pools not yet
+// it; no deadline is later than Shutdown's. A Downstream connection's
+// deadline is its start plus the time the window leaves before Shutdown's
+// deadline, so that the streams still open on the connections end spread
+// over the window as the connections were asked to move, not all at once.
+// Every endpoint's pools not yet
 // drained are drained to end by the deadline, and those draining end by it
 // at the latest.
 //

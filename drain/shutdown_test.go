@@ -170,7 +170,20 @@ func TestShutdownMigratesDownstream(t *testing.T) {
 			t.Errorf("start %d at %v, want %v", i, at.Sub(epoch), want.Sub(epoch))
 		}
 	}
-	checkDeadlines(t, conns, epoch.Add(10*time.Second))
+	// A connection's deadline: its start plus what the 2s window leaves
+	// of the 10s (never past the 10s), so that what is still open on them
+	// ends spread too.
+	for i, s := range conns {
+		_, at, dl := s.migrated()
+		want := at.Add(8 * time.Second)
+		if end := epoch.Add(10 * time.Second); want.After(end) {
+			want = end
+		}
+		if !dl.Equal(want) {
+			t.Errorf("downstream conn %d asked at %v with deadline %v, want %v", i, at.Sub(epoch), dl.Sub(epoch), want.Sub(epoch))
+		}
+	}
+	checkDeadlines(t, ss, epoch.Add(10*time.Second))
 	for _, s := range conns {
 		if reason, ep := rec.reason(s); reason != ReasonShutdown || ep != "" {
 			t.Errorf("OnMigrate(%q, %q) for a downstream conn, want (\"\", %q)", ep, reason, ReasonShutdown)
