@@ -349,7 +349,7 @@ func (c *Controller) Update(next *discovery.Snapshot) int {
 			delete(c.killAt, ep) // gone, with nothing left to move
 		}
 	}
-	if c.Pools != nil && c.stopBy.IsZero() { // Shutdown drained every pool
+	if c.Pools != nil { // by Shutdown's deadline, if it runs (see deadline)
 		for _, e := range c.leaving(next, eligible) {
 			c.drainPools(e, c.deadline(e, base, now))
 		}

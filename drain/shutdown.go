@@ -19,9 +19,9 @@ import (
 // deadline is its start plus the time the window leaves before Shutdown's
 // deadline, so that the streams still open on the connections end spread
 // over the window as the connections were asked to move, not all at once.
-// Every endpoint's pools not yet
-// drained are drained to end by the deadline, and those draining end by it
-// at the latest.
+// Pools are not drained (the endpoints are not leaving, and the connections
+// still to move need them); those draining because their endpoint left end
+// by the deadline at the latest.
 //
 // Sessions enforce their deadlines themselves (Session.Migrate): Shutdown
 // closes nothing. It returns nil once the Lister and the Downstream report
@@ -73,32 +73,15 @@ func (c *Controller) Shutdown(ctx context.Context) error {
 		}
 	}
 	c.place(batch, now, window, limit)
+	// The endpoints' pools are not drained for longhaul's own shutdown:
+	// the endpoints stay, and the client connections still waiting for
+	// their turn to move need them; the listener closes them at the end.
+	// Drains under way (endpoints leaving) end by the deadline at the
+	// latest, and Shutdown waits for them.
 	var pools []*poolDrain
-	if c.Pools != nil {
-		eps := make(map[string]bool)
-		for ep := range c.listed {
-			eps[ep] = true
-		}
-		for ep := range c.drained {
-			eps[ep] = true
-		}
-		for ep := range c.poolEnd {
-			eps[ep] = true
-		}
-		for _, l := range lists {
-			eps[l.ep] = true
-		}
-		for ep := range eps {
-			if pd := c.poolEnd[ep]; pd != nil {
-				c.setPoolDeadline(pd, stopBy)
-			} else if !c.drained[ep] {
-				c.drained[ep] = true
-				c.drainPools(ep, stopBy)
-			}
-		}
-		for _, pd := range c.poolEnd {
-			pools = append(pools, pd)
-		}
+	for _, pd := range c.poolEnd {
+		c.setPoolDeadline(pd, stopBy)
+		pools = append(pools, pd)
 	}
 	life := c.life
 	c.mu.Unlock()
