@@ -35,6 +35,7 @@ type stats struct {
 
 	wsConnected, wsMsgs   atomic.Int64
 	wsMoved               atomic.Int64 // closed with 1012/1001 and reconnected
+	wsRestart             atomic.Int64 // of wsMoved, those closed with 1012
 	wsUnclean             atomic.Int64 // closed any other way
 	wsDialFail            atomic.Int64
 	wsLost, wsDup         atomic.Int64
@@ -217,6 +218,9 @@ func wsClient(ctx context.Context, tg targets, id int, interval time.Duration, s
 		c.Close()
 		if websocket.IsCloseError(err, websocket.CloseServiceRestart, websocket.CloseGoingAway) {
 			st.wsMoved.Add(1)
+			if websocket.IsCloseError(err, websocket.CloseServiceRestart) {
+				st.wsRestart.Add(1)
+			}
 		} else {
 			st.wsUnclean.Add(1)
 			st.Sample("ws close", "%s %s: %v", time.Now().Format("15:04:05.000"), c.LocalAddr(), err)
