@@ -455,6 +455,7 @@ listeners:
 	}
 	waitLoad("")
 
+	replicaMoves := 0 // WebSocket sessions the stopped replicas recorded moved
 	// roll starts next, stops old through SIGTERM and takes old out of the
 	// balancers lag later.
 	roll := func(oldName, nextName string) {
@@ -502,6 +503,7 @@ listeners:
 		}
 		old.mig.report(t)
 		moved, forced, closed := old.mig.outcome("websocket", "moved"), old.mig.outcome("websocket", "forced"), old.mig.outcome("websocket", "closed")
+		replicaMoves += moved
 		if moved < ws || forced != 0 || closed != 0 {
 			t.Errorf("%s's WebSocket migrations: %d moved, %d forced, %d closed; want at least %d moved and none forced or closed",
 				oldName, moved, forced, closed, ws)
@@ -589,6 +591,9 @@ listeners:
 		if z.n != 0 {
 			t.Errorf("%d %s, want 0", z.n, z.what)
 		}
+	}
+	if st.wsRestart.Load() != int64(replicaMoves) {
+		t.Errorf("the clients saw %d closes 1012, the stopped replicas moved %d WebSocket sessions", st.wsRestart.Load(), replicaMoves)
 	}
 	if connected != int64(spec.ws)+moved {
 		t.Errorf("%d WebSocket connections for %d clients and %d moves: not every move reconnected once", connected, spec.ws, moved)
