@@ -16,7 +16,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
@@ -243,30 +242,32 @@ type streamEnd struct {
 	err     string
 }
 
-// streamLog records gRPC stream ends, and how many streams are open on
-// each replica.
+// streamLog is a streamObserver: it records gRPC stream ends, and how many
+// streams are open on each replica (by the stream's connection, as the
+// balancer routed it).
 type streamLog struct {
-	opened, msgs atomic.Int64
-	mu           sync.Mutex
-	ends         []streamEnd
-	live         map[string]int // by replica
+	lb   *l4
+	mu   sync.Mutex
+	ends []streamEnd
+	live map[string]int // by replica
 }
 
-func (l *streamLog) open(replica string) {
-	l.opened.Add(1)
-	l.mu.Lock()
-	if l.live == nil {
-		l.live = map[string]int{}
+func (l *streamLog) open(ctx context.Context) func(error) {
+	replica := "unknown"
+	if p, ok := peer.FromContext(ctx); ok && p.LocalAddr != nil {
+		if r := l.lb.route(p.LocalAddr.String()); r != "" {
+			replica = r
+		}
 	}
+	l.mu.Lock()
 	l.live[replica]++
 	l.mu.Unlock()
-}
-
-func (l *streamLog) end(e streamEnd) {
-	l.mu.Lock()
-	l.live[e.replica]--
-	l.ends = append(l.ends, e)
-	l.mu.Unlock()
+	return func(err error) {
+		l.mu.Lock()
+		l.live[replica]--
+		l.ends = append(l.ends, streamEnd{at: time.Now(), replica: replica, code: status.Code(err), err: err.Error()})
+		l.mu.Unlock()
+	}
 }
 
 // liveOn returns how many streams are open on replica, and in all.
@@ -310,43 +311,6 @@ func byCode(ends []streamEnd) (string, map[codes.Code]int) {
 	return strings.Join(parts, ", "), n
 }
 
-// watchStreams keeps a health Watch stream open, as streamLoad does, and
-// records how each ended and on which replica (by the stream's connection,
-// as the grpc balancer routed it). It opens the next at once after
-// UNAVAILABLE, after a pause otherwise.
-func watchStreams(ctx context.Context, tg targets, lb *l4, id int, log *streamLog) {
-	for i := 0; i < maxIterations && ctx.Err() == nil; i++ {
-		s, err := healthpb.NewHealthClient(tg.grpcConn(id)).Watch(ctx, &healthpb.HealthCheckRequest{})
-		e := streamEnd{replica: "none"}
-		if err == nil {
-			e.replica = "unknown"
-			if p, ok := peer.FromContext(s.Context()); ok && p.LocalAddr != nil {
-				if r := lb.route(p.LocalAddr.String()); r != "" {
-					e.replica = r
-				}
-			}
-			log.open(e.replica)
-			for {
-				var m *healthpb.HealthCheckResponse
-				if m, err = s.Recv(); err != nil {
-					break
-				}
-				if m.GetStatus() == healthpb.HealthCheckResponse_SERVING {
-					log.msgs.Add(1)
-				}
-			}
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		e.at, e.code, e.err = time.Now(), status.Code(err), err.Error()
-		log.end(e)
-		if e.code != codes.Unavailable && !sleepCtx(ctx, 20*time.Millisecond) {
-			return
-		}
-	}
-}
-
 // watchConnectivity counts the times cc went into TRANSIENT_FAILURE: a
 // failed connect.
 func watchConnectivity(ctx context.Context, cc *grpc.ClientConn, failures *atomic.Int64) {
@@ -377,17 +341,9 @@ func TestRollingReplicasLaggingBalancer(t *testing.T) {
 		exitBound    = app.DefaultShutdownDelay + timeout + 3*time.Second
 		reconnectMax = 30 * time.Second
 	)
-	spec := loadSpec{unary: 6, ws: 300, wsInterval: 500 * time.Millisecond}
 	const streams = 24
 
 	pods := []*pod{startPod(t, "pod-0"), startPod(t, "pod-1")}
-	static := func(l string) string {
-		var s []string
-		for _, p := range pods {
-			s = append(s, fmt.Sprintf("%q", podAddr(p, l)))
-		}
-		return "[" + strings.Join(s, ", ") + "]"
-	}
 	lb := map[string]*l4{"grpc": newL4(t), "web": newL4(t)}
 	replica := func(name string) *instance {
 		in := startApp(t, fmt.Sprintf(`
@@ -407,7 +363,7 @@ listeners:
     endpoints: {static: %s}
     balance: {policy: least-connections}
     drain: {timeout: %s}
-`, testnet.FreeAddr(t), testnet.FreeAddr(t), static("web"), timeout, testnet.FreeAddr(t), static("grpc"), timeout),
+`, testnet.FreeAddr(t), testnet.FreeAddr(t), staticEndpoints(pods, "web"), timeout, testnet.FreeAddr(t), staticEndpoints(pods, "grpc"), timeout),
 			app.Options{ShutdownDelay: app.DefaultShutdownDelay})
 		for l, b := range lb {
 			b.add(name, in.a.ListenerAddr(l).String())
@@ -421,13 +377,11 @@ listeners:
 		tg.conns = append(tg.conns, grpcDial(t, lb["grpc"].addr()))
 	}
 	st := new(stats)
-	sl := new(streamLog)
+	sl := &streamLog{lb: lb["grpc"], live: map[string]int{}}
+	spec := loadSpec{unary: 6, streams: streams, ws: 300, wsInterval: 500 * time.Millisecond, streamWatch: sl}
 	var connectFail atomic.Int64
 	loadCtx, cancelLoad := context.WithTimeout(context.Background(), 2*time.Minute)
 	var extra sync.WaitGroup
-	for i := range streams {
-		extra.Go(func() { watchStreams(loadCtx, tg, lb["grpc"], i, sl) })
-	}
 	for _, cc := range tg.conns {
 		extra.Go(func() { watchConnectivity(loadCtx, cc, &connectFail) })
 	}
@@ -560,7 +514,7 @@ listeners:
 	t.Logf("run took %v", time.Since(began).Round(time.Millisecond))
 	t.Logf("gRPC unary:   %d ok, %d failed; %d connects failed (TRANSIENT_FAILURE)", st.unaryOK.Load(), st.unaryFail.Load(), connectFail.Load())
 	all, _ := byCode(sl.ends)
-	t.Logf("gRPC streams: %d opened, %d messages, ends by code: %s", sl.opened.Load(), sl.msgs.Load(), all)
+	t.Logf("gRPC streams: %d opened, %d messages, ends by code: %s; %d failed", st.streamOpened.Load(), st.streamMsgs.Load(), all, st.streamFail.Load())
 	t.Logf("WebSocket:    %d connections, %d messages echoed in order, %d moved (%d on 1012), %d other closes, %d failed dials, %d lost, %d duplicated",
 		connected, st.wsMsgs.Load(), moved, st.wsRestart.Load(), st.wsUnclean.Load(), st.wsDialFail.Load(), st.wsLost.Load(), st.wsDup.Load())
 	for l, b := range lb {
@@ -581,6 +535,7 @@ listeners:
 		n    int64
 	}{
 		{"failed gRPC unary calls", st.unaryFail.Load()},
+		{"gRPC streams failed or ended with a code other than UNAVAILABLE", st.streamFail.Load()},
 		{"failed gRPC connects", connectFail.Load()},
 		{"connections the balancers could not forward", lb["grpc"].failed.Load() + lb["web"].failed.Load()},
 		{"failed WebSocket dials", st.wsDialFail.Load()},
@@ -598,7 +553,7 @@ listeners:
 	if connected != int64(spec.ws)+moved {
 		t.Errorf("%d WebSocket connections for %d clients and %d moves: not every move reconnected once", connected, spec.ws, moved)
 	}
-	if st.unaryOK.Load() == 0 || st.wsMsgs.Load() == 0 || sl.msgs.Load() == 0 {
+	if st.unaryOK.Load() == 0 || st.wsMsgs.Load() == 0 || st.streamMsgs.Load() == 0 {
 		t.Error("the load did not run")
 	}
 	if errors.Is(loadCtx.Err(), context.DeadlineExceeded) {
