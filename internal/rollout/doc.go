@@ -16,4 +16,14 @@
 // clients that choose an instance whose /readyz answers 200 (as a Service
 // would), stops one of them through its SIGTERM path and asserts that the
 // clients move to the other with no failure.
+//
+// TestRollingReplicasLaggingBalancer rolls two longhaul replicas (default
+// shutdown delay) behind an L4 balancer that plays the Service: clients dial
+// only the balancer, which removes a replica from its list 2 s after the
+// replica's SIGTERM, as a lagging endpoints update would. Under gRPC unary,
+// gRPC stream and WebSocket load it asserts no failed connect or call, no
+// WebSocket message lost or duplicated, every WebSocket moved on close 1012
+// and reconnected, each stopping replica's gRPC streams ended UNAVAILABLE and
+// spread over its drain window, and each replica's exit in time with no
+// session left.
 package rollout

@@ -181,6 +181,16 @@ func podAddr(p *pod, listener string) string {
 	return addr
 }
 
+// staticEndpoints is the YAML list of the pods' addresses for a listener,
+// for a static endpoints source.
+func staticEndpoints(pods []*pod, listener string) string {
+	addrs := make([]string, len(pods))
+	for i, p := range pods {
+		addrs[i] = fmt.Sprintf("%q", podAddr(p, listener))
+	}
+	return "[" + strings.Join(addrs, ", ") + "]"
+}
+
 // endpointSource publishes the pods' endpoints to longhaul.
 type endpointSource interface {
 	// write publishes pods, the terminating ones marked so.

@@ -35,6 +35,7 @@ type stats struct {
 
 	wsConnected, wsMsgs   atomic.Int64
 	wsMoved               atomic.Int64 // closed with 1012/1001 and reconnected
+	wsRestart             atomic.Int64 // of wsMoved, those closed with 1012
 	wsUnclean             atomic.Int64 // closed any other way
 	wsDialFail            atomic.Int64
 	wsLost, wsDup         atomic.Int64
@@ -85,13 +86,25 @@ func unaryLoad(ctx context.Context, tg targets, id int, st *stats) {
 	}
 }
 
+// streamObserver hears of each stream streamLoad opens: open is called
+// with the open stream's context, and the function it returns with the
+// error the stream ended with (unless the load ended it).
+type streamObserver interface {
+	open(ctx context.Context) (end func(error))
+}
+
 // streamLoad keeps a health Watch stream open, resuming it when it ends
-// with UNAVAILABLE (how longhaul ends streams still open at a drain deadline).
-func streamLoad(ctx context.Context, tg targets, id int, st *stats) {
+// with UNAVAILABLE (how longhaul ends streams still open at a drain
+// deadline). obs, if not nil, hears of every stream.
+func streamLoad(ctx context.Context, tg targets, id int, st *stats, obs streamObserver) {
 	for i := 0; i < maxIterations && ctx.Err() == nil; i++ {
 		s, err := healthpb.NewHealthClient(tg.grpcConn(id)).Watch(ctx, &healthpb.HealthCheckRequest{})
 		if err == nil {
 			st.streamOpened.Add(1)
+			var end func(error)
+			if obs != nil {
+				end = obs.open(s.Context())
+			}
 			for {
 				var m *healthpb.HealthCheckResponse
 				if m, err = s.Recv(); err != nil {
@@ -100,6 +113,9 @@ func streamLoad(ctx context.Context, tg targets, id int, st *stats) {
 				if m.GetStatus() == healthpb.HealthCheckResponse_SERVING {
 					st.streamMsgs.Add(1)
 				}
+			}
+			if end != nil && ctx.Err() == nil {
+				end(err)
 			}
 		}
 		if ctx.Err() != nil {
@@ -217,6 +233,9 @@ func wsClient(ctx context.Context, tg targets, id int, interval time.Duration, s
 		c.Close()
 		if websocket.IsCloseError(err, websocket.CloseServiceRestart, websocket.CloseGoingAway) {
 			st.wsMoved.Add(1)
+			if websocket.IsCloseError(err, websocket.CloseServiceRestart) {
+				st.wsRestart.Add(1)
+			}
 		} else {
 			st.wsUnclean.Add(1)
 			st.Sample("ws close", "%s %s: %v", time.Now().Format("15:04:05.000"), c.LocalAddr(), err)
@@ -331,6 +350,7 @@ func tcpRound(c net.Conn, br *bufio.Reader, chk *seqChecker, st *stats) error {
 type loadSpec struct {
 	unary, streams, http, ws, tcp int
 	wsInterval, tcpInterval       time.Duration
+	streamWatch                   streamObserver // nil for none
 }
 
 // runLoad starts every client; the returned function stops them and waits.
@@ -348,7 +368,7 @@ func runLoad(ctx context.Context, t *testing.T, tg targets, spec loadSpec, st *s
 		}
 	}
 	goN(spec.unary, func(id int) { unaryLoad(ctx, tg, id, st) })
-	goN(spec.streams, func(id int) { streamLoad(ctx, tg, id, st) })
+	goN(spec.streams, func(id int) { streamLoad(ctx, tg, id, st, spec.streamWatch) })
 	goN(spec.http, func(id int) { httpLoad(ctx, tg, id, cli, st) })
 	goN(spec.tcp, func(id int) { tcpClient(ctx, tg, id, spec.tcpInterval, st) })
 	// WebSocket clients start spread over a second, as real ones would.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -83,17 +82,10 @@ func TestSIGTERMOneOfTwo(t *testing.T) {
 	const shutdownDelay = 500 * time.Millisecond
 
 	var pods []*pod
-	var static []string
 	for i := range 3 {
 		pods = append(pods, startPod(t, fmt.Sprintf("pod-%d", i)))
 	}
-	listFor := func(l string) string {
-		static = static[:0]
-		for _, p := range pods {
-			static = append(static, fmt.Sprintf("%q", podAddr(p, l)))
-		}
-		return "[" + strings.Join(static, ", ") + "]"
-	}
+	listFor := func(l string) string { return staticEndpoints(pods, l) }
 	config := func() string {
 		return fmt.Sprintf(`
 admin: {address: %q}
