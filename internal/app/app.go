@@ -535,5 +535,5 @@ func (f listerFor) Sessions(ep string) []drain.Session {
 }
 
 func (f listerFor) Wait(ctx context.Context) error {
-	return f.reg.Wait(ctx, func(in upstream.SessionInfo) bool { return in.Listener == f.listener })
+	return f.reg.WaitListener(ctx, f.listener)
 }

@@ -99,7 +99,7 @@ func (u *Upstream) Lease(key uint64, prefer string, tried []string, info *Sessio
 		if l.info.Listener == "" {
 			l.info.Listener = u.name
 		}
-		l.remove = u.reg.Register(l.info.Endpoint, l.info.ID, l)
+		l.remove = u.reg.Register(l.info.Listener, l.info.Endpoint, l.info.ID, l)
 		l.metrics = u.metrics
 		if !u.leaving.IsZero() {
 			l.asked, l.deadline = true, u.leaving

@@ -59,6 +59,8 @@ type Registry struct {
 	// changed is closed and replaced whenever a session is removed, so that
 	// Wait can sleep without polling.
 	changed chan struct{}
+	// perListener counts the live sessions of each listener (WaitListener).
+	perListener map[string]int
 
 	// OnMigrationEnd, if set before the first Register, is called when a
 	// session that was asked to move ends.
@@ -70,15 +72,16 @@ type Registry struct {
 
 // NewRegistry returns an empty Registry.
 func NewRegistry() *Registry {
-	return &Registry{byEP: make(map[string]map[uint64]Session), changed: make(chan struct{})}
+	return &Registry{byEP: make(map[string]map[uint64]Session), changed: make(chan struct{}),
+		perListener: make(map[string]int)}
 }
 
 // NewID returns a process-unique session id.
 func (r *Registry) NewID() uint64 { return r.nextID.Add(1) }
 
-// Register adds s under endpoint addr and returns the function that removes
-// it; the caller defers that function.
-func (r *Registry) Register(addr string, id uint64, s Session) (remove func()) {
+// Register adds s, a session of listener, under endpoint addr and returns
+// the function that removes it; the caller defers that function.
+func (r *Registry) Register(listener, addr string, id uint64, s Session) (remove func()) {
 	r.mu.Lock()
 	m := r.byEP[addr]
 	if m == nil {
@@ -86,11 +89,15 @@ func (r *Registry) Register(addr string, id uint64, s Session) (remove func()) {
 		r.byEP[addr] = m
 	}
 	m[id] = s
+	r.perListener[listener]++
 	r.mu.Unlock()
 	r.n.Add(1)
 	return func() {
 		r.mu.Lock()
 		delete(m, id)
+		if r.perListener[listener]--; r.perListener[listener] == 0 {
+			delete(r.perListener, listener)
+		}
 		idle := r.byEP[addr] != nil && len(r.byEP[addr]) == 0
 		if idle {
 			delete(r.byEP, addr)
@@ -184,6 +191,24 @@ func (r *Registry) Wait(ctx context.Context, keep func(SessionInfo) bool) error 
 			}
 		}
 		if !live {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
+	}
+}
+
+// WaitListener blocks until no session of listener is live, or ctx ends.
+// It reads counts only: no Session is called.
+func (r *Registry) WaitListener(ctx context.Context, listener string) error {
+	for {
+		r.mu.Lock()
+		n, ch := r.perListener[listener], r.changed
+		r.mu.Unlock()
+		if n == 0 {
 			return nil
 		}
 		select {

@@ -1,0 +1,36 @@
+package upstream
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// TestWaitListener: WaitListener returns once the listener's last session
+// ends, whatever other listeners still hold, and with ctx's error while one
+// is live.
+func TestWaitListener(t *testing.T) {
+	r := NewRegistry()
+	removeA := r.Register("a", "192.0.2.1:80", r.NewID(), &raceSession{})
+	removeB := r.Register("b", "192.0.2.1:80", r.NewID(), &raceSession{})
+	defer removeB()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	if err := r.WaitListener(ctx, "a"); err == nil {
+		t.Fatal("WaitListener returned with a session of the listener live")
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.WaitListener(context.Background(), "a") }()
+	removeA()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("WaitListener still waiting 10s after the listener's last session ended")
+	}
+	if n := r.Len(); n != 1 {
+		t.Fatalf("%d sessions live, want b's one", n)
+	}
+}
