@@ -101,8 +101,14 @@ func TestNetHTTPPingFloodNonReading(t *testing.T) {
 	if err != nil && !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("the flooder's connection was not closed: %v", err)
 	}
-	if took := time.Since(start); took > 5*time.Second {
-		t.Errorf("closed %v into the flood; want within 5 s", took)
+	// Writing the flood is most of the time, and the race detector slows
+	// the server that reads it several times.
+	bound := 5 * time.Second
+	if raceEnabled {
+		bound = 15 * time.Second
+	}
+	if took := time.Since(start); took > bound {
+		t.Errorf("closed %v into the flood; want within %v", took, bound)
 	}
 	t.Logf("net/http path, non-reading PING flood: closed %v in", time.Since(start).Round(time.Millisecond))
 }
