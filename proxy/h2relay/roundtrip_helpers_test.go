@@ -140,7 +140,7 @@ func (e *rawEndpoint) serve(c net.Conn) {
 // may come between), failing on one of forbid or after 5s.
 func (e *rawEndpoint) expectEvents(t *testing.T, forbid []string, want ...string) {
 	t.Helper()
-	timeout := time.After(5 * time.Second)
+	timeout := time.After(15 * time.Second) // a guard against a hang, generous for a loaded machine under -race
 	for len(want) > 0 {
 		select {
 		case ev := <-e.events:
