@@ -24,6 +24,7 @@ import (
 	"github.com/longhaul-proxy/longhaul/discovery"
 	"github.com/longhaul-proxy/longhaul/internal/guard"
 	"github.com/longhaul-proxy/longhaul/internal/testnet"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -617,5 +618,49 @@ listeners:
 		if !strings.Contains(m, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+}
+
+// TestShutdownHonoursTCPImmediate: with drain.tcp immediate, longhaul's own
+// shutdown closes each raw TCP session at its turn in the drain window (10s,
+// half the timeout), as an endpoint drain does, not at the 20s deadline;
+// each is counted as closed by policy.
+func TestShutdownHonoursTCPImmediate(t *testing.T) {
+	b := echoServer(t)
+	lis := testnet.FreeAddr(t)
+	r := start(t, fmt.Sprintf(`
+admin: {address: %q}
+listeners:
+  - name: echo
+    address: %q
+    endpoints: {static: [%q]}
+    drain: {timeout: 20s, tcp: immediate}
+`, testnet.FreeAddr(t), lis, b))
+	conns := openSessions(t, lis, 3)
+	began := time.Now()
+	r.cancel()
+	for i, c := range conns {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+			t.Errorf("session %d: got %v, want EOF", i, err)
+		}
+	}
+	closed := time.Since(began)
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	took := time.Since(began)
+	r.done <- nil // for the cleanup
+	t.Logf("sessions closed %v after the shutdown began, Run returned after %v (drain timeout 20s)", closed, took)
+	if closed > 12*time.Second || took > 14*time.Second {
+		t.Errorf("sessions closed %v and Run returned %v after the shutdown began: want within the 10s window, not at the 20s deadline", closed, took)
+	}
+	if n := testutil.ToFloat64(r.a.metrics.MigrationsEnded.WithLabelValues("echo", "tcp", "closed")); n != 3 {
+		t.Errorf("migrations ended closed by policy: %v, want 3", n)
 	}
 }
