@@ -2,6 +2,7 @@ package balancer
 
 import (
 	"cmp"
+	"encoding/binary"
 	"math"
 	"math/bits"
 	"slices"
@@ -76,9 +77,16 @@ func (p *maglevPicker) fingerprint(order []int) uint64 {
 		rank[ti] = uint32(r)
 		f.target(&p.targets[ti])
 	}
+	var buf [4096]byte // the table in chunks: one Write per entry is slow
+	n := 0
 	for _, id := range p.table {
-		f.u32(rank[id])
+		binary.LittleEndian.PutUint32(buf[n:], rank[id])
+		if n += 4; n == len(buf) {
+			f.d.Write(buf[:])
+			n = 0
+		}
 	}
+	f.d.Write(buf[:n])
 	return f.sum()
 }
 
