@@ -215,7 +215,8 @@ type Picker interface {
 // and terminating ones. With no target Build
 // returns a Picker whose Pick returns nil, not an error. Build errors, wrapping
 // ErrPolicy, when p is invalid: a BoundedLoad other than 0 or a finite
-// c >= 1 (so one in (0, 1)), an unknown Kind, or for Maglev a TableSize other
+// c >= 1 (so one in (0, 1)), a LoadFloor below NoLoadFloor or above
+// MaxLoadFloor (whatever BoundedLoad), an unknown Kind, or for Maglev a TableSize other
 // than 0 that fails ValidTableSize or is smaller than the number of targets.
 //
 // Build relies on the Snapshot invariant (endpoints sorted by address and
