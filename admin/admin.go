@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"sync"
 	"sync/atomic"
 
@@ -100,14 +101,36 @@ type DebugOptions struct {
 	// Token, if not empty, is required of every request as
 	// "Authorization: Bearer TOKEN"; any other request gets 401.
 	Token string
+	// Lookup, if set, answers /debug/lookup?listener=NAME&key=VALUE with
+	// the JSON of what it returns: where the listener's current picker
+	// sends the key. The handler calls it only with a listener name of 1
+	// to MaxLookupListener bytes and a key of 1 to MaxLookupKey bytes,
+	// each given once. An error wrapping ErrNotFound (no such listener)
+	// answers 404; any other error (a key the listener cannot read) 400.
+	Lookup func(listener, key string) (any, error)
 }
 
+// Bounds of /debug/lookup's parameters: a listener name, and a key as a
+// request would carry it in a header, cookie or parameter.
+const (
+	MaxLookupListener = 256
+	MaxLookupKey      = 4096
+)
+
+// ErrNotFound is wrapped by a DebugOptions.Lookup error for a listener that
+// does not exist.
+var ErrNotFound = errors.New("not found")
+
 // DebugHandler returns the handler of the debug address: /debug/endpoints,
-// /debug/sessions and, with Pprof, /debug/pprof/.
+// /debug/sessions, with Lookup /debug/lookup and, with Pprof,
+// /debug/pprof/.
 func DebugHandler(o DebugOptions) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /debug/endpoints", jsonHandler(o.Endpoints))
 	mux.HandleFunc("GET /debug/sessions", jsonHandler(o.Sessions))
+	if o.Lookup != nil {
+		mux.HandleFunc("GET /debug/lookup", lookupHandler(o.Lookup))
+	}
 	if o.Pprof {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
@@ -127,11 +150,61 @@ func jsonHandler(f func() any) http.HandlerFunc {
 		if f != nil {
 			v = f()
 		}
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(v); err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
+		writeJSON(w, v)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+	}
+}
+
+// lookupHandler validates /debug/lookup's query (see DebugOptions.Lookup)
+// and answers lookup's result. The query's size is bounded already by the
+// server's header limit; the parameters' bounds are tighter.
+func lookupHandler(lookup func(listener, key string) (any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		q, err := url.ParseQuery(r.URL.RawQuery)
+		if err != nil {
+			http.Error(w, "lookup: query: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		listener, err := lookupParam(q, "listener", MaxLookupListener)
+		if err != nil {
+			http.Error(w, "lookup: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		key, err := lookupParam(q, "key", MaxLookupKey)
+		if err != nil {
+			http.Error(w, "lookup: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		v, err := lookup(listener, key)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			http.Error(w, "lookup: "+err.Error(), http.StatusNotFound)
+		case err != nil:
+			http.Error(w, "lookup: "+err.Error(), http.StatusBadRequest)
+		default:
+			writeJSON(w, v)
 		}
 	}
+}
+
+// lookupParam returns the one value of name in q, of 1 to max bytes.
+func lookupParam(q url.Values, name string, max int) (string, error) {
+	vs := q[name]
+	switch {
+	case len(vs) == 0 || vs[0] == "":
+		return "", fmt.Errorf("%s= is required", name)
+	case len(vs) > 1:
+		return "", fmt.Errorf("%s= is given %d times, want once", name, len(vs))
+	case len(vs[0]) > max:
+		return "", fmt.Errorf("%s= has %d bytes, want at most %d", name, len(vs[0]), max)
+	}
+	return vs[0], nil
 }

@@ -7,23 +7,27 @@ import (
 
 // TestBoundedLoad acquires sessions under skewed keys (90 % from 3 keys) and
 // checks, after every acquire, that no endpoint carries more than
-// ceil(c × Total × w_i / W) sessions. c is given as num/den too, so that the
-// check is exact integer arithmetic. With c = 0 the same check, at c = 5/4,
-// must fail: it shows that the hot keys do overload their endpoints.
+// ceil(c × Total × w_i / W) + F sessions, F the load floor (none, or the
+// default). c is given as num/den too, so that the check is exact integer
+// arithmetic. With c = 0 the same check, at c = 5/4 and no floor, must
+// fail: it shows that the hot keys do overload their endpoints.
 func TestBoundedLoad(t *testing.T) {
 	equal := []uint32{1, 1, 1, 1, 1, 1, 1, 1, 1, 1}
 	tests := []struct {
 		name       string
 		c          float64
 		num, den   int64
+		floor      int // Policy.LoadFloor
 		weights    []uint32
 		wantCapped bool
 	}{
-		{"c=1.25", 1.25, 5, 4, equal, true},
-		{"c=1", 1, 1, 1, equal, true},
-		{"c=1.5 weights 1..5", 1.5, 3, 2, []uint32{1, 2, 3, 4, 5, 1, 2, 3, 4, 5}, true},
-		{"c=2 weights 1,8", 2, 2, 1, []uint32{1, 8, 1, 8}, true},
-		{"c=0 concentrates", 0, 5, 4, equal, false},
+		{"c=1.25", 1.25, 5, 4, NoLoadFloor, equal, true},
+		{"c=1", 1, 1, 1, NoLoadFloor, equal, true},
+		{"c=1.5 weights 1..5", 1.5, 3, 2, NoLoadFloor, []uint32{1, 2, 3, 4, 5, 1, 2, 3, 4, 5}, true},
+		{"c=2 weights 1,8", 2, 2, 1, NoLoadFloor, []uint32{1, 8, 1, 8}, true},
+		{"c=1.25 default floor", 1.25, 5, 4, 0, equal, true},
+		{"c=1 floor 3 weights 1..5", 1, 1, 1, 3, []uint32{1, 2, 3, 4, 5, 1, 2, 3, 4, 5}, true},
+		{"c=0 concentrates", 0, 5, 4, NoLoadFloor, equal, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -34,7 +38,11 @@ func TestBoundedLoad(t *testing.T) {
 				wsum += int64(w)
 			}
 			loads := NewLoads()
-			p := mustBuild(t, eps, Policy{BoundedLoad: tt.c}, loads)
+			p := mustBuild(t, eps, Policy{BoundedLoad: tt.c, LoadFloor: tt.floor}, loads)
+			f := int64(max(tt.floor, 0))
+			if tt.floor == 0 {
+				f = DefaultLoadFloor
+			}
 			rng := rand.New(rand.NewPCG(7, 7))
 			hot := keyPool(3)
 			key := func() uint64 {
@@ -44,9 +52,10 @@ func TestBoundedLoad(t *testing.T) {
 				return rng.Uint64()
 			}
 			// over reports whether x carries more than its cap: active >
-			// ceil(q) with q = num·Total·w / (den·W), i.e. active-1 >= q.
+			// ceil(q) + F with q = num·Total·w / (den·W), i.e.
+			// active-F-1 >= q.
 			over := func(x *Target) bool {
-				return (x.Active()-1)*tt.den*wsum >= tt.num*loads.Total()*int64(x.Endpoint.Weight)
+				return (x.Active()-f-1)*tt.den*wsum >= tt.num*loads.Total()*int64(x.Endpoint.Weight)
 			}
 			var sessions []*Target
 			exceeded := false
@@ -59,8 +68,8 @@ func TestBoundedLoad(t *testing.T) {
 					if over(y) {
 						exceeded = true
 						if tt.wantCapped {
-							t.Fatalf("after %d sessions, %s (weight %d): got %v active, want at most ceil(%v × %v × %d / %d)",
-								len(sessions), y.Endpoint.Address, y.Endpoint.Weight, y.Active(), tt.c, loads.Total(), y.Endpoint.Weight, wsum)
+							t.Fatalf("after %d sessions, %s (weight %d): got %v active, want at most ceil(%v × %v × %d / %d) + %d",
+								len(sessions), y.Endpoint.Address, y.Endpoint.Weight, y.Active(), tt.c, loads.Total(), y.Endpoint.Weight, wsum, f)
 						}
 					}
 				}
@@ -82,8 +91,8 @@ func TestBoundedLoad(t *testing.T) {
 				x.Acquire()
 				sessions = append(sessions, x)
 				if tt.wantCapped && over(x) {
-					t.Fatalf("%s (weight %d): got %v active, want at most ceil(%v × %v × %d / %d)",
-						x.Endpoint.Address, x.Endpoint.Weight, x.Active(), tt.c, loads.Total(), x.Endpoint.Weight, wsum)
+					t.Fatalf("%s (weight %d): got %v active, want at most ceil(%v × %v × %d / %d) + %d",
+						x.Endpoint.Address, x.Endpoint.Weight, x.Active(), tt.c, loads.Total(), x.Endpoint.Weight, wsum, f)
 				}
 			}
 			for _, x := range sessions {
@@ -101,7 +110,7 @@ func TestBoundedLoad(t *testing.T) {
 // than refuse a session when every untried target is at its cap.
 func TestBoundedSoftCap(t *testing.T) {
 	loads := NewLoads()
-	p := mustBuild(t, readyEndpoints(2), Policy{BoundedLoad: 1}, loads)
+	p := mustBuild(t, readyEndpoints(2), Policy{BoundedLoad: 1, LoadFloor: NoLoadFloor}, loads)
 	a, b := p.Targets()[0], p.Targets()[1]
 	keys := keyPool(200)
 	var home []uint64 // keys whose first choice is b

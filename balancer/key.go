@@ -2,6 +2,7 @@ package balancer
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 )
 
@@ -122,6 +123,30 @@ func (k KeySpec) String() string {
 // (ClientIP, ClientIPPort): the only keys a TCP listener has.
 func (k KeySpec) FromConnection() bool {
 	return k.Source == ClientIP || k.Source == ClientIPPort
+}
+
+// HashValue returns the key hash of v as a listener with key k hashes the
+// value it reads: a client IP (HashAddr) for ClientIP, a client IP and port
+// (HashAddrPort) for ClientIPPort, and the value itself (HashString) for
+// Path, Header, Cookie and Query. It errors when v is not an address for a
+// key read from the connection. It lets a replica answer which endpoint a
+// key maps to without a request carrying it.
+func (k KeySpec) HashValue(v string) (uint64, error) {
+	switch k.Source {
+	case ClientIP:
+		a, err := netip.ParseAddr(v)
+		if err != nil {
+			return 0, fmt.Errorf("key %s wants an IP address: %w", k, err)
+		}
+		return HashAddr(a), nil
+	case ClientIPPort:
+		a, err := netip.ParseAddrPort(v)
+		if err != nil {
+			return 0, fmt.Errorf("key %s wants an IP address and port: %w", k, err)
+		}
+		return HashAddrPort(a), nil
+	}
+	return HashString(v), nil
 }
 
 // KeySpecError is the error ParseKeySpec returns for a specification it

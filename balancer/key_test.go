@@ -2,6 +2,7 @@ package balancer
 
 import (
 	"errors"
+	"net/netip"
 	"testing"
 )
 
@@ -99,4 +100,37 @@ func FuzzParseKeySpec(f *testing.F) {
 			t.Fatalf("ParseKeySpec(%q) = %+v, but its String %q parses to %+v, %v", s, k, k.String(), again, err)
 		}
 	})
+}
+
+// TestKeySpecHashValue: a value hashes as the listener's key reads it: an
+// address for client-ip (both forms of an IPv4 address agree), an address
+// and port for client-ip-port, the string itself otherwise; a value that
+// is no address for a connection key is an error.
+func TestKeySpecHashValue(t *testing.T) {
+	ip := netip.MustParseAddr("192.0.2.7")
+	tests := []struct {
+		spec, value string
+		want        uint64
+		wantErr     bool
+	}{
+		{"client-ip", "192.0.2.7", HashAddr(ip), false},
+		{"client-ip", "::ffff:192.0.2.7", HashAddr(ip), false},
+		{"client-ip", "alice", 0, true},
+		{"client-ip-port", "192.0.2.7:4242", HashAddrPort(netip.AddrPortFrom(ip, 4242)), false},
+		{"client-ip-port", "192.0.2.7", 0, true},
+		{"header:X-User", "alice", HashString("alice"), false},
+		{"cookie:session", "s1", HashString("s1"), false},
+		{"query:u", "", HashString(""), false},
+		{"path", "/a/b", HashString("/a/b"), false},
+	}
+	for _, tt := range tests {
+		k, err := ParseKeySpec(tt.spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := k.HashValue(tt.value)
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("%s HashValue(%q) = %#x, %v; want %#x, error %v", tt.spec, tt.value, got, err, tt.want, tt.wantErr)
+		}
+	}
 }

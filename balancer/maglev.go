@@ -2,6 +2,8 @@ package balancer
 
 import (
 	"cmp"
+	"encoding/binary"
+	"math"
 	"math/bits"
 	"slices"
 )
@@ -14,14 +16,18 @@ type maglevPicker struct {
 	table   []uint32  // len size; each entry indexes targets
 	size    uint64    // M, prime
 	c       float64   // bounded-load factor; 0 when off
+	floor   float64   // Policy.LoadFloor as validated: 0 when none
 	wsum    float64   // W, the sum of target weights
 	loads   *Loads    // for the total under bounded loads
+	fp      uint64    // Fingerprint
 }
 
 // newMaglev builds the table over targets (at least one; len(targets) <= m).
 // Endpoints claim slots in address order, whatever the order of targets, so
 // that the table depends only on the set of endpoints, their weights and m.
-func newMaglev(targets []Target, m uint64, c float64) *maglevPicker {
+// p is validated: TableSize is set and LoadFloor is the floor itself.
+func newMaglev(targets []Target, p Policy) *maglevPicker {
+	m := p.TableSize
 	order := make([]int, len(targets)) // fill order: by address
 	for i := range order {
 		order[i] = i
@@ -41,16 +47,52 @@ func newMaglev(targets []Target, m uint64, c float64) *maglevPicker {
 		}
 		wsum += uint64(targets[ti].Endpoint.Weight)
 	}
-	return &maglevPicker{
+	mp := &maglevPicker{
 		targets: targets,
 		ptrs:    pointers(targets),
 		table:   populate(fillers, m),
 		size:    m,
-		c:       c,
+		c:       p.BoundedLoad,
 		wsum:    float64(wsum),
 		loads:   targets[0].loads,
 	}
+	if mp.c > 0 {
+		mp.floor = float64(p.LoadFloor)
+	}
+	mp.fp = mp.fingerprint(order)
+	return mp
 }
+
+// fingerprint hashes what decides Pick: the kind, M, c, the floor, the
+// targets (address and weight) in address order and every table entry as
+// the address rank of its target (order lists targets by address), so that
+// it depends on neither the order of targets nor the process.
+func (p *maglevPicker) fingerprint(order []int) uint64 {
+	f := newFingerprinter(Maglev)
+	f.u64(p.size)
+	f.u64(math.Float64bits(p.c))
+	f.u64(math.Float64bits(p.floor))
+	rank := make([]uint32, len(order))
+	for r, ti := range order {
+		rank[ti] = uint32(r)
+		f.target(&p.targets[ti])
+	}
+	var buf [4096]byte // the table in chunks: one Write per entry is slow
+	n := 0
+	for _, id := range p.table {
+		binary.LittleEndian.PutUint32(buf[n:], rank[id])
+		if n += 4; n == len(buf) {
+			f.d.Write(buf[:])
+			n = 0
+		}
+	}
+	f.d.Write(buf[:n])
+	return f.sum()
+}
+
+// Fingerprint returns the hash of the table and policy; see
+// Picker.Fingerprint.
+func (p *maglevPicker) Fingerprint() uint64 { return p.fp }
 
 // filler is one endpoint's state while the table is populated: its
 // permutation of the slots is next, next+skip, next+2·skip, ... (mod M).
@@ -111,8 +153,12 @@ func stride(pos, skip, m uint64) uint64 {
 // target, or walks forward as Picker.Pick describes.
 func (p *maglevPicker) Pick(key uint64, tried []*Target) *Target {
 	slot, _ := bits.Mul64(key, p.size)
-	if len(tried) == 0 && p.c == 0 {
-		return &p.targets[p.table[slot]]
+	if len(tried) == 0 {
+		// Without bounded loads, or below the floor (then below the cap
+		// whatever the total), the key's own slot decides.
+		if t := &p.targets[p.table[slot]]; p.c == 0 || float64(t.Active()) < p.floor {
+			return t
+		}
 	}
 	return p.walk(slot, tried)
 }
@@ -152,11 +198,18 @@ func (p *maglevPicker) walk(slot uint64, tried []*Target) *Target {
 }
 
 // belowCap reports whether t may take a session when the total becomes
-// next: active < ceil(c × next × w / W), that is, active being an integer,
-// active × W < c × next × w. Both sides are exact for counts below 2^53 and
-// a c exact in binary (1, 1.25, 1.5, 2).
+// next: active < ceil(c × next × w / W + F), F the floor, that is, active
+// being an integer, active × W < c × next × w + F × W. Both sides are exact
+// for counts below 2^53 and a c exact in binary (1, 1.25, 1.5, 2); F is at
+// most MaxLoadFloor. So after the session t carries at most
+// ceil(c × next × w / W) + F.
+//
+// The load is the instantaneous count of sessions, not a smoothed one: a
+// time average would lag a burst of a hot key and let its endpoint pass the
+// cap. The floor is what keeps the choice from flickering: a target is
+// skipped only F sessions above its share, not at each arrival.
 func (p *maglevPicker) belowCap(t *Target, next int64) bool {
-	return float64(t.Active())*p.wsum < p.c*float64(next*int64(t.Endpoint.Weight))
+	return float64(t.Active())*p.wsum < p.c*float64(next*int64(t.Endpoint.Weight))+p.floor*p.wsum
 }
 
 // anyBelowCap reports whether some target not in tried is below its cap.

@@ -21,10 +21,11 @@ type p2cPicker struct {
 	keep  []uint64
 	alias []uint32
 	wsum  uint64
+	fp    uint64 // Fingerprint
 }
 
 func newP2C(targets []Target) *p2cPicker {
-	p := &p2cPicker{targets: targets, ptrs: pointers(targets)}
+	p := &p2cPicker{targets: targets, ptrs: pointers(targets), fp: targetsFingerprint(LeastConnections, targets)}
 	n := uint64(len(targets))
 	equal := true
 	for _, t := range targets {
@@ -135,3 +136,7 @@ func (p *p2cPicker) Pick(_ uint64, tried []*Target) *Target {
 
 // Targets returns the targets in snapshot order.
 func (p *p2cPicker) Targets() []*Target { return p.ptrs }
+
+// Fingerprint returns the hash of the kind and targets; see
+// Picker.Fingerprint.
+func (p *p2cPicker) Fingerprint() uint64 { return p.fp }

@@ -138,6 +138,9 @@ func New(cfg *config.Config, opts Options) (a *App, err error) {
 		}
 		a.listeners = append(a.listeners, l)
 	}
+	if err := a.registerFingerprints(); err != nil {
+		return nil, err
+	}
 	if a.adminLn, err = net.Listen("tcp", cfg.Admin.Address); err != nil {
 		return nil, fmt.Errorf("admin listener on %s: %w", cfg.Admin.Address, err)
 	}
@@ -371,6 +374,7 @@ func (a *App) adminServers() []*admin.Server {
 		out = append(out, admin.NewServer(a.debugLn, admin.DebugHandler(admin.DebugOptions{
 			Endpoints: a.debugEndpoints,
 			Sessions:  func() any { return a.sessions.Infos() },
+			Lookup:    a.debugLookup,
 			Pprof:     ac.Pprof,
 			Token:     a.debugToken,
 		}), lim))
@@ -458,9 +462,47 @@ func (a *App) apply(l *listener, s *discovery.Snapshot) {
 		zap.Int("endpoints", len(s.Endpoints)), zap.Int("sessions_migrating", n))
 }
 
+// fingerprintBits are the bits of a picker's fingerprint the gauge
+// longhaul_picker_fingerprint carries: a float64 holds 53 bits exactly.
+const fingerprintBits = 1<<52 - 1
+
+// registerFingerprints registers the gauge longhaul_picker_fingerprint of
+// every listener, read from its current picker at each scrape.
+func (a *App) registerFingerprints() error {
+	for _, l := range a.listeners {
+		up := l.up
+		g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "longhaul_picker_fingerprint",
+			Help: "The low 52 bits of the fingerprint of the listener's picker (a hash of its Maglev table, " +
+				"policy and endpoints), as a float: replicas that route keys alike report the same value; 0 before the first endpoints.",
+			ConstLabels: prometheus.Labels{"listener": l.cfg.Name},
+		}, func() float64 {
+			if p := up.Picker(); p != nil {
+				return float64(p.Fingerprint() & fingerprintBits)
+			}
+			return 0
+		})
+		if err := a.reg.Register(g); err != nil {
+			return fmt.Errorf("listener %s: metrics: %w", l.cfg.Name, err)
+		}
+	}
+	return nil
+}
+
+// fingerprintHex formats a picker's fingerprint as 16 hex digits (a JSON
+// number would lose bits in many readers); "" without a picker.
+func fingerprintHex(p balancer.Picker) string {
+	if p == nil {
+		return ""
+	}
+	return fmt.Sprintf("%016x", p.Fingerprint())
+}
+
 type endpointView struct {
-	Listener  string             `json:"listener"`
-	Endpoints []endpointWithLoad `json:"endpoints"`
+	Listener string `json:"listener"`
+	// Fingerprint is the picker's (balancer.Picker.Fingerprint), in hex.
+	Fingerprint string             `json:"fingerprint"`
+	Endpoints   []endpointWithLoad `json:"endpoints"`
 }
 
 type endpointWithLoad struct {
@@ -475,6 +517,7 @@ func (a *App) debugEndpoints() any {
 		v := endpointView{Listener: l.cfg.Name, Endpoints: []endpointWithLoad{}}
 		active := map[string]int64{}
 		p, s := l.up.State() // a matching pair
+		v.Fingerprint = fingerprintHex(p)
 		if p != nil {
 			for _, t := range p.Targets() {
 				active[t.Endpoint.Address] = t.Active()
@@ -489,6 +532,47 @@ func (a *App) debugEndpoints() any {
 		out = append(out, v)
 	}
 	return out
+}
+
+// lookupView is /debug/lookup's answer: where the listener's current picker
+// sends a new session with the key, now (with bounded loads, the current
+// loads count).
+type lookupView struct {
+	Listener string `json:"listener"`
+	// Key is the value looked up, KeySpec the listener's key, and Hash
+	// the key hash, in hex, as the listener computes it.
+	Key     string `json:"key"`
+	KeySpec string `json:"keySpec"`
+	Hash    string `json:"hash"`
+	// Endpoint is the address chosen; "" when the listener has no
+	// endpoint to offer.
+	Endpoint    string `json:"endpoint"`
+	Fingerprint string `json:"fingerprint"`
+}
+
+// debugLookup answers /debug/lookup: the key is hashed as the listener's
+// key specification hashes the value it reads (balancer.KeySpec.HashValue).
+func (a *App) debugLookup(name, key string) (any, error) {
+	for _, l := range a.listeners {
+		if l.cfg.Name != name {
+			continue
+		}
+		spec := l.cfg.Balance.KeySpec() // not reloadable: a restart changes it
+		h, err := spec.HashValue(key)
+		if err != nil {
+			return nil, fmt.Errorf("listener %s: %w", name, err)
+		}
+		v := lookupView{Listener: name, Key: key, KeySpec: spec.String(), Hash: fmt.Sprintf("%016x", h)}
+		p := l.up.Picker()
+		if p != nil {
+			if t := p.Pick(h, nil); t != nil {
+				v.Endpoint = t.Endpoint.Address
+			}
+		}
+		v.Fingerprint = fingerprintHex(p)
+		return v, nil
+	}
+	return nil, fmt.Errorf("listener %q: %w", name, admin.ErrNotFound)
 }
 
 // relayClientsOf adapts an HTTP listener's relay client connections to

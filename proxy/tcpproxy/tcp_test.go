@@ -381,7 +381,7 @@ func TestSessionsSpreadAcrossEndpoints(t *testing.T) {
 		servers = append(servers, s)
 		addrs = append(addrs, s.Addr())
 	}
-	p := startProxy(t, Config{Key: KeyClientIPPort}, balancer.Policy{Kind: balancer.Maglev, BoundedLoad: 1.25}, addrs...)
+	p := startProxy(t, Config{Key: KeyClientIPPort}, balancer.Policy{Kind: balancer.Maglev, BoundedLoad: 1.25, LoadFloor: balancer.NoLoadFloor}, addrs...)
 	var conns []*net.TCPConn
 	for range 30 {
 		c := proxytest.Dial(t, p.addr)

@@ -1,0 +1,60 @@
+package balancer
+
+import (
+	"cmp"
+	"encoding/binary"
+	"slices"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// fingerprinter hashes what a picker decides by into Picker.Fingerprint:
+// XXH64 (seed 0) of fixed-width little-endian fields and length-prefixed
+// strings, so that the value is the same on every replica and build.
+type fingerprinter struct {
+	d   *xxhash.Digest
+	buf [8]byte
+}
+
+// fingerprintVersion changes whenever the fields hashed change, so that
+// replicas of different versions do not report equal fingerprints by
+// chance of layout.
+const fingerprintVersion = 1
+
+func newFingerprinter(k Kind) *fingerprinter {
+	f := &fingerprinter{d: xxhash.New()}
+	f.u64(fingerprintVersion)
+	f.u64(uint64(k))
+	return f
+}
+
+func (f *fingerprinter) u64(v uint64) {
+	binary.LittleEndian.PutUint64(f.buf[:], v)
+	f.d.Write(f.buf[:])
+}
+
+func (f *fingerprinter) u32(v uint32) {
+	binary.LittleEndian.PutUint32(f.buf[:4], v)
+	f.d.Write(f.buf[:4])
+}
+
+// target hashes t's address and weight.
+func (f *fingerprinter) target(t *Target) {
+	f.u64(uint64(len(t.Endpoint.Address)))
+	f.d.WriteString(t.Endpoint.Address)
+	f.u32(t.Endpoint.Weight)
+}
+
+func (f *fingerprinter) sum() uint64 { return f.d.Sum64() }
+
+// targetsFingerprint hashes kind and the targets, address and weight, in
+// address order.
+func targetsFingerprint(k Kind, ts []Target) uint64 {
+	sorted := pointers(ts)
+	slices.SortStableFunc(sorted, func(a, b *Target) int { return cmp.Compare(a.Endpoint.Address, b.Endpoint.Address) })
+	f := newFingerprinter(k)
+	for _, t := range sorted {
+		f.target(t)
+	}
+	return f.sum()
+}
