@@ -151,6 +151,10 @@ type Balance struct {
 	BoundedLoad float64 `mapstructure:"boundedLoad"`
 	// TableSize is the Maglev lookup table's size, a prime.
 	TableSize uint64 `mapstructure:"tableSize"`
+	// LoadFloor is how many sessions an endpoint may carry above its
+	// bounded share before it is skipped, so that replicas agree on keys
+	// while nothing is overloaded (balancer.Policy.LoadFloor); 0 is none.
+	LoadFloor int `mapstructure:"loadFloor"`
 }
 
 // BalancerPolicy returns the balancing policy as the balancer takes it. It
@@ -161,7 +165,11 @@ func (b Balance) BalancerPolicy() balancer.Policy {
 	if err != nil {
 		panic("config: BalancerPolicy of a Balance that did not pass Validate: " + err.Error())
 	}
-	return balancer.Policy{Kind: kind, TableSize: b.TableSize, BoundedLoad: b.BoundedLoad}
+	floor := b.LoadFloor
+	if floor == 0 {
+		floor = balancer.NoLoadFloor
+	}
+	return balancer.Policy{Kind: kind, TableSize: b.TableSize, BoundedLoad: b.BoundedLoad, LoadFloor: floor}
 }
 
 // KeySpec returns the balancing key as the balancer and proxy take it; on a
@@ -306,6 +314,7 @@ const (
 	DefaultKey            = "client-ip"
 	DefaultBoundedLoad    = 1.25 // for maglev; least-connections defaults to 0
 	DefaultTableSize      = balancer.DefaultTableSize
+	DefaultLoadFloor      = balancer.DefaultLoadFloor
 	DefaultConnectTimeout = 2 * time.Second
 	DefaultIdleTimeout    = time.Hour
 	DefaultKeepAliveIdle  = 75 * time.Second
@@ -357,6 +366,7 @@ func defaultListener() Listener {
 			Key:         DefaultKey,
 			BoundedLoad: DefaultBoundedLoad,
 			TableSize:   DefaultTableSize,
+			LoadFloor:   DefaultLoadFloor,
 		},
 		Timeouts:       DefaultTimeouts(),
 		MaxConnections: DefaultMaxConnections,

@@ -23,7 +23,7 @@ func exampleConfig() *Config {
 			Address:        "127.0.0.1:7000",
 			Protocol:       "tcp",
 			Endpoints:      Endpoints{Static: []string{"127.0.0.1:7101", "127.0.0.1:7102", "127.0.0.1:7103"}},
-			Balance:        Balance{Policy: "maglev", Key: "client-ip", BoundedLoad: 1.25, TableSize: 65537},
+			Balance:        Balance{Policy: "maglev", Key: "client-ip", BoundedLoad: 1.25, TableSize: 65537, LoadFloor: 16},
 			Timeouts:       DefaultTimeouts(),
 			MaxConnections: 100000,
 			ProxyProtocol:  ProxyProtocol{Accept: false, Send: false},
@@ -95,7 +95,7 @@ listeners:
 				Listeners: []Listener{{
 					Name: "a", Address: ":7000", Protocol: "tcp",
 					Endpoints: Endpoints{File: "eps.yaml"},
-					Balance:   Balance{Policy: "maglev", Key: "client-ip", BoundedLoad: 1.25, TableSize: 65537},
+					Balance:   Balance{Policy: "maglev", Key: "client-ip", BoundedLoad: 1.25, TableSize: 65537, LoadFloor: 16},
 					// Every timeout's production default, written out.
 					Timeouts: Timeouts{Connect: 2 * time.Second, Idle: time.Hour,
 						KeepAliveIdle: 75 * time.Second, RequestBody: 60 * time.Second,
@@ -123,7 +123,7 @@ listeners:
     address: 0.0.0.0:8443
     protocol: http
     endpoints: {kubernetes: {namespace: shop, service: cart, port: 8080}}
-    balance: {policy: least-connections, key: "header:X-User", boundedLoad: 2, tableSize: 101}
+    balance: {policy: least-connections, key: "header:X-User", boundedLoad: 2, tableSize: 101, loadFloor: 4}
     timeouts: {connect: 500ms, idle: 1m30s, keepAliveIdle: 10s, requestBody: 11s, responseHeader: 12s, webSocketIdle: 13m, streamIdle: 16m, halfClosed: 14s, tcpKeepAlive: 15s}
     maxConnections: 10
     maxConnectionsPerClient: 3
@@ -141,7 +141,7 @@ listeners:
 				Listeners: []Listener{{
 					Name: "web", Address: "0.0.0.0:8443", Protocol: "http",
 					Endpoints: Endpoints{Kubernetes: &Kubernetes{Namespace: "shop", Service: "cart", Port: "8080"}},
-					Balance:   Balance{Policy: "least-connections", Key: "header:X-User", BoundedLoad: 2, TableSize: 101},
+					Balance:   Balance{Policy: "least-connections", Key: "header:X-User", BoundedLoad: 2, TableSize: 101, LoadFloor: 4},
 					Timeouts: Timeouts{Connect: 500 * time.Millisecond, Idle: 90 * time.Second,
 						KeepAliveIdle: 10 * time.Second, RequestBody: 11 * time.Second,
 						ResponseHeader: 12 * time.Second, WebSocketIdle: 13 * time.Minute, StreamIdle: 16 * time.Minute,

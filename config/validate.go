@@ -312,6 +312,9 @@ func (v *validator) balance(p, protocol string, b *Balance) {
 	if lb := b.BoundedLoad; lb != 0 && !(lb >= 1 && lb <= MaxBoundedLoad) {
 		v.add(p+".boundedLoad", lb, fmt.Sprintf("must be 0 (off) or from 1 to %d", MaxBoundedLoad))
 	}
+	if f := b.LoadFloor; f < 0 || f > balancer.MaxLoadFloor {
+		v.add(p+".loadFloor", f, fmt.Sprintf("must be from 0 (none) to %d", balancer.MaxLoadFloor))
+	}
 	if ts := b.TableSize; balancer.ValidTableSize(ts) != nil {
 		v.add(p+".tableSize", ts, fmt.Sprintf("must be a prime from %d to %d, such as %d",
 			balancer.MinTableSize, balancer.MaxTableSize, balancer.DefaultTableSize))

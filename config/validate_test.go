@@ -191,6 +191,9 @@ func TestValidate(t *testing.T) {
 		{"key unknown on http", func(c *Config) { l0(c).Protocol, l0(c).Balance.Key = "http", "body" },
 			[]string{`listeners[0].balance.key: "body": must be one of client-ip, client-ip-port, path, header:NAME, cookie:NAME, query:NAME, grpc-metadata:NAME`}},
 		{"boundedLoad 0 is off", func(c *Config) { l0(c).Balance.BoundedLoad = 0 }, nil},
+		{"loadFloor 0 is none", func(c *Config) { l0(c).Balance.LoadFloor = 0 }, nil},
+		{"loadFloor negative", func(c *Config) { l0(c).Balance.LoadFloor = -1 },
+			[]string{"listeners[0].balance.loadFloor: -1: must be from 0 (none) to 1048576"}},
 		{"boundedLoad 1", func(c *Config) { l0(c).Balance.BoundedLoad = 1 }, nil},
 		{"boundedLoad 10", func(c *Config) { l0(c).Balance.BoundedLoad = 10 }, nil},
 		{"boundedLoad below 1", func(c *Config) { l0(c).Balance.BoundedLoad = 0.5 },
@@ -367,7 +370,7 @@ listeners:
     address: ":7002"
     protocol: grpc
     endpoints: {static: ["10.0.0.1:80"]}
-    balance: {policy: least-connections, key: "grpc-metadata:X-Tenant", tableSize: 101}
+    balance: {policy: least-connections, key: "grpc-metadata:X-Tenant", tableSize: 101, loadFloor: 0}
   - name: c
     address: ":7003"
     endpoints: {static: ["10.0.0.1:80"]}
@@ -380,9 +383,9 @@ listeners:
 		policy balancer.Policy
 		key    balancer.KeySpec
 	}{
-		{balancer.Policy{Kind: balancer.Maglev, TableSize: DefaultTableSize, BoundedLoad: DefaultBoundedLoad}, balancer.KeySpec{Source: balancer.ClientIP}},
-		{balancer.Policy{Kind: balancer.LeastConnections, TableSize: 101}, balancer.KeySpec{Source: balancer.Header, Name: "x-tenant"}},
-		{balancer.Policy{Kind: balancer.Maglev, TableSize: DefaultTableSize, BoundedLoad: 2}, balancer.KeySpec{Source: balancer.ClientIPPort}},
+		{balancer.Policy{Kind: balancer.Maglev, TableSize: DefaultTableSize, BoundedLoad: DefaultBoundedLoad, LoadFloor: DefaultLoadFloor}, balancer.KeySpec{Source: balancer.ClientIP}},
+		{balancer.Policy{Kind: balancer.LeastConnections, TableSize: 101, LoadFloor: balancer.NoLoadFloor}, balancer.KeySpec{Source: balancer.Header, Name: "x-tenant"}},
+		{balancer.Policy{Kind: balancer.Maglev, TableSize: DefaultTableSize, BoundedLoad: 2, LoadFloor: DefaultLoadFloor}, balancer.KeySpec{Source: balancer.ClientIPPort}},
 	}
 	for i, tt := range tests {
 		b := cfg.Listeners[i].Balance

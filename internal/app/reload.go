@@ -108,7 +108,7 @@ func reloadable(l config.Listener) config.Listener {
 	if len(l.Endpoints.Static) > 0 {
 		l.Endpoints.Static = []string{"static"}
 	}
-	l.Balance.Policy, l.Balance.BoundedLoad, l.Balance.TableSize = "", 0, 0
+	l.Balance.Policy, l.Balance.BoundedLoad, l.Balance.TableSize, l.Balance.LoadFloor = "", 0, 0, 0
 	l.Drain.Timeout, l.Drain.Window, l.Drain.Rate = 0, 0, 0
 	return l
 }
