@@ -21,13 +21,7 @@ func TestStreamPlanStrata(t *testing.T) {
 		{2 * time.Second, 500 * time.Millisecond},
 		{8 * time.Second, MaxStreamGrace},
 	} {
-		clk := newFakeClock()
-		pools := newPools(true)
-		c := &Controller{Timeout: 10 * time.Second, Window: tc.window, Clock: clk, Lister: newLister(nil), Pools: pools}
-		start(t, c)
-		c.Update(snap(t, readyA, termB))
-		pools.await(t, 1)
-		plan := pools.plan(t, readyB.Address)
+		clk, _, plan := leavingB(t, tc.window)
 		if want := epoch.Add(tc.grace); !plan.Start().Equal(want) {
 			t.Fatalf("window %v: start %v after the epoch, want %v", tc.window, plan.Start().Sub(epoch), tc.grace)
 		}
@@ -56,13 +50,7 @@ func TestStreamPlanStrata(t *testing.T) {
 // TestStreamPlanLate: ends asked for after the grace start at the time of
 // asking and keep within what is left of the window.
 func TestStreamPlanLate(t *testing.T) {
-	clk := newFakeClock()
-	pools := newPools(true)
-	c := &Controller{Timeout: 10 * time.Second, Window: 4 * time.Second, Clock: clk, Lister: newLister(nil), Pools: pools}
-	start(t, c)
-	c.Update(snap(t, readyA, termB))
-	pools.await(t, 1)
-	plan := pools.plan(t, readyB.Address)
+	clk, _, plan := leavingB(t, 4*time.Second)
 	clk.Advance(3 * time.Second)
 	asked := clk.Now()
 	at, _ := plan.Ends(4)
@@ -123,13 +111,7 @@ func TestStreamPlanRate(t *testing.T) {
 // TestStreamPlanKillTime: a kill time learnt after the plan was made brings
 // its ends within nine tenths of what the pools have left.
 func TestStreamPlanKillTime(t *testing.T) {
-	clk := newFakeClock()
-	pools := newPools(true)
-	c := &Controller{Timeout: 10 * time.Second, Window: 8 * time.Second, Clock: clk, Lister: newLister(nil), Pools: pools}
-	start(t, c)
-	c.Update(snap(t, readyA, termB))
-	pools.await(t, 1)
-	plan := pools.plan(t, readyB.Address)
+	clk, c, plan := leavingB(t, 8*time.Second)
 	clk.AdvanceTo(plan.Start())
 	dying := termB
 	dying.KillTime = clk.Now().Add(2 * time.Second)
@@ -141,4 +123,17 @@ func TestStreamPlanKillTime(t *testing.T) {
 			t.Errorf("end %d at %v, after the kill time's latest %v", i, a.Sub(epoch), latest.Sub(epoch))
 		}
 	}
+}
+
+// leavingB runs a controller on a fake clock with a 10s timeout and window,
+// with no session, makes B leave and returns the plan of its pools' drain.
+func leavingB(t *testing.T, window time.Duration) (*fakeClock, *Controller, StreamPlan) {
+	t.Helper()
+	clk := newFakeClock()
+	pools := newPools(true)
+	c := &Controller{Timeout: 10 * time.Second, Window: window, Clock: clk, Lister: newLister(nil), Pools: pools}
+	start(t, c)
+	c.Update(snap(t, readyA, termB))
+	pools.await(t, 1)
+	return clk, c, pools.plan(t, readyB.Address)
 }

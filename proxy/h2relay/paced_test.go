@@ -112,6 +112,24 @@ func maxShare(sorted []time.Time, d time.Duration) int {
 	return best
 }
 
+// echoStreams starts two endpoints, a (the only one routed to) and b, and
+// a relay, and opens n Echo calls to a through the relay; the calls' bodies
+// close when the test ends.
+func echoStreams(t *testing.T, ctx context.Context, n int) (a, b *backend, r *testRouter, p *testRelay, es []*echoStream) {
+	t.Helper()
+	a, b = startBackend(t), startBackend(t)
+	r = &testRouter{addrs: []string{a.addr}}
+	p = startRelay(t, Config{Router: r})
+	tr := &http2.Transport{AllowHTTP: true, DialTLSContext: dialPlain}
+	t.Cleanup(tr.CloseIdleConnections)
+	es = make([]*echoStream, n)
+	for i := range es {
+		es[i] = openEcho(t, ctx, tr, p.addr)
+		t.Cleanup(func() { es[i].body.Close() })
+	}
+	return a, b, r, p, es
+}
+
 // pacedDrain runs a drain.Controller over the relay and makes a leave: it
 // returns when the drain started and a function ending Run, which returns
 // once Run has.
@@ -134,13 +152,8 @@ func pacedDrain(t *testing.T, srv *Server, leaving, staying string, timeout, win
 	stop = func() {
 		once.Do(func() {
 			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run: %v", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatal("Run did not return 10s after its context ended")
+			if err := recv(t, done, "Run to return after its context ended"); err != nil {
+				t.Errorf("Run: %v", err)
 			}
 		})
 	}
@@ -160,18 +173,9 @@ func TestPacedStreamEnds(t *testing.T) {
 		window  = 2 * time.Second
 		grace   = window / 4
 	)
-	a, b := startBackend(t), startBackend(t)
-	r := &testRouter{addrs: []string{a.addr}}
-	p := startRelay(t, Config{Router: r})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	tr := &http2.Transport{AllowHTTP: true, DialTLSContext: dialPlain}
-	defer tr.CloseIdleConnections()
-	es := make([]*echoStream, streams)
-	for i := range es {
-		es[i] = openEcho(t, ctx, tr, p.addr)
-		defer es[i].body.Close()
-	}
+	a, b, r, p, es := echoStreams(t, ctx, streams)
 	cc := dialGRPC(t, p.addr)
 	inflight := make(chan error, unary)
 	for range unary {
@@ -239,18 +243,9 @@ func TestPacedStreamEnds(t *testing.T) {
 // streams left end as at a drain's deadline, and Run returns.
 func TestPacedDrainStops(t *testing.T) {
 	const streams = 10
-	a, b := startBackend(t), startBackend(t)
-	r := &testRouter{addrs: []string{a.addr}}
-	p := startRelay(t, Config{Router: r})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	tr := &http2.Transport{AllowHTTP: true, DialTLSContext: dialPlain}
-	defer tr.CloseIdleConnections()
-	es := make([]*echoStream, streams)
-	for i := range es {
-		es[i] = openEcho(t, ctx, tr, p.addr)
-		defer es[i].body.Close()
-	}
+	a, b, r, p, es := echoStreams(t, ctx, streams)
 	r.exclude(a.addr)
 	// A 10s window: the first turn comes after a 1s grace, the last
 	// near 10s.

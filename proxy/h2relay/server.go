@@ -222,7 +222,7 @@ func (s *Server) stop() {
 // client is given. The caller (the drain controller) owns these decisions;
 // the relay only counts and ends the streams. It is an alias of an
 // interface literal, identical to drain.StreamPlan, so that the relay needs
-// no import of drain.
+// no import of drain. The relay waits for its times on the real clock.
 type StreamPlan = interface {
 	Start() time.Time
 	Ends(n int) (at []time.Time, pushback []time.Duration)
