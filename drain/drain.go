@@ -57,11 +57,32 @@ type Downstream interface {
 }
 
 // EndpointDrainer drains what belongs to an endpoint as a whole, such as the
-// pooled HTTP/2 connections that carry per-request traffic: GOAWAY, then the
-// streams left at ctx's deadline are ended. It returns when done, and by
-// the time ctx ends at the latest.
+// pooled HTTP/2 connections that carry per-request traffic: GOAWAY, then
+// the streams still open when plan's turns come are ended one per turn
+// (plan is never nil from the Controller; an implementation given nil ends
+// them all at ctx's deadline), and what is left at ctx's end is ended. It
+// returns when done, and by the time ctx ends at the latest.
 type EndpointDrainer interface {
-	DrainEndpoint(ctx context.Context, addr string)
+	DrainEndpoint(ctx context.Context, addr string, plan StreamPlan)
+}
+
+// StreamPlan is drain's pacing of the streams an endpoint drain ends: drain
+// decides when each ends and what retry pushback its client gets; the
+// drainer owns its connections, counts the streams and ends them. Times
+// are on the Controller's Clock.
+//
+// It is an alias of an interface literal made of standard types only, so
+// that a drainer can name an identical alias without importing drain (the
+// HTTP/2 relay does: h2relay.StreamPlan); the two must stay identical.
+type StreamPlan = interface {
+	// Start returns the end of the grace the streams have after the
+	// GOAWAY, so that short calls complete: no stream is ended before it.
+	Start() time.Time
+	// Ends plans the ends of n streams still open, in ascending order, and
+	// the retry pushback each one's client is given (gRPC's
+	// grpc-retry-pushback-ms). Safe for concurrent use; each call plans
+	// after the starts and ends already planned, at the Controller's Rate.
+	Ends(n int) (at []time.Time, pushback []time.Duration)
 }
 
 // Reasons a session is asked to move, for metrics.
@@ -112,6 +133,12 @@ const MinLeft = 200 * time.Millisecond
 // waits for the calls and goroutines under way; from then on Update and
 // RebalanceOnce do nothing and return 0, and Shutdown returns ErrStopped.
 // Run's context must therefore outlive Shutdown.
+//
+// Streams. An endpoint's pools drain with a StreamPlan (see streamPlan):
+// their streams still open after a grace of min(window/4, MaxStreamGrace)
+// from the drain's start are ended over what is left of the same window
+// as the endpoint's sessions, in strata, at Rate shared with the
+// migrations, each no later than nine tenths of the time the pools have.
 //
 // Locks. c.mu guards the plans. No call out to the Lister, Downstream,
 // Sessions, Pools, OnMigrate or OnEndpointDrained is made with c.mu held;
@@ -598,7 +625,8 @@ func (c *Controller) drainPools(ep string, deadline time.Time) {
 	inner, cancel := context.WithCancelCause(c.life)
 	pd := &poolDrain{ctx: &clockCtx{Context: inner}, cancel: cancel, done: make(chan struct{})}
 	c.setPoolDeadline(pd, deadline)
-	if !c.spawn(func() { c.runPoolDrain(ep, pd) }) {
+	plan := c.streamPlan(pd, c.clock().Now())
+	if !c.spawn(func() { c.runPoolDrain(ep, pd, plan) }) {
 		c.stop(pd.timer)
 		cancel(nil)
 		return
@@ -620,7 +648,7 @@ func (c *Controller) setPoolDeadline(pd *poolDrain, at time.Time) {
 
 // runPoolDrain drains ep's pools, on a goroutine of spawn. It takes c.mu
 // itself, after DrainEndpoint has returned.
-func (c *Controller) runPoolDrain(ep string, pd *poolDrain) {
+func (c *Controller) runPoolDrain(ep string, pd *poolDrain, plan *streamPlan) {
 	defer guard.Recover("drain", nil)
 	defer close(pd.done)
 	defer func() {
@@ -633,7 +661,7 @@ func (c *Controller) runPoolDrain(ep string, pd *poolDrain) {
 		pd.cancel(nil)
 	}()
 	start := c.clock().Now()
-	c.Pools.DrainEndpoint(pd.ctx, ep)
+	c.Pools.DrainEndpoint(pd.ctx, ep, plan)
 	if c.OnEndpointDrained != nil {
 		c.OnEndpointDrained(ep, c.clock().Now().Sub(start))
 	}

@@ -154,16 +154,18 @@ type fakePools struct {
 	mu      sync.Mutex
 	drained map[string]int
 	ctxs    map[string][]context.Context
+	plans   map[string][]StreamPlan
 }
 
 func newPools(block bool) *fakePools {
-	return &fakePools{block: block, called: make(chan string, 100), drained: map[string]int{}, ctxs: map[string][]context.Context{}}
+	return &fakePools{block: block, called: make(chan string, 100), drained: map[string]int{}, ctxs: map[string][]context.Context{}, plans: map[string][]StreamPlan{}}
 }
 
-func (p *fakePools) DrainEndpoint(ctx context.Context, addr string) {
+func (p *fakePools) DrainEndpoint(ctx context.Context, addr string, plan StreamPlan) {
 	p.mu.Lock()
 	p.drained[addr]++
 	p.ctxs[addr] = append(p.ctxs[addr], ctx)
+	p.plans[addr] = append(p.plans[addr], plan)
 	p.mu.Unlock()
 	p.called <- addr
 	if p.block {
@@ -319,4 +321,16 @@ func checkGaps(t *testing.T, sorted []time.Time, gap time.Duration) {
 			t.Fatalf("starts %d and %d are %v apart, want at least %v", i-1, i, d, gap)
 		}
 	}
+}
+
+// plan returns the stream plan of the last drain of addr's pools.
+func (p *fakePools) plan(t *testing.T, addr string) StreamPlan {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ps := p.plans[addr]
+	if len(ps) == 0 || ps[len(ps)-1] == nil {
+		t.Fatalf("pools of %s drained with no stream plan", addr)
+	}
+	return ps[len(ps)-1]
 }

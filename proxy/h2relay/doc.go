@@ -48,7 +48,11 @@
 // endpoint for as long as it runs: it takes no new stream and starts no
 // dial, and a dial already under way is doomed: its connection joins no
 // pool, gets GOAWAY and closes, and its waiters get a retryable error
-// (relayed streams go to another endpoint).
+// (relayed streams go to another endpoint). The streams a drain finds open
+// end at the pace of the caller's StreamPlan (the drain controller
+// decides when; the drain's goroutine ends them, one per turn, with one
+// timer of its own, see paced.go), those left at its context's end at
+// once.
 //
 // # Per-connection handles
 //

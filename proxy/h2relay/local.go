@@ -25,13 +25,17 @@ func (cc *clientConn) refuse(id uint32, ended, grpc bool, code, grpcCode int, ms
 	cc.kick()
 }
 
-// writeLocalResponse encodes a header-only response the relay makes itself.
-func writeLocalResponse(enc *hpack.Encoder, grpc bool, code, grpcCode int, msg string) {
+// writeLocalResponse encodes a header-only response the relay makes itself;
+// extra fields follow gRPC's (ignored for other requests).
+func writeLocalResponse(enc *hpack.Encoder, grpc bool, code, grpcCode int, msg string, extra ...hpack.HeaderField) {
 	if grpc {
 		enc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
 		enc.WriteField(hpack.HeaderField{Name: "content-type", Value: "application/grpc"})
 		enc.WriteField(hpack.HeaderField{Name: "grpc-status", Value: itoa(grpcCode)})
 		enc.WriteField(hpack.HeaderField{Name: "grpc-message", Value: msg})
+		for _, f := range extra {
+			enc.WriteField(f)
+		}
 		return
 	}
 	enc.WriteField(hpack.HeaderField{Name: ":status", Value: itoa(code)})

@@ -207,10 +207,11 @@ func (p *pool) remove(up *upConn) {
 }
 
 // drain sends GOAWAY on addr's connections (and on the connection of a
-// dial under way, when it comes), waits for their streams until ctx ends,
-// then fails what is left and closes them. While it runs, addr takes no
-// new stream.
-func (p *pool) drain(ctx context.Context, addr string) {
+// dial under way, when it comes), ends their streams at plan's pace (see
+// endPaced) if plan is not nil, waits for the rest until ctx ends, then
+// fails what is left and closes them. While it runs, addr takes no new
+// stream.
+func (p *pool) drain(ctx context.Context, addr string, plan StreamPlan) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -244,6 +245,9 @@ func (p *pool) drain(ctx context.Context, addr string) {
 			// The dial's connection, if it comes, closes by itself (it
 			// has no stream).
 		}
+	}
+	if plan != nil {
+		endPaced(ctx, conns, plan)
 	}
 	for _, up := range conns {
 		select {

@@ -45,7 +45,7 @@ func TestRoundTripAcrossDrain(t *testing.T) {
 	})
 	recv(t, entered, "the request at the endpoint")
 	drained := make(chan struct{})
-	go func() { srv.DrainEndpoint(ctx, e.addr); close(drained) }()
+	go func() { srv.DrainEndpoint(ctx, e.addr, nil); close(drained) }()
 	recv(t, marked, "the drain to start")
 	_, err := srv.RoundTrip(newRequest(t, ctx, "GET", e.addr, "/new", nil))
 	if !IsRetryable(err) {
@@ -86,7 +86,7 @@ func TestRoundTripDrainDeadline(t *testing.T) {
 	recv(t, entered, "the request at the endpoint")
 	dctx, dcancel := context.WithCancel(ctx)
 	drained := make(chan struct{})
-	go func() { srv.DrainEndpoint(dctx, e.addr); close(drained) }()
+	go func() { srv.DrainEndpoint(dctx, e.addr, nil); close(drained) }()
 	recv(t, marked, "the drain to start")
 	dcancel() // the drain's deadline
 	err := recv(t, rt, "the round trip to fail").err
@@ -138,7 +138,7 @@ func TestDrainDuringDial(t *testing.T) {
 	})
 	<-dialing
 	drained := make(chan struct{})
-	go func() { p.srv.DrainEndpoint(ctx, a.addr); close(drained) }()
+	go func() { p.srv.DrainEndpoint(ctx, a.addr, nil); close(drained) }()
 	if r := recv(t, relayed, "the relayed request"); r.err != nil || r.status != 200 || r.body != "from B" {
 		t.Fatalf("relayed request: %d %q, %v; want 200 from B", r.status, r.body, r.err)
 	}
@@ -192,7 +192,7 @@ func TestRoundTripDrainDuringDial(t *testing.T) {
 		return srv.RoundTrip(newRequest(t, ctx, "GET", a.addr, "/", nil))
 	})
 	<-dialing
-	srv.DrainEndpoint(ctx, a.addr) // returns once the late connection closed
+	srv.DrainEndpoint(ctx, a.addr, nil) // returns once the late connection closed
 	if err := recv(t, rt, "the round trip").err; !IsRetryable(err) {
 		t.Fatalf("round trip whose dial a drain doomed: %v, want retryable", err)
 	}

@@ -174,7 +174,8 @@ func (s *stream) upstreamFailed(retryable bool, msg string) {
 
 // failToClient ends the client's stream for want of an endpoint: gRPC
 // calls get UNAVAILABLE (in the trailers if the response header went out,
-// else as a trailers-only response), other requests httpStatus if no
+// else as a trailers-only response; with s.pushback, if set, as
+// grpc-retry-pushback-ms), other requests httpStatus if no
 // response header went out, else RST_STREAM INTERNAL_ERROR. Called with
 // s.mu held, with no upstream stream bound.
 func (s *stream) failToClient(httpStatus int, msg string) {
@@ -202,10 +203,10 @@ func (s *stream) failToClient(httpStatus int, msg string) {
 	switch {
 	case s.head.GRPC && s.respHeaders:
 		s.resp.buf = nil
-		s.resp.trailers = []hpack.HeaderField{
+		s.resp.trailers = append([]hpack.HeaderField{
 			{Name: "grpc-status", Value: "14"},
 			{Name: "grpc-message", Value: msg},
-		}
+		}, s.pushbackField()...)
 		s.resp.end = true
 		s.grpcStatus = 14
 		s.pump(&s.resp, nil)
@@ -215,7 +216,7 @@ func (s *stream) failToClient(httpStatus int, msg string) {
 		s.cc.mu.Lock()
 		if !s.cc.closed {
 			s.cc.hbuf.Reset()
-			writeLocalResponse(s.cc.enc, s.head.GRPC, httpStatus, 14, msg)
+			writeLocalResponse(s.cc.enc, s.head.GRPC, httpStatus, 14, msg, s.pushbackField()...)
 			s.cc.out = appendHeaderBlock(s.cc.out, s.id, s.cc.hbuf.Bytes(), true, s.cc.peerMaxFrame)
 			s.cc.kickB(s.b)
 		}
@@ -228,4 +229,13 @@ func (s *stream) failToClient(httpStatus int, msg string) {
 		s.resp.end, s.resp.endSent = true, true
 		s.ended(&s.resp)
 	}
+}
+
+// pushbackField returns the grpc-retry-pushback-ms field (gRPC proposal A6)
+// of s.pushback, or nothing when it is not set. Called with s.mu held.
+func (s *stream) pushbackField() []hpack.HeaderField {
+	if s.pushback == "" {
+		return nil
+	}
+	return []hpack.HeaderField{{Name: "grpc-retry-pushback-ms", Value: s.pushback}}
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 )
 
 // ErrServerClosed is returned by ServeConn after Shutdown or Close.
@@ -215,15 +216,35 @@ func (s *Server) stop() {
 	s.wg.Wait()
 }
 
+// StreamPlan paces the ends of the streams a drain finds open: Start is
+// when the grace after the GOAWAY ends, Ends(n) when each of n streams
+// still open then is ended, ascending, with the retry pushback its gRPC
+// client is given. The caller (the drain controller) owns these decisions;
+// the relay only counts and ends the streams. It is an alias of an
+// interface literal, identical to drain.StreamPlan, so that the relay needs
+// no import of drain. The relay waits for its times on the real clock.
+type StreamPlan = interface {
+	Start() time.Time
+	Ends(n int) (at []time.Time, pushback []time.Duration)
+}
+
 // DrainEndpoint moves streams and round trips off addr: its connections get
-// GOAWAY and take no new stream, streams on them run until ctx ends, then
-// the remaining ones end (gRPC UNAVAILABLE, or 502 / RST_STREAM; a round
-// trip with an UpstreamError) and the connections close. A connection
+// GOAWAY and take no new stream. With a plan, the streams still open at
+// plan.Start() are ended one at each time plan.Ends gives (in random
+// order; a stream over before its turn is left alone): gRPC calls with
+// UNAVAILABLE and a grpc-retry-pushback-ms trailer, other streams with
+// RST_STREAM REFUSED_STREAM if no response header went out, else as when
+// the endpoint is lost (see failToClient); round trips fail with an
+// UpstreamError. Without a plan (nil) streams run until ctx ends. What is
+// open when ctx ends ends at once (gRPC UNAVAILABLE, or 502 / RST_STREAM; a
+// round trip with an UpstreamError) and the connections close. The pacing
+// runs on the caller's goroutine, with one timer stopped before it
+// returns, and holds no lock while it waits. A connection
 // whose dial was under way gets GOAWAY as it comes, with no stream. It
 // returns when they are closed. Until then addr takes no new stream and is
 // not dialled: a stream routed to it goes to another endpoint, a round
 // trip gets a retryable error. The Router is expected to no longer pick
 // addr.
-func (s *Server) DrainEndpoint(ctx context.Context, addr string) {
-	s.pool.drain(ctx, addr)
+func (s *Server) DrainEndpoint(ctx context.Context, addr string, plan StreamPlan) {
+	s.pool.drain(ctx, addr, plan)
 }

@@ -81,6 +81,9 @@ type stream struct {
 	received      int64
 	// relayAnswered: the relay ended the response itself (failToClient).
 	relayAnswered bool
+	// pushback, if not "", is the grpc-retry-pushback-ms failToClient
+	// gives a gRPC call (set by a paced drain: endDrained).
+	pushback string
 	// events counts everything that happened on the stream (pump calls),
 	// moved the pump calls that forwarded data; the sweep's copies and
 	// counts of sweeps without a change (see sweep.go).

@@ -216,7 +216,7 @@ func TestDrainEndpoint(t *testing.T) {
 	defer dcancel()
 	start := time.Now()
 	drained := make(chan struct{})
-	go func() { p.srv.DrainEndpoint(dctx, b1.addr); close(drained) }()
+	go func() { p.srv.DrainEndpoint(dctx, b1.addr, nil); close(drained) }()
 	for i := range 10 {
 		if _, err := c.Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
 			t.Fatalf("call %d during drain: %v", i, err)

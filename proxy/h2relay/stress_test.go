@@ -81,7 +81,7 @@ func TestStress(t *testing.T) {
 	time.Sleep(time.Second)
 	r.exclude(bs[0].addr)
 	dctx, dcancel := context.WithTimeout(ctx, 200*time.Millisecond)
-	p.srv.DrainEndpoint(dctx, bs[0].addr)
+	p.srv.DrainEndpoint(dctx, bs[0].addr, nil)
 	dcancel()
 	wg.Wait()
 	t.Logf("%d ok, %d cancelled, %d unavailable", ok.Load(), cancelled.Load(), unavailable.Load())

@@ -260,12 +260,14 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 
 // DrainEndpoint moves this listener's upstream traffic off addr and returns
 // when it is done, or at ctx's end: HTTP/2 endpoint connections get GOAWAY,
-// their streams run until the deadline, then end (gRPC UNAVAILABLE);
+// their streams still open after plan's grace end at plan's pace (gRPC
+// UNAVAILABLE with a retry pushback), those left at the deadline at once
+// (see h2relay.Server.DrainEndpoint);
 // HTTP/1.1 connections close once idle. The picker already excludes addr,
 // so no new request goes there.
-func (l *Listener) DrainEndpoint(ctx context.Context, addr string) {
+func (l *Listener) DrainEndpoint(ctx context.Context, addr string, plan h2relay.StreamPlan) {
 	if l.relay != nil {
-		l.relay.DrainEndpoint(ctx, addr)
+		l.relay.DrainEndpoint(ctx, addr, plan)
 	}
 	if p, ok := l.h1.LoadAndDelete(addr); ok {
 		p.(*h1Pool).drain(ctx)
