@@ -173,8 +173,8 @@ func rollingReplacement(t *testing.T, window string, src endpointSource) {
 			}
 		}
 		// Its sessions leave: WebSocket and TCP sessions (in longhaul's
-		// registry) before the deadline; gRPC streams, which longhaul lets
-		// run until the deadline and then ends with UNAVAILABLE, just after.
+		// registry) and gRPC streams (ended with UNAVAILABLE, paced over the
+		// drain window after a short grace) by the deadline.
 		deadline := last.Add(drainTimeout)
 		var sessionsGone time.Time
 		for time.Now().Before(deadline.Add(500 * time.Millisecond)) {
