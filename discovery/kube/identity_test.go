@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -8,7 +9,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 
+	"github.com/longhaul-proxy/longhaul/balancer"
 	"github.com/longhaul-proxy/longhaul/discovery"
+	"github.com/longhaul-proxy/longhaul/internal/kubetest"
 )
 
 // TestConvertIdentity: under IdentityPodName an endpoint's ID is its pod's
@@ -87,4 +90,62 @@ func TestParseIdentity(t *testing.T) {
 	if _, err := ParseIdentity("podname"); err == nil || !strings.Contains(err.Error(), "want address or pod-name") {
 		t.Errorf("ParseIdentity(podname): %v", err)
 	}
+}
+
+// testStatefulSetIdentity runs a source with IdentityPodName against the
+// API server: a StatefulSet-like pod "db-2" replaced under a new IP (its
+// slice rewritten as the EndpointSlice controller does) keeps every key of
+// a Maglev picker built from the snapshots; a pod replaced under a new name
+// moves keys.
+func testStatefulSetIdentity(t *testing.T, cl *kubetest.Cluster) {
+	ns := cl.CreateNamespace(t, "identity-")
+	api := sliceAPI{t, cl.Client, ns}
+	_, rec, _ := runSourceConfig(t, Config{Client: cl.Client, Namespace: ns, Service: "cart", Port: "grpc", Identity: IdentityPodName})
+	specs := make([]epSpec, 5)
+	for i := range specs {
+		specs[i] = epSpec{addr: fmt.Sprintf("198.18.2.%d", 10+i), pod: fmt.Sprintf("db-%d", i)}
+	}
+	slice := api.create(mkSlice("cart-db", discoveryv1.AddressTypeIPv4, map[string]int32{"grpc": 8080}, specs...))
+	picks := func(what string, want ...string) []string {
+		t.Helper()
+		snap, _ := rec.waitFor(t, within, what, hasAddrs(want...))
+		p, err := balancer.Build(snap, balancer.Policy{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := make([]string, 10_000)
+		for i := range out {
+			out[i] = p.Pick(balancer.HashString(fmt.Sprint(i)), nil).Endpoint.ID
+		}
+		return out
+	}
+	before := picks("five pods", "198.18.2.10:8080", "198.18.2.11:8080", "198.18.2.12:8080", "198.18.2.13:8080", "198.18.2.14:8080")
+
+	slice.Endpoints[2].Addresses = []string{"198.18.2.99"}
+	slice = api.update(slice)
+	after := picks("db-2 under a new IP", "198.18.2.10:8080", "198.18.2.11:8080", "198.18.2.13:8080", "198.18.2.14:8080", "198.18.2.99:8080")
+	n := 0
+	for i := range before {
+		if before[i] != after[i] {
+			n++
+		}
+	}
+	if n != 0 {
+		t.Errorf("db-2 under a new IP: %d of %d keys moved, want 0", n, len(before))
+	}
+
+	slice.Endpoints[2].TargetRef.Name = "db-7"
+	slice.Endpoints[2].Addresses = []string{"198.18.2.98"}
+	api.update(slice)
+	renamed := picks("db-7 instead", "198.18.2.10:8080", "198.18.2.11:8080", "198.18.2.13:8080", "198.18.2.14:8080", "198.18.2.98:8080")
+	n = 0
+	for i := range before {
+		if before[i] != renamed[i] {
+			n++
+		}
+	}
+	if n < 1500 {
+		t.Errorf("db-2 replaced by db-7: %d of %d keys moved, want its share and more", n, len(before))
+	}
+	t.Logf("same pod name, new IP: 0 of %d keys moved; new pod name: %d moved", len(before), n)
 }
