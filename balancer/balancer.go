@@ -7,7 +7,9 @@
 //
 // Every replica of longhaul maps a key to the same endpoint: key hashes and
 // Maglev tables use fixed seeds (never hash/maphash's per-process seed) and
-// tables are built from the endpoint list sorted by address.
+// tables are built from the endpoints' hash identities (discovery.Endpoint.ID,
+// else the address) in sorted order. Only the Maglev table uses identities;
+// least-connections and everything else go by address.
 //
 // Active-session counters live in Loads, keyed by endpoint address, so that
 // they outlive picker rebuilds.
@@ -199,10 +201,11 @@ type Picker interface {
 	Targets() []*Target
 	// Fingerprint returns a hash of what Pick decides by, the same on
 	// every replica and process: pickers built from snapshots with the
-	// same targets (address and weight) under the same policy report the
+	// same targets (address, weight and ID) under the same policy report the
 	// same fingerprint, so that replicas can check that they agree. For
-	// Maglev it covers the lookup table, M, c and the load floor; for
-	// LeastConnections the kind and the targets. A picker without
+	// Maglev it covers the lookup table, M, c, the load floor and the
+	// targets' hash identities; for LeastConnections the kind, the targets
+	// and their IDs. A picker without
 	// targets reports 0. It is computed by Build; Fingerprint only reads
 	// it.
 	Fingerprint() uint64
@@ -220,8 +223,8 @@ type Picker interface {
 // than 0 that fails ValidTableSize or is smaller than the number of targets.
 //
 // Build relies on the Snapshot invariant (endpoints sorted by address and
-// unique) only for Targets' order: the Maglev table is built in address
-// order whatever the input order. Build may drop counters in loads of
+// unique) only for Targets' order: the Maglev table is built in hash-key
+// order (identities, see discovery.Endpoint.ID) whatever the input order. Build may drop counters in loads of
 // addresses absent from s that have no active session.
 func Build(s *discovery.Snapshot, p Policy, loads *Loads) (Picker, error) {
 	var eps []discovery.Endpoint

@@ -38,23 +38,43 @@ func (f *fingerprinter) u32(v uint32) {
 	f.d.Write(f.buf[:4])
 }
 
+// str hashes s, length first.
+func (f *fingerprinter) str(s string) {
+	f.u64(uint64(len(s)))
+	f.d.WriteString(s)
+}
+
 // target hashes t's address and weight.
 func (f *fingerprinter) target(t *Target) {
-	f.u64(uint64(len(t.Endpoint.Address)))
-	f.d.WriteString(t.Endpoint.Address)
+	f.str(t.Endpoint.Address)
 	f.u32(t.Endpoint.Weight)
 }
+
+// identitiesMark starts the section of endpoint identities, hashed after
+// the rest only when some target has an ID, so that fingerprints of
+// pickers without IDs did not change when IDs came.
+const identitiesMark uint64 = 0x6964656e74697479 // "identity"
 
 func (f *fingerprinter) sum() uint64 { return f.d.Sum64() }
 
 // targetsFingerprint hashes kind and the targets, address and weight, in
-// address order.
+// address order, then, when some target has an ID, the IDs in that order
+// (LeastConnections ignores them, but replicas that see other IDs got
+// other snapshots).
 func targetsFingerprint(k Kind, ts []Target) uint64 {
 	sorted := pointers(ts)
 	slices.SortStableFunc(sorted, func(a, b *Target) int { return cmp.Compare(a.Endpoint.Address, b.Endpoint.Address) })
 	f := newFingerprinter(k)
+	ids := false
 	for _, t := range sorted {
 		f.target(t)
+		ids = ids || t.Endpoint.ID != ""
+	}
+	if ids {
+		f.u64(identitiesMark)
+		for _, t := range sorted {
+			f.str(t.Endpoint.ID)
+		}
 	}
 	return f.sum()
 }

@@ -6,6 +6,8 @@ import (
 	"math"
 	"math/bits"
 	"slices"
+
+	"github.com/longhaul-proxy/longhaul/discovery"
 )
 
 // maglevPicker looks keys up in a Maglev table (Eisenbud et al., "Maglev: A
@@ -23,25 +25,26 @@ type maglevPicker struct {
 }
 
 // newMaglev builds the table over targets (at least one; len(targets) <= m).
-// Endpoints claim slots in address order, whatever the order of targets, so
-// that the table depends only on the set of endpoints, their weights and m.
+// Endpoints claim slots in the order of their hash keys (hashKeys: the
+// identity, else the address), and their permutations are seeded by those
+// keys, whatever the order of targets, so that the table depends only on
+// the set of identities, their weights and m: an endpoint replaced under a
+// new address but the same identity holds exactly its predecessor's slots.
 // p is validated: TableSize is set and LoadFloor is the floor itself.
 func newMaglev(targets []Target, p Policy) *maglevPicker {
 	m := p.TableSize
-	order := make([]int, len(targets)) // fill order: by address
+	keys, ids := hashKeys(targets)
+	order := make([]int, len(targets)) // fill order: by hash key
 	for i := range order {
 		order[i] = i
 	}
-	slices.SortStableFunc(order, func(a, b int) int {
-		return cmp.Compare(targets[a].Endpoint.Address, targets[b].Endpoint.Address)
-	})
+	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(keys[a], keys[b]) })
 	var wsum uint64
 	fillers := make([]filler, len(order))
 	for i, ti := range order {
-		addr := targets[ti].Endpoint.Address
 		fillers[i] = filler{
-			next:   seededHash(addr, offsetSeed) % m,
-			skip:   seededHash(addr, skipSeed)%(m-1) + 1,
+			next:   seededHash(keys[ti], offsetSeed) % m,
+			skip:   seededHash(keys[ti], skipSeed)%(m-1) + 1,
 			weight: uint64(targets[ti].Endpoint.Weight),
 			id:     uint32(ti),
 		}
@@ -59,15 +62,63 @@ func newMaglev(targets []Target, p Policy) *maglevPicker {
 	if mp.c > 0 {
 		mp.floor = float64(p.LoadFloor)
 	}
-	mp.fp = mp.fingerprint(order)
+	mp.fp = mp.fingerprint(order, keys, ids)
 	return mp
 }
 
+// idKeyPrefix starts the hash key of an endpoint hashed by its ID, so that
+// an ID never hashes like an address ("ip:port" never starts with it) and
+// the keys of one table are unique.
+const idKeyPrefix = "id/"
+
+// hashKeys returns the string each target is hashed by, indexed like
+// targets, and whether any target has an ID. A target hashes by
+// idKeyPrefix+ID when it holds its ID; otherwise (no ID, or another target
+// holds the ID) by its address. Of targets sharing an ID, the one of
+// highest discovery.Rank holds it, then the one of lowest address: a
+// replacement that is ready takes the ID from a predecessor that is not.
+// Addresses are unique (Snapshot), so the keys are unique and depend only
+// on the set of targets, not their order.
+func hashKeys(targets []Target) (keys []string, ids bool) {
+	keys = make([]string, len(targets))
+	var holder map[string]int // ID to the index of the target holding it
+	for i := range targets {
+		e := &targets[i].Endpoint
+		keys[i] = e.Address
+		if e.ID == "" {
+			continue
+		}
+		if holder == nil {
+			holder = make(map[string]int)
+		}
+		j, ok := holder[e.ID]
+		if !ok || holds(e, &targets[j].Endpoint) {
+			holder[e.ID] = i
+		}
+	}
+	for id, i := range holder {
+		keys[i] = idKeyPrefix + id
+	}
+	return keys, holder != nil
+}
+
+// holds reports whether e rather than o holds their shared ID: the more
+// available, then the lower address.
+func holds(e, o *discovery.Endpoint) bool {
+	if re, ro := discovery.Rank(*e), discovery.Rank(*o); re != ro {
+		return re > ro
+	}
+	return e.Address < o.Address
+}
+
 // fingerprint hashes what decides Pick: the kind, M, c, the floor, the
-// targets (address and weight) in address order and every table entry as
-// the address rank of its target (order lists targets by address), so that
-// it depends on neither the order of targets nor the process.
-func (p *maglevPicker) fingerprint(order []int) uint64 {
+// targets (address and weight) in hash-key order, every table entry as the
+// rank of its target in that order (order lists targets by hash key), and,
+// when some target has an ID, the hash keys in that order, so that it
+// depends on neither the order of targets nor the process. Without IDs the
+// key order is the address order and the value is the one of releases
+// before IDs.
+func (p *maglevPicker) fingerprint(order []int, keys []string, ids bool) uint64 {
 	f := newFingerprinter(Maglev)
 	f.u64(p.size)
 	f.u64(math.Float64bits(p.c))
@@ -87,6 +138,12 @@ func (p *maglevPicker) fingerprint(order []int) uint64 {
 		}
 	}
 	f.d.Write(buf[:n])
+	if ids {
+		f.u64(identitiesMark)
+		for _, ti := range order {
+			f.str(keys[ti])
+		}
+	}
 	return f.sum()
 }
 

@@ -136,6 +136,13 @@ type Kubernetes struct {
 	// published; changes within it make one snapshot (a rollout of 100
 	// pods is a few picker builds, not hundreds). 0 means 50ms; at most 10s.
 	Coalesce time.Duration `mapstructure:"coalesce"`
+	// Identity is where an endpoint's hash identity comes from, the one
+	// Maglev builds its table by (discovery.Endpoint.ID): "" or "address"
+	// (the default: a pod replaced under a new IP moves its keys) or
+	// "pod-name" (the pod's name: a StatefulSet pod, which keeps its name,
+	// keeps its keys under a new IP). It is the name kube.ParseIdentity
+	// takes.
+	Identity string `mapstructure:"identity"`
 }
 
 // Balance configures the load balancer of a listener.

@@ -122,7 +122,7 @@ listeners:
   - name: web
     address: 0.0.0.0:8443
     protocol: http
-    endpoints: {kubernetes: {namespace: shop, service: cart, port: 8080}}
+    endpoints: {kubernetes: {namespace: shop, service: cart, port: 8080, identity: pod-name}}
     balance: {policy: least-connections, key: "header:X-User", boundedLoad: 2, tableSize: 101, loadFloor: 4}
     timeouts: {connect: 500ms, idle: 1m30s, keepAliveIdle: 10s, requestBody: 11s, responseHeader: 12s, webSocketIdle: 13m, streamIdle: 16m, halfClosed: 14s, tcpKeepAlive: 15s}
     maxConnections: 10
@@ -140,7 +140,7 @@ listeners:
 				Log: Log{Level: "debug", Format: "console"},
 				Listeners: []Listener{{
 					Name: "web", Address: "0.0.0.0:8443", Protocol: "http",
-					Endpoints: Endpoints{Kubernetes: &Kubernetes{Namespace: "shop", Service: "cart", Port: "8080"}},
+					Endpoints: Endpoints{Kubernetes: &Kubernetes{Namespace: "shop", Service: "cart", Port: "8080", Identity: "pod-name"}},
 					Balance:   Balance{Policy: "least-connections", Key: "header:X-User", BoundedLoad: 2, TableSize: 101, LoadFloor: 4},
 					Timeouts: Timeouts{Connect: 500 * time.Millisecond, Idle: 90 * time.Second,
 						KeepAliveIdle: 10 * time.Second, RequestBody: 11 * time.Second,

@@ -303,6 +303,7 @@ func (v *validator) endpoints(p string, e *Endpoints) {
 		if k.Coalesce < 0 || k.Coalesce > 10*time.Second {
 			v.add(kp+".coalesce", k.Coalesce, "must be from 0 (the default, 50ms) to 10s")
 		}
+		v.oneOf(kp+".identity", k.Identity, "", "address", "pod-name")
 	}
 }
 

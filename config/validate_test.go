@@ -258,6 +258,15 @@ func TestValidate(t *testing.T) {
 		{"kubernetes coalesce", func(c *Config) {
 			l0(c).Endpoints = Endpoints{Kubernetes: &Kubernetes{Namespace: "shop", Service: "cart", Port: "grpc", Coalesce: time.Minute}}
 		}, []string{"listeners[0].endpoints.kubernetes.coalesce: 1m0s: must be from 0 (the default, 50ms) to 10s"}},
+		{"kubernetes identity", func(c *Config) {
+			l0(c).Endpoints = Endpoints{Kubernetes: &Kubernetes{Namespace: "shop", Service: "cart", Port: "grpc", Identity: "podname"}}
+		}, []string{`listeners[0].endpoints.kubernetes.identity: "podname": must be one of , address, pod-name`}},
+		{"kubernetes identity pod-name", func(c *Config) {
+			l0(c).Endpoints = Endpoints{Kubernetes: &Kubernetes{Namespace: "shop", Service: "cart", Port: "grpc", Identity: "pod-name"}}
+		}, nil},
+		{"kubernetes identity address", func(c *Config) {
+			l0(c).Endpoints = Endpoints{Kubernetes: &Kubernetes{Namespace: "shop", Service: "cart", Port: "grpc", Identity: "address"}}
+		}, nil},
 		{"drain window beyond timeout", func(c *Config) { l0(c).Drain.Window = time.Hour },
 			[]string{"listeners[0].drain.window: 1h0m0s: must be between 0 and drain.timeout (25s)"}},
 		{"drain tcp mode", func(c *Config) { l0(c).Drain.TCP = "later"; l0(c).Drain.Rate = -1 },

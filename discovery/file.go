@@ -17,14 +17,18 @@ import (
 // FileEndpoint is one entry of an endpoints file. Conditions left out take
 // the EndpointSlice defaults (see Conditions.Resolve).
 type FileEndpoint struct {
-	Address     string `json:"address"`
-	Ready       *bool  `json:"ready,omitempty"`
-	Serving     *bool  `json:"serving,omitempty"`
-	Terminating *bool  `json:"terminating,omitempty"`
-	Weight      uint32 `json:"weight,omitempty"`
-	Zone        string `json:"zone,omitempty"`
-	Node        string `json:"node,omitempty"`
-	Pod         string `json:"pod,omitempty"`
+	Address string `json:"address"`
+	// ID is the endpoint's hash identity (discovery.Endpoint.ID); left out,
+	// the address. Give a member that may come back under another address
+	// a stable id, so that its keys stay with it.
+	ID          *string `json:"id,omitempty"`
+	Ready       *bool   `json:"ready,omitempty"`
+	Serving     *bool   `json:"serving,omitempty"`
+	Terminating *bool   `json:"terminating,omitempty"`
+	Weight      uint32  `json:"weight,omitempty"`
+	Zone        string  `json:"zone,omitempty"`
+	Node        string  `json:"node,omitempty"`
+	Pod         string  `json:"pod,omitempty"`
 	// KillTime (RFC 3339) is when the endpoint's pod will be killed, as a
 	// terminating pod's deletionTimestamp tells the Kubernetes source: drain
 	// then moves its sessions by KillTime minus the kill margin. Only a
@@ -74,6 +78,12 @@ func ParseEndpointsFile(service string, data []byte) (*Snapshot, error) {
 		r, s, t := Conditions{Ready: fe.Ready, Serving: fe.Serving, Terminating: fe.Terminating}.Resolve()
 		e := Endpoint{Address: fe.Address, Ready: r, Serving: s, Terminating: t,
 			Weight: fe.Weight, Zone: fe.Zone, Node: fe.Node, Pod: fe.Pod}
+		if fe.ID != nil {
+			if err := ValidID(*fe.ID); err != nil {
+				return nil, fmt.Errorf("endpoint %d (%s): %w", i, fe.Address, err)
+			}
+			e.ID = *fe.ID
+		}
 		if fe.KillTime != nil {
 			if !t {
 				return nil, fmt.Errorf("endpoint %d (%s): killTime on an endpoint that is not terminating", i, fe.Address)

@@ -7,6 +7,7 @@ package discovery
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -21,8 +22,20 @@ import (
 // absent means false. An Endpoint is a value; it is never shared mutably.
 type Endpoint struct {
 	// Address is "ip:port" in canonical form (netip.AddrPort.String), the
-	// endpoint's identity across snapshots.
-	Address     string `json:"address"`
+	// endpoint's identity across snapshots: load counters, drain and a
+	// Snapshot's order and uniqueness go by it.
+	Address string `json:"address"`
+	// ID, when not empty, is the endpoint's hash identity: the Maglev
+	// table is built from it instead of Address, so that a member replaced
+	// under a new address but the same ID (a StatefulSet pod restarted
+	// with a new IP) keeps its predecessor's place in the table and no key
+	// moves. Empty means the address. It is 1 to MaxIDLength bytes of
+	// printable ASCII without spaces (ValidID). IDs need not be unique in
+	// a Snapshot (an old and a new pod may both be listed while one
+	// replaces the other): the balancer gives an ID to one endpoint, the
+	// most available (ready and not terminating, then serving), then the
+	// lowest address, and hashes the others by their addresses.
+	ID          string `json:"id,omitempty"`
 	Ready       bool   `json:"ready"`
 	Serving     bool   `json:"serving"`
 	Terminating bool   `json:"terminating"`
@@ -92,6 +105,11 @@ func NewSnapshot(service string, eps []Endpoint) (*Snapshot, error) {
 			return nil, fmt.Errorf("endpoint %d: %w", i, err)
 		}
 		e.Address = addr
+		if e.ID != "" {
+			if err := ValidID(e.ID); err != nil {
+				return nil, fmt.Errorf("endpoint %d (%s): %w", i, addr, err)
+			}
+		}
 		if !e.KillTime.IsZero() {
 			e.KillTime = e.KillTime.UTC().Round(0)
 		}
@@ -109,6 +127,32 @@ func NewSnapshot(service string, eps []Endpoint) (*Snapshot, error) {
 	out = slices.CompactFunc(out, func(a, b Endpoint) bool { return a.Address == b.Address })
 	return &Snapshot{Service: service, Endpoints: slices.Clip(out)}, nil
 }
+
+// MaxIDLength bounds Endpoint.ID: the length of a Kubernetes object name.
+const MaxIDLength = 253
+
+// ValidID returns nil when id may be an Endpoint.ID: 1 to MaxIDLength bytes
+// of printable ASCII (0x21 to 0x7e, so no space or control character),
+// and otherwise an error that names id and says why.
+func ValidID(id string) error {
+	if id == "" {
+		return errors.New("id is empty (leave it out to hash by the address)")
+	}
+	if len(id) > MaxIDLength {
+		return fmt.Errorf("id %.20q...: %d bytes, want at most %d", id, len(id), MaxIDLength)
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c < 0x21 || c > 0x7e {
+			return fmt.Errorf("id %q: byte %d is %q, want printable ASCII without spaces", id, i, c)
+		}
+	}
+	return nil
+}
+
+// Rank orders endpoints by availability: 2 for ready and not terminating,
+// 1 for serving, 0 otherwise. A higher rank wins an address given twice to
+// NewSnapshot, and an ID shared by two endpoints in the balancer.
+func Rank(e Endpoint) int { return rank(e) }
 
 func rank(e Endpoint) int {
 	switch {

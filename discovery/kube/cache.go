@@ -86,9 +86,10 @@ func validPort(n int32) (uint16, bool) {
 // kube-proxy's endpointslicecache). A snapshot merges all slices. It is not
 // safe for concurrent use: only the source's sync loop touches it.
 type sliceCache struct {
-	service string
-	port    portSelector
-	slices  map[string][]discovery.Endpoint
+	service  string
+	port     portSelector
+	identity Identity
+	slices   map[string][]discovery.Endpoint
 	// pods holds, per slice, the terminating endpoints that name their
 	// pod: the ones whose kill time may be looked up.
 	pods map[string][]terminatingPod
@@ -98,13 +99,14 @@ type sliceCache struct {
 	total   int
 }
 
-func newSliceCache(service string, port portSelector) *sliceCache {
+func newSliceCache(service string, port portSelector, identity Identity) *sliceCache {
 	return &sliceCache{
-		service: service,
-		port:    port,
-		slices:  make(map[string][]discovery.Endpoint),
-		pods:    make(map[string][]terminatingPod),
-		skipped: make(map[string]int),
+		service:  service,
+		port:     port,
+		identity: identity,
+		slices:   make(map[string][]discovery.Endpoint),
+		pods:     make(map[string][]terminatingPod),
+		skipped:  make(map[string]int),
 	}
 }
 
@@ -113,7 +115,7 @@ func newSliceCache(service string, port portSelector) *sliceCache {
 // IPv6 (FQDN), or without the selected port, contributes no endpoints but is
 // still remembered as present.
 func (c *sliceCache) update(s *discoveryv1.EndpointSlice) (skipped int) {
-	eps, pods, skipped := convert(s, c.port)
+	eps, pods, skipped := convert(s, c.port, c.identity)
 	c.total += len(eps) - len(c.slices[s.Name])
 	c.slices[s.Name] = eps
 	if len(pods) > 0 {
@@ -161,6 +163,59 @@ func (c *sliceCache) snapshot(killTime func(podRef) time.Time) (*discovery.Snaps
 	return snap, nil
 }
 
+// Identity says where an endpoint's hash identity (discovery.Endpoint.ID)
+// comes from. The zero value is IdentityAddress.
+type Identity int
+
+const (
+	// IdentityAddress leaves IDs empty: endpoints hash by address, and a
+	// pod replaced under a new IP moves its keys.
+	IdentityAddress Identity = iota
+	// IdentityPodName takes the name of the endpoint's pod (its targetRef,
+	// of kind Pod), so that a StatefulSet pod ("db-2"), whose name
+	// survives its replacement, keeps its keys under a new IP. Other pods
+	// get a new name with a new pod, so for them it changes nothing. An
+	// endpoint without a pod reference hashes by address.
+	IdentityPodName
+)
+
+// ParseIdentity returns the Identity named s: "" or "address", or
+// "pod-name".
+func ParseIdentity(s string) (Identity, error) {
+	switch s {
+	case "", "address":
+		return IdentityAddress, nil
+	case "pod-name":
+		return IdentityPodName, nil
+	}
+	return 0, fmt.Errorf("identity %q: want address or pod-name", s)
+}
+
+// String returns the name ParseIdentity accepts for i.
+func (i Identity) String() string {
+	switch i {
+	case IdentityAddress:
+		return "address"
+	case IdentityPodName:
+		return "pod-name"
+	}
+	return fmt.Sprintf("Identity(%d)", int(i))
+}
+
+// endpointID returns the ID of e under identity: for IdentityPodName the
+// name of its pod when its targetRef is a Pod with a valid name
+// (discovery.ValidID; API names always are), else "" (the address).
+func endpointID(identity Identity, e *discoveryv1.Endpoint) string {
+	if identity != IdentityPodName {
+		return ""
+	}
+	r := e.TargetRef
+	if r == nil || r.Kind != "Pod" || discovery.ValidID(r.Name) != nil {
+		return ""
+	}
+	return r.Name
+}
+
 // podRef names a pod by name and, when the EndpointSlice gives it, UID (a
 // pod recreated under the same name is another pod).
 type podRef struct{ name, uid string }
@@ -176,8 +231,9 @@ type terminatingPod struct {
 // selected port. It uses each endpoint's first address, as the API allows
 // consumers to (addresses are fungible), and skips addresses that do not
 // parse as the slice's family. pods lists the terminating endpoints whose
-// targetRef is a pod of the slice's namespace.
-func convert(s *discoveryv1.EndpointSlice, sel portSelector) (eps []discovery.Endpoint, pods []terminatingPod, skipped int) {
+// targetRef is a pod of the slice's namespace. Each endpoint's ID comes from
+// identity (endpointID).
+func convert(s *discoveryv1.EndpointSlice, sel portSelector, identity Identity) (eps []discovery.Endpoint, pods []terminatingPod, skipped int) {
 	var want4 bool
 	switch s.AddressType {
 	case discoveryv1.AddressTypeIPv4:
@@ -226,6 +282,7 @@ func convert(s *discoveryv1.EndpointSlice, sel portSelector) (eps []discovery.En
 				pods = append(pods, terminatingPod{index: len(eps), ref: podRef{name: r.Name, uid: string(r.UID)}})
 			}
 		}
+		out.ID = endpointID(identity, e)
 		eps = append(eps, out)
 	}
 	return eps, pods, skipped

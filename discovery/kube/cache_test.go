@@ -77,7 +77,7 @@ func mustPort(t testing.TB, s string) portSelector {
 }
 
 func TestMergeConditionsAndAttributes(t *testing.T) {
-	c := newSliceCache("shop/cart", mustPort(t, "grpc"))
+	c := newSliceCache("shop/cart", mustPort(t, "grpc"), IdentityAddress)
 	c.update(mkSlice("a", discoveryv1.AddressTypeIPv4, map[string]int32{"grpc": 8080, "http": 80},
 		epSpec{addr: "198.18.0.1", zone: "z1", node: "n1", pod: "cart-1"},                        // all absent: ready
 		epSpec{addr: "198.18.0.2", ready: ptr(false), serving: ptr(true), terminate: ptr(true)},  // draining
@@ -100,7 +100,7 @@ func TestMergeConditionsAndAttributes(t *testing.T) {
 }
 
 func TestMergeSlicesFamiliesPortsAndDuplicates(t *testing.T) {
-	c := newSliceCache("shop/cart", mustPort(t, "grpc"))
+	c := newSliceCache("shop/cart", mustPort(t, "grpc"), IdentityAddress)
 	c.update(mkSlice("v4-a", discoveryv1.AddressTypeIPv4, map[string]int32{"grpc": 8080},
 		epSpec{addr: "198.18.0.1"}, epSpec{addr: "198.18.0.2", ready: ptr(false)}))
 	// Same port name, another number: pods of a rollout that changed it.
@@ -190,6 +190,7 @@ func TestNewValidates(t *testing.T) {
 		{Client: client, Namespace: "shop", Service: "1cart"},
 		{Client: client, Namespace: "shop", Service: "cart", Port: "70000"},
 		{Client: client, Namespace: "shop", Service: "cart", Coalesce: -time.Second},
+		{Client: client, Namespace: "shop", Service: "cart", Identity: Identity(9)},
 	} {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("New(%+v): no error", cfg)
@@ -367,7 +368,7 @@ func BenchmarkMerge(b *testing.B) {
 		b.Run(fmt.Sprintf("full/%d", n), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				c := newSliceCache("shop/cart", sel)
+				c := newSliceCache("shop/cart", sel, IdentityAddress)
 				for _, s := range in {
 					c.update(s)
 				}
@@ -377,7 +378,7 @@ func BenchmarkMerge(b *testing.B) {
 			}
 		})
 		b.Run(fmt.Sprintf("one-slice/%d", n), func(b *testing.B) {
-			c := newSliceCache("shop/cart", sel)
+			c := newSliceCache("shop/cart", sel, IdentityAddress)
 			for _, s := range in {
 				c.update(s)
 			}

@@ -72,8 +72,16 @@ func (c *counters) hooks() Hooks {
 // runs.
 func runSource(t *testing.T, client kubernetes.Interface, ns, port string, opts ...func(*recorder)) (*Source, *recorder, *counters) {
 	t.Helper()
+	return runSourceConfig(t, Config{Client: client, Namespace: ns, Service: "cart", Port: port}, opts...)
+}
+
+// runSourceConfig is runSource with the Config given; its Logger and
+// Metrics are set here.
+func runSourceConfig(t *testing.T, cfg Config, opts ...func(*recorder)) (*Source, *recorder, *counters) {
+	t.Helper()
 	cnt := &counters{}
-	src, err := New(Config{Client: client, Namespace: ns, Service: "cart", Port: port, Logger: zaptest.NewLogger(t), Metrics: cnt.hooks()})
+	cfg.Logger, cfg.Metrics = zaptest.NewLogger(t), cnt.hooks()
+	src, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,6 +365,7 @@ func TestAPIServer(t *testing.T) {
 	}
 
 	t.Run("PodKillTime", func(t *testing.T) { testPodKillTime(t, cl) })
+	t.Run("StatefulSetIdentity", func(t *testing.T) { testStatefulSetIdentity(t, cl) })
 
 	// Last: it restarts the API server under every running source.
 	t.Run("APIServerRestart", func(t *testing.T) {

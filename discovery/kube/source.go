@@ -83,6 +83,9 @@ type Config struct {
 	// quiet period is built at once; a burst of changes is folded into one
 	// snapshot per Coalesce. Default DefaultCoalesce.
 	Coalesce time.Duration
+	// Identity says where endpoints' hash identities come from (see
+	// Identity). Default IdentityAddress.
+	Identity Identity
 	// Logger receives warnings and errors. Default: none.
 	Logger *zap.Logger
 	// Metrics receives counts of relists, errors and snapshots.
@@ -128,6 +131,9 @@ func New(cfg Config) (*Source, error) {
 	}
 	if cfg.Coalesce == 0 {
 		cfg.Coalesce = DefaultCoalesce
+	}
+	if cfg.Identity != IdentityAddress && cfg.Identity != IdentityPodName {
+		return nil, fmt.Errorf("kubernetes source %s/%s: unknown identity %v", cfg.Namespace, cfg.Service, cfg.Identity)
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -307,7 +313,7 @@ func (s *Source) take() map[string]*discoveryv1.EndpointSlice {
 // Snapshot, then folds changes into snapshots at most once per Coalesce
 // until ctx ends.
 func (s *Source) syncLoop(ctx context.Context, synced <-chan struct{}, pods *podTimes, publish discovery.Publisher) {
-	c := newSliceCache(s.name, s.port)
+	c := newSliceCache(s.name, s.port, s.cfg.Identity)
 	var last *discovery.Snapshot // nil until the first publication
 	var lastBuild time.Time
 	timer := time.NewTimer(0)
