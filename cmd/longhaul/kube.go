@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"sync"
 
 	"go.uber.org/zap"
@@ -30,9 +31,13 @@ func kubeSource(kubeconfig string) func(config.Listener, *zap.Logger) (discovery
 			return nil, err
 		}
 		k := l.Endpoints.Kubernetes
+		identity, err := kube.ParseIdentity(k.Identity)
+		if err != nil {
+			return nil, fmt.Errorf("endpoints.kubernetes.identity: %w", err)
+		}
 		src, err := kube.New(kube.Config{
 			Client: client, Namespace: k.Namespace, Service: k.Service, Port: k.Port, Coalesce: k.Coalesce,
-			Logger: log, Metrics: metrics.Hooks(l.Name),
+			Identity: identity, Logger: log, Metrics: metrics.Hooks(l.Name),
 		})
 		if err != nil {
 			return nil, err
