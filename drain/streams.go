@@ -5,10 +5,15 @@ import (
 	"time"
 )
 
-// MaxStreamGrace bounds the grace an endpoint's streams have after its
-// pools' GOAWAY before the first is ended: a quarter of the window, at most
-// this.
-const MaxStreamGrace = time.Second
+// The grace an endpoint's streams have after its pools' GOAWAY before the
+// first is ended, so that calls in flight finish: a quarter of the window,
+// at least MinStreamGrace (when the deadline leaves that much) and at most
+// MaxStreamGrace. With a window of nearly nothing (moves all at once), the
+// streams still open are ended together after MinStreamGrace.
+const (
+	MinStreamGrace = 500 * time.Millisecond
+	MaxStreamGrace = time.Second
+)
 
 // streamPlan is the StreamPlan of one pool drain: the streams it ends are
 // paced like the migrations of the endpoint's sessions. It is made with
@@ -33,7 +38,7 @@ type streamPlan struct {
 // the window the endpoint's sessions get. Called with c.mu held.
 func (c *Controller) streamPlan(pd *poolDrain, now time.Time) *streamPlan {
 	window, limit := c.pacing(pd.deadline.Sub(now))
-	grace := min(window/4, MaxStreamGrace)
+	grace := max(min(window/4, MaxStreamGrace), min(MinStreamGrace, limit))
 	return &streamPlan{c: c, pd: pd, start: now.Add(grace), end: now.Add(window), latest: now.Add(limit), grace: grace}
 }
 
