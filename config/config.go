@@ -264,18 +264,38 @@ type Drain struct {
 	Rebalance Rebalance `mapstructure:"rebalance"`
 }
 
-// Rebalance configures the rebalancing of long-lived sessions. It is off by
-// default; it needs a picker that spreads reconnects (least-connections, or
-// maglev with boundedLoad).
+// Rebalance configures the rebalancing of long-lived sessions after a
+// scale-up. It is on by default with balance.policy least-connections
+// (factor 1.25), where moving a session cannot break an affinity, and off
+// otherwise: maglev needs balance.boundedLoad and an explicit factor. Once
+// the busiest endpoint has stayed above max(factor × mean, ceil(mean) + 1)
+// for sustain, sessions move off the busiest endpoints, at most perMinute
+// of them a minute and maxPerRound a second, until none is above
+// max(floor(target × mean), ceil(mean)); a session is never moved twice
+// within cooldown. Only sessions that leave without loss move: WebSocket
+// (close handshake) and HTTP connection pins (GOAWAY); raw TCP sessions
+// only with tcp: true (for clients that reconnect and resend).
 type Rebalance struct {
-	// Factor: an endpoint above Factor times the mean of sessions (and at
-	// least 2 above it) is overloaded; 0 turns rebalancing off, else > 1.
+	// Factor starts rebalancing when the busiest endpoint has more than
+	// Factor times the mean of sessions; 0 turns it off, else > 1.
 	Factor float64 `mapstructure:"factor"`
+	// Target stops rebalancing when no endpoint has more than Target
+	// times the mean (rounded for small numbers); from 1 to 100, and a
+	// Target above Factor counts as Factor.
+	Target float64 `mapstructure:"target"`
 	// Sustain is how long an imbalance must last before sessions move.
 	Sustain time.Duration `mapstructure:"sustain"`
-	// MaxPerRound bounds the sessions moved per round (rounds are at least
-	// Sustain apart).
+	// PerMinute is the share of the sessions moved per minute at most
+	// (and at least one a second while rebalancing); above 0, at most 10.
+	PerMinute float64 `mapstructure:"perMinute"`
+	// MaxPerRound bounds the sessions moved per round; rounds are a
+	// second apart.
 	MaxPerRound int `mapstructure:"maxPerRound"`
+	// Cooldown: a session moved is not moved again for this long.
+	Cooldown time.Duration `mapstructure:"cooldown"`
+	// TCP lets rebalancing move raw TCP sessions too (closed at their
+	// turn, as drain.tcp says); false leaves them where they are.
+	TCP bool `mapstructure:"tcp"`
 }
 
 // HTTP holds the options of an http or grpc listener.
@@ -336,8 +356,12 @@ const (
 	DefaultDrainTCP       = "deadline"
 	DefaultKillMargin     = 2 * time.Second
 
-	DefaultRebalanceSustain     = 30 * time.Second
+	DefaultRebalanceFactor      = 1.25 // for least-connections; others default to 0 (off)
+	DefaultRebalanceTarget      = 1.1
+	DefaultRebalanceSustain     = 10 * time.Second
+	DefaultRebalancePerMinute   = 1.0
 	DefaultRebalanceMaxPerRound = 10
+	DefaultRebalanceCooldown    = 10 * time.Minute
 )
 
 // Defaults of the admin servers' limits (see Admin).
@@ -378,8 +402,16 @@ func defaultListener() Listener {
 		Timeouts:       DefaultTimeouts(),
 		MaxConnections: DefaultMaxConnections,
 		Drain: Drain{Timeout: DefaultDrainTimeout, TCP: DefaultDrainTCP, KillMargin: DefaultKillMargin,
-			Rebalance: Rebalance{Sustain: DefaultRebalanceSustain, MaxPerRound: DefaultRebalanceMaxPerRound}},
+			Rebalance: defaultRebalance()},
 	}
+}
+
+// defaultRebalance returns a listener's rebalancing where the file sets
+// none, but for Factor, which depends on the policy (applyListenerDefaults).
+func defaultRebalance() Rebalance {
+	return Rebalance{Target: DefaultRebalanceTarget, Sustain: DefaultRebalanceSustain,
+		PerMinute: DefaultRebalancePerMinute, MaxPerRound: DefaultRebalanceMaxPerRound,
+		Cooldown: DefaultRebalanceCooldown}
 }
 
 // DefaultTimeouts returns a listener's timeouts where the file sets none:

@@ -148,7 +148,11 @@ listeners:
 						HalfClosed: 14 * time.Second, TCPKeepAlive: 15 * time.Second},
 					MaxConnections:          10,
 					MaxConnectionsPerClient: 3,
-					Drain:                   defaultDrain(0),
+					Drain: func() Drain {
+						d := defaultDrain(0)
+						d.Rebalance.Factor = DefaultRebalanceFactor // least-connections
+						return d
+					}(),
 					HTTP: HTTP{
 						Upstream:  "h2c",
 						WebSocket: WebSocket{MaxFrame: 1 << 20, CloseCode: 1001},
@@ -158,7 +162,7 @@ listeners:
 			},
 		},
 		{
-			name: "least-connections turns bounded loads off by default",
+			name: "least-connections turns bounded loads off and rebalancing on by default",
 			yaml: `
 listeners:
   - {name: a, address: ":7000", endpoints: {static: ["10.0.0.1:80"]}, balance: {policy: least-connections}}
@@ -171,6 +175,7 @@ listeners:
 					l.Name, l.Address = "a", ":7000"
 					l.Endpoints = Endpoints{Static: []string{"10.0.0.1:80"}}
 					l.Balance.Policy, l.Balance.BoundedLoad = "least-connections", 0
+					l.Drain.Rebalance.Factor = DefaultRebalanceFactor
 					return l
 				}()},
 			},
@@ -589,7 +594,7 @@ func defaultAdmin(address string) Admin {
 // its timeout.
 func defaultDrain(timeout time.Duration) Drain {
 	return Drain{Timeout: timeout, TCP: "deadline", KillMargin: 2 * time.Second,
-		Rebalance: Rebalance{Sustain: 30 * time.Second, MaxPerRound: 10}}
+		Rebalance: Rebalance{Target: 1.1, Sustain: 10 * time.Second, PerMinute: 1, MaxPerRound: 10, Cooldown: 10 * time.Minute}}
 }
 
 // TestParseTCPOnlyKeys: the keys an HTTP listener refuses decode on a TCP
@@ -608,5 +613,29 @@ listeners:
 	}
 	if !c.Admin.Pprof {
 		t.Error("admin.pprof not decoded")
+	}
+}
+
+// TestRebalanceDefaultsByPolicy: rebalancing is on by default with
+// least-connections only, and a file's factor 0 turns it off.
+func TestRebalanceDefaultsByPolicy(t *testing.T) {
+	for _, tc := range []struct {
+		balance, drain string
+		want           float64
+	}{
+		{"{policy: least-connections}", "{}", DefaultRebalanceFactor},
+		{"{policy: least-connections}", "{rebalance: {factor: 0}}", 0},
+		{"{policy: least-connections}", "{rebalance: {factor: 1.5, tcp: true}}", 1.5},
+		{"{policy: maglev}", "{}", 0},
+		{"{policy: maglev, boundedLoad: 1.25}", "{rebalance: {factor: 1.3}}", 1.3},
+	} {
+		c, err := Parse([]byte("listeners:\n  - {name: a, address: \":7000\", endpoints: {static: [\"10.0.0.1:80\"]}, balance: " +
+			tc.balance + ", drain: " + tc.drain + "}\n"))
+		if err != nil {
+			t.Fatalf("balance %s, drain %s: %v", tc.balance, tc.drain, err)
+		}
+		if got := c.Listeners[0].Drain.Rebalance.Factor; got != tc.want {
+			t.Errorf("balance %s, drain %s: factor %v, want %v", tc.balance, tc.drain, got, tc.want)
+		}
 	}
 }

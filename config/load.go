@@ -123,7 +123,9 @@ func load(name string, data []byte, flags *pflag.FlagSet, env bool) (*Config, er
 }
 
 // applyListenerDefaults sets what depends on other fields: a listener whose
-// policy is not maglev has bounded loads off unless it sets boundedLoad.
+// policy is not maglev has bounded loads off unless it sets boundedLoad,
+// and one whose policy is least-connections rebalances (factor
+// DefaultRebalanceFactor) unless it sets drain.rebalance.factor.
 func (c *Config) applyListenerDefaults(raw map[string]any) {
 	ls, _ := lookup(raw, "listeners").([]any)
 	for i := range c.Listeners {
@@ -133,6 +135,9 @@ func (c *Config) applyListenerDefaults(raw map[string]any) {
 		}
 		if c.Listeners[i].Balance.Policy != "maglev" && lookup(lraw, "balance", "boundedLoad") == nil {
 			c.Listeners[i].Balance.BoundedLoad = 0
+		}
+		if c.Listeners[i].Balance.Policy == "least-connections" && lookup(lraw, "drain", "rebalance", "factor") == nil {
+			c.Listeners[i].Drain.Rebalance.Factor = DefaultRebalanceFactor
 		}
 	}
 }

@@ -536,10 +536,19 @@ func (v *validator) drain(p string, l *Listener) {
 	if r.Factor > 0 && l.Balance.Policy == balancer.Maglev.String() && l.Balance.BoundedLoad == 0 {
 		v.add(p+".rebalance.factor", r.Factor, "needs balance.policy least-connections or balance.boundedLoad: plain consistent hashing sends a moved session back to the same endpoint")
 	}
+	if r.Target != 0 && (r.Target < 1 || r.Target > 100) { // above factor it counts as factor
+		v.add(p+".rebalance.target", r.Target, "must be 0 (the default, 1.1) or from 1 to 100")
+	}
 	if r.Sustain < 0 {
-		v.add(p+".rebalance.sustain", r.Sustain, "must not be negative (0 means the default, 30s)")
+		v.add(p+".rebalance.sustain", r.Sustain, "must not be negative (0 means the default, 10s)")
+	}
+	if r.PerMinute < 0 || r.PerMinute > 10 {
+		v.add(p+".rebalance.perMinute", r.PerMinute, "must be from 0 (the default, 1) to 10")
 	}
 	if r.MaxPerRound < 0 {
 		v.add(p+".rebalance.maxPerRound", r.MaxPerRound, "must not be negative (0 means the default, 10)")
+	}
+	if r.Cooldown < 0 {
+		v.add(p+".rebalance.cooldown", r.Cooldown, "must not be negative (0 means the default, 10m)")
 	}
 }

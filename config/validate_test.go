@@ -282,6 +282,12 @@ func TestValidate(t *testing.T) {
 			l0(c).Drain.Rebalance.Factor = 2
 		}, []string{"listeners[0].drain.rebalance.factor: 2: needs balance.policy least-connections or balance.boundedLoad: plain consistent hashing sends a moved session back to the same endpoint"}},
 		{"rebalance with bounded maglev", func(c *Config) { l0(c).Drain.Rebalance.Factor = 2 }, nil},
+		{"rebalance budget and target", func(c *Config) {
+			r := &l0(c).Drain.Rebalance
+			r.Target, r.PerMinute, r.Cooldown = 0.9, 11, -time.Second
+		}, []string{"listeners[0].drain.rebalance.target: 0.9: must be 0 (the default, 1.1) or from 1 to 100",
+			"listeners[0].drain.rebalance.perMinute: 11: must be from 0 (the default, 1) to 10",
+			"listeners[0].drain.rebalance.cooldown: -1s: must not be negative (0 means the default, 10m)"}},
 
 		// http
 		{"http block on tcp", func(c *Config) { l0(c).HTTP.Upstream = "h2c" },

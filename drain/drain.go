@@ -148,7 +148,7 @@ const MinLeft = 200 * time.Millisecond
 //
 // The zero value is not usable: set Timeout and Lister. Set every exported
 // field before the first call; afterwards only SetPacing changes Timeout,
-// Window and Rate.
+// Window and Rate, and SetRebalance changes Rebalance.
 type Controller struct {
 	Timeout time.Duration // time sessions have to leave
 	Window  time.Duration // spread of migration starts; 0 means Timeout/2
@@ -162,7 +162,8 @@ type Controller struct {
 	Pools      EndpointDrainer // may be nil
 	Downstream Downstream      // may be nil; used by Shutdown only
 	// Rebalance configures the rebalance rounds Run makes; the zero value
-	// (Factor 0) makes none. Read once, when Run starts.
+	// (Factor 0) makes none. Read at every round; after the first call
+	// only SetRebalance changes it.
 	Rebalance Rebalance
 	Clock     Clock // nil means the real clock
 	// OnMigrate, if set, is called as each session is asked to move, with
@@ -192,6 +193,8 @@ type Controller struct {
 	eligible  map[string]bool       // of the last snapshot; read by RebalanceOnce
 	lastStart time.Time             // the latest start of a migration made
 	stopBy    time.Time             // Shutdown's deadline; zero before Shutdown
+	reb       rebalanceState        // carried between rebalance rounds
+	rebTick   *timer                // the next rebalance round, while Factor > 0
 }
 
 type lifeState int
@@ -263,7 +266,7 @@ func (c *Controller) clock() Clock {
 }
 
 // Run is the controller's lifetime: it arms what was planned before it,
-// makes rebalance rounds every Rebalance.Interval when Rebalance.Factor > 0,
+// makes rebalance rounds every Rebalance.Interval while Rebalance.Factor > 0,
 // and when ctx ends stops every timer, cancels the pool drains, waits for
 // every call and goroutine under way and returns nil. It may be called once;
 // a second call returns an error wrapping ErrStopped.
@@ -282,23 +285,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		c.spawn(f)
 	}
 	c.deferred = nil
-	if r := c.Rebalance.withDefaults(); r.Factor > 0 {
-		var since time.Time // when the current imbalance began; zero when none
-		var tick func()
-		tick = func() {
-			now := c.clock().Now()
-			moved := 0
-			// A panic ends this round only (guard logs and counts it).
-			guard.Do("rebalance", func() { moved = c.RebalanceOnce(r, now, &since) })
-			if moved > 0 {
-				since = time.Time{} // a new round needs a new sustained imbalance
-			}
-			c.mu.Lock()
-			c.arm(now.Add(r.Interval), tick)
-			c.mu.Unlock()
-		}
-		c.arm(c.clock().Now().Add(r.Interval), tick)
-	}
+	c.armRebalance()
 	close(c.started)
 	c.mu.Unlock()
 

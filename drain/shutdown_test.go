@@ -95,8 +95,7 @@ func TestShutdownPacesSessions(t *testing.T) {
 			}
 			t.Logf("200 starts over %v (window %v), closest %v apart", got[199].Sub(got[0]), tc.wantWindow, minGap(got))
 			// Shutting down: no rebalancing any more.
-			var since time.Time
-			if n := c.RebalanceOnce(Rebalance{Factor: 1}, clk.Now(), &since); n != 0 {
+			if n := c.RebalanceOnce(Rebalance{Factor: 1}, clk.Now()); n != 0 {
 				t.Errorf("rebalance moved %d after Shutdown", n)
 			}
 		})

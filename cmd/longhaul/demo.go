@@ -33,17 +33,20 @@ listeners:
     address: %s
     protocol: tcp
     endpoints: {file: %s}
-    balance: {policy: maglev, key: client-ip-port, boundedLoad: 1.25}
+    balance: {policy: least-connections}
     timeouts: {connect: 1s, idle: 1m}
     maxConnections: 1000
     # Echo clients reconnect at once: close each session at its paced turn,
     # spread over 2s, rather than at the deadline. After the new backend
-    # comes, the busiest backend's excess moves to it (rebalance).
+    # comes, rebalancing (on by default with least-connections; for raw TCP
+    # only with tcp: true, as these clients resend what was not echoed)
+    # moves the busiest backends' excess to it, faster than by default so
+    # that a short run shows it.
     drain:
       timeout: 3s
       window: 2s
       tcp: immediate
-      rebalance: {factor: 1.5, sustain: 1s, maxPerRound: 4}
+      rebalance: {tcp: true, sustain: 500ms, perMinute: 10, maxPerRound: 4}
 `
 
 func demoCmd(ctx context.Context, args []string, stdout io.Writer) error {
@@ -58,10 +61,11 @@ func demoCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		ctx, cancel = context.WithTimeout(ctx, *duration)
 		defer cancel()
 	}
-	// A rollout in three steps, spread over the run.
+	// A rollout: a step steady, a step draining, then the replacement
+	// and its rebalancing for the rest of the run (half of it).
 	step := 8 * time.Second
 	if *duration > 0 {
-		step = *duration / 3
+		step = *duration / 4
 	}
 
 	dir, err := os.MkdirTemp("", "longhaul-demo-")
@@ -139,7 +143,7 @@ func demoCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "longhaul demo: listener %s, metrics http://%s/metrics, debug http://%s/debug/endpoints, %d clients\n",
 		listenAddr, adminAddr, debugAddr, *clients)
-	fmt.Fprintf(stdout, "backends %s, %s, %s; at %s the busiest turns terminating, at %s it is replaced by backend-4\n\n",
+	fmt.Fprintf(stdout, "backends %s, %s, %s; at %s the busiest turns terminating, at %s it is replaced by backend-4, which rebalancing then fills\n\n",
 		backends[0].Addr(), backends[1].Addr(), backends[2].Addr(), step, 2*step)
 
 	var st demoStats
@@ -176,10 +180,12 @@ loop:
 			delete(state, victim)
 			state[backends[3]] = "ready"
 			writeEndpoints(state)
-			fmt.Fprintf(stdout, "--- %s: %s removed, backend-4 (%s) added\n", el.Round(time.Second), victim.name, backends[3].Addr())
+			fmt.Fprintf(stdout, "--- %s: %s removed, backend-4 (%s) added: sessions move to it (rebalance)\n", el.Round(time.Second), victim.name, backends[3].Addr())
 		}
 		printDemoTable(stdout, el, a, backends, state, &st)
 	}
+	fmt.Fprintf(stdout, "\nfinal:\n")
+	printDemoTable(stdout, time.Since(start), a, backends, state, &st)
 	stopClients()
 	wg.Wait()
 	stopApp()

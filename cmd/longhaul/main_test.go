@@ -5,7 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -96,22 +98,57 @@ func TestUsage(t *testing.T) {
 	}
 }
 
-// TestDemo runs the demo end to end, shortened: sessions move off the
-// terminating backend and no message is lost.
+// TestDemo runs the demo end to end, shortened, three times at once (each
+// on its own free ports): in every run sessions move off the terminating
+// backend, no message is lost, and after the replacement rebalancing gives
+// the new backend sessions: in the final table backend-4 holds at least
+// one, and at least its fair share less one in most runs.
 func TestDemo(t *testing.T) {
-	var out, errb bytes.Buffer
-	if code := realMain([]string{"demo", "--duration", "6s", "--clients", "6"}, &out, &errb); code != 0 {
-		t.Fatalf("demo: exit %d\n%s\n%s", code, out.String(), errb.String())
+	const runs, clients = 3, 12
+	outs := make([]string, runs)
+	var wg sync.WaitGroup
+	for i := range runs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var out, errb bytes.Buffer
+			if code := realMain([]string{"demo", "--duration", "10s", "--clients", strconv.Itoa(clients)}, &out, &errb); code != 0 {
+				t.Errorf("demo run %d: exit %d\n%s\n%s", i, code, out.String(), errb.String())
+			}
+			outs[i] = out.String()
+		}()
 	}
-	m := regexp.MustCompile(`summary: (\d+) messages echoed, (\d+) reconnects, (\d+) failures`).FindStringSubmatch(out.String())
-	if m == nil {
-		t.Fatalf("no summary:\n%s", out.String())
+	wg.Wait()
+	fair := 0
+	for i, out := range outs {
+		m := regexp.MustCompile(`summary: (\d+) messages echoed, (\d+) reconnects, (\d+) failures`).FindStringSubmatch(out)
+		if m == nil {
+			t.Errorf("run %d: no summary:\n%s", i, out)
+			continue
+		}
+		if m[1] == "0" || m[2] == "0" || m[3] != "0" {
+			t.Errorf("run %d: %s echoed, %s reconnects, %s failures; want some echoed, some reconnects (sessions moved), 0 failures\n%s",
+				i, m[1], m[2], m[3], out)
+		}
+		if !strings.Contains(out, "is terminating: its sessions move") || !strings.Contains(out, "backend-4 (") {
+			t.Errorf("run %d did not play the rollout:\n%s", i, out)
+		}
+		_, final, ok := strings.Cut(out, "\nfinal:\n")
+		f := regexp.MustCompile(`backend-4 +\S+ +ready +sessions (\d+)`).FindStringSubmatch(final)
+		if !ok || f == nil {
+			t.Errorf("run %d: no final row of backend-4:\n%s", i, out)
+			continue
+		}
+		n, _ := strconv.Atoi(f[1])
+		t.Logf("run %d: backend-4 holds %d of %d sessions at the end", i, n, clients)
+		if n == 0 {
+			t.Errorf("run %d: backend-4 got no session by rebalancing:\n%s", i, out)
+		}
+		if n >= clients/3-1 {
+			fair++
+		}
 	}
-	if m[1] == "0" || m[2] == "0" || m[3] != "0" {
-		t.Errorf("demo summary: %s echoed, %s reconnects, %s failures; want some echoed, some reconnects (sessions moved), 0 failures\n%s",
-			m[1], m[2], m[3], out.String())
-	}
-	if !strings.Contains(out.String(), "is terminating: its sessions move") {
-		t.Errorf("demo did not play the rollout:\n%s", out.String())
+	if fair < runs-1 {
+		t.Errorf("backend-4 held its fair share (at least %d) in %d runs of %d, want %d", clients/3-1, fair, runs, runs-1)
 	}
 }

@@ -223,8 +223,7 @@ func (a *App) newListener(lc config.Listener) (*listener, error) {
 		Lister:     listerFor{reg: a.sessions, listener: lc.Name},
 		Pools:      pools,
 		Downstream: downstream,
-		Rebalance: drain.Rebalance{Factor: lc.Drain.Rebalance.Factor, Sustain: lc.Drain.Rebalance.Sustain,
-			MaxPerRound: lc.Drain.Rebalance.MaxPerRound},
+		Rebalance:  rebalanceOf(lc.Drain.Rebalance),
 		OnMigrate: func(_ string, s drain.Session, reason string) {
 			proto := lc.Protocol
 			if ps, ok := s.(upstream.Session); ok {
@@ -620,4 +619,16 @@ func (f listerFor) Sessions(ep string) []drain.Session {
 
 func (f listerFor) Wait(ctx context.Context) error {
 	return f.reg.WaitListener(ctx, f.listener)
+}
+
+// rebalanceOf is drain's rebalancing of a listener: WebSocket sessions and
+// HTTP connection pins move (a close handshake, a GOAWAY), raw TCP
+// sessions only when r.TCP says their clients reconnect and resend.
+func rebalanceOf(r config.Rebalance) drain.Rebalance {
+	return drain.Rebalance{Factor: r.Factor, Target: r.Target, Sustain: r.Sustain, PerMinute: r.PerMinute,
+		MaxPerRound: r.MaxPerRound, Cooldown: r.Cooldown,
+		Movable: func(s drain.Session) bool {
+			ps, ok := s.(upstream.Session)
+			return r.TCP || !ok || ps.Info().Protocol != "tcp"
+		}}
 }

@@ -16,10 +16,11 @@ import (
 // Reload applies a new, validated configuration to the running App as far
 // as it can change in place: the log level (when Options.Level is set), and
 // for each listener its static endpoint list, its balance policy, bounded
-// load and table size, and its drain timeout, window and rate. Anything else
+// load and table size, its drain timeout, window and rate, and its
+// rebalancing (whose default follows the policy). Anything else
 // (listeners added, removed, renamed or reordered, addresses, protocols,
 // endpoint sources, keys, timeouts, limits, PROXY protocol, http options,
-// the TCP drain mode, rebalancing, any admin key) needs a restart:
+// the TCP drain mode, any admin key) needs a restart:
 // Reload then changes nothing and returns an error naming every such field,
 // so that a configuration is never half applied.
 func (a *App) Reload(next *config.Config) error {
@@ -55,6 +56,9 @@ func (a *App) Reload(next *config.Config) error {
 		nc, oc := next.Listeners[i], cur.Listeners[i]
 		if nc.Drain.Timeout != oc.Drain.Timeout || nc.Drain.Window != oc.Drain.Window || nc.Drain.Rate != oc.Drain.Rate {
 			l.drain.SetPacing(nc.Drain.Timeout, nc.Drain.Window, nc.Drain.Rate)
+		}
+		if nc.Drain.Rebalance != oc.Drain.Rebalance {
+			l.drain.SetRebalance(rebalanceOf(nc.Drain.Rebalance))
 		}
 		if nc.Balance != oc.Balance {
 			if err := l.up.SetPolicy(pols[i]); err != nil {
@@ -110,6 +114,7 @@ func reloadable(l config.Listener) config.Listener {
 	}
 	l.Balance.Policy, l.Balance.BoundedLoad, l.Balance.TableSize, l.Balance.LoadFloor = "", 0, 0, 0
 	l.Drain.Timeout, l.Drain.Window, l.Drain.Rate = 0, 0, 0
+	l.Drain.Rebalance = config.Rebalance{}
 	return l
 }
 
