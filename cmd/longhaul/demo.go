@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -105,25 +106,26 @@ func demoCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := writeEndpoints(state); err != nil {
 		return err
 	}
-	listenAddr, err := freePort()
-	if err != nil {
-		return err
-	}
-	adminAddr, err := freePort()
-	if err != nil {
-		return err
-	}
-	debugAddr, err := freePort()
-	if err != nil {
-		return err
-	}
-	cfg, err := config.Parse([]byte(fmt.Sprintf(demoConfig, adminAddr, debugAddr, listenAddr, epFile)))
-	if err != nil {
-		return fmt.Errorf("demo config: %w", err)
-	}
-	a, err := app.New(cfg, app.Options{Logger: zap.NewNop()})
-	if err != nil {
-		return err
+	// The ports are chosen free, then bound by app.New: another program
+	// may take one in between, so a port in use means choosing again.
+	var a *app.App
+	var listenAddr, adminAddr, debugAddr string
+	for attempt := 0; ; attempt++ {
+		var err error
+		if listenAddr, adminAddr, debugAddr, err = freePorts3(); err != nil {
+			return err
+		}
+		cfg, err := config.Parse([]byte(fmt.Sprintf(demoConfig, adminAddr, debugAddr, listenAddr, epFile)))
+		if err != nil {
+			return fmt.Errorf("demo config: %w", err)
+		}
+		a, err = app.New(cfg, app.Options{Logger: zap.NewNop()})
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) || attempt == 4 {
+			return err
+		}
 	}
 	runCtx, stopApp := context.WithCancel(context.WithoutCancel(ctx))
 	appDone := make(chan error, 1)
@@ -344,6 +346,18 @@ func (b *echoBackend) Close() {
 	}
 	b.mu.Unlock()
 	b.wg.Wait()
+}
+
+// freePorts3 returns three free loopback addresses: the listener's, the
+// admin server's and the debug server's.
+func freePorts3() (listen, admin, debug string, err error) {
+	var addrs [3]string
+	for i := range addrs {
+		if addrs[i], err = freePort(); err != nil {
+			return "", "", "", err
+		}
+	}
+	return addrs[0], addrs[1], addrs[2], nil
 }
 
 func freePort() (string, error) {
