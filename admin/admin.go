@@ -93,6 +93,9 @@ func Handler(o Options) http.Handler {
 type DebugOptions struct {
 	Endpoints func() any // JSON for /debug/endpoints
 	Sessions  func() any // JSON for /debug/sessions: every client's address
+	// Drains is JSON for /debug/drains: the drains of leaving endpoints,
+	// per listener; its size is the function's to bound.
+	Drains func() any
 	// Pprof serves Go's profiles under /debug/pprof/. A timed profile or
 	// trace (seconds=) extends its own write deadline by its duration, so
 	// Limits.WriteTimeout does not cut it; it keeps its connection busy
@@ -122,12 +125,13 @@ const (
 var ErrNotFound = errors.New("not found")
 
 // DebugHandler returns the handler of the debug address: /debug/endpoints,
-// /debug/sessions, with Lookup /debug/lookup and, with Pprof,
+// /debug/sessions, /debug/drains, with Lookup /debug/lookup and, with Pprof,
 // /debug/pprof/.
 func DebugHandler(o DebugOptions) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /debug/endpoints", jsonHandler(o.Endpoints))
 	mux.HandleFunc("GET /debug/sessions", jsonHandler(o.Sessions))
+	mux.HandleFunc("GET /debug/drains", jsonHandler(o.Drains))
 	if o.Lookup != nil {
 		mux.HandleFunc("GET /debug/lookup", lookupHandler(o.Lookup))
 	}

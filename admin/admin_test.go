@@ -29,7 +29,7 @@ func TestHandlerServesNoDebugView(t *testing.T) {
 	h := Handler(Options{Ready: r})
 	for path, want := range map[string]int{
 		"/healthz": 200, "/readyz": 200,
-		"/debug/sessions": 404, "/debug/endpoints": 404, "/debug/pprof/": 404,
+		"/debug/sessions": 404, "/debug/endpoints": 404, "/debug/drains": 404, "/debug/pprof/": 404,
 	} {
 		if code, _ := status(t, h, path, ""); code != want {
 			t.Errorf("GET %s: %d, want %d", path, code, want)
@@ -46,7 +46,8 @@ func TestHandlerServesNoDebugView(t *testing.T) {
 func TestDebugToken(t *testing.T) {
 	const tok = "0123456789abcdef-secret"
 	sessions := func() any { return []string{"192.0.2.1:4242"} }
-	h := DebugHandler(DebugOptions{Sessions: sessions, Pprof: true, Token: tok})
+	drains := func() any { return []string{"192.0.2.1:80 drains"} }
+	h := DebugHandler(DebugOptions{Sessions: sessions, Drains: drains, Pprof: true, Token: tok})
 	for _, tc := range []struct {
 		name, auth string
 		want       int
@@ -60,7 +61,7 @@ func TestDebugToken(t *testing.T) {
 		{"right token", "Bearer " + tok, 200},
 		{"scheme in lower case", "bearer " + tok, 200},
 	} {
-		for _, path := range []string{"/debug/sessions", "/debug/pprof/"} {
+		for _, path := range []string{"/debug/sessions", "/debug/drains", "/debug/pprof/"} {
 			code, body := status(t, h, path, tc.auth)
 			if code != tc.want {
 				t.Errorf("%s: GET %s: %d, want %d", tc.name, path, code, tc.want)
@@ -70,9 +71,15 @@ func TestDebugToken(t *testing.T) {
 			}
 		}
 	}
-	open := DebugHandler(DebugOptions{Sessions: sessions})
+	open := DebugHandler(DebugOptions{Sessions: sessions, Drains: drains})
 	if code, body := status(t, open, "/debug/sessions", ""); code != 200 || !strings.Contains(body, "192.0.2.1:4242") {
 		t.Errorf("without a token: %d %q", code, body)
+	}
+	if code, body := status(t, open, "/debug/drains", ""); code != 200 || !strings.Contains(body, "192.0.2.1:80 drains") {
+		t.Errorf("/debug/drains without a token: %d %q", code, body)
+	}
+	if code, body := status(t, DebugHandler(DebugOptions{}), "/debug/drains", ""); code != 200 || strings.TrimSpace(body) != "[]" {
+		t.Errorf("/debug/drains without Drains: %d %q, want 200 []", code, body)
 	}
 	if code, _ := status(t, open, "/debug/pprof/", ""); code != 404 {
 		t.Errorf("pprof off: %d, want 404", code)

@@ -140,8 +140,13 @@ const MinLeft = 200 * time.Millisecond
 // as the endpoint's sessions, in strata, at Rate shared with the
 // migrations, each no later than nine tenths of the time the pools have.
 //
+// Ledger. Each endpoint drain is accounted for from when the endpoint
+// leaves until LedgerKeep after it finished (see EndpointDrain, Drains and
+// MigrationEnded); OnLate hears of a projected finish past the kill time.
+//
 // Locks. c.mu guards the plans. No call out to the Lister, Downstream,
-// Sessions, Pools, OnMigrate or OnEndpointDrained is made with c.mu held;
+// Sessions, Pools, OnMigrate, OnEndpointDrained or OnLate is made with c.mu
+// held;
 // the only calls made with it held are to the Clock (Now, AfterFunc,
 // Timer.Stop), which must not call back into the controller before
 // returning, and to context cancel functions.
@@ -173,6 +178,9 @@ type Controller struct {
 	// OnEndpointDrained, if set, is called when an endpoint's pools are
 	// drained, with how long it took.
 	OnEndpointDrained func(endpoint string, took time.Duration)
+	// OnLate, if set, is called once per endpoint drain when its projected
+	// finish is found past its kill time (see EndpointDrain), without c.mu.
+	OnLate func(d EndpointDrain)
 
 	mu       sync.Mutex
 	state    lifeState
@@ -183,18 +191,19 @@ type Controller struct {
 	deferred []func()            // goroutines asked for before Run
 	wg       sync.WaitGroup      // timer calls and goroutines under way
 
-	scheduled map[Session]bool      // sessions asked or planned to move, until they end
-	down      map[Session]bool      // downstream connections likewise
-	pending   map[Session]*pending  // migrations planned and not started
-	drained   map[string]bool       // endpoint -> pools drained since it was last eligible
-	poolEnd   map[string]*poolDrain // endpoint -> its pools' drain, while it runs
-	killAt    map[string]time.Time  // endpoint -> kill time, from snapshots
-	listed    map[string]bool       // the addresses of the last snapshot
-	eligible  map[string]bool       // of the last snapshot; read by RebalanceOnce
-	lastStart time.Time             // the latest start of a migration made
-	stopBy    time.Time             // Shutdown's deadline; zero before Shutdown
-	reb       rebalanceState        // carried between rebalance rounds
-	rebTick   *timer                // the next rebalance round, while Factor > 0
+	scheduled map[Session]bool        // sessions asked or planned to move, until they end
+	down      map[Session]bool        // downstream connections likewise
+	pending   map[Session]*pending    // migrations planned and not started
+	drained   map[string]bool         // endpoint -> pools drained since it was last eligible
+	poolEnd   map[string]*poolDrain   // endpoint -> its pools' drain, while it runs
+	killAt    map[string]time.Time    // endpoint -> kill time, from snapshots
+	listed    map[string]bool         // the addresses of the last snapshot
+	eligible  map[string]bool         // of the last snapshot; read by RebalanceOnce
+	lastStart time.Time               // the latest start of a migration made
+	stopBy    time.Time               // Shutdown's deadline; zero before Shutdown
+	reb       rebalanceState          // carried between rebalance rounds
+	rebTick   *timer                  // the next rebalance round, while Factor > 0
+	ledger    map[string]*ledgerEntry // endpoint -> its drain, see Drains
 }
 
 type lifeState int
@@ -219,6 +228,7 @@ type pending struct {
 	// deadline; 0 for sessions.
 	hold  time.Duration
 	timer *timer
+	led   *ledgerEntry // the endpoint drain it counts in, while pending
 }
 
 // migration is a session with its plan, before place gives it a start.
@@ -256,6 +266,7 @@ func (c *Controller) init() {
 	c.drained = make(map[string]bool)
 	c.poolEnd = make(map[string]*poolDrain)
 	c.killAt = make(map[string]time.Time)
+	c.ledger = make(map[string]*ledgerEntry)
 }
 
 func (c *Controller) clock() Clock {
@@ -313,6 +324,12 @@ func (c *Controller) Update(next *discovery.Snapshot) int {
 	eligible := addresses(next.Eligible())
 	lists := c.list()
 
+	var lates []EndpointDrain
+	defer func() { // after the unlock below
+		for _, d := range lates {
+			c.late(d)
+		}
+	}()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.init()
@@ -328,6 +345,9 @@ func (c *Controller) Update(next *discovery.Snapshot) int {
 	n := 0
 	for _, l := range lists {
 		withSessions[l.ep] = true
+		if !eligible[l.ep] {
+			c.ledgerFor(l.ep, now, base, len(l.sessions))
+		}
 		window, limit := c.pacing(c.deadline(l.ep, base, now).Sub(now))
 		var batch []migration
 		for _, s := range l.sessions {
@@ -365,7 +385,17 @@ func (c *Controller) Update(next *discovery.Snapshot) int {
 	}
 	if c.Pools != nil { // by Shutdown's deadline, if it runs (see deadline)
 		for _, e := range c.leaving(next, eligible) {
+			c.ledgerFor(e, now, base, 0)
 			c.drainPools(e, c.deadline(e, base, now))
+		}
+	}
+	left := make(map[string]int, len(lists))
+	for _, l := range lists {
+		left[l.ep] = len(l.sessions)
+	}
+	for ep := range c.ledger {
+		if d, late := c.settle(ep, left[ep]); late {
+			lates = append(lates, d)
 		}
 	}
 	return n
@@ -390,6 +420,7 @@ func (c *Controller) forget(live map[Session]bool) {
 	}
 	for s, p := range c.pending {
 		if !p.down && !live[s] && c.stop(p.timer) {
+			c.unplanned(p, false, time.Time{})
 			delete(c.pending, s) // ended before its turn
 		}
 	}
@@ -403,6 +434,7 @@ func (c *Controller) forward(s Session, p *pending, now time.Time, limit time.Du
 	if !p.start.After(now.Add(limit)) || !c.stop(p.timer) {
 		return nil
 	}
+	c.unplanned(p, false, time.Time{})
 	delete(c.pending, s)
 	return &pending{ep: p.ep, down: p.down, reason: p.reason, base: p.base}
 }
@@ -421,6 +453,7 @@ func (c *Controller) place(batch []migration, now time.Time, window, limit time.
 			p.hold = max(p.base.Sub(now)-window, MinLeft)
 		}
 		c.pending[s] = p
+		c.planned(p)
 		p.timer = c.arm(p.start, func() { c.fire(s, p) })
 	}
 }
@@ -484,10 +517,20 @@ func (c *Controller) fire(s Session, p *pending) {
 			deadline = d
 		}
 	}
+	var d EndpointDrain
+	late := false
+	if e := p.led; e != nil {
+		c.unplanned(p, true, deadline)
+		// The session just asked is live: the Lister is not asked here.
+		d, late = c.settle(p.ep, e.planned+1)
+	}
 	c.mu.Unlock()
 	s.Migrate(deadline)
 	if c.OnMigrate != nil {
 		c.OnMigrate(p.ep, s, p.reason)
+	}
+	if late {
+		c.late(d)
 	}
 }
 
@@ -646,6 +689,7 @@ func (c *Controller) runPoolDrain(ep string, pd *poolDrain, plan *streamPlan) {
 		c.stop(pd.timer)
 		c.mu.Unlock()
 		pd.cancel(nil)
+		c.settleLive(ep)
 	}()
 	start := c.clock().Now()
 	c.Pools.DrainEndpoint(pd.ctx, ep, plan)
