@@ -123,6 +123,8 @@ func New(cfg *config.Config, opts Options) (a *App, err error) {
 	a.sessions.OnMigrationEnd = func(e upstream.MigrationEnd) {
 		a.metrics.MigrationsEnded.WithLabelValues(e.Info.Listener, e.Info.Protocol, e.Outcome).Inc()
 		a.metrics.MigrationTime.WithLabelValues(e.Info.Listener, e.Info.Protocol).Observe(e.Took.Seconds())
+		// upstream's outcomes are drain's (moved, forced, closed).
+		a.migrationEnded(e.Info.Listener, e.Info.Endpoint, e.Outcome)
 	}
 	// The returns below set a to nil: close what was bound through a copy.
 	built := a
@@ -138,6 +140,7 @@ func New(cfg *config.Config, opts Options) (a *App, err error) {
 		}
 		a.listeners = append(a.listeners, l)
 	}
+	reg.MustRegister(drainCollector{a})
 	if err := a.registerFingerprints(); err != nil {
 		return nil, err
 	}
@@ -234,6 +237,7 @@ func (a *App) newListener(lc config.Listener) (*listener, error) {
 		OnEndpointDrained: func(_ string, took time.Duration) {
 			a.metrics.EndpointDrain.WithLabelValues(lc.Name).Observe(took.Seconds())
 		},
+		OnLate: drainLate(log),
 	}
 	ln, err := listen.Listen(lc.Address, lc.Timeouts.TCPKeepAlive)
 	if err != nil {
@@ -373,6 +377,7 @@ func (a *App) adminServers() []*admin.Server {
 		out = append(out, admin.NewServer(a.debugLn, admin.DebugHandler(admin.DebugOptions{
 			Endpoints: a.debugEndpoints,
 			Sessions:  func() any { return a.sessions.Infos() },
+			Drains:    a.debugDrains,
 			Lookup:    a.debugLookup,
 			Pprof:     ac.Pprof,
 			Token:     a.debugToken,
