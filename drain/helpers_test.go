@@ -334,3 +334,17 @@ func (p *fakePools) plan(t *testing.T, addr string) StreamPlan {
 	}
 	return ps[len(ps)-1]
 }
+
+// lastPlanned returns the latest start of the migrations c has planned and
+// not started.
+func lastPlanned(c *Controller) time.Time {
+	var last time.Time
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range c.pending {
+		if p.start.After(last) {
+			last = p.start
+		}
+	}
+	return last
+}

@@ -51,14 +51,7 @@ func TestLedgerCountsDrain(t *testing.T) {
 	if n := c.Update(snap(t, readyA, dying)); n != 10 {
 		t.Fatalf("scheduled %d, want 10", n)
 	}
-	var last time.Time
-	c.mu.Lock()
-	for _, p := range c.pending {
-		if p.start.After(last) {
-			last = p.start
-		}
-	}
-	c.mu.Unlock()
+	last := lastPlanned(c)
 	d := onlyDrain(t, c)
 	wantDeadline := epoch.Add(7 * time.Second) // the kill time minus the margin
 	switch {

@@ -64,14 +64,7 @@ func TestShutdownPacesSessions(t *testing.T) {
 				ctx = deadlineCtx{ctx, t0.Add(tc.ctxDeadline)}
 			}
 			done := shutdown(t, c, l, ctx)
-			var last time.Time
-			c.mu.Lock()
-			for _, p := range c.pending {
-				if p.start.After(last) {
-					last = p.start
-				}
-			}
-			c.mu.Unlock()
+			last := lastPlanned(c)
 			clk.AdvanceTo(last.Add(-time.Nanosecond))
 			select {
 			case err := <-done:
