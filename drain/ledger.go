@@ -27,9 +27,9 @@ const (
 // ProjectedFinish is the later of the last start planned for its sessions
 // (Started when none was) and, while more sessions are live than wait for
 // their start (some asked to move are still open), the latest deadline a
-// session was given (Deadline before any was asked): sessions asked leave
-// at once at best and at their deadline at worst. Once finished it is
-// Finished. Late is whether it was ever past KillTime.
+// session was given (Deadline before any was asked), and, while its pools
+// drain, their deadline: what was asked to leave leaves at once at best
+// and at its deadline at worst. Once finished it is Finished. Late is whether it was ever past KillTime.
 type EndpointDrain struct {
 	Endpoint string    `json:"endpoint"`
 	Started  time.Time `json:"started"`
@@ -191,7 +191,11 @@ func (c *Controller) settle(ep string, left int) (EndpointDrain, bool) {
 			})
 		}
 	}
-	d := e.view(left, now)
+	var pools time.Time
+	if pd := c.poolEnd[ep]; pd != nil {
+		pools = pd.deadline
+	}
+	d := e.view(left, now, pools)
 	first := false
 	if d.ProjectedFinish.After(e.kill) && !e.kill.IsZero() && e.finished.IsZero() {
 		e.late = true
@@ -202,8 +206,9 @@ func (c *Controller) settle(ep string, left int) (EndpointDrain, bool) {
 	return d, first
 }
 
-// view returns e as Drains reports it. Called with c.mu held.
-func (e *ledgerEntry) view(left int, now time.Time) EndpointDrain {
+// view returns e as Drains reports it, with left sessions live and its
+// pools draining by pools (zero when they are not). Called with c.mu held.
+func (e *ledgerEntry) view(left int, now, pools time.Time) EndpointDrain {
 	d := EndpointDrain{Endpoint: e.ep, Started: e.started, Deadline: e.deadline, AtStart: e.atStart,
 		Asked: e.asked, Moved: e.moved, Forced: e.forced, Closed: e.closed, Left: left,
 		Planned: e.planned, Late: e.late, At: now}
@@ -229,6 +234,9 @@ func (e *ledgerEntry) view(left int, now time.Time) EndpointDrain {
 		if dl.After(p) {
 			p = dl
 		}
+	}
+	if pools.After(p) {
+		p = pools
 	}
 	d.ProjectedFinish = p
 	return d

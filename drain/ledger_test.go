@@ -141,3 +141,29 @@ func TestLedgerLateWarnsOnce(t *testing.T) {
 		t.Errorf("entry %+v not late after OnLate", d)
 	}
 }
+
+// TestLedgerWaitsForPools: an endpoint that leaves with no session but
+// pools to drain is in the ledger until its pools' drain returns (here at
+// the Timeout's deadline), projected to finish by the pools' deadline, and
+// is finished from then.
+func TestLedgerWaitsForPools(t *testing.T) {
+	clk := newFakeClock()
+	pools := newPools(true)
+	c := &Controller{Timeout: 2 * time.Second, Clock: clk, Lister: newLister(nil), Pools: pools}
+	stop := start(t, c)
+	c.Update(snap(t, readyA, termB))
+	pools.await(t, 1)
+	clk.Advance(time.Second)
+	d := onlyDrain(t, c)
+	if d.Endpoint != readyB.Address || d.AtStart != 0 || d.Left != 0 || d.Finished != nil ||
+		!d.Deadline.Equal(epoch.Add(2*time.Second)) || !d.ProjectedFinish.Equal(d.Deadline) {
+		t.Fatalf("entry %+v while its pools drain, want %s unfinished, deadline and projected finish 2s", d, readyB.Address)
+	}
+	clk.Advance(time.Second) // the pools' deadline ends their drain
+	<-pools.ctx(t, readyB.Address).Done()
+	stop() // waits for the pool drain's goroutine, which settles the ledger
+	d = onlyDrain(t, c)
+	if d.Finished == nil || !d.Finished.Equal(epoch.Add(2*time.Second)) {
+		t.Errorf("finished %v, want when the pools' drain returned, at 2s", d.Finished)
+	}
+}
