@@ -174,6 +174,11 @@ func Drive(ctx context.Context, targets Addrs, be *Backends, p Plan, probes []Pr
 		next = next.Add(p.SampleEvery)
 	}
 	res := &Result{Plan: p, Series: series}
+	stopClients()
+	wg.Wait()
+	res.Took = time.Since(start)
+	// The endpoint connections are counted once the clients stopped, as
+	// their requests are: a quiet request sent as the run ends is in both.
 	for _, l := range Lanes {
 		lc := LaneConns{Lane: l, Clients: int64(p.Clients(l)), BackendEnd: be.Accepted(l), BackendWarm: warm[l]}
 		if warm == nil {
@@ -181,9 +186,6 @@ func Drive(ctx context.Context, targets Addrs, be *Backends, p Plan, probes []Pr
 		}
 		res.Conns = append(res.Conns, lc)
 	}
-	stopClients()
-	wg.Wait()
-	res.Took = time.Since(start)
 	for i := range res.Conns {
 		lc := &res.Conns[i]
 		lc.Dialed = rec.dialed[lc.Lane].n.Load()
