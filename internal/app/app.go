@@ -206,7 +206,7 @@ func (a *App) newListener(lc config.Listener) (*listener, error) {
 			MaxConnections: lc.MaxConnections, MaxConnectionsPerClient: lc.MaxConnectionsPerClient,
 			AcceptProxy: lc.ProxyProtocol.Accept, SendProxy: lc.ProxyProtocol.Send,
 			DrainImmediate: lc.Drain.TCP == "immediate", Dial: a.opts.Dial, Logger: log,
-		}, l.up, a.metrics)
+		}, l.up)
 	case "http", "grpc":
 		h, err := a.newHTTP(lc, l.up, log)
 		if err != nil {

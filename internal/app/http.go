@@ -34,5 +34,5 @@ func (a *App) newHTTP(lc config.Listener, up *upstream.Upstream, log *zap.Logger
 		cf.OnError = func(err error) { log.Error("certificate reload failed; keeping the last good one", zap.Error(err)) }
 		hc.TLS = cf.TLSConfig()
 	}
-	return httpproxy.New(hc, up, a.metrics), nil
+	return httpproxy.New(hc, up), nil
 }

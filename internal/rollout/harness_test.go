@@ -19,6 +19,7 @@ import (
 
 	"github.com/longhaul-proxy/longhaul/config"
 	"github.com/longhaul-proxy/longhaul/internal/app"
+	"github.com/longhaul-proxy/longhaul/internal/testnet"
 	"github.com/longhaul-proxy/longhaul/proxy/upstream"
 )
 
@@ -189,6 +190,22 @@ func staticEndpoints(pods []*pod, listener string) string {
 		addrs[i] = fmt.Sprintf("%q", podAddr(p, listener))
 	}
 	return "[" + strings.Join(addrs, ", ") + "]"
+}
+
+// staticConfig is the configuration of a longhaul in front of pods: an
+// admin address and, for each of listeners (tcp, web or grpc), a listener
+// on a free address with the pods as static endpoints, least-connections
+// and the given drain timeout.
+func staticConfig(t *testing.T, pods []*pod, drainTimeout time.Duration, listeners ...string) string {
+	protocol := map[string]string{"tcp": "tcp", "web": "http", "grpc": "grpc"}
+	var b strings.Builder
+	fmt.Fprintf(&b, "admin: {address: %q}\nlog: {level: warn}\nlisteners:\n", testnet.FreeAddr(t))
+	for _, l := range listeners {
+		fmt.Fprintf(&b, "  - name: %s\n    address: %q\n    protocol: %s\n    endpoints: {static: %s}\n"+
+			"    balance: {policy: least-connections}\n    drain: {timeout: %s}\n",
+			l, testnet.FreeAddr(t), protocol[l], staticEndpoints(pods, l), drainTimeout)
+	}
+	return b.String()
 }
 
 // endpointSource publishes the pods' endpoints to longhaul.

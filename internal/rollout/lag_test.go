@@ -20,7 +20,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/longhaul-proxy/longhaul/internal/app"
-	"github.com/longhaul-proxy/longhaul/internal/testnet"
 )
 
 // l4 plays a Kubernetes Service (kube-proxy) for one port of longhaul: a
@@ -346,24 +345,8 @@ func TestRollingReplicasLaggingBalancer(t *testing.T) {
 	pods := []*pod{startPod(t, "pod-0"), startPod(t, "pod-1")}
 	lb := map[string]*l4{"grpc": newL4(t), "web": newL4(t)}
 	replica := func(name string) *instance {
-		in := startApp(t, fmt.Sprintf(`
-admin: {address: %q}
-log: {level: warn}
-listeners:
-  - name: web
-    address: %q
-    protocol: http
-    endpoints: {static: %s}
-    balance: {policy: least-connections}
-    drain: {timeout: %s}
-    http: {webSocket: {closeCode: 1012}}
-  - name: grpc
-    address: %q
-    protocol: grpc
-    endpoints: {static: %s}
-    balance: {policy: least-connections}
-    drain: {timeout: %s}
-`, testnet.FreeAddr(t), testnet.FreeAddr(t), staticEndpoints(pods, "web"), timeout, testnet.FreeAddr(t), staticEndpoints(pods, "grpc"), timeout),
+		// WebSocket clients get close 1012 (the default) when they move.
+		in := startApp(t, staticConfig(t, pods, timeout, "web", "grpc"),
 			app.Options{ShutdownDelay: app.DefaultShutdownDelay})
 		for l, b := range lb {
 			b.add(name, in.a.ListenerAddr(l).String())

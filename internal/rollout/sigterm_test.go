@@ -12,7 +12,6 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/longhaul-proxy/longhaul/internal/app"
-	"github.com/longhaul-proxy/longhaul/internal/testnet"
 )
 
 // service stands for a Kubernetes Service in front of several longhauls:
@@ -85,33 +84,7 @@ func TestSIGTERMOneOfTwo(t *testing.T) {
 	for i := range 3 {
 		pods = append(pods, startPod(t, fmt.Sprintf("pod-%d", i)))
 	}
-	listFor := func(l string) string { return staticEndpoints(pods, l) }
-	config := func() string {
-		return fmt.Sprintf(`
-admin: {address: %q}
-log: {level: warn}
-listeners:
-  - name: tcp
-    address: %q
-    protocol: tcp
-    endpoints: {static: %s}
-    balance: {policy: least-connections}
-    drain: {timeout: %s}
-  - name: web
-    address: %q
-    protocol: http
-    endpoints: {static: %s}
-    balance: {policy: least-connections}
-    drain: {timeout: %s}
-  - name: grpc
-    address: %q
-    protocol: grpc
-    endpoints: {static: %s}
-    balance: {policy: least-connections}
-    drain: {timeout: %s}
-`, testnet.FreeAddr(t), testnet.FreeAddr(t), listFor("tcp"), drainTimeout, testnet.FreeAddr(t), listFor("web"), drainTimeout,
-			testnet.FreeAddr(t), listFor("grpc"), drainTimeout)
-	}
+	config := func() string { return staticConfig(t, pods, drainTimeout, "tcp", "web", "grpc") }
 	svc := &service{ready: make([]atomic.Bool, 2), lastReady: make([]time.Time, 2)}
 	for range 2 {
 		in := startApp(t, config(), app.Options{ShutdownDelay: shutdownDelay})

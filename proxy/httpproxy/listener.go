@@ -116,9 +116,9 @@ type Listener struct {
 	grpcOK  prometheus.Observer
 }
 
-// NewHTTP returns an HTTP listener balancing over up, whose sessions are
-// registered in up's Registry.
-func New(cfg Config, up *upstream.Upstream, m *metrics.Metrics) *Listener {
+// New returns an HTTP listener balancing over up: its sessions are
+// registered in up's Registry and counted in up's Metrics.
+func New(cfg Config, up *upstream.Upstream) *Listener {
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = 2 * time.Second
 	}
@@ -143,9 +143,7 @@ func New(cfg Config, up *upstream.Upstream, m *metrics.Metrics) *Listener {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	if m == nil {
-		m = metrics.New(nil)
-	}
+	m := up.Metrics()
 	l := &Listener{cfg: cfg, up: up, reg: up.Registry(), metrics: m, log: cfg.Logger.With(zap.String("listener", cfg.Name)),
 		grpcOK: m.RequestTime.WithLabelValues(cfg.Name, "ok")}
 	l.reqTime[0] = m.RequestTime.WithLabelValues(cfg.Name, "error")

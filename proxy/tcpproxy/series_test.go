@@ -73,7 +73,7 @@ func TestEndpointSeriesDeletedWhenGoneAndIdle(t *testing.T) {
 		series.Snapshot("t", snap)
 	}
 	set(b1.Addr(), b2.Addr(), b3.Addr(), deadAddr)
-	l := New(Config{Name: "t", Key: KeyClientIPPort, MaxAttempts: 4}, up, m)
+	l := New(Config{Name: "t", Key: KeyClientIPPort, MaxAttempts: 4}, up)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -93,9 +93,9 @@ type Listener struct {
 	bytesDn interface{ Add(float64) }
 }
 
-// NewTCP returns a TCP listener that balances over up, whose sessions are
-// registered in up's Registry.
-func New(cfg Config, up *upstream.Upstream, m *metrics.Metrics) *Listener {
+// New returns a TCP listener that balances over up: its sessions are
+// registered in up's Registry and counted in up's Metrics.
+func New(cfg Config, up *upstream.Upstream) *Listener {
 	if cfg.Key == nil {
 		cfg.Key = KeyClientIP
 	}
@@ -117,9 +117,7 @@ func New(cfg Config, up *upstream.Upstream, m *metrics.Metrics) *Listener {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	if m == nil {
-		m = metrics.New(nil)
-	}
+	m := up.Metrics()
 	return &Listener{cfg: cfg, up: up, reg: up.Registry(), metrics: m, log: cfg.Logger.With(zap.String("listener", cfg.Name)),
 		gate: listen.NewGate(cfg.MaxConnections, cfg.MaxConnectionsPerClient,
 			m.Rejected.WithLabelValues(cfg.Name, "per_client")),

@@ -38,7 +38,7 @@ func startProxy(t testing.TB, cfg Config, policy balancer.Policy, endpoints ...s
 	reg := upstream.NewRegistry()
 	up := upstream.NewUpstream(cfg.Name, policy, reg, nil)
 	proxytest.SetEndpoints(t, up, endpoints...)
-	l := New(cfg, up, nil)
+	l := New(cfg, up)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -165,6 +165,10 @@ func (u *Upstream) Name() string { return u.name }
 // Loads returns the live load counters.
 func (u *Upstream) Loads() *balancer.Loads { return u.loads }
 
+// Metrics returns the collectors the upstream counts into; its listener
+// counts into them too.
+func (u *Upstream) Metrics() *metrics.Metrics { return u.metrics }
+
 // Registry returns the registry the upstream's sessions are registered in.
 func (u *Upstream) Registry() *Registry { return u.reg }
 
