@@ -119,7 +119,7 @@ func TestParseEndpointsFile(t *testing.T) {
 	s, err := ParseEndpointsFile("f", []byte(`
 endpoints:
   - {address: "127.0.0.1:7101", zone: a, weight: 3}
-  - {address: "127.0.0.1:7102", ready: false, serving: true, terminating: true, pod: p2}
+  - {address: "127.0.0.1:7102", ready: false, serving: true, terminating: true, pod: p2, revision: 5d8f9c}
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -127,7 +127,7 @@ endpoints:
 	if len(s.Endpoints) != 2 || s.Endpoints[0].Weight != 3 || s.Endpoints[0].Zone != "a" || !s.Endpoints[0].Ready {
 		t.Errorf("got %+v", s.Endpoints)
 	}
-	if e := s.Endpoints[1]; e.Ready || !e.Serving || !e.Terminating || e.Pod != "p2" {
+	if e := s.Endpoints[1]; e.Ready || !e.Serving || !e.Terminating || e.Pod != "p2" || e.Revision != "5d8f9c" {
 		t.Errorf("got %+v, want terminating and serving", e)
 	}
 	if _, err := ParseEndpointsFile("f", []byte("- {address: 127.0.0.1:1}\n")); err != nil {
@@ -140,6 +140,7 @@ endpoints:
 		"killTime, not terminating": "- {address: 127.0.0.1:1, killTime: \"2030-06-01T12:00:00Z\"}\n",
 		"killTime not RFC 3339":     "- {address: 127.0.0.1:1, terminating: true, killTime: \"2030-06-01\"}\n",
 		"killTime a number":         "- {address: 127.0.0.1:1, terminating: true, killTime: 12}\n",
+		"revision with a space":     "- {address: 127.0.0.1:1, revision: \"a b\"}\n",
 	} {
 		if _, err := ParseEndpointsFile("f", []byte(in)); err == nil {
 			t.Errorf("%s: accepted, want an error", name)
@@ -272,5 +273,76 @@ func TestKillTimeIsPartOfEquality(t *testing.T) {
 	b := &Snapshot{Service: "s", Endpoints: []Endpoint{{Address: "192.0.2.1:80", KillTime: at.UTC()}}}
 	if !a.Equal(b) {
 		t.Error("hand-built snapshots with the same kill instant differ")
+	}
+}
+
+// TestSnapshotPlacement: while an endpoint of revision R is leaving, the
+// eligible endpoints of R are outgoing and the others preferred; without a
+// known newer revision, or without a leaving one, every eligible endpoint
+// is preferred alike.
+func TestSnapshotPlacement(t *testing.T) {
+	ep := func(a, rev string, ready, term bool) Endpoint {
+		return Endpoint{Address: a, Revision: rev, Ready: ready, Serving: ready || term, Terminating: term}
+	}
+	cases := []struct {
+		name     string
+		eps      []Endpoint
+		outgoing []string // eligible addresses marked outgoing; nil: inactive
+		leaving  []string
+	}{
+		{"steady, one revision", []Endpoint{ep("10.0.0.1:80", "r1", true, false), ep("10.0.0.2:80", "r1", true, false)}, nil, nil},
+		{"first pod of a rollout leaves", []Endpoint{
+			ep("10.0.0.1:80", "r1", false, true), ep("10.0.0.2:80", "r1", true, false),
+			ep("10.0.0.3:80", "r1", true, false), ep("10.0.0.4:80", "r2", true, false),
+		}, []string{"10.0.0.2:80", "10.0.0.3:80"}, []string{"10.0.0.1:80"}},
+		{"new pod not ready yet", []Endpoint{
+			ep("10.0.0.1:80", "r1", false, true), ep("10.0.0.2:80", "r1", true, false), ep("10.0.0.4:80", "r2", false, false),
+		}, nil, nil},
+		{"a pod deleted, no rollout", []Endpoint{
+			ep("10.0.0.1:80", "r1", false, true), ep("10.0.0.2:80", "r1", true, false), ep("10.0.0.3:80", "r1", true, false),
+		}, nil, nil},
+		{"last old pod leaves", []Endpoint{
+			ep("10.0.0.3:80", "r1", false, true), ep("10.0.0.4:80", "r2", true, false), ep("10.0.0.5:80", "r2", true, false),
+		}, nil, nil},
+		{"revisions unknown", []Endpoint{
+			ep("10.0.0.1:80", "", false, true), ep("10.0.0.2:80", "", true, false), ep("10.0.0.3:80", "", true, false),
+		}, nil, nil},
+		{"unknown revision is not newer", []Endpoint{
+			ep("10.0.0.1:80", "r1", false, true), ep("10.0.0.2:80", "r1", true, false), ep("10.0.0.3:80", "", true, false),
+		}, nil, nil},
+		{"two old revisions leave", []Endpoint{
+			ep("10.0.0.1:80", "r1", false, true), ep("10.0.0.2:80", "r2", false, true), ep("10.0.0.3:80", "r2", true, false),
+			ep("10.0.0.4:80", "r3", true, false), ep("10.0.0.5:80", "r1", true, false),
+		}, []string{"10.0.0.3:80", "10.0.0.5:80"}, []string{"10.0.0.1:80", "10.0.0.2:80"}},
+		{"only terminating left (fallback)", []Endpoint{
+			ep("10.0.0.1:80", "r1", false, true), ep("10.0.0.2:80", "r2", false, true),
+		}, nil, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s, err := NewSnapshot("svc", c.eps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pl := s.Placement()
+			if !slices.EqualFunc(pl.Eligible, s.Eligible(), Endpoint.Equal) {
+				t.Fatalf("Eligible %v, want Snapshot.Eligible %v", pl.Eligible, s.Eligible())
+			}
+			var out, leaving []string
+			for i, e := range pl.Eligible {
+				if !pl.Preferred(i) {
+					out = append(out, e.Address)
+				}
+			}
+			for _, e := range pl.Leaving {
+				leaving = append(leaving, e.Address)
+			}
+			if pl.Active() != (c.outgoing != nil) || !slices.Equal(out, c.outgoing) || !slices.Equal(leaving, c.leaving) {
+				t.Errorf("active %v, outgoing %v, leaving %v; want outgoing %v, leaving %v", pl.Active(), out, leaving, c.outgoing, c.leaving)
+			}
+		})
+	}
+	if pl := (*Snapshot)(nil).Placement(); pl.Eligible != nil || pl.Active() {
+		t.Errorf("nil snapshot: %+v", pl)
 	}
 }

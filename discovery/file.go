@@ -29,6 +29,10 @@ type FileEndpoint struct {
 	Zone        string  `json:"zone,omitempty"`
 	Node        string  `json:"node,omitempty"`
 	Pod         string  `json:"pod,omitempty"`
+	// Revision names the version the endpoint runs (discovery.Endpoint.
+	// Revision): while an endpoint of one revision is terminating, new
+	// sessions prefer endpoints of other revisions.
+	Revision string `json:"revision,omitempty"`
 	// KillTime (RFC 3339) is when the endpoint's pod will be killed, as a
 	// terminating pod's deletionTimestamp tells the Kubernetes source: drain
 	// then moves its sessions by KillTime minus the kill margin. Only a
@@ -77,7 +81,7 @@ func ParseEndpointsFile(service string, data []byte) (*Snapshot, error) {
 	for i, fe := range doc.Endpoints {
 		r, s, t := Conditions{Ready: fe.Ready, Serving: fe.Serving, Terminating: fe.Terminating}.Resolve()
 		e := Endpoint{Address: fe.Address, Ready: r, Serving: s, Terminating: t,
-			Weight: fe.Weight, Zone: fe.Zone, Node: fe.Node, Pod: fe.Pod}
+			Weight: fe.Weight, Zone: fe.Zone, Node: fe.Node, Pod: fe.Pod, Revision: fe.Revision}
 		if fe.ID != nil {
 			if err := ValidID(*fe.ID); err != nil {
 				return nil, fmt.Errorf("endpoint %d (%s): %w", i, fe.Address, err)

@@ -44,6 +44,15 @@ type Endpoint struct {
 	Zone   string `json:"zone,omitempty"`
 	Node   string `json:"node,omitempty"`
 	Pod    string `json:"pod,omitempty"`
+	// Revision, when not empty, names the version of the workload the
+	// endpoint runs (a Deployment pod's pod-template-hash, a StatefulSet
+	// pod's controller-revision-hash, a file's revision field). Revisions
+	// are compared only for equality: while an endpoint of revision R is
+	// leaving (not eligible), new sessions prefer eligible endpoints of
+	// another revision (Snapshot.Placement), so that a session moved off
+	// an old pod goes to a new one and moves once per rollout. At most
+	// MaxIDLength bytes of printable ASCII (ValidRevision).
+	Revision string `json:"revision,omitempty"`
 	// KillTime, when not zero, is when the endpoint's pod will be killed:
 	// its metadata.deletionTimestamp, which a graceful delete sets to the
 	// time of the delete plus the grace period. Only a terminating endpoint
@@ -110,6 +119,9 @@ func NewSnapshot(service string, eps []Endpoint) (*Snapshot, error) {
 				return nil, fmt.Errorf("endpoint %d (%s): %w", i, addr, err)
 			}
 		}
+		if err := ValidRevision(e.Revision); err != nil {
+			return nil, fmt.Errorf("endpoint %d (%s): %w", i, addr, err)
+		}
 		if !e.KillTime.IsZero() {
 			e.KillTime = e.KillTime.UTC().Round(0)
 		}
@@ -138,12 +150,26 @@ func ValidID(id string) error {
 	if id == "" {
 		return errors.New("id is empty (leave it out to hash by the address)")
 	}
-	if len(id) > MaxIDLength {
-		return fmt.Errorf("id %.20q...: %d bytes, want at most %d", id, len(id), MaxIDLength)
+	return validToken("id", id)
+}
+
+// ValidRevision returns nil when r may be an Endpoint.Revision: empty (no
+// revision), or 1 to MaxIDLength bytes of printable ASCII without spaces.
+func ValidRevision(r string) error {
+	if r == "" {
+		return nil
 	}
-	for i := 0; i < len(id); i++ {
-		if c := id[i]; c < 0x21 || c > 0x7e {
-			return fmt.Errorf("id %q: byte %d is %q, want printable ASCII without spaces", id, i, c)
+	return validToken("revision", r)
+}
+
+// validToken checks the shape IDs and revisions share, naming what s is.
+func validToken(what, s string) error {
+	if len(s) > MaxIDLength {
+		return fmt.Errorf("%s %.20q...: %d bytes, want at most %d", what, s, len(s), MaxIDLength)
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x21 || c > 0x7e {
+			return fmt.Errorf("%s %q: byte %d is %q, want printable ASCII without spaces", what, s, i, c)
 		}
 	}
 	return nil
@@ -208,6 +234,81 @@ func (s *Snapshot) Eligible() []Endpoint {
 		return primary
 	}
 	return fallback
+}
+
+// Placement says where new sessions go. Eligible is Snapshot.Eligible:
+// the endpoints that may take new sessions and keep theirs (drain moves
+// sessions off every other one).
+//
+// While a rollout is under way, some eligible endpoints are on their way
+// out too: they run the revision of an endpoint that is leaving. A session
+// sent to one of them would move again when its turn comes, so new
+// sessions prefer the others. The rule is active when some terminating
+// endpoint that is not eligible runs a revision R (Endpoint.Revision) and
+// some eligible endpoint runs a known revision that no such endpoint runs;
+// then Outgoing[i] reports whether Eligible[i] runs a leaving revision, and
+// Leaving lists, in snapshot order, the terminating endpoints that are not
+// eligible and run a revision (a hash policy keeps their places in its
+// table, so that only their keys go to the preferred endpoints). Otherwise
+// (no revisions known, a pod deleted without a rollout, a rollout whose new
+// pods are not ready yet) Outgoing and Leaving are nil and every eligible
+// endpoint is preferred alike.
+//
+// Outgoing endpoints stay eligible: their sessions stay, sessions pinned to
+// them still go there, and they take new ones when no preferred endpoint
+// is left to try.
+type Placement struct {
+	Eligible []Endpoint
+	Outgoing []bool
+	Leaving  []Endpoint
+}
+
+// Active reports whether some eligible endpoint is outgoing.
+func (p Placement) Active() bool { return p.Outgoing != nil }
+
+// Preferred reports whether Eligible[i] is preferred for new sessions.
+func (p Placement) Preferred(i int) bool { return p.Outgoing == nil || !p.Outgoing[i] }
+
+// Placement returns the placement of new sessions on s; see Placement.
+// This is the one statement of the revision rule: the balancer builds its
+// pickers from it. The slices are new on each call.
+func (s *Snapshot) Placement() Placement {
+	pl := Placement{Eligible: s.Eligible()}
+	if s == nil {
+		return pl
+	}
+	var leaving map[string]bool // revisions of leaving endpoints
+	for _, e := range s.Endpoints {
+		if e.Terminating && e.Revision != "" && !pl.contains(e.Address) {
+			if leaving == nil {
+				leaving = make(map[string]bool)
+			}
+			leaving[e.Revision] = true
+			pl.Leaving = append(pl.Leaving, e)
+		}
+	}
+	if leaving == nil {
+		return pl
+	}
+	outgoing := make([]bool, len(pl.Eligible))
+	newer := false
+	for i, e := range pl.Eligible {
+		outgoing[i] = leaving[e.Revision]
+		newer = newer || (e.Revision != "" && !outgoing[i])
+	}
+	if !newer || !slices.Contains(outgoing, true) {
+		pl.Leaving = nil
+		return pl
+	}
+	pl.Outgoing = outgoing
+	return pl
+}
+
+// contains reports whether addr is one of p.Eligible (a subsequence of a
+// Snapshot, so sorted by address).
+func (p Placement) contains(addr string) bool {
+	_, ok := slices.BinarySearchFunc(p.Eligible, addr, func(e Endpoint, a string) int { return cmp.Compare(e.Address, a) })
+	return ok
 }
 
 // Find returns the endpoint with the given canonical address.
