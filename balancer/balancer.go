@@ -205,7 +205,8 @@ type Picker interface {
 	// same fingerprint, so that replicas can check that they agree. For
 	// Maglev it covers the lookup table, M, c, the load floor and the
 	// targets' hash identities; for LeastConnections the kind, the targets
-	// and their IDs. A picker without
+	// and their IDs; for both, during a rollout, which targets are
+	// outgoing and which are placeholders. A picker without
 	// targets reports 0. It is computed by Build; Fingerprint only reads
 	// it.
 	Fingerprint() uint64
@@ -215,7 +216,12 @@ type Picker interface {
 // with load counters from loads (one Loads per service; nil means a private
 // one). Targets are s.Eligible() (discovery owns the rule): the endpoints
 // that are ready and not terminating; only when there is none, the serving
-// and terminating ones. With no target Build
+// and terminating ones. During a rollout (s.Placement() active) new
+// sessions prefer the targets that are not outgoing: least-connections
+// draws from them while one is untried; Maglev keeps each leaving
+// endpoint's place in its table (a placeholder, never picked), sends the
+// keys of those places to preferred targets (walking the table on) and
+// leaves every other key where it was. With no target Build
 // returns a Picker whose Pick returns nil, not an error. Build errors, wrapping
 // ErrPolicy, when p is invalid: a BoundedLoad other than 0 or a finite
 // c >= 1 (so one in (0, 1)), a LoadFloor below NoLoadFloor or above
@@ -231,39 +237,48 @@ func Build(s *discovery.Snapshot, p Policy, loads *Loads) (Picker, error) {
 	if s != nil {
 		eps = s.Endpoints
 	}
-	eligible := s.Eligible()
-	p, err := p.validate(len(eligible))
+	pl := s.Placement()
+	p, err := p.validate(len(pl.Eligible))
 	if err != nil {
 		return nil, err
 	}
 	if loads == nil {
 		loads = NewLoads()
 	}
-	targets := newTargets(eps, eligible, loads)
-	if len(targets) == 0 {
+	if p.Kind == Maglev && uint64(len(pl.Eligible)+len(pl.Leaving)) > p.TableSize {
+		pl.Outgoing, pl.Leaving = nil, nil // no room for the placeholders: no preference
+	}
+	targets := newTargets(eps, pl, loads)
+	n := len(pl.Eligible)
+	if n == 0 {
 		return emptyPicker{}, nil
 	}
 	switch p.Kind {
 	case LeastConnections:
-		return newP2C(targets), nil
+		return newP2C(targets[:n:n]), nil
 	default:
-		return newMaglev(targets, p), nil
+		return newMaglev(targets, n, p), nil
 	}
 }
 
-// newTargets returns the eligible endpoints (discovery.Snapshot.Eligible:
-// a subsequence of eps) as Targets in their order, wired to their counters
-// in loads, and refreshes loads' set of counters from every endpoint of eps.
-func newTargets(eps, eligible []discovery.Endpoint, loads *Loads) []Target {
+// newTargets returns as Targets, wired to their counters in loads, the
+// eligible endpoints of pl (a subsequence of eps) in their order, marked
+// outgoing as pl says, then pl's leaving endpoints marked leaving; it
+// refreshes loads' set of counters from every endpoint of eps.
+func newTargets(eps []discovery.Endpoint, pl discovery.Placement, loads *Loads) []Target {
 	counters := loads.attach(eps)
 	byAddr := make(map[string]*counter, len(eps))
 	for i, e := range eps {
 		byAddr[e.Address] = counters[i] // one counter per address
 	}
-	targets := make([]Target, 0, len(eligible))
-	for _, e := range eligible {
+	targets := make([]Target, 0, len(pl.Eligible)+len(pl.Leaving))
+	for i, e := range pl.Eligible {
 		e.Weight = max(e.Weight, 1)
-		targets = append(targets, Target{Endpoint: e, load: byAddr[e.Address], loads: loads})
+		targets = append(targets, Target{Endpoint: e, load: byAddr[e.Address], loads: loads, outgoing: !pl.Preferred(i)})
+	}
+	for _, e := range pl.Leaving {
+		e.Weight = max(e.Weight, 1)
+		targets = append(targets, Target{Endpoint: e, load: byAddr[e.Address], loads: loads, leaving: true})
 	}
 	return targets
 }

@@ -57,24 +57,43 @@ const identitiesMark uint64 = 0x6964656e74697479 // "identity"
 
 func (f *fingerprinter) sum() uint64 { return f.d.Sum64() }
 
+// outgoingMark starts the section of outgoing marks, hashed only while a
+// rollout makes some targets outgoing (discovery.Placement), so that
+// fingerprints outside rollouts did not change when revisions came.
+const outgoingMark uint64 = 0x6f7574676f696e67 // "outgoing"
+
+// outgoing hashes the section of outgoing and leaving marks of ts, in
+// their order.
+func (f *fingerprinter) outgoing(ts []*Target) {
+	f.u64(outgoingMark)
+	for _, t := range ts {
+		f.u32(uint32(b2i(t.outgoing) | b2i(t.leaving)<<1))
+	}
+}
+
 // targetsFingerprint hashes kind and the targets, address and weight, in
 // address order, then, when some target has an ID, the IDs in that order
 // (LeastConnections ignores them, but replicas that see other IDs got
-// other snapshots).
+// other snapshots), then, when some target is outgoing (a rollout), which
+// are, in that order.
 func targetsFingerprint(k Kind, ts []Target) uint64 {
 	sorted := pointers(ts)
 	slices.SortStableFunc(sorted, func(a, b *Target) int { return cmp.Compare(a.Endpoint.Address, b.Endpoint.Address) })
 	f := newFingerprinter(k)
-	ids := false
+	ids, outgoing := false, false
 	for _, t := range sorted {
 		f.target(t)
 		ids = ids || t.Endpoint.ID != ""
+		outgoing = outgoing || t.outgoing
 	}
 	if ids {
 		f.u64(identitiesMark)
 		for _, t := range sorted {
 			f.str(t.Endpoint.ID)
 		}
+	}
+	if outgoing {
+		f.outgoing(sorted)
 	}
 	return f.sum()
 }

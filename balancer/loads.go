@@ -74,7 +74,18 @@ type Target struct {
 
 	load  *counter
 	loads *Loads
+	// outgoing marks an eligible target of a revision some leaving
+	// endpoint runs (discovery.Placement): new sessions go to it only when
+	// no other target is left to try (or by a Maglev key whose own slot is
+	// its). leaving marks a Maglev placeholder: a terminating endpoint kept
+	// in the table so that only its keys go elsewhere; it is never picked.
+	outgoing, leaving bool
 }
+
+// Outgoing reports whether t runs a revision that a leaving endpoint runs,
+// so that new sessions avoid it while others are left (see
+// discovery.Placement).
+func (t *Target) Outgoing() bool { return t.outgoing }
 
 // Acquire counts one more active session on t (and in its Loads' total).
 // Call it as soon as t is chosen, before dialling, so that concurrent

@@ -12,26 +12,34 @@ import (
 
 // maglevPicker looks keys up in a Maglev table (Eisenbud et al., "Maglev: A
 // Fast and Reliable Software Network Load Balancer", NSDI 2016, section 3.4).
+//
+// During a rollout the table also holds placeholders (Target.leaving) for
+// the leaving endpoints of discovery.Placement, after the eligible targets:
+// a key whose slot is a placeholder walks on to a preferred target (not
+// outgoing), so that only the leaving endpoints' keys go to the new
+// revision and every other key stays.
 type maglevPicker struct {
-	targets []Target  // snapshot order
-	ptrs    []*Target // &targets[i], for Targets
+	targets []Target  // eligible in snapshot order, then placeholders
+	n       int       // eligible targets: targets[:n]
+	ptrs    []*Target // &targets[i] for i < n, for Targets
 	table   []uint32  // len size; each entry indexes targets
 	size    uint64    // M, prime
 	c       float64   // bounded-load factor; 0 when off
 	floor   float64   // Policy.LoadFloor as validated: 0 when none
-	wsum    float64   // W, the sum of target weights
+	wsum    float64   // W, the sum of eligible target weights
 	loads   *Loads    // for the total under bounded loads
 	fp      uint64    // Fingerprint
 }
 
-// newMaglev builds the table over targets (at least one; len(targets) <= m).
+// newMaglev builds the table over targets, of which the first n (at least
+// one) are eligible and the rest placeholders (len(targets) <= m).
 // Endpoints claim slots in the order of their hash keys (hashKeys: the
 // identity, else the address), and their permutations are seeded by those
 // keys, whatever the order of targets, so that the table depends only on
 // the set of identities, their weights and m: an endpoint replaced under a
 // new address but the same identity holds exactly its predecessor's slots.
 // p is validated: TableSize is set and LoadFloor is the floor itself.
-func newMaglev(targets []Target, p Policy) *maglevPicker {
+func newMaglev(targets []Target, n int, p Policy) *maglevPicker {
 	m := p.TableSize
 	keys, ids := hashKeys(targets)
 	order := make([]int, len(targets)) // fill order: by hash key
@@ -48,11 +56,14 @@ func newMaglev(targets []Target, p Policy) *maglevPicker {
 			weight: uint64(targets[ti].Endpoint.Weight),
 			id:     uint32(ti),
 		}
-		wsum += uint64(targets[ti].Endpoint.Weight)
+		if ti < n {
+			wsum += uint64(targets[ti].Endpoint.Weight)
+		}
 	}
 	mp := &maglevPicker{
 		targets: targets,
-		ptrs:    pointers(targets),
+		n:       n,
+		ptrs:    pointers(targets[:n]),
 		table:   populate(fillers, m),
 		size:    m,
 		c:       p.BoundedLoad,
@@ -144,6 +155,13 @@ func (p *maglevPicker) fingerprint(order []int, keys []string, ids bool) uint64 
 			f.str(keys[ti])
 		}
 	}
+	if len(p.targets) > p.n || slices.ContainsFunc(p.targets, func(t Target) bool { return t.outgoing }) {
+		ts := make([]*Target, len(order))
+		for r, ti := range order {
+			ts[r] = &p.targets[ti]
+		}
+		f.outgoing(ts)
+	}
 	return f.sum()
 }
 
@@ -207,28 +225,33 @@ func stride(pos, skip, m uint64) uint64 {
 
 // Pick maps key to a slot by the high half of key × M (uniform for a
 // well-mixed key, and cheaper than key mod M), then returns that slot's
-// target, or walks forward as Picker.Pick describes.
+// target, or walks forward as Picker.Pick describes. A slot held by a
+// placeholder walks to a preferred target.
 func (p *maglevPicker) Pick(key uint64, tried []*Target) *Target {
 	slot, _ := bits.Mul64(key, p.size)
-	if len(tried) == 0 {
+	id := p.table[slot]
+	if len(tried) == 0 && int(id) < p.n {
 		// Without bounded loads, or below the floor (then below the cap
 		// whatever the total), the key's own slot decides.
-		if t := &p.targets[p.table[slot]]; p.c == 0 || float64(t.Active()) < p.floor {
+		if t := &p.targets[id]; p.c == 0 || float64(t.Active()) < p.floor {
 			return t
 		}
 	}
-	return p.walk(slot, tried)
+	return p.walk(slot, tried, int(id) >= p.n)
 }
 
-// walk returns the first target from slot on that is not tried and, under
-// bounded loads, below its cap; failing that the first untried target met;
-// nil when every target is tried. The caps sum to at least Total+1, so with
-// nothing tried some target is below its cap. After failed attempts every
-// untried target may be at its cap (say one endpoint of two is down): that
-// is checked first, over the targets, so that the walk stays short instead
-// of covering the whole table.
-func (p *maglevPicker) walk(slot uint64, tried []*Target) *Target {
-	if allTried(p.targets, tried) {
+// walk returns the first target from slot on that is not tried, not a
+// placeholder, preferred when avoid is set and some preferred target may
+// be had, and, under bounded loads, below its cap; failing that the first
+// such target met regardless of its cap; nil when every target is tried.
+// The caps sum to at least Total+1, so with nothing tried some target is
+// below its cap. After failed attempts every untried target may be at its
+// cap (say one endpoint of two is down): that is checked first, over the
+// targets, so that the walk stays short instead of covering the whole
+// table.
+func (p *maglevPicker) walk(slot uint64, tried []*Target, avoid bool) *Target {
+	eligible := p.targets[:p.n]
+	if allTried(eligible, tried) {
 		return nil
 	}
 	capped, next := p.c > 0, int64(0) // next: Total+1, the total with this session
@@ -236,10 +259,15 @@ func (p *maglevPicker) walk(slot uint64, tried []*Target) *Target {
 		next = p.loads.Total() + 1
 		capped = len(tried) == 0 || p.anyBelowCap(tried, next)
 	}
+	// A placeholder's key goes to a preferred target, below its cap if one
+	// is; only when none is left does it go to an outgoing one.
+	avoid = avoid && p.any(func(t *Target) bool {
+		return !t.outgoing && !contains(tried, t) && (!capped || p.belowCap(t, next))
+	})
 	var first *Target
 	for range p.size {
 		t := &p.targets[p.table[slot]]
-		if !contains(tried, t) {
+		if !t.leaving && !contains(tried, t) && (!avoid || !t.outgoing) {
 			if !capped || p.belowCap(t, next) {
 				return t
 			}
@@ -269,10 +297,16 @@ func (p *maglevPicker) belowCap(t *Target, next int64) bool {
 	return float64(t.Active())*p.wsum < p.c*float64(next*int64(t.Endpoint.Weight))+p.floor*p.wsum
 }
 
-// anyBelowCap reports whether some target not in tried is below its cap.
+// anyBelowCap reports whether some eligible target not in tried is below
+// its cap.
 func (p *maglevPicker) anyBelowCap(tried []*Target, next int64) bool {
-	for i := range p.targets {
-		if t := &p.targets[i]; !contains(tried, t) && p.belowCap(t, next) {
+	return p.any(func(t *Target) bool { return !contains(tried, t) && p.belowCap(t, next) })
+}
+
+// any reports whether f holds for some eligible target.
+func (p *maglevPicker) any(f func(*Target) bool) bool {
+	for i := range p.targets[:p.n] {
+		if f(&p.targets[i]) {
 			return true
 		}
 	}

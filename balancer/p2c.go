@@ -10,9 +10,21 @@ import (
 // one with fewer active sessions per unit of weight. Drawing by weight and
 // comparing per unit of weight agree: at equal per-weight loads the arrivals
 // are proportional to weight, which keeps the loads so.
+//
+// While a rollout is under way (discovery.Placement active) the draws are
+// from the preferred targets; only when every one of them is tried do they
+// fall back to all.
 type p2cPicker struct {
 	targets []Target  // snapshot order
 	ptrs    []*Target // &targets[i], for Targets
+	all     p2cSet    // over ptrs
+	pref    *p2cSet   // over the preferred targets; nil when all are
+	fp      uint64    // Fingerprint
+}
+
+// p2cSet is a set of targets to draw from.
+type p2cSet struct {
+	ts []*Target
 	// Alias table (Walker; Vose's construction in integers) for drawing an
 	// index in proportion to weight: draw i uniformly, keep it when a
 	// uniform draw in [0, wsum) is below keep[i], else take alias[i].
@@ -21,29 +33,46 @@ type p2cPicker struct {
 	keep  []uint64
 	alias []uint32
 	wsum  uint64
-	fp    uint64 // Fingerprint
 }
 
+// newP2C builds the picker over targets, preferring those not outgoing.
 func newP2C(targets []Target) *p2cPicker {
-	p := &p2cPicker{targets: targets, ptrs: pointers(targets), fp: targetsFingerprint(LeastConnections, targets)}
-	n := uint64(len(targets))
+	p := &p2cPicker{targets: targets, ptrs: pointers(targets)}
+	p.all = newP2CSet(p.ptrs)
+	var ts []*Target
+	for _, t := range p.ptrs {
+		if !t.outgoing {
+			ts = append(ts, t)
+		}
+	}
+	if len(ts) > 0 && len(ts) < len(p.ptrs) {
+		set := newP2CSet(ts)
+		p.pref = &set
+	}
+	p.fp = targetsFingerprint(LeastConnections, targets)
+	return p
+}
+
+func newP2CSet(ts []*Target) p2cSet {
+	s := p2cSet{ts: ts}
+	n := uint64(len(ts))
 	equal := true
-	for _, t := range targets {
-		p.wsum += uint64(t.Endpoint.Weight)
-		equal = equal && t.Endpoint.Weight == targets[0].Endpoint.Weight
+	for _, t := range ts {
+		s.wsum += uint64(t.Endpoint.Weight)
+		equal = equal && t.Endpoint.Weight == ts[0].Endpoint.Weight
 	}
 	if equal {
-		return p
+		return s
 	}
 	// Scaled weights w_i × n average wsum. Pair each light index (below
 	// wsum) with a heavy one that lends it the rest of its column.
-	p.keep = make([]uint64, n)
-	p.alias = make([]uint32, n)
+	s.keep = make([]uint64, n)
+	s.alias = make([]uint32, n)
 	var light, heavy []uint32
-	for i, t := range targets {
-		p.keep[i] = uint64(t.Endpoint.Weight) * n
-		p.alias[i] = uint32(i)
-		if p.keep[i] < p.wsum {
+	for i, t := range ts {
+		s.keep[i] = uint64(t.Endpoint.Weight) * n
+		s.alias[i] = uint32(i)
+		if s.keep[i] < s.wsum {
 			light = append(light, uint32(i))
 		} else {
 			heavy = append(heavy, uint32(i))
@@ -52,28 +81,28 @@ func newP2C(targets []Target) *p2cPicker {
 	for len(light) > 0 && len(heavy) > 0 {
 		l, h := light[len(light)-1], heavy[len(heavy)-1]
 		light = light[:len(light)-1]
-		p.alias[l] = h
-		p.keep[h] -= p.wsum - p.keep[l]
-		if p.keep[h] < p.wsum {
+		s.alias[l] = h
+		s.keep[h] -= s.wsum - s.keep[l]
+		if s.keep[h] < s.wsum {
 			heavy = heavy[:len(heavy)-1]
 			light = append(light, h)
 		}
 	}
 	// What is left holds exactly wsum (integer arithmetic loses nothing).
 	for _, i := range append(light, heavy...) {
-		p.keep[i] = p.wsum
+		s.keep[i] = s.wsum
 	}
-	return p
+	return s
 }
 
 // draw returns an index in proportion to weight from 64 random bits: the
 // high half picks a column (multiply-shift, biased by at most n/2^32), the
 // low half decides between the column's index and its alias.
-func (p *p2cPicker) draw(r uint64) int {
-	i := int((r >> 32) * uint64(len(p.targets)) >> 32)
-	if p.keep != nil {
-		if u, _ := bits.Mul64(r<<32, p.wsum); u >= p.keep[i] { // u = floor(low half × W / 2^32)
-			i = int(p.alias[i])
+func (s *p2cSet) draw(r uint64) int {
+	i := int((r >> 32) * uint64(len(s.ts)) >> 32)
+	if s.keep != nil {
+		if u, _ := bits.Mul64(r<<32, s.wsum); u >= s.keep[i] { // u = floor(low half × W / 2^32)
+			i = int(s.alias[i])
 		}
 	}
 	return i
@@ -82,49 +111,61 @@ func (p *p2cPicker) draw(r uint64) int {
 // choose returns a random index other than not whose target is not tried,
 // drawn in proportion to weight, or -1 when there is none. After a few
 // rejected draws (most of the weight is tried) it scans from a random start.
-func (p *p2cPicker) choose(tried []*Target, not int) int {
+func (s *p2cSet) choose(tried []*Target, not int) int {
 	for range 4 {
-		if i := p.draw(rand.Uint64()); i != not && !contains(tried, &p.targets[i]) {
+		if i := s.draw(rand.Uint64()); i != not && !contains(tried, s.ts[i]) {
 			return i
 		}
 	}
-	n := len(p.targets)
+	n := len(s.ts)
 	start := rand.IntN(n)
 	for k := range n {
 		i := (start + k) % n
-		if i != not && !contains(tried, &p.targets[i]) {
+		if i != not && !contains(tried, s.ts[i]) {
 			return i
 		}
 	}
 	return -1
 }
 
-// Pick ignores key; see Picker.Pick. With equal weights and nothing tried
-// one random word yields two distinct indexes; otherwise each index is drawn
-// by weight and redrawn while it collides or is tried.
+// Pick ignores key; see Picker.Pick. The preferred targets are drawn from
+// first, then, when every one of them is tried, all.
 func (p *p2cPicker) Pick(_ uint64, tried []*Target) *Target {
+	if p.pref != nil {
+		if t := p.pref.pick(tried); t != nil {
+			return t
+		}
+	}
+	return p.all.pick(tried)
+}
+
+// pick draws two targets of s and returns the less loaded, or nil when
+// every target of s is tried. With equal weights and nothing tried one
+// random word yields two distinct indexes; otherwise each index is drawn
+// by weight and redrawn while it collides or is tried.
+func (s *p2cSet) pick(tried []*Target) *Target {
 	var a, b int
-	switch n := len(p.targets); {
+	switch n := len(s.ts); {
 	case n == 1:
-		if contains(tried, &p.targets[0]) {
+		if contains(tried, s.ts[0]) {
 			return nil
 		}
-		return &p.targets[0]
-	case len(tried) == 0 && p.keep == nil:
+		return s.ts[0]
+	case len(tried) == 0 && s.keep == nil:
 		r := rand.Uint64()
 		a = int((r >> 32) * uint64(n) >> 32)
 		b = int((r & 0xffffffff) * uint64(n-1) >> 32)
 		b += int(^uint(b-a) >> 63) // skip a: b++ when b >= a, without a branch
 
 	default:
-		if a = p.choose(tried, -1); a < 0 {
+		if a = s.choose(tried, -1); a < 0 {
 			return nil
 		}
-		if b = p.choose(tried, a); b < 0 {
-			return &p.targets[a]
+		if b = s.choose(tried, a); b < 0 {
+			return s.ts[a]
 		}
 	}
-	ta, tb := &p.targets[a], &p.targets[b]
+	ta, tb := s.ts[a], s.ts[b]
 	// active_b / w_b < active_a / w_a, without dividing; ties go to a,
 	// which is as random as b.
 	t := ta

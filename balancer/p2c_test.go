@@ -95,8 +95,8 @@ func TestAliasExact(t *testing.T) {
 		n := uint64(len(ws))
 		mass := make([]uint64, n)
 		for j := range n {
-			mass[j] += p.keep[j]
-			mass[p.alias[j]] += p.wsum - p.keep[j]
+			mass[j] += p.all.keep[j]
+			mass[p.all.alias[j]] += p.all.wsum - p.all.keep[j]
 		}
 		for i, tg := range p.targets {
 			if want := n * uint64(tg.Endpoint.Weight); mass[i] != want {
@@ -118,10 +118,10 @@ func TestP2CDrawsByWeight(t *testing.T) {
 	const draws = 400_000
 	counts := make([]float64, len(ws))
 	for range draws {
-		counts[p.draw(rand.Uint64())]++
+		counts[p.all.draw(rand.Uint64())]++
 	}
 	for i, tg := range p.targets {
-		q := float64(tg.Endpoint.Weight) / float64(p.wsum)
+		q := float64(tg.Endpoint.Weight) / float64(p.all.wsum)
 		want, sd := draws*q, math.Sqrt(draws*q*(1-q))
 		if math.Abs(counts[i]-want) > 5*sd {
 			t.Errorf("%s (weight %d): got %v draws, want %.0f ± %.0f", tg.Endpoint.Address, tg.Endpoint.Weight, counts[i], want, 5*sd)
@@ -153,7 +153,7 @@ func TestP2CSpread(t *testing.T) {
 			p := mustBuild(t, eps, Policy{Kind: LeastConnections}, loads).(*p2cPicker)
 			pick := func() *Target {
 				if control {
-					return &p.targets[p.draw(rand.Uint64())]
+					return &p.targets[p.all.draw(rand.Uint64())]
 				}
 				return p.Pick(0, nil)
 			}
@@ -197,7 +197,7 @@ func spread(p *p2cPicker, loads *Loads) float64 {
 	worst := 0.0
 	for i := range p.targets {
 		x := &p.targets[i]
-		share := total * float64(x.Endpoint.Weight) / float64(p.wsum)
+		share := total * float64(x.Endpoint.Weight) / float64(p.all.wsum)
 		worst = max(worst, float64(x.Active())/share)
 	}
 	return worst
