@@ -199,6 +199,10 @@ type Controller struct {
 	killAt    map[string]time.Time    // endpoint -> kill time, from snapshots
 	listed    map[string]bool         // the addresses of the last snapshot
 	eligible  map[string]bool         // of the last snapshot; read by RebalanceOnce
+	// outgoing holds the eligible endpoints of the last snapshot that run
+	// a leaving revision (discovery.Placement); while it is not empty,
+	// rebalancing moves sessions only off them. Read by RebalanceOnce.
+	outgoing map[string]bool
 	lastStart time.Time               // the latest start of a migration made
 	stopBy    time.Time               // Shutdown's deadline; zero before Shutdown
 	reb       rebalanceState          // carried between rebalance rounds
@@ -321,7 +325,17 @@ func (c *Controller) Run(ctx context.Context) error {
 // Shutdown drained them all. It returns the number of sessions newly
 // scheduled.
 func (c *Controller) Update(next *discovery.Snapshot) int {
-	eligible := addresses(next.Eligible())
+	pl := next.Placement()
+	eligible := addresses(pl.Eligible)
+	var outgoing map[string]bool
+	for i, e := range pl.Eligible {
+		if !pl.Preferred(i) {
+			if outgoing == nil {
+				outgoing = make(map[string]bool)
+			}
+			outgoing[e.Address] = true
+		}
+	}
 	lists := c.list()
 
 	var lates []EndpointDrain
@@ -338,7 +352,7 @@ func (c *Controller) Update(next *discovery.Snapshot) int {
 	}
 	now := c.clock().Now()
 	base := now.Add(c.Timeout)
-	c.eligible = eligible
+	c.eligible, c.outgoing = eligible, outgoing
 	tightened := c.learnKillTimes(next, eligible)
 	live := make(map[Session]bool)
 	withSessions := make(map[string]bool)

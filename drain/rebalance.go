@@ -34,6 +34,10 @@ import (
 // Only sessions that can leave without loss move: a Session that implements
 // Movable and reports false never does, nor one Movable (the field) refuses.
 //
+// During a rollout (discovery.Placement active) sessions move only off
+// the endpoints of the leaving revision: they will move once anyway, while
+// a session moved off a new endpoint would move twice.
+//
 // It is off unless Factor > 0. It only makes sense with a picker that sends
 // a reconnecting session elsewhere: with plain consistent hashing the key
 // leads back to the same endpoint.
@@ -142,7 +146,7 @@ func (c *Controller) RebalanceOnce(r Rebalance, now time.Time) int {
 	r = r.withDefaults()
 	c.mu.Lock()
 	c.init()
-	eligible := c.eligible
+	eligible, outgoing := c.eligible, c.outgoing
 	stopping := c.state == ended || !c.stopBy.IsZero()
 	if len(eligible) < 2 || stopping {
 		c.reb.since, c.reb.active = time.Time{}, false
@@ -259,6 +263,9 @@ func (c *Controller) RebalanceOnce(r Rebalance, now time.Time) int {
 	for len(batch) < n {
 		best := ""
 		for ep, ss := range byEP {
+			if len(outgoing) > 0 && !outgoing[ep] {
+				continue // a rollout: sessions of new endpoints stay
+			}
 			if len(ss) > 0 && load[ep] > target && (best == "" || load[ep] > load[best] || load[ep] == load[best] && ep < best) {
 				best = ep
 			}

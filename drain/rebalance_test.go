@@ -461,3 +461,40 @@ func asked(ss []*fakeSession) int {
 	}
 	return n
 }
+
+// TestRebalanceDuringRollout: while an endpoint of the old revision is
+// leaving, rebalancing moves sessions only off the other old endpoints
+// (they will move once anyway), never off the new ones, however busy.
+func TestRebalanceDuringRollout(t *testing.T) {
+	clk := newFakeClock()
+	rev := func(e discovery.Endpoint, r string) discovery.Endpoint { e.Revision = r; return e }
+	old, fresh := sessions(clk, 10), sessions(clk, 12)
+	l := newLister(map[string][]*fakeSession{readyA.Address: old, readyB.Address: fresh})
+	c := &Controller{Timeout: time.Second, Window: 10 * time.Millisecond, Clock: clk, Lister: l}
+	c.Update(snap(t, rev(readyA, "r1"), rev(readyB, "r2"), rev(readyC, "r2"), rev(termD, "r1")))
+	start(t, c)
+	r := Rebalance{Factor: 1.25, Sustain: time.Nanosecond, MaxPerRound: 2}
+	for range 6 {
+		c.RebalanceOnce(r, clk.Now())
+		clk.Advance(time.Second)
+	}
+	if n := asked(fresh); n != 0 {
+		t.Errorf("%d sessions moved off the new, busiest endpoint during the rollout, want 0", n)
+	}
+	if n := asked(old); n == 0 {
+		t.Error("no session moved off the old endpoint, want some")
+	}
+	// Once the rollout is over (the old revision gone), the new endpoint's
+	// excess may move again.
+	l.mu.Lock()
+	delete(l.eps, readyA.Address)
+	l.mu.Unlock()
+	c.Update(snap(t, rev(readyB, "r2"), rev(readyC, "r2")))
+	for range 4 {
+		c.RebalanceOnce(r, clk.Now())
+		clk.Advance(time.Second)
+	}
+	if n := asked(fresh); n == 0 {
+		t.Error("after the rollout no session moved off the busiest endpoint, want some")
+	}
+}
