@@ -191,18 +191,18 @@ type Controller struct {
 	deferred []func()            // goroutines asked for before Run
 	wg       sync.WaitGroup      // timer calls and goroutines under way
 
-	scheduled map[Session]bool        // sessions asked or planned to move, until they end
-	down      map[Session]bool        // downstream connections likewise
-	pending   map[Session]*pending    // migrations planned and not started
-	drained   map[string]bool         // endpoint -> pools drained since it was last eligible
-	poolEnd   map[string]*poolDrain   // endpoint -> its pools' drain, while it runs
-	killAt    map[string]time.Time    // endpoint -> kill time, from snapshots
-	listed    map[string]bool         // the addresses of the last snapshot
-	eligible  map[string]bool         // of the last snapshot; read by RebalanceOnce
+	scheduled map[Session]bool      // sessions asked or planned to move, until they end
+	down      map[Session]bool      // downstream connections likewise
+	pending   map[Session]*pending  // migrations planned and not started
+	drained   map[string]bool       // endpoint -> pools drained since it was last eligible
+	poolEnd   map[string]*poolDrain // endpoint -> its pools' drain, while it runs
+	killAt    map[string]time.Time  // endpoint -> kill time, from snapshots
+	listed    map[string]bool       // the addresses of the last snapshot
+	eligible  map[string]bool       // of the last snapshot; read by RebalanceOnce
 	// outgoing holds the eligible endpoints of the last snapshot that run
 	// a leaving revision (discovery.Placement); while it is not empty,
 	// rebalancing moves sessions only off them. Read by RebalanceOnce.
-	outgoing map[string]bool
+	outgoing  map[string]bool
 	lastStart time.Time               // the latest start of a migration made
 	stopBy    time.Time               // Shutdown's deadline; zero before Shutdown
 	reb       rebalanceState          // carried between rebalance rounds
