@@ -90,9 +90,14 @@ type sliceCache struct {
 	port     portSelector
 	identity Identity
 	slices   map[string][]discovery.Endpoint
-	// pods holds, per slice, the terminating endpoints that name their
-	// pod: the ones whose kill time may be looked up.
-	pods map[string][]terminatingPod
+	// pods holds, per slice, the endpoints that name a pod of the
+	// slice's namespace: the ones whose kill time and revision may be
+	// looked up.
+	pods map[string][]podEndpoint
+	// terminating counts, per slice, its terminating endpoints that name
+	// a pod: while any slice has one, a rollout may be under way and the
+	// revisions of all pods are looked up.
+	terminating map[string]int
 	// skipped counts, per slice, endpoints dropped by the last conversion
 	// (unparsable address, wrong family); for logs.
 	skipped map[string]int
@@ -101,12 +106,13 @@ type sliceCache struct {
 
 func newSliceCache(service string, port portSelector, identity Identity) *sliceCache {
 	return &sliceCache{
-		service:  service,
-		port:     port,
-		identity: identity,
-		slices:   make(map[string][]discovery.Endpoint),
-		pods:     make(map[string][]terminatingPod),
-		skipped:  make(map[string]int),
+		service:     service,
+		port:        port,
+		identity:    identity,
+		slices:      make(map[string][]discovery.Endpoint),
+		pods:        make(map[string][]podEndpoint),
+		terminating: make(map[string]int),
+		skipped:     make(map[string]int),
 	}
 }
 
@@ -123,6 +129,11 @@ func (c *sliceCache) update(s *discoveryv1.EndpointSlice) (skipped int) {
 	} else {
 		delete(c.pods, s.Name)
 	}
+	if n := countTerminating(pods); n > 0 {
+		c.terminating[s.Name] = n
+	} else {
+		delete(c.terminating, s.Name)
+	}
 	if skipped > 0 {
 		c.skipped[s.Name] = skipped
 	} else {
@@ -136,24 +147,31 @@ func (c *sliceCache) delete(name string) {
 	c.total -= len(c.slices[name])
 	delete(c.slices, name)
 	delete(c.pods, name)
+	delete(c.terminating, name)
 	delete(c.skipped, name)
 }
 
 // snapshot merges every slice into a new Snapshot. An endpoint present in
 // two slices (while the controller moves it) is kept once, its most
-// available copy winning (discovery.NewSnapshot). The kill time of each
-// terminating endpoint that names its pod is taken from killTime (zero when
-// unknown); killTime may be nil.
-func (c *sliceCache) snapshot(killTime func(podRef) time.Time) (*discovery.Snapshot, error) {
+// available copy winning (discovery.NewSnapshot). lookup (nil: none) gives
+// the kill time of each terminating endpoint that names its pod and, while
+// some endpoint of the Service is terminating, the revision of every
+// endpoint that names its pod (zero and "" when unknown).
+func (c *sliceCache) snapshot(lookup func(ref podRef, terminating bool) (time.Time, string)) (*discovery.Snapshot, error) {
 	all := make([]discovery.Endpoint, 0, c.total)
+	rollout := len(c.terminating) > 0
 	for name, eps := range c.slices {
 		n := len(all)
 		all = append(all, eps...)
-		if killTime == nil {
+		if lookup == nil {
 			continue
 		}
 		for _, p := range c.pods[name] {
-			all[n+p.index].KillTime = killTime(p.ref)
+			if !p.terminating && !rollout {
+				continue
+			}
+			e := &all[n+p.index]
+			e.KillTime, e.Revision = lookup(p.ref, p.terminating)
 		}
 	}
 	snap, err := discovery.NewSnapshot(c.service, all)
@@ -220,20 +238,32 @@ func endpointID(identity Identity, e *discoveryv1.Endpoint) string {
 // pod recreated under the same name is another pod).
 type podRef struct{ name, uid string }
 
-// terminatingPod is a terminating endpoint of a slice that names its pod:
-// index is its place in the slice's converted endpoints.
-type terminatingPod struct {
-	index int
-	ref   podRef
+// podEndpoint is an endpoint of a slice that names its pod: index is its
+// place in the slice's converted endpoints.
+type podEndpoint struct {
+	index       int
+	ref         podRef
+	terminating bool
+}
+
+// countTerminating counts the terminating endpoints of pods.
+func countTerminating(pods []podEndpoint) int {
+	n := 0
+	for _, p := range pods {
+		if p.terminating {
+			n++
+		}
+	}
+	return n
 }
 
 // convert turns the slice's endpoints into discovery Endpoints on the
 // selected port. It uses each endpoint's first address, as the API allows
 // consumers to (addresses are fungible), and skips addresses that do not
-// parse as the slice's family. pods lists the terminating endpoints whose
-// targetRef is a pod of the slice's namespace. Each endpoint's ID comes from
+// parse as the slice's family. pods lists the endpoints whose targetRef is
+// a pod of the slice's namespace. Each endpoint's ID comes from
 // identity (endpointID).
-func convert(s *discoveryv1.EndpointSlice, sel portSelector, identity Identity) (eps []discovery.Endpoint, pods []terminatingPod, skipped int) {
+func convert(s *discoveryv1.EndpointSlice, sel portSelector, identity Identity) (eps []discovery.Endpoint, pods []podEndpoint, skipped int) {
 	var want4 bool
 	switch s.AddressType {
 	case discoveryv1.AddressTypeIPv4:
@@ -278,8 +308,8 @@ func convert(s *discoveryv1.EndpointSlice, sel portSelector, identity Identity) 
 		}
 		if r := e.TargetRef; r != nil && r.Kind == "Pod" {
 			out.Pod = r.Name
-			if terminating && r.Name != "" && (r.Namespace == "" || r.Namespace == s.Namespace) {
-				pods = append(pods, terminatingPod{index: len(eps), ref: podRef{name: r.Name, uid: string(r.UID)}})
+			if r.Name != "" && (r.Namespace == "" || r.Namespace == s.Namespace) {
+				pods = append(pods, podEndpoint{index: len(eps), ref: podRef{name: r.Name, uid: string(r.UID)}, terminating: terminating})
 			}
 		}
 		out.ID = endpointID(identity, e)

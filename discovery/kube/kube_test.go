@@ -48,6 +48,7 @@ const within = 2 * time.Second
 type counters struct {
 	relists, errors, published atomic.Int64
 	podKillTimes, podForbidden atomic.Int64
+	podGets                    atomic.Int64 // every outcome
 }
 
 func (c *counters) hooks() Hooks {
@@ -56,6 +57,7 @@ func (c *counters) hooks() Hooks {
 		Error:     func(error) { c.errors.Add(1) },
 		Published: func(int, time.Duration) { c.published.Add(1) },
 		PodLookup: func(outcome string) {
+			c.podGets.Add(1)
 			switch outcome {
 			case PodLookupKillTime:
 				c.podKillTimes.Add(1)
@@ -365,6 +367,7 @@ func TestAPIServer(t *testing.T) {
 	}
 
 	t.Run("PodKillTime", func(t *testing.T) { testPodKillTime(t, cl) })
+	t.Run("PodRevision", func(t *testing.T) { testPodRevision(t, cl) })
 	t.Run("StatefulSetIdentity", func(t *testing.T) { testStatefulSetIdentity(t, cl) })
 
 	// Last: it restarts the API server under every running source.

@@ -47,7 +47,7 @@ func NewMetrics() *Metrics {
 		}, []string{"listener"}),
 		pods: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "longhaul_kubernetes_pod_lookups_total",
-			Help: "GETs of terminating endpoints' pods for their kill time, by outcome: kill_time, no_kill, not_found, forbidden (the optional permission to get pods is missing; endpoints then carry no kill time), error.",
+			Help: "GETs of endpoints' pods for the kill times of terminating ones and, during rollouts, the revisions of all, by outcome: kill_time, no_kill, not_found, forbidden (the optional permission to get pods is missing; endpoints then carry no kill time and no revision), error.",
 		}, []string{"listener", "outcome"}),
 	}
 }

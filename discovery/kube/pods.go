@@ -9,12 +9,14 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+
+	"github.com/longhaul-proxy/longhaul/discovery"
 )
 
 // Pod lookup outcomes, as Hooks.PodLookup receives them.
 const (
 	PodLookupKillTime  = "kill_time" // the pod has a deletion timestamp
-	PodLookupNoKill    = "no_kill"   // the pod is not being deleted (yet), or is another pod now
+	PodLookupNoKill    = "no_kill"   // the pod is not being deleted (yet: its revision was read), or is another pod now
 	PodLookupNotFound  = "not_found" // the pod is gone
 	PodLookupForbidden = "forbidden" // no permission to get pods: lookups pause
 	PodLookupError     = "error"     // anything else; retried
@@ -35,18 +37,28 @@ const (
 	podForbiddenPause = time.Minute
 )
 
-// podTimes finds the kill times (metadata.deletionTimestamp) of the pods
-// behind terminating endpoints, for drain deadlines. Reading pods is an
-// optional permission: without it, endpoints simply carry no kill time.
+// Revision labels, read in this order: a Deployment's ReplicaSet labels its
+// pods with the hash of the pod template, a StatefulSet or DaemonSet with
+// its ControllerRevision.
+var revisionLabels = []string{"pod-template-hash", "controller-revision-hash"}
+
+// podTimes finds, for the pods behind endpoints, the kill times
+// (metadata.deletionTimestamp) of terminating ones, for drain deadlines,
+// and the revisions (revisionLabels) of all of them while some endpoint is
+// terminating, so that new sessions prefer the new revision during a
+// rollout (discovery.Placement). Reading pods is an optional permission:
+// without it, endpoints simply carry no kill time and no revision.
 //
-// It never blocks a snapshot: killTime answers from a cache and queues a
-// lookup for a pod it does not know; a few workers GET the pods and, when a
-// kill time is found, wake the sync loop, whose next build carries it. A
-// pod is fetched once while its endpoint is terminating (again, at most
-// every podRetry, while it shows no deletion timestamp), so a hundred
-// terminating pods cost a hundred GETs in all, not per snapshot. A kill time
-// once found is kept while the endpoint stays terminating (a second delete
-// with a shorter grace period is not seen).
+// It never blocks a snapshot: get answers from a cache and queues a GET
+// for a pod it does not know; a few workers GET the pods and, when a kill
+// time or a revision is found, wake the sync loop, whose next build carries
+// it. A pod is fetched once while it is looked up (again, at most every
+// podRetry, while it is terminating and shows no deletion timestamp, or
+// after an error), so a rollout of a hundred pods costs a hundred GETs or
+// so, not a hundred per snapshot; outside rollouts no pod is fetched. A kill
+// time once found is kept while the endpoint stays terminating (a second
+// delete with a shorter grace period is not seen); a revision, while the
+// pod is looked up.
 type podTimes struct {
 	pods   corev1client.PodInterface
 	log    *zap.Logger
@@ -63,6 +75,8 @@ type podTimes struct {
 
 type podEntry struct {
 	kill     time.Time
+	revision string    // valid (discovery.ValidRevision); "" when the pod has none
+	known    bool      // a GET found the pod: revision is its own
 	fetched  time.Time // zero until a lookup ended
 	inflight bool
 	wanted   bool // by the current build
@@ -97,7 +111,7 @@ func (p *podTimes) run(ctx context.Context) (wait func()) {
 	return wg.Wait
 }
 
-// build brackets one snapshot build: killTime is called inside it, and the
+// build brackets one snapshot build: get is called inside it, and the
 // pods no build asked for are forgotten after it.
 func (p *podTimes) build(f func()) {
 	p.mu.Lock()
@@ -115,9 +129,11 @@ func (p *podTimes) build(f func()) {
 	p.mu.Unlock()
 }
 
-// killTime returns the pod's kill time if known, else zero, and queues a
-// lookup when one is due. It never blocks.
-func (p *podTimes) killTime(ref podRef) time.Time {
+// get returns the pod's kill time (zero unless terminating and known)
+// and revision ("" unless known), and queues a GET when one is due: for a
+// terminating pod until its kill time is known, for another until the pod
+// was read once. It never blocks.
+func (p *podTimes) get(ref podRef, terminating bool) (kill time.Time, revision string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	e := p.entries[ref]
@@ -126,19 +142,34 @@ func (p *podTimes) killTime(ref podRef) time.Time {
 		p.entries[ref] = e
 	}
 	e.wanted = true
-	if !e.kill.IsZero() || e.inflight {
-		return e.kill
+	if terminating {
+		kill = e.kill
+	}
+	revision = e.revision
+	if e.inflight || (terminating && !e.kill.IsZero()) || (!terminating && e.known) {
+		return kill, revision
 	}
 	now := time.Now()
 	if now.Before(p.paused) || (!e.fetched.IsZero() && now.Sub(e.fetched) < podRetry) {
-		return e.kill
+		return kill, revision
 	}
 	select {
 	case p.queue <- ref:
 		e.inflight = true
 	default: // full: a later build asks again
 	}
-	return e.kill
+	return kill, revision
+}
+
+// podRevision returns the pod's revision label (revisionLabels), or "" when
+// it has none that discovery.ValidRevision accepts.
+func podRevision(labels map[string]string) string {
+	for _, k := range revisionLabels {
+		if v := labels[k]; v != "" && discovery.ValidRevision(v) == nil {
+			return v
+		}
+	}
+	return ""
 }
 
 // fetch GETs one pod and records what it says.
@@ -147,11 +178,16 @@ func (p *podTimes) fetch(ctx context.Context, ref podRef) {
 	pod, err := p.pods.Get(gctx, ref.name, metav1.GetOptions{})
 	cancel()
 	var kill time.Time
+	var revision string
+	known := false
 	outcome := PodLookupNoKill
 	switch {
 	case err == nil:
-		if dt := pod.DeletionTimestamp; dt != nil && (ref.uid == "" || string(pod.UID) == ref.uid) {
-			kill, outcome = dt.Time, PodLookupKillTime
+		if ref.uid == "" || string(pod.UID) == ref.uid {
+			known, revision = true, podRevision(pod.Labels)
+			if dt := pod.DeletionTimestamp; dt != nil {
+				kill, outcome = dt.Time, PodLookupKillTime
+			}
 		}
 	case apierrors.IsNotFound(err):
 		outcome = PodLookupNotFound
@@ -166,11 +202,15 @@ func (p *podTimes) fetch(ctx context.Context, ref podRef) {
 	if p.lookup != nil {
 		p.lookup(outcome)
 	}
+	news := !kill.IsZero() || revision != ""
 	p.mu.Lock()
 	if e := p.entries[ref]; e != nil {
 		e.inflight = false
 		e.fetched = time.Now()
 		e.kill = kill
+		if known {
+			e.known, e.revision = true, revision
+		}
 	}
 	first := false
 	if outcome == PodLookupForbidden {
@@ -180,12 +220,12 @@ func (p *podTimes) fetch(ctx context.Context, ref podRef) {
 	p.mu.Unlock()
 	switch {
 	case first:
-		p.log.Info("no permission to get pods: drain deadlines ignore pods' kill times (grant the optional Role of deploy/rbac-pods.yaml to use them)",
+		p.log.Info("no permission to get pods: drain deadlines ignore pods' kill times and rollouts their revisions (grant the optional Role of deploy/rbac-pods.yaml to use them)",
 			zap.String("pod", ref.name), zap.Error(err))
 	case outcome == PodLookupError:
 		p.log.Debug("pod lookup failed; retried", zap.String("pod", ref.name), zap.Error(err))
 	}
-	if !kill.IsZero() {
+	if news {
 		p.wake()
 	}
 }

@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -143,5 +144,141 @@ func testPodKillTime(t *testing.T, cl *kubetest.Cluster) {
 				t.Logf("without pods permission: %d forbidden lookups, snapshot %v after the delete", cnt.podForbidden.Load(), at.Sub(deleted).Round(time.Millisecond))
 			}
 		})
+	}
+}
+
+// testPodRevision: while an endpoint is terminating, every endpoint that
+// names its pod carries the pod's revision label (pod-template-hash), read
+// with one GET per pod, so that new sessions prefer the new revision; with
+// no endpoint terminating, no pod is read and endpoints carry none.
+func testPodRevision(t *testing.T, cl *kubetest.Cluster) {
+	ctx := context.Background()
+	ns := cl.CreateNamespace(t, "revision-")
+	if _, err := cl.Client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{
+		ObjectMeta: metav1.ObjectMeta{Name: "default"},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	kubetest.ApplyRBAC(t, cl.Client, ns, "../../deploy/rbac.yaml")
+	kubetest.ApplyRBAC(t, cl.Client, ns, "../../deploy/rbac-pods.yaml")
+	client := cl.ServiceAccountClient(t, ns, "longhaul")
+	pods := map[string]*corev1.Pod{}
+	for _, p := range []struct{ name, hash string }{{"web-aaa-1", "aaa"}, {"web-aaa-2", "aaa"}, {"web-bbb-1", "bbb"}} {
+		pod, err := cl.Client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: p.name, Labels: map[string]string{"app": "web", "pod-template-hash": p.hash}},
+			Spec: corev1.PodSpec{
+				NodeName:                     "node-1",
+				AutomountServiceAccountToken: new(false),
+				Containers:                   []corev1.Container{{Name: "web", Image: "web:" + p.hash}},
+			},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pods[p.name] = pod
+	}
+	api := sliceAPI{t, cl.Client, ns}
+	in := mkSlice("cart-a", discoveryv1.AddressTypeIPv4, map[string]int32{"grpc": 8080},
+		epSpec{addr: "198.18.0.1"}, epSpec{addr: "198.18.0.2"}, epSpec{addr: "198.18.0.3"}, epSpec{addr: "198.18.0.4"})
+	for i, name := range []string{"web-aaa-1", "web-aaa-2", "web-bbb-1"} {
+		in.Endpoints[i].TargetRef = &corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: name, UID: pods[name].UID}
+	}
+	slice := api.create(in)
+	_, rec, cnt := runSource(t, client, ns, "grpc")
+	rec.waitFor(t, within, "four ready endpoints", func(s *discovery.Snapshot) bool { return len(s.Endpoints) == 4 })
+	// A change with nothing terminating reads no pod.
+	slice.Endpoints[3].Conditions.Ready = ptr(false)
+	slice = api.update(slice)
+	snap, _ := rec.waitFor(t, within, "the fourth not ready", func(s *discovery.Snapshot) bool {
+		e, _ := s.Find("198.18.0.4:8080")
+		return !e.Ready
+	})
+	for _, e := range snap.Endpoints {
+		if e.Revision != "" {
+			t.Errorf("no rollout, yet %s has revision %q", e.Address, e.Revision)
+		}
+	}
+	if n := cnt.podGets.Load(); n != 0 {
+		t.Errorf("%d pod GETs with no endpoint terminating, want 0", n)
+	}
+
+	// The first old pod leaves: every pod's revision is read.
+	if err := cl.Client.CoreV1().Pods(ns).Delete(ctx, "web-aaa-1", metav1.DeleteOptions{GracePeriodSeconds: new(int64(30))}); err != nil {
+		t.Fatal(err)
+	}
+	slice.Endpoints[0].Conditions = discoveryv1.EndpointConditions{Ready: ptr(false), Serving: ptr(true), Terminating: ptr(true)}
+	slice = api.update(slice)
+	want := map[string]string{"198.18.0.1:8080": "aaa", "198.18.0.2:8080": "aaa", "198.18.0.3:8080": "bbb", "198.18.0.4:8080": ""}
+	snap, _ = rec.waitFor(t, within, "the revisions and the kill time", func(s *discovery.Snapshot) bool {
+		for _, e := range s.Endpoints {
+			if e.Revision != want[e.Address] {
+				return false
+			}
+		}
+		e, _ := s.Find("198.18.0.1:8080")
+		return !e.KillTime.IsZero()
+	})
+	pl := snap.Placement()
+	var preferred, outgoing []string
+	for i, e := range pl.Eligible {
+		if pl.Preferred(i) {
+			preferred = append(preferred, e.Address)
+		} else {
+			outgoing = append(outgoing, e.Address)
+		}
+	}
+	if !pl.Active() || !slices.Equal(preferred, []string{"198.18.0.3:8080"}) || !slices.Equal(outgoing, []string{"198.18.0.2:8080"}) {
+		t.Errorf("placement: preferred %v, outgoing %v; want the new revision preferred and the other old pod outgoing", preferred, outgoing)
+	}
+	gets := cnt.podGets.Load()
+	if gets != 3 {
+		t.Errorf("%d pod GETs for three pods, want 3", gets)
+	}
+	// Later builds answer from the cache.
+	slice.Endpoints[3].Conditions.Ready = ptr(true)
+	slice = api.update(slice)
+	snap, _ = rec.waitFor(t, within, "the fourth ready again", func(s *discovery.Snapshot) bool {
+		e, _ := s.Find("198.18.0.4:8080")
+		return e.Ready
+	})
+	if e, _ := snap.Find("198.18.0.2:8080"); e.Revision != "aaa" {
+		t.Errorf("revision lost by a later build: %+v", e)
+	}
+	if n := cnt.podGets.Load(); n != gets {
+		t.Errorf("%d pod GETs after a later build, want still %d", n, gets)
+	}
+	t.Logf("rollout seen with %d pod GETs; placement preferred %v, outgoing %v", gets, preferred, outgoing)
+
+	// The old pod gone: no endpoint terminating, revisions no longer carried.
+	slice.Endpoints = slice.Endpoints[1:]
+	api.update(slice)
+	rec.waitFor(t, within, "the old pod gone, no revision", func(s *discovery.Snapshot) bool {
+		if len(s.Endpoints) != 3 {
+			return false
+		}
+		for _, e := range s.Endpoints {
+			if e.Revision != "" {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func TestPodRevisionLabels(t *testing.T) {
+	for _, c := range []struct {
+		labels map[string]string
+		want   string
+	}{
+		{map[string]string{"pod-template-hash": "5d8f9c7b6"}, "5d8f9c7b6"},
+		{map[string]string{"controller-revision-hash": "db-6c4f8d9b7f"}, "db-6c4f8d9b7f"},
+		{map[string]string{"pod-template-hash": "a", "controller-revision-hash": "b"}, "a"},
+		{map[string]string{"app": "web"}, ""},
+		{map[string]string{"pod-template-hash": "has space"}, ""},
+		{nil, ""},
+	} {
+		if got := podRevision(c.labels); got != c.want {
+			t.Errorf("podRevision(%v) = %q, want %q", c.labels, got, c.want)
+		}
 	}
 }

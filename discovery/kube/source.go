@@ -276,7 +276,8 @@ func (s *Source) record(obj any, deleted bool) {
 	s.poke()
 }
 
-// podTimes returns a new pod kill time lookup for the Service's namespace.
+// podTimes returns a new pod kill time and revision lookup for the
+// Service's namespace.
 func (s *Source) podTimes() *podTimes {
 	return newPodTimes(s.cfg.Client.CoreV1().Pods(s.cfg.Namespace), s.log, s.cfg.Metrics.PodLookup, s.poke)
 }
@@ -333,7 +334,7 @@ func (s *Source) syncLoop(ctx context.Context, synced <-chan struct{}, pods *pod
 		}
 		var snap *discovery.Snapshot
 		var err error
-		pods.build(func() { snap, err = c.snapshot(pods.killTime) })
+		pods.build(func() { snap, err = c.snapshot(pods.get) })
 		if err != nil {
 			s.error(err)
 			s.log.Error("endpoint snapshot not built; last snapshot stays in force", zap.Error(err))
