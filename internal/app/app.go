@@ -511,7 +511,10 @@ type endpointView struct {
 
 type endpointWithLoad struct {
 	discovery.Endpoint
-	Eligible bool  `json:"eligible"`
+	Eligible bool `json:"eligible"`
+	// Outgoing: eligible, but of a revision a leaving endpoint runs, so
+	// that new sessions avoid it while a rollout is under way.
+	Outgoing bool  `json:"outgoing,omitempty"`
 	Active   int64 `json:"active"`
 }
 
@@ -519,18 +522,21 @@ func (a *App) debugEndpoints() any {
 	out := make([]endpointView, 0, len(a.listeners))
 	for _, l := range a.listeners {
 		v := endpointView{Listener: l.cfg.Name, Endpoints: []endpointWithLoad{}}
-		active := map[string]int64{}
+		targets := map[string]*balancer.Target{}
 		p, s := l.up.State() // a matching pair
 		v.Fingerprint = fingerprintHex(p)
 		if p != nil {
 			for _, t := range p.Targets() {
-				active[t.Endpoint.Address] = t.Active()
+				targets[t.Endpoint.Address] = t
 			}
 		}
 		if s != nil {
 			for _, e := range s.Endpoints {
-				n, ok := active[e.Address]
-				v.Endpoints = append(v.Endpoints, endpointWithLoad{Endpoint: e, Eligible: ok, Active: n})
+				w := endpointWithLoad{Endpoint: e}
+				if t := targets[e.Address]; t != nil {
+					w.Eligible, w.Outgoing, w.Active = true, t.Outgoing(), t.Active()
+				}
+				v.Endpoints = append(v.Endpoints, w)
 			}
 		}
 		out = append(out, v)

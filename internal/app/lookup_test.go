@@ -4,8 +4,11 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/netip"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -135,5 +138,75 @@ func TestDebugLookupAndFingerprint(t *testing.T) {
 		if got, wantG := fingerprintGauge(t, r, "web"), float64(want.Fingerprint()&(1<<52-1)); got != wantG {
 			t.Errorf("replica %d: longhaul_picker_fingerprint{listener=web} = %v, want %v", j, got, wantG)
 		}
+	}
+}
+
+// TestDebugEndpointsShowsRollout: with an endpoints file whose terminating
+// entry runs revision v1, /debug/endpoints marks the other v1 entry
+// outgoing and the v2 one not, and a Maglev key of the leaving endpoint
+// is looked up on the new revision.
+func TestDebugEndpointsShowsRollout(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "endpoints.yaml")
+	if err := os.WriteFile(file, []byte(`endpoints:
+  - {address: "127.0.0.1:9201", revision: v1, ready: false, serving: true, terminating: true}
+  - {address: "127.0.0.1:9202", revision: v1}
+  - {address: "127.0.0.1:9203", revision: v2}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, fmt.Sprintf(`
+admin: {address: %q, debugAddress: %q}
+listeners:
+  - {name: web, protocol: http, address: %q, balance: {policy: maglev, key: "header:X-User"}, endpoints: {file: %q}}
+`, testnet.FreeAddr(t), testnet.FreeAddr(t), testnet.FreeAddr(t), file))
+	code, body := get(t, "http://"+r.a.DebugAddr().String()+"/debug/endpoints")
+	var views []struct {
+		Listener  string
+		Endpoints []struct {
+			Address            string
+			Revision           string
+			Eligible, Outgoing bool
+		}
+	}
+	if err := json.Unmarshal([]byte(body), &views); code != 200 || err != nil || len(views) != 1 {
+		t.Fatalf("/debug/endpoints: %d %v %q", code, err, body)
+	}
+	got := map[string]string{}
+	for _, e := range views[0].Endpoints {
+		got[e.Address] = fmt.Sprintf("%s eligible=%v outgoing=%v", e.Revision, e.Eligible, e.Outgoing)
+	}
+	want := map[string]string{
+		"127.0.0.1:9201": "v1 eligible=false outgoing=false",
+		"127.0.0.1:9202": "v1 eligible=true outgoing=true",
+		"127.0.0.1:9203": "v2 eligible=true outgoing=false",
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("/debug/endpoints shows %v, want %v", got, want)
+	}
+	// Keys whose slot is the leaving endpoint's go to the new revision; the
+	// others stay where the table without the rollout put them.
+	full, err := staticSnapshot("web", []string{"127.0.0.1:9201", "127.0.0.1:9202", "127.0.0.1:9203"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := balancer.Build(full, balancer.Policy{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leavingKeys := 0
+	for i := range 60 {
+		user := fmt.Sprintf("user-%d", i)
+		was := before.Pick(balancer.HashString(user), nil).Endpoint.Address
+		wantEP := was
+		if was == "127.0.0.1:9201" {
+			wantEP, leavingKeys = "127.0.0.1:9203", leavingKeys+1
+		}
+		if code, v := lookupKey(t, r, "web", user); code != 200 || v.Endpoint != wantEP {
+			t.Errorf("lookup %q: %d %s, want %s (was %s before the rollout)", user, code, v.Endpoint, wantEP, was)
+		}
+	}
+	if leavingKeys == 0 {
+		t.Error("no key of 60 was the leaving endpoint's: the test checks nothing")
 	}
 }
