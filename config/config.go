@@ -140,8 +140,11 @@ type Kubernetes struct {
 	// Maglev builds its table by (discovery.Endpoint.ID): "" or "address"
 	// (the default: a pod replaced under a new IP moves its keys) or
 	// "pod-name" (the pod's name: a StatefulSet pod, which keeps its name,
-	// keeps its keys under a new IP). It is the name kube.ParseIdentity
-	// takes.
+	// keeps its keys under a new IP) or "label:KEY" or "annotation:KEY"
+	// (the value of that label or annotation of the pod, read with the
+	// optional pods permission: a replacement pod that carries the same
+	// value takes its predecessor's keys). It is the name
+	// discovery.ParseIdentity takes.
 	Identity string `mapstructure:"identity"`
 }
 

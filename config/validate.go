@@ -303,7 +303,9 @@ func (v *validator) endpoints(p string, e *Endpoints) {
 		if k.Coalesce < 0 || k.Coalesce > 10*time.Second {
 			v.add(kp+".coalesce", k.Coalesce, "must be from 0 (the default, 50ms) to 10s")
 		}
-		v.oneOf(kp+".identity", k.Identity, "", "address", "pod-name")
+		if _, err := discovery.ParseIdentity(k.Identity); err != nil {
+			v.add(kp+".identity", k.Identity, "must be address, pod-name, label:KEY or annotation:KEY (KEY a label or annotation key)")
+		}
 	}
 }
 

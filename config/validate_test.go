@@ -260,7 +260,16 @@ func TestValidate(t *testing.T) {
 		}, []string{"listeners[0].endpoints.kubernetes.coalesce: 1m0s: must be from 0 (the default, 50ms) to 10s"}},
 		{"kubernetes identity", func(c *Config) {
 			l0(c).Endpoints = Endpoints{Kubernetes: &Kubernetes{Namespace: "shop", Service: "cart", Port: "grpc", Identity: "podname"}}
-		}, []string{`listeners[0].endpoints.kubernetes.identity: "podname": must be one of , address, pod-name`}},
+		}, []string{`listeners[0].endpoints.kubernetes.identity: "podname": must be address, pod-name, label:KEY or annotation:KEY (KEY a label or annotation key)`}},
+		{"kubernetes identity bad label key", func(c *Config) {
+			l0(c).Endpoints = Endpoints{Kubernetes: &Kubernetes{Namespace: "shop", Service: "cart", Port: "grpc", Identity: "label:bad key"}}
+		}, []string{`listeners[0].endpoints.kubernetes.identity: "label:bad key": must be address, pod-name, label:KEY or annotation:KEY (KEY a label or annotation key)`}},
+		{"kubernetes identity label", func(c *Config) {
+			l0(c).Endpoints = Endpoints{Kubernetes: &Kubernetes{Namespace: "shop", Service: "cart", Port: "grpc", Identity: "label:example.com/shard"}}
+		}, nil},
+		{"kubernetes identity annotation", func(c *Config) {
+			l0(c).Endpoints = Endpoints{Kubernetes: &Kubernetes{Namespace: "shop", Service: "cart", Port: "grpc", Identity: "annotation:hash-id"}}
+		}, nil},
 		{"kubernetes identity pod-name", func(c *Config) {
 			l0(c).Endpoints = Endpoints{Kubernetes: &Kubernetes{Namespace: "shop", Service: "cart", Port: "grpc", Identity: "pod-name"}}
 		}, nil},

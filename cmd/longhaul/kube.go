@@ -31,7 +31,7 @@ func kubeSource(kubeconfig string) func(config.Listener, *zap.Logger) (discovery
 			return nil, err
 		}
 		k := l.Endpoints.Kubernetes
-		identity, err := kube.ParseIdentity(k.Identity)
+		identity, err := discovery.ParseIdentity(k.Identity)
 		if err != nil {
 			return nil, fmt.Errorf("endpoints.kubernetes.identity: %w", err)
 		}

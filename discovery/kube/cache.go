@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -88,7 +87,7 @@ func validPort(n int32) (uint16, bool) {
 type sliceCache struct {
 	service  string
 	port     portSelector
-	identity Identity
+	identity discovery.Identity
 	slices   map[string][]discovery.Endpoint
 	// pods holds, per slice, the endpoints that name a pod of the
 	// slice's namespace: the ones whose kill time and revision may be
@@ -104,7 +103,7 @@ type sliceCache struct {
 	total   int
 }
 
-func newSliceCache(service string, port portSelector, identity Identity) *sliceCache {
+func newSliceCache(service string, port portSelector, identity discovery.Identity) *sliceCache {
 	return &sliceCache{
 		service:     service,
 		port:        port,
@@ -154,12 +153,17 @@ func (c *sliceCache) delete(name string) {
 // snapshot merges every slice into a new Snapshot. An endpoint present in
 // two slices (while the controller moves it) is kept once, its most
 // available copy winning (discovery.NewSnapshot). lookup (nil: none) gives
-// the kill time of each terminating endpoint that names its pod and, while
-// some endpoint of the Service is terminating, the revision of every
-// endpoint that names its pod (zero and "" when unknown).
-func (c *sliceCache) snapshot(lookup func(ref podRef, terminating bool) (time.Time, string)) (*discovery.Snapshot, error) {
+// what the pods behind endpoints tell: the kill time of each terminating
+// endpoint that names its pod; while some endpoint of the Service is
+// terminating, the revision of every endpoint that names its pod; and,
+// under an identity read from the pod, every such endpoint's ID. An
+// endpoint whose ID is not known yet is held back: published not ready, so
+// that it takes no session under a hash it would then lose; held counts
+// them.
+func (c *sliceCache) snapshot(lookup func(ref podRef, terminating bool) podInfo) (snap *discovery.Snapshot, held int, err error) {
 	all := make([]discovery.Endpoint, 0, c.total)
 	rollout := len(c.terminating) > 0
+	fromPod := c.identity.FromPod()
 	for name, eps := range c.slices {
 		n := len(all)
 		all = append(all, eps...)
@@ -167,64 +171,37 @@ func (c *sliceCache) snapshot(lookup func(ref podRef, terminating bool) (time.Ti
 			continue
 		}
 		for _, p := range c.pods[name] {
-			if !p.terminating && !rollout {
+			if !p.terminating && !rollout && !fromPod {
 				continue
 			}
 			e := &all[n+p.index]
-			e.KillTime, e.Revision = lookup(p.ref, p.terminating)
+			info := lookup(p.ref, p.terminating)
+			e.KillTime = info.kill
+			if p.terminating || rollout {
+				e.Revision = info.revision
+			}
+			if fromPod {
+				e.ID = info.id
+				if !info.identified && e.Ready {
+					e.Ready = false
+					held++
+				}
+			}
 		}
 	}
-	snap, err := discovery.NewSnapshot(c.service, all)
+	snap, err = discovery.NewSnapshot(c.service, all)
 	if err != nil {
-		return nil, fmt.Errorf("snapshot of %s: %w", c.service, err)
+		return nil, 0, fmt.Errorf("snapshot of %s: %w", c.service, err)
 	}
-	return snap, nil
+	return snap, held, nil
 }
 
-// Identity says where an endpoint's hash identity (discovery.Endpoint.ID)
-// comes from. The zero value is IdentityAddress.
-type Identity int
-
-const (
-	// IdentityAddress leaves IDs empty: endpoints hash by address, and a
-	// pod replaced under a new IP moves its keys.
-	IdentityAddress Identity = iota
-	// IdentityPodName takes the name of the endpoint's pod (its targetRef,
-	// of kind Pod), so that a StatefulSet pod ("db-2"), whose name
-	// survives its replacement, keeps its keys under a new IP. Other pods
-	// get a new name with a new pod, so for them it changes nothing. An
-	// endpoint without a pod reference hashes by address.
-	IdentityPodName
-)
-
-// ParseIdentity returns the Identity named s: "" or "address", or
-// "pod-name".
-func ParseIdentity(s string) (Identity, error) {
-	switch s {
-	case "", "address":
-		return IdentityAddress, nil
-	case "pod-name":
-		return IdentityPodName, nil
-	}
-	return 0, fmt.Errorf("identity %q: want address or pod-name", s)
-}
-
-// String returns the name ParseIdentity accepts for i.
-func (i Identity) String() string {
-	switch i {
-	case IdentityAddress:
-		return "address"
-	case IdentityPodName:
-		return "pod-name"
-	}
-	return fmt.Sprintf("Identity(%d)", int(i))
-}
-
-// endpointID returns the ID of e under identity: for IdentityPodName the
-// name of its pod when its targetRef is a Pod with a valid name
-// (discovery.ValidID; API names always are), else "" (the address).
-func endpointID(identity Identity, e *discoveryv1.Endpoint) string {
-	if identity != IdentityPodName {
+// endpointID returns the ID of e under identity as the slice tells it: for
+// discovery.IdentityPodName the name of its pod when its targetRef is a Pod
+// with a valid name (discovery.ValidID; API names always are), else ""
+// (the address, or for identities read from the pod, not known yet).
+func endpointID(identity discovery.Identity, e *discoveryv1.Endpoint) string {
+	if !identity.PodName() {
 		return ""
 	}
 	r := e.TargetRef
@@ -263,7 +240,7 @@ func countTerminating(pods []podEndpoint) int {
 // parse as the slice's family. pods lists the endpoints whose targetRef is
 // a pod of the slice's namespace. Each endpoint's ID comes from
 // identity (endpointID).
-func convert(s *discoveryv1.EndpointSlice, sel portSelector, identity Identity) (eps []discovery.Endpoint, pods []podEndpoint, skipped int) {
+func convert(s *discoveryv1.EndpointSlice, sel portSelector, identity discovery.Identity) (eps []discovery.Endpoint, pods []podEndpoint, skipped int) {
 	var want4 bool
 	switch s.AddressType {
 	case discoveryv1.AddressTypeIPv4:

@@ -77,14 +77,14 @@ func mustPort(t testing.TB, s string) portSelector {
 }
 
 func TestMergeConditionsAndAttributes(t *testing.T) {
-	c := newSliceCache("shop/cart", mustPort(t, "grpc"), IdentityAddress)
+	c := newSliceCache("shop/cart", mustPort(t, "grpc"), discovery.IdentityAddress)
 	c.update(mkSlice("a", discoveryv1.AddressTypeIPv4, map[string]int32{"grpc": 8080, "http": 80},
 		epSpec{addr: "198.18.0.1", zone: "z1", node: "n1", pod: "cart-1"},                        // all absent: ready
 		epSpec{addr: "198.18.0.2", ready: ptr(false), serving: ptr(true), terminate: ptr(true)},  // draining
 		epSpec{addr: "198.18.0.3", ready: ptr(false)},                                            // serving defaults to ready
 		epSpec{addr: "198.18.0.4", ready: ptr(false), serving: ptr(false), terminate: ptr(true)}, // gone soon
 	))
-	snap, err := c.snapshot(nil)
+	snap, _, err := c.snapshot(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestMergeConditionsAndAttributes(t *testing.T) {
 }
 
 func TestMergeSlicesFamiliesPortsAndDuplicates(t *testing.T) {
-	c := newSliceCache("shop/cart", mustPort(t, "grpc"), IdentityAddress)
+	c := newSliceCache("shop/cart", mustPort(t, "grpc"), discovery.IdentityAddress)
 	c.update(mkSlice("v4-a", discoveryv1.AddressTypeIPv4, map[string]int32{"grpc": 8080},
 		epSpec{addr: "198.18.0.1"}, epSpec{addr: "198.18.0.2", ready: ptr(false)}))
 	// Same port name, another number: pods of a rollout that changed it.
@@ -115,7 +115,7 @@ func TestMergeSlicesFamiliesPortsAndDuplicates(t *testing.T) {
 		epSpec{addr: "cart.example"}))
 	c.update(mkSlice("other-port", discoveryv1.AddressTypeIPv4, map[string]int32{"http": 80},
 		epSpec{addr: "198.18.0.7"}))
-	snap, err := c.snapshot(nil)
+	snap, _, err := c.snapshot(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func TestMergeSlicesFamiliesPortsAndDuplicates(t *testing.T) {
 	}
 
 	c.delete("v4-c")
-	snap, _ = c.snapshot(nil)
+	snap, _, _ = c.snapshot(nil)
 	if e, _ := snap.Find("198.18.0.2:8080"); e.Ready {
 		t.Errorf("after deleting the ready copy: %+v", e)
 	}
@@ -139,7 +139,7 @@ func TestMergeSlicesFamiliesPortsAndDuplicates(t *testing.T) {
 	c.delete("v4-b")
 	c.delete("v6")
 	c.delete("no-such-slice")
-	snap, _ = c.snapshot(nil)
+	snap, _, _ = c.snapshot(nil)
 	if len(snap.Endpoints) != 0 || c.total != 0 {
 		t.Fatalf("after deleting all: %v (total %d)", addrs(snap), c.total)
 	}
@@ -190,7 +190,7 @@ func TestNewValidates(t *testing.T) {
 		{Client: client, Namespace: "shop", Service: "1cart"},
 		{Client: client, Namespace: "shop", Service: "cart", Port: "70000"},
 		{Client: client, Namespace: "shop", Service: "cart", Coalesce: -time.Second},
-		{Client: client, Namespace: "shop", Service: "cart", Identity: Identity(9)},
+		{Client: client, Namespace: "shop", Service: "cart", Identity: discovery.IdentityLabel("bad key")},
 	} {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("New(%+v): no error", cfg)
@@ -368,17 +368,17 @@ func BenchmarkMerge(b *testing.B) {
 		b.Run(fmt.Sprintf("full/%d", n), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				c := newSliceCache("shop/cart", sel, IdentityAddress)
+				c := newSliceCache("shop/cart", sel, discovery.IdentityAddress)
 				for _, s := range in {
 					c.update(s)
 				}
-				if snap, err := c.snapshot(nil); err != nil || len(snap.Endpoints) != n {
+				if snap, _, err := c.snapshot(nil); err != nil || len(snap.Endpoints) != n {
 					b.Fatal(err)
 				}
 			}
 		})
 		b.Run(fmt.Sprintf("one-slice/%d", n), func(b *testing.B) {
-			c := newSliceCache("shop/cart", sel, IdentityAddress)
+			c := newSliceCache("shop/cart", sel, discovery.IdentityAddress)
 			for _, s := range in {
 				c.update(s)
 			}
@@ -387,7 +387,7 @@ func BenchmarkMerge(b *testing.B) {
 			for b.Loop() {
 				c.update(in[i%len(in)])
 				i++
-				if snap, err := c.snapshot(nil); err != nil || len(snap.Endpoints) != n {
+				if snap, _, err := c.snapshot(nil); err != nil || len(snap.Endpoints) != n {
 					b.Fatal(err)
 				}
 			}

@@ -368,6 +368,7 @@ func TestAPIServer(t *testing.T) {
 
 	t.Run("PodKillTime", func(t *testing.T) { testPodKillTime(t, cl) })
 	t.Run("PodRevision", func(t *testing.T) { testPodRevision(t, cl) })
+	t.Run("LabelIdentity", func(t *testing.T) { testLabelIdentity(t, cl) })
 	t.Run("StatefulSetIdentity", func(t *testing.T) { testStatefulSetIdentity(t, cl) })
 
 	// Last: it restarts the API server under every running source.

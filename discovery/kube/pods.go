@@ -42,28 +42,37 @@ const (
 // its ControllerRevision.
 var revisionLabels = []string{"pod-template-hash", "controller-revision-hash"}
 
-// podTimes finds, for the pods behind endpoints, the kill times
-// (metadata.deletionTimestamp) of terminating ones, for drain deadlines,
-// and the revisions (revisionLabels) of all of them while some endpoint is
-// terminating, so that new sessions prefer the new revision during a
-// rollout (discovery.Placement). Reading pods is an optional permission:
-// without it, endpoints simply carry no kill time and no revision.
+// identifyWait bounds how long an endpoint whose identity is read from its
+// pod (discovery.Identity.FromPod) is held back while its pod cannot be
+// read (errors); after it, the endpoint hashes by address.
+const identifyWait = 10 * time.Second
+
+// podTimes reads the pods behind endpoints for what the EndpointSlice does
+// not say: the kill times (metadata.deletionTimestamp) of terminating ones,
+// for drain deadlines; the revisions (revisionLabels) of all of them while
+// some endpoint is terminating, so that new sessions prefer the new
+// revision during a rollout (discovery.Placement); and, when the identity
+// is read from the pod (a label or an annotation), every endpoint's hash
+// identity. Reading pods is an optional permission: without it, endpoints
+// carry no kill time, no revision, and hash by address.
 //
-// It never blocks a snapshot: get answers from a cache and queues a GET
-// for a pod it does not know; a few workers GET the pods and, when a kill
-// time or a revision is found, wake the sync loop, whose next build carries
-// it. A pod is fetched once while it is looked up (again, at most every
-// podRetry, while it is terminating and shows no deletion timestamp, or
-// after an error), so a rollout of a hundred pods costs a hundred GETs or
-// so, not a hundred per snapshot; outside rollouts no pod is fetched. A kill
-// time once found is kept while the endpoint stays terminating (a second
-// delete with a shorter grace period is not seen); a revision, while the
-// pod is looked up.
+// It never blocks a snapshot: get answers from a cache and queues a GET for
+// a pod it does not know; a few workers GET the pods and, when something
+// was learnt, wake the sync loop, whose next build carries it. A pod is
+// fetched once while it is looked up (again, at most every podRetry, while
+// it is terminating and shows no deletion timestamp, or after an error), so
+// a rollout of a hundred pods costs a hundred GETs or so, not a hundred per
+// snapshot; outside rollouts, and without an identity read from pods, no
+// pod is fetched. A kill time once found is kept while the endpoint stays
+// terminating (a second delete with a shorter grace period is not seen); a
+// revision and an identity, while the pod is looked up (a label edited on
+// a running pod is not seen).
 type podTimes struct {
-	pods   corev1client.PodInterface
-	log    *zap.Logger
-	lookup func(outcome string) // may be nil
-	wake   func()
+	pods     corev1client.PodInterface
+	log      *zap.Logger
+	lookup   func(outcome string) // may be nil
+	wake     func()
+	identity discovery.Identity
 
 	queue chan podRef
 
@@ -76,20 +85,34 @@ type podTimes struct {
 type podEntry struct {
 	kill     time.Time
 	revision string    // valid (discovery.ValidRevision); "" when the pod has none
-	known    bool      // a GET found the pod: revision is its own
+	id       string    // under a FromPod identity; "" for none
+	known    bool      // a GET found the pod (revision and id are its own), or found it gone
+	asked    time.Time // when a build first asked for it
 	fetched  time.Time // zero until a lookup ended
 	inflight bool
 	wanted   bool // by the current build
 }
 
-func newPodTimes(pods corev1client.PodInterface, log *zap.Logger, lookup func(string), wake func()) *podTimes {
+// podInfo is what get knows of a pod. Identified reports whether ID is
+// final: the pod was read, or cannot be (no permission, or not for
+// identifyWait), so that the endpoint hashes by ID or, when ID is "", by
+// address; only under a FromPod identity can it be false.
+type podInfo struct {
+	kill       time.Time
+	revision   string
+	id         string
+	identified bool
+}
+
+func newPodTimes(pods corev1client.PodInterface, log *zap.Logger, lookup func(string), wake func(), identity discovery.Identity) *podTimes {
 	return &podTimes{
-		pods:    pods,
-		log:     log,
-		lookup:  lookup,
-		wake:    wake,
-		queue:   make(chan podRef, podQueue),
-		entries: make(map[podRef]*podEntry),
+		pods:     pods,
+		log:      log,
+		lookup:   lookup,
+		wake:     wake,
+		identity: identity,
+		queue:    make(chan podRef, podQueue),
+		entries:  make(map[podRef]*podEntry),
 	}
 }
 
@@ -111,8 +134,8 @@ func (p *podTimes) run(ctx context.Context) (wait func()) {
 	return wg.Wait
 }
 
-// build brackets one snapshot build: get is called inside it, and the
-// pods no build asked for are forgotten after it.
+// build brackets one snapshot build: get is called inside it, and the pods
+// no build asked for are forgotten after it.
 func (p *podTimes) build(f func()) {
 	p.mu.Lock()
 	for _, e := range p.entries {
@@ -129,36 +152,37 @@ func (p *podTimes) build(f func()) {
 	p.mu.Unlock()
 }
 
-// get returns the pod's kill time (zero unless terminating and known)
-// and revision ("" unless known), and queues a GET when one is due: for a
-// terminating pod until its kill time is known, for another until the pod
-// was read once. It never blocks.
-func (p *podTimes) get(ref podRef, terminating bool) (kill time.Time, revision string) {
+// get returns what is known of the pod (the kill time only when
+// terminating) and queues a GET when one is due: for a terminating pod
+// until its kill time is known, for another until the pod was read once.
+// It never blocks.
+func (p *podTimes) get(ref podRef, terminating bool) podInfo {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	now := time.Now()
 	e := p.entries[ref]
 	if e == nil {
-		e = &podEntry{}
+		e = &podEntry{asked: now}
 		p.entries[ref] = e
 	}
 	e.wanted = true
+	info := podInfo{revision: e.revision, id: e.id,
+		identified: !p.identity.FromPod() || e.known || now.Before(p.paused) || now.Sub(e.asked) >= identifyWait}
 	if terminating {
-		kill = e.kill
+		info.kill = e.kill
 	}
-	revision = e.revision
 	if e.inflight || (terminating && !e.kill.IsZero()) || (!terminating && e.known) {
-		return kill, revision
+		return info
 	}
-	now := time.Now()
 	if now.Before(p.paused) || (!e.fetched.IsZero() && now.Sub(e.fetched) < podRetry) {
-		return kill, revision
+		return info
 	}
 	select {
 	case p.queue <- ref:
 		e.inflight = true
 	default: // full: a later build asks again
 	}
-	return kill, revision
+	return info
 }
 
 // podRevision returns the pod's revision label (revisionLabels), or "" when
@@ -178,19 +202,22 @@ func (p *podTimes) fetch(ctx context.Context, ref podRef) {
 	pod, err := p.pods.Get(gctx, ref.name, metav1.GetOptions{})
 	cancel()
 	var kill time.Time
-	var revision string
+	var revision, id string
 	known := false
 	outcome := PodLookupNoKill
 	switch {
 	case err == nil:
 		if ref.uid == "" || string(pod.UID) == ref.uid {
 			known, revision = true, podRevision(pod.Labels)
+			id = p.identity.Of(pod.Labels, pod.Annotations)
 			if dt := pod.DeletionTimestamp; dt != nil {
 				kill, outcome = dt.Time, PodLookupKillTime
 			}
+		} else {
+			known = true // another pod under the name: this one is gone
 		}
 	case apierrors.IsNotFound(err):
-		outcome = PodLookupNotFound
+		known, outcome = true, PodLookupNotFound
 	case apierrors.IsForbidden(err):
 		outcome = PodLookupForbidden
 	default:
@@ -202,25 +229,27 @@ func (p *podTimes) fetch(ctx context.Context, ref podRef) {
 	if p.lookup != nil {
 		p.lookup(outcome)
 	}
-	news := !kill.IsZero() || revision != ""
+	news := false
 	p.mu.Lock()
 	if e := p.entries[ref]; e != nil {
 		e.inflight = false
 		e.fetched = time.Now()
+		news = !kill.IsZero() && !kill.Equal(e.kill) || known && !e.known
 		e.kill = kill
 		if known {
-			e.known, e.revision = true, revision
+			e.known, e.revision, e.id = true, revision, id
 		}
 	}
 	first := false
 	if outcome == PodLookupForbidden {
 		p.paused = time.Now().Add(podForbiddenPause)
 		first, p.told = !p.told, true
+		news = p.identity.FromPod() // held endpoints now hash by address
 	}
 	p.mu.Unlock()
 	switch {
 	case first:
-		p.log.Info("no permission to get pods: drain deadlines ignore pods' kill times and rollouts their revisions (grant the optional Role of deploy/rbac-pods.yaml to use them)",
+		p.log.Info("no permission to get pods: drain deadlines ignore pods' kill times, rollouts their revisions, and identities read from pods fall back to addresses (grant the optional Role of deploy/rbac-pods.yaml to use them)",
 			zap.String("pod", ref.name), zap.Error(err))
 	case outcome == PodLookupError:
 		p.log.Debug("pod lookup failed; retried", zap.String("pod", ref.name), zap.Error(err))

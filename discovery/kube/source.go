@@ -84,8 +84,10 @@ type Config struct {
 	// snapshot per Coalesce. Default DefaultCoalesce.
 	Coalesce time.Duration
 	// Identity says where endpoints' hash identities come from (see
-	// Identity). Default IdentityAddress.
-	Identity Identity
+	// discovery.Identity). Default discovery.IdentityAddress. An identity
+	// read from the pod (a label or an annotation) needs the optional
+	// permission to get pods; without it endpoints hash by address.
+	Identity discovery.Identity
 	// Logger receives warnings and errors. Default: none.
 	Logger *zap.Logger
 	// Metrics receives counts of relists, errors and snapshots.
@@ -132,8 +134,8 @@ func New(cfg Config) (*Source, error) {
 	if cfg.Coalesce == 0 {
 		cfg.Coalesce = DefaultCoalesce
 	}
-	if cfg.Identity != IdentityAddress && cfg.Identity != IdentityPodName {
-		return nil, fmt.Errorf("kubernetes source %s/%s: unknown identity %v", cfg.Namespace, cfg.Service, cfg.Identity)
+	if _, err := discovery.ParseIdentity(cfg.Identity.String()); err != nil {
+		return nil, fmt.Errorf("kubernetes source %s/%s: %w", cfg.Namespace, cfg.Service, err)
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -279,7 +281,7 @@ func (s *Source) record(obj any, deleted bool) {
 // podTimes returns a new pod kill time and revision lookup for the
 // Service's namespace.
 func (s *Source) podTimes() *podTimes {
-	return newPodTimes(s.cfg.Client.CoreV1().Pods(s.cfg.Namespace), s.log, s.cfg.Metrics.PodLookup, s.poke)
+	return newPodTimes(s.cfg.Client.CoreV1().Pods(s.cfg.Namespace), s.log, s.cfg.Metrics.PodLookup, s.poke, s.cfg.Identity)
 }
 
 // poke wakes the sync loop for a build. It never blocks.
@@ -310,6 +312,12 @@ func (s *Source) take() map[string]*discoveryv1.EndpointSlice {
 	return ch
 }
 
+// firstHold bounds how long the first snapshot waits for the identities of
+// its endpoints when they are read from pods (a wake follows each pod
+// read); then it is published with the endpoints not yet identified held
+// back.
+const firstHold = podTimeout
+
 // syncLoop waits for the initial list (synced closes), publishes the first
 // Snapshot, then folds changes into snapshots at most once per Coalesce
 // until ctx ends.
@@ -320,10 +328,23 @@ func (s *Source) syncLoop(ctx context.Context, synced <-chan struct{}, pods *pod
 	timer := time.NewTimer(0)
 	<-timer.C
 	defer timer.Stop()
+	// retry wakes the loop while endpoints are held back for their
+	// identity, so that their pods are asked again (get) and, after
+	// identifyWait, they hash by address.
+	var retry *time.Timer
+	defer func() {
+		if retry != nil {
+			retry.Stop()
+		}
+	}()
+	var firstBuild time.Time
 
 	rebuild := func() {
 		start := time.Now()
 		lastBuild = start
+		if firstBuild.IsZero() {
+			firstBuild = start
+		}
 		for name, slice := range s.take() {
 			if slice == nil {
 				c.delete(name)
@@ -333,12 +354,23 @@ func (s *Source) syncLoop(ctx context.Context, synced <-chan struct{}, pods *pod
 			}
 		}
 		var snap *discovery.Snapshot
+		var held int
 		var err error
-		pods.build(func() { snap, err = c.snapshot(pods.get) })
+		pods.build(func() { snap, held, err = c.snapshot(pods.get) })
 		if err != nil {
 			s.error(err)
 			s.log.Error("endpoint snapshot not built; last snapshot stays in force", zap.Error(err))
 			return
+		}
+		if held > 0 {
+			if retry == nil {
+				retry = time.AfterFunc(podRetry, s.poke)
+			} else {
+				retry.Reset(podRetry)
+			}
+			if last == nil && start.Sub(firstBuild) < firstHold {
+				return // the first snapshot waits for the identities, a while
+			}
 		}
 		if last != nil && snap.Equal(last) {
 			return
