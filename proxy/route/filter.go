@@ -119,8 +119,18 @@ func (rw *Rewrite) Apply(req *http.Request, matchedPrefix string) {
 	if rw.Hostname != "" {
 		req.Host = rw.Hostname
 	}
-	if rw.Path != nil {
-		req.URL.Path = rw.Path.Apply(req.URL.Path, matchedPrefix)
-		req.URL.RawPath = ""
+	if rw.Path == nil {
+		return
 	}
+	// The escaped form is rewritten alongside, so that an escaped "/" in
+	// the part kept stays escaped; url.URL drops a RawPath that is not an
+	// encoding of Path.
+	raw := ""
+	if req.URL.RawPath != "" && rw.Path.Type == ReplacePrefixMatch {
+		raw = ReplacePrefix(req.URL.RawPath, escapePath(matchedPrefix), escapePath(rw.Path.Value))
+	}
+	req.URL.Path = rw.Path.Apply(req.URL.Path, matchedPrefix)
+	req.URL.RawPath = raw
 }
+
+func escapePath(p string) string { return (&url.URL{Path: p}).EscapedPath() }

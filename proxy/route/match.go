@@ -175,7 +175,7 @@ func (b *httpBucket[B]) match(r *reqView) *httpEntry[B] {
 		}
 	}
 	for _, e := range b.regex {
-		if e.re.MatchString(p) && e.ok(r) {
+		if strings.HasPrefix(p, e.lit) && e.re.MatchString(p) && e.ok(r) {
 			return e
 		}
 	}

@@ -474,3 +474,26 @@ func TestErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestRegexLiteralPrefix: the literal-prefix shortcut of path regular
+// expressions skips no path they match.
+func TestRegexLiteralPrefix(t *testing.T) {
+	for _, c := range []struct {
+		re, path string
+		want     bool
+	}{
+		{`(?i)/FOO/.*`, "/foo/x", true},
+		{`/a|/b/c`, "/b/c", true},
+		{`/a|/b/c`, "/a", true},
+		{`/a|/b/c`, "/b", false},
+		{`/img/[0-9]+`, "/img/7", true},
+		{`/img/[0-9]+`, "/im/7", false},
+		{`.*\.png`, "/x/y.png", true},
+		{`^/anchored$`, "/anchored", true},
+	} {
+		tb := mustNew(t, Spec[string]{HTTP: []HTTPRoute[string]{rt("r", nil, []HTTPMatch{regex(c.re)})}})
+		if g := got(tb, req{path: c.path}) == "r"; g != c.want {
+			t.Errorf("regex %q on %q: matched %v, want %v", c.re, c.path, g, c.want)
+		}
+	}
+}

@@ -271,8 +271,10 @@ type httpEntry[B any] struct {
 	kind   pathKind
 	// path is the Exact value, the PathPrefix value without its trailing
 	// "/" ("/" for the root), or the regexp's source.
-	path    string
-	re      *regexp.Regexp
+	path string
+	re   *regexp.Regexp
+	// lit is a literal prefix every path re matches begins with.
+	lit     string
 	method  string
 	headers []headerCond
 	query   []queryCond
@@ -353,6 +355,10 @@ func compileHTTPRule[B any](r *HTTPRoute[B], i int) ([]*httpEntry[B], error) {
 			re, err := compileRE(m.Path.Value)
 			if err != nil {
 				merrs = append(merrs, fmt.Errorf("path: %w", err))
+			} else {
+				// A whole-path match is a match of the pattern
+				// unanchored, which begins with its literal prefix.
+				e.lit, _ = regexp.MustCompile(m.Path.Value).LiteralPrefix()
 			}
 			e.kind, e.path, e.re = kindRegex, m.Path.Value, re
 		default:
