@@ -32,7 +32,7 @@ type HTTPResult[B any] struct {
 // matched, the redirect's status when the rule redirects, 500 when the
 // rule has no backend of non-zero weight; 0 when the request is to be
 // forwarded to Backend.
-func (r *HTTPResult[B]) Status() int {
+func (r HTTPResult[B]) Status() int {
 	switch {
 	case r.Action == nil:
 		return http.StatusNotFound
