@@ -125,6 +125,9 @@ func compileGRPCRule[B any](r *GRPCRoute[B], i int) ([]*grpcEntry[B], error) {
 	counts := map[FilterType]int{}
 	for fi := range a.Filters {
 		f := &a.Filters[fi]
+		f.RequestHeaderModifier = f.RequestHeaderModifier.clone()
+		f.ResponseHeaderModifier = f.ResponseHeaderModifier.clone()
+		f.RequestMirror = f.RequestMirror.clone()
 		counts[f.Type]++
 		set := 0
 		for _, p := range []bool{f.RequestHeaderModifier != nil, f.ResponseHeaderModifier != nil, f.RequestMirror != nil} {

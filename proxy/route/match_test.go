@@ -399,6 +399,12 @@ func TestResultAction(t *testing.T) {
 	if rd.StatusCode != 0 {
 		t.Errorf("New changed the spec's redirect")
 	}
+	// The table does not share the spec's filters.
+	r.Rules[0].Filters[0].RequestHeaderModifier.Set[0].Value = "changed"
+	rd.Scheme = "http"
+	if v := a.RequestHeaders.Set[0].Value; v != "1" || res.Action.Redirect.Scheme != "https" || a.Filters[0].RequestHeaderModifier != a.RequestHeaders {
+		t.Errorf("after the spec changed: header value %q, redirect scheme %q; filters and their kinds agree: %v", v, res.Action.Redirect.Scheme, a.Filters[0].RequestHeaderModifier == a.RequestHeaders)
+	}
 	if loc := res.Action.Redirect.Location("http", "h:8080", 8080, "/old/x", "", res.MatchedPrefix); loc != "https://h/old/x" {
 		t.Errorf("location %q", loc)
 	}

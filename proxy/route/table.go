@@ -395,6 +395,11 @@ func compileHTTPRule[B any](r *HTTPRoute[B], i int) ([]*httpEntry[B], error) {
 	counts := map[FilterType]int{}
 	for fi := range a.Filters {
 		f := &a.Filters[fi]
+		f.RequestHeaderModifier = f.RequestHeaderModifier.clone()
+		f.ResponseHeaderModifier = f.ResponseHeaderModifier.clone()
+		f.RequestRedirect = f.RequestRedirect.clone()
+		f.URLRewrite = f.URLRewrite.clone()
+		f.RequestMirror = f.RequestMirror.clone()
 		counts[f.Type]++
 		var err error
 		set := 0
@@ -419,10 +424,10 @@ func compileHTTPRule[B any](r *HTTPRoute[B], i int) ([]*httpEntry[B], error) {
 		case RequestRedirect:
 			err = present(f.RequestRedirect != nil, set)
 			if err == nil {
-				rd := *f.RequestRedirect
+				rd := f.RequestRedirect
 				rd.StatusCode = cmp.Or(rd.StatusCode, http.StatusFound)
 				err = rd.check(allPrefix)
-				a.Redirect = &rd
+				a.Redirect = rd
 			}
 		case URLRewrite:
 			err = present(f.URLRewrite != nil, set)
@@ -640,4 +645,51 @@ func wrap(prefix string, err error) error {
 		return errors.Join(out...)
 	}
 	return fmt.Errorf("%s: %w", prefix, err)
+}
+
+// The clones make a Table independent of the Spec it was built from.
+
+func (m *HeaderModifier) clone() *HeaderModifier {
+	if m == nil {
+		return nil
+	}
+	return &HeaderModifier{Set: slices.Clone(m.Set), Add: slices.Clone(m.Add), Remove: slices.Clone(m.Remove)}
+}
+
+func (p *PathModifier) clone() *PathModifier {
+	if p == nil {
+		return nil
+	}
+	c := *p
+	return &c
+}
+
+func (r *Redirect) clone() *Redirect {
+	if r == nil {
+		return nil
+	}
+	c := *r
+	c.Path = r.Path.clone()
+	return &c
+}
+
+func (rw *Rewrite) clone() *Rewrite {
+	if rw == nil {
+		return nil
+	}
+	c := *rw
+	c.Path = rw.Path.clone()
+	return &c
+}
+
+func (m *Mirror[B]) clone() *Mirror[B] {
+	if m == nil {
+		return nil
+	}
+	c := *m
+	if m.Percent != nil {
+		p := *m.Percent
+		c.Percent = &p
+	}
+	return &c
 }
