@@ -68,7 +68,7 @@ func compileGRPCRule[B any](r *GRPCRoute[B], i int) ([]*grpcEntry[B], error) {
 	if err := checkBackends(rule.Backends); err != nil {
 		errs = append(errs, err)
 	}
-	a.set(rule.Backends)
+	a.be = newBackends(rule.Backends)
 
 	matches := rule.Matches
 	if len(matches) == 0 {

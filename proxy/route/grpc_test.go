@@ -112,7 +112,7 @@ func TestGRPCFiltersAndErrors(t *testing.T) {
 	}
 	tb := mustNew(t, Spec[string]{GRPC: []GRPCRoute[string]{r}})
 	res := tb.MatchGRPC("h", "/a/b", nil, 0)
-	if a := res.Action; a == nil || a.RequestHeaders == nil || a.ResponseHeaders == nil || len(a.Mirrors) != 1 || a.Backends() != 1 {
+	if a := res.Action; a == nil || a.RequestHeaders == nil || a.ResponseHeaders == nil || len(a.Mirrors) != 1 || len(a.Backends()) != 1 {
 		t.Fatalf("action %+v", a)
 	}
 

@@ -353,8 +353,12 @@ func TestBackendPick(t *testing.T) {
 	if counts["a"] != 300 || counts["b"] != 100 || counts["off"] != 0 {
 		t.Errorf("picks over 400 consecutive residues: %v, want a 300, b 100, off 0", counts)
 	}
-	if res := tb.MatchHTTP("h", "GET", "/", nil, "", ^uint64(0)); res.Backend == "off" {
+	res := tb.MatchHTTP("h", "GET", "/", nil, "", ^uint64(0))
+	if res.Backend == "off" {
 		t.Errorf("the largest rnd picked the backend of weight 0")
+	}
+	if bs := res.Action.Backends(); len(bs) != 3 || bs[1].Ref != "off" {
+		t.Errorf("Backends() = %v, want the three given", bs)
 	}
 
 	// All weights 0, or no backends: matched, but 500.

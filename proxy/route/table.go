@@ -30,11 +30,12 @@ type hostIndex[T any] struct {
 }
 
 // HTTPAction is what a matched HTTP rule asks for. Filters are in the
-// rule's order; RequestHeaders, ResponseHeaders, Redirect, Rewrite and
-// Mirrors are the same filters by kind (at most one of each but mirrors).
-// The proxy applies, in this order: a Redirect (then nothing else but
-// ResponseHeaders), RequestHeaders, Rewrite, Mirrors, then forwards to the
-// picked backend and applies ResponseHeaders to the response.
+// rule's order, the order the API asks them applied in where possible;
+// RequestHeaders, ResponseHeaders, Redirect, Rewrite and Mirrors are the
+// same filters by kind (at most one of each but mirrors). A Redirect
+// answers the request itself (its backends are not used); otherwise the
+// request, modified by RequestHeaders and Rewrite and copied to Mirrors,
+// goes to the picked backend, and ResponseHeaders modify the response.
 type HTTPAction[B any] struct {
 	Route     Meta
 	RuleIndex int
@@ -47,7 +48,7 @@ type HTTPAction[B any] struct {
 	Rewrite         *Rewrite
 	Mirrors         []Mirror[B]
 
-	backends[B]
+	be backends[B]
 }
 
 // GRPCAction is what a matched gRPC rule asks for.
@@ -61,22 +62,23 @@ type GRPCAction[B any] struct {
 	ResponseHeaders *HeaderModifier
 	Mirrors         []Mirror[B]
 
-	backends[B]
+	be backends[B]
 }
 
-// backends are a rule's backends of non-zero weight with the running sums
-// of their weights: backend i takes the picks in [cum[i-1], cum[i]).
+// backends are a rule's backends, and those of non-zero weight with the
+// running sums of their weights: refs[i] takes the picks in
+// [cum[i-1], cum[i]).
 type backends[B any] struct {
+	list []Backend[B]
 	refs []B
 	cum  []uint64
 }
 
-// Pick returns the backend that rnd selects, each backend taking a share
-// of the rnd values proportional to its weight (rnd modulo the total
-// weight; a uniformly random rnd gives each backend weight/total of the
-// picks, within 1e-13). It returns false when no backend has a weight: the
-// API's answer is then a 500 (UNAVAILABLE for gRPC).
-func (b *backends[B]) Pick(rnd uint64) (B, bool) {
+// pick returns the backend that rnd selects: rnd modulo the total weight
+// falls in one backend's range, as wide as its weight, so a uniformly
+// random rnd picks each with probability weight/total (a bias below
+// total/2^64). false when no backend has a weight.
+func (b *backends[B]) pick(rnd uint64) (B, bool) {
 	n := len(b.cum)
 	if n == 0 {
 		var zero B
@@ -87,7 +89,8 @@ func (b *backends[B]) Pick(rnd uint64) (B, bool) {
 	return b.refs[i], true
 }
 
-func (b *backends[B]) set(list []Backend[B]) {
+func newBackends[B any](list []Backend[B]) backends[B] {
+	b := backends[B]{list: slices.Clone(list)}
 	var sum uint64
 	for _, be := range list {
 		if be.Weight > 0 {
@@ -96,11 +99,25 @@ func (b *backends[B]) set(list []Backend[B]) {
 			b.cum = append(b.cum, sum)
 		}
 	}
+	return b
 }
 
-// Backends returns the number of backends that can be picked (of
-// non-zero weight).
-func (b *backends[B]) Backends() int { return len(b.refs) }
+// Pick returns the backend rnd selects, each with a share of the rnd
+// values proportional to its weight; a backend of weight 0 is never
+// picked. false when no backend has a weight: the API's answer is then a
+// 500.
+func (a *HTTPAction[B]) Pick(rnd uint64) (B, bool) { return a.be.pick(rnd) }
+
+// Backends returns the rule's backends as given, weights 0 included. The
+// caller must not modify it.
+func (a *HTTPAction[B]) Backends() []Backend[B] { return a.be.list }
+
+// Pick is as for HTTPAction; false means UNAVAILABLE.
+func (a *GRPCAction[B]) Pick(rnd uint64) (B, bool) { return a.be.pick(rnd) }
+
+// Backends returns the rule's backends as given, weights 0 included. The
+// caller must not modify it.
+func (a *GRPCAction[B]) Backends() []Backend[B] { return a.be.list }
 
 // New validates spec and builds its table. Every error is reported, joined
 // by errors.Join, each naming its route, rule and match or filter; a spec
@@ -326,7 +343,7 @@ func compileHTTPRule[B any](r *HTTPRoute[B], i int) ([]*httpEntry[B], error) {
 	if err := checkBackends(rule.Backends); err != nil {
 		errs = append(errs, err)
 	}
-	a.set(rule.Backends)
+	a.be = newBackends(rule.Backends)
 
 	matches := rule.Matches
 	if len(matches) == 0 {
