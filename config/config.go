@@ -91,8 +91,16 @@ type Listener struct {
 	Address string `mapstructure:"address"`
 	// Protocol is tcp, http or grpc.
 	Protocol string `mapstructure:"protocol"`
-	// Endpoints says where the backends come from.
+	// Endpoints says where the backends come from; left out when the
+	// listener has Routes (each of its Backends has endpoints of its own).
 	Endpoints Endpoints `mapstructure:"endpoints"`
+	// Backends are the named endpoint sets Routes send to (http and grpc
+	// listeners); each starts from the listener's Balance and Drain.
+	Backends []Backend `mapstructure:"backends"`
+	// Routes, if set, route each request to a backend by host, path,
+	// method, headers and query (HTTPRoute) or by gRPC service and method
+	// (GRPCRoute), as the Gateway API defines them.
+	Routes Routes `mapstructure:"routes"`
 	// Balance says how a backend is chosen.
 	Balance Balance `mapstructure:"balance"`
 	// Timeouts bound connecting to a backend and idle connections.

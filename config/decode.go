@@ -76,6 +76,12 @@ func (d *decoder) value(path string, raw any, v reflect.Value) {
 	case reflect.Struct:
 		d.structure(path, raw, v)
 	case reflect.Pointer:
+		if v.Type().Elem().Kind() != reflect.Struct { // an optional scalar
+			p := reflect.New(v.Type().Elem())
+			d.value(path, raw, p.Elem())
+			v.Set(p)
+			return
+		}
 		if _, ok := asMap(raw); !ok {
 			d.fail(path, raw, "must be a mapping")
 			return
@@ -135,6 +141,7 @@ func (d *decoder) structure(path string, raw any, v reflect.Value) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
+	var backends func()
 	for _, k := range keys {
 		i, name := fieldFor(t, k)
 		if i < 0 {
@@ -142,11 +149,39 @@ func (d *decoder) structure(path string, raw any, v reflect.Value) {
 			continue
 		}
 		fv := v.Field(i)
-		if fv.Kind() == reflect.Slice && fv.Type().Elem() == reflect.TypeFor[Listener]() {
+		switch {
+		case fv.Kind() == reflect.Slice && fv.Type().Elem() == reflect.TypeFor[Listener]():
 			d.listeners(join(path, name), m[k], fv)
+		case fv.Kind() == reflect.Slice && fv.Type().Elem() == reflect.TypeFor[Backend]():
+			// After the listener's own keys: backends start from them.
+			raw := m[k]
+			backends = func() { d.backends(join(path, name), raw, v.Addr().Interface().(*Listener)) }
+		default:
+			d.value(join(path, name), m[k], fv)
+		}
+	}
+	if backends != nil {
+		backends()
+	}
+}
+
+// backends decodes a listener's backends, each starting from the
+// listener's balance and drain (decoded, defaults included).
+func (d *decoder) backends(path string, raw any, l *Listener) {
+	items, ok := asList(raw)
+	if !ok {
+		d.fail(path, raw, "must be a list")
+		return
+	}
+	l.Backends = make([]Backend, len(items))
+	for i, item := range items {
+		l.Backends[i] = Backend{Balance: l.Balance, Drain: l.Drain}
+		p := fmt.Sprintf("%s[%d]", path, i)
+		if item == nil {
+			d.fail(p, item, "must be a mapping")
 			continue
 		}
-		d.value(join(path, name), m[k], fv)
+		d.value(p, item, reflect.ValueOf(&l.Backends[i]).Elem())
 	}
 }
 

@@ -133,12 +133,36 @@ func (c *Config) applyListenerDefaults(raw map[string]any) {
 		if i < len(ls) {
 			lraw = ls[i]
 		}
-		if c.Listeners[i].Balance.Policy != "maglev" && lookup(lraw, "balance", "boundedLoad") == nil {
-			c.Listeners[i].Balance.BoundedLoad = 0
+		l := &c.Listeners[i]
+		policyDefaults(&l.Balance, &l.Drain, lraw)
+		bs, _ := lookup(lraw, "backends").([]any)
+		for j := range l.Backends {
+			var braw any
+			if j < len(bs) {
+				braw = bs[j]
+			}
+			policyDefaults(&l.Backends[j].Balance, &l.Backends[j].Drain, lraw, braw)
 		}
-		if c.Listeners[i].Balance.Policy == "least-connections" && lookup(lraw, "drain", "rebalance", "factor") == nil {
-			c.Listeners[i].Drain.Rebalance.Factor = DefaultRebalanceFactor
+	}
+}
+
+// policyDefaults applies the defaults that depend on the policy: no
+// bounded loads but for maglev, rebalancing on for least-connections,
+// unless one of raws (the listener's, then a backend's) gives the key.
+func policyDefaults(b *Balance, d *Drain, raws ...any) {
+	given := func(keys ...string) bool {
+		for _, r := range raws {
+			if lookup(r, keys...) != nil {
+				return true
+			}
 		}
+		return false
+	}
+	if b.Policy != "maglev" && !given("balance", "boundedLoad") {
+		b.BoundedLoad = 0
+	}
+	if b.Policy == "least-connections" && !given("drain", "rebalance", "factor") {
+		d.Rebalance.Factor = DefaultRebalanceFactor
 	}
 }
 

@@ -219,7 +219,11 @@ func (v *validator) listener(p string, l *Listener) {
 	}
 	v.address(p+".address", l.Address)
 	v.oneOf(p+".protocol", l.Protocol, "tcp", "http", "grpc")
-	v.endpoints(p+".endpoints", &l.Endpoints)
+	if l.HasRoutes() {
+		v.routes(p, l)
+	} else {
+		v.endpoints(p+".endpoints", &l.Endpoints)
+	}
 	v.balance(p+".balance", l.Protocol, &l.Balance)
 	v.timeouts(p+".timeouts", &l.Timeouts)
 	if l.MaxConnections < 1 {

@@ -1,0 +1,366 @@
+package config
+
+import (
+	"fmt"
+
+	"github.com/longhaul-proxy/longhaul/proxy/route"
+)
+
+// Backend is a named set of endpoints that a listener's routes send
+// requests to: an upstream of its own, with its own picker, drain and
+// rebalancing, so that migration, pacing and affinity work per backend as
+// they do for a listener without routes. Balance and Drain start from the
+// listener's (defaults included); a key given here overrides it.
+type Backend struct {
+	// Name identifies the backend in routes, logs and metrics (as
+	// "listener/backend"); a DNS label, unique in the listener.
+	Name      string    `mapstructure:"name"`
+	Endpoints Endpoints `mapstructure:"endpoints"`
+	Balance   Balance   `mapstructure:"balance"`
+	Drain     Drain     `mapstructure:"drain"`
+}
+
+// Routes are a listener's route table, as the Gateway API's HTTPRoute and
+// GRPCRoute define it (the field names are the API's): a request goes to
+// the backends of the rule that matches it best (proxy/route states the
+// precedence); none matching is a 404 (gRPC: UNIMPLEMENTED).
+type Routes struct {
+	HTTP []HTTPRoute `mapstructure:"http"`
+	GRPC []GRPCRoute `mapstructure:"grpc"`
+}
+
+// HTTPRoute is an HTTPRoute: hostnames (exact or "*.example.com"; none
+// means any) and rules.
+type HTTPRoute struct {
+	Name      string     `mapstructure:"name"`
+	Hostnames []string   `mapstructure:"hostnames"`
+	Rules     []HTTPRule `mapstructure:"rules"`
+}
+
+// HTTPRule applies to a request that satisfies any of its matches (none:
+// every request).
+type HTTPRule struct {
+	Name     string       `mapstructure:"name"`
+	Matches  []HTTPMatch  `mapstructure:"matches"`
+	Filters  []HTTPFilter `mapstructure:"filters"`
+	Backends []BackendRef `mapstructure:"backendRefs"`
+}
+
+// HTTPMatch is satisfied when all its conditions are.
+type HTTPMatch struct {
+	Path        *PathMatch   `mapstructure:"path"`
+	Method      string       `mapstructure:"method"`
+	Headers     []ValueMatch `mapstructure:"headers"`
+	QueryParams []ValueMatch `mapstructure:"queryParams"`
+}
+
+// PathMatch: type Exact, PathPrefix (the default) or RegularExpression.
+type PathMatch struct {
+	Type  string `mapstructure:"type"`
+	Value string `mapstructure:"value"`
+}
+
+// ValueMatch matches a header or query parameter: type Exact (the
+// default) or RegularExpression.
+type ValueMatch struct {
+	Type  string `mapstructure:"type"`
+	Name  string `mapstructure:"name"`
+	Value string `mapstructure:"value"`
+}
+
+// BackendRef names a backend of the listener; weight defaults to 1, and
+// 0 sends it nothing.
+type BackendRef struct {
+	Name   string `mapstructure:"name"`
+	Weight *int   `mapstructure:"weight"`
+}
+
+// HTTPFilter is one filter: type names it, and the field of that name
+// holds it.
+type HTTPFilter struct {
+	Type                   string          `mapstructure:"type"`
+	RequestHeaderModifier  *HeaderModifier `mapstructure:"requestHeaderModifier"`
+	ResponseHeaderModifier *HeaderModifier `mapstructure:"responseHeaderModifier"`
+	RequestRedirect        *Redirect       `mapstructure:"requestRedirect"`
+	URLRewrite             *Rewrite        `mapstructure:"urlRewrite"`
+}
+
+// HeaderModifier sets, adds and removes headers.
+type HeaderModifier struct {
+	Set    []Header `mapstructure:"set"`
+	Add    []Header `mapstructure:"add"`
+	Remove []string `mapstructure:"remove"`
+}
+
+// Header is a header name and value.
+type Header struct {
+	Name  string `mapstructure:"name"`
+	Value string `mapstructure:"value"`
+}
+
+// Redirect answers with a redirection (statusCode 301, 302 (the
+// default), 303, 307 or 308).
+type Redirect struct {
+	Scheme     string        `mapstructure:"scheme"`
+	Hostname   string        `mapstructure:"hostname"`
+	Path       *PathModifier `mapstructure:"path"`
+	Port       int           `mapstructure:"port"`
+	StatusCode int           `mapstructure:"statusCode"`
+}
+
+// Rewrite changes the request's host and path before it is forwarded.
+type Rewrite struct {
+	Hostname string        `mapstructure:"hostname"`
+	Path     *PathModifier `mapstructure:"path"`
+}
+
+// PathModifier: type ReplaceFullPath with replaceFullPath, or
+// ReplacePrefixMatch with replacePrefixMatch.
+type PathModifier struct {
+	Type               string `mapstructure:"type"`
+	ReplaceFullPath    string `mapstructure:"replaceFullPath"`
+	ReplacePrefixMatch string `mapstructure:"replacePrefixMatch"`
+}
+
+// GRPCRoute is a GRPCRoute: hostnames and rules.
+type GRPCRoute struct {
+	Name      string     `mapstructure:"name"`
+	Hostnames []string   `mapstructure:"hostnames"`
+	Rules     []GRPCRule `mapstructure:"rules"`
+}
+
+// GRPCRule applies to a call that satisfies any of its matches.
+type GRPCRule struct {
+	Name     string       `mapstructure:"name"`
+	Matches  []GRPCMatch  `mapstructure:"matches"`
+	Filters  []GRPCFilter `mapstructure:"filters"`
+	Backends []BackendRef `mapstructure:"backendRefs"`
+}
+
+// GRPCMatch matches a call's service and method, and headers.
+type GRPCMatch struct {
+	Method  *GRPCMethodMatch `mapstructure:"method"`
+	Headers []ValueMatch     `mapstructure:"headers"`
+}
+
+// GRPCMethodMatch: type Exact (the default) or RegularExpression; an
+// empty service or method matches any.
+type GRPCMethodMatch struct {
+	Type    string `mapstructure:"type"`
+	Service string `mapstructure:"service"`
+	Method  string `mapstructure:"method"`
+}
+
+// GRPCFilter is a header modifier of a gRPC rule.
+type GRPCFilter struct {
+	Type                   string          `mapstructure:"type"`
+	RequestHeaderModifier  *HeaderModifier `mapstructure:"requestHeaderModifier"`
+	ResponseHeaderModifier *HeaderModifier `mapstructure:"responseHeaderModifier"`
+}
+
+// RouteSpec returns the listener's routes as proxy/route takes them, each
+// backend reference turned into a B by ref (given the backend's name);
+// routes are in the file's order (Created ties them). It does not
+// validate: route.New does, and Validate reports its errors.
+func RouteSpec[B any](l *Listener, ref func(name string) B) route.Spec[B] {
+	var s route.Spec[B]
+	backends := func(bs []BackendRef) []route.Backend[B] {
+		out := make([]route.Backend[B], 0, len(bs))
+		for _, b := range bs {
+			w := 1
+			if b.Weight != nil {
+				w = *b.Weight
+			}
+			out = append(out, route.Backend[B]{Ref: ref(b.Name), Weight: int32(max(min(w, 1<<30), -1))})
+		}
+		return out
+	}
+	for i, r := range l.Routes.HTTP {
+		hr := route.HTTPRoute[B]{Meta: routeMeta(l, r.Name, i), Hostnames: r.Hostnames}
+		for _, rule := range r.Rules {
+			hrule := route.HTTPRule[B]{Name: rule.Name, Backends: backends(rule.Backends)}
+			for _, m := range rule.Matches {
+				hm := route.HTTPMatch{Method: m.Method, Headers: headerMatches(m.Headers)}
+				if m.Path != nil {
+					hm.Path = route.PathMatch{Type: route.PathMatchType(m.Path.Type), Value: m.Path.Value}
+				}
+				for _, q := range m.QueryParams {
+					hm.QueryParams = append(hm.QueryParams, route.QueryParamMatch{Type: route.ValueMatchType(q.Type), Name: q.Name, Value: q.Value})
+				}
+				hrule.Matches = append(hrule.Matches, hm)
+			}
+			for _, f := range rule.Filters {
+				hrule.Filters = append(hrule.Filters, route.HTTPFilter[B]{
+					Type:                   route.FilterType(f.Type),
+					RequestHeaderModifier:  f.RequestHeaderModifier.route(),
+					ResponseHeaderModifier: f.ResponseHeaderModifier.route(),
+					RequestRedirect:        f.RequestRedirect.route(),
+					URLRewrite:             f.URLRewrite.route(),
+				})
+			}
+			hr.Rules = append(hr.Rules, hrule)
+		}
+		s.HTTP = append(s.HTTP, hr)
+	}
+	for i, r := range l.Routes.GRPC {
+		gr := route.GRPCRoute[B]{Meta: routeMeta(l, r.Name, i), Hostnames: r.Hostnames}
+		for _, rule := range r.Rules {
+			grule := route.GRPCRule[B]{Name: rule.Name, Backends: backends(rule.Backends)}
+			for _, m := range rule.Matches {
+				gm := route.GRPCMatch{Headers: headerMatches(m.Headers)}
+				if m.Method != nil {
+					gm.Type, gm.Service, gm.Method = route.ValueMatchType(m.Method.Type), m.Method.Service, m.Method.Method
+				}
+				grule.Matches = append(grule.Matches, gm)
+			}
+			for _, f := range rule.Filters {
+				grule.Filters = append(grule.Filters, route.GRPCFilter[B]{
+					Type:                   route.FilterType(f.Type),
+					RequestHeaderModifier:  f.RequestHeaderModifier.route(),
+					ResponseHeaderModifier: f.ResponseHeaderModifier.route(),
+				})
+			}
+			gr.Rules = append(gr.Rules, grule)
+		}
+		s.GRPC = append(s.GRPC, gr)
+	}
+	return s
+}
+
+// routeMeta names a route of the file: the listener is its namespace, and
+// its place in the file orders ties.
+func routeMeta(l *Listener, name string, i int) route.Meta {
+	if name == "" {
+		name = fmt.Sprintf("route-%d", i)
+	}
+	return route.Meta{Namespace: l.Name, Name: name}
+}
+
+func headerMatches(ms []ValueMatch) []route.HeaderMatch {
+	var out []route.HeaderMatch
+	for _, h := range ms {
+		out = append(out, route.HeaderMatch{Type: route.ValueMatchType(h.Type), Name: h.Name, Value: h.Value})
+	}
+	return out
+}
+
+func (h *HeaderModifier) route() *route.HeaderModifier {
+	if h == nil {
+		return nil
+	}
+	out := &route.HeaderModifier{Remove: h.Remove}
+	for _, x := range h.Set {
+		out.Set = append(out.Set, route.Header{Name: x.Name, Value: x.Value})
+	}
+	for _, x := range h.Add {
+		out.Add = append(out.Add, route.Header{Name: x.Name, Value: x.Value})
+	}
+	return out
+}
+
+func (p *PathModifier) route() *route.PathModifier {
+	if p == nil {
+		return nil
+	}
+	v := p.ReplaceFullPath
+	if route.PathModifierType(p.Type) == route.ReplacePrefixMatch {
+		v = p.ReplacePrefixMatch
+	}
+	return &route.PathModifier{Type: route.PathModifierType(p.Type), Value: v}
+}
+
+func (r *Redirect) route() *route.Redirect {
+	if r == nil {
+		return nil
+	}
+	return &route.Redirect{Scheme: r.Scheme, Hostname: r.Hostname, Path: r.Path.route(), Port: r.Port, StatusCode: r.StatusCode}
+}
+
+func (r *Rewrite) route() *route.Rewrite {
+	if r == nil {
+		return nil
+	}
+	return &route.Rewrite{Hostname: r.Hostname, Path: r.Path.route()}
+}
+
+// HasRoutes reports whether the listener routes requests to named
+// backends rather than balancing over endpoints of its own.
+func (l *Listener) HasRoutes() bool {
+	return len(l.Routes.HTTP) > 0 || len(l.Routes.GRPC) > 0 || len(l.Backends) > 0
+}
+
+// routes validates a listener's backends and routes: every error at once,
+// route.New's among them (one Problem each).
+func (v *validator) routes(p string, l *Listener) {
+	if !l.HasRoutes() {
+		return
+	}
+	if l.Protocol != "http" && l.Protocol != "grpc" {
+		v.add(p+".routes", nil, "need protocol http or grpc")
+	}
+	if len(l.Backends) == 0 {
+		v.add(p+".backends", nil, "routes need at least one backend")
+	}
+	if len(l.Routes.HTTP)+len(l.Routes.GRPC) == 0 {
+		v.add(p+".routes", nil, "backends need at least one route")
+	}
+	if !l.Endpoints.empty() {
+		v.add(p+".endpoints", nil, "must be left out with routes: each backend has its own")
+	}
+	if l.HTTP.Affinity == "connection" {
+		v.add(p+".http.affinity", l.HTTP.Affinity, "is not supported with routes yet (each request is routed on its own)")
+	}
+	names := map[string]bool{}
+	for i := range l.Backends {
+		b := &l.Backends[i]
+		bp := fmt.Sprintf("%s.backends[%d]", p, i)
+		if v.required(bp+".name", b.Name) && !isDNSLabel(b.Name, 63) {
+			v.add(bp+".name", b.Name, "must be a DNS label: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit")
+		}
+		if names[b.Name] {
+			v.add(bp+".name", b.Name, "duplicate backend name")
+		}
+		names[b.Name] = true
+		v.endpoints(bp+".endpoints", &b.Endpoints)
+		v.balance(bp+".balance", l.Protocol, &b.Balance)
+		v.drain(bp+".drain", &Listener{Balance: b.Balance, Drain: b.Drain})
+	}
+	check := func(kind string, ri, ki int, refs []BackendRef) {
+		for j, r := range refs {
+			rp := fmt.Sprintf("%s.routes.%s[%d].rules[%d].backendRefs[%d]", p, kind, ri, ki, j)
+			if !names[r.Name] {
+				v.add(rp+".name", r.Name, "names no backend of the listener")
+			}
+			if r.Weight != nil && (*r.Weight < 0 || *r.Weight > 1_000_000) {
+				v.add(rp+".weight", *r.Weight, "must be from 0 to 1000000")
+			}
+		}
+	}
+	for i, r := range l.Routes.HTTP {
+		for k, rule := range r.Rules {
+			check("http", i, k, rule.Backends)
+		}
+	}
+	for i, r := range l.Routes.GRPC {
+		for k, rule := range r.Rules {
+			check("grpc", i, k, rule.Backends)
+		}
+	}
+	if _, err := route.New(RouteSpec(l, func(name string) string { return name })); err != nil {
+		for _, e := range unjoin(err) {
+			v.add(p+".routes", nil, e.Error())
+		}
+	}
+}
+
+// unjoin returns the errors errors.Join joined, or err alone.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+func (e *Endpoints) empty() bool {
+	return len(e.Static) == 0 && e.File == "" && e.Kubernetes == nil
+}
