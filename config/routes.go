@@ -336,14 +336,25 @@ func (v *validator) routes(p string, l *Listener) {
 			}
 		}
 	}
+	// The HTTP/2 relay forwards frames as they are: it cannot apply
+	// filters yet.
+	relayed := l.Protocol == "grpc" || l.HTTP.Upstream == "h2c"
+	noFilters := func(kind string, ri, ki, n int) {
+		if relayed && n > 0 {
+			v.add(fmt.Sprintf("%s.routes.%s[%d].rules[%d].filters", p, kind, ri, ki), nil,
+				"are not supported yet on a listener that relays HTTP/2 (protocol grpc or http.upstream h2c)")
+		}
+	}
 	for i, r := range l.Routes.HTTP {
 		for k, rule := range r.Rules {
 			check("http", i, k, rule.Backends)
+			noFilters("http", i, k, len(rule.Filters))
 		}
 	}
 	for i, r := range l.Routes.GRPC {
 		for k, rule := range r.Rules {
 			check("grpc", i, k, rule.Backends)
+			noFilters("grpc", i, k, len(rule.Filters))
 		}
 	}
 	if _, err := route.New(RouteSpec(l, func(name string) string { return name })); err != nil {

@@ -77,7 +77,7 @@ func TestRoutesValidate(t *testing.T) {
 			[]string{"listeners[0].backends[0].endpoints: must set one of static, file, kubernetes"}},
 		"listener endpoints too": {"protocol: http\n", "protocol: http\n    endpoints: {static: [\"127.0.0.1:1\"]}\n",
 			[]string{"listeners[0].endpoints: must be left out with routes: each backend has its own"}},
-		"tcp": {"protocol: http\n", "protocol: tcp\n", []string{"listeners[0].routes: need protocol http or grpc"}},
+		"tcp":        {"protocol: http\n", "protocol: tcp\n", []string{"listeners[0].routes: need protocol http or grpc"}},
 		"bad weight": {"weight: 3", "weight: -2", []string{"listeners[0].routes.http[0].rules[1].backendRefs[0].weight: -2: must be from 0 to 1000000"}},
 		"bad path and regex": {"{path: {type: Exact, value: /checkout}, method: POST}", "{path: {type: RegularExpression, value: \"(\"}, method: FETCH}",
 			[]string{"regular expression", `method "FETCH"`}},

@@ -78,14 +78,67 @@ type App struct {
 	budget *membudget.Budget
 }
 
+// listener is one configured listener: its server, its socket, and the
+// backends it sends to.
 type listener struct {
-	cfg    config.Listener
+	cfg config.Listener
+	// backends are the listener's own (one, named like the listener) or,
+	// with routes, its named backends, in the configuration's order.
+	backends []*backend
+	srv      server
+	ln       net.Listener
+}
+
+// backend is one upstream of a listener, with the endpoint source that
+// feeds it and the drain controller that moves its sessions: everything
+// that holds per backend (picker, pacing, rebalancing, ledger).
+type backend struct {
+	// name is the upstream's: the listener's name, or for a backend of a
+	// listener with routes "listener/backend". Sessions, metrics, debug
+	// views and drains go by it.
+	name   string
+	cfg    config.Backend // for the listener's own: its endpoints, balance and drain
 	up     *upstream.Upstream
 	src    discovery.Source
-	srv    server
-	ln     net.Listener
 	drain  *drain.Controller
 	synced atomic.Bool
+}
+
+// backendsOf returns the backend configurations of lc: its named backends
+// with routes, else one made of its own endpoints, balance and drain.
+func backendsOf(lc config.Listener) []config.Backend {
+	if lc.HasRoutes() {
+		return lc.Backends
+	}
+	return []config.Backend{{Endpoints: lc.Endpoints, Balance: lc.Balance, Drain: lc.Drain}}
+}
+
+// upstreamName is the name of the upstream of backend b of listener lc.
+func upstreamName(lc config.Listener, b config.Backend) string {
+	if b.Name == "" {
+		return lc.Name
+	}
+	return lc.Name + "/" + b.Name
+}
+
+// each calls f for every backend of every listener.
+func (a *App) each(f func(l *listener, b *backend)) {
+	for _, l := range a.listeners {
+		for _, b := range l.backends {
+			f(l, b)
+		}
+	}
+}
+
+// backend returns the backend whose upstream is named name, or nil.
+func (a *App) backend(name string) *backend {
+	var out *backend
+	a.each(func(_ *listener, b *backend) {
+		if b.name == name {
+			out = b
+		}
+	})
+	return out
 }
 
 // server is what the app needs of a protocol listener.
@@ -124,7 +177,7 @@ func New(cfg *config.Config, opts Options) (a *App, err error) {
 		a.metrics.MigrationsEnded.WithLabelValues(e.Info.Listener, e.Info.Protocol, e.Outcome).Inc()
 		a.metrics.MigrationTime.WithLabelValues(e.Info.Listener, e.Info.Protocol).Observe(e.Took.Seconds())
 		// upstream's outcomes are drain's (moved, forced, closed).
-		a.migrationEnded(e.Info.Listener, e.Info.Endpoint, e.Outcome)
+		a.migrationEnded(e.Info.Upstream, e.Info.Endpoint, e.Outcome)
 	}
 	// The returns below set a to nil: close what was bound through a copy.
 	built := a
@@ -161,36 +214,17 @@ func New(cfg *config.Config, opts Options) (a *App, err error) {
 }
 
 func (a *App) newListener(lc config.Listener) (*listener, error) {
-	pol := lc.Balance.BalancerPolicy()
 	log := a.log.With(zap.String("listener", lc.Name))
-	l := &listener{cfg: lc, up: upstream.NewUpstream(lc.Name, pol, a.sessions, a.metrics)}
-	switch {
-	case len(lc.Endpoints.Static) > 0:
-		snap, err := staticSnapshot(lc.Name, lc.Endpoints.Static)
+	l := &listener{cfg: lc}
+	for _, bc := range backendsOf(lc) {
+		b := &backend{name: upstreamName(lc, bc), cfg: bc}
+		b.up = upstream.NewUpstream(b.name, bc.Balance.BalancerPolicy(), a.sessions, a.metrics)
+		src, err := a.newSource(lc, b.name, bc.Endpoints, log)
 		if err != nil {
-			return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
+			return nil, err
 		}
-		l.src = discovery.Static{Snapshot: snap}
-	case lc.Endpoints.File != "":
-		l.src = &discovery.File{Service: lc.Name, Path: lc.Endpoints.File, Logger: log}
-	case lc.Endpoints.Kubernetes != nil:
-		if a.opts.Kubernetes == nil {
-			return nil, fmt.Errorf("listener %s: kubernetes endpoints need a Kubernetes client", lc.Name)
-		}
-		src, err := a.opts.Kubernetes(lc, log)
-		if err != nil {
-			return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
-		}
-		// A source may carry its own collectors (relists, watch errors);
-		// sources sharing one collector register it once.
-		if c, ok := src.(prometheus.Collector); ok {
-			if err := a.reg.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
-				return nil, fmt.Errorf("listener %s: metrics: %w", lc.Name, err)
-			}
-		}
-		l.src = src
-	default:
-		return nil, fmt.Errorf("listener %s: no endpoint source", lc.Name)
+		b.src = src
+		l.backends = append(l.backends, b)
 	}
 	var pools drain.EndpointDrainer
 	var downstream drain.Downstream
@@ -206,9 +240,9 @@ func (a *App) newListener(lc config.Listener) (*listener, error) {
 			MaxConnections: lc.MaxConnections, MaxConnectionsPerClient: lc.MaxConnectionsPerClient,
 			AcceptProxy: lc.ProxyProtocol.Accept, SendProxy: lc.ProxyProtocol.Send,
 			DrainImmediate: lc.Drain.TCP == "immediate", Dial: a.opts.Dial, Logger: log,
-		}, l.up)
+		}, l.backends[0].up)
 	case "http", "grpc":
-		h, err := a.newHTTP(lc, l.up, log)
+		h, err := a.newHTTP(lc, l.backends, log)
 		if err != nil {
 			return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
 		}
@@ -216,41 +250,81 @@ func (a *App) newListener(lc config.Listener) (*listener, error) {
 	default:
 		return nil, fmt.Errorf("listener %s: protocol %q is not supported", lc.Name, lc.Protocol)
 	}
-	l.drain = &drain.Controller{
-		Timeout: lc.Drain.Timeout,
-		Window:  lc.Drain.Window,
-		Rate:    lc.Drain.Rate,
-		// Kill times come with Kubernetes endpoints (a terminating
-		// pod's deletion timestamp) and endpoints files (killTime).
-		KillMargin: lc.Drain.KillMargin,
-		Lister:     listerFor{reg: a.sessions, listener: lc.Name},
-		Pools:      pools,
-		Downstream: downstream,
-		Rebalance:  rebalanceOf(lc.Drain.Rebalance),
-		OnMigrate: func(_ string, s drain.Session, reason string) {
-			proto := lc.Protocol
-			if ps, ok := s.(upstream.Session); ok {
-				proto = ps.Info().Protocol
+	for i, b := range l.backends {
+		name, d := b.name, b.cfg.Drain
+		b.drain = &drain.Controller{
+			Timeout: d.Timeout,
+			Window:  d.Window,
+			Rate:    d.Rate,
+			// Kill times come with Kubernetes endpoints (a terminating
+			// pod's deletion timestamp) and endpoints files (killTime).
+			KillMargin: d.KillMargin,
+			Lister:     listerFor{reg: a.sessions, upstream: name},
+			// Endpoint pools are per address, which one backend owns.
+			Pools:     pools,
+			Rebalance: rebalanceOf(d.Rebalance),
+			OnMigrate: func(_ string, s drain.Session, reason string) {
+				proto := lc.Protocol
+				if ps, ok := s.(upstream.Session); ok {
+					proto = ps.Info().Protocol
+				}
+				a.metrics.SessionsMigrated.WithLabelValues(name, proto, reason).Inc()
+			},
+			OnEndpointDrained: func(_ string, took time.Duration) {
+				a.metrics.EndpointDrain.WithLabelValues(name).Observe(took.Seconds())
+			},
+			OnLate: drainLate(log.With(zap.String("upstream", name))),
+		}
+		if i == 0 {
+			// The listener's client connections are moved once, by
+			// its first backend's shutdown.
+			b.drain.Downstream = downstream
+		}
+		a.ready.Add("endpoints of "+name, func() error {
+			if !b.synced.Load() {
+				return errors.New("no endpoints list yet")
 			}
-			a.metrics.SessionsMigrated.WithLabelValues(lc.Name, proto, reason).Inc()
-		},
-		OnEndpointDrained: func(_ string, took time.Duration) {
-			a.metrics.EndpointDrain.WithLabelValues(lc.Name).Observe(took.Seconds())
-		},
-		OnLate: drainLate(log),
+			return nil
+		})
 	}
 	ln, err := listen.Listen(lc.Address, lc.Timeouts.TCPKeepAlive)
 	if err != nil {
 		return nil, fmt.Errorf("listener %s on %s: %w", lc.Name, lc.Address, err)
 	}
 	l.ln = ln
-	a.ready.Add("endpoints of "+lc.Name, func() error {
-		if !l.synced.Load() {
-			return errors.New("no endpoints list yet")
-		}
-		return nil
-	})
 	return l, nil
+}
+
+// newSource returns the endpoint source of the upstream named name, a
+// backend of lc (or lc's own).
+func (a *App) newSource(lc config.Listener, name string, eps config.Endpoints, log *zap.Logger) (discovery.Source, error) {
+	switch {
+	case len(eps.Static) > 0:
+		snap, err := staticSnapshot(name, eps.Static)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		return discovery.Static{Snapshot: snap}, nil
+	case eps.File != "":
+		return &discovery.File{Service: name, Path: eps.File, Logger: log}, nil
+	case eps.Kubernetes != nil:
+		if a.opts.Kubernetes == nil {
+			return nil, fmt.Errorf("%s: kubernetes endpoints need a Kubernetes client", name)
+		}
+		src, err := a.opts.Kubernetes(config.Listener{Name: name, Protocol: lc.Protocol, Endpoints: eps}, log)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		// A source may carry its own collectors (relists, watch errors);
+		// sources sharing one collector register it once.
+		if c, ok := src.(prometheus.Collector); ok {
+			if err := a.reg.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+				return nil, fmt.Errorf("%s: metrics: %w", name, err)
+			}
+		}
+		return src, nil
+	}
+	return nil, fmt.Errorf("%s: no endpoint source", name)
 }
 
 // Close releases the listening sockets of an App that will not Run.
@@ -291,12 +365,11 @@ func (a *App) DebugAddr() net.Addr {
 // Sessions returns the live session registry.
 func (a *App) Sessions() *upstream.Registry { return a.sessions }
 
-// Upstream returns the upstream of a listener, or nil.
+// Upstream returns the upstream named name (a listener's, or a backend's
+// "listener/backend"), or nil.
 func (a *App) Upstream(name string) *upstream.Upstream {
-	for _, l := range a.listeners {
-		if l.cfg.Name == name {
-			return l.up
-		}
+	if b := a.backend(name); b != nil {
+		return b.up
 	}
 	return nil
 }
@@ -312,16 +385,16 @@ func (a *App) Run(ctx context.Context) error {
 	srcCtx, stopSources := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSources()
 	g, gctx := errgroup.WithContext(srcCtx)
-	for _, l := range a.listeners {
-		g.Go(func() error { return a.runSource(gctx, l) })
-	}
+	a.each(func(_ *listener, b *backend) {
+		g.Go(func() error { return a.runSource(gctx, b) })
+	})
 	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopServing()
-	for _, l := range a.listeners {
+	a.each(func(_ *listener, b *backend) {
 		// drain owns every migration, longhaul's own shutdown's too: it
 		// runs until the listeners are done.
-		g.Go(func() error { l.drain.Run(serveCtx); return nil })
-	}
+		g.Go(func() error { b.drain.Run(serveCtx); return nil })
+	})
 	for _, l := range a.listeners {
 		g.Go(func() error { return l.srv.Serve(serveCtx, l.ln) })
 	}
@@ -390,18 +463,18 @@ func (a *App) adminServers() []*admin.Server {
 // again.
 const sourceRestart = time.Second
 
-// runSource runs l's endpoint source until ctx ends. A panic in it is
+// runSource runs b's endpoint source until ctx ends. A panic in it is
 // contained (logged and counted by guard): the last good endpoints stay in
 // force and the source runs again after sourceRestart.
-func (a *App) runSource(ctx context.Context, l *listener) error {
+func (a *App) runSource(ctx context.Context, b *backend) error {
 	for {
 		var err error
 		panicked := guard.Do("discovery", func() {
-			err = l.src.Run(ctx, func(s *discovery.Snapshot) { a.apply(l, s) })
+			err = b.src.Run(ctx, func(s *discovery.Snapshot) { a.apply(b, s) })
 		})
 		if !panicked {
 			if err != nil {
-				return fmt.Errorf("endpoints of %s: %w", l.cfg.Name, err)
+				return fmt.Errorf("endpoints of %s: %w", b.name, err)
 			}
 			return nil
 		}
@@ -423,19 +496,32 @@ func (a *App) shutdown() {
 	g := errgroup.Group{}
 	for _, l := range a.listeners {
 		g.Go(func() error {
-			// Sessions get the drain timeout to move; the forced ends at
-			// that deadline get shutdownGrace more to be seen out.
-			timeout := l.drain.DrainTimeout()
+			// Sessions get their backend's drain timeout to move; the
+			// forced ends at that deadline get shutdownGrace more to be
+			// seen out.
+			var timeout time.Duration
+			for _, b := range l.backends {
+				timeout = max(timeout, b.drain.DrainTimeout())
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), timeout+shutdownGrace)
 			defer cancel()
 			// Sessions leased from now on move at once; then no new
 			// connection is accepted, and drain moves every session and
 			// client connection, paced, and waits for them.
-			l.up.Leave(time.Now().Add(timeout))
-			l.ln.Close()
-			if err := l.drain.Shutdown(ctx); err != nil {
-				a.log.Info("drain timeout reached; remaining sessions closed", zap.String("listener", l.cfg.Name), zap.Error(err))
+			for _, b := range l.backends {
+				b.up.Leave(time.Now().Add(b.drain.DrainTimeout()))
 			}
+			l.ln.Close()
+			var dg errgroup.Group
+			for _, b := range l.backends {
+				dg.Go(func() error {
+					if err := b.drain.Shutdown(ctx); err != nil {
+						a.log.Info("drain timeout reached; remaining sessions closed", zap.String("upstream", b.name), zap.Error(err))
+					}
+					return nil
+				})
+			}
+			dg.Wait()
 			// What is left: requests in flight, idle keep-alive
 			// connections, pooled endpoint connections.
 			if err := l.srv.Shutdown(ctx); err != nil {
@@ -454,15 +540,15 @@ const shutdownGrace = 2 * time.Second
 
 // apply installs a new snapshot: a new picker first (so that no new session
 // goes to a leaving endpoint), then drain for the sessions that must move.
-func (a *App) apply(l *listener, s *discovery.Snapshot) {
-	if err := l.up.Update(s); err != nil {
-		a.log.Error("endpoints not applied; keeping the previous ones", zap.String("listener", l.cfg.Name), zap.Error(err))
+func (a *App) apply(b *backend, s *discovery.Snapshot) {
+	if err := b.up.Update(s); err != nil {
+		a.log.Error("endpoints not applied; keeping the previous ones", zap.String("upstream", b.name), zap.Error(err))
 		return
 	}
-	l.synced.Store(true)
-	a.series.Snapshot(l.cfg.Name, s)
-	n := l.drain.Update(s)
-	a.log.Info("endpoints updated", zap.String("listener", l.cfg.Name),
+	b.synced.Store(true)
+	a.series.Snapshot(b.name, s)
+	n := b.drain.Update(s)
+	a.log.Info("endpoints updated", zap.String("upstream", b.name),
 		zap.Int("endpoints", len(s.Endpoints)), zap.Int("sessions_migrating", n))
 }
 
@@ -473,24 +559,25 @@ const fingerprintBits = 1<<52 - 1
 // registerFingerprints registers the gauge longhaul_picker_fingerprint of
 // every listener, read from its current picker at each scrape.
 func (a *App) registerFingerprints() error {
-	for _, l := range a.listeners {
-		up := l.up
+	var err error
+	a.each(func(_ *listener, b *backend) {
+		up := b.up
 		g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "longhaul_picker_fingerprint",
-			Help: "The low 52 bits of the fingerprint of the listener's picker (a hash of its Maglev table, " +
-				"policy and endpoints), as a float: replicas that route keys alike report the same value; 0 before the first endpoints.",
-			ConstLabels: prometheus.Labels{"listener": l.cfg.Name},
+			Help: "The low 52 bits of the fingerprint of the picker of a listener (or of a backend of its routes, \"listener/backend\"): a hash of its Maglev table, " +
+				"policy and endpoints, as a float: replicas that route keys alike report the same value; 0 before the first endpoints.",
+			ConstLabels: prometheus.Labels{"listener": b.name},
 		}, func() float64 {
 			if p := up.Picker(); p != nil {
 				return float64(p.Fingerprint() & fingerprintBits)
 			}
 			return 0
 		})
-		if err := a.reg.Register(g); err != nil {
-			return fmt.Errorf("listener %s: metrics: %w", l.cfg.Name, err)
+		if rerr := a.reg.Register(g); rerr != nil && err == nil {
+			err = fmt.Errorf("%s: metrics: %w", b.name, rerr)
 		}
-	}
-	return nil
+	})
+	return err
 }
 
 // fingerprintHex formats a picker's fingerprint as 16 hex digits (a JSON
@@ -520,10 +607,10 @@ type endpointWithLoad struct {
 
 func (a *App) debugEndpoints() any {
 	out := make([]endpointView, 0, len(a.listeners))
-	for _, l := range a.listeners {
-		v := endpointView{Listener: l.cfg.Name, Endpoints: []endpointWithLoad{}}
+	a.each(func(_ *listener, b *backend) {
+		v := endpointView{Listener: b.name, Endpoints: []endpointWithLoad{}}
 		targets := map[string]*balancer.Target{}
-		p, s := l.up.State() // a matching pair
+		p, s := b.up.State() // a matching pair
 		v.Fingerprint = fingerprintHex(p)
 		if p != nil {
 			for _, t := range p.Targets() {
@@ -540,7 +627,7 @@ func (a *App) debugEndpoints() any {
 			}
 		}
 		out = append(out, v)
-	}
+	})
 	return out
 }
 
@@ -563,26 +650,24 @@ type lookupView struct {
 // debugLookup answers /debug/lookup: the key is hashed as the listener's
 // key specification hashes the value it reads (balancer.KeySpec.HashValue).
 func (a *App) debugLookup(name, key string) (any, error) {
-	for _, l := range a.listeners {
-		if l.cfg.Name != name {
-			continue
-		}
-		spec := l.cfg.Balance.KeySpec() // not reloadable: a restart changes it
-		h, err := spec.HashValue(key)
-		if err != nil {
-			return nil, fmt.Errorf("listener %s: %w", name, err)
-		}
-		v := lookupView{Listener: name, Key: key, KeySpec: spec.String(), Hash: fmt.Sprintf("%016x", h)}
-		p := l.up.Picker()
-		if p != nil {
-			if t := p.Pick(h, nil); t != nil {
-				v.Endpoint = t.Endpoint.Address
-			}
-		}
-		v.Fingerprint = fingerprintHex(p)
-		return v, nil
+	b := a.backend(name)
+	if b == nil {
+		return nil, fmt.Errorf("listener %q: %w", name, admin.ErrNotFound)
 	}
-	return nil, fmt.Errorf("listener %q: %w", name, admin.ErrNotFound)
+	spec := b.cfg.Balance.KeySpec() // not reloadable: a restart changes it
+	h, err := spec.HashValue(key)
+	if err != nil {
+		return nil, fmt.Errorf("listener %s: %w", name, err)
+	}
+	v := lookupView{Listener: name, Key: key, KeySpec: spec.String(), Hash: fmt.Sprintf("%016x", h)}
+	p := b.up.Picker()
+	if p != nil {
+		if t := p.Pick(h, nil); t != nil {
+			v.Endpoint = t.Endpoint.Address
+		}
+	}
+	v.Fingerprint = fingerprintHex(p)
+	return v, nil
 }
 
 // relayClientsOf adapts an HTTP listener's relay client connections to
@@ -600,17 +685,17 @@ func (r relayClientsOf) Conns() []drain.Session {
 
 func (r relayClientsOf) Wait(ctx context.Context) error { return r.h.WaitClients(ctx) }
 
-// listerFor adapts the session registry to drain.Lister for one listener.
+// listerFor adapts the session registry to drain.Lister for one upstream.
 type listerFor struct {
 	reg      *upstream.Registry
-	listener string
+	upstream string
 }
 
 func (f listerFor) Endpoints() []string {
 	seen := map[string]bool{}
 	var out []string
 	for _, in := range f.reg.Infos() {
-		if in.Listener == f.listener && !seen[in.Endpoint] {
+		if in.Upstream == f.upstream && !seen[in.Endpoint] {
 			seen[in.Endpoint] = true
 			out = append(out, in.Endpoint)
 		}
@@ -621,7 +706,7 @@ func (f listerFor) Endpoints() []string {
 func (f listerFor) Sessions(ep string) []drain.Session {
 	var out []drain.Session
 	for _, s := range f.reg.Endpoint(ep) {
-		if s.Info().Listener == f.listener {
+		if s.Info().Upstream == f.upstream {
 			out = append(out, s)
 		}
 	}
@@ -629,7 +714,7 @@ func (f listerFor) Sessions(ep string) []drain.Session {
 }
 
 func (f listerFor) Wait(ctx context.Context) error {
-	return f.reg.WaitListener(ctx, f.listener)
+	return f.reg.WaitUpstream(ctx, f.upstream)
 }
 
 // rebalanceOf is drain's rebalancing of a listener: WebSocket sessions and

@@ -33,9 +33,9 @@ func (d drainCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (d drainCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, l := range d.a.listeners {
-		for _, e := range l.drain.Drains() {
-			name := l.cfg.Name
+	d.a.each(func(_ *listener, b *backend) {
+		for _, e := range b.drain.Drains() {
+			name := b.name
 			for _, s := range []struct {
 				state string
 				n     int
@@ -49,7 +49,7 @@ func (d drainCollector) Collect(ch chan<- prometheus.Metric) {
 					e.KillTime.Sub(e.ProjectedFinish).Seconds(), name, e.Endpoint)
 			}
 		}
-	}
+	})
 }
 
 // maxDebugDrains bounds the entries /debug/drains shows per listener.
@@ -66,23 +66,21 @@ type drainsView struct {
 
 func (a *App) debugDrains() any {
 	out := make([]drainsView, 0, len(a.listeners))
-	for _, l := range a.listeners {
-		ds := l.drain.Drains()
-		v := drainsView{Listener: l.cfg.Name, Drains: ds}
+	a.each(func(_ *listener, b *backend) {
+		ds := b.drain.Drains()
+		v := drainsView{Listener: b.name, Drains: ds}
 		if len(ds) > maxDebugDrains {
 			v.Drains, v.Omitted = ds[:maxDebugDrains], len(ds)-maxDebugDrains
 		}
 		out = append(out, v)
-	}
+	})
 	return out
 }
 
-// migrationEnded feeds the drain ledger of the session's listener.
-func (a *App) migrationEnded(listener, endpoint, outcome string) {
-	for _, l := range a.listeners {
-		if l.cfg.Name == listener {
-			l.drain.MigrationEnded(endpoint, outcome)
-		}
+// migrationEnded feeds the drain ledger of the session's upstream.
+func (a *App) migrationEnded(upstream, endpoint, outcome string) {
+	if b := a.backend(upstream); b != nil {
+		b.drain.MigrationEnded(endpoint, outcome)
 	}
 }
 

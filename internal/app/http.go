@@ -1,16 +1,18 @@
 package app
 
 import (
+	"fmt"
+
 	"go.uber.org/zap"
 
 	"github.com/longhaul-proxy/longhaul/config"
 	"github.com/longhaul-proxy/longhaul/proxy/httpproxy"
-	"github.com/longhaul-proxy/longhaul/proxy/upstream"
+	"github.com/longhaul-proxy/longhaul/proxy/route"
 )
 
 // newHTTP builds an http or grpc listener. A grpc listener is an http
 // listener whose endpoints speak HTTP/2 (h2c).
-func (a *App) newHTTP(lc config.Listener, up *upstream.Upstream, log *zap.Logger) (*httpproxy.Listener, error) {
+func (a *App) newHTTP(lc config.Listener, backends []*backend, log *zap.Logger) (*httpproxy.Listener, error) {
 	hc := httpproxy.Config{
 		Name: lc.Name, Key: httpproxy.NewRequestKey(lc.Balance.KeySpec()),
 		UpstreamH2:     lc.Protocol == "grpc" || lc.HTTP.Upstream == "h2c",
@@ -34,5 +36,18 @@ func (a *App) newHTTP(lc config.Listener, up *upstream.Upstream, log *zap.Logger
 		cf.OnError = func(err error) { log.Error("certificate reload failed; keeping the last good one", zap.Error(err)) }
 		hc.TLS = cf.TLSConfig()
 	}
-	return httpproxy.New(hc, up), nil
+	if lc.HasRoutes() {
+		byName := make(map[string]*httpproxy.Backend, len(backends))
+		for i, bc := range lc.Backends {
+			byName[bc.Name] = &httpproxy.Backend{Up: backends[i].up, Key: httpproxy.NewRequestKey(bc.Balance.KeySpec())}
+		}
+		routes, err := route.New(config.RouteSpec(&lc, func(name string) *httpproxy.Backend { return byName[name] }))
+		if err != nil {
+			return nil, fmt.Errorf("routes: %w", err) // validated: not expected
+		}
+		hc.Routes = routes
+	}
+	// With routes, the first backend's upstream lends the listener its
+	// registry and metrics (every upstream shares the App's).
+	return httpproxy.New(hc, backends[0].up), nil
 }

@@ -20,7 +20,8 @@ import (
 // rebalancing (whose default follows the policy). Anything else
 // (listeners added, removed, renamed or reordered, addresses, protocols,
 // endpoint sources, keys, timeouts, limits, PROXY protocol, http options,
-// the TCP drain mode, any admin key) needs a restart:
+// the TCP drain mode, any admin key; any change to a listener with routes)
+// needs a restart:
 // Reload then changes nothing and returns an error naming every such field,
 // so that a configuration is never half applied.
 func (a *App) Reload(next *config.Config) error {
@@ -37,7 +38,7 @@ func (a *App) Reload(next *config.Config) error {
 	for i, l := range a.listeners {
 		nc := next.Listeners[i]
 		pols[i] = nc.Balance.BalancerPolicy()
-		if len(nc.Endpoints.Static) > 0 && !slicesEqual(nc.Endpoints.Static, cur.Listeners[i].Endpoints.Static) {
+		if !nc.HasRoutes() && len(nc.Endpoints.Static) > 0 && !slicesEqual(nc.Endpoints.Static, cur.Listeners[i].Endpoints.Static) {
 			var err error
 			if snaps[i], err = staticSnapshot(l.cfg.Name, nc.Endpoints.Static); err != nil {
 				errs = append(errs, fmt.Errorf("listener %s: %w", nc.Name, err))
@@ -54,21 +55,25 @@ func (a *App) Reload(next *config.Config) error {
 	}
 	for i, l := range a.listeners {
 		nc, oc := next.Listeners[i], cur.Listeners[i]
+		if nc.HasRoutes() {
+			continue // backends and routes need a restart (restartNeeded)
+		}
+		b := l.backends[0]
 		if nc.Drain.Timeout != oc.Drain.Timeout || nc.Drain.Window != oc.Drain.Window || nc.Drain.Rate != oc.Drain.Rate {
-			l.drain.SetPacing(nc.Drain.Timeout, nc.Drain.Window, nc.Drain.Rate)
+			b.drain.SetPacing(nc.Drain.Timeout, nc.Drain.Window, nc.Drain.Rate)
 		}
 		if nc.Drain.Rebalance != oc.Drain.Rebalance {
-			l.drain.SetRebalance(rebalanceOf(nc.Drain.Rebalance))
+			b.drain.SetRebalance(rebalanceOf(nc.Drain.Rebalance))
 		}
 		if nc.Balance != oc.Balance {
-			if err := l.up.SetPolicy(pols[i]); err != nil {
+			if err := b.up.SetPolicy(pols[i]); err != nil {
 				// Parsed and validated above; a build error here means the
 				// current endpoints cannot take the policy (no endpoints).
 				a.log.Error("balance policy not applied", zap.String("listener", l.cfg.Name), zap.Error(err))
 			}
 		}
 		if snaps[i] != nil {
-			a.apply(l, snaps[i])
+			a.apply(b, snaps[i])
 		}
 	}
 	a.cur = next
@@ -109,6 +114,9 @@ func changedFields[T any](prefix string, o, n T) []string {
 // what is left must be equal. A static list may change, but not turn into
 // another kind of source.
 func reloadable(l config.Listener) config.Listener {
+	if l.HasRoutes() {
+		return l // backends and routes need a restart
+	}
 	if len(l.Endpoints.Static) > 0 {
 		l.Endpoints.Static = []string{"static"}
 	}

@@ -33,6 +33,18 @@ func (h *RequestHead) Header(name string) (string, bool) {
 	return "", false
 }
 
+// Values returns every value of the header field name, which must be
+// lower case, in the order sent; nil when there is none.
+func (h *RequestHead) Values(name string) []string {
+	var out []string
+	for i := range h.fields {
+		if h.fields[i].Name == name {
+			out = append(out, h.fields[i].Value)
+		}
+	}
+	return out
+}
+
 // Cookie returns the value of the named cookie, from any cookie field
 // (HTTP/2 may split cookies over several).
 func (h *RequestHead) Cookie(name string) (string, bool) {

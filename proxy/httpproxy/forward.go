@@ -76,18 +76,22 @@ func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "longhaul: both Content-Length and Transfer-Encoding", http.StatusBadRequest)
 		return
 	}
+	grpc := isGRPC(r)
+	rt, ok := l.route(w, r, grpc)
+	if !ok {
+		return // answered by the route (redirect, 404, 500)
+	}
 	if isWebSocketUpgrade(r) {
-		l.serveWebSocket(w, r, client)
+		l.serveWebSocket(w, r, client, rt)
 		return
 	}
-	grpc := isGRPC(r)
 	// The endpoint's response headers are awaited for at most
 	// ResponseHeaderTimeout, retries included.
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
 	headerTimer := time.AfterFunc(l.cfg.ResponseHeaderTimeout, func() { cancel(errResponseHeaderTimeout) })
 	out := l.outRequest(r, client).WithContext(ctx)
-	key := l.cfg.Key.Hash(r, client)
+	key := rt.b.Key.Hash(r, client)
 	body := &trackedBody{ReadCloser: r.Body}
 	if r.Body != nil && r.Body != http.NoBody {
 		body.bound(http.NewResponseController(w), l.cfg.RequestBodyTimeout)
@@ -102,7 +106,7 @@ func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if pin != nil {
 		prefer = pin.addr()
 	}
-	lease, err := l.up.Try(upstream.Attempt{Key: key, Prefer: prefer, Max: l.cfg.MaxAttempts}, func(ls *upstream.Lease) (err error) {
+	lease, err := rt.b.Up.Try(upstream.Attempt{Key: key, Prefer: prefer, Max: l.cfg.MaxAttempts}, func(ls *upstream.Lease) (err error) {
 		if pin != nil {
 			// The pinned connection counts as load, and so does each
 			// request in flight on it.
@@ -157,6 +161,7 @@ func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// HTTP/2 sends GOAWAY and closes once its streams are done.
 		w.Header()["Connection"] = []string{"close"}
 	}
+	rt.resp.Apply(resp.Header)
 	l.copyResponse(w, resp, grpc)
 	l.observe(start, resp, grpc)
 }

@@ -60,6 +60,11 @@ type Config struct {
 	// MaxAttempts bounds the endpoints tried for one request when it is
 	// safe to retry; 0 means 3.
 	MaxAttempts int
+	// Routes, if set, route each request to a backend of its own
+	// (Backend), as the Gateway API's HTTPRoute and GRPCRoute do; then Key
+	// is unused (each backend has its key) and the upstream given to New
+	// only lends its registry and metrics. Affinity needs no routes.
+	Routes *Routes
 	// TLS, if set, serves TLS (ALPN h2, http/1.1) with this config.
 	TLS *tls.Config
 	// Affinity pins each client connection to one endpoint (picked by Key
@@ -89,6 +94,7 @@ type Config struct {
 type Listener struct {
 	cfg     Config
 	up      *upstream.Upstream
+	def     *Backend // the listener's own; nil with routes
 	reg     *upstream.Registry
 	metrics *metrics.Metrics
 	log     *zap.Logger
@@ -116,8 +122,9 @@ type Listener struct {
 	grpcOK  prometheus.Observer
 }
 
-// New returns an HTTP listener balancing over up: its sessions are
-// registered in up's Registry and counted in up's Metrics.
+// New returns an HTTP listener balancing over up (with cfg.Routes, over
+// the routes' backends): its sessions are registered in up's Registry and
+// counted in up's Metrics.
 func New(cfg Config, up *upstream.Upstream) *Listener {
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = 2 * time.Second
@@ -146,6 +153,9 @@ func New(cfg Config, up *upstream.Upstream) *Listener {
 	m := up.Metrics()
 	l := &Listener{cfg: cfg, up: up, reg: up.Registry(), metrics: m, log: cfg.Logger.With(zap.String("listener", cfg.Name)),
 		grpcOK: m.RequestTime.WithLabelValues(cfg.Name, "ok")}
+	if cfg.Routes == nil {
+		l.def = &Backend{Up: up, Key: cfg.Key}
+	}
 	l.reqTime[0] = m.RequestTime.WithLabelValues(cfg.Name, "error")
 	for c := 1; c <= 5; c++ {
 		l.reqTime[c] = m.RequestTime.WithLabelValues(cfg.Name, fmt.Sprintf("%dxx", c))
@@ -181,7 +191,7 @@ func New(cfg Config, up *upstream.Upstream) *Listener {
 	}
 	if cfg.UpstreamH2 {
 		rc := h2relay.Config{
-			Router: relayRouter{up: up, key: cfg.Key}, Observer: relayObserver{l},
+			Router: relayRouter{def: l.def, routes: cfg.Routes}, Observer: relayObserver{l},
 			OnConn: l.onRelayConn, OnConnEnd: l.onRelayConnEnd,
 			Dial: cfg.Dial, ConnectTimeout: cfg.ConnectTimeout, MaxAttempts: cfg.MaxAttempts,
 			MaxHeaderListSize: uint32(cfg.MaxHeaderBytes), IdleTimeout: cfg.KeepAliveIdle,

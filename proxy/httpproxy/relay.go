@@ -8,24 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/longhaul-proxy/longhaul/proxy/h2relay"
-	"github.com/longhaul-proxy/longhaul/proxy/upstream"
 )
-
-// relayRouter leases endpoints for the HTTP/2 relay's streams with the
-// listener's key: each stream holds its lease (counted as load) until it
-// ends. Pinned connections route through their relayConn instead.
-type relayRouter struct {
-	up  *upstream.Upstream
-	key RequestKey
-}
-
-func (r relayRouter) Route(h *h2relay.RequestHead, tried []string) (string, func(), bool) {
-	l, ok := r.up.Route(r.key.HashHead(h), "", tried)
-	if !ok {
-		return "", nil, false
-	}
-	return l.Addr(), l.Release, true
-}
 
 // relayClients holds the relay's client connections, for longhaul's own
 // shutdown to move. changed is closed and replaced whenever one leaves, so

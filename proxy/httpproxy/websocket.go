@@ -64,7 +64,7 @@ func headerHasToken(h http.Header, name, token string) bool {
 // The session is leased before the endpoint is dialled; the dial and the
 // handshake are one attempt of Try, so an endpoint asked to let go of its
 // sessions meanwhile is left before the 101 reaches the client.
-func (l *Listener) serveWebSocket(w http.ResponseWriter, r *http.Request, client netip.AddrPort) {
+func (l *Listener) serveWebSocket(w http.ResponseWriter, r *http.Request, client netip.AddrPort, rt routed) {
 	l.wsMu.RLock()
 	if l.wsClosed {
 		l.wsMu.RUnlock()
@@ -91,7 +91,7 @@ func (l *Listener) serveWebSocket(w http.ResponseWriter, r *http.Request, client
 	var backend net.Conn
 	var resp *http.Response
 	info := upstream.SessionInfo{Listener: l.cfg.Name, Protocol: "websocket", Client: client.String()}
-	lease, err := l.up.Try(upstream.Attempt{Key: l.cfg.Key.Hash(r, client), Info: &info, Max: l.cfg.MaxAttempts},
+	lease, err := rt.b.Up.Try(upstream.Attempt{Key: rt.b.Key.Hash(r, client), Info: &info, Max: l.cfg.MaxAttempts},
 		func(ls *upstream.Lease) error {
 			c, err := upstream.DialLease(r.Context(), l.cfg.Dial, l.cfg.ConnectTimeout, ls)
 			if err != nil {
@@ -125,6 +125,7 @@ func (l *Listener) serveWebSocket(w http.ResponseWriter, r *http.Request, client
 		http.Error(w, "longhaul: upstream handshake failed", http.StatusBadGateway)
 		return
 	}
+	rt.resp.Apply(resp.Header)
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		// Refused: pass the answer on as an ordinary response.
 		l.copyResponse(w, resp, false)

@@ -23,8 +23,12 @@ type Session interface {
 
 // SessionInfo describes a session for /debug/sessions and drain decisions.
 type SessionInfo struct {
-	ID       uint64    `json:"id"`
-	Listener string    `json:"listener"`
+	ID       uint64 `json:"id"`
+	Listener string `json:"listener"`
+	// Upstream names the upstream the session was leased from: the
+	// listener's name, or for a listener with routes "listener/backend".
+	// Drain goes by it.
+	Upstream string    `json:"upstream"`
 	Protocol string    `json:"protocol"`
 	Endpoint string    `json:"endpoint"`
 	Client   string    `json:"client"`
@@ -59,8 +63,8 @@ type Registry struct {
 	// changed is closed and replaced whenever a session is removed, so that
 	// Wait can sleep without polling.
 	changed chan struct{}
-	// perListener counts the live sessions of each listener (WaitListener).
-	perListener map[string]int
+	// perUpstream counts the live sessions of each upstream (WaitUpstream).
+	perUpstream map[string]int
 
 	// OnMigrationEnd, if set before the first Register, is called when a
 	// session that was asked to move ends.
@@ -73,15 +77,15 @@ type Registry struct {
 // NewRegistry returns an empty Registry.
 func NewRegistry() *Registry {
 	return &Registry{byEP: make(map[string]map[uint64]Session), changed: make(chan struct{}),
-		perListener: make(map[string]int)}
+		perUpstream: make(map[string]int)}
 }
 
 // NewID returns a process-unique session id.
 func (r *Registry) NewID() uint64 { return r.nextID.Add(1) }
 
-// Register adds s, a session of listener, under endpoint addr and returns
+// Register adds s, a session leased from upstream, under endpoint addr and returns
 // the function that removes it; the caller defers that function.
-func (r *Registry) Register(listener, addr string, id uint64, s Session) (remove func()) {
+func (r *Registry) Register(upstream, addr string, id uint64, s Session) (remove func()) {
 	r.mu.Lock()
 	m := r.byEP[addr]
 	if m == nil {
@@ -89,14 +93,14 @@ func (r *Registry) Register(listener, addr string, id uint64, s Session) (remove
 		r.byEP[addr] = m
 	}
 	m[id] = s
-	r.perListener[listener]++
+	r.perUpstream[upstream]++
 	r.mu.Unlock()
 	r.n.Add(1)
 	return func() {
 		r.mu.Lock()
 		delete(m, id)
-		if r.perListener[listener]--; r.perListener[listener] == 0 {
-			delete(r.perListener, listener)
+		if r.perUpstream[upstream]--; r.perUpstream[upstream] == 0 {
+			delete(r.perUpstream, upstream)
 		}
 		idle := r.byEP[addr] != nil && len(r.byEP[addr]) == 0
 		if idle {
@@ -201,12 +205,13 @@ func (r *Registry) Wait(ctx context.Context, keep func(SessionInfo) bool) error 
 	}
 }
 
-// WaitListener blocks until no session of listener is live, or ctx ends.
+// WaitUpstream blocks until no session of the upstream is live, or ctx
+// ends.
 // It reads counts only: no Session is called.
-func (r *Registry) WaitListener(ctx context.Context, listener string) error {
+func (r *Registry) WaitUpstream(ctx context.Context, upstream string) error {
 	for {
 		r.mu.Lock()
-		n, ch := r.perListener[listener], r.changed
+		n, ch := r.perUpstream[upstream], r.changed
 		r.mu.Unlock()
 		if n == 0 {
 			return nil

@@ -6,21 +6,21 @@ import (
 	"time"
 )
 
-// TestWaitListener: WaitListener returns once the listener's last session
+// TestWaitUpstream: WaitUpstream returns once the upstream's last session
 // ends, whatever other listeners still hold, and with ctx's error while one
 // is live.
-func TestWaitListener(t *testing.T) {
+func TestWaitUpstream(t *testing.T) {
 	r := NewRegistry()
 	removeA := r.Register("a", "192.0.2.1:80", r.NewID(), &raceSession{})
 	removeB := r.Register("b", "192.0.2.1:80", r.NewID(), &raceSession{})
 	defer removeB()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer cancel()
-	if err := r.WaitListener(ctx, "a"); err == nil {
-		t.Fatal("WaitListener returned with a session of the listener live")
+	if err := r.WaitUpstream(ctx, "a"); err == nil {
+		t.Fatal("WaitUpstream returned with a session of the upstream live")
 	}
 	done := make(chan error, 1)
-	go func() { done <- r.WaitListener(context.Background(), "a") }()
+	go func() { done <- r.WaitUpstream(context.Background(), "a") }()
 	removeA()
 	select {
 	case err := <-done:
@@ -28,7 +28,7 @@ func TestWaitListener(t *testing.T) {
 			t.Fatal(err)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("WaitListener still waiting 10s after the listener's last session ended")
+		t.Fatal("WaitUpstream still waiting 10s after the upstream's last session ended")
 	}
 	if n := r.Len(); n != 1 {
 		t.Fatalf("%d sessions live, want b's one", n)

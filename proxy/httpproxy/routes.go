@@ -1,0 +1,143 @@
+package httpproxy
+
+import (
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/longhaul-proxy/longhaul/proxy/h2relay"
+	"github.com/longhaul-proxy/longhaul/proxy/route"
+	"github.com/longhaul-proxy/longhaul/proxy/upstream"
+)
+
+// Backend is where a request goes: an upstream (its picker, its sessions,
+// its drain) and the key its picker hashes. A listener without routes has
+// one, its own; with routes, each rule's backend references are Backends.
+type Backend struct {
+	Up  *upstream.Upstream
+	Key RequestKey
+}
+
+// Routes is a listener's route table over its backends.
+type Routes = route.Table[*Backend]
+
+// routed is the outcome of routing one request on the net/http path:
+// where it goes, and the response header changes its rule asks for.
+type routed struct {
+	b    *Backend
+	resp *route.HeaderModifier
+}
+
+// route finds the backend of r: the listener's own without routes; with
+// routes, the best matching rule's backend, with the rule's request
+// filters applied to r (headers, then host and path rewrite). When the
+// rule answers itself, or none matches, route writes the answer (a
+// redirect, 404, 500; for gRPC calls UNIMPLEMENTED or UNAVAILABLE) and
+// returns false.
+func (l *Listener) route(w http.ResponseWriter, r *http.Request, grpc bool) (routed, bool) {
+	if l.cfg.Routes == nil {
+		return routed{b: l.def}, true
+	}
+	if grpc {
+		res := l.cfg.Routes.MatchGRPC(r.Host, r.URL.Path, r.Header, rand.Uint64())
+		switch {
+		case res.Action == nil:
+			l.failGRPC(w, 12, "no route for "+r.URL.Path) // UNIMPLEMENTED
+			return routed{}, false
+		case !res.HasBackend:
+			l.failGRPC(w, 14, "the route has no backend")
+			return routed{}, false
+		}
+		res.Action.RequestHeaders.Apply(r.Header)
+		return routed{b: res.Backend, resp: res.Action.ResponseHeaders}, true
+	}
+	res := l.cfg.Routes.MatchHTTP(r.Host, r.Method, r.URL.Path, r.Header, r.URL.RawQuery, rand.Uint64())
+	switch st := res.Status(); {
+	case st == 0:
+	case res.Action != nil && res.Action.Redirect != nil:
+		res.Action.RequestHeaders.Apply(r.Header)
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		loc := res.Action.Redirect.Location(scheme, r.Host, l.port(r), r.URL.Path, r.URL.RawQuery, res.MatchedPrefix)
+		res.Action.ResponseHeaders.Apply(w.Header())
+		http.Redirect(w, r, loc, st)
+		return routed{}, false
+	case st == http.StatusNotFound:
+		http.Error(w, "longhaul: no route", st)
+		return routed{}, false
+	default:
+		http.Error(w, "longhaul: the route has no backend", st)
+		return routed{}, false
+	}
+	a := res.Action
+	a.RequestHeaders.Apply(r.Header)
+	a.Rewrite.Apply(r, res.MatchedPrefix)
+	return routed{b: res.Backend, resp: a.ResponseHeaders}, true
+}
+
+// port returns the local port r came in on, for redirects; 0 if unknown.
+func (l *Listener) port(r *http.Request) int {
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		if _, p, err := net.SplitHostPort(a.String()); err == nil {
+			n, _ := strconv.Atoi(p)
+			return n
+		}
+	}
+	return 0
+}
+
+// failGRPC answers a gRPC call with a status and message, trailers-only.
+func (l *Listener) failGRPC(w http.ResponseWriter, code int, msg string) {
+	h := w.Header()
+	h.Set("Content-Type", "application/grpc")
+	h.Set("Grpc-Status", strconv.Itoa(code))
+	h.Set("Grpc-Message", msg)
+	w.WriteHeader(http.StatusOK)
+}
+
+// relayRouter leases endpoints for the HTTP/2 relay's streams: each stream
+// holds its lease (counted as load) until it ends. Without routes every
+// stream goes to def; with routes, to its rule's backend (gRPC calls by
+// GRPCRoute, other requests by HTTPRoute). The relay forwards frames as
+// they are, so rules whose filters change requests are refused by the
+// configuration for relayed listeners, and a stream no rule matches is
+// answered as having no endpoint. Pinned connections route through their
+// relayConn instead.
+type relayRouter struct {
+	def    *Backend
+	routes *Routes
+}
+
+func (r relayRouter) Route(h *h2relay.RequestHead, tried []string) (string, func(), bool) {
+	b := r.def
+	if r.routes != nil {
+		path, query, _ := strings.Cut(h.Path, "?")
+		hd := headHeaders{h}
+		var ok bool
+		if h.GRPC {
+			res := r.routes.MatchGRPC(h.Authority, path, hd, rand.Uint64())
+			b, ok = res.Backend, res.HasBackend
+		} else {
+			res := r.routes.MatchHTTP(h.Authority, h.Method, path, hd, query, rand.Uint64())
+			b, ok = res.Backend, res.Status() == 0
+		}
+		if !ok {
+			return "", nil, false
+		}
+	}
+	l, ok := b.Up.Route(b.Key.HashHead(h), "", tried)
+	if !ok {
+		return "", nil, false
+	}
+	return l.Addr(), l.Release, true
+}
+
+// headHeaders gives route matching the header fields of a relayed
+// request (lower-case names) under the canonical names it asks with.
+type headHeaders struct{ h *h2relay.RequestHead }
+
+func (hh headHeaders) Values(name string) []string { return hh.h.Values(strings.ToLower(name)) }
