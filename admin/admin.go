@@ -39,6 +39,13 @@ func (r *Readiness) Add(name string, check func() error) {
 	r.checks[name] = check
 }
 
+// Remove drops the named check (a listener or backend that is gone).
+func (r *Readiness) Remove(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.checks, name)
+}
+
 // ShuttingDown makes /readyz fail from now on, so that the Service in front
 // stops sending new connections.
 func (r *Readiness) ShuttingDown() { r.shuttingDown.Store(true) }

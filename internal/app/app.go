@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,17 +58,23 @@ type Options struct {
 // App is a running longhaul. Listeners are bound in New, so that a port in
 // use is reported before Run.
 type App struct {
-	cfg       *config.Config
-	reloadMu  sync.Mutex
-	cur       *config.Config // the configuration in force; guarded by reloadMu
-	opts      Options
-	log       *zap.Logger
-	reg       *prometheus.Registry
-	metrics   *metrics.Metrics
-	sessions  *upstream.Registry
-	series    *upstream.EndpointSeries // forgets the series of endpoints gone
-	ready     *admin.Readiness
+	cfg      *config.Config
+	reloadMu sync.Mutex
+	cur      *config.Config // the configuration in force; guarded by reloadMu
+	opts     Options
+	log      *zap.Logger
+	reg      *prometheus.Registry
+	metrics  *metrics.Metrics
+	sessions *upstream.Registry
+	series   *upstream.EndpointSeries // forgets the series of endpoints gone
+	ready    *admin.Readiness
+	// mu guards listeners, each listener's backends and cfg, and run.
+	// Lock order: mu before anything a component locks; each() copies
+	// what it visits and calls out without mu.
+	mu        sync.Mutex
 	listeners []*listener
+	run       *runState // set while Run runs; nil before
+	closing   bool      // Run is shutting down: Apply refuses
 	adminLn   net.Listener
 	// debugLn serves the debug views, nil without admin.debugAddress;
 	// debugToken, if set, guards it.
@@ -87,6 +94,7 @@ type listener struct {
 	backends []*backend
 	srv      server
 	ln       net.Listener
+	stop     context.CancelFunc // ends Serve; set by startListener
 }
 
 // backend is one upstream of a listener, with the endpoint source that
@@ -102,6 +110,18 @@ type backend struct {
 	src    discovery.Source
 	drain  *drain.Controller
 	synced atomic.Bool
+	// fingerprint is the backend's longhaul_picker_fingerprint gauge.
+	fingerprint prometheus.Collector
+	// stopSource and stopDrain end its source's and its drain
+	// controller's goroutines; set by startBackend.
+	stopSource, stopDrain context.CancelFunc
+}
+
+// runState is what Run starts components under: listeners added later
+// start there too.
+type runState struct {
+	g                *errgroup.Group
+	srcCtx, serveCtx context.Context
 }
 
 // backendsOf returns the backend configurations of lc: its named backends
@@ -121,13 +141,31 @@ func upstreamName(lc config.Listener, b config.Backend) string {
 	return lc.Name + "/" + b.Name
 }
 
-// each calls f for every backend of every listener.
+// each calls f for every backend of every listener, as they are when it
+// is called; f runs without a.mu.
 func (a *App) each(f func(l *listener, b *backend)) {
+	type pair struct {
+		l *listener
+		b *backend
+	}
+	var ps []pair
+	a.mu.Lock()
 	for _, l := range a.listeners {
 		for _, b := range l.backends {
-			f(l, b)
+			ps = append(ps, pair{l, b})
 		}
 	}
+	a.mu.Unlock()
+	for _, p := range ps {
+		f(p.l, p.b)
+	}
+}
+
+// current returns the listeners as they are now.
+func (a *App) current() []*listener {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.listeners)
 }
 
 // backend returns the backend whose upstream is named name, or nil.
@@ -177,7 +215,7 @@ func New(cfg *config.Config, opts Options) (a *App, err error) {
 		a.metrics.MigrationsEnded.WithLabelValues(e.Info.Listener, e.Info.Protocol, e.Outcome).Inc()
 		a.metrics.MigrationTime.WithLabelValues(e.Info.Listener, e.Info.Protocol).Observe(e.Took.Seconds())
 		// upstream's outcomes are drain's (moved, forced, closed).
-		a.migrationEnded(e.Info.Upstream, e.Info.Endpoint, e.Outcome)
+		a.migrationEnded(e.Info.UpstreamID, e.Info.Endpoint, e.Outcome)
 	}
 	// The returns below set a to nil: close what was bound through a copy.
 	built := a
@@ -194,9 +232,6 @@ func New(cfg *config.Config, opts Options) (a *App, err error) {
 		a.listeners = append(a.listeners, l)
 	}
 	reg.MustRegister(drainCollector{a})
-	if err := a.registerFingerprints(); err != nil {
-		return nil, err
-	}
 	if a.adminLn, err = net.Listen("tcp", cfg.Admin.Address); err != nil {
 		return nil, fmt.Errorf("admin listener on %s: %w", cfg.Admin.Address, err)
 	}
@@ -216,17 +251,26 @@ func New(cfg *config.Config, opts Options) (a *App, err error) {
 func (a *App) newListener(lc config.Listener) (*listener, error) {
 	log := a.log.With(zap.String("listener", lc.Name))
 	l := &listener{cfg: lc}
+	var backends []*backend
 	for _, bc := range backendsOf(lc) {
-		b := &backend{name: upstreamName(lc, bc), cfg: bc}
-		b.up = upstream.NewUpstream(b.name, bc.Balance.BalancerPolicy(), a.sessions, a.metrics)
-		src, err := a.newSource(lc, b.name, bc.Endpoints, log)
+		b, err := a.newBackend(lc, bc, log)
 		if err != nil {
+			for _, b := range backends {
+				b.release(a)
+			}
 			return nil, err
 		}
-		b.src = src
-		l.backends = append(l.backends, b)
+		backends = append(backends, b)
 	}
-	var pools drain.EndpointDrainer
+	l.backends = backends
+	built := false
+	defer func() {
+		if !built {
+			for _, b := range backends {
+				b.release(a)
+			}
+		}
+	}()
 	var downstream drain.Downstream
 	switch lc.Protocol {
 	case "tcp", "":
@@ -246,53 +290,90 @@ func (a *App) newListener(lc config.Listener) (*listener, error) {
 		if err != nil {
 			return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
 		}
-		l.srv, pools, downstream = h, h, relayClientsOf{h}
+		l.srv, downstream = h, relayClientsOf{h}
+		for _, b := range l.backends {
+			b.drain.Pools = h // endpoint pools are per address, which one backend owns
+		}
 	default:
 		return nil, fmt.Errorf("listener %s: protocol %q is not supported", lc.Name, lc.Protocol)
 	}
-	for i, b := range l.backends {
-		name, d := b.name, b.cfg.Drain
-		b.drain = &drain.Controller{
-			Timeout: d.Timeout,
-			Window:  d.Window,
-			Rate:    d.Rate,
-			// Kill times come with Kubernetes endpoints (a terminating
-			// pod's deletion timestamp) and endpoints files (killTime).
-			KillMargin: d.KillMargin,
-			Lister:     listerFor{reg: a.sessions, upstream: name},
-			// Endpoint pools are per address, which one backend owns.
-			Pools:     pools,
-			Rebalance: rebalanceOf(d.Rebalance),
-			OnMigrate: func(_ string, s drain.Session, reason string) {
-				proto := lc.Protocol
-				if ps, ok := s.(upstream.Session); ok {
-					proto = ps.Info().Protocol
-				}
-				a.metrics.SessionsMigrated.WithLabelValues(name, proto, reason).Inc()
-			},
-			OnEndpointDrained: func(_ string, took time.Duration) {
-				a.metrics.EndpointDrain.WithLabelValues(name).Observe(took.Seconds())
-			},
-			OnLate: drainLate(log.With(zap.String("upstream", name))),
-		}
-		if i == 0 {
-			// The listener's client connections are moved once, by
-			// its first backend's shutdown.
-			b.drain.Downstream = downstream
-		}
-		a.ready.Add("endpoints of "+name, func() error {
-			if !b.synced.Load() {
-				return errors.New("no endpoints list yet")
-			}
-			return nil
-		})
-	}
+	// The listener's client connections are moved once, by its first
+	// backend's shutdown.
+	l.backends[0].drain.Downstream = downstream
 	ln, err := listen.Listen(lc.Address, lc.Timeouts.TCPKeepAlive)
 	if err != nil {
 		return nil, fmt.Errorf("listener %s on %s: %w", lc.Name, lc.Address, err)
 	}
 	l.ln = ln
+	built = true
 	return l, nil
+}
+
+// newBackend builds a backend of lc: its upstream, endpoint source, drain
+// controller, readiness check and fingerprint gauge. release undoes the
+// registrations of one never started.
+func (a *App) newBackend(lc config.Listener, bc config.Backend, log *zap.Logger) (*backend, error) {
+	b := &backend{name: upstreamName(lc, bc), cfg: bc}
+	b.up = upstream.NewUpstream(b.name, bc.Balance.BalancerPolicy(), a.sessions, a.metrics)
+	src, err := a.newSource(lc, b.name, bc.Endpoints, log)
+	if err != nil {
+		return nil, err
+	}
+	b.src = src
+	name, d := b.name, bc.Drain
+	proto := lc.Protocol
+	b.drain = &drain.Controller{
+		Timeout: d.Timeout,
+		Window:  d.Window,
+		Rate:    d.Rate,
+		// Kill times come with Kubernetes endpoints (a terminating
+		// pod's deletion timestamp) and endpoints files (killTime).
+		KillMargin: d.KillMargin,
+		Lister:     listerFor{reg: a.sessions, upstream: b.up.ID()},
+		Rebalance:  rebalanceOf(d.Rebalance),
+		OnMigrate: func(_ string, s drain.Session, reason string) {
+			p := proto
+			if ps, ok := s.(upstream.Session); ok {
+				p = ps.Info().Protocol
+			}
+			a.metrics.SessionsMigrated.WithLabelValues(name, p, reason).Inc()
+		},
+		OnEndpointDrained: func(_ string, took time.Duration) {
+			a.metrics.EndpointDrain.WithLabelValues(name).Observe(took.Seconds())
+		},
+		OnLate: drainLate(log.With(zap.String("upstream", name))),
+	}
+	a.ready.Add("endpoints of "+name, func() error {
+		if !b.synced.Load() {
+			return errors.New("no endpoints list yet")
+		}
+		return nil
+	})
+	up := b.up
+	b.fingerprint = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "longhaul_picker_fingerprint",
+		Help: "The low 52 bits of the fingerprint of the picker of a listener (or of a backend of its routes, \"listener/backend\"): a hash of its Maglev table, " +
+			"policy and endpoints, as a float: replicas that route keys alike report the same value; 0 before the first endpoints.",
+		ConstLabels: prometheus.Labels{"listener": name},
+	}, func() float64 {
+		if p := up.Picker(); p != nil {
+			return float64(p.Fingerprint() & fingerprintBits)
+		}
+		return 0
+	})
+	if err := a.reg.Register(b.fingerprint); err != nil {
+		a.ready.Remove("endpoints of " + name)
+		return nil, fmt.Errorf("%s: metrics: %w", name, err)
+	}
+	return b, nil
+}
+
+// release undoes newBackend's registrations (readiness, gauge, endpoint
+// series), for a backend removed or never started.
+func (b *backend) release(a *App) {
+	a.ready.Remove("endpoints of " + b.name)
+	a.reg.Unregister(b.fingerprint)
+	a.series.Snapshot(b.name, &discovery.Snapshot{}) // its endpoints' series go once idle
 }
 
 // newSource returns the endpoint source of the upstream named name, a
@@ -329,7 +410,7 @@ func (a *App) newSource(lc config.Listener, name string, eps config.Endpoints, l
 
 // Close releases the listening sockets of an App that will not Run.
 func (a *App) Close() {
-	for _, l := range a.listeners {
+	for _, l := range a.current() {
 		l.ln.Close()
 	}
 	for _, ln := range []net.Listener{a.adminLn, a.debugLn} {
@@ -385,19 +466,15 @@ func (a *App) Run(ctx context.Context) error {
 	srcCtx, stopSources := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSources()
 	g, gctx := errgroup.WithContext(srcCtx)
-	a.each(func(_ *listener, b *backend) {
-		g.Go(func() error { return a.runSource(gctx, b) })
-	})
 	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopServing()
-	a.each(func(_ *listener, b *backend) {
-		// drain owns every migration, longhaul's own shutdown's too: it
-		// runs until the listeners are done.
-		g.Go(func() error { b.drain.Run(serveCtx); return nil })
-	})
+	a.mu.Lock()
+	a.run = &runState{g: g, srcCtx: gctx, serveCtx: serveCtx}
 	for _, l := range a.listeners {
-		g.Go(func() error { return l.srv.Serve(serveCtx, l.ln) })
+		a.startListener(l)
 	}
+	n := len(a.listeners)
+	a.mu.Unlock()
 	g.Go(func() error { a.budget.Run(serveCtx); return nil })
 	servers := a.adminServers()
 	for _, srv := range servers {
@@ -408,7 +485,7 @@ func (a *App) Run(ctx context.Context) error {
 		debug = d.String()
 	}
 	a.log.Info("longhaul running", zap.Stringer("admin", a.adminLn.Addr()), zap.String("debug", debug),
-		zap.Int("listeners", len(a.listeners)))
+		zap.Int("listeners", n))
 
 	var runErr error
 	select {
@@ -416,6 +493,9 @@ func (a *App) Run(ctx context.Context) error {
 	case <-gctx.Done(): // a component failed
 		runErr = context.Cause(gctx)
 	}
+	a.mu.Lock()
+	a.closing = true
+	a.mu.Unlock()
 	a.shutdown()
 	stopServing()
 	stopSources()
@@ -466,11 +546,11 @@ const sourceRestart = time.Second
 // runSource runs b's endpoint source until ctx ends. A panic in it is
 // contained (logged and counted by guard): the last good endpoints stay in
 // force and the source runs again after sourceRestart.
-func (a *App) runSource(ctx context.Context, b *backend) error {
+func (a *App) runSource(ctx context.Context, b *backend, src discovery.Source) error {
 	for {
 		var err error
 		panicked := guard.Do("discovery", func() {
-			err = b.src.Run(ctx, func(s *discovery.Snapshot) { a.apply(b, s) })
+			err = src.Run(ctx, func(s *discovery.Snapshot) { a.apply(b, s) })
 		})
 		if !panicked {
 			if err != nil {
@@ -494,44 +574,50 @@ func (a *App) shutdown() {
 		time.Sleep(a.opts.ShutdownDelay)
 	}
 	g := errgroup.Group{}
-	for _, l := range a.listeners {
-		g.Go(func() error {
-			// Sessions get their backend's drain timeout to move; the
-			// forced ends at that deadline get shutdownGrace more to be
-			// seen out.
-			var timeout time.Duration
-			for _, b := range l.backends {
-				timeout = max(timeout, b.drain.DrainTimeout())
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), timeout+shutdownGrace)
-			defer cancel()
-			// Sessions leased from now on move at once; then no new
-			// connection is accepted, and drain moves every session and
-			// client connection, paced, and waits for them.
-			for _, b := range l.backends {
-				b.up.Leave(time.Now().Add(b.drain.DrainTimeout()))
-			}
-			l.ln.Close()
-			var dg errgroup.Group
-			for _, b := range l.backends {
-				dg.Go(func() error {
-					if err := b.drain.Shutdown(ctx); err != nil {
-						a.log.Info("drain timeout reached; remaining sessions closed", zap.String("upstream", b.name), zap.Error(err))
-					}
-					return nil
-				})
-			}
-			dg.Wait()
-			// What is left: requests in flight, idle keep-alive
-			// connections, pooled endpoint connections.
-			if err := l.srv.Shutdown(ctx); err != nil {
-				a.log.Info("listener shut down with requests cut", zap.String("listener", l.cfg.Name), zap.Error(err))
+	for _, l := range a.current() {
+		a.mu.Lock()
+		backends := l.backends
+		a.mu.Unlock()
+		g.Go(func() error { a.shutdownListener(l, backends); return nil })
+	}
+	g.Wait()
+	a.log.Info("shutdown complete")
+}
+
+// shutdownListener moves every session of l's backends off, paced, by
+// each backend's drain timeout, with its socket closed, then shuts its
+// server down.
+func (a *App) shutdownListener(l *listener, backends []*backend) {
+	// Sessions get their backend's drain timeout to move; the forced ends
+	// at that deadline get shutdownGrace more to be seen out.
+	var timeout time.Duration
+	for _, b := range backends {
+		timeout = max(timeout, b.drain.DrainTimeout())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout+shutdownGrace)
+	defer cancel()
+	// Sessions leased from now on move at once; then no new connection is
+	// accepted, and drain moves every session and client connection,
+	// paced, and waits for them.
+	for _, b := range backends {
+		b.up.Leave(time.Now().Add(b.drain.DrainTimeout()))
+	}
+	l.ln.Close()
+	var dg errgroup.Group
+	for _, b := range backends {
+		dg.Go(func() error {
+			if err := b.drain.Shutdown(ctx); err != nil {
+				a.log.Info("drain timeout reached; remaining sessions closed", zap.String("upstream", b.name), zap.Error(err))
 			}
 			return nil
 		})
 	}
-	g.Wait()
-	a.log.Info("shutdown complete")
+	dg.Wait()
+	// What is left: requests in flight, idle keep-alive connections,
+	// pooled endpoint connections.
+	if err := l.srv.Shutdown(ctx); err != nil {
+		a.log.Info("listener shut down with requests cut", zap.String("listener", l.cfg.Name), zap.Error(err))
+	}
 }
 
 // shutdownGrace is how long past its drain deadline a listener's shutdown
@@ -555,30 +641,6 @@ func (a *App) apply(b *backend, s *discovery.Snapshot) {
 // fingerprintBits are the bits of a picker's fingerprint the gauge
 // longhaul_picker_fingerprint carries: a float64 holds 53 bits exactly.
 const fingerprintBits = 1<<52 - 1
-
-// registerFingerprints registers the gauge longhaul_picker_fingerprint of
-// every listener, read from its current picker at each scrape.
-func (a *App) registerFingerprints() error {
-	var err error
-	a.each(func(_ *listener, b *backend) {
-		up := b.up
-		g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "longhaul_picker_fingerprint",
-			Help: "The low 52 bits of the fingerprint of the picker of a listener (or of a backend of its routes, \"listener/backend\"): a hash of its Maglev table, " +
-				"policy and endpoints, as a float: replicas that route keys alike report the same value; 0 before the first endpoints.",
-			ConstLabels: prometheus.Labels{"listener": b.name},
-		}, func() float64 {
-			if p := up.Picker(); p != nil {
-				return float64(p.Fingerprint() & fingerprintBits)
-			}
-			return 0
-		})
-		if rerr := a.reg.Register(g); rerr != nil && err == nil {
-			err = fmt.Errorf("%s: metrics: %w", b.name, rerr)
-		}
-	})
-	return err
-}
 
 // fingerprintHex formats a picker's fingerprint as 16 hex digits (a JSON
 // number would lose bits in many readers); "" without a picker.
@@ -606,7 +668,7 @@ type endpointWithLoad struct {
 }
 
 func (a *App) debugEndpoints() any {
-	out := make([]endpointView, 0, len(a.listeners))
+	var out []endpointView
 	a.each(func(_ *listener, b *backend) {
 		v := endpointView{Listener: b.name, Endpoints: []endpointWithLoad{}}
 		targets := map[string]*balancer.Target{}
@@ -688,14 +750,14 @@ func (r relayClientsOf) Wait(ctx context.Context) error { return r.h.WaitClients
 // listerFor adapts the session registry to drain.Lister for one upstream.
 type listerFor struct {
 	reg      *upstream.Registry
-	upstream string
+	upstream uint64 // Upstream.ID
 }
 
 func (f listerFor) Endpoints() []string {
 	seen := map[string]bool{}
 	var out []string
 	for _, in := range f.reg.Infos() {
-		if in.Upstream == f.upstream && !seen[in.Endpoint] {
+		if in.UpstreamID == f.upstream && !seen[in.Endpoint] {
 			seen[in.Endpoint] = true
 			out = append(out, in.Endpoint)
 		}
@@ -706,7 +768,7 @@ func (f listerFor) Endpoints() []string {
 func (f listerFor) Sessions(ep string) []drain.Session {
 	var out []drain.Session
 	for _, s := range f.reg.Endpoint(ep) {
-		if s.Info().Upstream == f.upstream {
+		if s.Info().UpstreamID == f.upstream {
 			out = append(out, s)
 		}
 	}
@@ -727,4 +789,27 @@ func rebalanceOf(r config.Rebalance) drain.Rebalance {
 			ps, ok := s.(upstream.Session)
 			return r.TCP || !ok || ps.Info().Protocol != "tcp"
 		}}
+}
+
+// startListener starts l's goroutines under the run: its backends' and
+// Serve. Called with a.mu held, once Run runs.
+func (a *App) startListener(l *listener) {
+	ctx, cancel := context.WithCancel(a.run.serveCtx)
+	l.stop = cancel
+	for _, b := range l.backends {
+		a.startBackend(b)
+	}
+	a.run.g.Go(func() error { return l.srv.Serve(ctx, l.ln) })
+}
+
+// startBackend starts b's endpoint source and drain controller under the
+// run. drain owns every migration, longhaul's own shutdown's too: it runs
+// until the listeners are done. Called with a.mu held.
+func (a *App) startBackend(b *backend) {
+	sctx, stopSource := context.WithCancel(a.run.srcCtx)
+	dctx, stopDrain := context.WithCancel(a.run.serveCtx)
+	b.stopSource, b.stopDrain = stopSource, stopDrain
+	src := b.src
+	a.run.g.Go(func() error { return a.runSource(sctx, b, src) })
+	a.run.g.Go(func() error { b.drain.Run(dctx); return nil })
 }

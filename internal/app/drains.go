@@ -65,7 +65,7 @@ type drainsView struct {
 }
 
 func (a *App) debugDrains() any {
-	out := make([]drainsView, 0, len(a.listeners))
+	var out []drainsView
 	a.each(func(_ *listener, b *backend) {
 		ds := b.drain.Drains()
 		v := drainsView{Listener: b.name, Drains: ds}
@@ -77,11 +77,14 @@ func (a *App) debugDrains() any {
 	return out
 }
 
-// migrationEnded feeds the drain ledger of the session's upstream.
-func (a *App) migrationEnded(upstream, endpoint, outcome string) {
-	if b := a.backend(upstream); b != nil {
-		b.drain.MigrationEnded(endpoint, outcome)
-	}
+// migrationEnded feeds the drain ledger of the session's upstream (its
+// Upstream.ID).
+func (a *App) migrationEnded(upstream uint64, endpoint, outcome string) {
+	a.each(func(_ *listener, b *backend) {
+		if b.up.ID() == upstream {
+			b.drain.MigrationEnded(endpoint, outcome)
+		}
+	})
 }
 
 // drainLate logs a drain projected to finish after its endpoint's kill

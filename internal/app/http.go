@@ -1,13 +1,10 @@
 package app
 
 import (
-	"fmt"
-
 	"go.uber.org/zap"
 
 	"github.com/longhaul-proxy/longhaul/config"
 	"github.com/longhaul-proxy/longhaul/proxy/httpproxy"
-	"github.com/longhaul-proxy/longhaul/proxy/route"
 )
 
 // newHTTP builds an http or grpc listener. A grpc listener is an http
@@ -37,15 +34,11 @@ func (a *App) newHTTP(lc config.Listener, backends []*backend, log *zap.Logger) 
 		hc.TLS = cf.TLSConfig()
 	}
 	if lc.HasRoutes() {
-		byName := make(map[string]*httpproxy.Backend, len(backends))
-		for i, bc := range lc.Backends {
-			byName[bc.Name] = &httpproxy.Backend{Up: backends[i].up, Key: httpproxy.NewRequestKey(bc.Balance.KeySpec())}
-		}
-		routes, err := route.New(config.RouteSpec(&lc, func(name string) *httpproxy.Backend { return byName[name] }))
+		t, err := routeTable(lc, backends)
 		if err != nil {
-			return nil, fmt.Errorf("routes: %w", err) // validated: not expected
+			return nil, err // validated: not expected
 		}
-		hc.Routes = routes
+		hc.Routes = t
 	}
 	// With routes, the first backend's upstream lends the listener its
 	// registry and metrics (every upstream shares the App's).

@@ -32,10 +32,11 @@ func (a *App) Reload(next *config.Config) error {
 		return fmt.Errorf("not applied: changing %s needs a restart", strings.Join(problems, ", "))
 	}
 	// Check everything that can fail before changing anything.
-	snaps := make([]*discovery.Snapshot, len(a.listeners))
-	pols := make([]balancer.Policy, len(a.listeners))
+	ls := a.current()
+	snaps := make([]*discovery.Snapshot, len(ls))
+	pols := make([]balancer.Policy, len(ls))
 	var errs []error
-	for i, l := range a.listeners {
+	for i, l := range ls {
 		nc := next.Listeners[i]
 		pols[i] = nc.Balance.BalancerPolicy()
 		if !nc.HasRoutes() && len(nc.Endpoints.Static) > 0 && !slicesEqual(nc.Endpoints.Static, cur.Listeners[i].Endpoints.Static) {
@@ -53,7 +54,7 @@ func (a *App) Reload(next *config.Config) error {
 			return fmt.Errorf("not applied: log level: %w", err)
 		}
 	}
-	for i, l := range a.listeners {
+	for i, l := range ls {
 		nc, oc := next.Listeners[i], cur.Listeners[i]
 		if nc.HasRoutes() {
 			continue // backends and routes need a restart (restartNeeded)
@@ -77,7 +78,7 @@ func (a *App) Reload(next *config.Config) error {
 		}
 	}
 	a.cur = next
-	a.log.Info("configuration reloaded", zap.Int("listeners", len(a.listeners)))
+	a.log.Info("configuration reloaded", zap.Int("listeners", len(ls)))
 	return nil
 }
 

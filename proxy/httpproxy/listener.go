@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/longhaul-proxy/longhaul/proxy/metrics"
@@ -94,7 +95,8 @@ type Config struct {
 type Listener struct {
 	cfg     Config
 	up      *upstream.Upstream
-	def     *Backend // the listener's own; nil with routes
+	def     *Backend               // the listener's own; nil with routes
+	routes  atomic.Pointer[Routes] // with routes; swapped by SetRoutes
 	reg     *upstream.Registry
 	metrics *metrics.Metrics
 	log     *zap.Logger
@@ -155,6 +157,8 @@ func New(cfg Config, up *upstream.Upstream) *Listener {
 		grpcOK: m.RequestTime.WithLabelValues(cfg.Name, "ok")}
 	if cfg.Routes == nil {
 		l.def = &Backend{Up: up, Key: cfg.Key}
+	} else {
+		l.routes.Store(cfg.Routes)
 	}
 	l.reqTime[0] = m.RequestTime.WithLabelValues(cfg.Name, "error")
 	for c := 1; c <= 5; c++ {
@@ -191,7 +195,7 @@ func New(cfg Config, up *upstream.Upstream) *Listener {
 	}
 	if cfg.UpstreamH2 {
 		rc := h2relay.Config{
-			Router: relayRouter{def: l.def, routes: cfg.Routes}, Observer: relayObserver{l},
+			Router: relayRouter{def: l.def, routes: &l.routes}, Observer: relayObserver{l},
 			OnConn: l.onRelayConn, OnConnEnd: l.onRelayConnEnd,
 			Dial: cfg.Dial, ConnectTimeout: cfg.ConnectTimeout, MaxAttempts: cfg.MaxAttempts,
 			MaxHeaderListSize: uint32(cfg.MaxHeaderBytes), IdleTimeout: cfg.KeepAliveIdle,

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/longhaul-proxy/longhaul/proxy/h2relay"
 	"github.com/longhaul-proxy/longhaul/proxy/route"
@@ -23,6 +24,18 @@ type Backend struct {
 // Routes is a listener's route table over its backends.
 type Routes = route.Table[*Backend]
 
+// SetRoutes replaces the route table of a listener built with routes;
+// requests routed from then on use it (each request reads the table once).
+// Backends no longer referenced get no new request; the caller drains
+// them. It panics on a listener built without routes: its one backend
+// cannot become many.
+func (l *Listener) SetRoutes(t *Routes) {
+	if l.def != nil || t == nil {
+		panic("httpproxy: SetRoutes on a listener without routes, or to none")
+	}
+	l.routes.Store(t)
+}
+
 // routed is the outcome of routing one request on the net/http path:
 // where it goes, and the response header changes its rule asks for.
 type routed struct {
@@ -37,11 +50,12 @@ type routed struct {
 // redirect, 404, 500; for gRPC calls UNIMPLEMENTED or UNAVAILABLE) and
 // returns false.
 func (l *Listener) route(w http.ResponseWriter, r *http.Request, grpc bool) (routed, bool) {
-	if l.cfg.Routes == nil {
+	routes := l.routes.Load()
+	if routes == nil {
 		return routed{b: l.def}, true
 	}
 	if grpc {
-		res := l.cfg.Routes.MatchGRPC(r.Host, r.URL.Path, r.Header, rand.Uint64())
+		res := routes.MatchGRPC(r.Host, r.URL.Path, r.Header, rand.Uint64())
 		switch {
 		case res.Action == nil:
 			l.failGRPC(w, 12, "no route for "+r.URL.Path) // UNIMPLEMENTED
@@ -53,7 +67,7 @@ func (l *Listener) route(w http.ResponseWriter, r *http.Request, grpc bool) (rou
 		res.Action.RequestHeaders.Apply(r.Header)
 		return routed{b: res.Backend, resp: res.Action.ResponseHeaders}, true
 	}
-	res := l.cfg.Routes.MatchHTTP(r.Host, r.Method, r.URL.Path, r.Header, r.URL.RawQuery, rand.Uint64())
+	res := routes.MatchHTTP(r.Host, r.Method, r.URL.Path, r.Header, r.URL.RawQuery, rand.Uint64())
 	switch st := res.Status(); {
 	case st == 0:
 	case res.Action != nil && res.Action.Redirect != nil:
@@ -109,20 +123,20 @@ func (l *Listener) failGRPC(w http.ResponseWriter, code int, msg string) {
 // relayConn instead.
 type relayRouter struct {
 	def    *Backend
-	routes *Routes
+	routes *atomic.Pointer[Routes] // the listener's
 }
 
 func (r relayRouter) Route(h *h2relay.RequestHead, tried []string) (string, func(), bool) {
 	b := r.def
-	if r.routes != nil {
+	if routes := r.routes.Load(); routes != nil {
 		path, query, _ := strings.Cut(h.Path, "?")
 		hd := headHeaders{h}
 		var ok bool
 		if h.GRPC {
-			res := r.routes.MatchGRPC(h.Authority, path, hd, rand.Uint64())
+			res := routes.MatchGRPC(h.Authority, path, hd, rand.Uint64())
 			b, ok = res.Backend, res.HasBackend
 		} else {
-			res := r.routes.MatchHTTP(h.Authority, h.Method, path, hd, query, rand.Uint64())
+			res := routes.MatchHTTP(h.Authority, h.Method, path, hd, query, rand.Uint64())
 			b, ok = res.Backend, res.Status() == 0
 		}
 		if !ok {

@@ -99,8 +99,8 @@ func (u *Upstream) Lease(key uint64, prefer string, tried []string, info *Sessio
 		if l.info.Listener == "" {
 			l.info.Listener = u.name
 		}
-		l.info.Upstream = u.name
-		l.remove = u.reg.Register(u.name, l.info.Endpoint, l.info.ID, l)
+		l.info.Upstream, l.info.UpstreamID = u.name, u.id
+		l.remove = u.reg.Register(u.id, l.info.Endpoint, l.info.ID, l)
 		l.metrics = u.metrics
 		if !u.leaving.IsZero() {
 			l.asked, l.deadline = true, u.leaving

@@ -28,11 +28,13 @@ type SessionInfo struct {
 	// Upstream names the upstream the session was leased from: the
 	// listener's name, or for a listener with routes "listener/backend".
 	// Drain goes by it.
-	Upstream string    `json:"upstream"`
-	Protocol string    `json:"protocol"`
-	Endpoint string    `json:"endpoint"`
-	Client   string    `json:"client"`
-	Started  time.Time `json:"started"`
+	Upstream string `json:"upstream"`
+	// UpstreamID is the upstream's Upstream.ID.
+	UpstreamID uint64    `json:"-"`
+	Protocol   string    `json:"protocol"`
+	Endpoint   string    `json:"endpoint"`
+	Client     string    `json:"client"`
+	Started    time.Time `json:"started"`
 	// Migrating is set once Migrate was called; Deadline is then when the
 	// session will be closed if it has not left by itself.
 	Migrating bool      `json:"migrating"`
@@ -64,7 +66,7 @@ type Registry struct {
 	// Wait can sleep without polling.
 	changed chan struct{}
 	// perUpstream counts the live sessions of each upstream (WaitUpstream).
-	perUpstream map[string]int
+	perUpstream map[uint64]int
 
 	// OnMigrationEnd, if set before the first Register, is called when a
 	// session that was asked to move ends.
@@ -77,15 +79,16 @@ type Registry struct {
 // NewRegistry returns an empty Registry.
 func NewRegistry() *Registry {
 	return &Registry{byEP: make(map[string]map[uint64]Session), changed: make(chan struct{}),
-		perUpstream: make(map[string]int)}
+		perUpstream: make(map[uint64]int)}
 }
 
 // NewID returns a process-unique session id.
 func (r *Registry) NewID() uint64 { return r.nextID.Add(1) }
 
-// Register adds s, a session leased from upstream, under endpoint addr and returns
+// Register adds s, a session leased from the upstream of that ID, under
+// endpoint addr and returns
 // the function that removes it; the caller defers that function.
-func (r *Registry) Register(upstream, addr string, id uint64, s Session) (remove func()) {
+func (r *Registry) Register(upstream uint64, addr string, id uint64, s Session) (remove func()) {
 	r.mu.Lock()
 	m := r.byEP[addr]
 	if m == nil {
@@ -205,10 +208,10 @@ func (r *Registry) Wait(ctx context.Context, keep func(SessionInfo) bool) error 
 	}
 }
 
-// WaitUpstream blocks until no session of the upstream is live, or ctx
-// ends.
+// WaitUpstream blocks until no session of the upstream (its Upstream.ID)
+// is live, or ctx ends.
 // It reads counts only: no Session is called.
-func (r *Registry) WaitUpstream(ctx context.Context, upstream string) error {
+func (r *Registry) WaitUpstream(ctx context.Context, upstream uint64) error {
 	for {
 		r.mu.Lock()
 		n, ch := r.perUpstream[upstream], r.changed

@@ -11,16 +11,16 @@ import (
 // is live.
 func TestWaitUpstream(t *testing.T) {
 	r := NewRegistry()
-	removeA := r.Register("a", "192.0.2.1:80", r.NewID(), &raceSession{})
-	removeB := r.Register("b", "192.0.2.1:80", r.NewID(), &raceSession{})
+	removeA := r.Register(1, "192.0.2.1:80", r.NewID(), &raceSession{})
+	removeB := r.Register(2, "192.0.2.1:80", r.NewID(), &raceSession{})
 	defer removeB()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer cancel()
-	if err := r.WaitUpstream(ctx, "a"); err == nil {
+	if err := r.WaitUpstream(ctx, 1); err == nil {
 		t.Fatal("WaitUpstream returned with a session of the upstream live")
 	}
 	done := make(chan error, 1)
-	go func() { done <- r.WaitUpstream(context.Background(), "a") }()
+	go func() { done <- r.WaitUpstream(context.Background(), 1) }()
 	removeA()
 	select {
 	case err := <-done:

@@ -31,6 +31,7 @@ import (
 // Lock order: mu (builds) before leaseMu before the Registry's lock.
 type Upstream struct {
 	name string
+	id   uint64 // unique in the process: upstreams may share a name while one replaces another
 	reg  *Registry
 
 	mu      sync.Mutex // serialises builds: Update and SetPolicy
@@ -65,9 +66,17 @@ func NewUpstream(name string, policy balancer.Policy, reg *Registry, m *metrics.
 	if reg == nil {
 		reg = NewRegistry()
 	}
-	return &Upstream{name: name, reg: reg, policy: policy, loads: balancer.NewLoads(), metrics: m,
+	return &Upstream{name: name, id: upstreamIDs.Add(1), reg: reg, policy: policy, loads: balancer.NewLoads(), metrics: m,
 		picksOK: m.Picks.WithLabelValues(name, "ok"), picksNone: m.Picks.WithLabelValues(name, "none")}
 }
+
+// upstreamIDs numbers upstreams.
+var upstreamIDs atomic.Uint64
+
+// ID returns the upstream's process-unique number: its sessions carry it
+// (SessionInfo.UpstreamID), so that an upstream replacing another of the
+// same name lists only its own.
+func (u *Upstream) ID() uint64 { return u.id }
 
 // Update builds a picker from s and swaps it in. On error the previous
 // picker stays in force.
