@@ -33,6 +33,8 @@ import (
 //
 // Only sessions that can leave without loss move: a Session that implements
 // Movable and reports false never does, nor one Movable (the field) refuses.
+// Nor does one that implements Misplaced and reports false: under a hash
+// policy its key would bring it straight back.
 //
 // During a rollout (discovery.Placement active) sessions move only off
 // the endpoints of the leaving revision: they will move once anyway, while
@@ -69,6 +71,16 @@ type Rebalance struct {
 	// raw TCP sessions only when configured to); nil accepts all. It is
 	// called without the Controller's lock.
 	Movable func(Session) bool
+}
+
+// Misplaced is optionally implemented by a Session that knows whether its
+// balancer would place it elsewhere now (upstream.Lease does): under a
+// hash policy a session its key sends straight back to its endpoint is
+// not moved by rebalancing, which would only churn it; after a scale-up
+// the sessions whose keys now belong to the new endpoint are, each once.
+// It is called without the Controller's lock.
+type Misplaced interface {
+	Misplaced() bool
 }
 
 // Movable is optionally implemented by a Session to say whether
@@ -164,6 +176,9 @@ func (c *Controller) RebalanceOnce(r Rebalance, now time.Time) int {
 		for _, s := range l.sessions {
 			if m, ok := s.(Movable); ok && !m.Movable() {
 				continue
+			}
+			if m, ok := s.(Misplaced); ok && !m.Misplaced() {
+				continue // its key would bring it straight back
 			}
 			if r.Movable != nil && !r.Movable(s) {
 				continue

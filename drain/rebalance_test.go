@@ -199,6 +199,10 @@ type sim struct {
 	clk   *fakeClock
 	rnd   *rand.Rand
 	fresh string // the endpoint the scale-up added
+	// stable: each client keeps its key (a hash of client-ip), so a hash
+	// policy sends it back where its key lives; otherwise a new key each
+	// connection (client-ip-port).
+	stable bool
 
 	mu         sync.Mutex
 	picker     balancer.Picker
@@ -212,14 +216,32 @@ type sim struct {
 type simSession struct {
 	sim *sim
 	id  int
+	key uint64
 }
 
 func (s *simSession) Migrate(time.Time) { s.sim.migrate(s) }
 
+// Misplaced is upstream.Lease's: whether a new session with its key would
+// go elsewhere now (with a new key per connection, always).
+func (s *simSession) Misplaced() bool {
+	m := s.sim
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.stable {
+		return true
+	}
+	t, on := m.picker.Pick(s.key, nil), m.on[s]
+	return t == nil || on == nil || t.Endpoint.Address != on.Endpoint.Address
+}
+
 func (m *sim) connect(s *simSession, again bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	t := m.picker.Pick(m.rnd.Uint64(), nil) // a new client port each time
+	s.key = m.rnd.Uint64() // a new client port each time
+	if m.stable {
+		s.key = balancer.HashString(fmt.Sprint("client-", s.id))
+	}
+	t := m.picker.Pick(s.key, nil)
 	t.Acquire()
 	m.on[s] = t
 	m.eps[t.Endpoint.Address] = append(m.eps[t.Endpoint.Address], s)
@@ -297,14 +319,16 @@ func TestRebalanceFollowsScaleUp(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		policy balancer.Policy
-		within time.Duration // when the spread must be at most 1.1
+		stable bool          // keys per client (client-ip) rather than per connection
+		within time.Duration // when the spread must be at most 1.1; 0: as the hash spreads keys
 	}{
-		{"least-connections", balancer.Policy{Kind: balancer.LeastConnections}, 60 * time.Second},
-		{"maglev-bounded", balancer.Policy{Kind: balancer.Maglev, BoundedLoad: 1.25}, 120 * time.Second},
+		{"least-connections", balancer.Policy{Kind: balancer.LeastConnections}, false, 60 * time.Second},
+		{"maglev-bounded", balancer.Policy{Kind: balancer.Maglev, BoundedLoad: 1.25}, false, 120 * time.Second},
+		{"maglev-bounded-client-ip", balancer.Policy{Kind: balancer.Maglev, BoundedLoad: 1.25}, true, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clk := newFakeClock()
-			m := &sim{clk: clk, rnd: rand.New(rand.NewPCG(1, 2)), fresh: readyD.Address,
+			m := &sim{clk: clk, rnd: rand.New(rand.NewPCG(1, 2)), fresh: readyD.Address, stable: tc.stable,
 				eps: map[string][]*simSession{}, on: map[*simSession]*balancer.Target{},
 				moves: map[int][]time.Time{}, reconnects: map[int64]int{}}
 			loads := balancer.NewLoads()
@@ -362,13 +386,33 @@ func TestRebalanceFollowsScaleUp(t *testing.T) {
 					}
 				}
 			}
-			t.Logf("%s: start %.2f %v; %s; moved %d, %d to the new endpoint; reconnect peak %d/s (budget %.1f/s); spread <= 1.1 at +%v",
+			t.Logf("%s: start %.2f %v; %s; moved %d, %d to the new endpoint; reconnect peak %d/s (budget %.1f/s); spread <= 1.1 at +%v (0: never)",
 				tc.name, s0, l0, strings.Join(row, "; "), moved, m.toFresh, peak, rate, reached)
-			if reached == 0 || reached > tc.within {
+			if tc.within > 0 && (reached == 0 || reached > tc.within) {
 				t.Errorf("spread at most 1.1 at +%v, want within %v", reached, tc.within)
 			}
-			if sp, l := m.spread(eps); sp > 1.1 {
+			if sp, l := m.spread(eps); tc.within > 0 && sp > 1.1 {
 				t.Errorf("spread %.2f %v at the end, want at most 1.1", sp, l)
+			}
+			if tc.stable {
+				// The keys' own spread over the four: what the hash gives.
+				home := map[string]int{}
+				for _, s := range all {
+					home[m.picker.Pick(s.key, nil).Endpoint.Address]++
+				}
+				many := 0
+				for _, s := range all {
+					if len(m.moves[s.id]) > 1 {
+						many++
+					}
+				}
+				t.Logf("%s: keys' homes %v; %d clients moved more than once", tc.name, home, many)
+				if many > 0 {
+					t.Errorf("%d clients moved more than once, want none: a client whose key brings it back is not moved", many)
+				}
+				if moved == 0 || m.toFresh < moved*9/10 {
+					t.Errorf("moved %d, %d to the new endpoint: want the moves to go there", moved, m.toFresh)
+				}
 			}
 			if float64(peak) > 2*rate {
 				t.Errorf("reconnect peak %d a second, want at most twice the budget's %.1f", peak, rate)

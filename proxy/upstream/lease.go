@@ -39,6 +39,9 @@ type Lease struct {
 	// Target is the endpoint leased, acquired until Release.
 	Target *balancer.Target
 
+	up  *Upstream // leased from
+	key uint64    // the key it was picked by
+
 	registered bool
 	info       SessionInfo
 	remove     func()
@@ -56,6 +59,21 @@ type Lease struct {
 // Base returns what a registered lease was given, with its id, endpoint
 // and start filled in: the SessionInfo of the session it stands for.
 func (l *Lease) Base() SessionInfo { return l.info }
+
+// Misplaced reports whether a new session with the lease's key would be
+// placed on another endpoint now: always under least-connections (any
+// session may go elsewhere), and under a hash policy when the key's pick
+// (with bounded loads, at the current loads) is not the leased endpoint.
+// Rebalancing moves only misplaced sessions (drain.Misplaced): moving one
+// that its key sends straight back would churn without evening anything.
+func (l *Lease) Misplaced() bool {
+	st := l.up.state.Load()
+	if st == nil || st.leastConn {
+		return true
+	}
+	t := st.picker.Pick(l.key, nil)
+	return t == nil || t.Endpoint.Address != l.Addr()
+}
 
 // Addr returns the leased endpoint's address.
 func (l *Lease) Addr() string { return l.Target.Endpoint.Address }
@@ -87,7 +105,7 @@ func (u *Upstream) Lease(key uint64, prefer string, tried []string, info *Sessio
 		return nil, ErrNoEndpoint
 	}
 	t.Acquire() // counted now, so that concurrent bounded picks see it
-	l := &Lease{Target: t}
+	l := &Lease{Target: t, up: u, key: key}
 	if info != nil {
 		l.registered = true
 		l.info = *info

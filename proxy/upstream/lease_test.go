@@ -189,3 +189,54 @@ func TestLeaveAsksNewSessions(t *testing.T) {
 		t.Fatal("a request's lease was asked to move")
 	}
 }
+
+// TestLeaseMisplaced: under Maglev a lease is misplaced once its key's
+// pick is another endpoint (a fourth added that its key now belongs to),
+// not while its key leads back to it; under least-connections always.
+func TestLeaseMisplaced(t *testing.T) {
+	three := []string{"192.0.2.1:80", "192.0.2.2:80", "192.0.2.3:80"}
+	up := NewUpstream("t", balancer.Policy{Kind: balancer.Maglev}, nil, nil)
+	if err := up.Update(leaseSnap(t, false, three...)); err != nil {
+		t.Fatal(err)
+	}
+	var leases []*Lease
+	for k := range uint64(400) {
+		l, err := up.Lease(balancer.HashString(string(rune(k))), "", nil, &SessionInfo{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Release()
+		if l.Misplaced() {
+			t.Fatalf("key %d misplaced on the endpoint its key picked", k)
+		}
+		leases = append(leases, l)
+	}
+	if err := up.Update(leaseSnap(t, false, append(three, "192.0.2.4:80")...)); err != nil {
+		t.Fatal(err)
+	}
+	misplaced, toNew := 0, 0
+	for _, l := range leases {
+		if l.Misplaced() {
+			misplaced++
+			if up.Picker().Pick(l.key, nil).Endpoint.Address == "192.0.2.4:80" {
+				toNew++
+			}
+		}
+	}
+	t.Logf("after a fourth endpoint: %d of %d leases misplaced, %d of them to the new one", misplaced, len(leases), toNew)
+	if misplaced < 60 || misplaced > 140 || toNew < misplaced*9/10 {
+		t.Errorf("%d of %d misplaced (%d to the new endpoint), want about a quarter, nearly all to the new one", misplaced, len(leases), toNew)
+	}
+	lc := NewUpstream("lc", balancer.Policy{Kind: balancer.LeastConnections}, nil, nil)
+	if err := lc.Update(leaseSnap(t, false, three...)); err != nil {
+		t.Fatal(err)
+	}
+	l, err := lc.Lease(1, "", nil, &SessionInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release()
+	if !l.Misplaced() {
+		t.Error("least-connections: a lease is not misplaced, want any session movable")
+	}
+}

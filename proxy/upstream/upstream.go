@@ -53,8 +53,9 @@ type Upstream struct {
 // upstreamState is what one snapshot made: the picker built from it. A
 // picker's targets are exactly the endpoints new work may use.
 type upstreamState struct {
-	picker balancer.Picker
-	snap   *discovery.Snapshot
+	picker    balancer.Picker
+	snap      *discovery.Snapshot
+	leastConn bool // the picker's policy ignores keys
 }
 
 // NewUpstream returns an Upstream with no endpoints, whose sessions are
@@ -114,7 +115,7 @@ func (u *Upstream) build(s *discovery.Snapshot) error {
 	}
 	u.metrics.PickerBuilds.WithLabelValues(u.name, "ok").Inc()
 	u.leaseMu.Lock()
-	u.state.Store(&upstreamState{picker: p, snap: s})
+	u.state.Store(&upstreamState{picker: p, snap: s, leastConn: u.policy.Kind == balancer.LeastConnections})
 	u.leaseMu.Unlock()
 	var ready, serving, terminating int
 	for _, e := range s.Endpoints {
