@@ -15,10 +15,12 @@ import (
 
 	"github.com/gorilla/websocket"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/longhaul-proxy/longhaul/internal/testnet"
 )
@@ -245,5 +247,16 @@ listeners:
 				t.Fatalf("shard %q: %v, %v; want %v", shard, resp, err, want)
 			}
 		}
+	}
+	// A method no route serves: UNIMPLEMENTED, as the API says (not
+	// UNAVAILABLE: no client should retry it elsewhere).
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	w, err := hc.Watch(ctx, &healthpb.HealthCheckRequest{})
+	if err == nil {
+		_, err = w.Recv()
+	}
+	if status.Code(err) != codes.Unimplemented {
+		t.Errorf("a method no route serves: %v, want Unimplemented", err)
 	}
 }

@@ -17,6 +17,15 @@ type Router interface {
 	Route(h *RequestHead, tried []string) (addr string, done func(), ok bool)
 }
 
+// RouteMisser is optionally implemented by a Router that routes by a
+// table: Missed reports whether no route serves h (rather than no endpoint
+// being available), asked when Route found nothing on a stream's first
+// attempt; the relay then answers 404, or gRPC UNIMPLEMENTED, instead of
+// 503 or UNAVAILABLE.
+type RouteMisser interface {
+	Missed(h *RequestHead) bool
+}
+
 // Outcome describes a finished request stream, for metrics.
 type Outcome struct {
 	GRPC bool

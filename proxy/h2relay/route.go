@@ -2,6 +2,7 @@ package h2relay
 
 import (
 	"errors"
+	"strconv"
 
 	"golang.org/x/net/http2"
 
@@ -24,6 +25,10 @@ func (s *stream) route() {
 		}
 		addr, done, ok := s.cc.router.Route(&s.head, s.tried)
 		if !ok {
+			if m, isMisser := s.cc.router.(RouteMisser); isMisser && s.attempts == 0 && m.Missed(&s.head) {
+				s.failToClientCode(404, 12, "no route") // gRPC UNIMPLEMENTED
+				return
+			}
 			if s.attempts > 0 {
 				s.failToClient(502, "no endpoint reachable")
 			} else {
@@ -179,6 +184,12 @@ func (s *stream) upstreamFailed(retryable bool, msg string) {
 // response header went out, else RST_STREAM INTERNAL_ERROR. Called with
 // s.mu held, with no upstream stream bound.
 func (s *stream) failToClient(httpStatus int, msg string) {
+	s.failToClientCode(httpStatus, 14, msg)
+}
+
+// failToClientCode is failToClient with gRPC status grpcCode instead of
+// UNAVAILABLE (the pushback goes with UNAVAILABLE only).
+func (s *stream) failToClientCode(httpStatus, grpcCode int, msg string) {
 	defer s.reaccount()
 	if s.finished {
 		return
@@ -204,11 +215,11 @@ func (s *stream) failToClient(httpStatus int, msg string) {
 	case s.head.GRPC && s.respHeaders:
 		s.resp.buf = nil
 		s.resp.trailers = append([]hpack.HeaderField{
-			{Name: "grpc-status", Value: "14"},
+			{Name: "grpc-status", Value: strconv.Itoa(grpcCode)},
 			{Name: "grpc-message", Value: msg},
-		}, s.pushbackField()...)
+		}, s.pushbackFor(grpcCode)...)
 		s.resp.end = true
-		s.grpcStatus = 14
+		s.grpcStatus = grpcCode
 		s.pump(&s.resp, nil)
 	case s.respHeaders:
 		s.resetClient(http2.ErrCodeInternal)
@@ -216,19 +227,28 @@ func (s *stream) failToClient(httpStatus int, msg string) {
 		s.cc.mu.Lock()
 		if !s.cc.closed {
 			s.cc.hbuf.Reset()
-			writeLocalResponse(s.cc.enc, s.head.GRPC, httpStatus, 14, msg, s.pushbackField()...)
+			writeLocalResponse(s.cc.enc, s.head.GRPC, httpStatus, grpcCode, msg, s.pushbackFor(grpcCode)...)
 			s.cc.out = appendHeaderBlock(s.cc.out, s.id, s.cc.hbuf.Bytes(), true, s.cc.peerMaxFrame)
 			s.cc.kickB(s.b)
 		}
 		s.cc.mu.Unlock()
 		if s.head.GRPC {
-			s.status, s.grpcStatus = 200, 14
+			s.status, s.grpcStatus = 200, grpcCode
 		} else {
 			s.status = httpStatus
 		}
 		s.resp.end, s.resp.endSent = true, true
 		s.ended(&s.resp)
 	}
+}
+
+// pushbackFor returns pushbackField for UNAVAILABLE, nothing for other
+// codes. Called with s.mu held.
+func (s *stream) pushbackFor(grpcCode int) []hpack.HeaderField {
+	if grpcCode != 14 {
+		return nil
+	}
+	return s.pushbackField()
 }
 
 // pushbackField returns the grpc-retry-pushback-ms field (gRPC proposal A6)

@@ -118,9 +118,9 @@ func (l *Listener) failGRPC(w http.ResponseWriter, code int, msg string) {
 // stream goes to def; with routes, to its rule's backend (gRPC calls by
 // GRPCRoute, other requests by HTTPRoute). The relay forwards frames as
 // they are, so rules whose filters change requests are refused by the
-// configuration for relayed listeners, and a stream no rule matches is
-// answered as having no endpoint. Pinned connections route through their
-// relayConn instead.
+// configuration for relayed listeners; a stream no rule matches is
+// answered 404 (gRPC UNIMPLEMENTED; see Missed). Pinned connections route
+// through their relayConn instead.
 type relayRouter struct {
 	def    *Backend
 	routes *atomic.Pointer[Routes] // the listener's
@@ -148,6 +148,20 @@ func (r relayRouter) Route(h *h2relay.RequestHead, tried []string) (string, func
 		return "", nil, false
 	}
 	return l.Addr(), l.Release, true
+}
+
+// Missed reports whether no route serves h (h2relay.RouteMisser): the
+// relay answers 404 (gRPC UNIMPLEMENTED) as the Gateway API asks.
+func (r relayRouter) Missed(h *h2relay.RequestHead) bool {
+	routes := r.routes.Load()
+	if routes == nil {
+		return false
+	}
+	path, query, _ := strings.Cut(h.Path, "?")
+	if h.GRPC {
+		return routes.MatchGRPC(h.Authority, path, headHeaders{h}, 0).Action == nil
+	}
+	return routes.MatchHTTP(h.Authority, h.Method, path, headHeaders{h}, query, 0).Action == nil
 }
 
 // headHeaders gives route matching the header fields of a relayed
