@@ -52,6 +52,10 @@ func newSliceSource(t *testing.T) *sliceSource {
 
 func (s *sliceSource) path(l string) string { return "kubernetes:" + l }
 
+// revisions is false: the kubernetes source reads revisions from the pods'
+// labels, and this API server holds no pods.
+func (s *sliceSource) revisions() bool { return false }
+
 func (s *sliceSource) rewrite(yaml string) string {
 	for _, l := range listeners {
 		yaml = strings.Replace(yaml, fmt.Sprintf("endpoints: {file: %q}", s.path(l)),
