@@ -13,8 +13,13 @@
 // off a pod before its deadline and none on it when it is removed, no new
 // connection to a pod after longhaul saw it terminating, at most 1.05
 // WebSocket moves per client (each session moves once, onto a pod of the
-// new revision), and no more of a pod's gRPC streams ended within 100 ms
-// than its drain's pacing allows. It logs a summary line of these figures.
+// new revision), and, with endpoints files, no more of a pod's gRPC streams
+// ended within 100 ms than its drain's pacing allows. It logs a summary
+// line of these figures. TestRollingReplacementKubernetes is the same
+// rollout through EndpointSlices in a real API server, with a Pod object per
+// pod labelled with its revision (pod-template-hash);
+// TestRollingReplacementUnpaced starts every migration at once, for the
+// contrast.
 //
 // Its size and revisions come from the environment:
 // LONGHAUL_ROLLOUT_WEBSOCKETS and LONGHAUL_ROLLOUT_STREAMS set the number of
