@@ -40,6 +40,7 @@ type stats struct {
 	wsDialFail            atomic.Int64
 	wsLost, wsDup         atomic.Int64
 	wsMaxConcurrent, wsUp atomic.Int64
+	wsMovesOf             []atomic.Int32 // by client, if made: its moves
 
 	tcpConnected, tcpLines atomic.Int64
 	tcpReconnect           atomic.Int64
@@ -233,6 +234,9 @@ func wsClient(ctx context.Context, tg targets, id int, local *net.TCPAddr, inter
 		c.Close()
 		if websocket.IsCloseError(err, websocket.CloseServiceRestart, websocket.CloseGoingAway) {
 			st.wsMoved.Add(1)
+			if id < len(st.wsMovesOf) {
+				st.wsMovesOf[id].Add(1)
+			}
 			if websocket.IsCloseError(err, websocket.CloseServiceRestart) {
 				st.wsRestart.Add(1)
 			}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -74,17 +75,18 @@ func TestScaleUpRebalances(t *testing.T) {
 
 // scaleUpRun is what one scale-up measured.
 type scaleUpRun struct {
-	until                time.Duration
-	start                spreadAt   // just before the fourth pod joined
-	marks                []spreadAt // at +10s, +30s, +60s (and +120s)
-	maxSpread            float64    // the largest after +10s
-	reached              time.Duration
-	moved, toNew         int64
-	peak                 int // reconnects in one wall-clock second, at most
-	dialFail, unclean    int64
-	lost, dup            int64
-	sessions, maxLoadCap int   // at the end: sessions on the pods, the bounded-load cap (maglev)
-	homes                []int // maglev: the clients' keys by the pod their slot names, over four pods
+	until                 time.Duration
+	start                 spreadAt   // just before the fourth pod joined
+	marks                 []spreadAt // at +10s, +30s, +60s (and +120s)
+	maxSpread             float64    // the largest after +10s
+	reached               time.Duration
+	moved, toNew          int64
+	movedAgain, mostMoves int // clients moved more than once; the most moves of one client
+	peak                  int // reconnects in one wall-clock second, at most
+	dialFail, unclean     int64
+	lost, dup             int64
+	sessions, maxLoadCap  int   // at the end: sessions on the pods, the bounded-load cap (maglev)
+	homes                 []int // maglev: the clients' keys by the pod their slot names, over four pods
 }
 
 type spreadAt struct {
@@ -108,9 +110,9 @@ func (r scaleUpRun) String() string {
 	if r.homes != nil {
 		homes = fmt.Sprintf("; the keys' own slots %v (spread %.2f)", r.homes, spreadOf(r.homes))
 	}
-	return fmt.Sprintf("start %.2f %v; %s; spread <= %v %s; moved %d, %d to the new pod; reconnect peak %d/s (budget %.0f/s); "+
+	return fmt.Sprintf("start %.2f %v; %s; spread <= %v %s; moved %d, %d to the new pod (%d clients moved more than once, at most %d times); reconnect peak %d/s (budget %.0f/s); "+
 		"%d failed reconnects, %d other closes, %d lost, %d duplicated%s",
-		r.start.spread, r.start.loads, strings.Join(marks, "; "), scaleUpTarget, reached, r.moved, r.toNew, r.peak, scaleUpBudget,
+		r.start.spread, r.start.loads, strings.Join(marks, "; "), scaleUpTarget, reached, r.moved, r.toNew, r.movedAgain, r.mostMoves, r.peak, scaleUpBudget,
 		r.dialFail, r.unclean, r.lost, r.dup, homes)
 }
 
@@ -187,7 +189,7 @@ listeners:
 `, testnet.FreeAddr(t), testnet.FreeAddr(t), src.path("web"), balance, drainYAML)
 	in := startApp(t, yaml, src.options())
 
-	st := new(stats)
+	st := &stats{wsMovesOf: make([]atomic.Int32, scaleUpSessions)}
 	spec := loadSpec{ws: scaleUpSessions, wsInterval: time.Second, wsSource: scaleUpSource, limit: until + time.Minute}
 	stopLoad := runLoad(context.Background(), t, &fixed{in: in}, spec, st)
 	t.Cleanup(stopLoad)
@@ -235,6 +237,13 @@ listeners:
 	r.maxLoadCap = (125*r.sessions+399)/400 + 16
 	r.moved, r.toNew = st.wsMoved.Load(), int64(np.http.count())
 	r.peak = st.ReconnectPeak(time.Second)
+	for i := range st.wsMovesOf {
+		n := int(st.wsMovesOf[i].Load())
+		r.mostMoves = max(r.mostMoves, n)
+		if n > 1 {
+			r.movedAgain++
+		}
+	}
 	stopLoad()
 	r.dialFail, r.unclean, r.lost, r.dup = st.wsDialFail.Load(), st.wsUnclean.Load(), st.wsLost.Load(), st.wsDup.Load()
 	if e := st.Errors(); e != "" {
