@@ -65,10 +65,16 @@ listeners:
 // and returns, per listener, when it was first seen to hold.
 func waitSnapshots(t *testing.T, in *instance, limit time.Duration, what string, cond func(listener string, s snapshotView) bool) map[string]time.Time {
 	t.Helper()
+	return waitSnapshotsOf(t, in, listeners, limit, what, cond)
+}
+
+// waitSnapshotsOf is waitSnapshots for the listeners ls.
+func waitSnapshotsOf(t *testing.T, in *instance, ls []string, limit time.Duration, what string, cond func(listener string, s snapshotView) bool) map[string]time.Time {
+	t.Helper()
 	seen := map[string]time.Time{}
 	deadline := time.Now().Add(limit)
-	for len(seen) < len(listeners) {
-		for _, l := range listeners {
+	for len(seen) < len(ls) {
+		for _, l := range ls {
 			if _, ok := seen[l]; ok {
 				continue
 			}

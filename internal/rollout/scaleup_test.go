@@ -76,10 +76,9 @@ func TestScaleUpRebalances(t *testing.T) {
 // scaleUpRun is what one scale-up measured.
 type scaleUpRun struct {
 	until                 time.Duration
-	start                 spreadAt   // just before the fourth pod joined
-	marks                 []spreadAt // at +10s, +30s, +60s (and +120s)
-	maxSpread             float64    // the largest after +10s
-	reached               time.Duration
+	start                 spreadAt      // just before the fourth pod joined
+	marks                 []spreadAt    // at +10s, +30s, +60s (and +120s)
+	reached               time.Duration // when the spread was first at most the target
 	moved, toNew          int64
 	movedAgain, mostMoves int // clients moved more than once; the most moves of one client
 	peak                  int // reconnects in one wall-clock second, at most
@@ -207,27 +206,26 @@ listeners:
 	r.start.spread, r.start.loads = podLoads(pods)
 	pods = append(pods, np)
 	src.write(pods, nil)
-	waitSnapshots1(t, in, "web", np)
+	waitSnapshotsOf(t, in, []string{"web"}, 5*time.Second, np.name+" added", func(l string, v snapshotView) bool {
+		found, ready, _ := v.state(podAddr(np, l))
+		return found && ready
+	})
 	added := time.Now()
 	r.homes = keyHomes(t, in, yaml, pods)
 
 	marks := []time.Duration{10 * time.Second, 30 * time.Second, 60 * time.Second, 120 * time.Second}
-	for tick := time.NewTicker(100 * time.Millisecond); len(marks) > 0 && marks[0] <= until; {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for len(marks) > 0 && marks[0] <= until {
 		<-tick.C
 		at := time.Since(added)
 		sp, loads := podLoads(pods)
 		if r.reached == 0 && sp <= scaleUpTarget {
 			r.reached = at.Round(100 * time.Millisecond)
 		}
-		if at >= 10*time.Second {
-			r.maxSpread = max(r.maxSpread, sp)
-		}
 		if at >= marks[0] {
 			r.marks = append(r.marks, spreadAt{marks[0], sp, loads})
 			marks = marks[1:]
-			if len(marks) == 0 || marks[0] > until {
-				tick.Stop()
-			}
 		}
 	}
 	_, loads := podLoads(pods)
@@ -312,18 +310,4 @@ func slicesMax(xs []int) int {
 		m = max(m, x)
 	}
 	return m
-}
-
-// waitSnapshots1 waits until listener's snapshot lists p ready.
-func waitSnapshots1(t *testing.T, in *instance, listener string, p *pod) {
-	t.Helper()
-	v := snapshotView{in, listener}
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(2 * time.Millisecond) {
-		if found, ready, _ := v.state(podAddr(p, listener)); found && ready {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("longhaul did not add %s within 5s", p.name)
-		}
-	}
 }
