@@ -54,7 +54,9 @@
 // the new pod, and the reconnect peak; it asserts no failed reconnect, no
 // message lost or duplicated, at most twice the budget's rate of reconnects
 // in a second and no more moves than the budget, a spread of at most 1.1 by
-// +60 s for least-connections and, for Maglev, sessions on the new pod, a
-// spread below the one the scale-up began with and no pod above its
-// bounded-load cap. LONGHAUL_SCALEUP_FULL=1 runs it to +120 s.
+// +60 s for least-connections and, for Maglev (where a client's key leads
+// it back, so only sessions whose key now names another pod move), the
+// busiest pod by +60 s at most at the larger of the target's load and the
+// most keys one pod's slots hold, and no pod above its bounded-load cap.
+// LONGHAUL_SCALEUP_FULL=1 runs it to +120 s.
 package rollout
