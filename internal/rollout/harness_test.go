@@ -218,22 +218,31 @@ type endpointSource interface {
 	rewrite(yaml string) string
 	// options are what the App needs to use the source.
 	options() app.Options
+	// revisions reports whether the source publishes the pods' revisions.
+	revisions() bool
 }
 
 func (f *endpointsFiles) path(l string) string       { return f.paths[l] }
 func (f *endpointsFiles) rewrite(yaml string) string { return yaml }
 func (f *endpointsFiles) options() app.Options       { return app.Options{} }
+func (f *endpointsFiles) revisions() bool            { return true }
 
 func (f *endpointsFiles) write(pods []*pod, terminating map[*pod]bool) {
 	for l, path := range f.paths {
 		var b strings.Builder
 		b.WriteString("endpoints:\n")
 		for _, p := range pods {
-			if terminating[p] {
-				fmt.Fprintf(&b, "  - {address: %q, pod: %s, ready: false, serving: true, terminating: true}\n", podAddr(p, l), p.name)
-			} else {
-				fmt.Fprintf(&b, "  - {address: %q, pod: %s}\n", podAddr(p, l), p.name)
+			// The pod's name is its hash identity (as with the kubernetes
+			// source's pod-name identity), so that a Maglev table depends
+			// on the pods, not on the ports they happened to get.
+			fmt.Fprintf(&b, "  - {address: %q, id: %s, pod: %s", podAddr(p, l), p.name, p.name)
+			if p.revision != "" {
+				fmt.Fprintf(&b, ", revision: %s", p.revision)
 			}
+			if terminating[p] {
+				b.WriteString(", ready: false, serving: true, terminating: true")
+			}
+			b.WriteString("}\n")
 		}
 		if err := os.WriteFile(path+".tmp", []byte(b.String()), 0o644); err != nil {
 			f.t.Fatal(err)

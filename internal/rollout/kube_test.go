@@ -47,10 +47,23 @@ const advertisedNet = "192.0.2."
 
 func newSliceSource(t *testing.T) *sliceSource {
 	c := kubetest.Start(t)
-	return &sliceSource{t: t, c: c, ns: c.CreateNamespace(t, "rollout"), current: map[string]bool{}}
+	s := &sliceSource{t: t, c: c, ns: c.CreateNamespace(t, "rollout"), current: map[string]bool{}}
+	// Pods need the namespace's default service account (no controller
+	// manager makes it here).
+	if _, err := c.Client.CoreV1().ServiceAccounts(s.ns).Create(context.Background(), &corev1.ServiceAccount{
+		ObjectMeta: metav1.ObjectMeta{Name: "default"},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("default service account: %v", err)
+	}
+	return s
 }
 
 func (s *sliceSource) path(l string) string { return "kubernetes:" + l }
+
+// revisions is true: each pod with a revision has a Pod object labelled
+// with it (pod-template-hash), which the kubernetes source reads while an
+// endpoint is terminating.
+func (s *sliceSource) revisions() bool { return true }
 
 func (s *sliceSource) rewrite(yaml string) string {
 	for _, l := range listeners {
@@ -86,6 +99,7 @@ func (s *sliceSource) write(pods []*pod, terminating map[*pod]bool) {
 		if p.advertised == "" {
 			s.ips++
 			p.advertised = advertisedNet + strconv.Itoa(s.ips)
+			s.createPod(p)
 		}
 		ready, serving, term := true, true, false
 		if terminating[p] {
@@ -128,6 +142,27 @@ func (s *sliceSource) write(pods []*pod, terminating map[*pod]bool) {
 			}
 			delete(s.current, name)
 		}
+	}
+}
+
+// createPod makes p's Pod object, labelled with its revision as a
+// Deployment's ReplicaSet labels its pods, when it has one. Nothing
+// schedules or runs it: the kubernetes source only reads its labels.
+func (s *sliceSource) createPod(p *pod) {
+	s.t.Helper()
+	if p.revision == "" {
+		return
+	}
+	_, err := s.c.Client.CoreV1().Pods(s.ns).Create(context.Background(), &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: p.name, Labels: map[string]string{"app": "rollout", "pod-template-hash": p.revision}},
+		Spec: corev1.PodSpec{
+			NodeName:                     "node-1",
+			AutomountServiceAccountToken: ptr(false),
+			Containers:                   []corev1.Container{{Name: "app", Image: "app:" + p.revision}},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		s.t.Fatalf("pod %s: %v", p.name, err)
 	}
 }
 

@@ -40,6 +40,7 @@ type stats struct {
 	wsDialFail            atomic.Int64
 	wsLost, wsDup         atomic.Int64
 	wsMaxConcurrent, wsUp atomic.Int64
+	wsMovesOf             []atomic.Int32 // by client, if made: its moves
 
 	tcpConnected, tcpLines atomic.Int64
 	tcpReconnect           atomic.Int64
@@ -193,10 +194,10 @@ const window = 2 // messages in flight per client
 // frame is answered at once). Every interval it sends the next window of
 // messages once the previous one is echoed. On a close 1012 (or 1001) it
 // reconnects and resends what was not echoed yet; it checks that the echoes
-// it receives are exactly 1..N.
-func wsClient(ctx context.Context, tg targets, id int, interval time.Duration, st *stats) {
+// it receives are exactly 1..N. It dials from local.
+func wsClient(ctx context.Context, tg targets, id int, local *net.TCPAddr, interval time.Duration, st *stats) {
 	d := websocket.Dialer{
-		NetDialContext:   (&net.Dialer{LocalAddr: sourceIP(id)}).DialContext,
+		NetDialContext:   (&net.Dialer{LocalAddr: local}).DialContext,
 		HandshakeTimeout: 10 * time.Second,
 	}
 	var seq wsload.Seq
@@ -233,6 +234,9 @@ func wsClient(ctx context.Context, tg targets, id int, interval time.Duration, s
 		c.Close()
 		if websocket.IsCloseError(err, websocket.CloseServiceRestart, websocket.CloseGoingAway) {
 			st.wsMoved.Add(1)
+			if id < len(st.wsMovesOf) {
+				st.wsMovesOf[id].Add(1)
+			}
 			if websocket.IsCloseError(err, websocket.CloseServiceRestart) {
 				st.wsRestart.Add(1)
 			}
@@ -351,12 +355,23 @@ type loadSpec struct {
 	unary, streams, http, ws, tcp int
 	wsInterval, tcpInterval       time.Duration
 	streamWatch                   streamObserver // nil for none
+	// wsSource is the address WebSocket client id dials from; nil means
+	// sourceIP.
+	wsSource func(id int) *net.TCPAddr
+	// limit bounds the whole load in time; 0 means 2 minutes.
+	limit time.Duration
 }
 
 // runLoad starts every client; the returned function stops them and waits.
 func runLoad(ctx context.Context, t *testing.T, tg targets, spec loadSpec, st *stats) (stop func()) {
 	// A hard bound on the whole load, whatever the test does.
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	if spec.limit <= 0 {
+		spec.limit = 2 * time.Minute
+	}
+	if spec.wsSource == nil {
+		spec.wsSource = sourceIP
+	}
+	ctx, cancel := context.WithTimeout(ctx, spec.limit)
 	var wg sync.WaitGroup
 	tr := &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second, DisableCompression: true,
 		DialContext: (&net.Dialer{LocalAddr: sourceIP(0), Timeout: 5 * time.Second}).DialContext}
@@ -374,7 +389,7 @@ func runLoad(ctx context.Context, t *testing.T, tg targets, spec loadSpec, st *s
 	// WebSocket clients start spread over a second, as real ones would.
 	goN(spec.ws, func(id int) {
 		if sleepCtx(ctx, time.Duration(id)*time.Second/time.Duration(max(spec.ws, 1))) {
-			wsClient(ctx, tg, id, spec.wsInterval, st)
+			wsClient(ctx, tg, id, spec.wsSource(id), spec.wsInterval, st)
 		}
 	})
 	return func() {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -65,6 +66,7 @@ func (l *acceptLog) count() int {
 // health service (Check for unary load, Watch for long-lived streams).
 type pod struct {
 	name                        string
+	revision                    string // the version it runs, as its Deployment's pod-template-hash
 	advertised                  string // the IP its EndpointSlices carry, if any
 	tcp, http, grpc             *acceptLog
 	tcpAddr, httpAddr, grpcAddr string
@@ -83,7 +85,8 @@ type pod struct {
 	requests  atomic.Int64 // HTTP GETs served
 	checks    atomic.Int64 // gRPC Check calls served
 	wsEchoed  atomic.Int64
-	killed    int // connections still open when the pod was stopped
+	killed    int         // connections still open when the pod was stopped
+	watchEnds []time.Time // when each health Watch stream ended, under mu
 	stopOnce  sync.Once
 	serveDone chan struct{}
 }
@@ -215,5 +218,17 @@ func (h *countingHealth) Check(ctx context.Context, in *healthpb.HealthCheckRequ
 func (h *countingHealth) Watch(in *healthpb.HealthCheckRequest, s healthpb.Health_WatchServer) error {
 	h.p.watches.Add(1)
 	defer h.p.watches.Add(-1)
+	defer func() {
+		h.p.mu.Lock()
+		h.p.watchEnds = append(h.p.watchEnds, time.Now())
+		h.p.mu.Unlock()
+	}()
 	return h.HealthServer.Watch(in, s)
+}
+
+// streamEnds returns when the pod's Watch streams ended so far, in order.
+func (p *pod) streamEnds() []time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.SortedFunc(slices.Values(p.watchEnds), time.Time.Compare)
 }
