@@ -5,9 +5,13 @@ import (
 	"math/rand/v2"
 )
 
-// p2cPicker is least-connections by the power of two choices: draw two
-// distinct untried targets, each in proportion to its weight, and take the
-// one with fewer active sessions per unit of weight. Drawing by weight and
+// p2cPicker is least-connections: up to scanMax targets, the untried one
+// with the fewest active sessions per unit of weight (ties broken at
+// random), so that a new endpoint takes every new session until it has its
+// share and sessions moved by rebalancing all land there; beyond, by the
+// power of two choices: draw two distinct untried targets, each in
+// proportion to its weight, and take the one with fewer active sessions
+// per unit of weight. Drawing by weight and
 // comparing per unit of weight agree: at equal per-weight loads the arrivals
 // are proportional to weight, which keeps the loads so.
 //
@@ -139,11 +143,19 @@ func (p *p2cPicker) Pick(_ uint64, tried []*Target) *Target {
 	return p.all.pick(tried)
 }
 
-// pick draws two targets of s and returns the less loaded, or nil when
-// every target of s is tried. With equal weights and nothing tried one
+// scanMax is the most targets least-connections compares all of; above,
+// it compares two drawn at random.
+const scanMax = 8
+
+// pick returns the least loaded untried target of s (scanMax or fewer),
+// or draws two targets of s and returns the less loaded; nil when every
+// target of s is tried. With equal weights and nothing tried one
 // random word yields two distinct indexes; otherwise each index is drawn
 // by weight and redrawn while it collides or is tried.
 func (s *p2cSet) pick(tried []*Target) *Target {
+	if len(s.ts) <= scanMax {
+		return s.least(tried)
+	}
 	var a, b int
 	switch n := len(s.ts); {
 	case n == 1:
@@ -173,6 +185,30 @@ func (s *p2cSet) pick(tried []*Target) *Target {
 		t = tb
 	}
 	return t
+}
+
+// least returns the untried target of s with the fewest active sessions
+// per unit of weight, scanning from a random start so that ties are
+// broken at random; nil when every target is tried.
+func (s *p2cSet) least(tried []*Target) *Target {
+	n := len(s.ts)
+	start := 0
+	if n > 1 {
+		start = rand.IntN(n)
+	}
+	var best *Target
+	var bestActive int64
+	for k := range n {
+		t := s.ts[(start+k)%n]
+		if contains(tried, t) {
+			continue
+		}
+		// active_t / w_t < best / w_best, without dividing.
+		if a := t.Active(); best == nil || a*int64(best.Endpoint.Weight) < bestActive*int64(t.Endpoint.Weight) {
+			best, bestActive = t, a
+		}
+	}
+	return best
 }
 
 // Targets returns the targets in snapshot order.

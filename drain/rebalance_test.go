@@ -221,8 +221,8 @@ type simSession struct {
 
 func (s *simSession) Migrate(time.Time) { s.sim.migrate(s) }
 
-// Misplaced is upstream.Lease's: whether a new session with its key would
-// go elsewhere now (with a new key per connection, always).
+// Misplaced is upstream.Lease's: whether a new session of its client
+// would go elsewhere now; with a new key per connection, always.
 func (s *simSession) Misplaced() bool {
 	m := s.sim
 	m.mu.Lock()
@@ -393,6 +393,9 @@ func TestRebalanceFollowsScaleUp(t *testing.T) {
 			}
 			if sp, l := m.spread(eps); tc.within > 0 && sp > 1.1 {
 				t.Errorf("spread %.2f %v at the end, want at most 1.1", sp, l)
+			}
+			if tc.policy.Kind == balancer.LeastConnections && m.toFresh < moved*9/10 {
+				t.Errorf("moved %d, %d to the new endpoint: least-connections takes the least loaded of few endpoints, want nearly every move there", moved, m.toFresh)
 			}
 			if tc.stable {
 				// The keys' own spread over the four: what the hash gives.

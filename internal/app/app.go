@@ -315,6 +315,7 @@ func (a *App) newListener(lc config.Listener) (*listener, error) {
 func (a *App) newBackend(lc config.Listener, bc config.Backend, log *zap.Logger) (*backend, error) {
 	b := &backend{name: upstreamName(lc, bc), cfg: bc}
 	b.up = upstream.NewUpstream(b.name, bc.Balance.BalancerPolicy(), a.sessions, a.metrics)
+	b.up.SetKeysPerConnection(bc.Balance.KeySpec().Source == balancer.ClientIPPort)
 	src, err := a.newSource(lc, b.name, bc.Endpoints, log)
 	if err != nil {
 		return nil, err

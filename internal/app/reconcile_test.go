@@ -65,9 +65,21 @@ log: {level: warn}
 listeners:
   - {name: boot, address: %q, protocol: http, endpoints: {static: [%q]}}
 `, testnet.FreeAddr(t), testnet.FreeAddr(t), web0))
+	// ready waits until every backend has its first endpoints.
+	ready := func() {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for r.a.Ready().Check() != nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("not ready: %v", r.a.Ready().Check())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
 	if err := r.a.Apply([]config.Listener{gatewayListener(t, "gw", addr, cart, web0, "")}); err != nil {
 		t.Fatal(err)
 	}
+	ready()
 	get := func(a, path string) string {
 		t.Helper()
 		deadline := time.Now().Add(5 * time.Second)
@@ -126,6 +138,7 @@ listeners:
 	if err := r.a.Apply([]config.Listener{gatewayListener(t, "gw", addr, cart, web1, api)}); err != nil {
 		t.Fatal(err)
 	}
+	ready()
 	closed1012(wsWeb, "the web WebSocket after web's endpoint changed")
 	if got := get(addr, "/api/v"); !strings.HasPrefix(got, "api-0 /api/v") {
 		t.Errorf("/api/v after api was added: %q", got)
@@ -140,6 +153,7 @@ listeners:
 	if err := r.a.Apply([]config.Listener{gatewayListener(t, "gw", addr, "", web1, api), gatewayListener(t, "gw2", gw2, "", web0, "")}); err != nil {
 		t.Fatal(err)
 	}
+	ready()
 	closed1012(wsCart, "the cart WebSocket after cart was removed")
 	if got := get(addr, "/cart/x"); !strings.HasPrefix(got, "web-1 /cart/x") {
 		t.Errorf("/cart/x after cart was removed: %q", got)

@@ -60,15 +60,17 @@ type Lease struct {
 // and start filled in: the SessionInfo of the session it stands for.
 func (l *Lease) Base() SessionInfo { return l.info }
 
-// Misplaced reports whether a new session with the lease's key would be
+// Misplaced reports whether a new session of the lease's client would be
 // placed on another endpoint now: always under least-connections (any
-// session may go elsewhere), and under a hash policy when the key's pick
-// (with bounded loads, at the current loads) is not the leased endpoint.
+// session may go elsewhere) or with keys per connection (a reconnect
+// brings a new key: SetKeysPerConnection), and otherwise when the key's
+// pick (with bounded loads, at the current loads) is not the leased
+// endpoint.
 // Rebalancing moves only misplaced sessions (drain.Misplaced): moving one
 // that its key sends straight back would churn without evening anything.
 func (l *Lease) Misplaced() bool {
 	st := l.up.state.Load()
-	if st == nil || st.leastConn {
+	if st == nil || st.leastConn || l.up.perConn.Load() {
 		return true
 	}
 	t := st.picker.Pick(l.key, nil)

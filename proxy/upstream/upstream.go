@@ -33,6 +33,9 @@ type Upstream struct {
 	name string
 	id   uint64 // unique in the process: upstreams may share a name while one replaces another
 	reg  *Registry
+	// perConn: keys are per connection (client ip and port), so a client
+	// reconnects under a new key (Lease.Misplaced).
+	perConn atomic.Bool
 
 	mu      sync.Mutex // serialises builds: Update and SetPolicy
 	policy  balancer.Policy
@@ -70,6 +73,11 @@ func NewUpstream(name string, policy balancer.Policy, reg *Registry, m *metrics.
 	return &Upstream{name: name, id: upstreamIDs.Add(1), reg: reg, policy: policy, loads: balancer.NewLoads(), metrics: m,
 		picksOK: m.Picks.WithLabelValues(name, "ok"), picksNone: m.Picks.WithLabelValues(name, "none")}
 }
+
+// SetKeysPerConnection says whether the keys sessions are picked by are
+// per connection (client ip and port) rather than per client: a client
+// then comes back under a new key, anywhere (see Lease.Misplaced).
+func (u *Upstream) SetKeysPerConnection(on bool) { u.perConn.Store(on) }
 
 // upstreamIDs numbers upstreams.
 var upstreamIDs atomic.Uint64
