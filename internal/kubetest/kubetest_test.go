@@ -101,8 +101,8 @@ func TestChildrenDieWithTheTest(t *testing.T) {
 }
 
 // orphan is the child of TestChildrenDieWithTheTest: it starts a cluster
-// with kube-controller-manager in
-// dir, writes the pids to dir/pids and exits at once.
+// with kube-controller-manager in dir, writes the pids to dir/pids and exits
+// at once.
 func orphan(dir string) {
 	pidFile := filepath.Join(dir, "pids")
 	tb := &fakeTB{dir: filepath.Join(dir, "cluster")}
