@@ -1,0 +1,290 @@
+package podrunner
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/longhaul-proxy/longhaul/internal/kubetest"
+	"github.com/longhaul-proxy/longhaul/internal/netns"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("k8s.io/klog/v2.(*flushDaemon).run.func1"))
+}
+
+// TestDeployment runs a Deployment through the runner against a real API
+// server and controller manager: its pods are bound, run and published in
+// the Service's EndpointSlice, answer the echo JSON naming themselves, are
+// scaled and replaced by a rolling update (the old ones terminating, and
+// still serving, in the slice meanwhile), and leave no network namespace or
+// veth behind once the Deployment is deleted.
+func TestDeployment(t *testing.T) {
+	if err := netns.Check(); err != nil {
+		t.Skipf("the pod runner makes network namespaces: %v", err)
+	}
+	begin := time.Now()
+	c := kubetest.Start(t)
+	c.StartControllerManager(t)
+	t.Logf("cluster up in %v", time.Since(begin).Round(time.Millisecond))
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	r, err := Start(ctx, c.Client, Options{Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		r.Stop()
+		assertNoLeak(t, r)
+	})
+	ns := c.CreateNamespace(t, "podrunner-")
+	cs := c.Client
+
+	labels := map[string]string{"app": "echo"}
+	if _, err := cs.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "echo"},
+		Spec: corev1.ServiceSpec{
+			Selector: labels,
+			Ports:    []corev1.ServicePort{{Name: "http", Port: 8080, TargetPort: intstr.FromInt32(3000)}},
+		},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	replicas, grace := int32(2), int64(2)
+	zero, one := intstr.FromInt32(0), intstr.FromInt32(1)
+	dep := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "echo"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Strategy: appsv1.DeploymentStrategy{
+				Type:          appsv1.RollingUpdateDeploymentStrategyType,
+				RollingUpdate: &appsv1.RollingUpdateDeployment{MaxUnavailable: &zero, MaxSurge: &one},
+			},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					TerminationGracePeriodSeconds: &grace,
+					Containers: []corev1.Container{{
+						Name:  "echo",
+						Image: "registry.k8s.io/gateway-api/conformance/echo-basic:v0.1.0",
+						Env: []corev1.EnvVar{
+							{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+							{Name: "NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
+							{Name: "SERVICE_NAME", Value: "echo"},
+						},
+					}},
+				},
+			},
+		},
+	}
+	step := time.Now()
+	if _, err := cs.AppsV1().Deployments(ns).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	first := waitEndpoints(t, ctx, cs, ns, 2, nil, nil)
+	t.Logf("2 ready endpoints %v after %v", first, time.Since(step).Round(time.Millisecond))
+	for pod, addr := range first {
+		e := get(t, "http://"+netip.AddrPortFrom(addr, 3000).String()+"/a//b?q=1", http.Header{"X-Test": {pod}})
+		if e.Pod != pod || e.Namespace != ns || e.Service != "echo" || e.Path != "/a//b?q=1" ||
+			e.Method != "GET" || e.Proto != "HTTP/1.1" || e.HTTPPort != "3000" || !slices.Equal(e.Headers["X-Test"], []string{pod}) {
+			t.Errorf("echo from %s at %v: %+v", pod, addr, e)
+		}
+		h2 := getH2C(t, "http://"+netip.AddrPortFrom(addr, 3001).String()+"/h2c")
+		if h2.Pod != pod || h2.Proto != "HTTP/2.0" {
+			t.Errorf("h2c echo from %s: %+v", pod, h2)
+		}
+	}
+
+	step = time.Now()
+	scale, err := cs.AppsV1().Deployments(ns).GetScale(ctx, "echo", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scale.Spec.Replicas = 3
+	if _, err := cs.AppsV1().Deployments(ns).UpdateScale(ctx, "echo", scale, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	old := waitEndpoints(t, ctx, cs, ns, 3, nil, nil)
+	t.Logf("scaled to 3 in %v", time.Since(step).Round(time.Millisecond))
+
+	// Rolling update: a new template replaces every pod, one at a time.
+	step = time.Now()
+	patch := `{"spec":{"template":{"metadata":{"labels":{"version":"2"}}}}}`
+	if _, err := cs.AppsV1().Deployments(ns).Patch(ctx, "echo", types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	terminating := map[string]bool{}
+	onTerminating := func(pod string, addr netip.Addr) {
+		if _, isOld := old[pod]; !isOld || terminating[pod] {
+			return
+		}
+		terminating[pod] = true
+		// A terminating pod keeps serving through its grace period.
+		if e := get(t, "http://"+netip.AddrPortFrom(addr, 3000).String()+"/", nil); e.Pod != pod {
+			t.Errorf("terminating %s answered as %q", pod, e.Pod)
+		}
+	}
+	next := waitEndpoints(t, ctx, cs, ns, 3, old, onTerminating)
+	for pod := range next {
+		if _, isOld := old[pod]; isOld {
+			t.Errorf("pod %s of the old template still an endpoint after the rollout", pod)
+		}
+	}
+	for pod := range old {
+		if !terminating[pod] {
+			t.Errorf("old pod %s never seen terminating in the EndpointSlice", pod)
+		}
+	}
+	t.Logf("rolled out in %v: %d old pods seen terminating", time.Since(step).Round(time.Millisecond), len(terminating))
+
+	step = time.Now()
+	if err := cs.AppsV1().Deployments(ns).Delete(ctx, "echo", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, ctx, "pods gone", func() error {
+		pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		if len(pods.Items) > 0 || r.Running() > 0 {
+			return fmt.Errorf("%d pods in the API, %d running", len(pods.Items), r.Running())
+		}
+		return nil
+	})
+	t.Logf("deleted in %v", time.Since(step).Round(time.Millisecond))
+	assertNoLeak(t, r)
+	t.Logf("test took %v", time.Since(begin).Round(time.Millisecond))
+}
+
+// waitEndpoints waits until the Service echo's EndpointSlices hold exactly
+// n endpoints, all ready, none terminating and none of a pod in old, and
+// returns them by pod name. It calls onTerminating for each terminating
+// endpoint it sees meanwhile.
+func waitEndpoints(t *testing.T, ctx context.Context, cs kubernetes.Interface, ns string, n int, old map[string]netip.Addr, onTerminating func(pod string, addr netip.Addr)) map[string]netip.Addr {
+	t.Helper()
+	var ready map[string]netip.Addr
+	poll(t, ctx, fmt.Sprintf("%d ready endpoints", n), func() error {
+		slices, err := cs.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=echo"})
+		if err != nil {
+			return err
+		}
+		ready = map[string]netip.Addr{}
+		total := 0
+		for _, s := range slices.Items {
+			for _, e := range s.Endpoints {
+				total++
+				if e.TargetRef == nil || len(e.Addresses) == 0 {
+					continue
+				}
+				addr, err := netip.ParseAddr(e.Addresses[0])
+				if err != nil {
+					return err
+				}
+				if e.Conditions.Terminating != nil && *e.Conditions.Terminating {
+					if onTerminating != nil {
+						onTerminating(e.TargetRef.Name, addr)
+					}
+					continue
+				}
+				if _, isOld := old[e.TargetRef.Name]; !isOld && e.Conditions.Ready != nil && *e.Conditions.Ready {
+					ready[e.TargetRef.Name] = addr
+				}
+			}
+		}
+		if len(ready) != n || total != n {
+			return fmt.Errorf("%d ready of %d endpoints", len(ready), total)
+		}
+		return nil
+	})
+	return ready
+}
+
+func get(t *testing.T, url string, h http.Header) Echo {
+	t.Helper()
+	return roundTrip(t, http.DefaultTransport.(*http.Transport).Clone(), url, h)
+}
+
+func getH2C(t *testing.T, url string) Echo {
+	t.Helper()
+	protos := new(http.Protocols)
+	protos.SetUnencryptedHTTP2(true)
+	return roundTrip(t, &http.Transport{Protocols: protos}, url, nil)
+}
+
+func roundTrip(t *testing.T, tr *http.Transport, url string, h http.Header) Echo {
+	t.Helper()
+	defer tr.CloseIdleConnections()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	maps := req.Header
+	for k, v := range h {
+		maps[k] = v
+	}
+	hc := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("GET %s: %s %v %q: %s", url, resp.Status, err, resp.Header.Get("Content-Type"), body)
+	}
+	var e Echo
+	if err := json.Unmarshal(body, &e); err != nil {
+		t.Fatalf("GET %s: %v: %s", url, err, body)
+	}
+	return e
+}
+
+// assertNoLeak fails the test if any namespace or veth of the runner is
+// left.
+func assertNoLeak(t *testing.T, r *Runner) {
+	t.Helper()
+	names, err := netns.List(r.NamespacePrefix())
+	if err != nil {
+		t.Error(err)
+	}
+	links, err := netns.Links(r.LinkPrefix())
+	if err != nil {
+		t.Error(err)
+	}
+	if len(names) > 0 || len(links) > 0 {
+		t.Errorf("left behind: network namespaces %v, links %v", names, links)
+	}
+}
+
+// poll calls f every 50 ms until it returns nil, failing the test when ctx
+// ends first.
+func poll(t *testing.T, ctx context.Context, what string, f func() error) {
+	t.Helper()
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s: %v (%v)", what, err, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
