@@ -174,8 +174,11 @@ func (h *echoHandler) echo(w http.ResponseWriter, r *http.Request) {
 			if name == "" {
 				continue
 			}
+			// The name is kept as sent, not canonicalised; repeated names
+			// join into one comma-separated value.
+			value = strings.TrimSpace(value)
 			if v := w.Header()[name]; len(v) > 0 {
-				v[0] += "," + strings.TrimSpace(value)
+				v[0] += "," + value
 			} else {
 				w.Header()[name] = []string{value}
 			}

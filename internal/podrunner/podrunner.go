@@ -12,8 +12,11 @@
 // INGRESS_NAME: values and the downward API's metadata.name,
 // metadata.namespace, metadata.uid, spec.nodeName, spec.serviceAccountName,
 // status.podIP, status.hostIP) listening on HTTP_PORT (default 3000, HTTP/1.1
-// and h2c) and H2C_PORT (default 3001, h2c only). Probes, volumes, resources
-// and images are ignored.
+// and h2c) and H2C_PORT (default 3001, h2c only), and, when
+// TLS_SERVER_CERT and TLS_SERVER_PRIVKEY name files of the pod's Secret or
+// ConfigMap volumes, on HTTPS_PORT (default 8443, TLS with HTTP/1.1 and
+// HTTP/2; client certificates verified against TLS_CLIENT_CACERTS if set).
+// Probes, resources and images are ignored.
 //
 // A pod being deleted keeps serving until its deletion grace period ends
 // (or Options.MaxGrace, if shorter), and is then stopped, its namespace
@@ -29,6 +32,8 @@ package podrunner
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -304,7 +309,7 @@ func (r *Runner) sync(ctx context.Context, key string) error {
 		return nil
 	}
 	if st == nil {
-		if st, err = r.start(p); err != nil {
+		if st, err = r.start(ctx, p); err != nil {
 			return fmt.Errorf("start: %w", err)
 		}
 		r.running[key] = st
@@ -377,7 +382,7 @@ func (r *Runner) terminate(ctx context.Context, key string, p *corev1.Pod, st *p
 }
 
 // start gives pod p a namespace and an address and starts its servers.
-func (r *Runner) start(p *corev1.Pod) (*pod, error) {
+func (r *Runner) start(ctx context.Context, p *corev1.Pod) (*pod, error) {
 	slot := -1
 	for i, used := range r.slots {
 		if !used {
@@ -395,6 +400,10 @@ func (r *Runner) start(p *corev1.Pod) (*pod, error) {
 		return nil, err
 	}
 	st := &pod{uid: p.UID, slot: slot, host: h, started: metav1.Now()}
+	fail := func(err error) (*pod, error) {
+		stopServers(st.servers)
+		return nil, errors.Join(err, h.Delete())
+	}
 	for _, c := range p.Spec.Containers {
 		env := containerEnv(p, c, addr)
 		id := Identity{
@@ -403,14 +412,23 @@ func (r *Runner) start(p *corev1.Pod) (*pod, error) {
 			HTTPPort: withDefault(env["HTTP_PORT"], "3000"),
 		}
 		echo := EchoHandler(id)
-		for _, l := range []struct {
+		type listener struct {
 			port    string
 			handler http.Handler
-		}{{id.HTTPPort, echo}, {withDefault(env["H2C_PORT"], "3001"), h2cOnly(echo)}} {
-			srv, err := serve(h, l.port, l.handler)
+			tls     *tls.Config
+		}
+		ls := []listener{{id.HTTPPort, echo, nil}, {withDefault(env["H2C_PORT"], "3001"), h2cOnly(echo), nil}}
+		if env["TLS_SERVER_CERT"] != "" && env["TLS_SERVER_PRIVKEY"] != "" {
+			cfg, err := r.tlsConfig(ctx, p, c, env)
 			if err != nil {
-				stopServers(st.servers)
-				return nil, errors.Join(fmt.Errorf("container %s: %w", c.Name, err), h.Delete())
+				return fail(fmt.Errorf("container %s: %w", c.Name, err))
+			}
+			ls = append(ls, listener{withDefault(env["HTTPS_PORT"], "8443"), echo, cfg})
+		}
+		for _, l := range ls {
+			srv, err := serve(h, l.port, l.handler, l.tls)
+			if err != nil {
+				return fail(fmt.Errorf("container %s: %w", c.Name, err))
 			}
 			st.servers = append(st.servers, srv)
 		}
@@ -419,9 +437,41 @@ func (r *Runner) start(p *corev1.Pod) (*pod, error) {
 	return st, nil
 }
 
-// serve serves handler on port of h over HTTP/1.1 and h2c until the
-// server is closed.
-func serve(h *netns.Host, port string, handler http.Handler) (*http.Server, error) {
+// tlsConfig is the TLS configuration of an echo server with the
+// certificate and key at the paths TLS_SERVER_CERT and TLS_SERVER_PRIVKEY
+// (files of the pod's secret or config map volumes) and, with
+// TLS_CLIENT_CACERTS, verifying client certificates when given.
+func (r *Runner) tlsConfig(ctx context.Context, p *corev1.Pod, c corev1.Container, env map[string]string) (*tls.Config, error) {
+	certPEM, err := r.readFile(ctx, p, c, env["TLS_SERVER_CERT"])
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, err := r.readFile(ctx, p, c, env["TLS_SERVER_PRIVKEY"])
+	if err != nil {
+		return nil, err
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("server certificate: %w", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}}
+	if path := env["TLS_CLIENT_CACERTS"]; path != "" {
+		caPEM, err := r.readFile(ctx, p, c, path)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(caPEM) {
+			return nil, fmt.Errorf("no certificate in %s", path)
+		}
+		cfg.ClientAuth, cfg.ClientCAs = tls.VerifyClientCertIfGiven, pool
+	}
+	return cfg, nil
+}
+
+// serve serves handler on port of h, over HTTP/1.1 and h2c, or with cfg
+// over TLS with HTTP/1.1 and HTTP/2, until the server is closed.
+func serve(h *netns.Host, port string, handler http.Handler, cfg *tls.Config) (*http.Server, error) {
 	n, err := strconv.Atoi(port)
 	if err != nil {
 		return nil, fmt.Errorf("port %q: %w", port, err)
@@ -432,9 +482,18 @@ func serve(h *netns.Host, port string, handler http.Handler) (*http.Server, erro
 	}
 	protos := new(http.Protocols)
 	protos.SetHTTP1(true)
-	protos.SetUnencryptedHTTP2(true)
-	srv := &http.Server{Handler: handler, Protocols: protos, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln) // returns once Close closed ln
+	if cfg != nil {
+		protos.SetHTTP2(true)
+	} else {
+		protos.SetUnencryptedHTTP2(true)
+	}
+	srv := &http.Server{Handler: handler, Protocols: protos, TLSConfig: cfg, ReadHeaderTimeout: 10 * time.Second}
+	// Serve and ServeTLS return once Close closed ln.
+	if cfg != nil {
+		go srv.ServeTLS(ln, "", "")
+	} else {
+		go srv.Serve(ln)
+	}
 	return srv, nil
 }
 
