@@ -2,9 +2,18 @@ package podrunner
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -28,13 +37,14 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("k8s.io/klog/v2.(*flushDaemon).run.func1"))
 }
 
-// TestDeployment runs a Deployment through the runner against a real API
+// TestRunner runs a Deployment through the runner against a real API
 // server and controller manager: its pods are bound, run and published in
 // the Service's EndpointSlice, answer the echo JSON naming themselves, are
 // scaled and replaced by a rolling update (the old ones terminating, and
 // still serving, in the slice meanwhile), and leave no network namespace or
-// veth behind once the Deployment is deleted.
-func TestDeployment(t *testing.T) {
+// veth behind once the Deployment is deleted. Then a bare pod serves HTTPS
+// with the certificate of its secret volume (checkTLSPod).
+func TestRunner(t *testing.T) {
 	if err := netns.Check(); err != nil {
 		t.Skipf("the pod runner makes network namespaces: %v", err)
 	}
@@ -169,7 +179,115 @@ func TestDeployment(t *testing.T) {
 	})
 	t.Logf("deleted in %v", time.Since(step).Round(time.Millisecond))
 	assertNoLeak(t, r)
+
+	step = time.Now()
+	checkTLSPod(t, ctx, cs, ns, r)
+	t.Logf("TLS pod checked in %v", time.Since(step).Round(time.Millisecond))
+	assertNoLeak(t, r)
 	t.Logf("test took %v", time.Since(begin).Round(time.Millisecond))
+}
+
+// checkTLSPod runs a pod as the conformance suite's TLS backends are
+// configured (a secret volume, TLS_SERVER_CERT and TLS_SERVER_PRIVKEY) and
+// checks that it serves HTTPS with that certificate over HTTP/2 and echoes
+// the TLS state, then deletes it.
+func checkTLSPod(t *testing.T, ctx context.Context, cs kubernetes.Interface, ns string, r *Runner) {
+	t.Helper()
+	certPEM, keyPEM, pool := selfSigned(t, "tls.example.com")
+	if _, err := cs.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "tls-cert"},
+		Type:       corev1.SecretTypeTLS,
+		Data:       map[string][]byte{corev1.TLSCertKey: certPEM, corev1.TLSPrivateKeyKey: keyPEM},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	grace := int64(1)
+	if _, err := cs.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "tls-backend"},
+		Spec: corev1.PodSpec{
+			TerminationGracePeriodSeconds: &grace,
+			Volumes: []corev1.Volume{{Name: "secret-volume", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+				SecretName: "tls-cert",
+				Items:      []corev1.KeyToPath{{Key: corev1.TLSCertKey, Path: "crt"}, {Key: corev1.TLSPrivateKeyKey, Path: "key"}},
+			}}}},
+			Containers: []corev1.Container{{
+				Name:         "tls-backend",
+				Image:        "registry.k8s.io/gateway-api/conformance/echo-basic:v0.1.0",
+				VolumeMounts: []corev1.VolumeMount{{Name: "secret-volume", MountPath: "/etc/secret-volume"}},
+				Env: []corev1.EnvVar{
+					{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+					{Name: "NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
+					{Name: "TLS_SERVER_CERT", Value: "/etc/secret-volume/crt"},
+					{Name: "TLS_SERVER_PRIVKEY", Value: "/etc/secret-volume/key"},
+				},
+			}},
+		},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var ip string
+	poll(t, ctx, "tls-backend running", func() error {
+		p, err := cs.CoreV1().Pods(ns).Get(ctx, "tls-backend", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if p.Status.Phase != corev1.PodRunning || p.Status.PodIP == "" {
+			return fmt.Errorf("phase %q, IP %q", p.Status.Phase, p.Status.PodIP)
+		}
+		ip = p.Status.PodIP
+		return nil
+	})
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "tls.example.com"}, ForceAttemptHTTP2: true}
+	e := roundTrip(t, tr, "https://"+net.JoinHostPort(ip, "8443")+"/secure", nil)
+	if e.Pod != "tls-backend" || e.Namespace != ns || e.Proto != "HTTP/2.0" || e.TLS == nil ||
+		e.TLS.ServerName != "tls.example.com" || e.TLS.Version != "TLSv1.3" || e.TLS.NegotiatedProtocol != "h2" || e.TLS.CipherSuite == "" {
+		t.Errorf("TLS echo: %+v (tls %+v)", e, e.TLS)
+	}
+	if err := cs.CoreV1().Pods(ns).Delete(ctx, "tls-backend", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, ctx, "tls-backend gone", func() error {
+		_, err := cs.CoreV1().Pods(ns).Get(ctx, "tls-backend", metav1.GetOptions{})
+		if err == nil || r.Running() > 0 {
+			return fmt.Errorf("still there (%v), %d running", err, r.Running())
+		}
+		return nil
+	})
+}
+
+// selfSigned returns a self-signed certificate for name, its key, and a
+// pool trusting it.
+func selfSigned(t *testing.T, name string) (certPEM, keyPEM []byte, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: name},
+		DNSNames:     []string{name},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), pool
 }
 
 // waitEndpoints waits until the Service echo's EndpointSlices hold exactly
