@@ -16,7 +16,9 @@
 // TLS_SERVER_CERT and TLS_SERVER_PRIVKEY name files of the pod's Secret or
 // ConfigMap volumes, on HTTPS_PORT (default 8443, TLS with HTTP/1.1 and
 // HTTP/2; client certificates verified against TLS_CLIENT_CACERTS if set).
-// Probes, resources and images are ignored.
+// A container with GRPC_ECHO_SERVER set is a gRPC echo (NewGRPCEcho)
+// instead, on HTTP_PORT and, with TLS_SERVER_CERT and TLS_SERVER_PRIV_KEY,
+// over TLS on HTTPS_PORT. Probes, resources and images are ignored.
 //
 // A pod being deleted keeps serving until its deletion grace period ends
 // (or Options.MaxGrace, if shorter), and is then stopped, its namespace
@@ -99,7 +101,7 @@ type pod struct {
 	uid     types.UID
 	slot    int
 	host    *netns.Host
-	servers []*http.Server
+	stops   []func() // close each of its servers
 	started metav1.Time
 	doomed  time.Time // when the runner first saw its deletion; zero before
 }
@@ -401,7 +403,7 @@ func (r *Runner) start(ctx context.Context, p *corev1.Pod) (*pod, error) {
 	}
 	st := &pod{uid: p.UID, slot: slot, host: h, started: metav1.Now()}
 	fail := func(err error) (*pod, error) {
-		stopServers(st.servers)
+		stopAll(st.stops)
 		return nil, errors.Join(err, h.Delete())
 	}
 	for _, c := range p.Spec.Containers {
@@ -411,6 +413,12 @@ func (r *Runner) start(ctx context.Context, p *corev1.Pod) (*pod, error) {
 			Service: env["SERVICE_NAME"], Pod: env["POD_NAME"],
 			HTTPPort: withDefault(env["HTTP_PORT"], "3000"),
 		}
+		if env["GRPC_ECHO_SERVER"] != "" {
+			if err := r.startGRPC(ctx, p, c, env, h, st, id); err != nil {
+				return fail(fmt.Errorf("container %s: %w", c.Name, err))
+			}
+			continue
+		}
 		echo := EchoHandler(id)
 		type listener struct {
 			port    string
@@ -419,7 +427,7 @@ func (r *Runner) start(ctx context.Context, p *corev1.Pod) (*pod, error) {
 		}
 		ls := []listener{{id.HTTPPort, echo, nil}, {withDefault(env["H2C_PORT"], "3001"), h2cOnly(echo), nil}}
 		if env["TLS_SERVER_CERT"] != "" && env["TLS_SERVER_PRIVKEY"] != "" {
-			cfg, err := r.tlsConfig(ctx, p, c, env)
+			cfg, err := r.tlsConfig(ctx, p, c, env, "TLS_SERVER_PRIVKEY")
 			if err != nil {
 				return fail(fmt.Errorf("container %s: %w", c.Name, err))
 			}
@@ -430,23 +438,55 @@ func (r *Runner) start(ctx context.Context, p *corev1.Pod) (*pod, error) {
 			if err != nil {
 				return fail(fmt.Errorf("container %s: %w", c.Name, err))
 			}
-			st.servers = append(st.servers, srv)
+			st.stops = append(st.stops, func() { srv.Close() })
 		}
 	}
 	r.slots[slot] = true
 	return st, nil
 }
 
+// startGRPC starts the gRPC echo of container c (GRPC_ECHO_SERVER): in
+// plaintext on HTTP_PORT and, when TLS_SERVER_CERT and TLS_SERVER_PRIV_KEY
+// are set, over TLS on HTTPS_PORT.
+func (r *Runner) startGRPC(ctx context.Context, p *corev1.Pod, c corev1.Container, env map[string]string, h *netns.Host, st *pod, id Identity) error {
+	type listener struct {
+		port string
+		tls  *tls.Config
+	}
+	ls := []listener{{id.HTTPPort, nil}}
+	if env["TLS_SERVER_CERT"] != "" && env["TLS_SERVER_PRIV_KEY"] != "" {
+		cfg, err := r.tlsConfig(ctx, p, c, env, "TLS_SERVER_PRIV_KEY")
+		if err != nil {
+			return err
+		}
+		ls = append(ls, listener{withDefault(env["HTTPS_PORT"], "8443"), cfg})
+	}
+	for _, l := range ls {
+		n, err := strconv.Atoi(l.port)
+		if err != nil {
+			return fmt.Errorf("port %q: %w", l.port, err)
+		}
+		ln, err := h.Listen(n)
+		if err != nil {
+			return fmt.Errorf("listen on %v port %d: %w", h.Addr, n, err)
+		}
+		srv := NewGRPCEcho(id, l.tls)
+		go srv.Serve(ln) // returns once Stop closed ln
+		st.stops = append(st.stops, srv.Stop)
+	}
+	return nil
+}
+
 // tlsConfig is the TLS configuration of an echo server with the
-// certificate and key at the paths TLS_SERVER_CERT and TLS_SERVER_PRIVKEY
-// (files of the pod's secret or config map volumes) and, with
-// TLS_CLIENT_CACERTS, verifying client certificates when given.
-func (r *Runner) tlsConfig(ctx context.Context, p *corev1.Pod, c corev1.Container, env map[string]string) (*tls.Config, error) {
+// certificate and key at the paths TLS_SERVER_CERT and keyVar (files of the
+// pod's secret or config map volumes) and, with TLS_CLIENT_CACERTS,
+// verifying client certificates when given.
+func (r *Runner) tlsConfig(ctx context.Context, p *corev1.Pod, c corev1.Container, env map[string]string, keyVar string) (*tls.Config, error) {
 	certPEM, err := r.readFile(ctx, p, c, env["TLS_SERVER_CERT"])
 	if err != nil {
 		return nil, err
 	}
-	keyPEM, err := r.readFile(ctx, p, c, env["TLS_SERVER_PRIVKEY"])
+	keyPEM, err := r.readFile(ctx, p, c, env[keyVar])
 	if err != nil {
 		return nil, err
 	}
@@ -497,9 +537,9 @@ func serve(h *netns.Host, port string, handler http.Handler, cfg *tls.Config) (*
 	return srv, nil
 }
 
-func stopServers(servers []*http.Server) {
-	for _, s := range servers {
-		s.Close()
+func stopAll(stops []func()) {
+	for _, stop := range stops {
+		stop()
 	}
 }
 
@@ -509,7 +549,7 @@ func (r *Runner) teardown(key string) {
 	if st == nil {
 		return
 	}
-	stopServers(st.servers)
+	stopAll(st.stops)
 	if err := st.host.Delete(); err != nil {
 		r.logf("podrunner: %s: remove namespace: %v", key, err)
 	}
