@@ -100,7 +100,7 @@ func Start(t testing.TB) *Cluster {
 	for _, name := range []string{"kube-apiserver", "etcd"} {
 		if fi, err := os.Stat(filepath.Join(bin, name)); err != nil || fi.Mode()&0o111 == 0 {
 			t.Fatalf("kubetest: %s not found in %s. Build the real kube-apiserver and etcd with "+
-				"hack/kube-binaries.sh (about 6 minutes the first time; `make test` runs it) and point "+
+				"hack/kube-binaries.sh (about 7.5 minutes the first time; `make test` runs it) and point "+
 				"LONGHAUL_KUBE_BIN at the directory it prints, or set LONGHAUL_SKIP_KUBE=1 to skip these tests",
 				name, bin)
 		}
