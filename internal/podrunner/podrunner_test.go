@@ -21,6 +21,10 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/dynamicpb"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -190,7 +194,8 @@ func TestRunner(t *testing.T) {
 // checkTLSPod runs a pod as the conformance suite's TLS backends are
 // configured (a secret volume, TLS_SERVER_CERT and TLS_SERVER_PRIVKEY) and
 // checks that it serves HTTPS with that certificate over HTTP/2 and echoes
-// the TLS state, then deletes it.
+// the TLS state, then deletes it; then the same for a gRPC backend, in
+// plaintext and over TLS.
 func checkTLSPod(t *testing.T, ctx context.Context, cs kubernetes.Interface, ns string, r *Runner) {
 	t.Helper()
 	certPEM, keyPEM, pool := selfSigned(t, "tls.example.com")
@@ -225,9 +230,86 @@ func checkTLSPod(t *testing.T, ctx context.Context, cs kubernetes.Interface, ns 
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	ip := runningIP(t, ctx, cs, ns, "tls-backend")
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "tls.example.com"}, ForceAttemptHTTP2: true}
+	e := roundTrip(t, tr, "https://"+net.JoinHostPort(ip, "8443")+"/secure", nil)
+	if e.Pod != "tls-backend" || e.Namespace != ns || e.Proto != "HTTP/2.0" || e.TLS == nil ||
+		e.TLS.ServerName != "tls.example.com" || e.TLS.Version != "TLSv1.3" || e.TLS.NegotiatedProtocol != "h2" || e.TLS.CipherSuite == "" {
+		t.Errorf("TLS echo: %+v (tls %+v)", e, e.TLS)
+	}
+	deletePod(t, ctx, cs, ns, "tls-backend", r)
+
+	// A gRPC backend as the suite's grpc-infra-backend-v1: plaintext on
+	// 3000, TLS on 8443 (its key variable is TLS_SERVER_PRIV_KEY).
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "grpc-backend"},
+		Spec: corev1.PodSpec{
+			TerminationGracePeriodSeconds: &grace,
+			Volumes: []corev1.Volume{{Name: "secret-volume", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+				SecretName: "tls-cert",
+				Items:      []corev1.KeyToPath{{Key: corev1.TLSCertKey, Path: "crt"}, {Key: corev1.TLSPrivateKeyKey, Path: "key"}},
+			}}}},
+			Containers: []corev1.Container{{
+				Name:         "grpc-backend",
+				Image:        "registry.k8s.io/gateway-api/conformance/echo-basic:v0.1.0",
+				VolumeMounts: []corev1.VolumeMount{{Name: "secret-volume", MountPath: "/etc/secret-volume"}},
+				Env: []corev1.EnvVar{
+					{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+					{Name: "NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
+					{Name: "GRPC_ECHO_SERVER", Value: "1"},
+					{Name: "TLS_SERVER_CERT", Value: "/etc/secret-volume/crt"},
+					{Name: "TLS_SERVER_PRIV_KEY", Value: "/etc/secret-volume/key"},
+				},
+			}},
+		},
+	}
+	if _, err := cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ip = runningIP(t, ctx, cs, ns, "grpc-backend")
+	reqDesc, respDesc := echoSchema(t)
+	for _, creds := range []credentials.TransportCredentials{
+		insecure.NewCredentials(),
+		credentials.NewTLS(&tls.Config{RootCAs: pool, ServerName: "tls.example.com"}),
+	} {
+		port := "3000"
+		if creds.Info().SecurityProtocol == "tls" {
+			port = "8443"
+		}
+		conn, err := grpc.NewClient(net.JoinHostPort(ip, port), grpc.WithTransportCredentials(creds))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp := dynamicpb.NewMessage(respDesc)
+		err = conn.Invoke(ctx, "/"+GRPCEchoService+"/Echo", dynamicpb.NewMessage(reqDesc), resp)
+		conn.Close()
+		if err != nil {
+			t.Fatalf("gRPC Echo on port %s: %v", port, err)
+		}
+		a := resp.Get(respDesc.Fields().ByName("assertions")).Message()
+		ad := a.Descriptor()
+		c := a.Get(ad.Fields().ByName("context")).Message()
+		if got := c.Get(c.Descriptor().Fields().ByName("pod")).String(); got != "grpc-backend" {
+			t.Errorf("gRPC echo on port %s from pod %q", port, got)
+		}
+		if tlsOn := a.Has(ad.Fields().ByName("tls_assertions")); tlsOn != (port == "8443") {
+			t.Errorf("gRPC echo on port %s: tls_assertions present %v", port, tlsOn)
+		} else if tlsOn {
+			ta := a.Get(ad.Fields().ByName("tls_assertions")).Message()
+			if got := ta.Get(ta.Descriptor().Fields().ByName("server_name")).String(); got != "tls.example.com" {
+				t.Errorf("gRPC TLS server_name %q", got)
+			}
+		}
+	}
+	deletePod(t, ctx, cs, ns, "grpc-backend", r)
+}
+
+// runningIP waits until pod name runs and returns its IP.
+func runningIP(t *testing.T, ctx context.Context, cs kubernetes.Interface, ns, name string) string {
+	t.Helper()
 	var ip string
-	poll(t, ctx, "tls-backend running", func() error {
-		p, err := cs.CoreV1().Pods(ns).Get(ctx, "tls-backend", metav1.GetOptions{})
+	poll(t, ctx, name+" running", func() error {
+		p, err := cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
@@ -237,17 +319,18 @@ func checkTLSPod(t *testing.T, ctx context.Context, cs kubernetes.Interface, ns 
 		ip = p.Status.PodIP
 		return nil
 	})
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "tls.example.com"}, ForceAttemptHTTP2: true}
-	e := roundTrip(t, tr, "https://"+net.JoinHostPort(ip, "8443")+"/secure", nil)
-	if e.Pod != "tls-backend" || e.Namespace != ns || e.Proto != "HTTP/2.0" || e.TLS == nil ||
-		e.TLS.ServerName != "tls.example.com" || e.TLS.Version != "TLSv1.3" || e.TLS.NegotiatedProtocol != "h2" || e.TLS.CipherSuite == "" {
-		t.Errorf("TLS echo: %+v (tls %+v)", e, e.TLS)
-	}
-	if err := cs.CoreV1().Pods(ns).Delete(ctx, "tls-backend", metav1.DeleteOptions{}); err != nil {
+	return ip
+}
+
+// deletePod deletes pod name gracefully and waits until it is gone from
+// the API and from the runner.
+func deletePod(t *testing.T, ctx context.Context, cs kubernetes.Interface, ns, name string, r *Runner) {
+	t.Helper()
+	if err := cs.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, ctx, "tls-backend gone", func() error {
-		_, err := cs.CoreV1().Pods(ns).Get(ctx, "tls-backend", metav1.GetOptions{})
+	poll(t, ctx, name+" gone", func() error {
+		_, err := cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
 		if err == nil || r.Running() > 0 {
 			return fmt.Errorf("still there (%v), %d running", err, r.Running())
 		}
