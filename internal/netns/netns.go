@@ -84,8 +84,11 @@ func Create(name, hostLink, nsLink string, hostIP, addr netip.Addr) (*Host, erro
 	if err := ip("netns", "add", name); err != nil {
 		return nil, err
 	}
+	if err := ip("link", "add", hostLink, "type", "veth", "peer", "name", nsLink); err != nil {
+		// The link may be someone else's: remove only the namespace.
+		return nil, errors.Join(err, ip("netns", "delete", name))
+	}
 	for _, args := range [][]string{
-		{"link", "add", hostLink, "type", "veth", "peer", "name", nsLink},
 		{"link", "set", nsLink, "netns", name},
 		{"addr", "add", hostIP.String() + "/30", "dev", hostLink},
 		{"link", "set", hostLink, "up"},
