@@ -22,6 +22,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// Benchmark is 198.18.0.0/15, where every address of this package comes
+// from.
+var Benchmark = netip.MustParsePrefix("198.18.0.0/15")
+
 // Check returns nil when this process can make network namespaces: it runs
 // as root and finds ip.
 func Check() error {
@@ -53,17 +57,29 @@ func FreeSubnet(seed uint16) (netip.Prefix, error) {
 	return netip.Prefix{}, errors.New("every /24 of 198.18.0.0/15 is in use on this machine")
 }
 
-// Slots is how many hosts fit in a /24: one /30 each.
+// Slots is how many hosts fit in a /24: one /30 each (SlotsIn).
 const Slots = 63
 
-// Slot returns the addresses of host i (0 to Slots-1) of a /24: the
-// caller's end of the veth and the namespace's.
+// SlotsIn is how many hosts Slot numbers in subnet, an IPv4 prefix of at
+// most 30 bits: one /30 each, the last /30 left out.
+func SlotsIn(subnet netip.Prefix) int {
+	if !subnet.Addr().Is4() || subnet.Bits() > 30 {
+		return 0
+	}
+	return 1<<(32-subnet.Bits())/4 - 1
+}
+
+// Slot returns the addresses of host i (0 to SlotsIn(subnet)-1) of
+// subnet: the caller's end of the veth and the namespace's, the first and
+// second addresses of the i-th /30.
 func Slot(subnet netip.Prefix, i int) (hostIP, addr netip.Addr) {
 	b := subnet.Masked().Addr().As4()
-	b[3] = byte(4*i + 1)
-	hostIP = netip.AddrFrom4(b)
-	b[3]++
-	return hostIP, netip.AddrFrom4(b)
+	n := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	at := func(v uint32) netip.Addr {
+		return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+	}
+	n += uint32(4 * i)
+	return at(n + 1), at(n + 2)
 }
 
 // Host is one network namespace with one address.

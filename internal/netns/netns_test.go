@@ -86,3 +86,26 @@ func TestCreateListenDelete(t *testing.T) {
 		t.Errorf("after Delete: links %v (%v)", links, err)
 	}
 }
+
+func TestSlot(t *testing.T) {
+	for _, c := range []struct {
+		subnet     string
+		i          int
+		host, addr string
+		slots      int
+	}{
+		{"198.18.7.0/24", 0, "198.18.7.1", "198.18.7.2", 63},
+		{"198.18.7.0/24", 62, "198.18.7.249", "198.18.7.250", 63},
+		{"198.18.4.0/22", 64, "198.18.5.1", "198.18.5.2", 255},
+		{"198.19.255.0/24", 5, "198.19.255.21", "198.19.255.22", 63},
+	} {
+		p := netip.MustParsePrefix(c.subnet)
+		h, a := Slot(p, c.i)
+		if h.String() != c.host || a.String() != c.addr || SlotsIn(p) != c.slots {
+			t.Errorf("Slot(%v, %d) = %v, %v; SlotsIn %d", p, c.i, h, a, SlotsIn(p))
+		}
+	}
+	if SlotsIn(netip.MustParsePrefix("198.18.0.0/31")) != 0 {
+		t.Error("a /31 has no slot")
+	}
+}

@@ -63,8 +63,9 @@ import (
 type Options struct {
 	// NodeName is the Node to register; default podrunner-<random id>.
 	NodeName string
-	// Subnet is the /24 of 198.18.0.0/15 that pod addresses come from (at
-	// most netns.Slots pods at a time); default one no interface uses.
+	// Subnet is the part of 198.18.0.0/15 that pod addresses come from, a
+	// /30 each (netns.SlotsIn: 63 pods at a time in a /24, 255 in a /22);
+	// default a /24 that no interface uses.
 	Subnet netip.Prefix
 	// MaxGrace, if positive, caps how long a deleted pod keeps serving.
 	MaxGrace time.Duration
@@ -90,7 +91,7 @@ type Runner struct {
 
 	// Owned by the worker goroutine, then by Stop once the worker is done.
 	running map[string]*pod // by namespace/name
-	slots   [netns.Slots]bool
+	slots   []bool          // by slot of subnet (netns.Slot): taken
 
 	mu    sync.Mutex
 	count int // len(running), for Running
@@ -134,6 +135,11 @@ func Start(ctx context.Context, client kubernetes.Interface, opts Options) (*Run
 			return nil, err
 		}
 	}
+	r.subnet = r.subnet.Masked()
+	if !netns.Benchmark.Contains(r.subnet.Addr()) || r.subnet.Bits() < netns.Benchmark.Bits() || netns.SlotsIn(r.subnet) == 0 {
+		return nil, fmt.Errorf("subnet %v: not a prefix of %v with room for a /30", r.subnet, netns.Benchmark)
+	}
+	r.slots = make([]bool, netns.SlotsIn(r.subnet))
 	if err := r.registerNode(ctx); err != nil {
 		return nil, fmt.Errorf("register node %s: %w", r.node, err)
 	}
@@ -215,7 +221,7 @@ func (r *Runner) registerNode(ctx context.Context) error {
 	capacity := corev1.ResourceList{
 		corev1.ResourceCPU:    resource.MustParse("64"),
 		corev1.ResourceMemory: resource.MustParse("256Gi"),
-		corev1.ResourcePods:   resource.MustParse(strconv.Itoa(netns.Slots)),
+		corev1.ResourcePods:   resource.MustParse(strconv.Itoa(len(r.slots))),
 	}
 	n, err := r.client.CoreV1().Nodes().Create(ctx, &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: r.node, Labels: map[string]string{
@@ -393,7 +399,7 @@ func (r *Runner) start(ctx context.Context, p *corev1.Pod) (*pod, error) {
 		}
 	}
 	if slot < 0 {
-		return nil, fmt.Errorf("all %d addresses of %v are taken", netns.Slots, r.subnet)
+		return nil, fmt.Errorf("all %d addresses of %v are taken", len(r.slots), r.subnet)
 	}
 	hostIP, addr := netns.Slot(r.subnet, slot)
 	h, err := netns.Create(fmt.Sprintf("%s%d", r.NamespacePrefix(), slot),
