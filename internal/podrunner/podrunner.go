@@ -24,9 +24,12 @@
 // (or Options.MaxGrace, if shorter), and is then stopped, its namespace
 // removed and the pod deleted with grace 0, as a kubelet does.
 //
-// Goroutines: the informer's, and one worker that owns all pod state (the
-// map of running pods and the address slots); event handlers only enqueue
-// pod keys. Stop ends both and then tears down whatever still runs. Nothing
+// Goroutines: the informer's; one worker that owns all pod state (the map
+// of running pods and the address slots), event handlers only enqueuing pod
+// keys; and one per echo server (its Serve and its connections'), ended when
+// the worker tears the pod down. Stop ends the informer and the worker and
+// then tears down whatever still runs; the Node and the pods stay in the
+// API. Nothing
 // heartbeats the Node: without the node lifecycle controller (kubetest does
 // not run it) nothing marks it unhealthy or evicts its pods.
 package podrunner
