@@ -18,7 +18,10 @@
 // HTTP/2; client certificates verified against TLS_CLIENT_CACERTS if set).
 // A container with GRPC_ECHO_SERVER set is a gRPC echo (NewGRPCEcho)
 // instead, on HTTP_PORT and, with TLS_SERVER_CERT and TLS_SERVER_PRIV_KEY,
-// over TLS on HTTPS_PORT. Probes, resources and images are ignored.
+// over TLS on HTTPS_PORT; one with TCP_ECHO_SERVER a TCP echo (TCPWelcome,
+// then TEST, IS_TLS, PING) on TCP_PORT (default 3000) and, with
+// TLS_SERVER_CERT and TLS_SERVER_PRIV_KEY, over TLS on TLS_PORT (default
+// 8443). Probes, resources and images are ignored.
 //
 // A pod being deleted keeps serving until its deletion grace period ends
 // (or Options.MaxGrace, if shorter), and is then stopped, its namespace
@@ -422,6 +425,12 @@ func (r *Runner) start(ctx context.Context, p *corev1.Pod) (*pod, error) {
 			Service: env["SERVICE_NAME"], Pod: env["POD_NAME"],
 			HTTPPort: withDefault(env["HTTP_PORT"], "3000"),
 		}
+		if env["TCP_ECHO_SERVER"] != "" {
+			if err := r.startTCP(ctx, p, c, env, h, st, id); err != nil {
+				return fail(fmt.Errorf("container %s: %w", c.Name, err))
+			}
+			continue
+		}
 		if env["GRPC_ECHO_SERVER"] != "" {
 			if err := r.startGRPC(ctx, p, c, env, h, st, id); err != nil {
 				return fail(fmt.Errorf("container %s: %w", c.Name, err))
@@ -482,6 +491,41 @@ func (r *Runner) startGRPC(ctx context.Context, p *corev1.Pod, c corev1.Containe
 		srv := NewGRPCEcho(id, l.tls)
 		go srv.Serve(ln) // returns once Stop closed ln
 		st.stops = append(st.stops, srv.Stop)
+	}
+	return nil
+}
+
+// startTCP starts the TCP echo of container c (TCP_ECHO_SERVER) on
+// TCP_PORT and, when TLS_SERVER_CERT and TLS_SERVER_PRIV_KEY are set, over
+// TLS on TLS_PORT.
+func (r *Runner) startTCP(ctx context.Context, p *corev1.Pod, c corev1.Container, env map[string]string, h *netns.Host, st *pod, id Identity) error {
+	base := TCPEcho{
+		Namespace: id.Namespace, Ingress: id.Ingress, Service: id.Service, Pod: id.Pod,
+		TCPPort: withDefault(env["TCP_PORT"], "3000"), TLSPort: withDefault(env["TLS_PORT"], "8443"),
+	}
+	type listener struct {
+		port string
+		tls  *tls.Config
+	}
+	ls := []listener{{base.TCPPort, nil}}
+	if env["TLS_SERVER_CERT"] != "" && env["TLS_SERVER_PRIV_KEY"] != "" {
+		cfg, err := r.tlsConfig(ctx, p, c, env, "TLS_SERVER_PRIV_KEY")
+		if err != nil {
+			return err
+		}
+		cfg.MinVersion = tls.VersionTLS12
+		ls = append(ls, listener{base.TLSPort, cfg})
+	}
+	for _, l := range ls {
+		n, err := strconv.Atoi(l.port)
+		if err != nil {
+			return fmt.Errorf("port %q: %w", l.port, err)
+		}
+		ln, err := h.Listen(n)
+		if err != nil {
+			return fmt.Errorf("listen on %v port %d: %w", h.Addr, n, err)
+		}
+		st.stops = append(st.stops, serveTCPEcho(ln, base, l.tls).Close)
 	}
 	return nil
 }
