@@ -88,8 +88,6 @@ func (c *Cluster) startControllerManager(kubeconfig string) error {
 		"--use-service-account-credentials=false",
 		"--service-account-private-key-file="+c.pki.saKey,
 		"--root-ca-file="+c.pki.caCert,
-		"--cluster-signing-cert-file="+c.pki.caCert,
-		"--cluster-signing-key-file="+c.pki.caKey,
 		"--profiling=false",
 		"--v=1",
 	)

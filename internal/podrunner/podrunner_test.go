@@ -114,6 +114,7 @@ func TestRunner(t *testing.T) {
 	first := waitEndpoints(t, ctx, cs, ns, 2, nil, nil)
 	t.Logf("2 ready endpoints %v after %v", first, time.Since(step).Round(time.Millisecond))
 	for pod, addr := range first {
+		checkStatus(t, ctx, cs, ns, pod, addr, r.NodeName())
 		e := get(t, "http://"+netip.AddrPortFrom(addr, 3000).String()+"/a//b?q=1", http.Header{"X-Test": {pod}})
 		if e.Pod != pod || e.Namespace != ns || e.Service != "echo" || e.Path != "/a//b?q=1" ||
 			e.Method != "GET" || e.Proto != "HTTP/1.1" || e.HTTPPort != "3000" || !slices.Equal(e.Headers["X-Test"], []string{pod}) {
@@ -302,6 +303,33 @@ func checkTLSPod(t *testing.T, ctx context.Context, cs kubernetes.Interface, ns 
 		}
 	}
 	deletePod(t, ctx, cs, ns, "grpc-backend", r)
+}
+
+// checkStatus checks what the runner reported of pod name: bound to node,
+// Running at addr, every condition a kubelet sets true, its container ready.
+func checkStatus(t *testing.T, ctx context.Context, cs kubernetes.Interface, ns, name string, addr netip.Addr, node string) {
+	t.Helper()
+	p, err := cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := p.Status
+	if p.Spec.NodeName != node || s.Phase != corev1.PodRunning || s.PodIP != addr.String() ||
+		len(s.PodIPs) != 1 || s.PodIPs[0].IP != addr.String() || s.StartTime == nil {
+		t.Errorf("pod %s: node %q, status %+v", name, p.Spec.NodeName, s)
+	}
+	conds := map[corev1.PodConditionType]corev1.ConditionStatus{}
+	for _, c := range s.Conditions {
+		conds[c.Type] = c.Status
+	}
+	for _, typ := range []corev1.PodConditionType{corev1.PodScheduled, corev1.PodInitialized, corev1.ContainersReady, corev1.PodReady} {
+		if conds[typ] != corev1.ConditionTrue {
+			t.Errorf("pod %s: condition %s is %q", name, typ, conds[typ])
+		}
+	}
+	if len(s.ContainerStatuses) != 1 || !s.ContainerStatuses[0].Ready || s.ContainerStatuses[0].State.Running == nil {
+		t.Errorf("pod %s: container statuses %+v", name, s.ContainerStatuses)
+	}
 }
 
 // runningIP waits until pod name runs and returns its IP.
