@@ -11,9 +11,10 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/longhaul-proxy/longhaul/internal/netns"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/longhaul-proxy/longhaul/internal/netns"
 )
 
 // start gives pod p a namespace and an address and starts its servers.
