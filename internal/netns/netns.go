@@ -137,48 +137,72 @@ func (h *Host) Delete() error {
 // The socket stays in that namespace whatever thread later uses it: only
 // the thread that creates it switches, and back.
 func (h *Host) Listen(port int) (net.Listener, error) {
-	type result struct {
-		ln  net.Listener
-		err error
+	var ln net.Listener
+	err := h.in(func() (err error) {
+		ln, err = net.Listen("tcp", net.JoinHostPort(h.Addr.String(), fmt.Sprint(port)))
+		return err
+	})
+	if err != nil && ln != nil { // opened, but the thread could not switch back
+		ln.Close()
+		ln = nil
 	}
-	ch := make(chan result, 1)
+	return ln, err
+}
+
+// ListenUDP opens a UDP socket on the host's address inside its namespace,
+// as Listen does for TCP.
+func (h *Host) ListenUDP(port int) (net.PacketConn, error) {
+	var pc net.PacketConn
+	err := h.in(func() (err error) {
+		pc, err = net.ListenPacket("udp", net.JoinHostPort(h.Addr.String(), fmt.Sprint(port)))
+		return err
+	})
+	if err != nil && pc != nil {
+		pc.Close()
+		pc = nil
+	}
+	return pc, err
+}
+
+// in runs open on a thread switched into the namespace, then switches the
+// thread back. open must only create sockets: they stay in the namespace.
+func (h *Host) in(open func() error) error {
+	ch := make(chan error, 1)
 	go func() {
 		// If switching back fails, the goroutine ends with its thread
 		// still locked, and the runtime then retires that thread rather
 		// than reuse it in the wrong namespace.
 		runtime.LockOSThread()
-		ln, err, back := listenIn(h.nsPath, net.JoinHostPort(h.Addr.String(), fmt.Sprint(port)))
-		ch <- result{ln, err}
+		err, back := inNetns(h.nsPath, open)
+		ch <- err
 		if back {
 			runtime.UnlockOSThread()
 		}
 	}()
-	r := <-ch
-	return r.ln, r.err
+	return <-ch
 }
 
-func listenIn(nsPath, addr string) (ln net.Listener, err error, back bool) {
+// inNetns runs open with the calling (locked) thread in the namespace at
+// nsPath; back reports whether the thread is in its own namespace again.
+func inNetns(nsPath string, open func() error) (err error, back bool) {
 	self, err := os.Open("/proc/thread-self/ns/net")
 	if err != nil {
-		return nil, err, false
+		return err, false
 	}
 	defer self.Close()
 	target, err := os.Open(nsPath)
 	if err != nil {
-		return nil, err, true
+		return err, true
 	}
 	defer target.Close()
 	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		return nil, fmt.Errorf("setns %s: %w", nsPath, err), true
+		return fmt.Errorf("setns %s: %w", nsPath, err), true
 	}
-	ln, err = net.Listen("tcp", addr)
+	err = open()
 	if berr := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); berr != nil {
-		if ln != nil {
-			ln.Close()
-		}
-		return nil, errors.Join(err, fmt.Errorf("setns back: %w", berr)), false
+		return errors.Join(err, fmt.Errorf("setns back: %w", berr)), false
 	}
-	return ln, err, true
+	return err, true
 }
 
 // List returns the names of the network namespaces that start with prefix.

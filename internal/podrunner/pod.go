@@ -47,6 +47,19 @@ func (r *Runner) start(ctx context.Context, p *corev1.Pod) (*pod, error) {
 			Service: env["SERVICE_NAME"], Pod: env["POD_NAME"],
 			HTTPPort: withDefault(env["HTTP_PORT"], "3000"),
 		}
+		if env["UDP_ECHO_SERVER"] != "" {
+			port := withDefault(env["UDP_PORT"], "8080")
+			n, err := strconv.Atoi(port)
+			if err != nil {
+				return fail(fmt.Errorf("container %s: port %q: %w", c.Name, port, err))
+			}
+			pc, err := h.ListenUDP(n)
+			if err != nil {
+				return fail(fmt.Errorf("container %s: listen on %v UDP port %d: %w", c.Name, h.Addr, n, err))
+			}
+			st.stops = append(st.stops, serveUDPEcho(pc, id).Close)
+			continue
+		}
 		if env["TCP_ECHO_SERVER"] != "" {
 			if err := r.startTCP(ctx, p, c, env, h, st, id); err != nil {
 				return fail(fmt.Errorf("container %s: %w", c.Name, err))

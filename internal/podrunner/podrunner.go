@@ -21,7 +21,9 @@
 // over TLS on HTTPS_PORT; one with TCP_ECHO_SERVER a TCP echo (TCPWelcome,
 // then TEST, IS_TLS, PING) on TCP_PORT (default 3000) and, with
 // TLS_SERVER_CERT and TLS_SERVER_PRIV_KEY, over TLS on TLS_PORT (default
-// 8443). Probes, resources and images are ignored.
+// 8443); one with UDP_ECHO_SERVER a UDP echo (each datagram answered with
+// the UDPEcho JSON) on UDP_PORT (default 8080). Probes, resources and images
+// are ignored.
 //
 // A pod being deleted keeps serving until its deletion grace period ends
 // (or Options.MaxGrace, if shorter), and is then stopped, its namespace

@@ -1,6 +1,7 @@
 package podrunner
 
 import (
+	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -187,7 +188,10 @@ func TestRunner(t *testing.T) {
 
 	step = time.Now()
 	checkTLSPod(t, ctx, cs, ns, r)
-	t.Logf("TLS pod checked in %v", time.Since(step).Round(time.Millisecond))
+	t.Logf("TLS and gRPC pods checked in %v", time.Since(step).Round(time.Millisecond))
+	step = time.Now()
+	checkL4Pods(t, ctx, cs, ns, r)
+	t.Logf("TCP and UDP pods checked in %v", time.Since(step).Round(time.Millisecond))
 	assertNoLeak(t, r)
 	t.Logf("test took %v", time.Since(begin).Round(time.Millisecond))
 }
@@ -238,7 +242,7 @@ func checkTLSPod(t *testing.T, ctx context.Context, cs kubernetes.Interface, ns 
 		e.TLS.ServerName != "tls.example.com" || e.TLS.Version != "TLSv1.3" || e.TLS.NegotiatedProtocol != "h2" || e.TLS.CipherSuite == "" {
 		t.Errorf("TLS echo: %+v (tls %+v)", e, e.TLS)
 	}
-	deletePod(t, ctx, cs, ns, "tls-backend", r)
+	deletePods(t, ctx, cs, ns, r, "tls-backend")
 
 	// A gRPC backend as the suite's grpc-infra-backend-v1: plaintext on
 	// 3000, TLS on 8443 (its key variable is TLS_SERVER_PRIV_KEY).
@@ -302,7 +306,7 @@ func checkTLSPod(t *testing.T, ctx context.Context, cs kubernetes.Interface, ns 
 			}
 		}
 	}
-	deletePod(t, ctx, cs, ns, "grpc-backend", r)
+	deletePods(t, ctx, cs, ns, r, "grpc-backend")
 }
 
 // checkStatus checks what the runner reported of pod name: bound to node,
@@ -332,6 +336,63 @@ func checkStatus(t *testing.T, ctx context.Context, cs kubernetes.Interface, ns,
 	}
 }
 
+// checkL4Pods runs a TCP echo pod and a UDP echo pod as the suite
+// configures them, talks to each from the host, and deletes them.
+func checkL4Pods(t *testing.T, ctx context.Context, cs kubernetes.Interface, ns string, r *Runner) {
+	t.Helper()
+	grace := int64(1)
+	for name, mode := range map[string]string{"tcp-backend": "TCP_ECHO_SERVER", "udp-backend": "UDP_ECHO_SERVER"} {
+		if _, err := cs.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: corev1.PodSpec{
+				TerminationGracePeriodSeconds: &grace,
+				Containers: []corev1.Container{{
+					Name:  name,
+					Image: "registry.k8s.io/gateway-api/conformance/echo-basic:v0.1.0",
+					Env: []corev1.EnvVar{
+						{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+						{Name: "NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
+						{Name: mode, Value: "1"},
+					},
+				}},
+			},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	c, err := net.DialTimeout("tcp", net.JoinHostPort(runningIP(t, ctx, cs, ns, "tcp-backend"), "3000"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	welcome, _ := br.ReadString('\n')
+	fmt.Fprint(c, "TEST\n")
+	line, err := br.ReadString('\n')
+	c.Close()
+	var te TCPEcho
+	if welcome != TCPWelcome || err != nil || json.Unmarshal([]byte(line), &te) != nil || te.Pod != "tcp-backend" || te.Namespace != ns || te.IsTLS {
+		t.Errorf("TCP echo: welcome %q, TEST answered %q (%v)", welcome, line, err)
+	}
+
+	u, err := net.Dial("udp", net.JoinHostPort(runningIP(t, ctx, cs, ns, "udp-backend"), "8080"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.SetDeadline(time.Now().Add(10 * time.Second))
+	u.Write([]byte("ping"))
+	buf := make([]byte, 2048)
+	n, err := u.Read(buf)
+	u.Close()
+	var ue UDPEcho
+	if err != nil || json.Unmarshal(buf[:n], &ue) != nil || ue.Request != "ping" || ue.Pod != "udp-backend" || ue.Namespace != ns {
+		t.Errorf("UDP echo: %q (%v)", buf[:n], err)
+	}
+
+	deletePods(t, ctx, cs, ns, r, "tcp-backend", "udp-backend")
+}
+
 // runningIP waits until pod name runs and returns its IP.
 func runningIP(t *testing.T, ctx context.Context, cs kubernetes.Interface, ns, name string) string {
 	t.Helper()
@@ -350,17 +411,23 @@ func runningIP(t *testing.T, ctx context.Context, cs kubernetes.Interface, ns, n
 	return ip
 }
 
-// deletePod deletes pod name gracefully and waits until it is gone from
-// the API and from the runner.
-func deletePod(t *testing.T, ctx context.Context, cs kubernetes.Interface, ns, name string, r *Runner) {
+// deletePods deletes the named pods gracefully and waits until they are
+// gone from the API and the runner runs nothing.
+func deletePods(t *testing.T, ctx context.Context, cs kubernetes.Interface, ns string, r *Runner, names ...string) {
 	t.Helper()
-	if err := cs.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
+	for _, name := range names {
+		if err := cs.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	poll(t, ctx, name+" gone", func() error {
-		_, err := cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
-		if err == nil || r.Running() > 0 {
-			return fmt.Errorf("still there (%v), %d running", err, r.Running())
+	poll(t, ctx, fmt.Sprintf("%v gone", names), func() error {
+		for _, name := range names {
+			if _, err := cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{}); err == nil {
+				return fmt.Errorf("%s still there", name)
+			}
+		}
+		if r.Running() > 0 {
+			return fmt.Errorf("%d pods still running", r.Running())
 		}
 		return nil
 	})

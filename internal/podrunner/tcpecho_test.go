@@ -76,3 +76,36 @@ func TestTCPEcho(t *testing.T) {
 		})
 	}
 }
+
+// TestUDPEcho: each datagram is answered with the UDPEcho JSON.
+func TestUDPEcho(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := serveUDPEcho(pc, Identity{Namespace: "ns", Service: "svc", Pod: "pod-1"})
+	defer u.Close()
+	c, err := net.Dial("udp", pc.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	for _, msg := range []string{"hello", "again"} {
+		if _, err := c.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 2048)
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e UDPEcho
+		if err := json.Unmarshal(buf[:n], &e); err != nil {
+			t.Fatalf("%v: %s", err, buf[:n])
+		}
+		if e != (UDPEcho{Request: msg, Namespace: "ns", Service: "svc", Pod: "pod-1"}) {
+			t.Errorf("answer to %q: %+v", msg, e)
+		}
+	}
+}
