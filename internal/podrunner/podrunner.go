@@ -34,9 +34,8 @@
 // keys; and one per echo server (its Serve and its connections'), ended when
 // the worker tears the pod down. Stop ends the informer and the worker and
 // then tears down whatever still runs; the Node and the pods stay in the
-// API. Nothing
-// heartbeats the Node: without the node lifecycle controller (kubetest does
-// not run it) nothing marks it unhealthy or evicts its pods.
+// API. Nothing heartbeats the Node: without the node lifecycle controller
+// (kubetest does not run it) nothing marks it unhealthy or evicts its pods.
 package podrunner
 
 import (
