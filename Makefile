@@ -14,8 +14,8 @@ demo:
 	$(GO) run ./cmd/longhaul demo
 
 # test installs what the tests need (Debian packages, the real
-# kube-apiserver and etcd built from Go modules), then vets and runs every
-# test with the race detector.
+# kube-apiserver, kube-controller-manager and etcd built from Go modules),
+# then vets and runs every test with the race detector.
 test: deps
 	$(GO) vet ./...
 	LONGHAUL_KUBE_BIN="$$(hack/kube-binaries.sh)" LONGHAUL_TOOLS_BIN="$$(hack/tools.sh)" $(GO) test $(TESTFLAGS) ./...

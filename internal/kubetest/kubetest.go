@@ -1,4 +1,5 @@
-// Package kubetest runs a real kube-apiserver and etcd on loopback for tests.
+// Package kubetest runs a real kube-apiserver and etcd on loopback for tests,
+// and on request kube-controller-manager (StartControllerManager).
 //
 // The binaries are built from Go modules by hack/kube-binaries.sh (no
 // container runtime is needed); Start finds them through LONGHAUL_KUBE_BIN or
@@ -65,6 +66,7 @@ type Cluster struct {
 	port      int // kube-apiserver's secure port
 	etcd      *proc
 	apiserver *proc
+	kcm       *proc // kube-controller-manager, once StartControllerManager ran
 	stopped   bool
 }
 
@@ -98,7 +100,7 @@ func Start(t testing.TB) *Cluster {
 	for _, name := range []string{"kube-apiserver", "etcd"} {
 		if fi, err := os.Stat(filepath.Join(bin, name)); err != nil || fi.Mode()&0o111 == 0 {
 			t.Fatalf("kubetest: %s not found in %s. Build the real kube-apiserver and etcd with "+
-				"hack/kube-binaries.sh (about 6 minutes the first time; `make test` runs it) and point "+
+				"hack/kube-binaries.sh (about 7.5 minutes the first time; `make test` runs it) and point "+
 				"LONGHAUL_KUBE_BIN at the directory it prints, or set LONGHAUL_SKIP_KUBE=1 to skip these tests",
 				name, bin)
 		}
@@ -266,7 +268,7 @@ func (c *Cluster) Restart(t testing.TB) {
 	t.Fatalf("kubetest: restart kube-apiserver: %v", err)
 }
 
-// Stop stops kube-apiserver then etcd and waits for both to exit. It is
+// Stop stops kube-controller-manager (if started), kube-apiserver then etcd and waits for both to exit. It is
 // idempotent and safe to call from a Cleanup after a panic.
 func (c *Cluster) Stop() {
 	c.mu.Lock()
@@ -282,9 +284,12 @@ func (c *Cluster) Stop() {
 
 func (c *Cluster) stopProcs() {
 	c.mu.Lock()
-	api, etcd := c.apiserver, c.etcd
-	c.apiserver, c.etcd = nil, nil
+	kcm, api, etcd := c.kcm, c.apiserver, c.etcd
+	c.kcm, c.apiserver, c.etcd = nil, nil, nil
 	c.mu.Unlock()
+	if kcm != nil {
+		kcm.stop(5 * time.Second)
+	}
 	if api != nil {
 		api.stop(10 * time.Second)
 	}
@@ -305,9 +310,12 @@ func (c *Cluster) CreateNamespace(t testing.TB, prefix string) string {
 	return ns.Name
 }
 
-// logTails writes the end of both processes' logs to the test log.
+// logTails writes the end of the processes' logs to the test log.
 func (c *Cluster) logTails(t testing.TB) {
-	for _, name := range []string{"etcd", "kube-apiserver"} {
+	for _, name := range []string{"etcd", "kube-apiserver", "kube-controller-manager"} {
+		if _, err := os.Stat(filepath.Join(c.Dir, name+".log")); err != nil {
+			continue
+		}
 		t.Logf("kubetest: last lines of %s.log:\n%s", name, tail(filepath.Join(c.Dir, name+".log"), 40))
 	}
 }

@@ -14,7 +14,12 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	appsv1 "k8s.io/api/apps/v1"
+	authnv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 )
 
 func TestMain(m *testing.M) {
@@ -63,8 +68,8 @@ func TestStartRestartStop(t *testing.T) {
 }
 
 // TestChildrenDieWithTheTest starts a cluster in a child test process that
-// then exits without running any cleanup (as a crash would); etcd and
-// kube-apiserver must die with it.
+// then exits without running any cleanup (as a crash would); etcd,
+// kube-apiserver and kube-controller-manager must die with it.
 func TestChildrenDieWithTheTest(t *testing.T) {
 	if os.Getenv("LONGHAUL_SKIP_KUBE") == "1" {
 		t.Skip("LONGHAUL_SKIP_KUBE=1")
@@ -95,13 +100,15 @@ func TestChildrenDieWithTheTest(t *testing.T) {
 	}
 }
 
-// orphan is the child of TestChildrenDieWithTheTest: it starts a cluster in
-// dir, writes the pids to dir/pids and exits at once.
+// orphan is the child of TestChildrenDieWithTheTest: it starts a cluster
+// with kube-controller-manager in dir, writes the pids to dir/pids and exits
+// at once.
 func orphan(dir string) {
 	pidFile := filepath.Join(dir, "pids")
 	tb := &fakeTB{dir: filepath.Join(dir, "cluster")}
 	c := Start(tb)
-	pids := fmt.Sprintf("%d %d\n", c.etcd.cmd.Process.Pid, c.apiserver.cmd.Process.Pid)
+	c.StartControllerManager(tb)
+	pids := fmt.Sprintf("%d %d %d\n", c.etcd.cmd.Process.Pid, c.apiserver.cmd.Process.Pid, c.kcm.cmd.Process.Pid)
 	if err := os.WriteFile(pidFile, []byte(pids), 0o600); err != nil {
 		os.Exit(1)
 	}
@@ -138,4 +145,87 @@ func (f *fakeTB) TempDir() string {
 		f.Fatal(err)
 	}
 	return f.dir
+}
+
+// TestControllerManager: with kube-controller-manager running, a new
+// namespace gets its default service account (with a token the API server
+// accepts: the signing key is shared) and a Deployment gets a ReplicaSet and
+// pods.
+func TestControllerManager(t *testing.T) {
+	c := Start(t)
+	start := time.Now()
+	c.StartControllerManager(t)
+	t.Logf("kube-controller-manager healthy in %v", time.Since(start))
+	ctx := context.Background()
+	ns := c.CreateNamespace(t, "kcm-")
+	poll(t, "default service account", func() error {
+		_, err := c.Client.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+		return err
+	})
+	poll(t, "kube-root-ca.crt", func() error {
+		_, err := c.Client.CoreV1().ConfigMaps(ns).Get(ctx, "kube-root-ca.crt", metav1.GetOptions{})
+		return err
+	})
+	// A token for the service account, signed by the API server with the
+	// key the controller manager shares, authenticates.
+	tr, err := c.Client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "default", &authnv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := rest.AnonymousClientConfig(c.Config)
+	cfg.BearerToken = tr.Status.Token
+	sa, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ssr, err := sa.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authnv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("self subject review with the service account token: %v", err)
+	}
+	if want := "system:serviceaccount:" + ns + ":default"; ssr.Status.UserInfo.Username != want {
+		t.Errorf("token authenticates as %q, want %q", ssr.Status.UserInfo.Username, want)
+	}
+
+	replicas := int32(2)
+	labels := map[string]string{"app": "x"}
+	_, err = c.Client.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "x"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "none"}}},
+			},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "2 pods of the Deployment", func() error {
+		pods, err := c.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=x"})
+		if err != nil {
+			return err
+		}
+		if len(pods.Items) != 2 {
+			return fmt.Errorf("%d pods", len(pods.Items))
+		}
+		return nil
+	})
+}
+
+// poll calls f until it returns nil, failing the test after a minute.
+func poll(t *testing.T, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

@@ -29,6 +29,12 @@ var rules = []Rule{
 		Forbid: []string{module + "/proxy/..."},
 	},
 	{
+		Name: "the product must not reach test support",
+		From: []string{module + "/cmd/...", module + "/admin/...", module + "/balancer/...", module + "/config/...",
+			module + "/discovery/...", module + "/drain/...", module + "/proxy/..."},
+		Forbid: []string{module + "/internal/podrunner/...", module + "/internal/kubetest/...", module + "/internal/netns/..."},
+	},
+	{
 		Name:   "discovery must not reach its consumers",
 		From:   []string{module + "/discovery/..."},
 		Forbid: []string{module + "/proxy/...", module + "/drain/...", module + "/balancer/..."},
