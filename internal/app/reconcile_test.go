@@ -102,33 +102,9 @@ listeners:
 	if got := get(addr, "/cart/x"); !strings.HasPrefix(got, "cart-0 /cart/x") {
 		t.Fatalf("/cart/x: %q", got)
 	}
-	dial := func(path string) *websocket.Conn {
-		t.Helper()
-		c, _, err := websocket.DefaultDialer.Dial("ws://"+addr+path, nil)
-		if err != nil {
-			t.Fatalf("websocket %s: %v", path, err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
-	echo := func(c *websocket.Conn, msg, want string) {
-		t.Helper()
-		if err := c.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
-			t.Fatal(err)
-		}
-		c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if _, got, err := c.ReadMessage(); err != nil || string(got) != want {
-			t.Fatalf("echo %q: %q, %v; want %q", msg, got, err, want)
-		}
-	}
-	closed1012 := func(c *websocket.Conn, what string) {
-		t.Helper()
-		c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		_, _, err := c.ReadMessage()
-		if ce, ok := err.(*websocket.CloseError); !ok || ce.Code != 1012 {
-			t.Fatalf("%s: %v, want close 1012", what, err)
-		}
-	}
+	dial := func(path string) *websocket.Conn { return wsDial(t, addr, path, "") }
+	echo := func(c *websocket.Conn, msg, want string) { t.Helper(); wsEcho(t, c, msg, want) }
+	closed1012 := func(c *websocket.Conn, what string) { t.Helper(); wsClosed1012(t, c, what) }
 	wsCart, wsWeb := dial("/cart/ws"), dial("/ws")
 	echo(wsCart, "a", "cart-0:a")
 	echo(wsWeb, "b", "web-0:b")

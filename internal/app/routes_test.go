@@ -53,6 +53,44 @@ func routeBackend(t *testing.T, name string) string {
 	return strings.TrimPrefix(srv.URL, "http://")
 }
 
+// wsDial opens a WebSocket to addr with the Host given ("" for addr's),
+// closed when the test ends.
+func wsDial(t *testing.T, addr, path, host string) *websocket.Conn {
+	t.Helper()
+	h := http.Header{}
+	if host != "" {
+		h.Set("Host", host)
+	}
+	c, _, err := websocket.DefaultDialer.Dial("ws://"+addr+path, h)
+	if err != nil {
+		t.Fatalf("websocket %s: %v", path, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// wsEcho sends msg and wants want back within 5 s.
+func wsEcho(t *testing.T, c *websocket.Conn, msg, want string) {
+	t.Helper()
+	if err := c.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, got, err := c.ReadMessage(); err != nil || string(got) != want {
+		t.Fatalf("echo %q: %q, %v; want %q", msg, got, err, want)
+	}
+}
+
+// wsClosed1012 wants c closed with 1012 (service restart) within 10 s.
+func wsClosed1012(t *testing.T, c *websocket.Conn, what string) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, _, err := c.ReadMessage()
+	if ce, ok := err.(*websocket.CloseError); !ok || ce.Code != 1012 {
+		t.Fatalf("%s: %v, want close 1012", what, err)
+	}
+}
+
 // TestRoutesToBackends: an http listener with routes sends each request
 // to its rule's backend, applies the rule's filters (request headers, a
 // prefix rewrite, response headers, a redirect), answers 404 for a host no
@@ -142,26 +180,8 @@ listeners:
 	}
 
 	// WebSockets through the routes: one to each backend.
-	dial := func(path string) *websocket.Conn {
-		t.Helper()
-		c, _, err := websocket.DefaultDialer.Dial("ws://"+addr+path, http.Header{"Host": {"shop.example.com"}})
-		if err != nil {
-			t.Fatalf("websocket %s: %v", path, err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
-	echo := func(c *websocket.Conn, msg, want string) {
-		t.Helper()
-		if err := c.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
-			t.Fatal(err)
-		}
-		c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		_, got, err := c.ReadMessage()
-		if err != nil || string(got) != want {
-			t.Fatalf("echo %q: %q, %v; want %q", msg, got, err, want)
-		}
-	}
+	dial := func(path string) *websocket.Conn { return wsDial(t, addr, path, "shop.example.com") }
+	echo := func(c *websocket.Conn, msg, want string) { t.Helper(); wsEcho(t, c, msg, want) }
 	wsCart, wsWeb := dial("/cart/ws"), dial("/ws")
 	echo(wsCart, "a", "cart-0:a")
 	echo(wsWeb, "b", "web-0:b")
@@ -177,11 +197,7 @@ listeners:
 	// The cart endpoint leaves: its WebSocket is closed 1012, the web one
 	// carries on.
 	write(true)
-	wsCart.SetReadDeadline(time.Now().Add(10 * time.Second))
-	_, _, err := wsCart.ReadMessage()
-	if ce, ok := err.(*websocket.CloseError); !ok || ce.Code != 1012 {
-		t.Fatalf("cart WebSocket after its endpoint left: %v, want close 1012", err)
-	}
+	wsClosed1012(t, wsCart, "cart WebSocket after its endpoint left")
 	echo(wsWeb, "c", "web-0:c")
 	if resp, _ := get("shop.example.com", "/cart/x"); resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("cart with its only endpoint gone: %d, want 503", resp.StatusCode)

@@ -126,59 +126,12 @@ func New[B any](spec Spec[B]) (*Table[B], error) {
 	var errs []error
 	t := &Table[B]{}
 
-	seen := map[string]bool{}
-	var hes []hostEntries[*httpEntry[B]]
-	for ri := range spec.HTTP {
-		r := &spec.HTTP[ri]
-		where := fmt.Sprintf("httproute %q", r.Meta.String())
-		if r.Name == "" {
-			where = fmt.Sprintf("httproute %d", ri)
-			errs = append(errs, fmt.Errorf("%s: no name", where))
-		} else if seen[r.Meta.String()] {
-			errs = append(errs, fmt.Errorf("%s: name used by another route", where))
-		}
-		seen[r.Meta.String()] = true
-		hosts, err := checkHostnames(r.Hostnames)
-		if err != nil {
-			errs = append(errs, wrap(where, err))
-		}
-		var entries []*httpEntry[B]
-		for i := range r.Rules {
-			es, err := compileHTTPRule(r, i)
-			if err != nil {
-				errs = append(errs, wrap(where+" "+ruleName(i, r.Rules[i].Name), err))
-			}
-			entries = append(entries, es...)
-		}
-		hes = append(hes, hostEntries[*httpEntry[B]]{hosts, entries})
-	}
-
-	clear(seen)
-	var ges []hostEntries[*grpcEntry[B]]
-	for ri := range spec.GRPC {
-		r := &spec.GRPC[ri]
-		where := fmt.Sprintf("grpcroute %q", r.Meta.String())
-		if r.Name == "" {
-			where = fmt.Sprintf("grpcroute %d", ri)
-			errs = append(errs, fmt.Errorf("%s: no name", where))
-		} else if seen[r.Meta.String()] {
-			errs = append(errs, fmt.Errorf("%s: name used by another route", where))
-		}
-		seen[r.Meta.String()] = true
-		hosts, err := checkHostnames(r.Hostnames)
-		if err != nil {
-			errs = append(errs, wrap(where, err))
-		}
-		var entries []*grpcEntry[B]
-		for i := range r.Rules {
-			es, err := compileGRPCRule(r, i)
-			if err != nil {
-				errs = append(errs, wrap(where+" "+ruleName(i, r.Rules[i].Name), err))
-			}
-			entries = append(entries, es...)
-		}
-		ges = append(ges, hostEntries[*grpcEntry[B]]{hosts, entries})
-	}
+	hes := compileRoutes(&errs, "httproute", spec.HTTP, func(r *HTTPRoute[B]) routeParts {
+		return routeParts{r.Meta, r.Hostnames, len(r.Rules), func(i int) string { return r.Rules[i].Name }}
+	}, compileHTTPRule[B])
+	ges := compileRoutes(&errs, "grpcroute", spec.GRPC, func(r *GRPCRoute[B]) routeParts {
+		return routeParts{r.Meta, r.Hostnames, len(r.Rules), func(i int) string { return r.Rules[i].Name }}
+	}, compileGRPCRule[B])
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -331,6 +284,48 @@ func compareHTTP[B any](a, b *httpEntry[B]) int {
 		cmp.Compare(a.action.RuleIndex, b.action.RuleIndex),
 		cmp.Compare(a.match, b.match),
 	)
+}
+
+// routeParts are what New checks of a route of either kind.
+type routeParts struct {
+	meta      Meta
+	hostnames []string
+	rules     int
+	ruleName  func(i int) string
+}
+
+// compileRoutes checks and compiles routes of one kind (named kind in
+// errors, appended to errs): unique names, valid hostnames, and each rule
+// by compile.
+func compileRoutes[R, E any](errs *[]error, kind string, routes []R, parts func(*R) routeParts, compile func(*R, int) ([]E, error)) []hostEntries[E] {
+	seen := map[string]bool{}
+	var out []hostEntries[E]
+	for ri := range routes {
+		r := &routes[ri]
+		p := parts(r)
+		where := fmt.Sprintf("%s %q", kind, p.meta.String())
+		if p.meta.Name == "" {
+			where = fmt.Sprintf("%s %d", kind, ri)
+			*errs = append(*errs, fmt.Errorf("%s: no name", where))
+		} else if seen[p.meta.String()] {
+			*errs = append(*errs, fmt.Errorf("%s: name used by another route", where))
+		}
+		seen[p.meta.String()] = true
+		hosts, err := checkHostnames(p.hostnames)
+		if err != nil {
+			*errs = append(*errs, wrap(where, err))
+		}
+		var entries []E
+		for i := range p.rules {
+			es, err := compile(r, i)
+			if err != nil {
+				*errs = append(*errs, wrap(where+" "+ruleName(i, p.ruleName(i)), err))
+			}
+			entries = append(entries, es...)
+		}
+		out = append(out, hostEntries[E]{hosts, entries})
+	}
+	return out
 }
 
 // methods are the methods the API allows in a match.
