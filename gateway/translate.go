@@ -434,9 +434,9 @@ type routeMeta struct {
 func (t *translator) attach(r routeMeta) []*parentStatus {
 	var out []*parentStatus
 	gen := r.obj.Generation
-	hostnames := make([]string, len(r.hostnames))
-	for i, h := range r.hostnames {
-		hostnames[i] = string(h)
+	var hostnames []string
+	for _, h := range r.hostnames {
+		hostnames = append(hostnames, string(h))
 	}
 	for i, ref := range r.parents {
 		if ref.Group != nil && *ref.Group != Group || ref.Kind != nil && *ref.Kind != "Gateway" {
