@@ -158,13 +158,15 @@ func (c *Controller) Run(ctx context.Context) error {
 	defer gf.Shutdown()
 	g := gf.Gateway().V1()
 	ls := listers{
-		classes:   func() ([]*gwv1.GatewayClass, error) { return g.GatewayClasses().Lister().List(labels.Everything()) },
-		gateways:  func() ([]*gwv1.Gateway, error) { return g.Gateways().Lister().List(labels.Everything()) },
-		http:      func() ([]*gwv1.HTTPRoute, error) { return g.HTTPRoutes().Lister().List(labels.Everything()) },
-		grpc:      func() ([]*gwv1.GRPCRoute, error) { return g.GRPCRoutes().Lister().List(labels.Everything()) },
-		grants:    func() ([]*gwv1.ReferenceGrant, error) { return g.ReferenceGrants().Lister().List(labels.Everything()) },
-		services:  func() ([]*corev1.Service, error) { return kf.Core().V1().Services().Lister().List(labels.Everything()) },
-		namespace: func() ([]*corev1.Namespace, error) { return kf.Core().V1().Namespaces().Lister().List(labels.Everything()) },
+		classes:  func() ([]*gwv1.GatewayClass, error) { return g.GatewayClasses().Lister().List(labels.Everything()) },
+		gateways: func() ([]*gwv1.Gateway, error) { return g.Gateways().Lister().List(labels.Everything()) },
+		http:     func() ([]*gwv1.HTTPRoute, error) { return g.HTTPRoutes().Lister().List(labels.Everything()) },
+		grpc:     func() ([]*gwv1.GRPCRoute, error) { return g.GRPCRoutes().Lister().List(labels.Everything()) },
+		grants:   func() ([]*gwv1.ReferenceGrant, error) { return g.ReferenceGrants().Lister().List(labels.Everything()) },
+		services: func() ([]*corev1.Service, error) { return kf.Core().V1().Services().Lister().List(labels.Everything()) },
+		namespace: func() ([]*corev1.Namespace, error) {
+			return kf.Core().V1().Namespaces().Lister().List(labels.Everything())
+		},
 	}
 	h := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { c.trigger() },

@@ -108,7 +108,9 @@ func hroute(ns, name string, age int, ps []gwv1.ParentReference, hosts []string,
 	return r
 }
 
-func rule(refs ...gwv1.HTTPBackendRef) gwv1.HTTPRouteRule { return gwv1.HTTPRouteRule{BackendRefs: refs} }
+func rule(refs ...gwv1.HTTPBackendRef) gwv1.HTTPRouteRule {
+	return gwv1.HTTPRouteRule{BackendRefs: refs}
+}
 
 func grpcRoute(ns, name string, ps []gwv1.ParentReference, refs ...gwv1.BackendObjectReference) *gwv1.GRPCRoute {
 	r := &gwv1.GRPCRoute{ObjectMeta: meta(ns, name, 0), Spec: gwv1.GRPCRouteSpec{CommonRouteSpec: gwv1.CommonRouteSpec{ParentRefs: ps}}}
