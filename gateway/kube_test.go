@@ -348,12 +348,16 @@ func TestControllerAgainstAPIServer(t *testing.T) {
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- c.Run(runCtx) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	var stopOnce sync.Once
+	stopRun := func() {
+		stopOnce.Do(func() {
+			stop()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
+	}
+	defer stopRun()
 
 	name := "gw-" + app + "-web-8080"
 	listener := func() (*config.Listener, error) {
@@ -515,6 +519,27 @@ func TestControllerAgainstAPIServer(t *testing.T) {
 	eventually(t, "route nosection", routeIs("nosection", want{"Accepted", metav1.ConditionFalse, "NoMatchingParent"},
 		want{"ResolvedRefs", metav1.ConditionTrue, "ResolvedRefs"}))
 
+	// A GRPCRoute on the port of HTTPRoutes is refused, with its reason.
+	_, err = api.GRPCRoutes(app).Create(ctx, &gwv1.GRPCRoute{
+		ObjectMeta: metav1.ObjectMeta{Name: "rpc"},
+		Spec: gwv1.GRPCRouteSpec{
+			CommonRouteSpec: gwv1.CommonRouteSpec{ParentRefs: []gwv1.ParentReference{{Name: "web"}}},
+			Rules:           []gwv1.GRPCRouteRule{{BackendRefs: []gwv1.GRPCBackendRef{{BackendRef: gwv1.BackendRef{BackendObjectReference: svcRef("", "web", 80)}}}}},
+		},
+	}, metav1.CreateOptions{})
+	must(t, err)
+	eventually(t, "GRPCRoute rpc", func() error {
+		r, err := api.GRPCRoutes(app).Get(ctx, "rpc", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if len(r.Status.Parents) != 1 {
+			return fmt.Errorf("%d parent statuses", len(r.Status.Parents))
+		}
+		return conditionsAre(r.Status.Parents[0].Conditions, r.Generation,
+			want{"Accepted", metav1.ConditionFalse, "UnsupportedValue"}, want{"ResolvedRefs", metav1.ConditionTrue, "ResolvedRefs"})
+	})
+
 	// Status is written only when it changes: a quiet period writes none.
 	before := c.writes.Load()
 	_, calls := rec.get()
@@ -555,6 +580,35 @@ func TestControllerAgainstAPIServer(t *testing.T) {
 	}
 	stop2()
 	must(t, <-done2)
+
+	// A status write that meets a newer object (a conflict) reads it
+	// again and writes once more.
+	stopRun()
+	stale, err := api.Gateways(app).Get(ctx, "web", metav1.GetOptions{})
+	must(t, err)
+	fresh := stale.DeepCopy()
+	fresh.Labels = map[string]string{"touched": "yes"} // a newer resourceVersion, the same generation
+	_, err = api.Gateways(app).Update(ctx, fresh, metav1.UpdateOptions{})
+	must(t, err)
+	objs := Objects{Gateways: []*gwv1.Gateway{stale}}
+	classes, err := api.GatewayClasses().List(ctx, metav1.ListOptions{})
+	must(t, err)
+	for i := range classes.Items {
+		objs.Classes = append(objs.Classes, &classes.Items[i])
+	}
+	res := Translate(objs, Params{ControllerName: testController, Address: func(*gwv1.Gateway) string { return "127.0.0.2" },
+		Template: DefaultTemplate(), Applied: map[string]error{name: errors.New("refused in the test")}})
+	before = c.writes.Load()
+	must(t, c.writeStatus(ctx, Objects{Gateways: objs.Gateways}, res))
+	if n := c.writes.Load() - before; n != 2 {
+		t.Errorf("%d writes, want 2 (a conflict, then the write)", n)
+	}
+	g, err := api.Gateways(app).Get(ctx, "web", metav1.GetOptions{})
+	must(t, err)
+	if err := conditionIs(g.Status.Conditions, "Programmed", metav1.ConditionFalse, "Invalid", g.Generation); err != nil ||
+		!strings.Contains(g.Status.Conditions[1].Message, "refused in the test") || g.Labels["touched"] != "yes" {
+		t.Errorf("after the conflict: %v, %+v, labels %v", err, g.Status.Conditions, g.Labels)
+	}
 }
 
 func jsonEqual(a, b any) bool {
