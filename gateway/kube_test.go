@@ -578,12 +578,29 @@ func TestControllerAgainstAPIServer(t *testing.T) {
 	if n := c2.writes.Load(); n != 0 {
 		t.Errorf("the replica that does not lead wrote %d statuses", n)
 	}
+
+	// The leader stops (releasing the Lease): the other takes over and
+	// writes what changes next.
+	stopRun()
+	eventually(t, "the second replica leads", func() error {
+		if !c2.Leader() {
+			return errors.New("not the leader")
+		}
+		return nil
+	})
+	mr, err := api.HTTPRoutes(app).Get(ctx, "missing", metav1.GetOptions{})
+	must(t, err)
+	mr.Spec.Rules[0].BackendRefs[0].Name = "web"
+	_, err = api.HTTPRoutes(app).Update(ctx, mr, metav1.UpdateOptions{})
+	must(t, err)
+	eventually(t, "route missing fixed, written by the new leader", routeIs("missing", accepted, want{"ResolvedRefs", metav1.ConditionTrue, "ResolvedRefs"}))
+	// Without ReportsApplied, a published listener counts as running.
+	eventually(t, "Gateway programmed by the new leader", gatewayIs(want{"Programmed", metav1.ConditionTrue, "Programmed"}, want{"Programmed", metav1.ConditionTrue, "Programmed"}))
 	stop2()
 	must(t, <-done2)
 
 	// A status write that meets a newer object (a conflict) reads it
 	// again and writes once more.
-	stopRun()
 	stale, err := api.Gateways(app).Get(ctx, "web", metav1.GetOptions{})
 	must(t, err)
 	fresh := stale.DeepCopy()
