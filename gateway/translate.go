@@ -48,12 +48,17 @@ type Params struct {
 	ControllerName gwv1.GatewayController
 	// Address returns the IP address a Gateway's listeners bind to (and
 	// that its status.addresses reports); "" leaves the Gateway without
-	// an address (Programmed False, AddressNotAssigned). Required.
+	// an address (Programmed False, AddressNotAssigned). It must give a
+	// Gateway the same address at every call (Translate runs on every
+	// change). Two Gateways may share an address on distinct ports; a
+	// port taken by an older Gateway is PortUnavailable. Required.
 	Address func(*gwv1.Gateway) string
 	// Template is the starting point of every listener and backend (its
 	// Balance, Timeouts, Drain, HTTP and the rest); Name, Address,
 	// Protocol, Endpoints, Backends and Routes are set by Translate.
-	// DefaultTemplate gives the configuration's defaults.
+	// DefaultTemplate gives the configuration's defaults. Leave
+	// HTTP.Upstream empty: its default follows the protocol (h2c for the
+	// grpc listeners of GRPCRoutes).
 	Template config.Listener
 	// Applied says, by listener name, whether the data path runs a
 	// published listener: nil error for running, an error for refused.
@@ -110,13 +115,13 @@ type gwListener struct {
 	hostname string // "" for any
 	kinds    []gwv1.RouteGroupKind
 	// valid listeners take routes; the others carry their reasons.
-	valid     bool
-	accepted  metav1.Condition
-	resolved  metav1.Condition
-	conflict  metav1.Condition
-	programme string // the Programmed condition's message when not valid
-	attached  int32
-	lh        *lhListener // the longhaul listener serving it, if valid
+	valid      bool
+	accepted   metav1.Condition
+	resolved   metav1.Condition
+	conflict   metav1.Condition
+	invalidMsg string // why the listener is not valid (its Programmed message)
+	attached   int32
+	lh         *lhListener // the longhaul listener serving it, if valid
 }
 
 // gwState is a Gateway of the controller's classes.
@@ -318,7 +323,7 @@ func (t *translator) gateway(gw *gwv1.Gateway) {
 		fail := func(reason gwv1.ListenerConditionReason, msg string) {
 			l.valid = false
 			l.accepted = cond(string(gwv1.ListenerConditionAccepted), false, string(reason), msg, gen)
-			l.programme = msg
+			l.invalidMsg = msg
 		}
 
 		if spec.Protocol != gwv1.HTTPProtocolType {
@@ -333,7 +338,7 @@ func (t *translator) gateway(gw *gwv1.Gateway) {
 				"route kinds not supported: "+strings.Join(invalidKinds, ", "), gen)
 			if len(l.kinds) == 0 && l.valid {
 				l.valid = false
-				l.programme = "no supported route kind"
+				l.invalidMsg = "no supported route kind"
 			}
 		}
 		if !l.valid {
@@ -985,7 +990,7 @@ func (t *translator) gatewayStatus(g *gwState) gwv1.GatewayStatus {
 	programmed := func(l *gwListener) (bool, gwv1.ListenerConditionReason, string) {
 		switch {
 		case !l.valid:
-			return false, gwv1.ListenerReasonInvalid, l.programme
+			return false, gwv1.ListenerReasonInvalid, l.invalidMsg
 		case g.accepted.Status != metav1.ConditionTrue:
 			return false, gwv1.ListenerReasonInvalid, "the Gateway is not accepted"
 		case l.lh == nil:
