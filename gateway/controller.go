@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,9 +17,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/metadata/metadatainformer"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
@@ -37,6 +41,10 @@ type Options struct {
 	// Gateway reads the Gateway API's objects and writes their status.
 	// Required.
 	Gateway gwclient.Interface
+	// Metadata, if set, reads the Gateway API CRDs' bundle-version
+	// annotations (metadata only) for the GatewayClasses'
+	// SupportedVersion condition; nil leaves the condition out.
+	Metadata metadata.Interface
 	// ControllerName is the GatewayClasses' spec.controllerName served.
 	// Required.
 	ControllerName gwv1.GatewayController
@@ -70,6 +78,10 @@ type Options struct {
 	// Now is the clock of lastTransitionTime; nil means time.Now.
 	Now func() time.Time
 }
+
+// bundleVersionAnnotation is the annotation of the Gateway API CRDs that
+// names their release.
+const bundleVersionAnnotation = "gateway.networking.k8s.io/bundle-version"
 
 // Controller watches the Gateway API's objects, publishes the listeners
 // they call for and, when it holds the Lease, writes their status.
@@ -144,6 +156,7 @@ type listers struct {
 	grants    func() ([]*gwv1.ReferenceGrant, error)
 	services  func() ([]*corev1.Service, error)
 	namespace func() ([]*corev1.Namespace, error)
+	crds      func() (map[string]string, error) // nil without Options.Metadata
 }
 
 // Run runs the informers, translates on every change (coalesced) and
@@ -173,10 +186,28 @@ func (c *Controller) Run(ctx context.Context) error {
 		UpdateFunc: func(any, any) { c.trigger() },
 		DeleteFunc: func(any) { c.trigger() },
 	}
-	for _, inf := range []cache.SharedIndexInformer{
+	infs := []cache.SharedIndexInformer{
 		g.GatewayClasses().Informer(), g.Gateways().Informer(), g.HTTPRoutes().Informer(), g.GRPCRoutes().Informer(),
 		g.ReferenceGrants().Informer(), kf.Core().V1().Services().Informer(), kf.Core().V1().Namespaces().Informer(),
-	} {
+	}
+	var mf metadatainformer.SharedInformerFactory
+	if c.o.Metadata != nil {
+		mf = metadatainformer.NewSharedInformerFactory(c.o.Metadata, 0)
+		defer mf.Shutdown()
+		crds := mf.ForResource(schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"})
+		infs = append(infs, crds.Informer())
+		ls.crds = func() (map[string]string, error) {
+			objs, err := crds.Lister().List(labels.Everything())
+			out := map[string]string{}
+			for _, o := range objs {
+				if m, ok := o.(metav1.Object); ok && slices.Contains(CRDs, m.GetName()) {
+					out[m.GetName()] = m.GetAnnotations()[bundleVersionAnnotation]
+				}
+			}
+			return out, err
+		}
+	}
+	for _, inf := range infs {
 		if _, err := inf.AddEventHandler(h); err != nil {
 			return fmt.Errorf("gateway: add event handler: %w", err)
 		}
@@ -191,6 +222,14 @@ func (c *Controller) Run(ctx context.Context) error {
 	for typ, ok := range kf.WaitForCacheSync(ctx.Done()) {
 		if !ok {
 			return fmt.Errorf("gateway: informer of %v did not sync: %w", typ, ctx.Err())
+		}
+	}
+	if mf != nil {
+		mf.Start(ctx.Done())
+		for gvr, ok := range mf.WaitForCacheSync(ctx.Done()) {
+			if !ok {
+				return fmt.Errorf("gateway: informer of %v did not sync: %w", gvr, ctx.Err())
+			}
 		}
 	}
 
@@ -326,7 +365,11 @@ func (ls *listers) read() (Objects, error) {
 	o.ReferenceGrants, errs[4] = ls.grants()
 	o.Services, errs[5] = ls.services()
 	o.Namespaces, errs[6] = ls.namespace()
-	return o, errors.Join(errs[:]...)
+	var err error
+	if ls.crds != nil {
+		o.CRDVersions, err = ls.crds()
+	}
+	return o, errors.Join(append(errs[:], err)...)
 }
 
 func or(d, def time.Duration) time.Duration {

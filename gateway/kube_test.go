@@ -26,6 +26,7 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
@@ -334,9 +335,11 @@ func TestControllerAgainstAPIServer(t *testing.T) {
 	must(t, err)
 	gwc, err := gwclient.NewForConfig(cfg)
 	must(t, err)
+	md, err := metadata.NewForConfig(cfg)
+	must(t, err)
 	var rec recorder
 	c, err := New(Options{
-		Kube: kube, Gateway: gwc, ControllerName: testController,
+		Kube: kube, Gateway: gwc, Metadata: md, ControllerName: testController,
 		Address:        func(*gwv1.Gateway) string { return "127.0.0.2" },
 		Publish:        rec.publish,
 		ReportsApplied: true,
@@ -414,7 +417,8 @@ func TestControllerAgainstAPIServer(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		return conditionIs(gc.Status.Conditions, "Accepted", metav1.ConditionTrue, "Accepted", gc.Generation)
+		return conditionsAre(gc.Status.Conditions, gc.Generation, want{"Accepted", metav1.ConditionTrue, "Accepted"},
+			want{"SupportedVersion", metav1.ConditionTrue, "SupportedVersion"})
 	})
 	if gc, err := gcStatus("someone-else"); err != nil || len(gc.Status.Conditions) != 1 || gc.Status.Conditions[0].Reason != "Pending" {
 		t.Errorf("another controller's class got status %+v (%v), want the API's default (Pending) untouched", gc.Status.Conditions, err)
@@ -678,6 +682,9 @@ func TestGatewayClusterRole(t *testing.T) {
 		{"watch", "", "services", "", "", true},
 		{"watch", "discovery.k8s.io", "endpointslices", "", "", true},
 		{"watch", "", "namespaces", "", "", true},
+		{"watch", "apiextensions.k8s.io", "customresourcedefinitions", "", "", true},
+		{"update", "apiextensions.k8s.io", "customresourcedefinitions", "", "", false},
+		{"delete", "apiextensions.k8s.io", "customresourcedefinitions", "", "", false},
 		{"get", "", "secrets", "", "app", true},
 		{"delete", "", "services", "", "app", false},
 		{"update", "", "services", "", "app", false},

@@ -39,6 +39,22 @@ type Objects struct {
 	Services        []*corev1.Service
 	// Namespaces are read for allowedRoutes' namespace selectors.
 	Namespaces []*corev1.Namespace
+	// CRDVersions maps the name of each Gateway API CRD the controller
+	// reads ("gateways.gateway.networking.k8s.io") to its
+	// gateway.networking.k8s.io/bundle-version annotation ("" for none);
+	// nil leaves the GatewayClasses' SupportedVersion condition out.
+	CRDVersions map[string]string
+}
+
+// BundleVersion is the Gateway API release the controller is built
+// against; CRDs of the same minor version are supported.
+const BundleVersion = "v1.6.3"
+
+// CRDs are the names of the CustomResourceDefinitions the controller
+// reads.
+var CRDs = []string{
+	"gatewayclasses." + Group, "gateways." + Group, "httproutes." + Group,
+	"grpcroutes." + Group, "referencegrants." + Group,
 }
 
 // Params are what Translate needs besides the objects.
@@ -217,7 +233,11 @@ func Translate(objs Objects, p Params) *Result {
 		} else {
 			t.classes[gc.Name] = true
 		}
-		res.Classes[gc.Name] = gwv1.GatewayClassStatus{Conditions: []metav1.Condition{c}}
+		st := gwv1.GatewayClassStatus{Conditions: []metav1.Condition{c}}
+		if objs.CRDVersions != nil {
+			st.Conditions = append(st.Conditions, supportedVersion(objs.CRDVersions, gc.Generation))
+		}
+		res.Classes[gc.Name] = st
 	}
 	for _, s := range objs.Services {
 		t.services[types.NamespacedName{Namespace: s.Namespace, Name: s.Name}] = s
@@ -1038,6 +1058,35 @@ func (t *translator) gatewayStatus(g *gwState) gwv1.GatewayStatus {
 	}
 	st.Conditions = []metav1.Condition{g.accepted, prog}
 	return st
+}
+
+// supportedVersion is the SupportedVersion condition for the CRDs found:
+// true when every CRD the controller reads is of BundleVersion's minor
+// version.
+func supportedVersion(found map[string]string, gen int64) metav1.Condition {
+	minor := func(v string) string {
+		parts := strings.SplitN(v, ".", 3)
+		if len(parts) < 2 {
+			return v
+		}
+		return parts[0] + "." + parts[1]
+	}
+	var off []string
+	for _, name := range CRDs {
+		v, ok := found[name]
+		switch {
+		case !ok:
+			off = append(off, name+" (not installed)")
+		case minor(v) != minor(BundleVersion):
+			off = append(off, fmt.Sprintf("%s (%q)", name, v))
+		}
+	}
+	typ := string(gwv1.GatewayClassConditionStatusSupportedVersion)
+	if len(off) > 0 {
+		return cond(typ, false, string(gwv1.GatewayClassReasonUnsupportedVersion),
+			fmt.Sprintf("supported: Gateway API %s.x; found %s", minor(BundleVersion), strings.Join(off, ", ")), gen)
+	}
+	return cond(typ, true, string(gwv1.GatewayClassReasonSupportedVersion), "Gateway API "+minor(BundleVersion)+".x", gen)
 }
 
 func cond(typ string, status bool, reason, msg string, gen int64) metav1.Condition {

@@ -649,6 +649,32 @@ func TestTranslate(t *testing.T) {
 			}
 		},
 	}, {
+		name: "SupportedVersion follows the CRDs' bundle version",
+		objs: func(o *Objects) {
+			o.Classes = append(o.Classes, class("lh2", testController))
+			o.CRDVersions = map[string]string{}
+			for _, n := range CRDs {
+				o.CRDVersions[n] = "v1.6.0"
+			}
+		},
+		check: func(t *testing.T, res *Result) {
+			if err := conditionsAreNoTime(res.Classes["lh"].Conditions, 2, acc, want{"SupportedVersion", metav1.ConditionTrue, "SupportedVersion"}); err != nil {
+				t.Error(err)
+			}
+			objs := base()
+			objs.CRDVersions = map[string]string{"gateways." + Group: "v1.7.0"}
+			st := Translate(objs, params()).Classes["lh"]
+			if err := conditionsAreNoTime(st.Conditions, 2, acc, want{"SupportedVersion", metav1.ConditionFalse, "UnsupportedVersion"}); err != nil {
+				t.Error(err)
+			}
+			if msg := st.Conditions[1].Message; !strings.Contains(msg, `"v1.7.0"`) || !strings.Contains(msg, "httproutes."+Group+" (not installed)") {
+				t.Errorf("message %q", msg)
+			}
+			if n := len(Translate(base(), params()).Classes["lh"].Conditions); n != 1 {
+				t.Errorf("%d conditions without CRD versions, want Accepted alone", n)
+			}
+		},
+	}, {
 		name: "names stay DNS labels, unique, and ranks follow age then name",
 		objs: func(o *Objects) {
 			long := strings.Repeat("n", 60)
