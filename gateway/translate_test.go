@@ -824,3 +824,98 @@ func TestNamer(t *testing.T) {
 		t.Errorf("long name %q", long)
 	}
 }
+
+// TestTranslateRandom translates random objects, invalid ones among them
+// (bad regular expressions, header names and redirects, unknown kinds and
+// Services, clashing ports and hostnames): every listener published passes
+// the config validator, names and addresses are unique, and every parent
+// status has its two conditions.
+func TestTranslateRandom(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	pick := func(xs ...string) string { return xs[rng.IntN(len(xs))] }
+	hosts := []string{"", "a.example.com", "*.example.com", "b.example.org", "*.org"}
+	reasons := map[string]int{}
+	listeners := 0
+	for round := range 300 {
+		objs := base()
+		for g := range 1 + rng.IntN(3) {
+			gw := gateway(pick("app", "other"), fmt.Sprintf("g%d", g))
+			for l := range 1 + rng.IntN(4) {
+				ln := httpL(fmt.Sprintf("l%d", l), gwv1.PortNumber(80+rng.IntN(3)), pick(hosts...))
+				if rng.IntN(6) == 0 {
+					ln.Protocol = gwv1.HTTPSProtocolType
+				}
+				if rng.IntN(4) == 0 {
+					ln = fromNS(ln, gwv1.NamespacesFromAll, nil)
+				}
+				gw.Spec.Listeners = append(gw.Spec.Listeners, ln)
+			}
+			objs.Gateways = append(objs.Gateways, gw)
+		}
+		for r := range rng.IntN(8) {
+			var rules []gwv1.HTTPRouteRule
+			for range 1 + rng.IntN(3) {
+				rl := rule(ref(pick("", "other"), pick("web", "plain", "remote", "absent"), gwv1.PortNumber(80+rng.IntN(2)), int32(rng.IntN(3))-1))
+				switch rng.IntN(6) {
+				case 0:
+					rl.Matches = []gwv1.HTTPRouteMatch{{Path: &gwv1.HTTPPathMatch{Type: new(gwv1.PathMatchRegularExpression), Value: new(pick("/(", "/a+", "["))}}}
+				case 1:
+					rl.Matches = []gwv1.HTTPRouteMatch{{Headers: []gwv1.HTTPHeaderMatch{{Name: gwv1.HTTPHeaderName(pick("X-A", "bad name", "")), Value: "v"}}}}
+				case 2:
+					rl.Filters = []gwv1.HTTPRouteFilter{{Type: gwv1.HTTPRouteFilterRequestRedirect, RequestRedirect: &gwv1.HTTPRequestRedirectFilter{StatusCode: new(rng.IntN(400))}}}
+					rl.BackendRefs = nil
+				case 3:
+					rl.Filters = []gwv1.HTTPRouteFilter{{Type: gwv1.HTTPRouteFilterURLRewrite, URLRewrite: &gwv1.HTTPURLRewriteFilter{
+						Path: &gwv1.HTTPPathModifier{Type: gwv1.PrefixMatchHTTPPathModifier, ReplacePrefixMatch: new("/x")}}}}
+				}
+				rules = append(rules, rl)
+			}
+			var hs []string
+			for range rng.IntN(3) {
+				if h := pick(hosts...); h != "" {
+					hs = append(hs, h)
+				}
+			}
+			ps := parents(parent{ns: pick("", "app", "other"), name: fmt.Sprintf("g%d", rng.IntN(3)), section: pick("", "l0", "l1", "l9")})
+			objs.HTTPRoutes = append(objs.HTTPRoutes, hroute(pick("app", "other"), fmt.Sprintf("r%d", r), rng.IntN(3), ps, hs, rules...))
+		}
+		for r := range rng.IntN(3) {
+			objs.GRPCRoutes = append(objs.GRPCRoutes, grpcRoute(pick("app", "other"), fmt.Sprintf("g%d", r),
+				parents(parent{ns: "app", name: fmt.Sprintf("g%d", rng.IntN(3))}), svcRef("", pick("web", "absent"), 80)))
+		}
+		if rng.IntN(2) == 0 {
+			objs.ReferenceGrants = []*gwv1.ReferenceGrant{grant("other", "app", KindHTTPRoute, "")}
+		}
+
+		res := Translate(objs, params())
+		names, addrs := map[string]bool{}, map[string]bool{}
+		for _, l := range res.Listeners {
+			c := config.Default()
+			c.Listeners = []config.Listener{l}
+			if err := c.Validate(); err != nil {
+				t.Fatalf("round %d: listener %s does not validate: %v", round, l.Name, err)
+			}
+			if names[l.Name] || addrs[l.Address] {
+				t.Fatalf("round %d: listener %s at %s twice", round, l.Name, l.Address)
+			}
+			names[l.Name], addrs[l.Address] = true, true
+		}
+		listeners += len(res.Listeners)
+		for _, m := range []map[types.NamespacedName][]gwv1.RouteParentStatus{res.HTTPRoutes, res.GRPCRoutes} {
+			for k, ps := range m {
+				for _, p := range ps {
+					if len(p.Conditions) != 2 || p.Conditions[0].Type != "Accepted" || p.Conditions[1].Type != "ResolvedRefs" || p.Conditions[0].Reason == "" {
+						t.Fatalf("round %d: route %s: conditions %+v", round, k, p.Conditions)
+					}
+					reasons[p.Conditions[0].Reason]++
+				}
+			}
+		}
+	}
+	t.Logf("%d listeners; route parents by Accepted reason: %v", listeners, reasons)
+	for _, r := range []string{"Accepted", "UnsupportedValue", "NoMatchingParent", "NoMatchingListenerHostname", "NotAllowedByListeners"} {
+		if reasons[r] == 0 {
+			t.Errorf("no route parent %s: the generator misses a case", r)
+		}
+	}
+}
