@@ -155,7 +155,6 @@ type lhListener struct {
 	name    string
 	address string
 	entries []*entry
-	gw      []*gwListener
 	// invalid is why the listener could not be built, if it could not.
 	invalid string
 }
@@ -398,7 +397,6 @@ func (t *translator) gateway(gw *gwv1.Gateway) {
 				lh = &lhListener{name: t.lnames.name(g.key.String()+"/"+port, "gw", gw.Namespace, gw.Name, port), address: addr}
 				g.ports[spec.Port] = lh
 			}
-			lh.gw = append(lh.gw, l)
 			l.lh = lh
 		}
 		valid++
