@@ -51,8 +51,11 @@ type Options struct {
 	// Address gives each Gateway its bind IP address (Params.Address).
 	// Required.
 	Address func(*gwv1.Gateway) string
+	// StatusAddresses, if set, gives the addresses a Gateway's status
+	// reports (Params.StatusAddresses).
+	StatusAddresses func(*gwv1.Gateway) []gwv1.GatewayStatusAddress
 	// Template is the starting point of every listener (Params.Template);
-	// the zero value means DefaultTemplate.
+	// nil means DefaultTemplate.
 	Template *config.Listener
 	// Publish receives the desired listeners, sorted by name, each time
 	// they change (and once at start); it is called from one goroutine at
@@ -295,7 +298,8 @@ func (c *Controller) Run(ctx context.Context) error {
 			applied[k] = v
 		}
 		c.mu.Unlock()
-		params := Params{ControllerName: c.o.ControllerName, Address: c.o.Address, Template: *c.o.Template, Applied: applied}
+		params := Params{ControllerName: c.o.ControllerName, Address: c.o.Address, StatusAddresses: c.o.StatusAddresses,
+			Template: *c.o.Template, Applied: applied}
 		res := Translate(objs, params)
 		if !published || !reflect.DeepEqual(last, res.Listeners) {
 			// A listener new or changed is pending until the data path

@@ -69,6 +69,11 @@ type Params struct {
 	// change). Two Gateways may share an address on distinct ports; a
 	// port taken by an older Gateway is PortUnavailable. Required.
 	Address func(*gwv1.Gateway) string
+	// StatusAddresses, if set, gives the addresses a Gateway's status
+	// reports where clients reach it (in a cluster: the address of the
+	// Service in front of longhaul, while Address gives the pod's
+	// 0.0.0.0); nil reports Address as an IPAddress.
+	StatusAddresses func(*gwv1.Gateway) []gwv1.GatewayStatusAddress
 	// Template is the starting point of every listener and backend (its
 	// Balance, Timeouts, Drain, HTTP and the rest); Name, Address,
 	// Protocol, Endpoints, Backends and Routes are set by Translate.
@@ -1002,7 +1007,11 @@ func (ps *parentStatus) settle() {
 func (t *translator) gatewayStatus(g *gwState) gwv1.GatewayStatus {
 	gen := g.gw.Generation
 	st := gwv1.GatewayStatus{}
-	if g.addr != "" {
+	switch {
+	case g.addr == "":
+	case t.p.StatusAddresses != nil:
+		st.Addresses = t.p.StatusAddresses(g.gw)
+	default:
 		st.Addresses = []gwv1.GatewayStatusAddress{{Type: new(gwv1.IPAddressType), Value: g.addr}}
 	}
 	programmed := func(l *gwListener) (bool, gwv1.ListenerConditionReason, string) {

@@ -631,6 +631,23 @@ func TestTranslate(t *testing.T) {
 			parentIs(t, res, "app", "r", acc)
 		},
 	}, {
+		name: "status addresses apart from the bind address",
+		objs: func(o *Objects) { o.Gateways = []*gwv1.Gateway{gateway("app", "gw", httpL("http", 80, ""))} },
+		params: func(p *Params) {
+			p.Address = func(*gwv1.Gateway) string { return "0.0.0.0" }
+			p.StatusAddresses = func(g *gwv1.Gateway) []gwv1.GatewayStatusAddress {
+				return []gwv1.GatewayStatusAddress{{Type: new(gwv1.HostnameAddressType), Value: g.Name + ".lb.example.com"}}
+			}
+		},
+		check: func(t *testing.T, res *Result) {
+			if l := onlyListener(t, res); l.Address != "0.0.0.0:80" {
+				t.Errorf("bound to %s", l.Address)
+			}
+			if a := gwStatus(res, "app", "gw").Addresses; len(a) != 1 || a[0].Value != "gw.lb.example.com" || *a[0].Type != gwv1.HostnameAddressType {
+				t.Errorf("status addresses %+v", a)
+			}
+		},
+	}, {
 		name: "classes: parametersRef refused, others ignored",
 		objs: func(o *Objects) {
 			withParams := class("params", testController)
