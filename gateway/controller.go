@@ -48,6 +48,9 @@ type Options struct {
 	// ControllerName is the GatewayClasses' spec.controllerName served.
 	// Required.
 	ControllerName gwv1.GatewayController
+	// Class, if set, serves only the GatewayClass of that name
+	// (Params.Class).
+	Class string
 	// Address gives each Gateway its bind IP address (Params.Address).
 	// Required.
 	Address func(*gwv1.Gateway) string
@@ -298,7 +301,7 @@ func (c *Controller) Run(ctx context.Context) error {
 			applied[k] = v
 		}
 		c.mu.Unlock()
-		params := Params{ControllerName: c.o.ControllerName, Address: c.o.Address, StatusAddresses: c.o.StatusAddresses,
+		params := Params{ControllerName: c.o.ControllerName, Class: c.o.Class, Address: c.o.Address, StatusAddresses: c.o.StatusAddresses,
 			Template: *c.o.Template, Applied: applied}
 		res := Translate(objs, params)
 		if !published || !reflect.DeepEqual(last, res.Listeners) {

@@ -62,6 +62,9 @@ type Params struct {
 	// ControllerName is the GatewayClasses' spec.controllerName that the
 	// controller serves.
 	ControllerName gwv1.GatewayController
+	// Class, if set, narrows the classes served to the GatewayClass of
+	// that name (--gateway-class); it still needs ControllerName.
+	Class string
 	// Address returns the IP address a Gateway's listeners bind to (and
 	// that its status.addresses reports); "" leaves the Gateway without
 	// an address (Programmed False, AddressNotAssigned). It must give a
@@ -227,7 +230,7 @@ func Translate(objs Objects, p Params) *Result {
 		GRPCRoutes: map[types.NamespacedName][]gwv1.RouteParentStatus{},
 	}
 	for _, gc := range objs.Classes {
-		if gc.Spec.ControllerName != p.ControllerName {
+		if gc.Spec.ControllerName != p.ControllerName || p.Class != "" && gc.Name != p.Class {
 			continue
 		}
 		c := cond(string(gwv1.GatewayClassConditionStatusAccepted), true, string(gwv1.GatewayClassReasonAccepted), "accepted by "+string(p.ControllerName), gc.Generation)

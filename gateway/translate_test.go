@@ -664,6 +664,18 @@ func TestTranslate(t *testing.T) {
 			if len(res.Gateways) != 0 || len(res.Listeners) != 0 {
 				t.Errorf("gateways %v, listeners %v", res.Gateways, res.Listeners)
 			}
+			// With Class, only that class of ours is served.
+			objs := base()
+			objs.Classes = append(objs.Classes, class("lh2", testController))
+			g1, g2 := gateway("app", "a", httpL("http", 80, "")), gateway("app", "b", httpL("http", 80, ""))
+			g2.Spec.GatewayClassName = "lh2"
+			objs.Gateways = []*gwv1.Gateway{g1, g2}
+			p := params()
+			p.Class = "lh2"
+			one := Translate(objs, p)
+			if _, ok := one.Classes["lh"]; ok || len(one.Classes) != 1 || len(one.Gateways) != 1 || len(one.Listeners) != 1 || one.Listeners[0].Name != "gw-app-b-80" {
+				t.Errorf("with Class lh2: classes %v, gateways %v, listeners %d", one.Classes, one.Gateways, len(one.Listeners))
+			}
 		},
 	}, {
 		name: "SupportedVersion follows the CRDs' bundle version",
