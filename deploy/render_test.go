@@ -40,7 +40,13 @@ type kustomization struct {
 // render returns the objects of the kustomization, in order.
 func render(t testing.TB) []*unstructured.Unstructured {
 	t.Helper()
-	b, err := os.ReadFile("kustomization.yaml")
+	return renderDir(t, ".")
+}
+
+// renderDir returns the objects of the kustomization in dir, in order.
+func renderDir(t testing.TB, dir string) []*unstructured.Unstructured {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +59,7 @@ func render(t testing.TB) []*unstructured.Unstructured {
 	}
 	var objs []*unstructured.Unstructured
 	for _, name := range k.Resources {
-		b, err := os.ReadFile(filepath.Clean(name))
+		b, err := os.ReadFile(filepath.Join(dir, filepath.Clean(name)))
 		if err != nil {
 			t.Fatalf("resource %s: %v", name, err)
 		}

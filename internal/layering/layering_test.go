@@ -16,7 +16,8 @@ const module = "github.com/longhaul-proxy/longhaul"
 // rules are the module's layers: the data path (balancer, proxy) runs
 // without a Kubernetes client, drain moves sessions through interfaces of
 // its own rather than the proxy's types, and discovery only publishes
-// snapshots, knowing nothing of what consumes them.
+// snapshots, knowing nothing of what consumes them; the Gateway API
+// controller only computes listeners and status.
 var rules = []Rule{
 	{
 		Name:   "balancer and proxy must not reach a Kubernetes client",
@@ -38,6 +39,15 @@ var rules = []Rule{
 		Name:   "discovery must not reach its consumers",
 		From:   []string{module + "/discovery/..."},
 		Forbid: []string{module + "/proxy/...", module + "/drain/...", module + "/balancer/..."},
+	},
+	{
+		// Its output is data (listeners and status): it runs beside the
+		// data path, never inside it.
+		Name: "the Gateway API controller must not reach the data path or the app",
+		From: []string{module + "/gateway/..."},
+		Forbid: []string{module + "/internal/app/...", module + "/cmd/...", module + "/admin/...", module + "/drain/...",
+			module + "/proxy/listen/...", module + "/proxy/upstream/...", module + "/proxy/tcpproxy/...",
+			module + "/proxy/httpproxy/...", module + "/proxy/h2relay/...", module + "/proxy/metrics/..."},
 	},
 }
 
