@@ -23,6 +23,10 @@ type Config struct {
 	Admin Admin `mapstructure:"admin"`
 	// Log says how longhaul logs.
 	Log Log `mapstructure:"log"`
+	// Gateway, with a Class, makes longhaul a Gateway API gateway: it
+	// serves the listeners that the Gateways of that GatewayClass call for,
+	// beside the file's own (which may then be none).
+	Gateway Gateway `mapstructure:"gateway"`
 	// Listeners are the proxy's listeners; at least one is required.
 	Listeners []Listener `mapstructure:"listeners"`
 }
@@ -72,6 +76,24 @@ type AdminTimeouts struct {
 	// Idle closes a keep-alive connection idle for this long.
 	Idle time.Duration `mapstructure:"idle"`
 }
+
+// Gateway configures the Gateway API role.
+type Gateway struct {
+	// Class is the GatewayClass served ("" for none): its
+	// spec.controllerName must be GatewayController.
+	Class string `mapstructure:"class"`
+	// Address is the IP address every Gateway's listeners bind; empty
+	// means 0.0.0.0. Gateways report the addresses of StatusAddresses, or
+	// this one when that is empty too.
+	Address string `mapstructure:"address"`
+	// StatusAddresses are the addresses Gateways report in their status
+	// (the Service in front of longhaul, say).
+	StatusAddresses []string `mapstructure:"statusAddresses"`
+}
+
+// GatewayController is the spec.controllerName of the GatewayClasses
+// longhaul serves.
+const GatewayController = "longhaul.dev/gateway"
 
 // Log configures logging.
 type Log struct {

@@ -365,7 +365,7 @@ func TestParseErrors(t *testing.T) {
 	}{
 		{"YAML syntax", "listeners: [", "config: parse YAML: "},
 		{"not a mapping", "- a\n- b\n", "config: parse YAML: "},
-		{"empty", "", "config: listeners: at least one listener is required"},
+		{"empty", "", "config: listeners: at least one listener is required (or gateway.class)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -406,7 +406,7 @@ func TestErrorFormat(t *testing.T) {
 	if got, want := err.Error(), "config: 3 problems:\n"+
 		`log.level: "x": must be one of debug, info, warn, error`+"\n"+
 		`log.format: "y": must be one of json, console`+"\n"+
-		"listeners: at least one listener is required"; got != want {
+		"listeners: at least one listener is required (or gateway.class)"; got != want {
 		t.Fatalf("got %q, want %q", got, want)
 	}
 }
@@ -430,7 +430,7 @@ func TestLoadErrors(t *testing.T) {
 		t.Fatalf("got %v, want an error wrapping fs.ErrNotExist", err)
 	}
 	_, err := Load(bad, nil)
-	if got, want := problemStrings(t, err), []string{"listeners: at least one listener is required"}; !reflect.DeepEqual(got, want) {
+	if got, want := problemStrings(t, err), []string{"listeners: at least one listener is required (or gateway.class)"}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %q, want %q", got, want)
 	}
 	if !strings.Contains(err.Error(), bad) {
@@ -550,7 +550,7 @@ func TestDefault(t *testing.T) {
 	}
 	// Defaults are valid but for the listeners, which have none.
 	err := Default().Validate()
-	if got, want := problemStrings(t, err), []string{"listeners: at least one listener is required"}; !reflect.DeepEqual(got, want) {
+	if got, want := problemStrings(t, err), []string{"listeners: at least one listener is required (or gateway.class)"}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %q, want %q", got, want)
 	}
 }

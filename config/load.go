@@ -23,6 +23,7 @@ var overrides = []struct{ key, flag, usage string }{
 	{"admin.debugAddress", "admin-debug-address", `debug server host:port, "" for none (overrides admin.debugAddress)`},
 	{"log.level", "log-level", "log level: debug, info, warn or error (overrides log.level)"},
 	{"log.format", "log-format", "log format: json or console (overrides log.format)"},
+	{"gateway.class", "gateway-class", `serve the Gateways of this GatewayClass, "" for none (overrides gateway.class)`},
 }
 
 // BindFlags registers on fs the flags that override the file:
@@ -37,6 +38,7 @@ func BindFlags(fs *pflag.FlagSet) {
 		"admin.debugAddress": d.Admin.DebugAddress,
 		"log.level":          d.Log.Level,
 		"log.format":         d.Log.Format,
+		"gateway.class":      d.Gateway.Class,
 	}
 	for _, o := range overrides {
 		if fs.Lookup(o.flag) == nil {

@@ -102,3 +102,19 @@ func TestRoutesValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestGatewayConfig(t *testing.T) {
+	c, err := Parse([]byte("gateway: {class: longhaul, address: 127.0.0.9, statusAddresses: [gw.example.com]}\n"))
+	if err != nil {
+		t.Fatalf("gateway without listeners: %v", err)
+	}
+	if c.Gateway.Class != "longhaul" || c.Gateway.Address != "127.0.0.9" || len(c.Listeners) != 0 {
+		t.Errorf("gateway %+v", c.Gateway)
+	}
+	_, err = Parse([]byte("gateway: {class: Bad_Class, address: nowhere}\n"))
+	for _, want := range []string{`gateway.class: "Bad_Class": must be a GatewayClass name`, `gateway.address: "nowhere": must be an IP address`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("bad gateway: %v, want %q", err, want)
+		}
+	}
+}

@@ -75,8 +75,23 @@ func (c *Config) Validate() error {
 	v.admin(&c.Admin)
 	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	v.oneOf("log.format", c.Log.Format, "json", "console")
-	if len(c.Listeners) == 0 {
-		v.add("listeners", nil, "at least one listener is required")
+	if len(c.Listeners) == 0 && c.Gateway.Class == "" {
+		v.add("listeners", nil, "at least one listener is required (or gateway.class)")
+	}
+	if g := c.Gateway; g.Class != "" {
+		if !isDNSSubdomain(g.Class) {
+			v.add("gateway.class", g.Class, "must be a GatewayClass name (a DNS subdomain)")
+		}
+		if g.Address != "" {
+			if ip, err := netip.ParseAddr(g.Address); err != nil || ip.Zone() != "" {
+				v.add("gateway.address", g.Address, "must be an IP address")
+			}
+		}
+		for i, a := range g.StatusAddresses {
+			if a == "" {
+				v.add(fmt.Sprintf("gateway.statusAddresses[%d]", i), a, "must not be empty")
+			}
+		}
 	}
 	names := map[string]string{}
 	type bound struct{ path, addr string }
@@ -442,6 +457,20 @@ func isDNSLabel(s string, max int) bool {
 }
 
 func isLetter(c byte) bool { return c >= 'a' && c <= 'z' }
+
+// isDNSSubdomain reports whether s is an RFC 1123 subdomain: at most 253
+// characters, dot-separated labels.
+func isDNSSubdomain(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for l := range strings.SplitSeq(s, ".") {
+		if !isDNSLabel(l, 63) {
+			return false
+		}
+	}
+	return true
+}
 
 // isPort reports whether s is a port number (1-65535) or a Kubernetes port
 // name (an IANA service name: at most 15 characters, a letter among them, no

@@ -96,7 +96,7 @@ func TestValidate(t *testing.T) {
 
 		// listeners
 		{"no listeners", func(c *Config) { c.Listeners = nil },
-			[]string{"listeners: at least one listener is required"}},
+			[]string{"listeners: at least one listener is required (or gateway.class)"}},
 		{"name missing", func(c *Config) { l0(c).Name = "" },
 			[]string{"listeners[0].name: is required"}},
 		{"name uppercase", func(c *Config) { l0(c).Name = "Echo" },

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/longhaul-proxy/longhaul/config"
+	"github.com/longhaul-proxy/longhaul/gateway"
 	"github.com/longhaul-proxy/longhaul/internal/app"
 )
 
@@ -93,6 +94,13 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var gw *gateway.Controller
+	if cfg.Gateway.Class != "" {
+		if gw, err = newGateway(cfg, a, *kubeconfig, log); err != nil {
+			a.Close()
+			return err
+		}
+	}
 	// Reload the file when it changes: what can change in place does, an
 	// invalid file or a change that needs a restart is logged and ignored.
 	wctx, stopWatch := context.WithCancel(ctx)
@@ -110,9 +118,29 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 			log.Warn("configuration file not watched; changes need a restart", zap.Error(err))
 		}
 	}()
-	err = a.Run(ctx)
+	// A gateway that stops watching stops longhaul: its Gateways would go
+	// stale while reported as programmed.
+	runCtx, stopRun := context.WithCancelCause(ctx)
+	defer stopRun(nil)
+	gwDone := make(chan error, 1)
+	if gw != nil {
+		go func() {
+			err := gw.Run(wctx)
+			if err != nil && wctx.Err() == nil {
+				log.Error("gateway controller stopped; shutting down", zap.Error(err))
+				stopRun(err)
+			}
+			gwDone <- err
+		}()
+	} else {
+		gwDone <- nil
+	}
+	err = a.Run(runCtx)
 	stopWatch()
 	<-watchDone
+	if gerr := <-gwDone; gerr != nil && !errors.Is(gerr, context.Canceled) && err == nil {
+		err = fmt.Errorf("gateway: %w", gerr)
+	}
 	return err
 }
 

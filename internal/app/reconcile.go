@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"slices"
 	"errors"
 	"fmt"
 	"reflect"
@@ -14,8 +15,9 @@ import (
 	"github.com/longhaul-proxy/longhaul/proxy/route"
 )
 
-// Apply makes the running App serve exactly listeners ls (the Gateway API
-// controller's output, say), changing as little as it can:
+// Apply makes the running App serve exactly the configuration's listeners
+// plus ls (the Gateway API controller's output), changing as little as it
+// can:
 //   - a listener new by name is bound and started;
 //   - one gone is retired: its socket closes, its sessions move off with
 //     each backend's drain (paced, by its deadline), then it stops;
@@ -28,29 +30,31 @@ import (
 //   - one whose socket settings changed is retired, then built anew.
 //
 // ls is validated first (as a configuration with the App's admin and log
-// settings); an invalid set changes nothing. A listener that cannot be
-// bound is left out and reported in the returned error (errors.Join, one
-// per listener), the others applied. Apply may be called before Run: the
-// listeners start when Run does.
-func (a *App) Apply(ls []config.Listener) error {
-	cfg := &config.Config{Admin: a.cfg.Admin, Log: a.cfg.Log, Listeners: ls}
-	if len(ls) > 0 {
-		if err := cfg.Validate(); err != nil {
-			return fmt.Errorf("listeners not applied: %w", err)
-		}
-	}
+// settings); an invalid set changes nothing and is the error. Otherwise
+// applied has an entry per listener of ls: nil when it runs as asked, else
+// why not (a listener that cannot be bound is left out; one whose update
+// partly failed runs with what could be built), and err joins those.
+// Apply may be called before Run: the listeners start when Run does.
+func (a *App) Apply(ls []config.Listener) (applied map[string]error, err error) {
 	a.reloadMu.Lock() // one change at a time, with Reload
 	defer a.reloadMu.Unlock()
+	extra := ls
+	ls = append(slices.Clone(a.cur.Listeners), extra...)
+	cfg := &config.Config{Admin: a.cur.Admin, Log: a.cur.Log, Gateway: a.cur.Gateway, Listeners: ls}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("listeners not applied: %w", err)
+	}
 	a.mu.Lock()
 	closing := a.closing
 	a.mu.Unlock()
 	if closing {
-		return errors.New("listeners not applied: shutting down")
+		return nil, errors.New("listeners not applied: shutting down")
 	}
 	want := make(map[string]config.Listener, len(ls))
 	for _, lc := range ls {
 		want[lc.Name] = lc
 	}
+	applied = make(map[string]error, len(extra))
 	var errs []error
 	var next []*listener
 	for _, l := range a.current() {
@@ -59,7 +63,9 @@ func (a *App) Apply(ls []config.Listener) error {
 		case !keep:
 			a.retireListener(l)
 		case sameSocket(l.cfg, lc):
-			if err := a.updateListener(l, lc); err != nil {
+			err := a.updateListener(l, lc)
+			applied[lc.Name] = err
+			if err != nil {
 				errs = append(errs, err)
 			}
 			next = append(next, l)
@@ -73,6 +79,7 @@ func (a *App) Apply(ls []config.Listener) error {
 			continue
 		}
 		l, err := a.newListener(lc)
+		applied[lc.Name] = err
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -87,7 +94,7 @@ func (a *App) Apply(ls []config.Listener) error {
 	a.mu.Lock()
 	a.listeners = next
 	a.mu.Unlock()
-	return errors.Join(errs...)
+	return applied, errors.Join(errs...)
 }
 
 // sameSocket reports whether listeners o and n differ only in what

@@ -31,8 +31,18 @@ func (a *App) Reload(next *config.Config) error {
 	if problems := restartNeeded(cur, next); len(problems) > 0 {
 		return fmt.Errorf("not applied: changing %s needs a restart", strings.Join(problems, ", "))
 	}
-	// Check everything that can fail before changing anything.
-	ls := a.current()
+	// Check everything that can fail before changing anything. The file's
+	// listeners are found by name: a gateway's run beside them.
+	byName := map[string]*listener{}
+	for _, l := range a.current() {
+		byName[l.cfg.Name] = l
+	}
+	ls := make([]*listener, len(cur.Listeners))
+	for i, lc := range cur.Listeners {
+		if ls[i] = byName[lc.Name]; ls[i] == nil {
+			return fmt.Errorf("not applied: listener %s is not running", lc.Name)
+		}
+	}
 	snaps := make([]*discovery.Snapshot, len(ls))
 	pols := make([]balancer.Policy, len(ls))
 	var errs []error
@@ -86,6 +96,7 @@ func (a *App) Reload(next *config.Config) error {
 // next and that Reload cannot change in place.
 func restartNeeded(cur, next *config.Config) []string {
 	out := changedFields("admin", cur.Admin, next.Admin)
+	out = append(out, changedFields("gateway", cur.Gateway, next.Gateway)...)
 	if cur.Log.Format != next.Log.Format {
 		out = append(out, "log.format")
 	}
