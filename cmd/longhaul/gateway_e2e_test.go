@@ -54,8 +54,6 @@ const (
 	// timestamp, so its sessions must be gone killMargin before it:
 	// within about 3s of the deletion.
 	podGrace = 5 * time.Second
-	// e2eTimeout bounds the whole test; rolloutTimeout the rollout under
-	// load.
 	// minReady is the Deployments' minReadySeconds: a rollout replaces
 	// one old pod at a time, this long apart. Without it the old pods turn
 	// terminating within a few hundred milliseconds of each other, and
@@ -66,7 +64,9 @@ const (
 	// (2s) without asking again once it has passed, so their sessions get
 	// the default drain pacing (a 12.5s window) and some are still on their
 	// pod when it dies.
-	minReady       = 3
+	minReady = 3
+	// e2eTimeout bounds the whole test; rolloutTimeout the rollout under
+	// load.
 	e2eTimeout     = 100 * time.Second
 	rolloutTimeout = 45 * time.Second
 	// maxIterations bounds every load loop besides its context.
@@ -178,10 +178,9 @@ func TestGatewayEndToEnd(t *testing.T) {
 	var logs syncBuffer
 	runCtx, stopRun := context.WithCancel(context.Background())
 	runDone := make(chan error, 1)
-	go func() {
-		runDone <- runCmd(runCtx, []string{"--config", cfgPath, "--gateway-class", className,
-			"--kubeconfig", cl.WriteKubeconfig(t, "longhaul.kubeconfig"), "--shutdown-delay", "0"}, &logs)
-	}()
+	args := []string{"--config", cfgPath, "--gateway-class", className,
+		"--kubeconfig", cl.WriteKubeconfig(t, "longhaul.kubeconfig"), "--shutdown-delay", "0"}
+	go func() { runDone <- runCmd(runCtx, args, &logs) }()
 	var stopOnce sync.Once
 	stopLonghaul := func() {
 		stopOnce.Do(func() {
