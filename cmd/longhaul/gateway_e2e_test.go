@@ -855,7 +855,8 @@ func (r wsReporter) OutOfOrder(n, acked int) {
 }
 
 // check asserts what the load saw of the rollout from old pods to next:
-// nothing failed, lost or duplicated; old and new pods answered every
+// nothing failed, lost or duplicated; each HTTP client kept its one
+// connection; old and new pods answered every
 // kind, and no old pod after the rollout (from the answers of after on);
 // every WebSocket session left each old pod on a 1012 before the pod's
 // kill time (killAt: its deletion timestamp), reconnected and ended on a
@@ -874,6 +875,11 @@ func (l *load) check(t *testing.T, old, next map[string]map[string]bool, after m
 	if n := l.httpFail.Load() + l.grpcFail.Load() + l.wsUnclean.Load() + l.wsDialFail.Load() + l.wsLost.Load() + l.wsDup.Load(); n > 0 {
 		t.Errorf("%d failed requests, %d failed calls, %d WebSocket connections ended without 1012, %d failed WebSocket dials, %d messages lost, %d duplicated:%s",
 			l.httpFail.Load(), l.grpcFail.Load(), l.wsUnclean.Load(), l.wsDialFail.Load(), l.wsLost.Load(), l.wsDup.Load(), l.Errors())
+	}
+	// Keep-alive held: the rollout cost the clients no connection to
+	// longhaul (requests are balanced each on its own, affinity none).
+	if n := l.httpConns.Load(); n != httpClients {
+		t.Errorf("the %d HTTP clients dialled %d connections, want one each", httpClients, n)
 	}
 	answers := l.snapshot()
 	for kind, svc := range map[string]string{"http": "echo", "grpc": "grpc-echo", "ws": "echo"} {
