@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -20,11 +19,8 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
@@ -46,38 +42,7 @@ const within = 20 * time.Second
 func installCRDs(t *testing.T, cl *kubetest.Cluster) gwclient.Interface {
 	t.Helper()
 	ctx := context.Background()
-	dyn, err := dynamic.NewForConfig(cl.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	crd := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
-	files, err := filepath.Glob("../deploy/gateway/crds/*.yaml")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no CRDs in deploy/gateway/crds: %v", err)
-	}
-	n := 0
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
-		for {
-			var o unstructured.Unstructured
-			if err := dec.Decode(&o.Object); err == io.EOF {
-				break
-			} else if err != nil {
-				t.Fatalf("%s: %v", f, err)
-			}
-			if o.GetKind() != "CustomResourceDefinition" {
-				continue // the safe-upgrades admission policy
-			}
-			if _, err := dyn.Resource(crd).Create(ctx, &o, metav1.CreateOptions{}); err != nil {
-				t.Fatalf("create CRD %s: %v", o.GetName(), err)
-			}
-			n++
-		}
-	}
+	n := cl.InstallCRDs(t, "../deploy/gateway/crds")
 	gw, err := gwclient.NewForConfig(cl.Config)
 	if err != nil {
 		t.Fatal(err)

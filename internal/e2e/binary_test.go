@@ -15,8 +15,6 @@ import (
 
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/longhaul-proxy/longhaul/internal/kubetest"
 	"github.com/longhaul-proxy/longhaul/internal/testnet"
@@ -41,15 +39,7 @@ func TestBinaryWithKubeconfig(t *testing.T) {
 		t.Fatalf("go build ./cmd/longhaul: %v\n%s", err, out)
 	}
 
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["test"] = &clientcmdapi.Cluster{Server: cl.Config.Host, CertificateAuthorityData: cl.Config.CAData}
-	kc.AuthInfos["test"] = &clientcmdapi.AuthInfo{ClientCertificateData: cl.Config.CertData, ClientKeyData: cl.Config.KeyData}
-	kc.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "test"}
-	kc.CurrentContext = "test"
-	if err := clientcmd.WriteToFile(*kc, kubeconfig); err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig := cl.WriteKubeconfig(t, "longhaul.kubeconfig")
 
 	s := endpointSliceOf("cart-a", "grpc", 8080, "198.18.0.1", "198.18.0.2")
 	if _, err := cl.Client.DiscoveryV1().EndpointSlices(ns).Create(ctx, s, metav1.CreateOptions{}); err != nil {

@@ -42,10 +42,7 @@ func (c *Cluster) StartControllerManager(t testing.TB) {
 		t.Fatalf("kubetest: kube-controller-manager not found in %s: rebuild with hack/kube-binaries.sh "+
 			"(it builds kube-controller-manager too) and point LONGHAUL_KUBE_BIN at the directory it prints", c.bin)
 	}
-	kubeconfig := filepath.Join(c.Dir, "controller-manager.kubeconfig")
-	if err := os.WriteFile(kubeconfig, c.kubeconfig(), 0o600); err != nil {
-		t.Fatalf("kubetest: write kubeconfig: %v", err)
-	}
+	kubeconfig := c.WriteKubeconfig(t, "controller-manager.kubeconfig")
 	const attempts = 3
 	var err error
 	for i := range attempts {
@@ -103,6 +100,19 @@ func (c *Cluster) startControllerManager(kubeconfig string) error {
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: tr}
 	return waitHealthy(p, hc, "https://127.0.0.1:"+strconv.Itoa(ports[0])+"/healthz", "kube-controller-manager")
+}
+
+// WriteKubeconfig writes a kubeconfig file for Config (the administrator,
+// a member of system:masters) as Dir/name, for programs that read one
+// (kube-controller-manager, longhaul's --kubeconfig), and returns its path.
+// The file names the API server's current port: write it after Start.
+func (c *Cluster) WriteKubeconfig(t testing.TB, name string) string {
+	t.Helper()
+	path := filepath.Join(c.Dir, name)
+	if err := os.WriteFile(path, c.kubeconfig(), 0o600); err != nil {
+		t.Fatalf("kubetest: write kubeconfig: %v", err)
+	}
+	return path
 }
 
 // kubeconfig is a kubeconfig file for Config (the administrator).

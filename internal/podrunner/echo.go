@@ -55,6 +55,9 @@ type EchoTLS struct {
 // EchoHandler answers as the conformance suite's echo backend does:
 //
 //   - /health: 200 "OK".
+//   - /ws (WebSocketPath): a WebSocket upgrade, then every message echoed
+//     back; the upgrade's answer names the pod (HeaderEchoPod,
+//     HeaderEchoNamespace).
 //   - /status/NNN: an empty response with status NNN (400 for anything else
 //     under /status/).
 //   - /retry/?uuid=U&succeedAfter=N[&responseCode=C][&delayRetry=D]: the
@@ -67,12 +70,15 @@ type EchoTLS struct {
 // Double slashes in the path are collapsed before routing, and nothing is
 // ever redirected. The handler keeps the retry counts; it is safe for
 // concurrent use.
-func EchoHandler(id Identity) http.Handler {
-	return &echoHandler{id: id, attempts: map[string]int{}}
+func EchoHandler(id Identity) http.Handler { return newEchoHandler(id) }
+
+func newEchoHandler(id Identity) *echoHandler {
+	return &echoHandler{id: id, ws: newWSEcho(id), attempts: map[string]int{}}
 }
 
 type echoHandler struct {
 	id Identity
+	ws *wsEcho
 
 	mu       sync.Mutex
 	attempts map[string]int // retry uuid -> failed attempts so far
@@ -83,6 +89,8 @@ var statusPath = regexp.MustCompile(`^/status/(\d\d\d)$`)
 func (h *echoHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := strings.ReplaceAll(r.URL.Path, "//", "/")
 	switch {
+	case path == WebSocketPath:
+		h.ws.ServeHTTP(w, r)
 	case path == "/health":
 		w.WriteHeader(http.StatusOK)
 		w.Write([]byte("OK"))
@@ -98,6 +106,9 @@ func (h *echoHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.echo(w, r)
 	}
 }
+
+// closeWebSockets ends the handler's WebSocket connections (wsEcho.Close).
+func (h *echoHandler) closeWebSockets() { h.ws.Close() }
 
 func (h *echoHandler) retry(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()

@@ -2,12 +2,15 @@ package podrunner
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // TestEchoHandler checks the echo contract the conformance suite relies
@@ -150,4 +153,51 @@ func TestEchoHandler(t *testing.T) {
 			t.Errorf("HTTP/1.1 on the h2c port: %s %q", resp.Status, body)
 		}
 	})
+}
+
+// TestWebSocketEcho: /ws upgrades, names the pod in the answer, echoes
+// text and binary messages as sent, and closeWebSockets ends the sessions
+// without a close frame (as a pod's end does) and refuses new ones.
+func TestWebSocketEcho(t *testing.T) {
+	h := newEchoHandler(Identity{Namespace: "ns", Pod: "pod-1", HTTPPort: "3000"})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	url := "ws" + strings.TrimPrefix(srv.URL, "http") + WebSocketPath
+	c, resp, err := websocket.DefaultDialer.Dial(url, nil)
+	if err != nil {
+		t.Fatalf("dial %s: %v", url, err)
+	}
+	defer c.Close()
+	if got := resp.Header.Get(HeaderEchoPod); got != "pod-1" || resp.Header.Get(HeaderEchoNamespace) != "ns" {
+		t.Errorf("upgrade answered %s %q, %s %q; want pod-1 and ns", HeaderEchoPod, got, HeaderEchoNamespace, resp.Header.Get(HeaderEchoNamespace))
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for i, m := range []struct {
+		typ  int
+		data string
+	}{{websocket.TextMessage, "1"}, {websocket.BinaryMessage, "\x00\xffbin"}, {websocket.TextMessage, strings.Repeat("x", 70000)}} {
+		if err := c.WriteMessage(m.typ, []byte(m.data)); err != nil {
+			t.Fatal(err)
+		}
+		typ, got, err := c.ReadMessage()
+		if err != nil || typ != m.typ || string(got) != m.data {
+			t.Fatalf("message %d: echoed type %d, %d bytes (%v); want type %d, %d bytes as sent", i, typ, len(got), err, m.typ, len(m.data))
+		}
+	}
+
+	h.closeWebSockets()
+	_, _, err = c.ReadMessage()
+	var ce *websocket.CloseError
+	if err == nil || errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure {
+		t.Errorf("after closeWebSockets: read %v, want the connection ended without a close frame", err)
+	}
+	c2, _, err := websocket.DefaultDialer.Dial(url, nil)
+	if err == nil {
+		c2.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, _, err = c2.ReadMessage()
+		c2.Close()
+	}
+	if err == nil {
+		t.Error("a session opened after closeWebSockets was served")
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"strings"
+	"sync"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -13,6 +14,10 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/descriptorpb"
 )
 
 // GRPCEchoService is the full name of the conformance suite's gRPC echo
@@ -146,4 +151,56 @@ func (rawCodec) Unmarshal(data []byte, v any) error {
 	}
 	*p = append((*p)[:0], data...)
 	return nil
+}
+
+// GRPCEchoSchema returns the messages EchoRequest and EchoResponse of the
+// suite's grpcecho.proto, written out as a descriptor, so that clients
+// (with dynamicpb) decode the echo's answers by the suite's schema,
+// independently of how the server encodes them.
+var GRPCEchoSchema = sync.OnceValues(func() (req, resp protoreflect.MessageDescriptor) {
+	str := func(name string, num int32) *descriptorpb.FieldDescriptorProto {
+		return &descriptorpb.FieldDescriptorProto{Name: proto.String(name), Number: proto.Int32(num),
+			Type: descriptorpb.FieldDescriptorProto_TYPE_STRING.Enum(), Label: descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL.Enum()}
+	}
+	msg := func(name string, num int32, typ string, repeated bool) *descriptorpb.FieldDescriptorProto {
+		l := descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL
+		if repeated {
+			l = descriptorpb.FieldDescriptorProto_LABEL_REPEATED
+		}
+		return &descriptorpb.FieldDescriptorProto{Name: proto.String(name), Number: proto.Int32(num),
+			Type: descriptorpb.FieldDescriptorProto_TYPE_MESSAGE.Enum(), TypeName: proto.String(".gateway_api_conformance.echo_basic.grpcecho." + typ), Label: l.Enum()}
+	}
+	rep := func(f *descriptorpb.FieldDescriptorProto) *descriptorpb.FieldDescriptorProto {
+		f.Label = descriptorpb.FieldDescriptorProto_LABEL_REPEATED.Enum()
+		return f
+	}
+	fd := &descriptorpb.FileDescriptorProto{
+		Name:    proto.String("grpcecho.proto"),
+		Package: proto.String("gateway_api_conformance.echo_basic.grpcecho"),
+		Syntax:  proto.String("proto3"),
+		MessageType: []*descriptorpb.DescriptorProto{
+			{Name: proto.String("Header"), Field: []*descriptorpb.FieldDescriptorProto{str("key", 1), str("value", 2)}},
+			{Name: proto.String("Context"), Field: []*descriptorpb.FieldDescriptorProto{str("namespace", 1), str("ingress", 2), str("service_name", 3), str("pod", 4)}},
+			{Name: proto.String("TLSAssertions"), Field: []*descriptorpb.FieldDescriptorProto{str("version", 1), str("negotiated_protocol", 2), str("server_name", 3), str("cipher_suite", 4), rep(str("peer_certificates", 5))}},
+			{Name: proto.String("Assertions"), Field: []*descriptorpb.FieldDescriptorProto{
+				str("fully_qualified_method", 1), msg("headers", 2, "Header", true), str("authority", 3),
+				msg("context", 4, "Context", false), msg("tls_assertions", 5, "TLSAssertions", false)}},
+			{Name: proto.String("EchoRequest")},
+			{Name: proto.String("EchoResponse"), Field: []*descriptorpb.FieldDescriptorProto{msg("assertions", 1, "Assertions", false), msg("request", 2, "EchoRequest", false)}},
+		},
+	}
+	f, err := protodesc.NewFile(fd, nil)
+	if err != nil {
+		panic("podrunner: the gRPC echo's schema does not build: " + err.Error())
+	}
+	return f.Messages().ByName("EchoRequest"), f.Messages().ByName("EchoResponse")
+})
+
+// GRPCEchoIdentity returns the context of an EchoResponse decoded by
+// GRPCEchoSchema: the namespace, service and pod that answered.
+func GRPCEchoIdentity(resp protoreflect.Message) (namespace, service, pod string) {
+	a := resp.Get(resp.Descriptor().Fields().ByName("assertions")).Message()
+	c := a.Get(a.Descriptor().Fields().ByName("context")).Message()
+	f := c.Descriptor().Fields()
+	return c.Get(f.ByName("namespace")).String(), c.Get(f.ByName("service_name")).String(), c.Get(f.ByName("pod")).String()
 }

@@ -11,54 +11,15 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/dynamicpb"
 )
 
-// echoSchema is the suite's grpcecho.proto (messages only), written out as
-// a descriptor so that the test decodes responses with the protobuf
-// library by that schema, independently of how the server encodes them.
+// echoSchema is GRPCEchoSchema, decoding responses by the suite's schema
+// independently of how the server encodes them.
 func echoSchema(t *testing.T) (req, resp protoreflect.MessageDescriptor) {
 	t.Helper()
-	str := func(name string, num int32) *descriptorpb.FieldDescriptorProto {
-		return &descriptorpb.FieldDescriptorProto{Name: proto.String(name), Number: proto.Int32(num),
-			Type: descriptorpb.FieldDescriptorProto_TYPE_STRING.Enum(), Label: descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL.Enum()}
-	}
-	msg := func(name string, num int32, typ string, repeated bool) *descriptorpb.FieldDescriptorProto {
-		l := descriptorpb.FieldDescriptorProto_LABEL_OPTIONAL
-		if repeated {
-			l = descriptorpb.FieldDescriptorProto_LABEL_REPEATED
-		}
-		return &descriptorpb.FieldDescriptorProto{Name: proto.String(name), Number: proto.Int32(num),
-			Type: descriptorpb.FieldDescriptorProto_TYPE_MESSAGE.Enum(), TypeName: proto.String(".gateway_api_conformance.echo_basic.grpcecho." + typ), Label: l.Enum()}
-	}
-	rep := func(f *descriptorpb.FieldDescriptorProto) *descriptorpb.FieldDescriptorProto {
-		f.Label = descriptorpb.FieldDescriptorProto_LABEL_REPEATED.Enum()
-		return f
-	}
-	fd := &descriptorpb.FileDescriptorProto{
-		Name:    proto.String("grpcecho.proto"),
-		Package: proto.String("gateway_api_conformance.echo_basic.grpcecho"),
-		Syntax:  proto.String("proto3"),
-		MessageType: []*descriptorpb.DescriptorProto{
-			{Name: proto.String("Header"), Field: []*descriptorpb.FieldDescriptorProto{str("key", 1), str("value", 2)}},
-			{Name: proto.String("Context"), Field: []*descriptorpb.FieldDescriptorProto{str("namespace", 1), str("ingress", 2), str("service_name", 3), str("pod", 4)}},
-			{Name: proto.String("TLSAssertions"), Field: []*descriptorpb.FieldDescriptorProto{str("version", 1), str("negotiated_protocol", 2), str("server_name", 3), str("cipher_suite", 4), rep(str("peer_certificates", 5))}},
-			{Name: proto.String("Assertions"), Field: []*descriptorpb.FieldDescriptorProto{
-				str("fully_qualified_method", 1), msg("headers", 2, "Header", true), str("authority", 3),
-				msg("context", 4, "Context", false), msg("tls_assertions", 5, "TLSAssertions", false)}},
-			{Name: proto.String("EchoRequest")},
-			{Name: proto.String("EchoResponse"), Field: []*descriptorpb.FieldDescriptorProto{msg("assertions", 1, "Assertions", false), msg("request", 2, "EchoRequest", false)}},
-		},
-	}
-	f, err := protodesc.NewFile(fd, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f.Messages().ByName("EchoRequest"), f.Messages().ByName("EchoResponse")
+	return GRPCEchoSchema()
 }
 
 // TestGRPCEcho calls the gRPC echo over loopback as the suite's client does

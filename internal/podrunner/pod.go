@@ -72,7 +72,8 @@ func (r *Runner) start(ctx context.Context, p *corev1.Pod) (*pod, error) {
 			}
 			continue
 		}
-		echo := EchoHandler(id)
+		eh := newEchoHandler(id)
+		var echo http.Handler = eh
 		type listener struct {
 			port    string
 			handler http.Handler
@@ -86,6 +87,9 @@ func (r *Runner) start(ctx context.Context, p *corev1.Pod) (*pod, error) {
 			}
 			ls = append(ls, listener{withDefault(env["HTTPS_PORT"], "8443"), echo, cfg})
 		}
+		// Upgraded connections outlive their server's Close: end them
+		// with the pod (wsEcho refuses upgrades from then on).
+		st.stops = append(st.stops, eh.closeWebSockets)
 		for _, l := range ls {
 			srv, err := serve(h, l.port, l.handler, l.tls)
 			if err != nil {

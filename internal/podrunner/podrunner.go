@@ -12,7 +12,8 @@
 // INGRESS_NAME: values and the downward API's metadata.name,
 // metadata.namespace, metadata.uid, spec.nodeName, spec.serviceAccountName,
 // status.podIP, status.hostIP) listening on HTTP_PORT (default 3000, HTTP/1.1
-// and h2c) and H2C_PORT (default 3001, h2c only), and, when
+// and h2c, with a WebSocket echo at WebSocketPath whose sessions end with
+// the pod) and H2C_PORT (default 3001, h2c only), and, when
 // TLS_SERVER_CERT and TLS_SERVER_PRIVKEY name files of the pod's Secret or
 // ConfigMap volumes, on HTTPS_PORT (default 8443, TLS with HTTP/1.1 and
 // HTTP/2; client certificates verified against TLS_CLIENT_CACERTS if set).
