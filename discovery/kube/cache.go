@@ -159,8 +159,9 @@ func (c *sliceCache) delete(name string) {
 // under an identity read from the pod, every such endpoint's ID. An
 // endpoint whose ID is not known yet is held back: published not ready, so
 // that it takes no session under a hash it would then lose; held counts
-// them.
-func (c *sliceCache) snapshot(lookup func(ref podRef, terminating bool) podInfo) (snap *discovery.Snapshot, held int, err error) {
+// them, and those plus the terminating endpoints whose kill time is not
+// known yet (asked again later) are waiting.
+func (c *sliceCache) snapshot(lookup func(ref podRef, terminating bool) podInfo) (snap *discovery.Snapshot, held, waiting int, err error) {
 	all := make([]discovery.Endpoint, 0, c.total)
 	rollout := len(c.terminating) > 0
 	fromPod := c.identity.FromPod()
@@ -177,6 +178,9 @@ func (c *sliceCache) snapshot(lookup func(ref podRef, terminating bool) podInfo)
 			e := &all[n+p.index]
 			info := lookup(p.ref, p.terminating)
 			e.KillTime = info.kill
+			if p.terminating && info.kill.IsZero() {
+				waiting++
+			}
 			if p.terminating || rollout {
 				e.Revision = info.revision
 			}
@@ -185,15 +189,16 @@ func (c *sliceCache) snapshot(lookup func(ref podRef, terminating bool) podInfo)
 				if !info.identified && e.Ready {
 					e.Ready = false
 					held++
+					waiting++
 				}
 			}
 		}
 	}
 	snap, err = discovery.NewSnapshot(c.service, all)
 	if err != nil {
-		return nil, 0, fmt.Errorf("snapshot of %s: %w", c.service, err)
+		return nil, 0, 0, fmt.Errorf("snapshot of %s: %w", c.service, err)
 	}
-	return snap, held, nil
+	return snap, held, waiting, nil
 }
 
 // endpointID returns the ID of e under identity as the slice tells it: for

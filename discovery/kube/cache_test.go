@@ -84,7 +84,7 @@ func TestMergeConditionsAndAttributes(t *testing.T) {
 		epSpec{addr: "198.18.0.3", ready: ptr(false)},                                            // serving defaults to ready
 		epSpec{addr: "198.18.0.4", ready: ptr(false), serving: ptr(false), terminate: ptr(true)}, // gone soon
 	))
-	snap, _, err := c.snapshot(nil)
+	snap, _, _, err := c.snapshot(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestMergeSlicesFamiliesPortsAndDuplicates(t *testing.T) {
 		epSpec{addr: "cart.example"}))
 	c.update(mkSlice("other-port", discoveryv1.AddressTypeIPv4, map[string]int32{"http": 80},
 		epSpec{addr: "198.18.0.7"}))
-	snap, _, err := c.snapshot(nil)
+	snap, _, _, err := c.snapshot(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func TestMergeSlicesFamiliesPortsAndDuplicates(t *testing.T) {
 	}
 
 	c.delete("v4-c")
-	snap, _, _ = c.snapshot(nil)
+	snap, _, _, _ = c.snapshot(nil)
 	if e, _ := snap.Find("198.18.0.2:8080"); e.Ready {
 		t.Errorf("after deleting the ready copy: %+v", e)
 	}
@@ -139,7 +139,7 @@ func TestMergeSlicesFamiliesPortsAndDuplicates(t *testing.T) {
 	c.delete("v4-b")
 	c.delete("v6")
 	c.delete("no-such-slice")
-	snap, _, _ = c.snapshot(nil)
+	snap, _, _, _ = c.snapshot(nil)
 	if len(snap.Endpoints) != 0 || c.total != 0 {
 		t.Fatalf("after deleting all: %v (total %d)", addrs(snap), c.total)
 	}
@@ -372,7 +372,7 @@ func BenchmarkMerge(b *testing.B) {
 				for _, s := range in {
 					c.update(s)
 				}
-				if snap, _, err := c.snapshot(nil); err != nil || len(snap.Endpoints) != n {
+				if snap, _, _, err := c.snapshot(nil); err != nil || len(snap.Endpoints) != n {
 					b.Fatal(err)
 				}
 			}
@@ -387,7 +387,7 @@ func BenchmarkMerge(b *testing.B) {
 			for b.Loop() {
 				c.update(in[i%len(in)])
 				i++
-				if snap, _, err := c.snapshot(nil); err != nil || len(snap.Endpoints) != n {
+				if snap, _, _, err := c.snapshot(nil); err != nil || len(snap.Endpoints) != n {
 					b.Fatal(err)
 				}
 			}

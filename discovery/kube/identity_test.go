@@ -65,7 +65,7 @@ func TestIdentityReplacedPod(t *testing.T) {
 		epSpec{addr: "198.18.0.1", pod: "db-0"}))
 	c.update(mkSlice("b", discoveryv1.AddressTypeIPv4, map[string]int32{"sql": 5432},
 		epSpec{addr: "198.18.0.3", pod: "db-2", ready: ptr(false), serving: ptr(false), terminate: ptr(true)}))
-	snap, _, err := c.snapshot(nil)
+	snap, _, _, err := c.snapshot(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func TestHeldUntilIdentified(t *testing.T) {
 	c.update(sl)
 	known := map[string]podInfo{"cache-x1": {id: "0", identified: true}}
 	lookup := func(ref podRef, _ bool) podInfo { return known[ref.name] }
-	snap, held, err := c.snapshot(lookup)
+	snap, held, _, err := c.snapshot(lookup)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +163,7 @@ func TestHeldUntilIdentified(t *testing.T) {
 		t.Errorf("held %d, snapshot %v; want 1 held and %v", held, got, want)
 	}
 	known["cache-x2"] = podInfo{id: "1", identified: true}
-	snap, held, _ = c.snapshot(lookup)
+	snap, held, _, _ = c.snapshot(lookup)
 	if e, _ := snap.Find("198.18.0.2:5432"); held != 0 || e.ID != "1" || !e.Ready {
 		t.Errorf("once read: held %d, endpoint %+v; want none held, ID 1, ready", held, e)
 	}

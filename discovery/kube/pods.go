@@ -90,7 +90,12 @@ type podEntry struct {
 	asked    time.Time // when a build first asked for it
 	fetched  time.Time // zero until a lookup ended
 	inflight bool
-	wanted   bool // by the current build
+	// queuedTerminating and fetchedTerminating say whether the GET queued,
+	// and the last one that ended, were for the pod as terminating: a read
+	// for its revision before it terminated does not delay the read for
+	// its kill time.
+	queuedTerminating, fetchedTerminating bool
+	wanted                                bool // by the current build
 }
 
 // podInfo is what get knows of a pod. Identified reports whether ID is
@@ -174,12 +179,13 @@ func (p *podTimes) get(ref podRef, terminating bool) podInfo {
 	if e.inflight || (terminating && !e.kill.IsZero()) || (!terminating && e.known) {
 		return info
 	}
-	if now.Before(p.paused) || (!e.fetched.IsZero() && now.Sub(e.fetched) < podRetry) {
+	recent := !e.fetched.IsZero() && now.Sub(e.fetched) < podRetry && e.fetchedTerminating == terminating
+	if now.Before(p.paused) || recent {
 		return info
 	}
 	select {
 	case p.queue <- ref:
-		e.inflight = true
+		e.inflight, e.queuedTerminating = true, terminating
 	default: // full: a later build asks again
 	}
 	return info
@@ -233,7 +239,7 @@ func (p *podTimes) fetch(ctx context.Context, ref podRef) {
 	p.mu.Lock()
 	if e := p.entries[ref]; e != nil {
 		e.inflight = false
-		e.fetched = time.Now()
+		e.fetched, e.fetchedTerminating = time.Now(), e.queuedTerminating
 		news = !kill.IsZero() && !kill.Equal(e.kill) || known && !e.known
 		e.kill = kill
 		if known {

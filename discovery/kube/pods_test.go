@@ -6,9 +6,12 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/longhaul-proxy/longhaul/discovery"
 	"github.com/longhaul-proxy/longhaul/internal/kubetest"
@@ -281,4 +284,50 @@ func TestPodRevisionLabels(t *testing.T) {
 			t.Errorf("podRevision(%v) = %q, want %q", c.labels, got, c.want)
 		}
 	}
+}
+
+// TestKillTimeNotDelayedByRevisionRead: a pod read for its revision while
+// running, then terminating, is read again at once for its kill time: the
+// retry throttle is for reads of the pod as terminating only.
+func TestKillTimeNotDelayedByRevisionRead(t *testing.T) {
+	cs := fake.NewClientset(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-1", Namespace: "shop", UID: "u1",
+		Labels: map[string]string{"pod-template-hash": "aaa"}}})
+	woke := make(chan struct{}, 8)
+	p := newPodTimes(cs.CoreV1().Pods("shop"), zap.NewNop(), nil, func() { woke <- struct{}{} }, discovery.IdentityAddress)
+	ctx, cancel := context.WithCancel(context.Background())
+	wait := p.run(ctx)
+	defer func() { cancel(); wait() }()
+	ref := podRef{name: "web-1", uid: "u1"}
+	p.build(func() { p.get(ref, false) })
+	select {
+	case <-woke:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the revision read did not end")
+	}
+	// The pod is deleted: its deletion timestamp is set.
+	dts := metav1.NewTime(time.Now().Add(30 * time.Second).Truncate(time.Second))
+	pod, err := cs.CoreV1().Pods("shop").Get(ctx, "web-1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod.DeletionTimestamp = &dts
+	if _, err := cs.CoreV1().Pods("shop").Update(ctx, pod, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	var info podInfo
+	p.build(func() { info = p.get(ref, true) })
+	if !info.kill.IsZero() {
+		t.Fatal("kill time known before the pod was read as terminating")
+	}
+	select {
+	case <-woke:
+	case <-time.After(podRetry / 2):
+		t.Fatalf("no read for the kill time within %v of the pod terminating (the revision read throttled it)", podRetry/2)
+	}
+	p.build(func() { info = p.get(ref, true) })
+	if !info.kill.Equal(dts.Time) {
+		t.Fatalf("kill time %v, want %v", info.kill, dts.Time)
+	}
+	t.Logf("kill time read %v after the pod turned terminating", time.Since(start).Round(time.Millisecond))
 }

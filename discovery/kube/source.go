@@ -328,9 +328,9 @@ func (s *Source) syncLoop(ctx context.Context, synced <-chan struct{}, pods *pod
 	timer := time.NewTimer(0)
 	<-timer.C
 	defer timer.Stop()
-	// retry wakes the loop while endpoints are held back for their
-	// identity, so that their pods are asked again (get) and, after
-	// identifyWait, they hash by address.
+	// retry wakes the loop while endpoints wait for what their pods tell
+	// (a kill time, an identity), so that the pods are asked again (get)
+	// and, after identifyWait, held endpoints hash by address.
 	var retry *time.Timer
 	defer func() {
 		if retry != nil {
@@ -354,21 +354,21 @@ func (s *Source) syncLoop(ctx context.Context, synced <-chan struct{}, pods *pod
 			}
 		}
 		var snap *discovery.Snapshot
-		var held int
+		var held, waiting int
 		var err error
-		pods.build(func() { snap, held, err = c.snapshot(pods.get) })
+		pods.build(func() { snap, held, waiting, err = c.snapshot(pods.get) })
 		if err != nil {
 			s.error(err)
 			s.log.Error("endpoint snapshot not built; last snapshot stays in force", zap.Error(err))
 			return
 		}
-		if held > 0 {
+		if waiting > 0 {
 			if retry == nil {
 				retry = time.AfterFunc(podRetry, s.poke)
 			} else {
 				retry.Reset(podRetry)
 			}
-			if last == nil && start.Sub(firstBuild) < firstHold {
+			if held > 0 && last == nil && start.Sub(firstBuild) < firstHold {
 				return // the first snapshot waits for the identities, a while
 			}
 		}

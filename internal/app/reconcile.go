@@ -2,10 +2,10 @@ package app
 
 import (
 	"context"
-	"slices"
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
