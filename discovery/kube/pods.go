@@ -73,6 +73,7 @@ type podTimes struct {
 	lookup   func(outcome string) // may be nil
 	wake     func()
 	identity discovery.Identity
+	now      func() time.Time // the clock of retries and waits; tests set it
 
 	queue chan podRef
 
@@ -116,6 +117,7 @@ func newPodTimes(pods corev1client.PodInterface, log *zap.Logger, lookup func(st
 		lookup:   lookup,
 		wake:     wake,
 		identity: identity,
+		now:      time.Now,
 		queue:    make(chan podRef, podQueue),
 		entries:  make(map[podRef]*podEntry),
 	}
@@ -164,7 +166,7 @@ func (p *podTimes) build(f func()) {
 func (p *podTimes) get(ref podRef, terminating bool) podInfo {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	now := time.Now()
+	now := p.now()
 	e := p.entries[ref]
 	if e == nil {
 		e = &podEntry{asked: now}
@@ -239,7 +241,7 @@ func (p *podTimes) fetch(ctx context.Context, ref podRef) {
 	p.mu.Lock()
 	if e := p.entries[ref]; e != nil {
 		e.inflight = false
-		e.fetched, e.fetchedTerminating = time.Now(), e.queuedTerminating
+		e.fetched, e.fetchedTerminating = p.now(), e.queuedTerminating
 		news = !kill.IsZero() && !kill.Equal(e.kill) || known && !e.known
 		e.kill = kill
 		if known {
@@ -248,7 +250,7 @@ func (p *podTimes) fetch(ctx context.Context, ref podRef) {
 	}
 	first := false
 	if outcome == PodLookupForbidden {
-		p.paused = time.Now().Add(podForbiddenPause)
+		p.paused = p.now().Add(podForbiddenPause)
 		first, p.told = !p.told, true
 		news = p.identity.FromPod() // held endpoints now hash by address
 	}

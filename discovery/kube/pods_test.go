@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -330,4 +331,33 @@ func TestKillTimeNotDelayedByRevisionRead(t *testing.T) {
 		t.Fatalf("kill time %v, want %v", info.kill, dts.Time)
 	}
 	t.Logf("kill time read %v after the pod turned terminating", time.Since(start).Round(time.Millisecond))
+}
+
+// TestIdentifyWait: under an identity read from pods, an endpoint whose pod
+// has not been read (the read pending, here for ever: no worker runs) is
+// held back until identifyWait has passed since it was first asked for,
+// then identified without an ID (its address). The clock is the test's.
+func TestIdentifyWait(t *testing.T) {
+	cs := fake.NewClientset()
+	var mu sync.Mutex
+	clock := time.Unix(1000, 0)
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	advance := func(d time.Duration) { mu.Lock(); clock = clock.Add(d); mu.Unlock() }
+	woke := make(chan struct{}, 8)
+	p := newPodTimes(cs.CoreV1().Pods("shop"), zap.NewNop(), nil, func() { woke <- struct{}{} }, discovery.IdentityLabel("shard"))
+	p.now = now
+	ref := podRef{name: "cache-1"}
+	var info podInfo
+	p.build(func() { info = p.get(ref, false) }) // queued, never read
+	if info.identified {
+		t.Fatal("identified before its pod was read")
+	}
+	advance(identifyWait - time.Millisecond)
+	if p.build(func() { info = p.get(ref, false) }); info.identified {
+		t.Fatalf("identified %v after it was first asked for, before identifyWait (%v)", identifyWait-time.Millisecond, identifyWait)
+	}
+	advance(time.Millisecond)
+	if p.build(func() { info = p.get(ref, false) }); !info.identified || info.id != "" {
+		t.Fatalf("after identifyWait: %+v, want identified by its address", info)
+	}
 }
