@@ -86,8 +86,8 @@ func NewRegistry() *Registry {
 func (r *Registry) NewID() uint64 { return r.nextID.Add(1) }
 
 // Register adds s, a session leased from the upstream of that ID, under
-// endpoint addr and returns
-// the function that removes it; the caller defers that function.
+// endpoint addr and returns the function that removes it; the caller
+// defers that function.
 func (r *Registry) Register(upstream uint64, addr string, id uint64, s Session) (remove func()) {
 	r.mu.Lock()
 	m := r.byEP[addr]
@@ -97,8 +97,8 @@ func (r *Registry) Register(upstream uint64, addr string, id uint64, s Session) 
 	}
 	m[id] = s
 	r.perUpstream[upstream]++
+	r.n.Add(1) // under mu: Len agrees with what Wait and All see
 	r.mu.Unlock()
-	r.n.Add(1)
 	return func() {
 		r.mu.Lock()
 		delete(m, id)
@@ -109,10 +109,10 @@ func (r *Registry) Register(upstream uint64, addr string, id uint64, s Session) 
 		if idle {
 			delete(r.byEP, addr)
 		}
+		r.n.Add(-1)
 		close(r.changed)
 		r.changed = make(chan struct{})
 		r.mu.Unlock()
-		r.n.Add(-1)
 		if idle && r.OnEndpointIdle != nil {
 			r.OnEndpointIdle(addr)
 		}
