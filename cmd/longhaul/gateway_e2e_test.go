@@ -202,14 +202,14 @@ func TestGatewayEndToEnd(t *testing.T) {
 	t.Logf("pods ready in %v: %v", time.Since(step).Round(time.Millisecond), old)
 	step = time.Now()
 	checkStatus(t, ctx, gw.GatewayV1(), ns, gwIP)
-	poll(t, ctx, "longhaul ready", func() error { return getStatus(adminAddr, "/readyz") })
+	kubetest.Poll(t, ctx, "longhaul ready", func() error { return getStatus(adminAddr, "/readyz") })
 	t.Logf("status Accepted and Programmed, longhaul ready, in %v", time.Since(step).Round(time.Millisecond))
 
 	// Traffic through the Gateway: every HTTP pod answers, over requests
 	// from many client addresses.
 	step = time.Now()
 	var e podrunner.Echo
-	poll(t, ctx, "a request through the HTTPRoute", func() (err error) {
+	kubetest.Poll(t, ctx, "a request through the HTTPRoute", func() (err error) {
 		e, err = echoGet(newClient("127.0.1.1"), httpAddr, echoHost, "/echo/first")
 		return err
 	})
@@ -226,7 +226,7 @@ func TestGatewayEndToEnd(t *testing.T) {
 	}
 	cc := grpcConn(t, grpcAddr, "127.0.1.3")
 	var pod string
-	poll(t, ctx, "a call through the GRPCRoute", func() (err error) {
+	kubetest.Poll(t, ctx, "a call through the GRPCRoute", func() (err error) {
 		gns, svc, p, err := grpcEcho(ctx, cc)
 		if err == nil && (gns != ns || svc != "grpc-echo") {
 			err = fmt.Errorf("answered by %s/%s (service %q)", gns, p, svc)
@@ -374,14 +374,14 @@ func randomLoopback(t *testing.T) string {
 // every condition at its object's generation.
 func checkStatus(t *testing.T, ctx context.Context, api gwapi.GatewayV1Interface, ns, ip string) {
 	t.Helper()
-	poll(t, ctx, "GatewayClass accepted", func() error {
+	kubetest.Poll(t, ctx, "GatewayClass accepted", func() error {
 		gc, err := api.GatewayClasses().Get(ctx, className, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
 		return conditionsTrue(gc.Status.Conditions, gc.Generation, "Accepted")
 	})
-	poll(t, ctx, "Gateway accepted and programmed", func() error {
+	kubetest.Poll(t, ctx, "Gateway accepted and programmed", func() error {
 		g, err := api.Gateways(ns).Get(ctx, "web", metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -408,14 +408,14 @@ func checkStatus(t *testing.T, ctx context.Context, api gwapi.GatewayV1Interface
 		}
 		return conditionsTrue(ps[0].Conditions, gen, "Accepted", "ResolvedRefs")
 	}
-	poll(t, ctx, "HTTPRoute accepted", func() error {
+	kubetest.Poll(t, ctx, "HTTPRoute accepted", func() error {
 		r, err := api.HTTPRoutes(ns).Get(ctx, "echo", metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
 		return parents("HTTPRoute", r.Status.Parents, r.Generation)
 	})
-	poll(t, ctx, "GRPCRoute accepted", func() error {
+	kubetest.Poll(t, ctx, "GRPCRoute accepted", func() error {
 		r, err := api.GRPCRoutes(ns).Get(ctx, "grpc-echo", metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -458,7 +458,7 @@ func waitRollout(t *testing.T, ctx context.Context, cs kubernetes.Interface, ns 
 	t.Helper()
 	ro := rollout{terminating: map[string]bool{}, killAt: map[string]time.Time{}}
 	want := map[string]int{"echo": httpReplicas, "grpc-echo": grpcReplicas}
-	poll(t, ctx, "the Deployments' endpoints ready", func() error {
+	kubetest.Poll(t, ctx, "the Deployments' endpoints ready", func() error {
 		ro.ready = map[string]map[string]bool{}
 		var errs []error
 		for svc, n := range want {
@@ -504,23 +504,6 @@ func waitRollout(t *testing.T, ctx context.Context, cs kubernetes.Interface, ns 
 		return errors.Join(errs...)
 	})
 	return ro
-}
-
-// poll calls f every 50ms until it returns nil, failing the test when ctx
-// ends first.
-func poll(t *testing.T, ctx context.Context, what string, f func() error) {
-	t.Helper()
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%s: %v (%v)", what, err, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }
 
 func mapsEqualKeys(a, b map[string]bool) bool {
@@ -745,7 +728,7 @@ func (l *load) snapshot() map[string]map[string]int {
 // waitWarm waits until every kind of client has been answered a few times.
 func (l *load) waitWarm(t *testing.T, ctx context.Context) {
 	t.Helper()
-	poll(t, ctx, "the load under way", func() error {
+	kubetest.Poll(t, ctx, "the load under way", func() error {
 		if l.httpOK.Load() < 20 || l.grpcOK.Load() < 20 || l.wsConnected.Load() < wsSessions || l.wsMsgs.Load() < 5*wsSessions {
 			return fmt.Errorf("%d requests, %d calls, %d WebSockets with %d messages answered; failed: %d, %d, %d%s",
 				l.httpOK.Load(), l.grpcOK.Load(), l.wsConnected.Load(), l.wsMsgs.Load(),

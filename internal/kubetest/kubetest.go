@@ -473,3 +473,21 @@ func (s *spawner) start(cmd *exec.Cmd) error {
 
 // close ends the spawner's thread; call it only after every child exited.
 func (s *spawner) close() { s.once.Do(func() { close(s.reqs) }) }
+
+// Poll calls f every 50ms until it returns nil, failing the test (with
+// what and f's last error) when ctx ends first: for states of the API
+// server that no watch in the test is there to announce.
+func Poll(t testing.TB, ctx context.Context, what string, f func() error) {
+	t.Helper()
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s: %v (%v)", what, err, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

@@ -173,7 +173,7 @@ func TestRunner(t *testing.T) {
 	if err := cs.AppsV1().Deployments(ns).Delete(ctx, "echo", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, ctx, "pods gone", func() error {
+	kubetest.Poll(t, ctx, "pods gone", func() error {
 		pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return err
@@ -397,7 +397,7 @@ func checkL4Pods(t *testing.T, ctx context.Context, cs kubernetes.Interface, ns 
 func runningIP(t *testing.T, ctx context.Context, cs kubernetes.Interface, ns, name string) string {
 	t.Helper()
 	var ip string
-	poll(t, ctx, name+" running", func() error {
+	kubetest.Poll(t, ctx, name+" running", func() error {
 		p, err := cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -420,7 +420,7 @@ func deletePods(t *testing.T, ctx context.Context, cs kubernetes.Interface, ns s
 			t.Fatal(err)
 		}
 	}
-	poll(t, ctx, fmt.Sprintf("%v gone", names), func() error {
+	kubetest.Poll(t, ctx, fmt.Sprintf("%v gone", names), func() error {
 		for _, name := range names {
 			if _, err := cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{}); err == nil {
 				return fmt.Errorf("%s still there", name)
@@ -475,7 +475,7 @@ func selfSigned(t *testing.T, name string) (certPEM, keyPEM []byte, pool *x509.C
 func waitEndpoints(t *testing.T, ctx context.Context, cs kubernetes.Interface, ns string, n int, old map[string]netip.Addr, onTerminating func(pod string, addr netip.Addr)) map[string]netip.Addr {
 	t.Helper()
 	var ready map[string]netip.Addr
-	poll(t, ctx, fmt.Sprintf("%d ready endpoints", n), func() error {
+	kubetest.Poll(t, ctx, fmt.Sprintf("%d ready endpoints", n), func() error {
 		slices, err := cs.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=echo"})
 		if err != nil {
 			return err
@@ -565,22 +565,5 @@ func assertNoLeak(t *testing.T, r *Runner) {
 	}
 	if len(names) > 0 || len(links) > 0 {
 		t.Errorf("left behind: network namespaces %v, links %v", names, links)
-	}
-}
-
-// poll calls f every 50 ms until it returns nil, failing the test when ctx
-// ends first.
-func poll(t *testing.T, ctx context.Context, what string, f func() error) {
-	t.Helper()
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%s: %v (%v)", what, err, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
 	}
 }
