@@ -83,8 +83,12 @@ type Gateway struct {
 	// spec.controllerName must be GatewayController.
 	Class string `mapstructure:"class"`
 	// Address is the IP address every Gateway's listeners bind; empty
-	// means 0.0.0.0. Gateways report the addresses of StatusAddresses, or
-	// this one when that is empty too.
+	// means 0.0.0.0. A prefix (say 127.1.0.0/16) gives each Gateway an
+	// address of its own in it, by a hash of its namespace and name (the
+	// same on every replica), so that Gateways may share ports: for tests
+	// and for nodes with addresses to spare. Gateways report the
+	// addresses of StatusAddresses, or their bind address when that is
+	// empty and it is not 0.0.0.0.
 	Address string `mapstructure:"address"`
 	// StatusAddresses are the addresses Gateways report in their status
 	// (the Service in front of longhaul, say).

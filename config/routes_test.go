@@ -112,6 +112,12 @@ func TestGatewayConfig(t *testing.T) {
 		t.Errorf("gateway %+v", c.Gateway)
 	}
 	_, err = Parse([]byte("gateway: {class: Bad_Class, address: nowhere}\n"))
+	if _, err := Parse([]byte("gateway: {class: longhaul, address: 127.1.0.0/16}\n")); err != nil {
+		t.Errorf("a prefix: %v", err)
+	}
+	if _, err := Parse([]byte("gateway: {class: longhaul, address: 127.1.0.1/32}\n")); err == nil {
+		t.Error("a /32 accepted as a prefix")
+	}
 	for _, want := range []string{`gateway.class: "Bad_Class": must be a GatewayClass name`, `gateway.address: "nowhere": must be an IP address`} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("bad gateway: %v, want %q", err, want)

@@ -83,8 +83,17 @@ func (c *Config) Validate() error {
 			v.add("gateway.class", g.Class, "must be a GatewayClass name (a DNS subdomain)")
 		}
 		if g.Address != "" {
-			if ip, err := netip.ParseAddr(g.Address); err != nil || ip.Zone() != "" {
-				v.add("gateway.address", g.Address, "must be an IP address")
+			ip, err := netip.ParseAddr(g.Address)
+			if err != nil {
+				var pfx netip.Prefix
+				if pfx, err = netip.ParsePrefix(g.Address); err == nil && pfx.Bits() == pfx.Addr().BitLen() {
+					err = fmt.Errorf("a single address")
+				}
+			} else if ip.Zone() != "" {
+				err = fmt.Errorf("zoned")
+			}
+			if err != nil {
+				v.add("gateway.address", g.Address, "must be an IP address or a prefix of more than one")
 			}
 		}
 		for i, a := range g.StatusAddresses {

@@ -2,7 +2,9 @@ package main
 
 import (
 	"cmp"
+	"encoding/binary"
 	"fmt"
+	"hash/fnv"
 	"net/netip"
 	"os"
 
@@ -45,11 +47,11 @@ func newGateway(cfg *config.Config, a *app.App, kubeconfig string, log *zap.Logg
 		return nil, fmt.Errorf("gateway: metadata client: %w", err)
 	}
 	g := cfg.Gateway
-	bind := cmp.Or(g.Address, "0.0.0.0")
-	status := statusAddresses(g.StatusAddresses)
-	if len(status) == 0 && bind != "0.0.0.0" {
-		status = statusAddresses([]string{bind})
+	bind, err := bindAddress(cmp.Or(g.Address, "0.0.0.0"))
+	if err != nil {
+		return nil, err
 	}
+	fixed := statusAddresses(g.StatusAddresses)
 	lease, ns, pod := "", os.Getenv("POD_NAMESPACE"), os.Getenv("POD_NAME")
 	if ns != "" && pod != "" {
 		lease = gatewayLease
@@ -58,9 +60,15 @@ func newGateway(cfg *config.Config, a *app.App, kubeconfig string, log *zap.Logg
 	c, err = gateway.New(gateway.Options{
 		Kube: kc, Gateway: gc, Metadata: mc,
 		ControllerName: config.GatewayController, Class: g.Class,
-		Address: func(*gwv1.Gateway) string { return bind },
-		StatusAddresses: func(*gwv1.Gateway) []gwv1.GatewayStatusAddress {
-			return status
+		Address: bind,
+		StatusAddresses: func(gw *gwv1.Gateway) []gwv1.GatewayStatusAddress {
+			if fixed != nil {
+				return fixed
+			}
+			if a := bind(gw); a != "0.0.0.0" {
+				return statusAddresses([]string{a})
+			}
+			return nil
 		},
 		Publish: func(ls []config.Listener) {
 			applied, err := a.Apply(ls)
@@ -80,6 +88,44 @@ func newGateway(cfg *config.Config, a *app.App, kubeconfig string, log *zap.Logg
 		Log: log.With(zap.String("component", "gateway")),
 	})
 	return c, err
+}
+
+// bindAddress returns the bind address of each Gateway for s, an address
+// or a prefix (config.Gateway.Address): within a prefix, the address the
+// FNV-1a hash of the Gateway's namespace/name picks among its hosts (the
+// same on every replica and restart; two Gateways meet on one address once
+// in 2^(32-bits) pairs or so, and then conflict on shared ports).
+func bindAddress(s string) (func(*gwv1.Gateway) string, error) {
+	if ip, err := netip.ParseAddr(s); err == nil {
+		a := ip.String()
+		return func(*gwv1.Gateway) string { return a }, nil
+	}
+	pfx, err := netip.ParsePrefix(s)
+	if err != nil {
+		return nil, fmt.Errorf("gateway.address %q: %w", s, err)
+	}
+	pfx = pfx.Masked()
+	hostBits := pfx.Addr().BitLen() - pfx.Bits()
+	return func(gw *gwv1.Gateway) string {
+		h := fnv.New64a()
+		h.Write([]byte(gw.Namespace + "/" + gw.Name))
+		n := h.Sum64()
+		if pfx.Addr().Is4() {
+			base := binary.BigEndian.Uint32(pfx.Addr().AsSlice())
+			size := uint64(1) << hostBits // hostBits is 1 to 32
+			off := uint64(1)
+			if size > 2 {
+				off = n%(size-2) + 1 // neither the first address nor the last
+			}
+			var b [4]byte
+			binary.BigEndian.PutUint32(b[:], base+uint32(off))
+			return netip.AddrFrom4(b).String()
+		}
+		b := pfx.Addr().As16() // within the low 64 bits
+		size := uint64(1) << min(hostBits, 63)
+		binary.BigEndian.PutUint64(b[8:], binary.BigEndian.Uint64(b[8:])+n%(size-1)+1)
+		return netip.AddrFrom16(b).String()
+	}, nil
 }
 
 // statusAddresses turns addresses into Gateway status addresses: IP
