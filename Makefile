@@ -3,7 +3,7 @@ GO       ?= go
 GOFLAGS  ?=
 TESTFLAGS ?= -race -count=1 -timeout 25m
 
-.PHONY: all build demo test vet deps kube-bin fuzz bench clean
+.PHONY: all build demo test vet deps kube-bin fuzz bench clean conformance
 
 all: build
 
@@ -22,6 +22,12 @@ test: deps
 
 deps:
 	hack/deps.sh
+
+# conformance runs the Gateway API conformance suite against longhaul's
+# gateway role (not part of test yet; see cmd/longhaul/conformance_test.go).
+conformance: deps
+	LONGHAUL_KUBE_BIN="$$(hack/kube-binaries.sh)" LONGHAUL_CONFORMANCE_REPORT=$(CURDIR)/conformance-report.yaml \
+		$(GO) test -tags conformance -count=1 -timeout 30m -run TestConformance -v ./cmd/longhaul/
 
 # fuzz runs each fuzz target for a short while (FUZZTIME, default 30s).
 FUZZTIME ?= 30s

@@ -1,0 +1,112 @@
+//go:build conformance
+
+package main
+
+import (
+	"context"
+	"net/netip"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	confv1 "sigs.k8s.io/gateway-api/conformance/apis/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	crlog "sigs.k8s.io/controller-runtime/pkg/log"
+	crzap "sigs.k8s.io/controller-runtime/pkg/log/zap"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+	"sigs.k8s.io/gateway-api/apis/v1alpha2"
+	"sigs.k8s.io/gateway-api/apis/v1alpha3"
+	"sigs.k8s.io/gateway-api/conformance"
+	conformanceconfig "sigs.k8s.io/gateway-api/conformance/utils/config"
+	"sigs.k8s.io/gateway-api/conformance/utils/suite"
+	"sigs.k8s.io/gateway-api/pkg/features"
+	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
+
+	"github.com/longhaul-proxy/longhaul/config"
+	"github.com/longhaul-proxy/longhaul/internal/kubetest"
+	"github.com/longhaul-proxy/longhaul/internal/netns"
+	"github.com/longhaul-proxy/longhaul/internal/podrunner"
+	"github.com/longhaul-proxy/longhaul/internal/testnet"
+)
+
+// TestConformance runs the Gateway API conformance suite (v1.6.3, the
+// GATEWAY-HTTP profile) against `longhaul run --gateway-class` over the
+// real API server, controller manager and podrunner, each Gateway on an
+// address of its own in 127.64.0.0/16. It is built with -tags conformance
+// (`make conformance`) and is not part of `make test` yet: the suite's
+// setup waits for every base Gateway to be Accepted, an HTTPS one among
+// them, and longhaul does not terminate TLS for Gateways yet.
+// LONGHAUL_CONFORMANCE_REPORT names the file the report is written to.
+func TestConformance(t *testing.T) {
+	if err := netns.Check(); err != nil {
+		t.Skipf("podrunner makes network namespaces: %v", err)
+	}
+	crlog.SetLogger(crzap.New(crzap.WriteTo(os.Stderr)))
+	ctx := context.Background()
+	cl := kubetest.Start(t)
+	cl.StartControllerManager(t)
+	cl.InstallCRDs(t, "../../deploy/gateway/crds")
+	r, err := podrunner.Start(ctx, cl.Client, podrunner.Options{MaxGrace: time.Second, Subnet: netip.MustParsePrefix("198.18.0.0/22")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Stop)
+	gw, err := gwclient.NewForConfig(cl.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const class = "longhaul"
+	must(t, create(ctx, gw.GatewayV1().GatewayClasses(), &gwv1.GatewayClass{
+		ObjectMeta: metav1.ObjectMeta{Name: class},
+		Spec:       gwv1.GatewayClassSpec{ControllerName: config.GatewayController},
+	}))
+
+	cfgPath := filepath.Join(t.TempDir(), "longhaul.yaml")
+	must(t, os.WriteFile(cfgPath, fmt.Appendf(nil, "admin: {address: %q}\nlog: {level: warn}\ngateway: {address: 127.64.0.0/16}\n", testnet.FreeAddr(t)), 0o600))
+	var logs syncBuffer
+	runCtx, stopRun := context.WithCancel(context.Background())
+	runDone := make(chan error, 1)
+	args := []string{"--config", cfgPath, "--gateway-class", class,
+		"--kubeconfig", cl.WriteKubeconfig(t, "longhaul.kubeconfig"), "--shutdown-delay", "0"}
+	go func() { runDone <- runCmd(runCtx, args, &logs) }()
+	var once sync.Once
+	t.Cleanup(func() {
+		once.Do(func() {
+			stopRun()
+			<-runDone
+			if t.Failed() {
+				t.Logf("longhaul's log (tail):\n%.20000s", logs.String())
+			}
+		})
+	})
+
+	c, err := client.New(cl.Config, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, install := range []func(*runtime.Scheme) error{v1alpha3.Install, v1alpha2.Install, gwv1.Install, apiextensionsv1.AddToScheme} {
+		must(t, install(c.Scheme()))
+	}
+	opts := suite.ConformanceOptions{
+		ConfigurableOptions: suite.ConfigurableOptions{
+			GatewayClassName:     class,
+			CleanupBaseResources: true,
+			CleanupTestResources: true,
+			TimeoutConfig:        conformanceconfig.DefaultTimeoutConfig(),
+			SupportedFeatures:    []features.FeatureName{features.SupportGateway, features.SupportHTTPRoute, features.SupportGRPCRoute, features.SupportReferenceGrant},
+			ConformanceProfiles:  []suite.ConformanceProfileName{suite.GatewayHTTPConformanceProfileName, suite.GatewayGRPCConformanceProfileName},
+			ReportOutputPath:     os.Getenv("LONGHAUL_CONFORMANCE_REPORT"),
+			Mode:                 "default",
+			Implementation: confv1.Implementation{Organization: "longhaul-proxy", Project: "longhaul",
+				URL: "https://github.com/longhaul-proxy/longhaul", Version: "main", Contact: []string{"@longhaul-proxy"}},
+		},
+		Client: c, Clientset: cl.Client, RestConfig: cl.Config,
+	}
+	conformance.RunConformanceWithOptions(t, opts)
+}
