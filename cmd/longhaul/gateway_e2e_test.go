@@ -799,7 +799,7 @@ func (l *load) wsClient(ctx context.Context, addr, from string, s *wsSession) {
 		}
 		s.pods = append(s.pods, pod)
 		l.record("ws", pod)
-		err = s.seq.Run(ctx, c, wsInterval, wsNoEcho, wsReporter{l})
+		err = s.seq.Run(ctx, c, wsInterval, wsNoEcho, wsload.Counter{Msgs: &l.wsMsgs, Lost: &l.wsLost, Dup: &l.wsDup, Sample: l.Sample})
 		c.Close()
 		var ce *websocket.CloseError
 		switch {
@@ -817,19 +817,6 @@ func (l *load) wsClient(ctx context.Context, addr, from string, s *wsSession) {
 			l.Sample("ws", "on %s: %v", pod, err)
 		}
 	}
-}
-
-type wsReporter struct{ l *load }
-
-func (r wsReporter) Echoed() { r.l.wsMsgs.Add(1) }
-
-func (r wsReporter) OutOfOrder(n, acked int) {
-	if n <= acked {
-		r.l.wsDup.Add(1)
-	} else {
-		r.l.wsLost.Add(int64(n - acked - 1))
-	}
-	r.l.Sample("ws order", "echo %d after %d", n, acked)
 }
 
 // check asserts what the load saw of the rollout from old pods to next:

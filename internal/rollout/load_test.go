@@ -224,7 +224,7 @@ func wsClient(ctx context.Context, tg targets, id int, local *net.TCPAddr, inter
 			st.Reconnected(time.Now())
 		}
 		everConnected = true
-		err = seq.Run(ctx, c, interval, 15*time.Second, wsReport{st})
+		err = seq.Run(ctx, c, interval, 15*time.Second, wsload.Counter{Msgs: &st.wsMsgs, Lost: &st.wsLost, Dup: &st.wsDup, Sample: st.Sample})
 		st.wsUp.Add(-1)
 		if err == nil { // the load ended
 			c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
@@ -245,20 +245,6 @@ func wsClient(ctx context.Context, tg targets, id int, local *net.TCPAddr, inter
 			st.Sample("ws close", "%s %s: %v", time.Now().Format("15:04:05.000"), c.LocalAddr(), err)
 		}
 	}
-}
-
-// wsReport counts a WebSocket client's echoes into st.
-type wsReport struct{ st *stats }
-
-func (r wsReport) Echoed() { r.st.wsMsgs.Add(1) }
-
-func (r wsReport) OutOfOrder(n, acked int) {
-	if n <= acked {
-		r.st.wsDup.Add(1)
-	} else {
-		r.st.wsLost.Add(int64(n - acked - 1))
-	}
-	r.st.Sample("ws sequence", "got %d after %d", n, acked)
 }
 
 // tcpClient is wsClient over raw TCP: lines "n\n" echoed back. Raw TCP has

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -26,6 +27,30 @@ type Reporter interface {
 	// OutOfOrder reports echo n arriving after acked, in order: a
 	// duplicate (n <= acked) or a gap.
 	OutOfOrder(n, acked int)
+}
+
+// Counter is a Reporter that counts into the caller's counters: echoes in
+// order into Msgs, duplicates into Dup, numbers skipped into Lost; each
+// out-of-order echo is also passed to Sample (if set), as Tally.Sample
+// takes it.
+type Counter struct {
+	Msgs, Lost, Dup *atomic.Int64
+	Sample          func(kind, format string, args ...any)
+}
+
+// Echoed implements Reporter.
+func (c Counter) Echoed() { c.Msgs.Add(1) }
+
+// OutOfOrder implements Reporter.
+func (c Counter) OutOfOrder(n, acked int) {
+	if n <= acked {
+		c.Dup.Add(1)
+	} else {
+		c.Lost.Add(int64(n - acked - 1))
+	}
+	if c.Sample != nil {
+		c.Sample("ws sequence", "echo %d after %d", n, acked)
+	}
 }
 
 // Seq is one client's sequence across its connections. The zero value

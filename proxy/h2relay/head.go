@@ -33,12 +33,13 @@ func (h *RequestHead) Header(name string) (string, bool) {
 	return "", false
 }
 
-// Values returns every value of the header field name, which must be
-// lower case, in the order sent; nil when there is none.
+// Values returns every value of the header field name, in any case (the
+// fields are lower case; route matching asks by canonical names), in the
+// order sent; nil when there is none. It allocates only for a field found.
 func (h *RequestHead) Values(name string) []string {
 	var out []string
 	for i := range h.fields {
-		if h.fields[i].Name == name {
+		if strings.EqualFold(h.fields[i].Name, name) {
 			out = append(out, h.fields[i].Value)
 		}
 	}

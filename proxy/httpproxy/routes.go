@@ -165,7 +165,7 @@ func (r relayRouter) Missed(h *h2relay.RequestHead) bool {
 }
 
 // headHeaders gives route matching the header fields of a relayed
-// request (lower-case names) under the canonical names it asks with.
+// request (h2relay.RequestHead.Values compares names in any case).
 type headHeaders struct{ h *h2relay.RequestHead }
 
-func (hh headHeaders) Values(name string) []string { return hh.h.Values(strings.ToLower(name)) }
+func (hh headHeaders) Values(name string) []string { return hh.h.Values(name) }
