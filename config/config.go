@@ -348,7 +348,7 @@ type HTTP struct {
 	Affinity string `mapstructure:"affinity"`
 	// WebSocket configures upgraded WebSocket connections.
 	WebSocket WebSocket `mapstructure:"webSocket"`
-	// TLS, if its files are set, serves TLS (ALPN h2, http/1.1).
+	// TLS, if it names a certificate, serves TLS (ALPN h2, http/1.1).
 	TLS TLS `mapstructure:"tls"`
 }
 
@@ -362,10 +362,28 @@ type WebSocket struct {
 	CloseCode int `mapstructure:"closeCode"`
 }
 
-// TLS names a certificate and key in PEM files; both or neither are set.
+// TLS is the certificates a TLS listener serves. certFile and keyFile
+// name the default pair; certificates adds pairs chosen by the client's
+// server name (SNI), as proxy/certs orders them. Files are read again when
+// they change.
 type TLS struct {
-	CertFile string `mapstructure:"certFile"`
-	KeyFile  string `mapstructure:"keyFile"`
+	CertFile     string        `mapstructure:"certFile"`
+	KeyFile      string        `mapstructure:"keyFile"`
+	Certificates []Certificate `mapstructure:"certificates"`
+}
+
+// Enabled reports whether the listener serves TLS.
+func (t *TLS) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" || len(t.Certificates) > 0 }
+
+// Certificate is one certificate and key, from PEM files or inline PEM
+// (the gateway controller fills those from Secrets), for the hostnames it
+// names: exact or "*.example.com", lower-case; none makes it a default.
+type Certificate struct {
+	Hostnames []string `mapstructure:"hostnames"`
+	CertFile  string   `mapstructure:"certFile"`
+	KeyFile   string   `mapstructure:"keyFile"`
+	CertPEM   string   `mapstructure:"certPEM"`
+	KeyPEM    string   `mapstructure:"keyPEM"`
 }
 
 // Defaults applied by Load and Parse where the file leaves a key out.

@@ -14,6 +14,8 @@ import (
 
 	"github.com/longhaul-proxy/longhaul/balancer"
 	"github.com/longhaul-proxy/longhaul/discovery"
+	"github.com/longhaul-proxy/longhaul/proxy/certs"
+	"github.com/longhaul-proxy/longhaul/proxy/route"
 )
 
 // MaxBoundedLoad bounds balance.boundedLoad. The range of balance.tableSize
@@ -374,7 +376,7 @@ func (v *validator) key(p, protocol, key string) {
 
 func (v *validator) http(p, protocol string, h *HTTP) {
 	if protocol != "http" && protocol != "grpc" {
-		if *h != (HTTP{}) {
+		if !reflect.DeepEqual(*h, HTTP{}) {
 			v.add(p, nil, "is only for protocol http or grpc")
 		}
 		return
@@ -389,13 +391,46 @@ func (v *validator) http(p, protocol string, h *HTTP) {
 	if c := h.WebSocket.CloseCode; c != 0 && c != 1001 && c != 1012 {
 		v.add(p+".webSocket.closeCode", c, "must be 1012 (service restart) or 1001 (going away)")
 	}
-	if (h.TLS.CertFile == "") != (h.TLS.KeyFile == "") {
-		if h.TLS.CertFile == "" {
-			v.add(p+".tls.certFile", nil, "is required with tls.keyFile")
-		} else {
-			v.add(p+".tls.keyFile", nil, "is required with tls.certFile")
+	v.pair(p+".tls", "", h.TLS.CertFile, h.TLS.KeyFile)
+	for i, c := range h.TLS.Certificates {
+		cp := fmt.Sprintf("%s.tls.certificates[%d]", p, i)
+		files := c.CertFile != "" || c.KeyFile != ""
+		inline := c.CertPEM != "" || c.KeyPEM != ""
+		switch {
+		case files && inline:
+			v.add(cp, nil, "takes certFile and keyFile or certPEM and keyPEM, not both")
+		case files:
+			v.pair(cp, "", c.CertFile, c.KeyFile)
+		case inline:
+			if v.pair(cp, "PEM", c.CertPEM, c.KeyPEM) {
+				if _, err := certs.FromPEM([]byte(c.CertPEM), []byte(c.KeyPEM)); err != nil {
+					v.add(cp+".certPEM", nil, err.Error())
+				}
+			}
+		default:
+			v.add(cp, nil, "needs certFile and keyFile, or certPEM and keyPEM")
+		}
+		if _, err := route.CheckHostnames(c.Hostnames); err != nil {
+			v.add(cp+".hostnames", nil, err.Error())
 		}
 	}
+}
+
+// pair checks that a certificate and its key are both set or both left
+// out (suffix "" for files, "PEM" for inline); it reports whether both
+// are set.
+func (v *validator) pair(p, suffix, cert, key string) bool {
+	c, k := "certFile", "keyFile"
+	if suffix != "" {
+		c, k = "cert"+suffix, "key"+suffix
+	}
+	switch {
+	case cert == "" && key != "":
+		v.add(p+"."+c, nil, "is required with "+k)
+	case cert != "" && key == "":
+		v.add(p+"."+k, nil, "is required with "+c)
+	}
+	return cert != "" && key != ""
 }
 
 // addrConflict reports whether listening on a and b at once would fail: the

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/longhaul-proxy/longhaul/internal/testcert"
+
 	"github.com/longhaul-proxy/longhaul/balancer"
 )
 
@@ -25,6 +27,7 @@ func TestValidate(t *testing.T) {
 			l0(c).Endpoints = Endpoints{Kubernetes: &Kubernetes{Namespace: ns, Service: svc, Port: port}}
 		}
 	}
+	testPair := testcert.New(t, "a.example.com", "a.example.com")
 	tests := []struct {
 		name   string
 		mutate func(*Config)
@@ -316,12 +319,30 @@ func TestValidate(t *testing.T) {
 			`listeners[0].http.webSocket.closeCode: 1000: must be 1012 (service restart) or 1001 (going away)`,
 		}},
 		{"tls cert without key", func(c *Config) { l0(c).Protocol, l0(c).HTTP.TLS.CertFile = "http", "tls.crt" },
-			[]string{`listeners[0].http.tls.keyFile: is required with tls.certFile`}},
+			[]string{`listeners[0].http.tls.keyFile: is required with certFile`}},
 		{"tls key without cert", func(c *Config) { l0(c).Protocol, l0(c).HTTP.TLS.KeyFile = "http", "tls.key" },
-			[]string{`listeners[0].http.tls.certFile: is required with tls.keyFile`}},
+			[]string{`listeners[0].http.tls.certFile: is required with keyFile`}},
+		{"tls certificates", func(c *Config) {
+			l0(c).Protocol = "http"
+			l0(c).HTTP.TLS.Certificates = []Certificate{
+				{Hostnames: []string{"a.example.com", "*.b.example.com"}, CertPEM: string(testPair.CertPEM), KeyPEM: string(testPair.KeyPEM)},
+				{CertFile: "c.crt", KeyFile: "c.key"},
+				{},
+				{CertFile: "c.crt", CertPEM: "x"},
+				{KeyPEM: "k"},
+				{CertPEM: "Hello world", KeyPEM: "Hello world", Hostnames: []string{"UPPER.example.com", "10.0.0.1"}},
+			}
+		}, []string{
+			`listeners[0].http.tls.certificates[2]: needs certFile and keyFile, or certPEM and keyPEM`,
+			`listeners[0].http.tls.certificates[3]: takes certFile and keyFile or certPEM and keyPEM, not both`,
+			`listeners[0].http.tls.certificates[4].certPEM: is required with keyPEM`,
+			`listeners[0].http.tls.certificates[5].hostnames: hostname "UPPER.example.com": not a lower-case RFC 1123 name, optionally prefixed by a "*." label
+hostname "10.0.0.1": IP addresses are not allowed`,
+			`listeners[0].http.tls.certificates[5].certPEM: parse certificate and key: tls: failed to find any PEM data in certificate input`,
+		}},
 		{"http block complete", func(c *Config) {
 			l0(c).Protocol = "http"
-			l0(c).HTTP = HTTP{Upstream: "http1", WebSocket: WebSocket{MaxFrame: 1 << 20, CloseCode: 1001}, TLS: TLS{"c", "k"}}
+			l0(c).HTTP = HTTP{Upstream: "http1", WebSocket: WebSocket{MaxFrame: 1 << 20, CloseCode: 1001}, TLS: TLS{CertFile: "c", KeyFile: "k"}}
 		}, nil},
 
 		// several at once, across listeners, in path order

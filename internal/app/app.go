@@ -26,6 +26,7 @@ import (
 	"github.com/longhaul-proxy/longhaul/drain"
 	"github.com/longhaul-proxy/longhaul/internal/guard"
 	"github.com/longhaul-proxy/longhaul/internal/membudget"
+	"github.com/longhaul-proxy/longhaul/proxy/certs"
 	"github.com/longhaul-proxy/longhaul/proxy/httpproxy"
 	"github.com/longhaul-proxy/longhaul/proxy/listen"
 	"github.com/longhaul-proxy/longhaul/proxy/metrics"
@@ -93,8 +94,10 @@ type listener struct {
 	// with routes, its named backends, in the configuration's order.
 	backends []*backend
 	srv      server
-	ln       net.Listener
-	stop     context.CancelFunc // ends Serve; set by startListener
+	// certs serves a TLS listener's certificates; nil without TLS.
+	certs *certs.Store
+	ln    net.Listener
+	stop  context.CancelFunc // ends Serve; set by startListener
 }
 
 // backend is one upstream of a listener, with the endpoint source that
@@ -286,10 +289,11 @@ func (a *App) newListener(lc config.Listener) (*listener, error) {
 			DrainImmediate: lc.Drain.TCP == "immediate", Dial: a.opts.Dial, Logger: log,
 		}, l.backends[0].up)
 	case "http", "grpc":
-		h, err := a.newHTTP(lc, l.backends, log)
+		h, store, err := a.newHTTP(lc, l.backends, log)
 		if err != nil {
 			return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
 		}
+		l.certs = store
 		l.srv, downstream = h, relayClientsOf{h}
 		for _, b := range l.backends {
 			b.drain.Pools = h // endpoint pools are per address, which one backend owns

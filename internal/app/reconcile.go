@@ -104,9 +104,10 @@ func sameSocket(o, n config.Listener) bool {
 	strip := func(l config.Listener) config.Listener {
 		l.Backends, l.Routes = nil, config.Routes{}
 		l.Endpoints, l.Balance, l.Drain = config.Endpoints{}, config.Balance{}, config.Drain{}
+		l.HTTP.TLS = config.TLS{} // replaced in place; only Enabled is compared
 		return l
 	}
-	if o.HasRoutes() != n.HasRoutes() || o.Drain.TCP != n.Drain.TCP ||
+	if o.HasRoutes() != n.HasRoutes() || o.Drain.TCP != n.Drain.TCP || o.HTTP.TLS.Enabled() != n.HTTP.TLS.Enabled() ||
 		o.Balance.Key != n.Balance.Key && !n.HasRoutes() { // a listener's own key is its server's
 		return false
 	}
@@ -152,6 +153,17 @@ func (a *App) updateListener(l *listener, lc config.Listener) error {
 	}
 	if len(backends) == 0 {
 		return errors.Join(append(errs, fmt.Errorf("listener %s: no backend could be built", lc.Name))...)
+	}
+	if l.certs != nil && !reflect.DeepEqual(lc.HTTP.TLS, l.cfg.HTTP.TLS) {
+		set, err := certSet(lc.HTTP.TLS, log)
+		if err != nil {
+			// The last good certificates stay; the listener is kept at its
+			// old TLS settings so that the next change is compared to them.
+			errs = append(errs, fmt.Errorf("listener %s: certificates not replaced: %w", lc.Name, err))
+			lc.HTTP.TLS = l.cfg.HTTP.TLS
+		} else {
+			l.certs.Set(set)
+		}
 	}
 	if lc.HasRoutes() {
 		h := l.srv.(*httpproxy.Listener)

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/longhaul-proxy/longhaul/internal/testcert"
+
 	"github.com/longhaul-proxy/longhaul/balancer"
 	"github.com/longhaul-proxy/longhaul/internal/testnet"
 )
@@ -221,10 +223,7 @@ func TestH2Spec(t *testing.T) {
 	})
 	backend := startHTTPBackend(t, ok)
 	h2cBackend := startH2CBackend(t, ok)
-	cert, err := tls.X509KeyPair(selfSigned(t, "longhaul-test"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert := testcert.New(t, "longhaul-test", "localhost", "127.0.0.1", "::1").Cert
 	for _, mode := range h2specModes {
 		t.Run(mode, func(t *testing.T) {
 			cfg := Config{Name: "h2spec-" + mode}

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/longhaul-proxy/longhaul/internal/testcert"
+
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/net/http2"
@@ -391,10 +393,7 @@ func TestUpstreamH2OverTLS(t *testing.T) {
 	be := startH2CBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%s", r.Header.Get("X-Forwarded-Proto"))
 	}))
-	cert, err := tls.X509KeyPair(selfSigned(t, "longhaul-test"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert := testcert.New(t, "longhaul-test", "localhost", "127.0.0.1", "::1").Cert
 	cfg := Config{UpstreamH2: true, TLS: &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}}
 	p := startHTTPProxy(t, cfg, balancer.Policy{Kind: balancer.Maglev}, be)
 	for _, h2 := range []bool{false, true} {

@@ -47,3 +47,8 @@ func covers(pattern, h string) bool {
 	}
 	return strings.HasSuffix(h, suffix) && len(h) > len(suffix)
 }
+
+// CheckHostnames validates hostnames as the API's Hostname type has them
+// (lower-case RFC 1123 names, optionally "*." wildcards, no IP addresses)
+// and returns them without duplicates.
+func CheckHostnames(hosts []string) ([]string, error) { return checkHostnames(hosts) }
