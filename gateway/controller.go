@@ -36,7 +36,8 @@ import (
 
 // Options configure a Controller.
 type Options struct {
-	// Kube reads Services and Namespaces and holds the Lease. Required.
+	// Kube reads Services, Namespaces and TLS Secrets and holds the Lease.
+	// Required.
 	Kube kubernetes.Interface
 	// Gateway reads the Gateway API's objects and writes their status.
 	// Required.
@@ -162,6 +163,7 @@ type listers struct {
 	grants    func() ([]*gwv1.ReferenceGrant, error)
 	services  func() ([]*corev1.Service, error)
 	namespace func() ([]*corev1.Namespace, error)
+	secrets   func() ([]*corev1.Secret, error)
 	crds      func() (map[string]string, error) // nil without Options.Metadata
 }
 
@@ -174,6 +176,12 @@ func (c *Controller) Run(ctx context.Context) error {
 	gf := gwinformers.NewSharedInformerFactory(c.o.Gateway, 0)
 	kf := informers.NewSharedInformerFactory(c.o.Kube, 0)
 	defer kf.Shutdown()
+	// Only Secrets of type kubernetes.io/tls can be a listener's
+	// certificate: the others are neither listed nor cached.
+	sf := informers.NewSharedInformerFactoryWithOptions(c.o.Kube, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+		o.FieldSelector = "type=" + string(corev1.SecretTypeTLS)
+	}))
+	defer sf.Shutdown()
 	defer gf.Shutdown()
 	g := gf.Gateway().V1()
 	ls := listers{
@@ -186,6 +194,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		namespace: func() ([]*corev1.Namespace, error) {
 			return kf.Core().V1().Namespaces().Lister().List(labels.Everything())
 		},
+		secrets: func() ([]*corev1.Secret, error) { return sf.Core().V1().Secrets().Lister().List(labels.Everything()) },
 	}
 	h := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { c.trigger() },
@@ -195,6 +204,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	infs := []cache.SharedIndexInformer{
 		g.GatewayClasses().Informer(), g.Gateways().Informer(), g.HTTPRoutes().Informer(), g.GRPCRoutes().Informer(),
 		g.ReferenceGrants().Informer(), kf.Core().V1().Services().Informer(), kf.Core().V1().Namespaces().Informer(),
+		sf.Core().V1().Secrets().Informer(),
 	}
 	var mf metadatainformer.SharedInformerFactory
 	if c.o.Metadata != nil {
@@ -220,14 +230,17 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	gf.Start(ctx.Done())
 	kf.Start(ctx.Done())
+	sf.Start(ctx.Done())
 	for typ, ok := range gf.WaitForCacheSync(ctx.Done()) {
 		if !ok {
 			return fmt.Errorf("gateway: informer of %v did not sync: %w", typ, ctx.Err())
 		}
 	}
-	for typ, ok := range kf.WaitForCacheSync(ctx.Done()) {
-		if !ok {
-			return fmt.Errorf("gateway: informer of %v did not sync: %w", typ, ctx.Err())
+	for _, f := range []informers.SharedInformerFactory{kf, sf} {
+		for typ, ok := range f.WaitForCacheSync(ctx.Done()) {
+			if !ok {
+				return fmt.Errorf("gateway: informer of %v did not sync: %w", typ, ctx.Err())
+			}
 		}
 	}
 	if mf != nil {
@@ -364,7 +377,7 @@ func (c *Controller) retryLater(ctx context.Context, wg *sync.WaitGroup) {
 
 func (ls *listers) read() (Objects, error) {
 	var o Objects
-	var errs [7]error
+	var errs [8]error
 	o.Classes, errs[0] = ls.classes()
 	o.Gateways, errs[1] = ls.gateways()
 	o.HTTPRoutes, errs[2] = ls.http()
@@ -372,6 +385,7 @@ func (ls *listers) read() (Objects, error) {
 	o.ReferenceGrants, errs[4] = ls.grants()
 	o.Services, errs[5] = ls.services()
 	o.Namespaces, errs[6] = ls.namespace()
+	o.Secrets, errs[7] = ls.secrets()
 	var err error
 	if ls.crds != nil {
 		o.CRDVersions, err = ls.crds()

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/longhaul-proxy/longhaul/internal/testcert"
+
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -398,7 +400,7 @@ func TestControllerAgainstAPIServer(t *testing.T) {
 			gen := g.Generation
 			var errs []error
 			errs = append(errs, conditionsAre(g.Status.Conditions, gen,
-				want{"Accepted", metav1.ConditionTrue, "ListenersNotValid"}, programmed))
+				want{"Accepted", metav1.ConditionTrue, "Accepted"}, programmed))
 			if len(g.Status.Addresses) != 1 || g.Status.Addresses[0].Value != "127.0.0.2" ||
 				g.Status.Addresses[0].Type == nil || *g.Status.Addresses[0].Type != gwv1.IPAddressType {
 				errs = append(errs, fmt.Errorf("addresses %+v, want IPAddress 127.0.0.2", g.Status.Addresses))
@@ -421,9 +423,11 @@ func TestControllerAgainstAPIServer(t *testing.T) {
 			if !slices.Equal(kinds, []string{Group + "/HTTPRoute", Group + "/GRPCRoute"}) {
 				errs = append(errs, fmt.Errorf("supportedKinds %v", kinds))
 			}
+			// Its Secret does not exist (yet): accepted, not programmed.
 			errs = append(errs, conditionsAre(s.Conditions, gen,
-				want{"Accepted", metav1.ConditionFalse, "UnsupportedProtocol"},
-				want{"Programmed", metav1.ConditionFalse, "Invalid"}))
+				want{"Accepted", metav1.ConditionTrue, "Accepted"},
+				want{"Programmed", metav1.ConditionFalse, "Invalid"},
+				want{"ResolvedRefs", metav1.ConditionFalse, "InvalidCertificateRef"}))
 			if s.AttachedRoutes != 0 {
 				errs = append(errs, fmt.Errorf("the https listener has %d routes", s.AttachedRoutes))
 			}
@@ -565,6 +569,45 @@ func TestControllerAgainstAPIServer(t *testing.T) {
 	eventually(t, "route missing fixed, written by the new leader", routeIs("missing", accepted, want{"ResolvedRefs", metav1.ConditionTrue, "ResolvedRefs"}))
 	// Without ReportsApplied, a published listener counts as running.
 	eventually(t, "Gateway programmed by the new leader", gatewayIs(want{"Programmed", metav1.ConditionTrue, "Programmed"}, want{"Programmed", metav1.ConditionTrue, "Programmed"}))
+
+	// The https listener's Secret appears: it is served on a listener of
+	// its own, with the Secret's pair for its hostname, and programmed; a
+	// rotated Secret reaches the data path.
+	tlsListener := func(pair testcert.Pair) func() error {
+		return func() error {
+			ls, _ := rec2.get()
+			i := slices.IndexFunc(ls, func(l config.Listener) bool { return l.Name == "gw-"+app+"-web-8443" })
+			if i < 0 {
+				return fmt.Errorf("no listener for port 8443 among %d", len(ls))
+			}
+			certs := ls[i].HTTP.TLS.Certificates
+			if len(certs) != 1 || certs[0].CertPEM != string(pair.CertPEM) || !slices.Equal(certs[0].Hostnames, []string{"secure.example.com"}) {
+				return fmt.Errorf("certificates %d (hostnames %v), want the Secret's for secure.example.com", len(certs), certs)
+			}
+			return nil
+		}
+	}
+	first, second := testcert.New(t, "first", "secure.example.com"), testcert.New(t, "second", "secure.example.com")
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cert"}, Type: corev1.SecretTypeTLS,
+		Data: map[string][]byte{corev1.TLSCertKey: first.CertPEM, corev1.TLSPrivateKeyKey: first.KeyPEM}}
+	secret, err = cl.Client.CoreV1().Secrets(app).Create(ctx, secret, metav1.CreateOptions{})
+	must(t, err)
+	eventually(t, "the https listener is published with the Secret's certificate", tlsListener(first))
+	eventually(t, "the https listener is programmed", func() error {
+		g, err := api.Gateways(app).Get(ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if len(g.Status.Listeners) != 2 {
+			return fmt.Errorf("%d listener statuses", len(g.Status.Listeners))
+		}
+		return conditionsAre(g.Status.Listeners[1].Conditions, g.Generation, want{"Accepted", metav1.ConditionTrue, "Accepted"},
+			want{"Programmed", metav1.ConditionTrue, "Programmed"}, want{"ResolvedRefs", metav1.ConditionTrue, "ResolvedRefs"})
+	})
+	secret.Data = map[string][]byte{corev1.TLSCertKey: second.CertPEM, corev1.TLSPrivateKeyKey: second.KeyPEM}
+	_, err = cl.Client.CoreV1().Secrets(app).Update(ctx, secret, metav1.UpdateOptions{})
+	must(t, err)
+	eventually(t, "the rotated Secret is published", tlsListener(second))
 	stop2()
 	must(t, <-done2)
 

@@ -16,6 +16,7 @@ import (
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/longhaul-proxy/longhaul/config"
+	"github.com/longhaul-proxy/longhaul/proxy/certs"
 	"github.com/longhaul-proxy/longhaul/proxy/route"
 )
 
@@ -37,6 +38,9 @@ type Objects struct {
 	GRPCRoutes      []*gwv1.GRPCRoute
 	ReferenceGrants []*gwv1.ReferenceGrant
 	Services        []*corev1.Service
+	// Secrets are the Secrets of type kubernetes.io/tls, read for the
+	// certificates of HTTPS listeners.
+	Secrets []*corev1.Secret
 	// Namespaces are read for allowedRoutes' namespace selectors.
 	Namespaces []*corev1.Namespace
 	// CRDVersions maps the name of each Gateway API CRD the controller
@@ -144,8 +148,10 @@ type gwListener struct {
 	resolved   metav1.Condition
 	conflict   metav1.Condition
 	invalidMsg string // why the listener is not valid (its Programmed message)
-	attached   int32
-	lh         *lhListener // the longhaul listener serving it, if valid
+	// certs are an HTTPS listener's certificates whose refs resolved.
+	certs    []config.Certificate
+	attached int32
+	lh       *lhListener // the longhaul listener serving it, if valid
 }
 
 // gwState is a Gateway of the controller's classes.
@@ -162,6 +168,9 @@ type gwState struct {
 type lhListener struct {
 	name    string
 	address string
+	// tls is set for an HTTPS port; certs are its Gateway listeners'.
+	tls     bool
+	certs   []config.Certificate
 	entries []*entry
 	// invalid is why the listener could not be built, if it could not.
 	invalid string
@@ -207,6 +216,7 @@ type translator struct {
 	classes    map[string]bool // accepted classes of ours
 	gateways   map[types.NamespacedName]*gwState
 	services   map[types.NamespacedName]*corev1.Service
+	secrets    map[types.NamespacedName]*corev1.Secret
 	namespaces map[string]labels.Set
 	grants     []*gwv1.ReferenceGrant
 	parents    map[parentKey]*parentStatus
@@ -220,7 +230,7 @@ type translator struct {
 func Translate(objs Objects, p Params) *Result {
 	t := &translator{
 		p: p, classes: map[string]bool{}, gateways: map[types.NamespacedName]*gwState{},
-		services: map[types.NamespacedName]*corev1.Service{}, namespaces: map[string]labels.Set{},
+		services: map[types.NamespacedName]*corev1.Service{}, secrets: map[types.NamespacedName]*corev1.Secret{}, namespaces: map[string]labels.Set{},
 		grants: objs.ReferenceGrants, parents: map[parentKey]*parentStatus{}, addrs: map[string]string{}, lnames: newNamer(),
 	}
 	res := &Result{
@@ -251,6 +261,9 @@ func Translate(objs Objects, p Params) *Result {
 	}
 	for _, ns := range objs.Namespaces {
 		t.namespaces[ns.Name] = ns.Labels
+	}
+	for _, s := range objs.Secrets {
+		t.secrets[types.NamespacedName{Namespace: s.Namespace, Name: s.Name}] = s
 	}
 
 	gws := slices.Clone(objs.Gateways)
@@ -336,7 +349,7 @@ func (t *translator) gateway(gw *gwv1.Gateway) {
 		hosts    map[string]bool
 	}
 	ports := map[gwv1.PortNumber]*portUse{}
-	valid := 0
+	accepted := 0
 	for i := range gw.Spec.Listeners {
 		spec := &gw.Spec.Listeners[i]
 		l := &gwListener{spec: spec, valid: true}
@@ -353,10 +366,22 @@ func (t *translator) gateway(gw *gwv1.Gateway) {
 			l.invalidMsg = msg
 		}
 
-		if spec.Protocol != gwv1.HTTPProtocolType {
-			fail(gwv1.ListenerReasonUnsupportedProtocol, fmt.Sprintf("protocol %s is not supported yet: only HTTP", spec.Protocol))
-		} else if spec.TLS != nil {
-			fail(gwv1.ListenerReasonUnsupportedValue, "tls is not allowed on an HTTP listener")
+		switch spec.Protocol {
+		case gwv1.HTTPProtocolType:
+			if spec.TLS != nil {
+				fail(gwv1.ListenerReasonUnsupportedValue, "tls is not allowed on an HTTP listener")
+			}
+		case gwv1.HTTPSProtocolType:
+			switch {
+			case spec.TLS == nil:
+				fail(gwv1.ListenerReasonUnsupportedValue, "an HTTPS listener needs tls")
+			case spec.TLS.Mode != nil && *spec.TLS.Mode != gwv1.TLSModeTerminate:
+				fail(gwv1.ListenerReasonUnsupportedValue, fmt.Sprintf("tls.mode %s is not supported on an HTTPS listener: only Terminate", *spec.TLS.Mode))
+			default:
+				t.certificates(gw, l)
+			}
+		default:
+			fail(gwv1.ListenerReasonUnsupportedProtocol, fmt.Sprintf("protocol %s is not supported yet: only HTTP and HTTPS", spec.Protocol))
 		}
 		var invalidKinds []string
 		l.kinds, invalidKinds = routeKinds(spec)
@@ -389,6 +414,12 @@ func (t *translator) gateway(gw *gwv1.Gateway) {
 		if !l.valid {
 			continue
 		}
+		accepted++
+		if spec.Protocol == gwv1.HTTPSProtocolType && len(l.certs) == 0 {
+			// Accepted, but with no certificate it cannot be served.
+			l.valid, l.invalidMsg = false, "no certificate: "+l.resolved.Message
+			continue
+		}
 		if g.accepted.Type == "" {
 			addr := ""
 			if g.addr != "" {
@@ -402,18 +433,19 @@ func (t *translator) gateway(gw *gwv1.Gateway) {
 			lh := g.ports[spec.Port]
 			if lh == nil {
 				port := strconv.Itoa(int(spec.Port))
-				lh = &lhListener{name: t.lnames.name(g.key.String()+"/"+port, "gw", gw.Namespace, gw.Name, port), address: addr}
+				lh = &lhListener{name: t.lnames.name(g.key.String()+"/"+port, "gw", gw.Namespace, gw.Name, port), address: addr,
+					tls: spec.Protocol == gwv1.HTTPSProtocolType}
 				g.ports[spec.Port] = lh
 			}
 			l.lh = lh
+			lh.certs = append(lh.certs, l.certs...)
 		}
-		valid++
 	}
 	if g.accepted.Type == "" {
 		switch {
-		case valid == len(g.listeners):
+		case accepted == len(g.listeners):
 			g.accepted = cond(string(gwv1.GatewayConditionAccepted), true, string(gwv1.GatewayReasonAccepted), "", gen)
-		case valid > 0:
+		case accepted > 0:
 			g.accepted = cond(string(gwv1.GatewayConditionAccepted), true, string(gwv1.GatewayReasonListenersNotValid),
 				"some listeners are not valid", gen)
 		default:
@@ -423,13 +455,72 @@ func (t *translator) gateway(gw *gwv1.Gateway) {
 	}
 }
 
+// certificates resolves an HTTPS listener's certificateRefs into l.certs,
+// for its hostname, and sets its ResolvedRefs condition: false, with the
+// API's reason, when any ref does not resolve (the others still serve).
+func (t *translator) certificates(gw *gwv1.Gateway, l *gwListener) {
+	gen := gw.Generation
+	var hosts []string
+	if l.hostname != "" {
+		hosts = []string{l.hostname}
+	}
+	var reason gwv1.ListenerConditionReason
+	var msgs []string
+	bad := func(r gwv1.ListenerConditionReason, msg string) {
+		if reason == "" || r == gwv1.ListenerReasonRefNotPermitted {
+			reason = r // RefNotPermitted wins: it says what to fix
+		}
+		msgs = append(msgs, msg)
+	}
+	if len(l.spec.TLS.CertificateRefs) == 0 {
+		bad(gwv1.ListenerReasonInvalidCertificateRef, "tls.certificateRefs is empty")
+	}
+	for i, ref := range l.spec.TLS.CertificateRefs {
+		where := fmt.Sprintf("tls.certificateRefs[%d] %s", i, ref.Name)
+		group, kind := "", "Secret"
+		if ref.Group != nil {
+			group = string(*ref.Group)
+		}
+		if ref.Kind != nil {
+			kind = string(*ref.Kind)
+		}
+		if group != "" || kind != "Secret" {
+			bad(gwv1.ListenerReasonInvalidCertificateRef, fmt.Sprintf("%s: kind %s/%s is not supported: only Secrets", where, group, kind))
+			continue
+		}
+		ns := gw.Namespace
+		if ref.Namespace != nil {
+			ns = string(*ref.Namespace)
+		}
+		if ns != gw.Namespace && !t.granted("Gateway", gw.Namespace, ns, "Secret", string(ref.Name)) {
+			bad(gwv1.ListenerReasonRefNotPermitted, fmt.Sprintf("%s: no ReferenceGrant in %s allows it", where, ns))
+			continue
+		}
+		sec := t.secrets[types.NamespacedName{Namespace: ns, Name: string(ref.Name)}]
+		if sec == nil {
+			bad(gwv1.ListenerReasonInvalidCertificateRef, fmt.Sprintf("%s: no Secret %s/%s of type %s", where, ns, ref.Name, corev1.SecretTypeTLS))
+			continue
+		}
+		crt, key := sec.Data[corev1.TLSCertKey], sec.Data[corev1.TLSPrivateKeyKey]
+		if _, err := certs.FromPEM(crt, key); err != nil {
+			bad(gwv1.ListenerReasonInvalidCertificateRef, fmt.Sprintf("%s: Secret %s/%s: %v", where, ns, ref.Name, err))
+			continue
+		}
+		l.certs = append(l.certs, config.Certificate{Hostnames: hosts, CertPEM: string(crt), KeyPEM: string(key)})
+	}
+	if reason != "" {
+		l.resolved = cond(string(gwv1.ListenerConditionResolvedRefs), false, string(reason), strings.Join(msgs, "; "), gen)
+	}
+}
+
 // routeKinds returns the route kinds a listener takes (allowedRoutes.kinds,
 // or the kinds of its protocol) and the kinds asked for that it cannot.
 func routeKinds(spec *gwv1.Listener) (ok []gwv1.RouteGroupKind, invalid []string) {
 	group := gwv1.Group(Group)
 	supported := []gwv1.RouteGroupKind{{Group: &group, Kind: KindHTTPRoute}, {Group: &group, Kind: KindGRPCRoute}}
+	http := spec.Protocol == gwv1.HTTPProtocolType || spec.Protocol == gwv1.HTTPSProtocolType
 	if spec.AllowedRoutes == nil || len(spec.AllowedRoutes.Kinds) == 0 {
-		if spec.Protocol != gwv1.HTTPProtocolType {
+		if !http {
 			return []gwv1.RouteGroupKind{}, nil
 		}
 		return supported, nil
@@ -440,7 +531,7 @@ func routeKinds(spec *gwv1.Listener) (ok []gwv1.RouteGroupKind, invalid []string
 		if k.Group != nil {
 			g = string(*k.Group)
 		}
-		if g == Group && (k.Kind == KindHTTPRoute || k.Kind == KindGRPCRoute) && spec.Protocol == gwv1.HTTPProtocolType {
+		if g == Group && (k.Kind == KindHTTPRoute || k.Kind == KindGRPCRoute) && http {
 			if !slices.ContainsFunc(ok, func(o gwv1.RouteGroupKind) bool { return o.Kind == k.Kind }) {
 				ok = append(ok, gwv1.RouteGroupKind{Group: &group, Kind: k.Kind})
 			}
@@ -573,7 +664,7 @@ func (t *translator) backendRef(kind, ns string, ref gwv1.BackendObjectReference
 	if ref.Namespace != nil {
 		target = string(*ref.Namespace)
 	}
-	if target != ns && !t.granted(kind, ns, target, string(ref.Name)) {
+	if target != ns && !t.granted(kind, ns, target, "Service", string(ref.Name)) {
 		return "", k, gwv1.RouteReasonRefNotPermitted, fmt.Sprintf("backendRef %s/%s: no ReferenceGrant in %s allows it", target, ref.Name, target)
 	}
 	if ref.Port == nil {
@@ -604,9 +695,10 @@ func (t *translator) backendRef(kind, ns string, ref gwv1.BackendObjectReference
 	return fmt.Sprintf("%s/%s/%d", target, ref.Name, *ref.Port), config.Kubernetes{Namespace: target, Service: string(ref.Name), Port: port}, "", ""
 }
 
-// granted reports whether a ReferenceGrant in namespace to lets routes of
-// kind in namespace from refer to the Service name.
-func (t *translator) granted(kind, from, to, name string) bool {
+// granted reports whether a ReferenceGrant in namespace to lets objects of
+// kind (of the Gateway API's group) in namespace from refer to the core
+// object toKind (Service, Secret) called name.
+func (t *translator) granted(kind, from, to, toKind, name string) bool {
 	for _, g := range t.grants {
 		if g.Namespace != to {
 			continue
@@ -615,7 +707,7 @@ func (t *translator) granted(kind, from, to, name string) bool {
 			return string(f.Group) == Group && string(f.Kind) == kind && string(f.Namespace) == from
 		})
 		okTo := slices.ContainsFunc(g.Spec.To, func(r gwv1.ReferenceGrantTo) bool {
-			return r.Group == "" && r.Kind == "Service" && (r.Name == nil || string(*r.Name) == name)
+			return r.Group == "" && string(r.Kind) == toKind && (r.Name == nil || string(*r.Name) == name)
 		})
 		if okFrom && okTo {
 			return true
@@ -856,6 +948,10 @@ func (t *translator) build(lh *lhListener) (config.Listener, bool) {
 	l := t.p.Template
 	l.Name = lh.name
 	l.Address, l.Protocol, l.Endpoints, l.Backends, l.Routes = lh.address, protocol, config.Endpoints{}, nil, config.Routes{}
+	l.HTTP.TLS = config.TLS{}
+	if lh.tls {
+		l.HTTP.TLS.Certificates = lh.certs
+	}
 
 	// Backends are named in key order, so names do not depend on routes.
 	all := map[string]config.Kubernetes{}

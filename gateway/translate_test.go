@@ -569,7 +569,7 @@ func TestTranslate(t *testing.T) {
 		name: "unsupported protocols, conflicts, addresses",
 		objs: func(o *Objects) {
 			tls := httpL("tls", 443, "")
-			tls.Protocol = gwv1.HTTPSProtocolType
+			tls.Protocol = gwv1.UDPProtocolType
 			tcp := httpL("tcp", 9000, "")
 			tcp.Protocol = gwv1.TCPProtocolType
 			o.Gateways = []*gwv1.Gateway{
