@@ -102,6 +102,7 @@ func TestConformance(t *testing.T) {
 			SupportedFeatures:    []features.FeatureName{features.SupportGateway, features.SupportHTTPRoute, features.SupportGRPCRoute, features.SupportReferenceGrant},
 			ConformanceProfiles:  []suite.ConformanceProfileName{suite.GatewayHTTPConformanceProfileName, suite.GatewayGRPCConformanceProfileName},
 			ReportOutputPath:     os.Getenv("LONGHAUL_CONFORMANCE_REPORT"),
+			RunTest:              os.Getenv("LONGHAUL_CONFORMANCE_RUN"), // one test's ShortName, to debug it
 			Mode:                 "default",
 			Implementation: confv1.Implementation{Organization: "longhaul-proxy", Project: "longhaul",
 				URL: "https://github.com/longhaul-proxy/longhaul", Version: "main", Contact: []string{"@longhaul-proxy"}},
