@@ -70,8 +70,9 @@ type Config struct {
 	// them. Every backend's upstream shares the Registry and Metrics of
 	// New's.
 	Routes *Routes
-	// HelloTimeout bounds the wait for the ClientHello that TLS routes
-	// route by (from the PROXY header, if any); 0 means 10s.
+	// HelloTimeout bounds the wait for the whole ClientHello that TLS
+	// routes go by, from the accept (from the PROXY header's end with
+	// AcceptProxy); a client still sending it then is closed. 0 means 10s.
 	HelloTimeout time.Duration
 	Dial         upstream.DialFunc // nil means a net.Dialer
 	Logger       *zap.Logger
