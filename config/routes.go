@@ -20,13 +20,50 @@ type Backend struct {
 	Drain     Drain     `mapstructure:"drain"`
 }
 
-// Routes are a listener's route table, as the Gateway API's HTTPRoute and
-// GRPCRoute define it (the field names are the API's): a request goes to
-// the backends of the rule that matches it best (proxy/route states the
-// precedence); none matching is a 404 (gRPC: UNIMPLEMENTED).
+// Routes are a listener's route table, as the Gateway API's HTTPRoute,
+// GRPCRoute, TCPRoute and TLSRoute define it (the field names are the
+// API's). On an http or grpc listener, a request goes to the backends of
+// the rule that matches it best (proxy/route states the precedence); none
+// matching is a 404 (gRPC: UNIMPLEMENTED). On a tcp listener, a
+// connection goes to a backend of its one TCP route, or of the TLS route
+// whose hostname its ClientHello names (TLS passthrough); none matching
+// closes it. A listener has TCP routes, or TLS routes, or HTTP and gRPC
+// routes.
 type Routes struct {
 	HTTP []HTTPRoute `mapstructure:"http"`
 	GRPC []GRPCRoute `mapstructure:"grpc"`
+	TCP  []TCPRoute  `mapstructure:"tcp"`
+	TLS  []TLSRoute  `mapstructure:"tls"`
+}
+
+// TCPRoute is a TCPRoute: every connection of its (tcp) listener goes to
+// one backend of its rules, picked by weight (the rules' backends
+// together). A listener takes at most one.
+type TCPRoute struct {
+	Name  string    `mapstructure:"name"`
+	Rules []TCPRule `mapstructure:"rules"`
+}
+
+// TCPRule lists backends of a TCP route.
+type TCPRule struct {
+	Backends []BackendRef `mapstructure:"backendRefs"`
+}
+
+// TLSRoute is a TLSRoute (TLS passthrough): the ClientHello's server
+// name is read without terminating TLS, and the connection, the
+// ClientHello included, goes to a backend of the route whose hostname
+// matches it best (exact, then the longest wildcard "*.example.com",
+// then a route without hostnames), picked by weight. No route, or no
+// server name, closes the connection.
+type TLSRoute struct {
+	Name      string    `mapstructure:"name"`
+	Hostnames []string  `mapstructure:"hostnames"`
+	Rules     []TLSRule `mapstructure:"rules"`
+}
+
+// TLSRule lists backends of a TLS route.
+type TLSRule struct {
+	Backends []BackendRef `mapstructure:"backendRefs"`
 }
 
 // HTTPRoute is an HTTPRoute: hostnames (exact or "*.example.com"; none
@@ -224,6 +261,20 @@ func RouteSpec[B any](l *Listener, ref func(name string) B) route.Spec[B] {
 		}
 		s.GRPC = append(s.GRPC, gr)
 	}
+	for i, r := range l.Routes.TCP {
+		tr := route.TCPRoute[B]{Meta: routeMeta(l, r.Name, i)}
+		for _, rule := range r.Rules {
+			tr.Rules = append(tr.Rules, route.TCPRule[B]{Backends: backends(rule.Backends)})
+		}
+		s.TCP = append(s.TCP, tr)
+	}
+	for i, r := range l.Routes.TLS {
+		tr := route.TLSRoute[B]{Meta: routeMeta(l, r.Name, i), Hostnames: r.Hostnames}
+		for _, rule := range r.Rules {
+			tr.Rules = append(tr.Rules, route.TLSRule[B]{Backends: backends(rule.Backends)})
+		}
+		s.TLS = append(s.TLS, tr)
+	}
 	return s
 }
 
@@ -283,10 +334,16 @@ func (r *Rewrite) route() *route.Rewrite {
 	return &route.Rewrite{Hostname: r.Hostname, Path: r.Path.route()}
 }
 
-// HasRoutes reports whether the listener routes requests to named
-// backends rather than balancing over endpoints of its own.
+// HasRoutes reports whether the listener routes requests (or, protocol
+// tcp, connections) to named backends rather than balancing over
+// endpoints of its own.
 func (l *Listener) HasRoutes() bool {
-	return len(l.Routes.HTTP) > 0 || len(l.Routes.GRPC) > 0 || len(l.Backends) > 0
+	return len(l.Routes.HTTP) > 0 || len(l.Routes.GRPC) > 0 || l.hasStreamRoutes() || len(l.Backends) > 0
+}
+
+// hasStreamRoutes reports whether the listener has TCP or TLS routes.
+func (l *Listener) hasStreamRoutes() bool {
+	return len(l.Routes.TCP) > 0 || len(l.Routes.TLS) > 0
 }
 
 // routes validates a listener's backends and routes: every error at once,
@@ -295,13 +352,17 @@ func (v *validator) routes(p string, l *Listener) {
 	if !l.HasRoutes() {
 		return
 	}
-	if l.Protocol != "http" && l.Protocol != "grpc" {
+	requests := len(l.Routes.HTTP)+len(l.Routes.GRPC) > 0
+	if requests && l.Protocol != "http" && l.Protocol != "grpc" {
 		v.add(p+".routes", nil, "need protocol http or grpc")
+	}
+	if l.hasStreamRoutes() && l.Protocol != "tcp" {
+		v.add(p+".routes", nil, "tcp and tls routes need protocol tcp")
 	}
 	if len(l.Backends) == 0 {
 		v.add(p+".backends", nil, "routes need at least one backend")
 	}
-	if len(l.Routes.HTTP)+len(l.Routes.GRPC) == 0 {
+	if !requests && !l.hasStreamRoutes() {
 		v.add(p+".routes", nil, "backends need at least one route")
 	}
 	if !l.Endpoints.empty() {
@@ -355,6 +416,16 @@ func (v *validator) routes(p string, l *Listener) {
 		for k, rule := range r.Rules {
 			check("grpc", i, k, rule.Backends)
 			noFilters("grpc", i, k, len(rule.Filters))
+		}
+	}
+	for i, r := range l.Routes.TCP {
+		for k, rule := range r.Rules {
+			check("tcp", i, k, rule.Backends)
+		}
+	}
+	for i, r := range l.Routes.TLS {
+		for k, rule := range r.Rules {
+			check("tls", i, k, rule.Backends)
 		}
 	}
 	if _, err := route.New(RouteSpec(l, func(name string) string { return name })); err != nil {

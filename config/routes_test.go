@@ -124,3 +124,104 @@ func TestGatewayConfig(t *testing.T) {
 		}
 	}
 }
+
+const streamYAML = `
+listeners:
+  - name: edge
+    address: 127.0.0.1:8443
+    protocol: tcp
+    balance: {key: client-ip-port}
+    drain: {tcp: immediate}
+    backends:
+      - {name: shop, endpoints: {static: ["127.0.0.1:7301"]}}
+      - {name: blog, endpoints: {static: ["127.0.0.1:7401"]}, balance: {policy: least-connections}}
+    routes:
+      tls:
+        - name: shop
+          hostnames: [shop.example.com, "*.shop.example.com"]
+          rules: [{backendRefs: [{name: shop}]}]
+        - name: rest
+          rules: [{backendRefs: [{name: blog, weight: 2}, {name: shop, weight: 0}]}]
+  - name: db
+    address: 127.0.0.1:5432
+    protocol: tcp
+    backends:
+      - {name: primary, endpoints: {static: ["127.0.0.1:7501"]}}
+      - {name: canary, endpoints: {static: ["127.0.0.1:7601"]}}
+    routes:
+      tcp:
+        - name: db
+          rules: [{backendRefs: [{name: primary, weight: 3}, {name: canary, weight: 1}]}]
+`
+
+func TestStreamRoutesParse(t *testing.T) {
+	c, err := Parse([]byte(streamYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	edge, db := c.Listeners[0], c.Listeners[1]
+	if !edge.HasRoutes() || !db.HasRoutes() || len(edge.Routes.TLS) != 2 || len(db.Routes.TCP) != 1 {
+		t.Fatalf("listeners %+v\n%+v", edge, db)
+	}
+	if b := edge.Backends[1]; b.Balance.Policy != "least-connections" || b.Balance.Key != "client-ip-port" || b.Drain.TCP != "immediate" {
+		t.Errorf("blog backend %+v, want the listener's key and drain with its own policy", b)
+	}
+	spec := RouteSpec(&edge, func(n string) string { return n })
+	if len(spec.TLS) != 2 || spec.TLS[0].Name != "shop" || spec.TLS[0].Namespace != "edge" || len(spec.TLS[0].Hostnames) != 2 ||
+		spec.TLS[1].Rules[0].Backends[0].Weight != 2 || spec.TLS[1].Rules[0].Backends[1].Weight != 0 {
+		t.Errorf("tls spec %+v", spec.TLS)
+	}
+	spec = RouteSpec(&db, func(n string) string { return n })
+	if len(spec.TCP) != 1 || len(spec.TCP[0].Rules[0].Backends) != 2 || spec.TCP[0].Rules[0].Backends[0].Weight != 3 {
+		t.Errorf("tcp spec %+v", spec.TCP)
+	}
+}
+
+// TestStreamRoutesValidate: each problem of TCP and TLS routes is named,
+// all of them at once.
+func TestStreamRoutesValidate(t *testing.T) {
+	for name, c := range map[string]struct {
+		edit, with string // replaced in streamYAML
+		want       []string
+	}{
+		"protocol": {"8443\n    protocol: tcp", "8443\n    protocol: http",
+			[]string{"listeners[0].routes: tcp and tls routes need protocol tcp"}},
+		"two tcp routes": {"        - name: db\n", "        - name: other\n          rules: [{backendRefs: [{name: primary}]}]\n        - name: db\n",
+			[]string{`listeners[1].routes: tcproute "db/db": a listener takes one TCPRoute, and "db/other" is attached to it already`}},
+		"tcp and tls": {"      tcp:\n", "      tls: [{name: t, rules: [{backendRefs: [{name: canary}]}]}]\n      tcp:\n",
+			[]string{`listeners[1].routes: tcproute "db/db" and tlsroute "db/t": a listener takes TCPRoutes or TLSRoutes, not both`}},
+		"http beside": {"      tcp:\n", "      http: [{name: h, rules: [{backendRefs: [{name: canary}]}]}]\n      tcp:\n",
+			[]string{"listeners[1].routes: need protocol http or grpc", "listeners[1].routes: a listener of TCPRoutes or TLSRoutes (connections) takes no HTTPRoute or GRPCRoute"}},
+		"refs, weights, hostnames": {"[{name: primary, weight: 3}, {name: canary, weight: 1}]", "[{name: primry, weight: 3}, {name: canary, weight: -1}]",
+			[]string{`listeners[1].routes.tcp[0].rules[0].backendRefs[0].name: "primry": names no backend of the listener`,
+				"listeners[1].routes.tcp[0].rules[0].backendRefs[1].weight: -1: must be from 0 to 1000000"}},
+		"tls hostname and ref": {`[shop.example.com, "*.shop.example.com"]`, `[Shop.Example.com, "*.shop.example.com"]`,
+			[]string{`listeners[0].routes: tlsroute "edge/shop": hostname "Shop.Example.com"`}},
+		"http key": {"balance: {key: client-ip-port}", "balance: {key: \"header:X-User\"}",
+			[]string{`listeners[0].backends[0].balance.key: "header:X-User": must be one of client-ip, client-ip-port`}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			in := strings.Replace(streamYAML, c.edit, c.with, 1)
+			if in == streamYAML {
+				t.Fatalf("edit %q not found", c.edit)
+			}
+			_, err := Parse([]byte(in))
+			var ve *ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("Parse: %v, want a ValidationError", err)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q\nlacks %q", err, w)
+				}
+			}
+		})
+	}
+	// Problems of both listeners, reported together.
+	in := strings.Replace(strings.Replace(streamYAML, "name: primary, weight: 3", "name: primry, weight: 3", 1), "rules: [{backendRefs: [{name: shop}]}]", "rules: [{backendRefs: [{name: shops}]}]", 1)
+	_, err := Parse([]byte(in))
+	var ve *ValidationError
+	if !errors.As(err, &ve) || len(ve.Problems) != 2 {
+		t.Errorf("Parse: %v, want 2 problems", err)
+	}
+}

@@ -30,7 +30,6 @@ import (
 	"github.com/longhaul-proxy/longhaul/proxy/httpproxy"
 	"github.com/longhaul-proxy/longhaul/proxy/listen"
 	"github.com/longhaul-proxy/longhaul/proxy/metrics"
-	"github.com/longhaul-proxy/longhaul/proxy/tcpproxy"
 	"github.com/longhaul-proxy/longhaul/proxy/upstream"
 )
 
@@ -277,17 +276,11 @@ func (a *App) newListener(lc config.Listener) (*listener, error) {
 	var downstream drain.Downstream
 	switch lc.Protocol {
 	case "tcp", "":
-		key := tcpproxy.KeyClientIP
-		if lc.Balance.KeySpec().Source == balancer.ClientIPPort {
-			key = tcpproxy.KeyClientIPPort
+		t, err := a.newTCP(lc, l.backends, log)
+		if err != nil {
+			return nil, err
 		}
-		l.srv = tcpproxy.New(tcpproxy.Config{
-			Name: lc.Name, Key: key, ConnectTimeout: lc.Timeouts.Connect, IdleTimeout: lc.Timeouts.Idle,
-			HalfClosedTimeout: lc.Timeouts.HalfClosed, KeepAlive: lc.Timeouts.TCPKeepAlive,
-			MaxConnections: lc.MaxConnections, MaxConnectionsPerClient: lc.MaxConnectionsPerClient,
-			AcceptProxy: lc.ProxyProtocol.Accept, SendProxy: lc.ProxyProtocol.Send,
-			DrainImmediate: lc.Drain.TCP == "immediate", Dial: a.opts.Dial, Logger: log,
-		}, l.backends[0].up)
+		l.srv = t
 	case "http", "grpc":
 		h, store, err := a.newHTTP(lc, l.backends, log)
 		if err != nil {

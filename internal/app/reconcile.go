@@ -10,9 +10,11 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/longhaul-proxy/longhaul/balancer"
 	"github.com/longhaul-proxy/longhaul/config"
 	"github.com/longhaul-proxy/longhaul/proxy/httpproxy"
 	"github.com/longhaul-proxy/longhaul/proxy/route"
+	"github.com/longhaul-proxy/longhaul/proxy/tcpproxy"
 )
 
 // Apply makes the running App serve exactly the configuration's listeners
@@ -165,7 +167,11 @@ func (a *App) updateListener(l *listener, lc config.Listener) error {
 			l.certs.Set(set)
 		}
 	}
-	if lc.HasRoutes() {
+	if t, ok := l.srv.(*tcpproxy.Listener); ok && lc.HasRoutes() {
+		if err := setTCPRoutes(t, lc, backends); err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+	} else if lc.HasRoutes() {
 		h := l.srv.(*httpproxy.Listener)
 		t, err := routeTable(lc, backends)
 		if err != nil {
@@ -190,6 +196,7 @@ func (a *App) updateBackend(lc config.Listener, b *backend, bc config.Backend, l
 		if err := b.up.SetPolicy(bc.Balance.BalancerPolicy()); err != nil {
 			log.Error("balance policy not applied", zap.String("upstream", b.name), zap.Error(err))
 		}
+		b.up.SetKeysPerConnection(bc.Balance.KeySpec().Source == balancer.ClientIPPort)
 	}
 	if d, od := bc.Drain, oc.Drain; d.Timeout != od.Timeout || d.Window != od.Window || d.Rate != od.Rate {
 		b.drain.SetPacing(d.Timeout, d.Window, d.Rate)

@@ -1,12 +1,17 @@
 // Package route is the route table of the data path: the HTTP and gRPC
-// routes attached to one listener, in plain types that the Gateway API
-// controller and the static configuration both translate into.
+// routes attached to one listener, or its TCP or TLS routes, in plain
+// types that the Gateway API controller and the static configuration
+// both translate into.
 //
 // New validates a Spec (reporting every error, each naming its route,
 // rule and match or filter) and builds an immutable Table. MatchHTTP and
 // MatchGRPC find the rule for a request, as the Gateway API's HTTPRoute
 // and GRPCRoute define it, and pick one of its backends by weight with a
-// random number the caller gives (so tests are deterministic).
+// random number the caller gives (so tests are deterministic). MatchTCP
+// and MatchTLS do the same for a connection: its listener's one
+// TCPRoute, or the TLSRoute of its ClientHello's server name (exact, then
+// the longest wildcard, then a route without hostnames; no server name,
+// no route).
 //
 // Precedence (the API's, first match wins):
 //   - Hostname: the routes listing the request's host exactly, then those

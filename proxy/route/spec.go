@@ -2,14 +2,18 @@ package route
 
 import "time"
 
-// Spec is what a Table is built from: the HTTP and gRPC routes attached to
-// one listener. B is the caller's backend reference, opaque to this
-// package (a name, a pointer to an upstream). HTTP and gRPC routes are
-// kept apart: MatchHTTP never returns a gRPC rule and MatchGRPC never an
-// HTTP one (the API forbids merging them).
+// Spec is what a Table is built from: the routes attached to one
+// listener. B is the caller's backend reference, opaque to this package
+// (a name, a pointer to an upstream). HTTP and gRPC routes are kept apart:
+// MatchHTTP never returns a gRPC rule and MatchGRPC never an HTTP one (the
+// API forbids merging them). TCP and TLS routes are for a listener of
+// connections, not requests: a Spec with either has no HTTP or gRPC
+// route, and not both (see TCPRoute, TLSRoute).
 type Spec[B any] struct {
 	HTTP []HTTPRoute[B]
 	GRPC []GRPCRoute[B]
+	TCP  []TCPRoute[B]
+	TLS  []TLSRoute[B]
 }
 
 // Meta identifies a route and orders routes whose matches tie: the older
@@ -242,4 +246,38 @@ type GRPCFilter[B any] struct {
 	RequestHeaderModifier  *HeaderModifier
 	ResponseHeaderModifier *HeaderModifier
 	RequestMirror          *Mirror[B]
+}
+
+// TCPRoute is a TCPRoute of the Gateway API: every connection of the
+// listener goes to one of its backends, picked by weight. Several
+// TCPRoutes on one listener are implementation-specific in the API; a
+// Spec may hold one. The backends of all its rules form one weighted set
+// (the API's TCPRoute rules have no matches to tell them apart).
+type TCPRoute[B any] struct {
+	Meta
+	Rules []TCPRule[B]
+}
+
+// TCPRule is one rule of a TCPRoute.
+type TCPRule[B any] struct {
+	Name     string
+	Backends []Backend[B]
+}
+
+// TLSRoute is a TLSRoute of the Gateway API (TLS passthrough): a
+// connection goes to a backend of the route whose hostname matches the
+// server name (SNI) of its ClientHello best, picked by weight; the TLS
+// session is the client's and the backend's. Hostnames are as for
+// HTTPRoute; none means every server name, at the lowest precedence. The
+// backends of all its rules form one weighted set, as for TCPRoute.
+type TLSRoute[B any] struct {
+	Meta
+	Hostnames []string
+	Rules     []TLSRule[B]
+}
+
+// TLSRule is one rule of a TLSRoute.
+type TLSRule[B any] struct {
+	Name     string
+	Backends []Backend[B]
 }

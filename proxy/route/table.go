@@ -18,6 +18,12 @@ import (
 type Table[B any] struct {
 	http hostIndex[*httpBucket[B]]
 	grpc hostIndex[*grpcBucket[B]]
+	// tcp is the TCPRoute's action, nil without one; tls the TLSRoutes'
+	// by hostname (each bucket is the route that wins it), hasTLS whether
+	// there are any.
+	tcp    *StreamAction[B]
+	tls    hostIndex[*StreamAction[B]]
+	hasTLS bool
 }
 
 // hostIndex holds one bucket per route hostname: exact names, wildcard
@@ -132,11 +138,17 @@ func New[B any](spec Spec[B]) (*Table[B], error) {
 	ges := compileRoutes(&errs, "grpcroute", spec.GRPC, func(r *GRPCRoute[B]) routeParts {
 		return routeParts{r.Meta, r.Hostnames, len(r.Rules), func(i int) string { return r.Rules[i].Name }}
 	}, compileGRPCRule[B])
+	tcp, tls := compileStreams(&errs, spec)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	t.http = buildIndex(hes, compareHTTP[B], newHTTPBucket[B])
 	t.grpc = buildIndex(ges, compareGRPC[B], newGRPCBucket[B])
+	if len(tcp) > 0 {
+		t.tcp = tcp[0].entries[0]
+	}
+	t.hasTLS = len(tls) > 0
+	t.tls = buildIndex(tls, compareStreams[B], firstStream[B])
 	return t, nil
 }
 

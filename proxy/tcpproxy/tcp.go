@@ -65,8 +65,17 @@ type Config struct {
 	DrainImmediate bool
 	// HeaderTimeout bounds the wait for a PROXY header; 0 means 5s.
 	HeaderTimeout time.Duration
-	Dial          upstream.DialFunc // nil means a net.Dialer
-	Logger        *zap.Logger
+	// Routes, when set, route each connection to a backend of a route
+	// (see Routes) rather than to New's upstream; SetRoutes replaces
+	// them. Every backend's upstream shares the Registry and Metrics of
+	// New's.
+	Routes *Routes
+	// HelloTimeout bounds the wait for the whole ClientHello that TLS
+	// routes go by, from the accept (from the PROXY header's end with
+	// AcceptProxy); a client still sending it then is closed. 0 means 10s.
+	HelloTimeout time.Duration
+	Dial         upstream.DialFunc // nil means a net.Dialer
+	Logger       *zap.Logger
 }
 
 // relayRound is the most one io.CopyN round moves before the idle deadline
@@ -77,8 +86,11 @@ const relayRound = 4 << 20
 // Listener relays raw TCP connections to endpoints chosen per connection.
 // Both sides stay *net.TCPConn so that the kernel splices the bytes.
 type Listener struct {
-	cfg     Config
-	up      *upstream.Upstream
+	cfg Config
+	// def is the listener's own backend, nil with routes; routes is the
+	// table otherwise.
+	def     *Backend
+	routes  atomic.Pointer[Routes]
 	reg     *upstream.Registry
 	metrics *metrics.Metrics
 	log     *zap.Logger
@@ -93,8 +105,9 @@ type Listener struct {
 	bytesDn interface{ Add(float64) }
 }
 
-// New returns a TCP listener that balances over up: its sessions are
-// registered in up's Registry and counted in up's Metrics.
+// New returns a TCP listener that balances over up, or with cfg.Routes
+// routes over their backends: its sessions are registered in up's
+// Registry and counted in up's Metrics.
 func New(cfg Config, up *upstream.Upstream) *Listener {
 	if cfg.Key == nil {
 		cfg.Key = KeyClientIP
@@ -111,6 +124,9 @@ func New(cfg Config, up *upstream.Upstream) *Listener {
 	if cfg.HalfClosedTimeout <= 0 {
 		cfg.HalfClosedTimeout = 60 * time.Second
 	}
+	if cfg.HelloTimeout <= 0 {
+		cfg.HelloTimeout = defaultHelloTimeout
+	}
 	if cfg.Dial == nil {
 		cfg.Dial = upstream.NewDialer(cfg.KeepAlive)
 	}
@@ -118,12 +134,19 @@ func New(cfg Config, up *upstream.Upstream) *Listener {
 		cfg.Logger = zap.NewNop()
 	}
 	m := up.Metrics()
-	return &Listener{cfg: cfg, up: up, reg: up.Registry(), metrics: m, log: cfg.Logger.With(zap.String("listener", cfg.Name)),
+	l := &Listener{cfg: cfg, reg: up.Registry(), metrics: m, log: cfg.Logger.With(zap.String("listener", cfg.Name)),
 		gate: listen.NewGate(cfg.MaxConnections, cfg.MaxConnectionsPerClient,
 			m.Rejected.WithLabelValues(cfg.Name, "per_client")),
 		bytesUp: m.Bytes.WithLabelValues(cfg.Name, "upstream"),
 		bytesDn: m.Bytes.WithLabelValues(cfg.Name, "downstream"),
 	}
+	if cfg.Routes != nil {
+		l.routes.Store(cfg.Routes)
+	} else {
+		l.def = &Backend{Up: up}
+	}
+	l.cfg.Routes = nil // the table is l.routes
+	return l
 }
 
 // Serve accepts connections on ln until ctx ends or Shutdown is called. It
@@ -235,15 +258,36 @@ func (l *Listener) handle(ctx context.Context, c net.Conn) {
 		return
 	}
 	defer l.gate.Leave(clientAddr.Addr())
+	b := l.def
+	// hello is what was read of c to route it (into buf, from helloBufs,
+	// which goes back once hello is written): the backend gets it first.
+	var hello []byte
+	var buf *[maxHello]byte
+	defer func() {
+		if buf != nil {
+			helloBufs.Put(buf)
+		}
+	}()
+	if routes := l.routes.Load(); routes != nil {
+		var ok bool
+		if b, hello, buf, ok = l.routeConn(c, routes); !ok {
+			c.Close()
+			return
+		}
+	}
+	key := l.cfg.Key
+	if b.Key != nil {
+		key = b.Key
+	}
 	var backend net.Conn
 	info := upstream.SessionInfo{Listener: l.cfg.Name, Protocol: "tcp", Client: clientAddr.String()}
-	lease, err := l.up.Try(upstream.Attempt{Key: l.cfg.Key(clientAddr), Info: &info, Max: l.cfg.MaxAttempts},
+	lease, err := b.Up.Try(upstream.Attempt{Key: key(clientAddr), Info: &info, Max: l.cfg.MaxAttempts},
 		func(ls *upstream.Lease) (err error) {
 			backend, err = upstream.DialLease(ctx, l.cfg.Dial, l.cfg.ConnectTimeout, ls)
 			return err
 		}, upstream.RetryDial)
 	if err != nil {
-		l.log.Debug("closing client: no endpoint", zap.Stringer("client", c.RemoteAddr()), zap.Error(err))
+		l.log.Debug("closing client: no endpoint", zap.Stringer("client", c.RemoteAddr()), zap.String("upstream", b.Up.Name()), zap.Error(err))
 		c.Close()
 		return
 	}
@@ -257,6 +301,22 @@ func (l *Listener) handle(ctx context.Context, c net.Conn) {
 			backend.Close()
 			return
 		}
+	}
+	if len(hello) > 0 {
+		// Bounded like the relay's writes: an endpoint that reads
+		// nothing must not hold the session here.
+		backend.SetWriteDeadline(time.Now().Add(l.cfg.ConnectTimeout))
+		_, err := backend.Write(hello)
+		backend.SetWriteDeadline(time.Time{})
+		if err != nil {
+			l.log.Debug("closing client: writing its ClientHello to the endpoint failed", zap.String("endpoint", lease.Addr()), zap.Error(err))
+			c.Close()
+			backend.Close()
+			return
+		}
+		l.bytesUp.Add(float64(len(hello)))
+		helloBufs.Put(buf)
+		buf, hello = nil, nil
 	}
 	s := &tcpSession{
 		info:   lease.Base(),
