@@ -80,7 +80,10 @@ type AdminTimeouts struct {
 // Gateway configures the Gateway API role.
 type Gateway struct {
 	// Class is the GatewayClass served ("" for none): its
-	// spec.controllerName must be GatewayController.
+	// spec.controllerName must be GatewayController. AnyGatewayClass
+	// serves every class of that controllerName, as the Gateway API
+	// expects of an implementation (its conformance suite makes classes of
+	// its own).
 	Class string `mapstructure:"class"`
 	// Address is the IP address every Gateway's listeners bind; empty
 	// means 0.0.0.0. A prefix (say 127.1.0.0/16) gives each Gateway an
@@ -94,6 +97,10 @@ type Gateway struct {
 	// (the Service in front of longhaul, say).
 	StatusAddresses []string `mapstructure:"statusAddresses"`
 }
+
+// AnyGatewayClass as Gateway.Class serves every GatewayClass of
+// GatewayController.
+const AnyGatewayClass = "*"
 
 // GatewayController is the spec.controllerName of the GatewayClasses
 // longhaul serves.

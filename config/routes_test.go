@@ -115,6 +115,9 @@ func TestGatewayConfig(t *testing.T) {
 	if _, err := Parse([]byte("gateway: {class: longhaul, address: 127.1.0.0/16}\n")); err != nil {
 		t.Errorf("a prefix: %v", err)
 	}
+	if _, err := Parse([]byte(`gateway: {class: "*"}` + "\n")); err != nil {
+		t.Errorf("every class: %v", err)
+	}
 	if _, err := Parse([]byte("gateway: {class: longhaul, address: 127.1.0.1/32}\n")); err == nil {
 		t.Error("a /32 accepted as a prefix")
 	}

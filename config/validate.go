@@ -81,8 +81,8 @@ func (c *Config) Validate() error {
 		v.add("listeners", nil, "at least one listener is required (or gateway.class)")
 	}
 	if g := c.Gateway; g.Class != "" {
-		if !isDNSSubdomain(g.Class) {
-			v.add("gateway.class", g.Class, "must be a GatewayClass name (a DNS subdomain)")
+		if g.Class != AnyGatewayClass && !isDNSSubdomain(g.Class) {
+			v.add("gateway.class", g.Class, `must be a GatewayClass name (a DNS subdomain), or "*"`)
 		}
 		if g.Address != "" {
 			ip, err := netip.ParseAddr(g.Address)

@@ -72,7 +72,8 @@ func TestConformance(t *testing.T) {
 	var logs syncBuffer
 	runCtx, stopRun := context.WithCancel(context.Background())
 	runDone := make(chan error, 1)
-	args := []string{"--config", cfgPath, "--gateway-class", class,
+	// Every class of longhaul's controllerName: the suite makes its own.
+	args := []string{"--config", cfgPath, "--gateway-class", config.AnyGatewayClass,
 		"--kubeconfig", cl.WriteKubeconfig(t, "longhaul.kubeconfig"), "--shutdown-delay", "0"}
 	go func() { runDone <- runCmd(runCtx, args, &logs) }()
 	var once sync.Once

@@ -47,6 +47,9 @@ func newGateway(cfg *config.Config, a *app.App, kubeconfig string, log *zap.Logg
 		return nil, fmt.Errorf("gateway: metadata client: %w", err)
 	}
 	g := cfg.Gateway
+	if g.Class == config.AnyGatewayClass {
+		g.Class = "" // the controller then serves every class of its controllerName
+	}
 	bind, err := bindAddress(cmp.Or(g.Address, "0.0.0.0"))
 	if err != nil {
 		return nil, err
