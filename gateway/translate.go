@@ -142,8 +142,12 @@ type gwListener struct {
 	spec     *gwv1.Listener
 	hostname string // "" for any
 	kinds    []gwv1.RouteGroupKind
-	// valid listeners take routes; the others carry their reasons.
-	valid      bool
+	// valid listeners are served; the others carry their reasons.
+	valid bool
+	// attachable listeners take routes (and count them in attachedRoutes):
+	// the accepted ones, served or not (an HTTPS listener without a
+	// certificate is accepted, not served).
+	attachable bool
 	accepted   metav1.Condition
 	resolved   metav1.Condition
 	conflict   metav1.Condition
@@ -415,6 +419,7 @@ func (t *translator) gateway(gw *gwv1.Gateway) {
 			continue
 		}
 		accepted++
+		l.attachable = true
 		if spec.Protocol == gwv1.HTTPSProtocolType && len(l.certs) == 0 {
 			// Accepted, but with no certificate it cannot be served.
 			l.valid, l.invalidMsg = false, "no certificate: "+l.resolved.Message
@@ -584,7 +589,7 @@ func (t *translator) attach(r routeMeta) []*parentStatus {
 				continue
 			}
 			matched = append(matched, l)
-			if l.valid && t.allowed(l, g, r) {
+			if l.attachable && t.allowed(l, g, r) {
 				allowed = append(allowed, l)
 			}
 		}
@@ -807,7 +812,7 @@ func (t *translator) httpRoute(r *gwv1.HTTPRoute) {
 			c := cr
 			c.Hostnames = e.hosts
 			e.http, e.backends, e.unsupported = &c, backends, unsupported
-			e.gl.lh.entries = append(e.gl.lh.entries, e)
+			e.attach()
 		}
 	}
 }
@@ -869,9 +874,20 @@ func (t *translator) grpcRoute(r *gwv1.GRPCRoute) {
 			c := cr
 			c.Hostnames = e.hosts
 			e.grpc, e.backends, e.unsupported = &c, backends, unsupported
-			e.gl.lh.entries = append(e.gl.lh.entries, e)
+			e.attach()
 		}
 	}
+}
+
+// attach adds e to the longhaul listener serving its Gateway listener,
+// which judges it (build); a listener that is not served counts it as
+// attached as it is.
+func (e *entry) attach() {
+	if e.gl.lh == nil {
+		e.gl.attached++
+		return
+	}
+	e.gl.lh.entries = append(e.gl.lh.entries, e)
 }
 
 // httpFilter converts a filter longhaul applies; ok is false for the

@@ -68,6 +68,7 @@ func TestTranslateHTTPS(t *testing.T) {
 	o.ReferenceGrants = []*gwv1.ReferenceGrant{g, notForGateways}
 	o.HTTPRoutes = []*gwv1.HTTPRoute{
 		hroute("app", "r", 0, parents(parent{name: "gw"}), []string{"example.org", "second.example.org"}, rule(ref("", "web", 80, -1))),
+		hroute("app", "to-missing", 0, parents(parent{name: "bad", section: "missing"}), nil, rule(ref("", "web", 80, -1))),
 	}
 	p := params()
 	p.Applied = map[string]error{"gw-app-gw-443": nil}
@@ -117,6 +118,10 @@ func TestTranslateHTTPS(t *testing.T) {
 	}
 	if n := listenerStatus(t, res, "app", "gw", "second").AttachedRoutes; n != 1 {
 		t.Errorf("second: attachedRoutes %d, want 1", n)
+	}
+	// A listener accepted without a certificate still takes routes.
+	if n := listenerStatus(t, res, "app", "bad", "missing").AttachedRoutes; n != 1 {
+		t.Errorf("missing: attachedRoutes %d, want 1", n)
 	}
 	if n := listenerStatus(t, res, "app", "gw", "denied").AttachedRoutes; n != 0 {
 		t.Errorf("denied: attachedRoutes %d, want 0", n)

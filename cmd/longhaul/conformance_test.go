@@ -35,6 +35,21 @@ import (
 	"github.com/longhaul-proxy/longhaul/internal/testnet"
 )
 
+// supportedFeatures are the features longhaul claims: the profiles' core
+// and the extended ones it implements.
+var supportedFeatures = []features.FeatureName{
+	features.SupportGateway, features.SupportHTTPRoute, features.SupportGRPCRoute, features.SupportReferenceGrant,
+	features.SupportGatewayPort8080,
+	features.SupportHTTPRouteQueryParamMatching, features.SupportHTTPRouteMethodMatching,
+	features.SupportHTTPRouteResponseHeaderModification,
+	features.SupportHTTPRoutePortRedirect, features.SupportHTTPRouteSchemeRedirect, features.SupportHTTPRoutePathRedirect,
+	features.SupportHTTPRoute303RedirectStatusCode, features.SupportHTTPRoute307RedirectStatusCode, features.SupportHTTPRoute308RedirectStatusCode,
+	features.SupportHTTPRouteHostRewrite, features.SupportHTTPRoutePathRewrite,
+	features.SupportHTTPRouteParentRefPort, features.SupportHTTPRouteDestinationPortMatching,
+	features.SupportHTTPRouteNamedRouteRule, features.SupportGRPCRouteNamedRouteRule,
+	features.SupportHTTPRouteBackendProtocolWebSocket,
+}
+
 // TestConformance runs the Gateway API conformance suite (v1.6.3, the
 // GATEWAY-HTTP profile) against `longhaul run --gateway-class` over the
 // real API server, controller manager and podrunner, each Gateway on an
@@ -100,7 +115,7 @@ func TestConformance(t *testing.T) {
 			CleanupBaseResources: true,
 			CleanupTestResources: true,
 			TimeoutConfig:        conformanceconfig.DefaultTimeoutConfig(),
-			SupportedFeatures:    []features.FeatureName{features.SupportGateway, features.SupportHTTPRoute, features.SupportGRPCRoute, features.SupportReferenceGrant},
+			SupportedFeatures:    supportedFeatures,
 			ConformanceProfiles:  []suite.ConformanceProfileName{suite.GatewayHTTPConformanceProfileName, suite.GatewayGRPCConformanceProfileName},
 			ReportOutputPath:     os.Getenv("LONGHAUL_CONFORMANCE_REPORT"),
 			RunTest:              os.Getenv("LONGHAUL_CONFORMANCE_RUN"), // one test's ShortName, to debug it
