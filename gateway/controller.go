@@ -160,6 +160,8 @@ type listers struct {
 	gateways  func() ([]*gwv1.Gateway, error)
 	http      func() ([]*gwv1.HTTPRoute, error)
 	grpc      func() ([]*gwv1.GRPCRoute, error)
+	tcp       func() ([]*gwv1.TCPRoute, error)
+	tls       func() ([]*gwv1.TLSRoute, error)
 	grants    func() ([]*gwv1.ReferenceGrant, error)
 	services  func() ([]*corev1.Service, error)
 	namespace func() ([]*corev1.Namespace, error)
@@ -189,6 +191,8 @@ func (c *Controller) Run(ctx context.Context) error {
 		gateways: func() ([]*gwv1.Gateway, error) { return g.Gateways().Lister().List(labels.Everything()) },
 		http:     func() ([]*gwv1.HTTPRoute, error) { return g.HTTPRoutes().Lister().List(labels.Everything()) },
 		grpc:     func() ([]*gwv1.GRPCRoute, error) { return g.GRPCRoutes().Lister().List(labels.Everything()) },
+		tcp:      func() ([]*gwv1.TCPRoute, error) { return g.TCPRoutes().Lister().List(labels.Everything()) },
+		tls:      func() ([]*gwv1.TLSRoute, error) { return g.TLSRoutes().Lister().List(labels.Everything()) },
 		grants:   func() ([]*gwv1.ReferenceGrant, error) { return g.ReferenceGrants().Lister().List(labels.Everything()) },
 		services: func() ([]*corev1.Service, error) { return kf.Core().V1().Services().Lister().List(labels.Everything()) },
 		namespace: func() ([]*corev1.Namespace, error) {
@@ -203,6 +207,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	infs := []cache.SharedIndexInformer{
 		g.GatewayClasses().Informer(), g.Gateways().Informer(), g.HTTPRoutes().Informer(), g.GRPCRoutes().Informer(),
+		g.TCPRoutes().Informer(), g.TLSRoutes().Informer(),
 		g.ReferenceGrants().Informer(), kf.Core().V1().Services().Informer(), kf.Core().V1().Namespaces().Informer(),
 		sf.Core().V1().Secrets().Informer(),
 	}
@@ -377,7 +382,7 @@ func (c *Controller) retryLater(ctx context.Context, wg *sync.WaitGroup) {
 
 func (ls *listers) read() (Objects, error) {
 	var o Objects
-	var errs [8]error
+	var errs [10]error
 	o.Classes, errs[0] = ls.classes()
 	o.Gateways, errs[1] = ls.gateways()
 	o.HTTPRoutes, errs[2] = ls.http()
@@ -386,6 +391,8 @@ func (ls *listers) read() (Objects, error) {
 	o.Services, errs[5] = ls.services()
 	o.Namespaces, errs[6] = ls.namespace()
 	o.Secrets, errs[7] = ls.secrets()
+	o.TCPRoutes, errs[8] = ls.tcp()
+	o.TLSRoutes, errs[9] = ls.tls()
 	var err error
 	if ls.crds != nil {
 		o.CRDVersions, err = ls.crds()
@@ -466,39 +473,62 @@ func (c *Controller) writeStatus(ctx context.Context, objs Objects, res *Result)
 				return err
 			}))
 	}
-	for _, r := range objs.HTTPRoutes {
-		want := res.HTTPRoutes[types.NamespacedName{Namespace: r.Namespace, Name: r.Name}]
-		errs = append(errs, update(ctx, c, r,
-			func(ctx context.Context) (*gwv1.HTTPRoute, error) {
-				return api.HTTPRoutes(r.Namespace).Get(ctx, r.Name, metav1.GetOptions{})
-			},
-			func(o *gwv1.HTTPRoute) bool {
-				next, changed := mergeParents(o.Status.Parents, want, c.o.ControllerName, now)
-				o.Status.Parents = next
-				return changed
-			},
-			func(ctx context.Context, o *gwv1.HTTPRoute) error {
-				_, err := api.HTTPRoutes(o.Namespace).UpdateStatus(ctx, o, metav1.UpdateOptions{})
-				return err
-			}))
-	}
-	for _, r := range objs.GRPCRoutes {
-		want := res.GRPCRoutes[types.NamespacedName{Namespace: r.Namespace, Name: r.Name}]
-		errs = append(errs, update(ctx, c, r,
-			func(ctx context.Context) (*gwv1.GRPCRoute, error) {
-				return api.GRPCRoutes(r.Namespace).Get(ctx, r.Name, metav1.GetOptions{})
-			},
-			func(o *gwv1.GRPCRoute) bool {
-				next, changed := mergeParents(o.Status.Parents, want, c.o.ControllerName, now)
-				o.Status.Parents = next
-				return changed
-			},
-			func(ctx context.Context, o *gwv1.GRPCRoute) error {
-				_, err := api.GRPCRoutes(o.Namespace).UpdateStatus(ctx, o, metav1.UpdateOptions{})
-				return err
-			}))
-	}
+	errs = append(errs, writeRoutes(ctx, c, objs.HTTPRoutes, res.Routes[KindHTTPRoute], func(r *gwv1.HTTPRoute) *[]gwv1.RouteParentStatus { return &r.Status.Parents },
+		func(ctx context.Context, ns, name string) (*gwv1.HTTPRoute, error) {
+			return api.HTTPRoutes(ns).Get(ctx, name, metav1.GetOptions{})
+		},
+		func(ctx context.Context, o *gwv1.HTTPRoute) error {
+			_, err := api.HTTPRoutes(o.Namespace).UpdateStatus(ctx, o, metav1.UpdateOptions{})
+			return err
+		}, now)...)
+	errs = append(errs, writeRoutes(ctx, c, objs.GRPCRoutes, res.Routes[KindGRPCRoute], func(r *gwv1.GRPCRoute) *[]gwv1.RouteParentStatus { return &r.Status.Parents },
+		func(ctx context.Context, ns, name string) (*gwv1.GRPCRoute, error) {
+			return api.GRPCRoutes(ns).Get(ctx, name, metav1.GetOptions{})
+		},
+		func(ctx context.Context, o *gwv1.GRPCRoute) error {
+			_, err := api.GRPCRoutes(o.Namespace).UpdateStatus(ctx, o, metav1.UpdateOptions{})
+			return err
+		}, now)...)
+	errs = append(errs, writeRoutes(ctx, c, objs.TCPRoutes, res.Routes[KindTCPRoute], func(r *gwv1.TCPRoute) *[]gwv1.RouteParentStatus { return &r.Status.Parents },
+		func(ctx context.Context, ns, name string) (*gwv1.TCPRoute, error) {
+			return api.TCPRoutes(ns).Get(ctx, name, metav1.GetOptions{})
+		},
+		func(ctx context.Context, o *gwv1.TCPRoute) error {
+			_, err := api.TCPRoutes(o.Namespace).UpdateStatus(ctx, o, metav1.UpdateOptions{})
+			return err
+		}, now)...)
+	errs = append(errs, writeRoutes(ctx, c, objs.TLSRoutes, res.Routes[KindTLSRoute], func(r *gwv1.TLSRoute) *[]gwv1.RouteParentStatus { return &r.Status.Parents },
+		func(ctx context.Context, ns, name string) (*gwv1.TLSRoute, error) {
+			return api.TLSRoutes(ns).Get(ctx, name, metav1.GetOptions{})
+		},
+		func(ctx context.Context, o *gwv1.TLSRoute) error {
+			_, err := api.TLSRoutes(o.Namespace).UpdateStatus(ctx, o, metav1.UpdateOptions{})
+			return err
+		}, now)...)
 	return errors.Join(errs...)
+}
+
+// writeRoutes writes the parent statuses of routes of one kind (want, by
+// route) where they changed: only the entries of the controller's name.
+func writeRoutes[T interface {
+	metav1.Object
+	DeepCopy() T
+}](ctx context.Context, c *Controller, routes []T, want map[types.NamespacedName][]gwv1.RouteParentStatus,
+	parents func(T) *[]gwv1.RouteParentStatus, get func(ctx context.Context, ns, name string) (T, error),
+	write func(context.Context, T) error, now metav1.Time) []error {
+	var errs []error
+	for _, r := range routes {
+		w := want[types.NamespacedName{Namespace: r.GetNamespace(), Name: r.GetName()}]
+		errs = append(errs, update(ctx, c, r,
+			func(ctx context.Context) (T, error) { return get(ctx, r.GetNamespace(), r.GetName()) },
+			func(o T) bool {
+				p := parents(o)
+				next, changed := mergeParents(*p, w, c.o.ControllerName, now)
+				*p = next
+				return changed
+			}, write))
+	}
+	return errs
 }
 
 // update applies change to a copy of cached (then, after a conflict, to

@@ -46,7 +46,7 @@ func ExampleTranslate() {
 			fmt.Printf("  route %s %v -> %s\n", r.Name, r.Hostnames, r.Rules[0].Backends[0].Name)
 		}
 	}
-	for _, p := range res.HTTPRoutes[types.NamespacedName{Namespace: "shop", Name: "cart"}] {
+	for _, p := range res.Routes[gateway.KindHTTPRoute][types.NamespacedName{Namespace: "shop", Name: "cart"}] {
 		for _, c := range p.Conditions {
 			fmt.Printf("route shop/cart on %s: %s %s (%s)\n", p.ParentRef.Name, c.Type, c.Status, c.Reason)
 		}

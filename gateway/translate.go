@@ -27,6 +27,8 @@ const Group = gwv1.GroupName
 const (
 	KindHTTPRoute = "HTTPRoute"
 	KindGRPCRoute = "GRPCRoute"
+	KindTCPRoute  = "TCPRoute"
+	KindTLSRoute  = "TLSRoute"
 )
 
 // Objects are the API objects Translate reads: all of them, whatever their
@@ -36,6 +38,8 @@ type Objects struct {
 	Gateways        []*gwv1.Gateway
 	HTTPRoutes      []*gwv1.HTTPRoute
 	GRPCRoutes      []*gwv1.GRPCRoute
+	TCPRoutes       []*gwv1.TCPRoute
+	TLSRoutes       []*gwv1.TLSRoute
 	ReferenceGrants []*gwv1.ReferenceGrant
 	Services        []*corev1.Service
 	// Secrets are the Secrets of type kubernetes.io/tls, read for the
@@ -58,7 +62,7 @@ const BundleVersion = "v1.6.3"
 // reads.
 var CRDs = []string{
 	"gatewayclasses." + Group, "gateways." + Group, "httproutes." + Group,
-	"grpcroutes." + Group, "referencegrants." + Group,
+	"grpcroutes." + Group, "tcproutes." + Group, "tlsroutes." + Group, "referencegrants." + Group,
 }
 
 // Params are what Translate needs besides the objects.
@@ -107,11 +111,11 @@ type Result struct {
 	Classes map[string]gwv1.GatewayClassStatus
 	// Gateways holds the status of each Gateway of those classes.
 	Gateways map[types.NamespacedName]gwv1.GatewayStatus
-	// HTTPRoutes and GRPCRoutes hold, for each route with a parentRef to
-	// one of those Gateways, the status of those parents (the entries of
-	// ControllerName; entries of other controllers are not touched).
-	HTTPRoutes map[types.NamespacedName][]gwv1.RouteParentStatus
-	GRPCRoutes map[types.NamespacedName][]gwv1.RouteParentStatus
+	// Routes holds, by route kind (KindHTTPRoute...), for each route with
+	// a parentRef to one of those Gateways, the status of those parents
+	// (the entries of ControllerName; entries of other controllers are not
+	// touched).
+	Routes map[string]map[types.NamespacedName][]gwv1.RouteParentStatus
 }
 
 // DefaultTemplate returns a listener with the configuration's defaults,
@@ -173,7 +177,10 @@ type lhListener struct {
 	name    string
 	address string
 	// tls is set for an HTTPS port; certs are its Gateway listeners'.
-	tls     bool
+	tls bool
+	// stream is the route kind of a TCP or TLS (passthrough) port, served
+	// by a tcp listener; "" for HTTP and HTTPS.
+	stream  string
 	certs   []config.Certificate
 	entries []*entry
 	// invalid is why the listener could not be built, if it could not.
@@ -197,6 +204,8 @@ type entry struct {
 	hosts   []string
 	http    *config.HTTPRoute
 	grpc    *config.GRPCRoute
+	tcp     *config.TCPRoute
+	tls     *config.TLSRoute
 	// backends are the keys of the backends the route's refs name (the
 	// config route's backendRefs name them by key until named).
 	backends map[string]config.Kubernetes
@@ -238,10 +247,12 @@ func Translate(objs Objects, p Params) *Result {
 		grants: objs.ReferenceGrants, parents: map[parentKey]*parentStatus{}, addrs: map[string]string{}, lnames: newNamer(),
 	}
 	res := &Result{
-		Classes:    map[string]gwv1.GatewayClassStatus{},
-		Gateways:   map[types.NamespacedName]gwv1.GatewayStatus{},
-		HTTPRoutes: map[types.NamespacedName][]gwv1.RouteParentStatus{},
-		GRPCRoutes: map[types.NamespacedName][]gwv1.RouteParentStatus{},
+		Classes:  map[string]gwv1.GatewayClassStatus{},
+		Gateways: map[types.NamespacedName]gwv1.GatewayStatus{},
+		Routes:   map[string]map[types.NamespacedName][]gwv1.RouteParentStatus{},
+	}
+	for _, k := range []string{KindHTTPRoute, KindGRPCRoute, KindTCPRoute, KindTLSRoute} {
+		res.Routes[k] = map[types.NamespacedName][]gwv1.RouteParentStatus{}
 	}
 	for _, gc := range objs.Classes {
 		if gc.Spec.ControllerName != p.ControllerName || p.Class != "" && gc.Name != p.Class {
@@ -288,6 +299,16 @@ func Translate(objs Objects, p Params) *Result {
 	for _, r := range grpcRoutes {
 		t.grpcRoute(r)
 	}
+	tcpRoutes := slices.Clone(objs.TCPRoutes)
+	slices.SortFunc(tcpRoutes, func(a, b *gwv1.TCPRoute) int { return compareMeta(&a.ObjectMeta, &b.ObjectMeta) })
+	for _, r := range tcpRoutes {
+		t.streamRoute(KindTCPRoute, &r.ObjectMeta, r.Spec.ParentRefs, nil, tcpRules(r.Spec.Rules))
+	}
+	tlsRoutes := slices.Clone(objs.TLSRoutes)
+	slices.SortFunc(tlsRoutes, func(a, b *gwv1.TLSRoute) int { return compareMeta(&a.ObjectMeta, &b.ObjectMeta) })
+	for _, r := range tlsRoutes {
+		t.streamRoute(KindTLSRoute, &r.ObjectMeta, r.Spec.ParentRefs, r.Spec.Hostnames, tlsRules(r.Spec.Rules))
+	}
 
 	keys := make([]types.NamespacedName, 0, len(t.gateways))
 	for k := range t.gateways {
@@ -324,10 +345,7 @@ func Translate(objs Objects, p Params) *Result {
 		ps.settle()
 		st := gwv1.RouteParentStatus{ParentRef: ps.ref, ControllerName: p.ControllerName,
 			Conditions: []metav1.Condition{ps.accepted, ps.resolved}}
-		m := res.HTTPRoutes
-		if pk.kind == KindGRPCRoute {
-			m = res.GRPCRoutes
-		}
+		m := res.Routes[pk.kind]
 		m[pk.key] = append(m[pk.key], st)
 	}
 	return res
@@ -384,8 +402,16 @@ func (t *translator) gateway(gw *gwv1.Gateway) {
 			default:
 				t.certificates(gw, l)
 			}
+		case gwv1.TCPProtocolType:
+			if spec.TLS != nil {
+				fail(gwv1.ListenerReasonUnsupportedValue, "tls is not allowed on a TCP listener")
+			}
+		case gwv1.TLSProtocolType:
+			if spec.TLS == nil || spec.TLS.Mode == nil || *spec.TLS.Mode != gwv1.TLSModePassthrough {
+				fail(gwv1.ListenerReasonUnsupportedValue, "a TLS listener needs tls.mode Passthrough: TLS termination is for HTTPS listeners")
+			}
 		default:
-			fail(gwv1.ListenerReasonUnsupportedProtocol, fmt.Sprintf("protocol %s is not supported yet: only HTTP and HTTPS", spec.Protocol))
+			fail(gwv1.ListenerReasonUnsupportedProtocol, fmt.Sprintf("protocol %s is not supported: only HTTP, HTTPS, TLS (passthrough) and TCP", spec.Protocol))
 		}
 		var invalidKinds []string
 		l.kinds, invalidKinds = routeKinds(spec)
@@ -439,7 +465,7 @@ func (t *translator) gateway(gw *gwv1.Gateway) {
 			if lh == nil {
 				port := strconv.Itoa(int(spec.Port))
 				lh = &lhListener{name: t.lnames.name(g.key.String()+"/"+port, "gw", gw.Namespace, gw.Name, port), address: addr,
-					tls: spec.Protocol == gwv1.HTTPSProtocolType}
+					tls: spec.Protocol == gwv1.HTTPSProtocolType, stream: streamKind(spec.Protocol)}
 				g.ports[spec.Port] = lh
 			}
 			l.lh = lh
@@ -522,12 +548,20 @@ func (t *translator) certificates(gw *gwv1.Gateway, l *gwListener) {
 // or the kinds of its protocol) and the kinds asked for that it cannot.
 func routeKinds(spec *gwv1.Listener) (ok []gwv1.RouteGroupKind, invalid []string) {
 	group := gwv1.Group(Group)
-	supported := []gwv1.RouteGroupKind{{Group: &group, Kind: KindHTTPRoute}, {Group: &group, Kind: KindGRPCRoute}}
-	http := spec.Protocol == gwv1.HTTPProtocolType || spec.Protocol == gwv1.HTTPSProtocolType
+	var names []gwv1.Kind
+	switch spec.Protocol {
+	case gwv1.HTTPProtocolType, gwv1.HTTPSProtocolType:
+		names = []gwv1.Kind{KindHTTPRoute, KindGRPCRoute}
+	case gwv1.TCPProtocolType:
+		names = []gwv1.Kind{KindTCPRoute}
+	case gwv1.TLSProtocolType:
+		names = []gwv1.Kind{KindTLSRoute}
+	}
+	supported := []gwv1.RouteGroupKind{}
+	for _, n := range names {
+		supported = append(supported, gwv1.RouteGroupKind{Group: &group, Kind: n})
+	}
 	if spec.AllowedRoutes == nil || len(spec.AllowedRoutes.Kinds) == 0 {
-		if !http {
-			return []gwv1.RouteGroupKind{}, nil
-		}
 		return supported, nil
 	}
 	ok = []gwv1.RouteGroupKind{}
@@ -536,7 +570,7 @@ func routeKinds(spec *gwv1.Listener) (ok []gwv1.RouteGroupKind, invalid []string
 		if k.Group != nil {
 			g = string(*k.Group)
 		}
-		if g == Group && (k.Kind == KindHTTPRoute || k.Kind == KindGRPCRoute) && http {
+		if g == Group && slices.Contains(names, k.Kind) {
 			if !slices.ContainsFunc(ok, func(o gwv1.RouteGroupKind) bool { return o.Kind == k.Kind }) {
 				ok = append(ok, gwv1.RouteGroupKind{Group: &group, Kind: k.Kind})
 			}
@@ -545,6 +579,18 @@ func routeKinds(spec *gwv1.Listener) (ok []gwv1.RouteGroupKind, invalid []string
 		invalid = append(invalid, g+"/"+string(k.Kind))
 	}
 	return ok, invalid
+}
+
+// streamKind is the route kind a TCP or TLS listener serves, "" for the
+// others.
+func streamKind(p gwv1.ProtocolType) string {
+	switch p {
+	case gwv1.TCPProtocolType:
+		return KindTCPRoute
+	case gwv1.TLSProtocolType:
+		return KindTLSRoute
+	}
+	return ""
 }
 
 // routeMeta is what attachment needs of any route.
@@ -879,6 +925,61 @@ func (t *translator) grpcRoute(r *gwv1.GRPCRoute) {
 	}
 }
 
+// streamRule is one rule of a TCPRoute or TLSRoute: its backends.
+type streamRule struct {
+	name *gwv1.SectionName
+	refs []gwv1.BackendRef
+}
+
+func tcpRules(rs []gwv1.TCPRouteRule) []streamRule {
+	out := make([]streamRule, len(rs))
+	for i, r := range rs {
+		out[i] = streamRule{name: r.Name, refs: r.BackendRefs}
+	}
+	return out
+}
+
+func tlsRules(rs []gwv1.TLSRouteRule) []streamRule {
+	out := make([]streamRule, len(rs))
+	for i, r := range rs {
+		out[i] = streamRule{name: r.Name, refs: r.BackendRefs}
+	}
+	return out
+}
+
+// streamRoute attaches a TCPRoute or TLSRoute (kind) and makes its entries:
+// a connection goes to a backend of its rules, picked by weight.
+func (t *translator) streamRoute(kind string, obj *metav1.ObjectMeta, parents []gwv1.ParentReference, hostnames []gwv1.Hostname, rules []streamRule) {
+	ps := t.attach(routeMeta{kind: kind, obj: obj, parents: parents, hostnames: hostnames})
+	if len(ps) == 0 {
+		return
+	}
+	var resolved metav1.Condition
+	backends := map[string]config.Kubernetes{}
+	var refs [][]config.BackendRef
+	for _, r := range rules {
+		refs = append(refs, t.refs(kind, obj.Namespace, r.refs, backends, &resolved, obj.Generation))
+	}
+	for _, p := range ps {
+		p.resolved = resolved
+		for _, e := range p.entries {
+			e.backends = backends
+			if kind == KindTCPRoute {
+				e.tcp = &config.TCPRoute{}
+				for _, r := range refs {
+					e.tcp.Rules = append(e.tcp.Rules, config.TCPRule{Backends: r})
+				}
+			} else {
+				e.tls = &config.TLSRoute{Hostnames: e.hosts}
+				for _, r := range refs {
+					e.tls.Rules = append(e.tls.Rules, config.TLSRule{Backends: r})
+				}
+			}
+			e.attach()
+		}
+	}
+}
+
 // attach adds e to the longhaul listener serving its Gateway listener,
 // which judges it (build); a listener that is not served counts it as
 // attached as it is.
@@ -957,7 +1058,10 @@ func (t *translator) build(lh *lhListener) (config.Listener, bool) {
 	})
 	hasHTTP := slices.ContainsFunc(lh.entries, func(e *entry) bool { return e.http != nil })
 	protocol := "http"
-	if !hasHTTP && len(lh.entries) > 0 {
+	switch {
+	case lh.stream != "":
+		protocol = "tcp"
+	case !hasHTTP && len(lh.entries) > 0:
 		protocol = "grpc"
 	}
 
@@ -967,6 +1071,9 @@ func (t *translator) build(lh *lhListener) (config.Listener, bool) {
 	l.HTTP.TLS = config.TLS{}
 	if lh.tls {
 		l.HTTP.TLS.Certificates = lh.certs
+	}
+	if protocol == "tcp" {
+		l.HTTP = config.HTTP{}
 	}
 
 	// Backends are named in key order, so names do not depend on routes.
@@ -1002,6 +1109,12 @@ func (t *translator) build(lh *lhListener) (config.Listener, bool) {
 			e.invalid = "GRPCRoutes and HTTPRoutes on one port are not supported yet"
 			continue
 		}
+		if e.tcp != nil && len(l.Routes.TCP) > 0 {
+			// One TCPRoute serves a listener: the oldest. The others stay
+			// attached and accepted, and serve if it goes.
+			e.gl.attached++
+			continue
+		}
 		rank++
 		name := fmt.Sprintf("%06d-%s-%s-%s", rank, e.parent.key.Namespace, e.parent.key.Name, e.section)
 		var refs []string
@@ -1026,13 +1139,27 @@ func (t *translator) build(lh *lhListener) (config.Listener, bool) {
 				r.Rules[i].Backends = rename(r.Rules[i].Backends)
 			}
 			one.Routes = config.Routes{HTTP: []config.HTTPRoute{r}}
-		} else {
+		} else if e.grpc != nil {
 			r := *e.grpc
 			r.Name, r.Rules = name, slices.Clone(r.Rules)
 			for i := range r.Rules {
 				r.Rules[i].Backends = rename(r.Rules[i].Backends)
 			}
 			one.Routes = config.Routes{GRPC: []config.GRPCRoute{r}}
+		} else if e.tcp != nil {
+			r := *e.tcp
+			r.Name, r.Rules = name, slices.Clone(r.Rules)
+			for i := range r.Rules {
+				r.Rules[i].Backends = rename(r.Rules[i].Backends)
+			}
+			one.Routes = config.Routes{TCP: []config.TCPRoute{r}}
+		} else {
+			r := *e.tls
+			r.Name, r.Rules = name, slices.Clone(r.Rules)
+			for i := range r.Rules {
+				r.Rules[i].Backends = rename(r.Rules[i].Backends)
+			}
+			one.Routes = config.Routes{TLS: []config.TLSRoute{r}}
 		}
 		check := one
 		if len(check.Backends) == 0 { // a listener needs a backend: lend it one
@@ -1045,6 +1172,8 @@ func (t *translator) build(lh *lhListener) (config.Listener, bool) {
 		}
 		l.Routes.HTTP = append(l.Routes.HTTP, one.Routes.HTTP...)
 		l.Routes.GRPC = append(l.Routes.GRPC, one.Routes.GRPC...)
+		l.Routes.TCP = append(l.Routes.TCP, one.Routes.TCP...)
+		l.Routes.TLS = append(l.Routes.TLS, one.Routes.TLS...)
 		for _, b := range one.Backends {
 			if !slices.ContainsFunc(l.Backends, func(x config.Backend) bool { return x.Name == b.Name }) {
 				l.Backends = append(l.Backends, b)
@@ -1052,10 +1181,16 @@ func (t *translator) build(lh *lhListener) (config.Listener, bool) {
 		}
 		e.gl.attached++
 	}
-	if len(l.Routes.HTTP)+len(l.Routes.GRPC) == 0 {
-		one := 0
-		l.Routes.HTTP = []config.HTTPRoute{{Name: "no-routes", Hostnames: []string{placeholderHost},
-			Rules: []config.HTTPRule{{Backends: []config.BackendRef{{Name: placeholderBackend, Weight: &one}}}}}}
+	if len(l.Routes.HTTP)+len(l.Routes.GRPC)+len(l.Routes.TCP)+len(l.Routes.TLS) == 0 {
+		none := []config.BackendRef{{Name: placeholderBackend, Weight: new(0)}}
+		switch lh.stream {
+		case KindTCPRoute: // every connection is closed
+			l.Routes.TCP = []config.TCPRoute{{Name: "no-routes", Rules: []config.TCPRule{{Backends: none}}}}
+		case KindTLSRoute:
+			l.Routes.TLS = []config.TLSRoute{{Name: "no-routes", Hostnames: []string{placeholderHost}, Rules: []config.TLSRule{{Backends: none}}}}
+		default:
+			l.Routes.HTTP = []config.HTTPRoute{{Name: "no-routes", Hostnames: []string{placeholderHost}, Rules: []config.HTTPRule{{Backends: none}}}}
+		}
 	}
 	if len(l.Backends) == 0 {
 		l.Backends = []config.Backend{placeholder(&t.p.Template)}
@@ -1160,8 +1295,12 @@ func (t *translator) gatewayStatus(g *gwState) gwv1.GatewayStatus {
 				why = msg
 			}
 		}
+		kinds := l.kinds
+		if l.accepted.Status != metav1.ConditionTrue {
+			kinds = []gwv1.RouteGroupKind{} // a listener not accepted supports nothing
+		}
 		st.Listeners = append(st.Listeners, gwv1.ListenerStatus{
-			Name: l.spec.Name, SupportedKinds: l.kinds, AttachedRoutes: l.attached,
+			Name: l.spec.Name, SupportedKinds: kinds, AttachedRoutes: l.attached,
 			Conditions: []metav1.Condition{l.accepted, cond(string(gwv1.ListenerConditionProgrammed), ok, string(reason), msg, gen), l.resolved, l.conflict},
 		})
 	}

@@ -177,7 +177,7 @@ func listenerStatus(t *testing.T, res *Result, ns, gw, name string) gwv1.Listene
 }
 
 func routeParents(res *Result, ns, name string) []gwv1.RouteParentStatus {
-	return res.HTTPRoutes[types.NamespacedName{Namespace: ns, Name: name}]
+	return res.Routes[KindHTTPRoute][types.NamespacedName{Namespace: ns, Name: name}]
 }
 
 // parentIs checks the one parent status of route ns/name.
@@ -424,7 +424,7 @@ func TestTranslate(t *testing.T) {
 			if err := conditionsAreNoTime(n.Conditions, 3, want{"ResolvedRefs", metav1.ConditionFalse, "InvalidRouteKinds"}, want{"Programmed", metav1.ConditionFalse, "Invalid"}); err != nil {
 				t.Error(err)
 			}
-			gs := res.GRPCRoutes[types.NamespacedName{Namespace: "app", Name: "g"}]
+			gs := res.Routes[KindGRPCRoute][types.NamespacedName{Namespace: "app", Name: "g"}]
 			if len(gs) != 1 || gs[0].Conditions[0].Reason != "NotAllowedByListeners" {
 				t.Errorf("GRPCRoute status %+v", gs)
 			}
@@ -556,8 +556,8 @@ func TestTranslate(t *testing.T) {
 			if g := res.Listeners[0].Routes.GRPC; len(g) != 1 || g[0].Rules[0].Backends[0].Name != "app-web-80" {
 				t.Errorf("grpc routes %+v", g)
 			}
-			alone := res.GRPCRoutes[types.NamespacedName{Namespace: "app", Name: "alone"}]
-			mixed := res.GRPCRoutes[types.NamespacedName{Namespace: "app", Name: "mixed"}]
+			alone := res.Routes[KindGRPCRoute][types.NamespacedName{Namespace: "app", Name: "alone"}]
+			mixed := res.Routes[KindGRPCRoute][types.NamespacedName{Namespace: "app", Name: "mixed"}]
 			if err := conditionsAreNoTime(alone[0].Conditions, 3, acc, resolved); err != nil {
 				t.Error(err)
 			}
@@ -571,7 +571,7 @@ func TestTranslate(t *testing.T) {
 			tls := httpL("tls", 443, "")
 			tls.Protocol = gwv1.UDPProtocolType
 			tcp := httpL("tcp", 9000, "")
-			tcp.Protocol = gwv1.TCPProtocolType
+			tcp.Protocol = gwv1.UDPProtocolType
 			o.Gateways = []*gwv1.Gateway{
 				gateway("app", "gw", httpL("a", 80, "a.test"), httpL("dup", 80, "a.test"), tls, tcp),
 				gateway("app", "none", tls),
@@ -930,7 +930,7 @@ func TestTranslateRandom(t *testing.T) {
 			names[l.Name], addrs[l.Address] = true, true
 		}
 		listeners += len(res.Listeners)
-		for _, m := range []map[types.NamespacedName][]gwv1.RouteParentStatus{res.HTTPRoutes, res.GRPCRoutes} {
+		for _, m := range []map[types.NamespacedName][]gwv1.RouteParentStatus{res.Routes[KindHTTPRoute], res.Routes[KindGRPCRoute]} {
 			for k, ps := range m {
 				for _, p := range ps {
 					if len(p.Conditions) != 2 || p.Conditions[0].Type != "Accepted" || p.Conditions[1].Type != "ResolvedRefs" || p.Conditions[0].Reason == "" {

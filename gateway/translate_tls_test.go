@@ -112,7 +112,7 @@ func TestTranslateHTTPS(t *testing.T) {
 		if err := conditionsAreNoTime(ls.Conditions, 3, c.ws...); err != nil {
 			t.Errorf("listener %s/%s: %v", c.gw, c.listener, err)
 		}
-		if !slices.ContainsFunc(ls.SupportedKinds, func(k gwv1.RouteGroupKind) bool { return k.Kind == KindHTTPRoute }) {
+		if c.listener != "plain" && !slices.ContainsFunc(ls.SupportedKinds, func(k gwv1.RouteGroupKind) bool { return k.Kind == KindHTTPRoute }) {
 			t.Errorf("listener %s/%s: supportedKinds %+v", c.gw, c.listener, ls.SupportedKinds)
 		}
 	}
