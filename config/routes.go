@@ -18,6 +18,29 @@ type Backend struct {
 	Endpoints Endpoints `mapstructure:"endpoints"`
 	Balance   Balance   `mapstructure:"balance"`
 	Drain     Drain     `mapstructure:"drain"`
+	// Protocol is how requests reach the endpoints: http1 (HTTP/1.1
+	// keep-alive) or h2c (HTTP/2 without TLS, as gRPC servers expect);
+	// empty means the listener's http.upstream. On an http listener with
+	// http1 upstream, h2c backends (gRPC ones, say) share the port with
+	// HTTP/1.1 ones. A listener whose upstream is h2c relays its HTTP/2
+	// clients frame by frame, which needs h2c endpoints: http1 is refused
+	// there.
+	Protocol string `mapstructure:"protocol"`
+}
+
+// H2 reports whether requests reach b's endpoints over h2c on listener
+// l: b's protocol, or else l's upstream.
+func (b *Backend) H2(l *Listener) bool {
+	if b.Protocol != "" {
+		return b.Protocol == "h2c"
+	}
+	return l.upstreamH2()
+}
+
+// upstreamH2 reports whether l's own upstream is h2c: protocol grpc, or
+// http.upstream h2c.
+func (l *Listener) upstreamH2() bool {
+	return l.Protocol == "grpc" || l.HTTP.Upstream == "h2c"
 }
 
 // Routes are a listener's route table, as the Gateway API's HTTPRoute,
@@ -385,6 +408,11 @@ func (v *validator) routes(p string, l *Listener) {
 		v.endpoints(bp+".endpoints", &b.Endpoints)
 		v.balance(bp+".balance", l.Protocol, &b.Balance)
 		v.drain(bp+".drain", &Listener{Balance: b.Balance, Drain: b.Drain})
+		if v.oneOf(bp+".protocol", b.Protocol, "", "http1", "h2c") && b.Protocol == "http1" && l.upstreamH2() {
+			v.add(bp+".protocol", b.Protocol, "is refused on a listener whose upstream is h2c (protocol grpc or http.upstream h2c): "+
+				"it relays HTTP/2 clients frame by frame, which needs h2c endpoints; "+
+				"mix http1 and h2c backends on an http listener with http1 upstream")
+		}
 	}
 	check := func(kind string, ri, ki int, refs []BackendRef) {
 		for j, r := range refs {

@@ -224,11 +224,12 @@ func (a *App) updateBackend(lc config.Listener, b *backend, bc config.Backend, l
 }
 
 // routeTable builds lc's route table over its backends (in backendsOf
-// order).
+// order), each reached over h2c or HTTP/1.1 by its protocol (else the
+// listener's upstream).
 func routeTable(lc config.Listener, backends []*backend) (*httpproxy.Routes, error) {
 	byName := make(map[string]*httpproxy.Backend, len(backends))
 	for _, b := range backends {
-		byName[b.cfg.Name] = &httpproxy.Backend{Up: b.up, Key: httpproxy.NewRequestKey(b.cfg.Balance.KeySpec())}
+		byName[b.cfg.Name] = &httpproxy.Backend{Up: b.up, Key: httpproxy.NewRequestKey(b.cfg.Balance.KeySpec()), H2: b.cfg.H2(&lc)}
 	}
 	t, err := route.New(config.RouteSpec(&lc, func(name string) *httpproxy.Backend { return byName[name] }))
 	if err != nil {

@@ -2,6 +2,7 @@ package h2relay
 
 import (
 	"errors"
+	"time"
 
 	"golang.org/x/net/http2"
 )
@@ -32,7 +33,12 @@ type UpstreamError struct {
 	// section 8.7), so sending it to another endpoint is safe, if its body
 	// can be sent again.
 	NotProcessed bool
-	Reason       string
+	// Drained: a drain of the endpoint ended the round trip at its turn
+	// (see Server.DrainEndpoint); for a gRPC call, Pushback is the retry
+	// pushback (grpc-retry-pushback-ms) the drain's plan gives its client.
+	Drained  bool
+	Pushback time.Duration
+	Reason   string
 }
 
 func (e *UpstreamError) Error() string {

@@ -95,7 +95,8 @@ func waitTurn(ctx context.Context, t *time.Timer, conns []*upConn) bool {
 // response is still forwarded; a gRPC call gets UNAVAILABLE with a
 // grpc-retry-pushback-ms of pushback (in whole milliseconds); another
 // stream RST_STREAM REFUSED_STREAM if no response header went out, else
-// what failToClient gives; a round trip fails with an UpstreamError.
+// what failToClient gives; a round trip fails with an UpstreamError with
+// Drained (and, a gRPC call, Pushback) set.
 // Called with s.mu held, s bound to the drained connection.
 func (s *stream) endDrained(pushback time.Duration) {
 	if s.finished {
@@ -106,10 +107,17 @@ func (s *stream) endDrained(pushback time.Duration) {
 	case s.resp.end:
 		s.upGone = true
 		s.pump(&s.resp, nil)
-	case s.rt == nil && s.head.GRPC:
+	case s.rt != nil:
+		e := &UpstreamError{Addr: s.addr, Drained: true, Reason: drainedMsg}
+		if s.head.GRPC {
+			e.Pushback = max(pushback, 0)
+		}
+		s.upGone = true
+		s.failRoundTrip(e)
+	case s.head.GRPC:
 		s.pushback = strconv.FormatInt(max(pushback.Milliseconds(), 0), 10)
 		s.failToClient(502, drainedMsg)
-	case s.rt == nil && !s.respHeaders:
+	case !s.respHeaders:
 		s.upGone = true
 		s.resetDownstream(http2.ErrCodeRefusedStream, drainedMsg)
 	default:

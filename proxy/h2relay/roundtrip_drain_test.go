@@ -308,3 +308,45 @@ func TestShutdownWaitsForRoundTrips(t *testing.T) {
 		}
 	}
 }
+
+// TestRoundTripPacedDrain: a drain's plan ends a round trip whose response
+// is under way at its turn with an UpstreamError that says so (Drained),
+// carrying the plan's pushback for a gRPC call and none for another
+// request.
+func TestRoundTripPacedDrain(t *testing.T) {
+	e := startH2CEndpoint(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", r.Header.Get("Content-Type"))
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		<-r.Context().Done() // a stream that goes on until it is ended
+	}))
+	srv := newRoundTripper(t, Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var bodies []io.ReadCloser
+	for _, ct := range []string{"application/grpc", "text/plain"} {
+		pr, pw := io.Pipe()
+		defer pw.Close()
+		req := newRequest(t, ctx, "POST", e.addr, "/stream", pr)
+		req.Header.Set("Content-Type", ct)
+		resp, err := srv.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		bodies = append(bodies, resp.Body)
+	}
+	drained := make(chan struct{})
+	go func() { srv.DrainEndpoint(ctx, e.addr, pushbackPlan(1234*time.Millisecond)); close(drained) }()
+	for i, b := range bodies {
+		_, err := io.ReadAll(b)
+		var ue *UpstreamError
+		if !errors.As(err, &ue) || !ue.Drained {
+			t.Fatalf("round trip %d: %v, want an UpstreamError with Drained", i, err)
+		}
+		if want := []time.Duration{1234 * time.Millisecond, 0}[i]; ue.Pushback != want {
+			t.Errorf("round trip %d: pushback %v, want %v", i, ue.Pushback, want)
+		}
+	}
+	recv(t, drained, "DrainEndpoint to return")
+}

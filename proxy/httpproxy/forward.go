@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,11 +25,12 @@ import (
 // leases an endpoint through Upstream.Try (the connection's pin first,
 // with affinity), sends it (roundTrip), and copies the response back.
 
-// roundTrip sends out to the endpoint at addr: over HTTP/2 through the
-// relay's endpoint connections with UpstreamH2, else over HTTP/1.1
-// keep-alive connections. done is called once the response is copied.
-func (l *Listener) roundTrip(out *http.Request, addr string) (resp *http.Response, done func(), err error) {
-	if l.cfg.UpstreamH2 {
+// roundTrip sends out to the endpoint at addr of b: over HTTP/2 through
+// the relay's endpoint connections with UpstreamH2 or to an H2 backend,
+// else over HTTP/1.1 keep-alive connections. done is called once the
+// response is copied.
+func (l *Listener) roundTrip(out *http.Request, b *Backend, addr string) (resp *http.Response, done func(), err error) {
+	if l.cfg.UpstreamH2 || b.H2 {
 		resp, err = l.relay.RoundTrip(out)
 		return resp, func() {}, err
 	}
@@ -86,15 +88,21 @@ func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The endpoint's response headers are awaited for at most
-	// ResponseHeaderTimeout, retries included.
+	// ResponseHeaderTimeout, retries included; a gRPC call to h2c
+	// endpoints waits, there and for its request stream, as long as a
+	// relayed stream may be idle (see Config.StreamIdleTimeout).
+	headerWait, bodyWait := l.cfg.ResponseHeaderTimeout, l.cfg.RequestBodyTimeout
+	if grpc && rt.b.H2 {
+		headerWait, bodyWait = l.cfg.StreamIdleTimeout, l.cfg.StreamIdleTimeout
+	}
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
-	headerTimer := time.AfterFunc(l.cfg.ResponseHeaderTimeout, func() { cancel(errResponseHeaderTimeout) })
+	headerTimer := time.AfterFunc(headerWait, func() { cancel(errResponseHeaderTimeout) })
 	out := l.outRequest(r, client).WithContext(ctx)
 	key := rt.b.Key.Hash(r, client)
 	body := &trackedBody{ReadCloser: r.Body}
 	if r.Body != nil && r.Body != http.NoBody {
-		body.bound(http.NewResponseController(w), l.cfg.RequestBodyTimeout)
+		body.bound(http.NewResponseController(w), bodyWait)
 		defer body.finish()
 		out.Body = body
 	}
@@ -113,7 +121,7 @@ func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			leave = pin.follow(key, ls.Addr()) || leave
 		}
 		out.URL.Host = ls.Addr()
-		resp, done, err = l.roundTrip(out, ls.Addr())
+		resp, done, err = l.roundTrip(out, rt.b, ls.Addr())
 		return err
 	}, func(err error) bool { return retryable(err, body, r) && r.Context().Err() == nil })
 	if !headerTimer.Stop() {
@@ -124,7 +132,7 @@ func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			done()
 			lease.Release()
 		}
-		l.fail(w, r, grpc, http.StatusGatewayTimeout, "no response headers from the endpoint within "+l.cfg.ResponseHeaderTimeout.String())
+		l.fail(w, r, grpc, http.StatusGatewayTimeout, "no response headers from the endpoint within "+headerWait.String())
 		return
 	}
 	if berr := body.readErr(); berr != nil && resp == nil {
@@ -133,7 +141,7 @@ func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// closes: the rest of the body cannot be framed.
 		w.Header().Set("Connection", "close")
 		if errors.Is(berr, os.ErrDeadlineExceeded) {
-			l.fail(w, r, grpc, http.StatusRequestTimeout, "request body: no data within "+l.cfg.RequestBodyTimeout.String())
+			l.fail(w, r, grpc, http.StatusRequestTimeout, "request body: no data within "+bodyWait.String())
 		} else {
 			l.fail(w, r, grpc, http.StatusBadRequest, "request body malformed")
 		}
@@ -147,6 +155,12 @@ func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if errors.Is(err, upstream.ErrNoEndpoint) {
 			l.fail(w, r, grpc, http.StatusServiceUnavailable, "no endpoint available")
+			return
+		}
+		if ue := (*h2relay.UpstreamError)(nil); grpc && errors.As(err, &ue) && ue.Drained {
+			// Ended by its endpoint's drain before the response began.
+			w.Header().Set("Grpc-Retry-Pushback-Ms", strconv.FormatInt(ue.Pushback.Milliseconds(), 10))
+			l.fail(w, r, grpc, http.StatusBadGateway, "endpoint drained")
 			return
 		}
 		// What failed stays in the log: it names endpoints.
@@ -368,8 +382,15 @@ func (l *Listener) copyResponse(w http.ResponseWriter, resp *http.Response, grpc
 	if copyErr != nil {
 		if grpc {
 			// The endpoint went away mid-call (drained or failed): end the
-			// call with UNAVAILABLE so that the client retries elsewhere.
+			// call with UNAVAILABLE so that the client retries elsewhere,
+			// after the pushback a drain's plan gave it, as the relay does.
 			wh[http.TrailerPrefix+"Grpc-Status"] = []string{"14"}
+			var ue *h2relay.UpstreamError
+			if errors.As(copyErr, &ue) && ue.Drained {
+				wh[http.TrailerPrefix+"Grpc-Message"] = []string{"endpoint drained"}
+				wh[http.TrailerPrefix+"Grpc-Retry-Pushback-Ms"] = []string{strconv.FormatInt(ue.Pushback.Milliseconds(), 10)}
+				return
+			}
 			wh[http.TrailerPrefix+"Grpc-Message"] = []string{"upstream connection lost"}
 			return
 		}

@@ -32,7 +32,12 @@ type Config struct {
 	// clients are then served by the frame-level relay (package h2relay)
 	// and only HTTP/1 clients by net/http, whose requests go to the
 	// endpoints over the relay's connections too (h2relay.Server's
-	// RoundTrip): one HTTP/2 client and one pool per endpoint.
+	// RoundTrip): one HTTP/2 client and one pool per endpoint. Every
+	// backend is then reached over h2c, whatever its Backend.H2 says.
+	// Without UpstreamH2, net/http serves every client, and the backends
+	// of Routes with H2 set are reached over the relay's pooled h2c
+	// connections (RoundTrip), the others over HTTP/1.1: HTTPRoutes to
+	// HTTP/1.1 backends and GRPCRoutes to gRPC ones share one port.
 	UpstreamH2     bool
 	ConnectTimeout time.Duration // 0 means 2s
 	// KeepAliveIdle closes an HTTP/1 client connection waiting this long
@@ -49,7 +54,11 @@ type Config struct {
 	ResponseHeaderTimeout time.Duration
 	// StreamIdleTimeout ends a stream of the HTTP/2 relay with no frame
 	// either way for this long (h2relay.Config.StreamIdleTimeout); 0
-	// means 1h.
+	// means 1h. A gRPC call to an H2 backend that net/http serves (on a
+	// listener without UpstreamH2) waits for its response headers, and for
+	// each part of its request stream, this long instead of
+	// ResponseHeaderTimeout and RequestBodyTimeout, as it would through
+	// the relay: a call may be slow, and a stream quiet, for long.
 	StreamIdleTimeout time.Duration
 	// MemoryBudget, if set, is the process's budget of bytes held by
 	// client connections of the HTTP/2 relay (h2relay.Config.Budget).
@@ -111,9 +120,14 @@ type Listener struct {
 	pins sync.Map // net.Conn -> *serverConn, with Affinity
 
 	// relay serves HTTP/2 client connections frame by frame when
-	// UpstreamH2 is set; nil otherwise. clients holds its connections
-	// (*h2relay.Conn -> *relayConn), each pinned with Affinity. splitWG
-	// counts the goroutines that sniff and serve accepted connections.
+	// UpstreamH2 is set. Without it, a listener with routes has one too,
+	// which serves no client connection: it only carries the requests
+	// routed to H2 backends (RoundTrip) over its pooled h2c endpoint
+	// connections, and drains and closes them with the listener. Nil
+	// otherwise (no backend can be H2). clients holds its client
+	// connections (*h2relay.Conn -> *relayConn), each pinned with
+	// Affinity. splitWG counts the goroutines that sniff and serve
+	// accepted connections.
 	relay   *h2relay.Server
 	clients relayClients
 	splitWG sync.WaitGroup
@@ -140,6 +154,9 @@ func New(cfg Config, up *upstream.Upstream) *Listener {
 	if cfg.ResponseHeaderTimeout <= 0 {
 		cfg.ResponseHeaderTimeout = 60 * time.Second
 	}
+	if cfg.StreamIdleTimeout <= 0 {
+		cfg.StreamIdleTimeout = time.Hour
+	}
 	if cfg.MaxHeaderBytes <= 0 {
 		cfg.MaxHeaderBytes = 64 << 10
 	}
@@ -156,7 +173,7 @@ func New(cfg Config, up *upstream.Upstream) *Listener {
 	l := &Listener{cfg: cfg, up: up, reg: up.Registry(), metrics: m, log: cfg.Logger.With(zap.String("listener", cfg.Name)),
 		grpcOK: m.RequestTime.WithLabelValues(cfg.Name, "ok")}
 	if cfg.Routes == nil {
-		l.def = &Backend{Up: up, Key: cfg.Key}
+		l.def = &Backend{Up: up, Key: cfg.Key, H2: cfg.UpstreamH2}
 	} else {
 		l.routes.Store(cfg.Routes)
 	}
@@ -193,7 +210,7 @@ func New(cfg Config, up *upstream.Upstream) *Listener {
 		}
 		l.srv.ConnState = l.connState
 	}
-	if cfg.UpstreamH2 {
+	if cfg.UpstreamH2 || cfg.Routes != nil {
 		rc := h2relay.Config{
 			Router: relayRouter{def: l.def, routes: &l.routes}, Observer: relayObserver{l},
 			OnConn: l.onRelayConn, OnConnEnd: l.onRelayConnEnd,
@@ -220,7 +237,7 @@ func (l *Listener) Serve(ctx context.Context, ln net.Listener) error {
 			l.metrics.Rejected.WithLabelValues(l.cfg.Name, "per_client")))
 	}
 	var err error
-	if l.relay != nil {
+	if l.cfg.UpstreamH2 {
 		err = l.serveSplit(ctx, ln)
 	} else if l.cfg.TLS != nil {
 		err = l.srv.ServeTLS(ln, "", "")
@@ -240,14 +257,22 @@ func (l *Listener) Serve(ctx context.Context, ln net.Listener) error {
 // time Shutdown runs, most are gone.
 func (l *Listener) Shutdown(ctx context.Context) error {
 	relayErr := make(chan error, 1)
-	if l.relay != nil {
+	if l.cfg.UpstreamH2 {
+		// The relay's clients and net/http's leave side by side.
 		go func() { relayErr <- l.relay.Shutdown(ctx) }()
-	} else {
-		relayErr <- nil
 	}
 	err := l.srv.Shutdown(ctx)
 	if err != nil {
 		l.srv.Close()
+	}
+	switch {
+	case l.cfg.UpstreamH2:
+	case l.relay != nil:
+		// It serves only the handlers' round trips: those of the handlers
+		// still running after Shutdown (cut by Close) end now or with ctx.
+		relayErr <- l.relay.Shutdown(ctx)
+	default:
+		relayErr <- nil
 	}
 	err = cmp.Or(err, <-relayErr)
 	done := make(chan struct{})
@@ -274,7 +299,9 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 // when it is done, or at ctx's end: HTTP/2 endpoint connections get GOAWAY,
 // their streams still open after plan's grace end at plan's pace (gRPC
 // UNAVAILABLE with a retry pushback), those left at the deadline at once
-// (see h2relay.Server.DrainEndpoint);
+// (see h2relay.Server.DrainEndpoint), the relay's streams and the
+// requests net/http's handlers send to H2 backends alike (a gRPC call of
+// theirs then ends with UNAVAILABLE and the pushback, see copyResponse);
 // HTTP/1.1 connections close once idle. The picker already excludes addr,
 // so no new request goes there.
 func (l *Listener) DrainEndpoint(ctx context.Context, addr string, plan h2relay.StreamPlan) {

@@ -14,11 +14,16 @@ import (
 )
 
 // Backend is where a request goes: an upstream (its picker, its sessions,
-// its drain) and the key its picker hashes. A listener without routes has
-// one, its own; with routes, each rule's backend references are Backends.
+// its drain), the key its picker hashes, and how its endpoints are
+// reached. A listener without routes has one, its own; with routes, each
+// rule's backend references are Backends.
 type Backend struct {
 	Up  *upstream.Upstream
 	Key RequestKey
+	// H2: requests go to the endpoints over HTTP/2 without TLS (h2c), as
+	// gRPC servers expect; else over HTTP/1.1. On a listener with
+	// UpstreamH2 every backend is reached over h2c.
+	H2 bool
 }
 
 // Routes is a listener's route table over its backends.
