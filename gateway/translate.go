@@ -234,6 +234,10 @@ type translator struct {
 	grants     []*gwv1.ReferenceGrant
 	parents    map[parentKey]*parentStatus
 	addrs      map[string]string // bound address -> the Gateway holding it
+	// h2c holds the backend keys whose endpoints speak HTTP/2 without TLS:
+	// GRPCRoutes' backends, and Service ports of appProtocol
+	// kubernetes.io/h2c.
+	h2c map[string]bool
 	lnames     *namer            // listener names
 }
 
@@ -244,7 +248,7 @@ func Translate(objs Objects, p Params) *Result {
 	t := &translator{
 		p: p, classes: map[string]bool{}, gateways: map[types.NamespacedName]*gwState{},
 		services: map[types.NamespacedName]*corev1.Service{}, secrets: map[types.NamespacedName]*corev1.Secret{}, namespaces: map[string]labels.Set{},
-		grants: objs.ReferenceGrants, parents: map[parentKey]*parentStatus{}, addrs: map[string]string{}, lnames: newNamer(),
+		grants: objs.ReferenceGrants, parents: map[parentKey]*parentStatus{}, addrs: map[string]string{}, lnames: newNamer(), h2c: map[string]bool{},
 	}
 	res := &Result{
 		Classes:  map[string]gwv1.GatewayClassStatus{},
@@ -743,8 +747,16 @@ func (t *translator) backendRef(kind, ns string, ref gwv1.BackendObjectReference
 			return "", k, gwv1.RouteReasonUnsupportedValue, fmt.Sprintf("Service %s/%s port %d: an unnamed port with a named targetPort is not supported", target, ref.Name, sp.Port)
 		}
 	}
-	return fmt.Sprintf("%s/%s/%d", target, ref.Name, *ref.Port), config.Kubernetes{Namespace: target, Service: string(ref.Name), Port: port}, "", ""
+	key = fmt.Sprintf("%s/%s/%d", target, ref.Name, *ref.Port)
+	if sp.AppProtocol != nil && *sp.AppProtocol == appProtocolH2C {
+		t.h2c[key] = true
+	}
+	return key, config.Kubernetes{Namespace: target, Service: string(ref.Name), Port: port}, "", ""
 }
+
+// appProtocolH2C is the Service port appProtocol of HTTP/2 over cleartext
+// (the Gateway API's HTTPRouteBackendProtocolH2C).
+const appProtocolH2C = "kubernetes.io/h2c"
 
 // granted reports whether a ReferenceGrant in namespace to lets objects of
 // kind (of the Gateway API's group) in namespace from refer to the core
@@ -909,6 +921,9 @@ func (t *translator) grpcRoute(r *gwv1.GRPCRoute) {
 			refs = append(refs, b.BackendRef)
 		}
 		cRule.Backends = t.refs(KindGRPCRoute, r.Namespace, refs, backends, &resolved, r.Generation)
+		for _, b := range cRule.Backends {
+			t.h2c[b.Name] = true // gRPC is HTTP/2
+		}
 		cr.Rules = append(cr.Rules, cRule)
 	}
 	if len(r.Spec.Rules) == 0 {
@@ -1092,8 +1107,12 @@ func (t *translator) build(lh *lhListener) (config.Listener, bool) {
 	names.name(placeholderBackend, placeholderBackend) // reserved
 	backend := func(key string) config.Backend {
 		k := all[key]
-		return config.Backend{Name: names.name(key, k.Namespace, k.Service, strings.Split(key, "/")[2]),
+		b := config.Backend{Name: names.name(key, k.Namespace, k.Service, strings.Split(key, "/")[2]),
 			Endpoints: config.Endpoints{Kubernetes: &k}, Balance: t.p.Template.Balance, Drain: t.p.Template.Drain}
+		if protocol == "http" && t.h2c[key] {
+			b.Protocol = "h2c" // beside HTTP/1.1 backends on the port
+		}
+		return b
 	}
 	for _, k := range keys {
 		backend(k)
@@ -1103,10 +1122,6 @@ func (t *translator) build(lh *lhListener) (config.Listener, bool) {
 	for _, e := range lh.entries {
 		if len(e.unsupported) > 0 {
 			e.invalid = "not supported: " + strings.Join(e.unsupported, ", ")
-			continue
-		}
-		if protocol == "http" && e.grpc != nil {
-			e.invalid = "GRPCRoutes and HTTPRoutes on one port are not supported yet"
 			continue
 		}
 		if e.tcp != nil && len(l.Routes.TCP) > 0 {

@@ -540,14 +540,18 @@ func TestTranslate(t *testing.T) {
 			}
 		},
 	}, {
-		name: "GRPCRoutes alone make a grpc listener; with HTTPRoutes they are refused",
+		name: "GRPCRoutes alone make a grpc listener; with HTTPRoutes an http one whose gRPC and h2c backends speak h2c",
 		objs: func(o *Objects) {
 			o.Gateways = []*gwv1.Gateway{gateway("app", "gw", httpL("a", 80, ""), httpL("b", 81, ""))}
 			o.GRPCRoutes = []*gwv1.GRPCRoute{
 				grpcRoute("app", "alone", parents(parent{name: "gw", section: "a"}), svcRef("", "web", 80)),
 				grpcRoute("app", "mixed", parents(parent{name: "gw", section: "b"}), svcRef("", "web", 80)),
 			}
-			o.HTTPRoutes = []*gwv1.HTTPRoute{hroute("app", "h", 0, parents(parent{name: "gw", section: "b"}), nil, rule(ref("", "web", 80, -1)))}
+			h2 := port("http", 80, intstr.FromInt32(8080))
+			h2.AppProtocol = new(appProtocolH2C)
+			o.Services = append(o.Services, svc("app", "h2", h2))
+			o.HTTPRoutes = []*gwv1.HTTPRoute{hroute("app", "h", 0, parents(parent{name: "gw", section: "b"}), nil,
+				rule(ref("", "plain", 80, -1)), rule(ref("", "h2", 80, -1)))}
 		},
 		check: func(t *testing.T, res *Result) {
 			if len(res.Listeners) != 2 || res.Listeners[0].Protocol != "grpc" || res.Listeners[1].Protocol != "http" {
@@ -556,13 +560,25 @@ func TestTranslate(t *testing.T) {
 			if g := res.Listeners[0].Routes.GRPC; len(g) != 1 || g[0].Rules[0].Backends[0].Name != "app-web-80" {
 				t.Errorf("grpc routes %+v", g)
 			}
-			alone := res.Routes[KindGRPCRoute][types.NamespacedName{Namespace: "app", Name: "alone"}]
-			mixed := res.Routes[KindGRPCRoute][types.NamespacedName{Namespace: "app", Name: "mixed"}]
-			if err := conditionsAreNoTime(alone[0].Conditions, 3, acc, resolved); err != nil {
-				t.Error(err)
+			b := res.Listeners[1]
+			if len(b.Routes.GRPC) != 1 || len(b.Routes.HTTP) != 1 {
+				t.Errorf("port 81: %d gRPC and %d HTTP routes, want 1 and 1", len(b.Routes.GRPC), len(b.Routes.HTTP))
 			}
-			if err := conditionsAreNoTime(mixed[0].Conditions, 3, want{"Accepted", metav1.ConditionFalse, "UnsupportedValue"}); err != nil {
-				t.Error(err)
+			protocols := map[string]string{}
+			for _, be := range b.Backends {
+				protocols[be.Name] = be.Protocol
+			}
+			if want := map[string]string{"app-web-80": "h2c", "app-h2-80": "h2c", "app-plain-80": ""}; !reflect.DeepEqual(protocols, want) {
+				t.Errorf("backend protocols %v, want %v", protocols, want)
+			}
+			if err := validate(b); err != nil {
+				t.Errorf("port 81: %v", err)
+			}
+			for _, name := range []string{"alone", "mixed"} {
+				ps := res.Routes[KindGRPCRoute][types.NamespacedName{Namespace: "app", Name: name}]
+				if err := conditionsAreNoTime(ps[0].Conditions, 3, acc, resolved); err != nil {
+					t.Errorf("%s: %v", name, err)
+				}
 			}
 		},
 	}, {

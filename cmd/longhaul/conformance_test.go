@@ -47,7 +47,8 @@ var supportedFeatures = []features.FeatureName{
 	features.SupportHTTPRouteHostRewrite, features.SupportHTTPRoutePathRewrite,
 	features.SupportHTTPRouteParentRefPort, features.SupportHTTPRouteDestinationPortMatching,
 	features.SupportHTTPRouteNamedRouteRule, features.SupportGRPCRouteNamedRouteRule,
-	features.SupportHTTPRouteBackendProtocolWebSocket,
+	features.SupportHTTPRouteBackendProtocolWebSocket, features.SupportHTTPRouteBackendProtocolH2C,
+	features.SupportTLSRoute, features.SupportTCPRoute,
 }
 
 // TestConformance runs the Gateway API conformance suite (v1.6.3, the
@@ -116,10 +117,11 @@ func TestConformance(t *testing.T) {
 			CleanupTestResources: true,
 			TimeoutConfig:        conformanceconfig.DefaultTimeoutConfig(),
 			SupportedFeatures:    supportedFeatures,
-			ConformanceProfiles:  []suite.ConformanceProfileName{suite.GatewayHTTPConformanceProfileName, suite.GatewayGRPCConformanceProfileName},
-			ReportOutputPath:     os.Getenv("LONGHAUL_CONFORMANCE_REPORT"),
-			RunTest:              os.Getenv("LONGHAUL_CONFORMANCE_RUN"), // one test's ShortName, to debug it
-			Mode:                 "default",
+			ConformanceProfiles: []suite.ConformanceProfileName{suite.GatewayHTTPConformanceProfileName, suite.GatewayGRPCConformanceProfileName,
+				suite.GatewayTLSConformanceProfileName, suite.GatewayTCPConformanceProfileName},
+			ReportOutputPath: os.Getenv("LONGHAUL_CONFORMANCE_REPORT"),
+			RunTest:          os.Getenv("LONGHAUL_CONFORMANCE_RUN"), // one test's ShortName, to debug it
+			Mode:             "default",
 			Implementation: confv1.Implementation{Organization: "longhaul-proxy", Project: "longhaul",
 				URL: "https://github.com/longhaul-proxy/longhaul", Version: "main", Contact: []string{"@longhaul-proxy"}},
 		},
