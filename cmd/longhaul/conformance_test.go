@@ -1,13 +1,14 @@
-//go:build conformance
-
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
-	"net/netip"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -23,10 +24,12 @@ import (
 	"sigs.k8s.io/gateway-api/apis/v1alpha3"
 	"sigs.k8s.io/gateway-api/conformance"
 	confv1 "sigs.k8s.io/gateway-api/conformance/apis/v1"
+	"sigs.k8s.io/gateway-api/conformance/tests"
 	conformanceconfig "sigs.k8s.io/gateway-api/conformance/utils/config"
 	"sigs.k8s.io/gateway-api/conformance/utils/suite"
 	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 	"sigs.k8s.io/gateway-api/pkg/features"
+	"sigs.k8s.io/yaml"
 
 	"github.com/longhaul-proxy/longhaul/config"
 	"github.com/longhaul-proxy/longhaul/internal/kubetest"
@@ -51,14 +54,21 @@ var supportedFeatures = []features.FeatureName{
 	features.SupportTLSRoute, features.SupportTCPRoute,
 }
 
-// TestConformance runs the Gateway API conformance suite (v1.6.3, the
-// GATEWAY-HTTP profile) against `longhaul run --gateway-class` over the
+// reportPath is the conformance report kept in the repository, which
+// README.md summarises.
+const reportPath = "../../gateway/conformance-report.yaml"
+
+// TestConformance runs the Gateway API conformance suite (v1.6.3: the
+// GATEWAY-HTTP, GATEWAY-GRPC, GATEWAY-TLS and GATEWAY-TCP profiles with
+// the features above) against `longhaul run --gateway-class "*"` over the
 // real API server, controller manager and podrunner, each Gateway on an
-// address of its own in 127.64.0.0/16. It is built with -tags conformance
-// (`make conformance`) and is not part of `make test` yet: the suite's
-// setup waits for every base Gateway to be Accepted, an HTTPS one among
-// them, and longhaul does not terminate TLS for Gateways yet.
-// LONGHAUL_CONFORMANCE_REPORT names the file the report is written to.
+// address of its own in 127.64.0.0/16, and checks the report against the
+// one kept in the repository: a test that passed there and fails here
+// fails this test, and so does any other difference (a test newly
+// passing, a feature claimed or dropped), until the kept report is
+// refreshed with LONGHAUL_CONFORMANCE_REPORT set to reportPath (`make
+// conformance`). LONGHAUL_CONFORMANCE_RUN runs one test (its ShortName)
+// and skips the comparison.
 func TestConformance(t *testing.T) {
 	if err := netns.Check(); err != nil {
 		t.Skipf("podrunner makes network namespaces: %v", err)
@@ -68,7 +78,7 @@ func TestConformance(t *testing.T) {
 	cl := kubetest.Start(t)
 	cl.StartControllerManager(t)
 	cl.InstallCRDs(t, "../../deploy/gateway/crds")
-	r, err := podrunner.Start(ctx, cl.Client, podrunner.Options{MaxGrace: time.Second, Subnet: netip.MustParsePrefix("198.18.0.0/22")})
+	r, err := podrunner.Start(ctx, cl.Client, podrunner.Options{MaxGrace: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,13 +129,95 @@ func TestConformance(t *testing.T) {
 			SupportedFeatures:    supportedFeatures,
 			ConformanceProfiles: []suite.ConformanceProfileName{suite.GatewayHTTPConformanceProfileName, suite.GatewayGRPCConformanceProfileName,
 				suite.GatewayTLSConformanceProfileName, suite.GatewayTCPConformanceProfileName},
-			ReportOutputPath: os.Getenv("LONGHAUL_CONFORMANCE_REPORT"),
-			RunTest:          os.Getenv("LONGHAUL_CONFORMANCE_RUN"), // one test's ShortName, to debug it
-			Mode:             "default",
+			RunTest: os.Getenv("LONGHAUL_CONFORMANCE_RUN"),
+			Mode:    "default",
 			Implementation: confv1.Implementation{Organization: "longhaul-proxy", Project: "longhaul",
 				URL: "https://github.com/longhaul-proxy/longhaul", Version: "main", Contact: []string{"@longhaul-proxy"}},
 		},
-		Client: c, Clientset: cl.Client, RestConfig: cl.Config,
+		Client: c, Clientset: cl.Client, RestConfig: cl.Config, ManifestFS: []fs.FS{&conformance.Manifests},
 	}
-	conformance.RunConformanceWithOptions(t, opts)
+	cs, err := suite.NewConformanceTestSuite(opts)
+	must(t, err)
+	start := time.Now()
+	// The suite's report is ready once its run's cleanup has run: this
+	// cleanup, registered first, runs after it.
+	t.Cleanup(func() { checkReport(t, cs, time.Since(start), opts.RunTest != "") })
+	cs.Setup(t, tests.ConformanceTests)
+	if err := cs.Run(t, tests.ConformanceTests); err != nil {
+		t.Fatalf("conformance suite: %v", err)
+	}
+}
+
+// checkReport writes the suite's report where LONGHAUL_CONFORMANCE_REPORT
+// says and, unless one test was run, compares it with the kept one.
+func checkReport(t *testing.T, cs *suite.ConformanceTestSuite, took time.Duration, one bool) {
+	report, err := cs.Report()
+	if err != nil {
+		t.Errorf("conformance report: %v", err)
+		return
+	}
+	got := reportYAML(t, report)
+	t.Logf("conformance suite ran in %v:\n%s", took.Round(time.Second), got)
+	if out := os.Getenv("LONGHAUL_CONFORMANCE_REPORT"); out != "" {
+		if err := os.WriteFile(out, got, 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+	if one {
+		return
+	}
+	kept, err := os.ReadFile(reportPath)
+	if err != nil {
+		t.Errorf("the kept conformance report: %v", err)
+		return
+	}
+	var want confv1.ConformanceReport
+	if err := yaml.Unmarshal(kept, &want); err != nil {
+		t.Errorf("the kept conformance report %s: %v", reportPath, err)
+		return
+	}
+	if w := reportYAML(t, &want); !bytes.Equal(got, w) {
+		t.Errorf("the conformance report differs from %s (refresh it with make conformance once the change is meant):\n%s",
+			reportPath, lineDiff(string(w), string(got)))
+	}
+}
+
+// reportYAML is a report without its date and with its profiles in name
+// order (the suite's order varies), for comparing runs.
+func reportYAML(t *testing.T, r *confv1.ConformanceReport) []byte {
+	t.Helper()
+	c := *r
+	c.Date = ""
+	c.ProfileReports = slices.Clone(c.ProfileReports)
+	slices.SortFunc(c.ProfileReports, func(a, b confv1.ProfileReport) int { return strings.Compare(a.Name, b.Name) })
+	b, err := yaml.Marshal(c)
+	if err != nil {
+		t.Errorf("conformance report: %v", err)
+	}
+	return b
+}
+
+// lineDiff lists the lines of want missing from got (-) and the lines of
+// got not in want (+).
+func lineDiff(want, got string) string {
+	count := func(s string) map[string]int {
+		m := map[string]int{}
+		for _, l := range strings.Split(s, "\n") {
+			m[l]++
+		}
+		return m
+	}
+	w, g := count(want), count(got)
+	var out []string
+	for _, l := range strings.Split(want, "\n") {
+		if g[l] < w[l] {
+			out = append(out, "- "+l)
+		}
+	}
+	for _, l := range strings.Split(got, "\n") {
+		if w[l] < g[l] {
+			out = append(out, "+ "+l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
