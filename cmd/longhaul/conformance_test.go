@@ -221,3 +221,45 @@ func lineDiff(want, got string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestREADMEConformance: the README's conformance table and its list of
+// extended features say what the kept report says.
+func TestREADMEConformance(t *testing.T) {
+	kept, err := os.ReadFile(reportPath)
+	must(t, err)
+	var r confv1.ConformanceReport
+	must(t, yaml.Unmarshal(kept, &r))
+	readme, err := os.ReadFile("../../README.md")
+	must(t, err)
+	text := string(readme)
+	flat := strings.Join(strings.Fields(text), " ")
+	stats := func(s confv1.Statistics) string {
+		return fmt.Sprintf("%d passed, %d failed, %d skipped", s.Passed, s.Failed, s.Skipped)
+	}
+	for _, p := range r.ProfileReports {
+		row := fmt.Sprintf("| %s | %s | ", p.Name, stats(p.Core.Statistics))
+		if p.Extended != nil {
+			row += stats(p.Extended.Statistics) + " |"
+		} else {
+			row += "|"
+		}
+		if !strings.Contains(text, row) {
+			t.Errorf("README.md lacks the row %q", row)
+		}
+		if p.Core.Result != "success" {
+			t.Errorf("profile %s: core %s", p.Name, p.Core.Result)
+		}
+		if p.Extended == nil {
+			continue
+		}
+		for _, f := range p.Extended.SupportedFeatures {
+			name := string(f)
+			if strings.HasPrefix(name, "HTTPRoute30") { // listed as HTTPRoute303/307/308RedirectStatusCode
+				name = "HTTPRoute303/307/308RedirectStatusCode"
+			}
+			if !strings.Contains(flat, name) {
+				t.Errorf("README.md does not name the extended feature %s", f)
+			}
+		}
+	}
+}
