@@ -90,11 +90,16 @@ type TLSRule struct {
 }
 
 // HTTPRoute is an HTTPRoute: hostnames (exact or "*.example.com"; none
-// means any) and rules.
+// means any) and rules. ListenerHostname is the hostname of the Gateway
+// listener it is attached to (the gateway controller sets it; "" for
+// none): when a listener's routes name several, a request is matched only
+// against the routes of the most specific one matching its host (the
+// API's listener isolation).
 type HTTPRoute struct {
-	Name      string     `mapstructure:"name"`
-	Hostnames []string   `mapstructure:"hostnames"`
-	Rules     []HTTPRule `mapstructure:"rules"`
+	Name             string     `mapstructure:"name"`
+	Hostnames        []string   `mapstructure:"hostnames"`
+	ListenerHostname string     `mapstructure:"listenerHostname"`
+	Rules            []HTTPRule `mapstructure:"rules"`
 }
 
 // HTTPRule applies to a request that satisfies any of its matches (none:
@@ -184,9 +189,10 @@ type PathModifier struct {
 
 // GRPCRoute is a GRPCRoute: hostnames and rules.
 type GRPCRoute struct {
-	Name      string     `mapstructure:"name"`
-	Hostnames []string   `mapstructure:"hostnames"`
-	Rules     []GRPCRule `mapstructure:"rules"`
+	Name             string     `mapstructure:"name"`
+	Hostnames        []string   `mapstructure:"hostnames"`
+	ListenerHostname string     `mapstructure:"listenerHostname"` // as for HTTPRoute
+	Rules            []GRPCRule `mapstructure:"rules"`
 }
 
 // GRPCRule applies to a call that satisfies any of its matches.
@@ -236,7 +242,7 @@ func RouteSpec[B any](l *Listener, ref func(name string) B) route.Spec[B] {
 		return out
 	}
 	for i, r := range l.Routes.HTTP {
-		hr := route.HTTPRoute[B]{Meta: routeMeta(l, r.Name, i), Hostnames: r.Hostnames}
+		hr := route.HTTPRoute[B]{Meta: routeMeta(l, r.Name, i), Hostnames: r.Hostnames, Listener: r.ListenerHostname}
 		for _, rule := range r.Rules {
 			hrule := route.HTTPRule[B]{Name: rule.Name, Backends: backends(rule.Backends)}
 			for _, m := range rule.Matches {
@@ -263,7 +269,7 @@ func RouteSpec[B any](l *Listener, ref func(name string) B) route.Spec[B] {
 		s.HTTP = append(s.HTTP, hr)
 	}
 	for i, r := range l.Routes.GRPC {
-		gr := route.GRPCRoute[B]{Meta: routeMeta(l, r.Name, i), Hostnames: r.Hostnames}
+		gr := route.GRPCRoute[B]{Meta: routeMeta(l, r.Name, i), Hostnames: r.Hostnames, Listener: r.ListenerHostname}
 		for _, rule := range r.Rules {
 			grule := route.GRPCRule[B]{Name: rule.Name, Backends: backends(rule.Backends)}
 			for _, m := range rule.Matches {
@@ -455,6 +461,17 @@ func (v *validator) routes(p string, l *Listener) {
 		for k, rule := range r.Rules {
 			check("tls", i, k, rule.Backends)
 		}
+	}
+	listenerHost := func(kind string, i int, h string) {
+		if _, err := route.CheckHostnames([]string{h}); h != "" && err != nil {
+			v.add(fmt.Sprintf("%s.routes.%s[%d].listenerHostname", p, kind, i), nil, err.Error())
+		}
+	}
+	for i, r := range l.Routes.HTTP {
+		listenerHost("http", i, r.ListenerHostname)
+	}
+	for i, r := range l.Routes.GRPC {
+		listenerHost("grpc", i, r.ListenerHostname)
 	}
 	if _, err := route.New(RouteSpec(l, func(name string) string { return name })); err != nil {
 		for _, e := range unjoin(err) {

@@ -391,6 +391,8 @@ func TestControllerAgainstAPIServer(t *testing.T) {
 		t.Errorf("another controller's class got status %+v (%v), want the API's default (Pending) untouched", gc.Status.Conditions, err)
 	}
 
+	// The listeners' attachedRoutes, as routes are added.
+	attachedHTTP, attachedHTTPS := int32(3), int32(0)
 	gatewayIs := func(programmed want, lprog want) func() error {
 		return func() error {
 			g, err := api.Gateways(app).Get(ctx, "web", metav1.GetOptions{})
@@ -413,8 +415,8 @@ func TestControllerAgainstAPIServer(t *testing.T) {
 				want{"Accepted", metav1.ConditionTrue, "Accepted"}, lprog,
 				want{"ResolvedRefs", metav1.ConditionTrue, "ResolvedRefs"},
 				want{"Conflicted", metav1.ConditionFalse, "NoConflicts"}))
-			if h.Name != "http" || h.AttachedRoutes != 3 {
-				errs = append(errs, fmt.Errorf("listener %s has %d routes, want http with 3", h.Name, h.AttachedRoutes))
+			if h.Name != "http" || h.AttachedRoutes != attachedHTTP {
+				errs = append(errs, fmt.Errorf("listener %s has %d routes, want http with %d", h.Name, h.AttachedRoutes, attachedHTTP))
 			}
 			kinds := []string{}
 			for _, k := range h.SupportedKinds {
@@ -428,7 +430,7 @@ func TestControllerAgainstAPIServer(t *testing.T) {
 				want{"Accepted", metav1.ConditionTrue, "Accepted"},
 				want{"Programmed", metav1.ConditionFalse, "Invalid"},
 				want{"ResolvedRefs", metav1.ConditionFalse, "InvalidCertificateRef"}))
-			if s.AttachedRoutes != 0 {
+			if s.AttachedRoutes != attachedHTTPS {
 				errs = append(errs, fmt.Errorf("the https listener has %d routes", s.AttachedRoutes))
 			}
 			return errors.Join(errs...)
@@ -492,12 +494,13 @@ func TestControllerAgainstAPIServer(t *testing.T) {
 	eventually(t, "route nosection", routeIs("nosection", want{"Accepted", metav1.ConditionFalse, "NoMatchingParent"},
 		want{"ResolvedRefs", metav1.ConditionTrue, "ResolvedRefs"}))
 
-	// A GRPCRoute on the port of HTTPRoutes is refused, with its reason.
+	// A GRPCRoute on the port of HTTPRoutes is accepted: its backend is
+	// reached over h2c, beside the HTTP/1.1 ones.
 	_, err = api.GRPCRoutes(app).Create(ctx, &gwv1.GRPCRoute{
 		ObjectMeta: metav1.ObjectMeta{Name: "rpc"},
 		Spec: gwv1.GRPCRouteSpec{
 			CommonRouteSpec: gwv1.CommonRouteSpec{ParentRefs: []gwv1.ParentReference{{Name: "web"}}},
-			Rules:           []gwv1.GRPCRouteRule{{BackendRefs: []gwv1.GRPCBackendRef{{BackendRef: gwv1.BackendRef{BackendObjectReference: svcRef("", "web", 80)}}}}},
+			Rules:           []gwv1.GRPCRouteRule{{BackendRefs: []gwv1.GRPCBackendRef{{BackendRef: gwv1.BackendRef{BackendObjectReference: svcRef(other, "remote", 80)}}}}},
 		},
 	}, metav1.CreateOptions{})
 	must(t, err)
@@ -509,8 +512,18 @@ func TestControllerAgainstAPIServer(t *testing.T) {
 		if len(r.Status.Parents) != 1 {
 			return fmt.Errorf("%d parent statuses", len(r.Status.Parents))
 		}
-		return conditionsAre(r.Status.Parents[0].Conditions, r.Generation,
-			want{"Accepted", metav1.ConditionFalse, "UnsupportedValue"}, want{"ResolvedRefs", metav1.ConditionTrue, "ResolvedRefs"})
+		return conditionsAre(r.Status.Parents[0].Conditions, r.Generation, accepted, want{"ResolvedRefs", metav1.ConditionFalse, "RefNotPermitted"})
+	})
+	attachedHTTP, attachedHTTPS = 4, 1 // rpc names no section: both listeners take it
+	eventually(t, "the mixed port's gRPC route", func() error {
+		l, err := listener()
+		if err != nil {
+			return err
+		}
+		if len(l.Routes.GRPC) != 1 || len(l.Routes.HTTP) != 3 {
+			return fmt.Errorf("%d gRPC and %d HTTP routes, want 1 and 3", len(l.Routes.GRPC), len(l.Routes.HTTP))
+		}
+		return nil
 	})
 
 	// Status is written only when it changes: a quiet period writes none.

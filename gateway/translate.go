@@ -1149,14 +1149,14 @@ func (t *translator) build(lh *lhListener) (config.Listener, bool) {
 		}
 		if e.http != nil {
 			r := *e.http
-			r.Name, r.Rules = name, slices.Clone(r.Rules)
+			r.Name, r.Rules, r.ListenerHostname = name, slices.Clone(r.Rules), e.gl.hostname
 			for i := range r.Rules {
 				r.Rules[i].Backends = rename(r.Rules[i].Backends)
 			}
 			one.Routes = config.Routes{HTTP: []config.HTTPRoute{r}}
 		} else if e.grpc != nil {
 			r := *e.grpc
-			r.Name, r.Rules = name, slices.Clone(r.Rules)
+			r.Name, r.Rules, r.ListenerHostname = name, slices.Clone(r.Rules), e.gl.hostname
 			for i := range r.Rules {
 				r.Rules[i].Backends = rename(r.Rules[i].Backends)
 			}

@@ -52,6 +52,7 @@ var supportedFeatures = []features.FeatureName{
 	features.SupportHTTPRouteNamedRouteRule, features.SupportGRPCRouteNamedRouteRule,
 	features.SupportHTTPRouteBackendProtocolWebSocket, features.SupportHTTPRouteBackendProtocolH2C,
 	features.SupportTLSRoute, features.SupportTCPRoute,
+	features.SupportGatewayHTTPListenerIsolation,
 }
 
 // reportPath is the conformance report kept in the repository, which

@@ -216,6 +216,9 @@ func (t *Table[B]) MatchGRPC(host, path string, header Headers, rnd uint64) GRPC
 			c.service, c.method, c.valid = svc, meth, true
 		}
 	}
+	if t = t.forHost(host); t == nil {
+		return GRPCResult[B]{}
+	}
 	e := t.matchGRPC(host, c)
 	if e == nil {
 		return GRPCResult[B]{}

@@ -66,6 +66,10 @@ func (r HTTPResult[B]) Status() int {
 func (t *Table[B]) MatchHTTP(host, method, path string, header Headers, rawQuery string, rnd uint64) HTTPResult[B] {
 	host = normalHost(host)
 	r := &reqView{method: method, path: path, header: header, query: rawQuery}
+	t = t.forHost(host)
+	if t == nil {
+		return HTTPResult[B]{}
+	}
 	e := t.matchHTTP(host, r)
 	if e == nil {
 		return HTTPResult[B]{}

@@ -37,7 +37,14 @@ type HTTPRoute[B any] struct {
 	// so "a.example.com" and "a.b.example.com" but not "example.com").
 	// Lower case, no IP addresses. None means every host.
 	Hostnames []string
-	Rules     []HTTPRule[B]
+	// Listener is the hostname of the Gateway listener the route is
+	// attached to ("" for a listener without one). When a table's routes
+	// name several listeners, a request is matched only against the routes
+	// of the most specific listener whose hostname matches its host (the
+	// API's listener isolation): an exact name, then the longest wildcard,
+	// then "". Without a Gateway every route has "".
+	Listener string
+	Rules    []HTTPRule[B]
 }
 
 // HTTPRule is one rule of an HTTPRoute: it applies to a request that
@@ -216,6 +223,7 @@ type Mirror[B any] struct {
 type GRPCRoute[B any] struct {
 	Meta
 	Hostnames []string
+	Listener  string // as for HTTPRoute
 	Rules     []GRPCRule[B]
 }
 

@@ -24,6 +24,11 @@ type Table[B any] struct {
 	tcp    *StreamAction[B]
 	tls    hostIndex[*StreamAction[B]]
 	hasTLS bool
+	// listeners, when the HTTP and gRPC routes name more than one
+	// listener hostname, holds a table of each listener's routes by that
+	// hostname; requests are matched in the most specific one's (see
+	// HTTPRoute.Listener). nil otherwise.
+	listeners *hostIndex[*Table[B]]
 }
 
 // hostIndex holds one bucket per route hostname: exact names, wildcard
@@ -149,7 +154,70 @@ func New[B any](spec Spec[B]) (*Table[B], error) {
 	}
 	t.hasTLS = len(tls) > 0
 	t.tls = buildIndex(tls, compareStreams[B], firstStream[B])
+	if err := t.isolate(spec); err != nil {
+		return nil, err
+	}
 	return t, nil
+}
+
+// isolate builds t.listeners when spec's routes name several listeners.
+func (t *Table[B]) isolate(spec Spec[B]) error {
+	groups := map[string]*Spec[B]{}
+	group := func(l string) *Spec[B] {
+		if groups[l] == nil {
+			groups[l] = &Spec[B]{}
+		}
+		return groups[l]
+	}
+	for _, r := range spec.HTTP {
+		g := group(r.Listener)
+		g.HTTP = append(g.HTTP, r)
+	}
+	for _, r := range spec.GRPC {
+		g := group(r.Listener)
+		g.GRPC = append(g.GRPC, r)
+	}
+	if len(groups) < 2 {
+		return nil
+	}
+	ix := &hostIndex[*Table[B]]{exact: map[string]*Table[B]{}, wild: map[string]*Table[B]{}}
+	for l, g := range groups {
+		sub, err := New(*g) // validated above, as part of spec
+		if err != nil {
+			return err
+		}
+		switch suffix, wild := strings.CutPrefix(l, "*"); {
+		case l == "":
+			ix.any = sub
+		case wild:
+			ix.wild[suffix] = sub
+		default:
+			ix.exact[l] = sub
+		}
+	}
+	t.listeners = ix
+	return nil
+}
+
+// forHost returns the table host (normalised) is matched in: t, or with
+// listeners the most specific listener's; nil when no listener's hostname
+// matches it.
+func (t *Table[B]) forHost(host string) *Table[B] {
+	ix := t.listeners
+	if ix == nil {
+		return t
+	}
+	if sub, ok := ix.exact[host]; ok {
+		return sub
+	}
+	for i := 1; i < len(host); i++ {
+		if host[i] == '.' {
+			if sub, ok := ix.wild[host[i:]]; ok {
+				return sub
+			}
+		}
+	}
+	return ix.any
 }
 
 func ruleName(i int, name string) string {
