@@ -237,8 +237,8 @@ type translator struct {
 	// h2c holds the backend keys whose endpoints speak HTTP/2 without TLS:
 	// GRPCRoutes' backends, and Service ports of appProtocol
 	// kubernetes.io/h2c.
-	h2c map[string]bool
-	lnames     *namer            // listener names
+	h2c    map[string]bool
+	lnames *namer // listener names
 }
 
 // Translate computes the listeners and the status that the objects call
