@@ -1147,33 +1147,26 @@ func (t *translator) build(lh *lhListener) (config.Listener, bool) {
 			}
 			return out
 		}
-		if e.http != nil {
+		switch {
+		case e.http != nil:
 			r := *e.http
-			r.Name, r.Rules, r.ListenerHostname = name, slices.Clone(r.Rules), e.gl.hostname
-			for i := range r.Rules {
-				r.Rules[i].Backends = rename(r.Rules[i].Backends)
-			}
+			r.Name, r.ListenerHostname = name, e.gl.hostname
+			r.Rules = renameRefs(r.Rules, func(x *config.HTTPRule) *[]config.BackendRef { return &x.Backends }, rename)
 			one.Routes = config.Routes{HTTP: []config.HTTPRoute{r}}
-		} else if e.grpc != nil {
+		case e.grpc != nil:
 			r := *e.grpc
-			r.Name, r.Rules, r.ListenerHostname = name, slices.Clone(r.Rules), e.gl.hostname
-			for i := range r.Rules {
-				r.Rules[i].Backends = rename(r.Rules[i].Backends)
-			}
+			r.Name, r.ListenerHostname = name, e.gl.hostname
+			r.Rules = renameRefs(r.Rules, func(x *config.GRPCRule) *[]config.BackendRef { return &x.Backends }, rename)
 			one.Routes = config.Routes{GRPC: []config.GRPCRoute{r}}
-		} else if e.tcp != nil {
+		case e.tcp != nil:
 			r := *e.tcp
-			r.Name, r.Rules = name, slices.Clone(r.Rules)
-			for i := range r.Rules {
-				r.Rules[i].Backends = rename(r.Rules[i].Backends)
-			}
+			r.Name = name
+			r.Rules = renameRefs(r.Rules, func(x *config.TCPRule) *[]config.BackendRef { return &x.Backends }, rename)
 			one.Routes = config.Routes{TCP: []config.TCPRoute{r}}
-		} else {
+		default:
 			r := *e.tls
-			r.Name, r.Rules = name, slices.Clone(r.Rules)
-			for i := range r.Rules {
-				r.Rules[i].Backends = rename(r.Rules[i].Backends)
-			}
+			r.Name = name
+			r.Rules = renameRefs(r.Rules, func(x *config.TLSRule) *[]config.BackendRef { return &x.Backends }, rename)
 			one.Routes = config.Routes{TLS: []config.TLSRoute{r}}
 		}
 		check := one
@@ -1216,6 +1209,17 @@ func (t *translator) build(lh *lhListener) (config.Listener, bool) {
 		return l, false
 	}
 	return l, true
+}
+
+// renameRefs returns a copy of rules with each rule's backend references
+// (refs says where they are) passed through rename.
+func renameRefs[R any](rules []R, refs func(*R) *[]config.BackendRef, rename func([]config.BackendRef) []config.BackendRef) []R {
+	out := slices.Clone(rules)
+	for i := range out {
+		b := refs(&out[i])
+		*b = rename(*b)
+	}
+	return out
 }
 
 func placeholder(tmpl *config.Listener) config.Backend {
