@@ -84,22 +84,7 @@ func TestRoutesValidate(t *testing.T) {
 		"affinity": {"protocol: http\n", "protocol: http\n    http: {affinity: connection}\n",
 			[]string{`listeners[0].http.affinity: "connection": is not supported with routes yet`}},
 	} {
-		t.Run(name, func(t *testing.T) {
-			in := strings.Replace(routedYAML, c.edit, c.with, 1)
-			if in == routedYAML {
-				t.Fatalf("edit %q not found", c.edit)
-			}
-			_, err := Parse([]byte(in))
-			var ve *ValidationError
-			if !errors.As(err, &ve) {
-				t.Fatalf("Parse: %v, want a ValidationError", err)
-			}
-			for _, w := range c.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q lacks %q", err, w)
-				}
-			}
-		})
+		t.Run(name, func(t *testing.T) { checkEdit(t, routedYAML, c.edit, c.with, c.want) })
 	}
 }
 
@@ -203,22 +188,7 @@ func TestStreamRoutesValidate(t *testing.T) {
 		"http key": {"balance: {key: client-ip-port}", "balance: {key: \"header:X-User\"}",
 			[]string{`listeners[0].backends[0].balance.key: "header:X-User": must be one of client-ip, client-ip-port`}},
 	} {
-		t.Run(name, func(t *testing.T) {
-			in := strings.Replace(streamYAML, c.edit, c.with, 1)
-			if in == streamYAML {
-				t.Fatalf("edit %q not found", c.edit)
-			}
-			_, err := Parse([]byte(in))
-			var ve *ValidationError
-			if !errors.As(err, &ve) {
-				t.Fatalf("Parse: %v, want a ValidationError", err)
-			}
-			for _, w := range c.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q\nlacks %q", err, w)
-				}
-			}
-		})
+		t.Run(name, func(t *testing.T) { checkEdit(t, streamYAML, c.edit, c.with, c.want) })
 	}
 	// Problems of both listeners, reported together.
 	in := strings.Replace(strings.Replace(streamYAML, "name: primary, weight: 3", "name: primry, weight: 3", 1), "rules: [{backendRefs: [{name: shop}]}]", "rules: [{backendRefs: [{name: shops}]}]", 1)
@@ -226,5 +196,26 @@ func TestStreamRoutesValidate(t *testing.T) {
 	var ve *ValidationError
 	if !errors.As(err, &ve) || len(ve.Problems) != 2 {
 		t.Errorf("Parse: %v, want 2 problems", err)
+	}
+}
+
+// checkEdit replaces edit with with in base (once, and it must be there)
+// and wants Parse to refuse the result with a ValidationError naming each
+// of want.
+func checkEdit(t *testing.T, base, edit, with string, want []string) {
+	t.Helper()
+	in := strings.Replace(base, edit, with, 1)
+	if in == base {
+		t.Fatalf("edit %q not found", edit)
+	}
+	_, err := Parse([]byte(in))
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("Parse: %v, want a ValidationError", err)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q\nlacks %q", err, w)
+		}
 	}
 }

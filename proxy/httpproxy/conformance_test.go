@@ -82,7 +82,13 @@ func TestGRPCInterop(t *testing.T) {
 	dir := toolsDir(t)
 	backend := startInteropServer(t, filepath.Join(dir, "interop_server"))
 	p := startHTTPProxy(t, Config{UpstreamH2: true}, balancer.Policy{Kind: balancer.LeastConnections}, backend)
-	_, pport, _ := net.SplitHostPort(p.addr)
+	runInteropCases(t, dir, p.addr)
+}
+
+// runInteropCases runs each of grpc-go's interop cases that apply to a
+// proxy with its interop client against addr (h2c), one subtest each.
+func runInteropCases(t *testing.T, dir, addr string) {
+	_, pport, _ := net.SplitHostPort(addr)
 	cases := []string{"empty_unary", "large_unary", "client_streaming", "server_streaming", "ping_pong",
 		"empty_stream", "cancel_after_begin", "cancel_after_first_response", "timeout_on_sleeping_server",
 		"custom_metadata", "status_code_and_message", "special_status_message", "unimplemented_method",

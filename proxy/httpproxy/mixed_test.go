@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -580,22 +579,7 @@ func TestGRPCInteropMixedPort(t *testing.T) {
 	backend := startInteropServer(t, filepath.Join(dir, "interop_server"))
 	web := startH1Backend(t)
 	p := startMixedProxy(t, Config{}, []string{web.addr()}, []string{backend})
-	_, pport, _ := net.SplitHostPort(p.addr)
-	cases := []string{"empty_unary", "large_unary", "client_streaming", "server_streaming", "ping_pong",
-		"empty_stream", "cancel_after_begin", "cancel_after_first_response", "timeout_on_sleeping_server",
-		"custom_metadata", "status_code_and_message", "special_status_message", "unimplemented_method",
-		"unimplemented_service"}
-	for _, tc := range cases {
-		t.Run(tc, func(t *testing.T) {
-			cctx, ccancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer ccancel()
-			out, err := exec.CommandContext(cctx, filepath.Join(dir, "interop_client"),
-				"--server_host=127.0.0.1", "--server_port="+pport, "--use_tls=false", "--test_case="+tc).CombinedOutput()
-			if err != nil {
-				t.Fatalf("interop case %s failed: %v\n%s", tc, err, out)
-			}
-		})
-	}
+	runInteropCases(t, dir, p.addr)
 	if resp, err := http.Get("http://" + p.addr + "/after"); err != nil {
 		t.Error(err)
 	} else {
