@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"sync"
 
 	"github.com/longhaul-proxy/longhaul/proxy/h2relay"
@@ -134,7 +135,7 @@ type mirrorCopy struct {
 	l       *Listener
 	targets []mirrorTarget
 	method  string
-	url     string // the URL, as routed, without its host
+	url     url.URL // as routed; its host is the endpoint's
 	host    string
 	header  http.Header
 
@@ -169,9 +170,7 @@ func (l *Listener) newMirrorCopy(out, r *http.Request, ms []route.Mirror[*Backen
 		l.mir.count[mirrorDroppedBody].Add(float64(len(targets)))
 		return nil
 	}
-	u := *out.URL
-	u.Host, u.Scheme = "", ""
-	return &mirrorCopy{l: l, targets: targets, method: out.Method, url: u.String(), host: out.Host, header: out.Header.Clone()}
+	return &mirrorCopy{l: l, targets: targets, method: out.Method, url: *out.URL, host: out.Host, header: out.Header.Clone()}
 }
 
 // tee returns body, whose reads are kept for the copies; they leave at
@@ -256,10 +255,12 @@ func (mc *mirrorCopy) send(body []byte) {
 func (l *Listener) sendMirror(ctx context.Context, mc *mirrorCopy, t mirrorTarget, body []byte) mirrorOutcome {
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.ResponseHeaderTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, mc.method, "http://mirror"+mc.url, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, mc.method, "http://mirror/", bytes.NewReader(body))
 	if err != nil {
-		return mirrorError
+		return mirrorError // a method net/http refuses
 	}
+	u := mc.url
+	req.URL = &u
 	if len(body) == 0 {
 		req.Body, req.GetBody, req.ContentLength = http.NoBody, nil, 0
 	}
