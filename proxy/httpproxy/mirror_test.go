@@ -28,7 +28,7 @@ import (
 
 // seenRequest is what a mirror backend got.
 type seenRequest struct {
-	method, uri, host, rule, test, xff string
+	method, uri, host, rule, test, xff, proto string
 	body                               string // its sha256, hex
 	n                                  int
 }
@@ -57,7 +57,7 @@ func (rc *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sum := hex.EncodeToString(h.Sum(nil))
 	rc.mu.Lock()
 	rc.seen = append(rc.seen, seenRequest{method: r.Method, uri: r.RequestURI, host: r.Host, rule: r.Header.Get("X-Rule"),
-		test: r.Header.Get("X-Test"), xff: r.Header.Get("X-Forwarded-For"), body: sum, n: int(n)})
+		test: r.Header.Get("X-Test"), xff: r.Header.Get("X-Forwarded-For"), proto: r.Proto, body: sum, n: int(n)})
 	rc.mu.Unlock()
 	select {
 	case rc.got <- struct{}{}:
@@ -102,6 +102,7 @@ type mirrorOf struct {
 	addr     string
 	percent  *int32
 	fraction *route.Fraction
+	h2       bool // reached over h2c
 }
 
 // startMirrorProxy serves an http listener whose one rule (PathPrefix
@@ -121,7 +122,7 @@ func startMirrorProxy(t *testing.T, cfg Config, main string, mirrors ...mirrorOf
 		mu := upstream.NewUpstream(fmt.Sprintf("gw/mirror%d", i), lc, reg, m)
 		proxytest.SetEndpoints(t, mu, mo.addr)
 		filters = append(filters, route.HTTPFilter[*Backend]{Type: route.RequestMirror,
-			RequestMirror: &route.Mirror[*Backend]{Backend: &Backend{Up: mu}, Percent: mo.percent, Fraction: mo.fraction}})
+			RequestMirror: &route.Mirror[*Backend]{Backend: &Backend{Up: mu, H2: mo.h2}, Percent: mo.percent, Fraction: mo.fraction}})
 	}
 	tb, err := route.New(route.Spec[*Backend]{HTTP: []route.HTTPRoute[*Backend]{{Meta: route.Meta{Namespace: "gw", Name: "shop"},
 		Rules: []route.HTTPRule[*Backend]{{
@@ -165,10 +166,11 @@ func pct(p int32) *int32 { return &p }
 
 // TestMirrorCopies: each mirror gets the request as the rule's filters
 // left it (method, rewritten path and host, set header, the client's
-// headers and body), the client its answer from the main backend.
+// headers and body), over HTTP/1.1 or h2c as its backend takes them; the
+// client its answer from the main backend.
 func TestMirrorCopies(t *testing.T) {
 	main, m1, m2 := newRecorder("main"), newRecorder("m1"), newRecorder("m2")
-	p := startMirrorProxy(t, Config{}, startHTTPBackend(t, main), mirrorOf{addr: startHTTPBackend(t, m1)}, mirrorOf{addr: startHTTPBackend(t, m2)})
+	p := startMirrorProxy(t, Config{}, startHTTPBackend(t, main), mirrorOf{addr: startHTTPBackend(t, m1)}, mirrorOf{addr: startH2CBackend(t, m2), h2: true})
 	c := &http.Client{Transport: &http.Transport{}}
 	defer c.CloseIdleConnections()
 	type sent struct{ method, body string }
@@ -205,7 +207,10 @@ func TestMirrorCopies(t *testing.T) {
 		}
 		for i, s := range reqs {
 			want := seenRequest{method: s.method, uri: fmt.Sprintf("/v1/item?i=%d", i), host: "rewritten.example", rule: "on",
-				test: fmt.Sprint(i), xff: "127.0.0.1", body: sum([]byte(s.body)), n: len(s.body)}
+				test: fmt.Sprint(i), xff: "127.0.0.1", proto: "HTTP/1.1", body: sum([]byte(s.body)), n: len(s.body)}
+			if rc == m2 {
+				want.proto = "HTTP/2.0" // an h2c backend
+			}
 			if got[i] != want {
 				t.Errorf("%s request %d: %+v, want %+v", rc.name, i, got[i], want)
 			}
