@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/longhaul-proxy/longhaul/balancer"
@@ -29,8 +30,8 @@ import (
 // seenRequest is what a mirror backend got.
 type seenRequest struct {
 	method, uri, host, rule, test, xff, proto string
-	body                               string // its sha256, hex
-	n                                  int
+	body                                      string // its sha256, hex
+	n                                         int
 }
 
 // recorder is a backend that records each request it gets and answers
@@ -427,5 +428,40 @@ func TestMirrorShutdownWaits(t *testing.T) {
 	}
 	if n := p.mirrorCount("sent"); n != 1 || len(slow.requests()) != 1 {
 		t.Errorf("after Shutdown: %d sent, the mirror answered %d; want 1 and 1", n, len(slow.requests()))
+	}
+}
+
+// TestMirrorNotWebSocket: a WebSocket upgrade is not copied; a request
+// after it on the same rule is.
+func TestMirrorNotWebSocket(t *testing.T) {
+	mir := newRecorder("mirror")
+	p := startMirrorProxy(t, Config{}, startWSEcho(t), mirrorOf{addr: startHTTPBackend(t, mir)})
+	c, _, err := websocket.DefaultDialer.Dial("ws://"+p.addr+"/api/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WriteMessage(websocket.TextMessage, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if _, got, err := c.ReadMessage(); err != nil || string(got) != "hello" {
+		t.Fatalf("echo: %q, %v", got, err)
+	}
+	c.Close()
+	hc := &http.Client{Transport: &http.Transport{}}
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Get("http://" + p.addr + "/api/plain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	mir.await(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := p.shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := mir.requests(); len(got) != 1 || got[0].uri != "/v1/plain" {
+		t.Errorf("the mirror got %+v, want the plain GET only", got)
 	}
 }
