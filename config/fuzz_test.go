@@ -16,6 +16,7 @@ func FuzzParse(f *testing.F) {
 	}
 	for _, seed := range []string{
 		string(example),
+		routedYAML, // routes and their filters, mirrors among them
 		"",
 		"listeners: [",
 		"- a\n- b\n",

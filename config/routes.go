@@ -141,13 +141,40 @@ type BackendRef struct {
 }
 
 // HTTPFilter is one filter: type names it, and the field of that name
-// holds it.
+// holds it. RequestMirror may be given several times in a rule, the
+// others once.
 type HTTPFilter struct {
 	Type                   string          `mapstructure:"type"`
 	RequestHeaderModifier  *HeaderModifier `mapstructure:"requestHeaderModifier"`
 	ResponseHeaderModifier *HeaderModifier `mapstructure:"responseHeaderModifier"`
 	RequestRedirect        *Redirect       `mapstructure:"requestRedirect"`
 	URLRewrite             *Rewrite        `mapstructure:"urlRewrite"`
+	RequestMirror          *Mirror         `mapstructure:"requestMirror"`
+}
+
+// Mirror sends a copy of the rule's requests, as its earlier filters
+// left them, to a backend of the listener, and ignores its answers (the
+// Gateway API's RequestMirror): of every request, or of percent (0 to
+// 100) of them, or of a fraction (numerator out of denominator, which
+// defaults to 100); percent and fraction exclude each other. A copy
+// never delays or fails the request: copies beyond what the listener
+// keeps in flight, and those of a body over 1 MiB, are not sent.
+// WebSocket upgrades are not copied.
+type Mirror struct {
+	BackendRef MirrorRef `mapstructure:"backendRef"`
+	Percent    *int      `mapstructure:"percent"`
+	Fraction   *Fraction `mapstructure:"fraction"`
+}
+
+// MirrorRef names the backend of the listener a mirror copies to.
+type MirrorRef struct {
+	Name string `mapstructure:"name"`
+}
+
+// Fraction is numerator out of denominator (default 100).
+type Fraction struct {
+	Numerator   int  `mapstructure:"numerator"`
+	Denominator *int `mapstructure:"denominator"`
 }
 
 // HeaderModifier sets, adds and removes headers.
@@ -262,6 +289,7 @@ func RouteSpec[B any](l *Listener, ref func(name string) B) route.Spec[B] {
 					ResponseHeaderModifier: f.ResponseHeaderModifier.route(),
 					RequestRedirect:        f.RequestRedirect.route(),
 					URLRewrite:             f.URLRewrite.route(),
+					RequestMirror:          mirrorRoute(f.RequestMirror, ref),
 				})
 			}
 			hr.Rules = append(hr.Rules, hrule)
@@ -356,6 +384,28 @@ func (r *Redirect) route() *route.Redirect {
 	return &route.Redirect{Scheme: r.Scheme, Hostname: r.Hostname, Path: r.Path.route(), Port: r.Port, StatusCode: r.StatusCode}
 }
 
+// mirrorRoute turns m into proxy/route's, its backend by ref and the
+// fraction's denominator defaulted; numbers out of range stay out of it.
+func mirrorRoute[B any](m *Mirror, ref func(name string) B) *route.Mirror[B] {
+	if m == nil {
+		return nil
+	}
+	clamp := func(n int) int32 { return int32(max(min(n, 1<<30), -1)) }
+	out := &route.Mirror[B]{Backend: ref(m.BackendRef.Name)}
+	if m.Percent != nil {
+		p := clamp(*m.Percent)
+		out.Percent = &p
+	}
+	if f := m.Fraction; f != nil {
+		d := 100
+		if f.Denominator != nil {
+			d = *f.Denominator
+		}
+		out.Fraction = &route.Fraction{Numerator: clamp(f.Numerator), Denominator: clamp(d)}
+	}
+	return out
+}
+
 func (r *Rewrite) route() *route.Rewrite {
 	if r == nil {
 		return nil
@@ -432,24 +482,35 @@ func (v *validator) routes(p string, l *Listener) {
 		}
 	}
 	// The HTTP/2 relay forwards frames as they are: it cannot apply
-	// filters yet.
+	// filters yet, nor copy a stream to a mirror.
 	relayed := l.Protocol == "grpc" || l.HTTP.Upstream == "h2c"
 	noFilters := func(kind string, ri, ki, n int) {
 		if relayed && n > 0 {
 			v.add(fmt.Sprintf("%s.routes.%s[%d].rules[%d].filters", p, kind, ri, ki), nil,
-				"are not supported yet on a listener that relays HTTP/2 (protocol grpc or http.upstream h2c)")
+				"are not supported yet on a listener that relays HTTP/2 (protocol grpc or http.upstream h2c), "+
+					"RequestMirror included: its streams are forwarded frame by frame")
 		}
 	}
 	for i, r := range l.Routes.HTTP {
 		for k, rule := range r.Rules {
 			check("http", i, k, rule.Backends)
 			noFilters("http", i, k, len(rule.Filters))
+			for j, f := range rule.Filters {
+				if f.RequestMirror != nil {
+					v.mirror(fmt.Sprintf("%s.routes.http[%d].rules[%d].filters[%d].requestMirror", p, i, k, j), f.RequestMirror, names)
+				}
+			}
 		}
 	}
 	for i, r := range l.Routes.GRPC {
 		for k, rule := range r.Rules {
 			check("grpc", i, k, rule.Backends)
 			noFilters("grpc", i, k, len(rule.Filters))
+			for j, f := range rule.Filters {
+				if f.Type == string(route.RequestMirror) {
+					v.add(fmt.Sprintf("%s.routes.grpc[%d].rules[%d].filters[%d].type", p, i, k, j), f.Type, "is not supported on gRPC routes: gRPC calls are not mirrored")
+				}
+			}
 		}
 	}
 	for i, r := range l.Routes.TCP {
@@ -473,10 +534,48 @@ func (v *validator) routes(p string, l *Listener) {
 	for i, r := range l.Routes.GRPC {
 		listenerHost("grpc", i, r.ListenerHostname)
 	}
-	if _, err := route.New(RouteSpec(l, func(name string) string { return name })); err != nil {
+	spec := RouteSpec(l, func(name string) string { return name })
+	for _, r := range spec.HTTP {
+		for _, rule := range r.Rules {
+			for _, f := range rule.Filters {
+				if m := f.RequestMirror; m != nil {
+					m.Percent, m.Fraction = nil, nil // checked above, with their paths
+				}
+			}
+		}
+	}
+	if _, err := route.New(spec); err != nil {
 		for _, e := range unjoin(err) {
 			v.add(p+".routes", nil, e.Error())
 		}
+	}
+}
+
+// mirror validates a RequestMirror filter at p: its backend one of the
+// listener's (names), its share a percent or a fraction of 0 to 1.
+func (v *validator) mirror(p string, m *Mirror, names map[string]bool) {
+	if v.required(p+".backendRef.name", m.BackendRef.Name) && !names[m.BackendRef.Name] {
+		v.add(p+".backendRef.name", m.BackendRef.Name, "names no backend of the listener")
+	}
+	if m.Percent != nil && (*m.Percent < 0 || *m.Percent > 100) {
+		v.add(p+".percent", *m.Percent, "must be from 0 to 100")
+	}
+	f := m.Fraction
+	if f == nil {
+		return
+	}
+	if m.Percent != nil {
+		v.add(p, nil, "percent and fraction exclude each other: set one")
+	}
+	d := 100
+	if f.Denominator != nil {
+		d = *f.Denominator
+		if d <= 0 {
+			v.add(p+".fraction.denominator", d, "must be above 0")
+		}
+	}
+	if f.Numerator < 0 || (d > 0 && f.Numerator > d) {
+		v.add(p+".fraction.numerator", f.Numerator, fmt.Sprintf("must be from 0 to the denominator (%d)", d))
 	}
 }
 

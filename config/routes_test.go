@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/longhaul-proxy/longhaul/proxy/route"
 )
 
 const routedYAML = `
@@ -25,6 +27,8 @@ listeners:
               filters:
                 - {type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: X-Route, value: cart}], remove: [X-Debug]}}
                 - {type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /}}}
+                - {type: RequestMirror, requestMirror: {backendRef: {name: web}, percent: 25}}
+                - {type: RequestMirror, requestMirror: {backendRef: {name: cart}, fraction: {numerator: 1}}}
               backendRefs: [{name: cart}]
             - backendRefs: [{name: web, weight: 3}, {name: cart, weight: 0}]
             - matches: [{path: {type: Exact, value: /checkout}, method: POST}]
@@ -62,6 +66,13 @@ func TestRoutesParse(t *testing.T) {
 	if f := r[0].Filters[1].URLRewrite; f == nil || f.Path.Value != "/" {
 		t.Errorf("rewrite %+v", f)
 	}
+	if m := r[0].Filters[2].RequestMirror; m == nil || m.Backend != "web" || m.Percent == nil || *m.Percent != 25 || m.Fraction != nil {
+		t.Errorf("first mirror %+v", m)
+	}
+	// The fraction's denominator defaults to 100, as the API's does.
+	if m := r[0].Filters[3].RequestMirror; m == nil || m.Backend != "cart" || m.Percent != nil || m.Fraction == nil || *m.Fraction != (route.Fraction{Numerator: 1, Denominator: 100}) {
+		t.Errorf("second mirror %+v", m)
+	}
 }
 
 func TestRoutesValidate(t *testing.T) {
@@ -81,6 +92,22 @@ func TestRoutesValidate(t *testing.T) {
 		"bad weight": {"weight: 3", "weight: -2", []string{"listeners[0].routes.http[0].rules[1].backendRefs[0].weight: -2: must be from 0 to 1000000"}},
 		"bad path and regex": {"{path: {type: Exact, value: /checkout}, method: POST}", "{path: {type: RegularExpression, value: \"(\"}, method: FETCH}",
 			[]string{"regular expression", `method "FETCH"`}},
+		"mirror": {"{backendRef: {name: web}, percent: 25}", "{backendRef: {name: webs}, percent: 101, fraction: {numerator: 3, denominator: 0}}",
+			[]string{
+				`listeners[0].routes.http[0].rules[0].filters[2].requestMirror.backendRef.name: "webs": names no backend of the listener`,
+				"listeners[0].routes.http[0].rules[0].filters[2].requestMirror.percent: 101: must be from 0 to 100",
+				"listeners[0].routes.http[0].rules[0].filters[2].requestMirror: percent and fraction exclude each other",
+				"listeners[0].routes.http[0].rules[0].filters[2].requestMirror.fraction.denominator: 0: must be above 0",
+			}},
+		"mirror fraction": {"{backendRef: {name: cart}, fraction: {numerator: 1}}", "{backendRef: {}, fraction: {numerator: 101}}",
+			[]string{
+				"listeners[0].routes.http[0].rules[0].filters[3].requestMirror.backendRef.name: is required",
+				"listeners[0].routes.http[0].rules[0].filters[3].requestMirror.fraction.numerator: 101: must be from 0 to the denominator (100)",
+			}},
+		"mirror on a relayed listener": {"protocol: http\n", "protocol: grpc\n",
+			[]string{"listeners[0].routes.http[0].rules[0].filters: are not supported yet on a listener that relays HTTP/2 (protocol grpc or http.upstream h2c), RequestMirror included"}},
+		"mirror on a gRPC rule": {"- matches: [{method: {service: shop.Cart}}]\n", "- matches: [{method: {service: shop.Cart}}]\n              filters: [{type: RequestMirror}]\n",
+			[]string{`listeners[0].routes.grpc[0].rules[0].filters[0].type: "RequestMirror": is not supported on gRPC routes: gRPC calls are not mirrored`}},
 		"affinity": {"protocol: http\n", "protocol: http\n    http: {affinity: connection}\n",
 			[]string{`listeners[0].http.affinity: "connection": is not supported with routes yet`}},
 	} {

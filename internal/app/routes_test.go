@@ -276,3 +276,56 @@ listeners:
 		t.Errorf("a method no route serves: %v, want Unimplemented", err)
 	}
 }
+
+// TestRouteMirror: a RequestMirror filter of the file sends a copy of
+// each request to its backend, the client's answer coming from the
+// rule's.
+func TestRouteMirror(t *testing.T) {
+	web := routeBackend(t, "web-0")
+	copies := make(chan string, 8)
+	shadow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		copies <- fmt.Sprintf("%s %s %s %s", r.Method, r.URL.Path, r.Header.Get("X-Route"), b)
+		fmt.Fprint(w, "shadow")
+	}))
+	t.Cleanup(shadow.Close)
+	addr := testnet.FreeAddr(t)
+	start(t, fmt.Sprintf(`
+admin: {address: %q, debugAddress: %q}
+log: {level: warn}
+listeners:
+  - name: gw
+    address: %q
+    protocol: http
+    backends:
+      - {name: web, endpoints: {static: [%q]}}
+      - {name: shadow, endpoints: {static: [%q]}}
+    routes:
+      http:
+        - name: site
+          rules:
+            - filters:
+                - {type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: X-Route, value: web}]}}
+                - {type: RequestMirror, requestMirror: {backendRef: {name: shadow}}}
+              backendRefs: [{name: web}]
+`, testnet.FreeAddr(t), testnet.FreeAddr(t), addr, web, strings.TrimPrefix(shadow.URL, "http://")))
+	client := &http.Client{Timeout: 5 * time.Second}
+	t.Cleanup(client.CloseIdleConnections)
+	resp, err := client.Post("http://"+addr+"/orders", "text/plain", strings.NewReader("one order"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "web-0 /orders web" {
+		t.Errorf("answer %q, want web's", b)
+	}
+	select {
+	case c := <-copies:
+		if c != "POST /orders web one order" {
+			t.Errorf("the mirror got %q", c)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the mirror got no copy")
+	}
+}

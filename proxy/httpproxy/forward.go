@@ -100,11 +100,21 @@ func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	headerTimer := time.AfterFunc(headerWait, func() { cancel(errResponseHeaderTimeout) })
 	out := l.outRequest(r, client).WithContext(ctx)
 	key := rt.b.Key.Hash(r, client)
+	var mc *mirrorCopy
+	if len(rt.mirrors) > 0 && !grpc {
+		mc = l.newMirrorCopy(out, r, rt.mirrors, client)
+	}
 	body := &trackedBody{ReadCloser: r.Body}
 	if r.Body != nil && r.Body != http.NoBody {
+		if mc != nil {
+			body.ReadCloser = mc.tee(r.Body)
+			defer mc.finish()
+		}
 		body.bound(http.NewResponseController(w), bodyWait)
 		defer body.finish()
 		out.Body = body
+	} else if mc != nil {
+		mc.sendNow()
 	}
 
 	var resp *http.Response

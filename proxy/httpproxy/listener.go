@@ -119,6 +119,8 @@ type Listener struct {
 
 	pins sync.Map // net.Conn -> *serverConn, with Affinity
 
+	mir *mirrorSet // copies of requests for RequestMirror filters
+
 	// relay serves HTTP/2 client connections frame by frame when
 	// UpstreamH2 is set. Without it, a listener with routes has one too,
 	// which serves no client connection: it only carries the requests
@@ -172,6 +174,7 @@ func New(cfg Config, up *upstream.Upstream) *Listener {
 	m := up.Metrics()
 	l := &Listener{cfg: cfg, up: up, reg: up.Registry(), metrics: m, log: cfg.Logger.With(zap.String("listener", cfg.Name)),
 		grpcOK: m.RequestTime.WithLabelValues(cfg.Name, "ok")}
+	l.mir = newMirrorSet(m, cfg.Name)
 	if cfg.Routes == nil {
 		l.def = &Backend{Up: up, Key: cfg.Key, H2: cfg.UpstreamH2}
 	} else {
@@ -227,6 +230,7 @@ func New(cfg Config, up *upstream.Upstream) *Listener {
 func (l *Listener) Serve(ctx context.Context, ln net.Listener) error {
 	stop := context.AfterFunc(ctx, func() {
 		l.srv.Close()
+		l.mir.stop()
 		if l.relay != nil {
 			l.relay.Close()
 		}
@@ -251,8 +255,9 @@ func (l *Listener) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 // Shutdown stops accepting, sends GOAWAY to the HTTP/2 clients still
-// connected and closes idle HTTP/1 connections, and waits for requests and
-// upgraded sessions to end until ctx ends; then it closes what is left.
+// connected and closes idle HTTP/1 connections, and waits for requests,
+// their mirrors' copies and upgraded sessions to end until ctx ends; then
+// it closes (cancels) what is left.
 // Moving sessions and clients off, paced, is drain's (see Clients); by the
 // time Shutdown runs, most are gone.
 func (l *Listener) Shutdown(ctx context.Context) error {
@@ -265,6 +270,10 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 	if err != nil {
 		l.srv.Close()
 	}
+	// The handlers are done: no copy of a request starts any more. Those
+	// in flight finish, or end with ctx, before the relay they may use
+	// leaves.
+	err = cmp.Or(err, l.mir.shutdown(ctx))
 	switch {
 	case l.cfg.UpstreamH2:
 	case l.relay != nil:

@@ -42,10 +42,13 @@ func (l *Listener) SetRoutes(t *Routes) {
 }
 
 // routed is the outcome of routing one request on the net/http path:
-// where it goes, and the response header changes its rule asks for.
+// where it goes, the response header changes its rule asks for, and the
+// mirrors it copies HTTP requests to (gRPC calls are not mirrored; see
+// mirror.go).
 type routed struct {
-	b    *Backend
-	resp *route.HeaderModifier
+	b       *Backend
+	resp    *route.HeaderModifier
+	mirrors []route.Mirror[*Backend]
 }
 
 // route finds the backend of r: the listener's own without routes; with
@@ -95,7 +98,7 @@ func (l *Listener) route(w http.ResponseWriter, r *http.Request, grpc bool) (rou
 	a := res.Action
 	a.RequestHeaders.Apply(r.Header)
 	a.Rewrite.Apply(r, res.MatchedPrefix)
-	return routed{b: res.Backend, resp: a.ResponseHeaders}, true
+	return routed{b: res.Backend, resp: a.ResponseHeaders, mirrors: a.Mirrors}, true
 }
 
 // port returns the local port r came in on, for redirects; 0 if unknown.

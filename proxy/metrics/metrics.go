@@ -24,6 +24,12 @@ type Metrics struct {
 	// Abuse counts connections closed for going over a budget (HTTP/2
 	// GOAWAY ENHANCE_YOUR_CALM), by listener and reason.
 	Abuse *prometheus.CounterVec
+	// Mirrors counts the copies of requests that RequestMirror filters
+	// asked for, by listener and outcome: sent (answered, whatever the
+	// status), error (no endpoint, failed, timed out), dropped_inflight
+	// (too many in flight on the listener, or it was shutting down),
+	// dropped_body (a body over the bound, or not received whole).
+	Mirrors *prometheus.CounterVec
 }
 
 // New creates the collectors and registers them with reg (which may
@@ -79,11 +85,14 @@ func New(reg prometheus.Registerer) *Metrics {
 		Abuse: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "longhaul_connections_abusive_total", Help: "Client connections closed for going over a per-connection budget (HTTP/2: GOAWAY ENHANCE_YOUR_CALM), by listener and reason.",
 		}, []string{"listener", "reason"}),
+		Mirrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "longhaul_mirror_requests_total", Help: "Copies of requests for mirror backends, by listener and outcome (sent, error, dropped_inflight, dropped_body).",
+		}, []string{"listener", "outcome"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.SessionsActive, m.SessionsTotal, m.Bytes, m.DialErrors, m.Picks, m.Rejected,
 			m.PickerBuilds, m.PickerBuildTime, m.Endpoints, m.SessionsMigrated, m.MigrationsEnded, m.MigrationTime,
-			m.EndpointDrain, m.RequestTime, m.Abuse)
+			m.EndpointDrain, m.RequestTime, m.Abuse, m.Mirrors)
 	}
 	return m
 }

@@ -1,6 +1,8 @@
 package route
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
@@ -134,3 +136,37 @@ func (rw *Rewrite) Apply(req *http.Request, matchedPrefix string) {
 }
 
 func escapePath(p string) string { return (&url.URL{Path: p}).EscapedPath() }
+
+// Take reports whether the request drawn as rnd (uniform over uint64,
+// from the caller) is one of the share m copies: all of them without
+// Percent or Fraction, none at 0, rnd's share otherwise.
+func (m *Mirror[B]) Take(rnd uint64) bool {
+	switch {
+	case m.Fraction != nil:
+		return rnd%uint64(max(m.Fraction.Denominator, 1)) < uint64(max(m.Fraction.Numerator, 0))
+	case m.Percent != nil:
+		return rnd%100 < uint64(max(*m.Percent, 0))
+	}
+	return true
+}
+
+// check validates m's share: Percent within 0 to 100, or a Fraction of
+// 0 to 1 with a positive denominator, not both.
+func (m *Mirror[B]) check() error {
+	var errs []error
+	if p := m.Percent; p != nil && (*p < 0 || *p > 100) {
+		errs = append(errs, fmt.Errorf("percent %d: not within 0 to 100", *p))
+	}
+	if f := m.Fraction; f != nil {
+		if m.Percent != nil {
+			errs = append(errs, errors.New("percent and fraction both set: at most one"))
+		}
+		if f.Denominator <= 0 {
+			errs = append(errs, fmt.Errorf("fraction denominator %d: must be above 0", f.Denominator))
+		}
+		if f.Numerator < 0 || f.Numerator > max(f.Denominator, 0) {
+			errs = append(errs, fmt.Errorf("fraction numerator %d: not within 0 to the denominator %d", f.Numerator, f.Denominator))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -128,3 +128,33 @@ func TestRewriteApply(t *testing.T) {
 		t.Errorf("full replace: %q host %q", r.URL, r.Host)
 	}
 }
+
+// TestMirrorTake: the share of requests copied is the percent or the
+// fraction asked for, over rnd's uniform values; none set copies all.
+func TestMirrorTake(t *testing.T) {
+	pct := func(p int32) *int32 { return &p }
+	cases := []struct {
+		m    Mirror[string]
+		want int // of 10000
+	}{
+		{Mirror[string]{}, 10000},
+		{Mirror[string]{Percent: pct(0)}, 0},
+		{Mirror[string]{Percent: pct(100)}, 10000},
+		{Mirror[string]{Percent: pct(37)}, 3700},
+		{Mirror[string]{Fraction: &Fraction{1, 4}}, 2500},
+		{Mirror[string]{Fraction: &Fraction{0, 7}}, 0},
+		{Mirror[string]{Fraction: &Fraction{7, 7}}, 10000},
+	}
+	for _, c := range cases {
+		n := 0
+		for i := range uint64(10000) {
+			// A stride coprime with 100 and 4 covers the residues evenly.
+			if c.m.Take(i * 7919) {
+				n++
+			}
+		}
+		if n != c.want {
+			t.Errorf("%+v: took %d of 10000, want %d", c.m, n, c.want)
+		}
+	}
+}

@@ -149,9 +149,7 @@ func compileGRPCRule[B any](r *GRPCRoute[B], i int) ([]*grpcEntry[B], error) {
 			}
 		case RequestMirror:
 			if err = present(f.RequestMirror != nil, set); err == nil {
-				if p := f.RequestMirror.Percent; p != nil && (*p < 0 || *p > 100) {
-					err = fmt.Errorf("percent %d: not within 0 to 100", *p)
-				}
+				err = f.RequestMirror.check()
 				a.Mirrors = append(a.Mirrors, *f.RequestMirror)
 			}
 		default:

@@ -452,6 +452,9 @@ func TestErrors(t *testing.T) {
 		{rule(nil, HTTPFilter[string]{Type: RequestHeaderModifier, RequestHeaderModifier: &HeaderModifier{Set: []Header{{Name: "X-A", Value: "1"}}, Remove: []string{"x-a"}}}), `remove: header "x-a" has another action (set)`},
 		{rule(nil, HTTPFilter[string]{Type: ResponseHeaderModifier, ResponseHeaderModifier: &HeaderModifier{Add: []Header{{Name: "X-A", Value: "a\nb"}}}}), "is not a valid header value"},
 		{rule(nil, HTTPFilter[string]{Type: RequestMirror, RequestMirror: &Mirror[string]{Percent: &pct}}), "percent 101"},
+		{rule(nil, HTTPFilter[string]{Type: RequestMirror, RequestMirror: &Mirror[string]{Fraction: &Fraction{1, 0}}}), "fraction denominator 0: must be above 0"},
+		{rule(nil, HTTPFilter[string]{Type: RequestMirror, RequestMirror: &Mirror[string]{Fraction: &Fraction{3, 2}}}), "fraction numerator 3: not within 0 to the denominator 2"},
+		{rule(nil, HTTPFilter[string]{Type: RequestMirror, RequestMirror: &Mirror[string]{Percent: new(int32), Fraction: &Fraction{1, 2}}}), "percent and fraction both set"},
 		{HTTPRoute[string]{Meta: Meta{Name: "r"}, Rules: []HTTPRule[string]{{Backends: []Backend[string]{{Weight: -1}, {Weight: 1_000_001}}}}}, "backend 1: weight 1000001"},
 	}
 	for _, c := range cases {

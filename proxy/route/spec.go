@@ -211,11 +211,21 @@ type Rewrite struct {
 }
 
 // Mirror sends a copy of requests to Backend, whose responses are
-// ignored. Percent of requests, 0 to 100; nil means all. This package
-// only carries it: sending the copies is the proxy's.
+// ignored: Percent of requests (0 to 100), or Fraction of them; neither
+// means all, both is an error. This package only carries it and draws
+// the requests to copy (Mirror.Take): sending the copies is the proxy's.
 type Mirror[B any] struct {
-	Backend B
-	Percent *int32
+	Backend  B
+	Percent  *int32
+	Fraction *Fraction
+}
+
+// Fraction is Numerator/Denominator: 0 <= Numerator <= Denominator, and
+// Denominator > 0 (the API's default of 100 is the translator's to
+// apply).
+type Fraction struct {
+	Numerator   int32
+	Denominator int32
 }
 
 // GRPCRoute is a GRPCRoute of the Gateway API reduced to what the data

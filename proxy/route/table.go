@@ -530,9 +530,7 @@ func compileHTTPRule[B any](r *HTTPRoute[B], i int) ([]*httpEntry[B], error) {
 		case RequestMirror:
 			err = present(f.RequestMirror != nil, set)
 			if err == nil {
-				if p := f.RequestMirror.Percent; p != nil && (*p < 0 || *p > 100) {
-					err = fmt.Errorf("percent %d: not within 0 to 100", *p)
-				}
+				err = f.RequestMirror.check()
 				a.Mirrors = append(a.Mirrors, *f.RequestMirror)
 			}
 		default:
@@ -782,6 +780,10 @@ func (m *Mirror[B]) clone() *Mirror[B] {
 	if m.Percent != nil {
 		p := *m.Percent
 		c.Percent = &p
+	}
+	if m.Fraction != nil {
+		f := *m.Fraction
+		c.Fraction = &f
 	}
 	return &c
 }
