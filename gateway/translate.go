@@ -844,6 +844,12 @@ func (t *translator) httpRoute(r *gwv1.HTTPRoute) {
 			cRule.Matches = append(cRule.Matches, cm)
 		}
 		for fi, f := range rule.Filters {
+			if f.Type == gwv1.HTTPRouteFilterRequestMirror && f.RequestMirror != nil {
+				if m := t.mirror(r, f.RequestMirror, backends, &resolved); m != nil {
+					cRule.Filters = append(cRule.Filters, config.HTTPFilter{Type: string(f.Type), RequestMirror: m})
+				}
+				continue
+			}
 			cf, ok := httpFilter(f)
 			if !ok {
 				unsupported = append(unsupported, fmt.Sprintf("%s.filters[%d] (%s)", where, fi, f.Type))
@@ -1006,8 +1012,34 @@ func (e *entry) attach() {
 	e.gl.lh.entries = append(e.gl.lh.entries, e)
 }
 
+// mirror resolves a RequestMirror filter's backend (named by key, as
+// backendRefs are until build names them); nil, with the ResolvedRefs
+// failure recorded, when it does not resolve: the request is then not
+// mirrored.
+func (t *translator) mirror(r *gwv1.HTTPRoute, m *gwv1.HTTPRequestMirrorFilter, backends map[string]config.Kubernetes, fail *metav1.Condition) *config.Mirror {
+	key, k, reason, msg := t.backendRef(KindHTTPRoute, r.Namespace, m.BackendRef)
+	if reason != "" {
+		if fail.Type == "" {
+			*fail = cond(string(gwv1.RouteConditionResolvedRefs), false, string(reason), "requestMirror: "+msg, r.Generation)
+		}
+		return nil
+	}
+	backends[key] = k
+	out := &config.Mirror{BackendRef: config.MirrorRef{Name: key}}
+	if m.Percent != nil {
+		out.Percent = new(int(*m.Percent))
+	}
+	if f := m.Fraction; f != nil {
+		out.Fraction = &config.Fraction{Numerator: int(f.Numerator)}
+		if f.Denominator != nil {
+			out.Fraction.Denominator = new(int(*f.Denominator))
+		}
+	}
+	return out
+}
+
 // httpFilter converts a filter longhaul applies; ok is false for the
-// others (RequestMirror, CORS, ExternalAuth, ExtensionRef).
+// others (CORS, ExternalAuth, ExtensionRef).
 func httpFilter(f gwv1.HTTPRouteFilter) (config.HTTPFilter, bool) {
 	out := config.HTTPFilter{Type: string(f.Type)}
 	switch f.Type {
@@ -1152,6 +1184,16 @@ func (t *translator) build(lh *lhListener) (config.Listener, bool) {
 			r := *e.http
 			r.Name, r.ListenerHostname = name, e.gl.hostname
 			r.Rules = renameRefs(r.Rules, func(x *config.HTTPRule) *[]config.BackendRef { return &x.Backends }, rename)
+			for i := range r.Rules {
+				r.Rules[i].Filters = slices.Clone(r.Rules[i].Filters)
+				for j, f := range r.Rules[i].Filters {
+					if f.RequestMirror != nil {
+						m := *f.RequestMirror
+						m.BackendRef.Name = rename([]config.BackendRef{{Name: m.BackendRef.Name}})[0].Name
+						r.Rules[i].Filters[j].RequestMirror = &m
+					}
+				}
+			}
 			one.Routes = config.Routes{HTTP: []config.HTTPRoute{r}}
 		case e.grpc != nil:
 			r := *e.grpc

@@ -508,7 +508,7 @@ func TestTranslate(t *testing.T) {
 			badRegex := rule(ref("", "web", 80, -1))
 			badRegex.Matches = []gwv1.HTTPRouteMatch{{Path: &gwv1.HTTPPathMatch{Type: new(gwv1.PathMatchRegularExpression), Value: new("/(")}}}
 			mirror := rule(ref("", "web", 80, -1))
-			mirror.Filters = []gwv1.HTTPRouteFilter{{Type: gwv1.HTTPRouteFilterRequestMirror, RequestMirror: &gwv1.HTTPRequestMirrorFilter{}}}
+			mirror.Filters = []gwv1.HTTPRouteFilter{{Type: gwv1.HTTPRouteFilterCORS, CORS: &gwv1.HTTPCORSFilter{}}}
 			timeouts := rule(ref("", "web", 80, -1))
 			timeouts.Timeouts = &gwv1.HTTPRouteTimeouts{}
 			rewrite := rule(ref("", "web", 80, -1))
@@ -528,7 +528,7 @@ func TestTranslate(t *testing.T) {
 			parentIs(t, res, "app", "mirror", unsupported)
 			parentIs(t, res, "app", "timeouts", unsupported)
 			parentIs(t, res, "app", "good", acc, resolved)
-			if msg := routeParents(res, "app", "mirror")[0].Conditions[0].Message; !strings.Contains(msg, "RequestMirror") {
+			if msg := routeParents(res, "app", "mirror")[0].Conditions[0].Message; !strings.Contains(msg, "CORS") {
 				t.Errorf("message %q does not name the filter", msg)
 			}
 			l := onlyListener(t, res)
@@ -537,6 +537,32 @@ func TestTranslate(t *testing.T) {
 			}
 			if n := listenerStatus(t, res, "app", "gw", "http").AttachedRoutes; n != 1 {
 				t.Errorf("attachedRoutes %d, want 1", n)
+			}
+		},
+	}, {
+		name: "a mirror filter copies to a backend of its own",
+		objs: func(o *Objects) {
+			o.Gateways = []*gwv1.Gateway{gateway("app", "gw", httpL("http", 80, ""))}
+			m := rule(ref("", "web", 80, -1))
+			m.Filters = []gwv1.HTTPRouteFilter{
+				{Type: gwv1.HTTPRouteFilterRequestMirror, RequestMirror: &gwv1.HTTPRequestMirrorFilter{BackendRef: svcRef("", "plain", 80), Percent: new(int32(25))}},
+				{Type: gwv1.HTTPRouteFilterRequestMirror, RequestMirror: &gwv1.HTTPRequestMirrorFilter{BackendRef: svcRef("", "absent", 80)}},
+			}
+			o.HTTPRoutes = []*gwv1.HTTPRoute{hroute("app", "m", 0, parents(parent{name: "gw"}), nil, m)}
+		},
+		check: func(t *testing.T, res *Result) {
+			// The mirror to a Service that does not exist is left out.
+			parentIs(t, res, "app", "m", acc, want{"ResolvedRefs", metav1.ConditionFalse, "BackendNotFound"})
+			l := onlyListener(t, res)
+			if !slices.Equal(backendNames(l), []string{"app-plain-80", "app-web-80"}) {
+				t.Errorf("backends %v", backendNames(l))
+			}
+			fs := l.Routes.HTTP[0].Rules[0].Filters
+			if len(fs) != 1 || fs[0].RequestMirror == nil || fs[0].RequestMirror.BackendRef.Name != "app-plain-80" || *fs[0].RequestMirror.Percent != 25 {
+				t.Errorf("filters %+v", fs)
+			}
+			if err := validate(*l); err != nil {
+				t.Error(err)
 			}
 		},
 	}, {
