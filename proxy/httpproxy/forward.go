@@ -186,7 +186,11 @@ func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header()["Connection"] = []string{"close"}
 	}
 	rt.resp.Apply(resp.Header)
-	l.copyResponse(w, resp, grpc)
+	var deadline time.Time
+	if grpc {
+		deadline = grpcDeadline(r.Header, start)
+	}
+	l.copyResponse(w, resp, grpc, deadline)
 	l.observe(start, resp, grpc)
 }
 
@@ -354,7 +358,11 @@ func (l *Listener) outRequest(r *http.Request, client netip.AddrPort) *http.Requ
 // copyBufPool holds relay buffers for response bodies.
 var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
-func (l *Listener) copyResponse(w http.ResponseWriter, resp *http.Response, grpc bool) {
+// copyResponse copies resp to w. deadline is a gRPC call's, by its
+// grpc-timeout (zero for none): a call whose endpoint stream breaks at or
+// after it ends DEADLINE_EXCEEDED, as the client's own timer would, and
+// not UNAVAILABLE, which invites a retry.
+func (l *Listener) copyResponse(w http.ResponseWriter, resp *http.Response, grpc bool, deadline time.Time) {
 	defer resp.Body.Close()
 	removeHopHeaders(resp.Header)
 	wh := w.Header()
@@ -399,6 +407,12 @@ func (l *Listener) copyResponse(w http.ResponseWriter, resp *http.Response, grpc
 			if errors.As(copyErr, &ue) && ue.Drained {
 				wh[http.TrailerPrefix+"Grpc-Message"] = []string{"endpoint drained"}
 				wh[http.TrailerPrefix+"Grpc-Retry-Pushback-Ms"] = []string{strconv.FormatInt(ue.Pushback.Milliseconds(), 10)}
+				return
+			}
+			// The endpoint's timer may fire a moment before the client's.
+			if !deadline.IsZero() && !time.Now().Before(deadline.Add(-deadlineSlack)) {
+				wh[http.TrailerPrefix+"Grpc-Status"] = []string{"4"}
+				wh[http.TrailerPrefix+"Grpc-Message"] = []string{"deadline exceeded"}
 				return
 			}
 			wh[http.TrailerPrefix+"Grpc-Message"] = []string{"upstream connection lost"}

@@ -128,7 +128,7 @@ func (l *Listener) serveWebSocket(w http.ResponseWriter, r *http.Request, client
 	rt.resp.Apply(resp.Header)
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		// Refused: pass the answer on as an ordinary response.
-		l.copyResponse(w, resp, false)
+		l.copyResponse(w, resp, false, time.Time{})
 		backend.Close()
 		return
 	}
