@@ -761,3 +761,30 @@ func TestChartArithmeticMatchesGo(t *testing.T) {
 		}
 	}
 }
+
+// TestChartREADMEValues: the values the README's "Running in a cluster"
+// shows render a configuration longhaul accepts, with the listener's port
+// on the container and the release's namespace filled in.
+func TestChartREADMEValues(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "## Running in a cluster")
+	section, _, _ := strings.Cut(rest, "\n## ")
+	_, rest, ok2 := strings.Cut(section, "```yaml\n")
+	block, _, ok3 := strings.Cut(rest, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("README.md's Running in a cluster section has no yaml block")
+	}
+	c := loadChart(t, chartRelease{values: block})
+	if n := len(c.cfg.Listeners); n != 1 {
+		t.Fatalf("%d listeners, want the README's one", n)
+	}
+	if k := c.cfg.Listeners[0].Endpoints.Kubernetes; k == nil || k.Namespace != "shop" {
+		t.Errorf("endpoints %+v, want the release's namespace", k)
+	}
+	if p := c.container.Ports[0]; p.Name != "grpc" || p.ContainerPort != 8080 {
+		t.Errorf("container port %+v", p)
+	}
+}
