@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -15,7 +16,6 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
-	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -90,7 +90,7 @@ type chartRelease struct {
 
 func (r chartRelease) args(t testing.TB, cmd ...string) []string {
 	t.Helper()
-	args := append(cmd, "--namespace", orDefault(r.namespace, "shop"))
+	args := append(slices.Clone(cmd), "--namespace", cmp.Or(r.namespace, "shop"))
 	for _, f := range r.valuesFiles {
 		args = append(args, "-f", f)
 	}
@@ -107,13 +107,6 @@ func (r chartRelease) args(t testing.TB, cmd ...string) []string {
 	return args
 }
 
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
-}
-
 // renderChart returns the objects `helm template` renders for r.
 func renderChart(t testing.TB, r chartRelease) []*unstructured.Unstructured {
 	t.Helper()
@@ -126,7 +119,7 @@ func renderChart(t testing.TB, r chartRelease) []*unstructured.Unstructured {
 
 func tryRenderChart(t testing.TB, r chartRelease) (string, error) {
 	t.Helper()
-	return runHelm(t, r.args(t, "template", orDefault(r.name, "longhaul"), chartDir)...)
+	return runHelm(t, r.args(t, "template", cmp.Or(r.name, "longhaul"), chartDir)...)
 }
 
 // chart gathers what the checks need from a render of the chart.
@@ -624,22 +617,6 @@ func TestChartApplyToAPIServer(t *testing.T) {
 	}
 
 	// What each release's ServiceAccount may do, asked of the API server.
-	can := func(sa, verb, group, resource, ns string) bool {
-		t.Helper()
-		r, err := cl.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{
-			Spec: authorizationv1.SubjectAccessReviewSpec{
-				User:   "system:serviceaccount:shop:" + sa,
-				Groups: []string{"system:serviceaccounts", "system:serviceaccounts:shop", "system:authenticated"},
-				ResourceAttributes: &authorizationv1.ResourceAttributes{
-					Namespace: ns, Verb: verb, Group: group, Resource: resource,
-				},
-			},
-		}, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatalf("SubjectAccessReview: %v", err)
-		}
-		return r.Status.Allowed
-	}
 	for _, c := range []struct {
 		sa, verb, group, resource, ns string
 		want                          bool
@@ -664,7 +641,7 @@ func TestChartApplyToAPIServer(t *testing.T) {
 		{"edge-proxy-sa", "create", "coordination.k8s.io", "leases", "shop", true},
 		{"edge-proxy-sa", "create", "coordination.k8s.io", "leases", "web", false},
 	} {
-		if got := can(c.sa, c.verb, c.group, c.resource, c.ns); got != c.want {
+		if got := serviceAccountMay(t, cl, "shop", c.sa, c.verb, c.group, c.resource, c.ns); got != c.want {
 			t.Errorf("%s may %s %s.%s in %q: %v, want %v", c.sa, c.verb, c.resource, c.group, c.ns, got, c.want)
 		}
 	}

@@ -66,22 +66,9 @@ func TestApplyToAPIServer(t *testing.T) {
 	t.Run("ServiceAccountRights", func(t *testing.T) {
 		sa := m.deploy.Spec.Template.Spec.ServiceAccountName
 		user := "system:serviceaccount:" + ns + ":" + sa
-		groups := []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"}
 		can := func(verb, group, resource, namespace string) bool {
 			t.Helper()
-			r, err := cl.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{
-				Spec: authorizationv1.SubjectAccessReviewSpec{
-					User:   user,
-					Groups: groups,
-					ResourceAttributes: &authorizationv1.ResourceAttributes{
-						Namespace: namespace, Verb: verb, Group: group, Resource: resource,
-					},
-				},
-			}, metav1.CreateOptions{})
-			if err != nil {
-				t.Fatalf("SubjectAccessReview: %v", err)
-			}
-			return r.Status.Allowed
+			return serviceAccountMay(t, cl, ns, sa, verb, group, resource, namespace)
 		}
 		for _, c := range []struct {
 			verb, group, resource, ns string
@@ -170,4 +157,23 @@ func serverSideApply(t *testing.T, cl *kubetest.Cluster, objs []*unstructured.Un
 		versions[id] = got.GetResourceVersion()
 	}
 	return versions
+}
+
+// serviceAccountMay asks the API server whether the ServiceAccount saNS/sa
+// may verb group's resource in namespace ("" for all namespaces).
+func serviceAccountMay(t *testing.T, cl *kubetest.Cluster, saNS, sa, verb, group, resource, namespace string) bool {
+	t.Helper()
+	r, err := cl.Client.AuthorizationV1().SubjectAccessReviews().Create(context.Background(), &authorizationv1.SubjectAccessReview{
+		Spec: authorizationv1.SubjectAccessReviewSpec{
+			User:   "system:serviceaccount:" + saNS + ":" + sa,
+			Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + saNS, "system:authenticated"},
+			ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Namespace: namespace, Verb: verb, Group: group, Resource: resource,
+			},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("SubjectAccessReview: %v", err)
+	}
+	return r.Status.Allowed
 }
