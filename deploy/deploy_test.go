@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/restmapper"
@@ -48,46 +49,7 @@ func TestApplyToAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	dyn, err := dynamic.NewForConfig(cl.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	groups, err := restmapper.GetAPIGroupResources(cl.Client.Discovery())
-	if err != nil {
-		t.Fatal(err)
-	}
-	mapper := restmapper.NewDiscoveryRESTMapper(groups)
-	apply := func() map[string]string {
-		versions := map[string]string{}
-		for _, o := range m.objs {
-			gvk := o.GroupVersionKind()
-			id := fmt.Sprintf("%s %s/%s", gvk.Kind, o.GetNamespace(), o.GetName())
-			mapping, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-			if err != nil {
-				t.Errorf("%s: %v", id, err)
-				continue
-			}
-			var ri dynamic.ResourceInterface = dyn.Resource(mapping.Resource)
-			if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
-				ri = dyn.Resource(mapping.Resource).Namespace(o.GetNamespace())
-			}
-			body, err := json.Marshal(o.Object)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := ri.Patch(ctx, o.GetName(), types.ApplyPatchType, body, metav1.PatchOptions{
-				FieldManager:    fieldManager,
-				Force:           new(true),
-				FieldValidation: metav1.FieldValidationStrict,
-			})
-			if err != nil {
-				t.Errorf("apply %s: %v", id, err)
-				continue
-			}
-			versions[id] = got.GetResourceVersion()
-		}
-		return versions
-	}
+	apply := func() map[string]string { return serverSideApply(t, cl, m.objs, false) }
 	first := apply()
 	if t.Failed() {
 		t.FailNow()
@@ -104,22 +66,9 @@ func TestApplyToAPIServer(t *testing.T) {
 	t.Run("ServiceAccountRights", func(t *testing.T) {
 		sa := m.deploy.Spec.Template.Spec.ServiceAccountName
 		user := "system:serviceaccount:" + ns + ":" + sa
-		groups := []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"}
 		can := func(verb, group, resource, namespace string) bool {
 			t.Helper()
-			r, err := cl.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{
-				Spec: authorizationv1.SubjectAccessReviewSpec{
-					User:   user,
-					Groups: groups,
-					ResourceAttributes: &authorizationv1.ResourceAttributes{
-						Namespace: namespace, Verb: verb, Group: group, Resource: resource,
-					},
-				},
-			}, metav1.CreateOptions{})
-			if err != nil {
-				t.Fatalf("SubjectAccessReview: %v", err)
-			}
-			return r.Status.Allowed
+			return serviceAccountMay(t, cl, ns, sa, verb, group, resource, namespace)
 		}
 		for _, c := range []struct {
 			verb, group, resource, ns string
@@ -157,4 +106,74 @@ func TestApplyToAPIServer(t *testing.T) {
 			t.Fatalf("a pod of the Deployment's template is refused: %v", err)
 		}
 	})
+}
+
+// serverSideApply applies objs to the cluster in order, server-side with
+// strict field validation (dryRun: with dry-run All, so that nothing is
+// stored), and returns each object's resourceVersion by "Kind ns/name".
+// Failures are reported with t.Errorf, one per object.
+func serverSideApply(t *testing.T, cl *kubetest.Cluster, objs []*unstructured.Unstructured, dryRun bool) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	dyn, err := dynamic.NewForConfig(cl.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups, err := restmapper.GetAPIGroupResources(cl.Client.Discovery())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mapper := restmapper.NewDiscoveryRESTMapper(groups)
+	opts := metav1.PatchOptions{
+		FieldManager:    fieldManager,
+		Force:           new(true),
+		FieldValidation: metav1.FieldValidationStrict,
+	}
+	if dryRun {
+		opts.DryRun = []string{metav1.DryRunAll}
+	}
+	versions := map[string]string{}
+	for _, o := range objs {
+		gvk := o.GroupVersionKind()
+		id := fmt.Sprintf("%s %s/%s", gvk.Kind, o.GetNamespace(), o.GetName())
+		mapping, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			t.Errorf("%s: %v", id, err)
+			continue
+		}
+		var ri dynamic.ResourceInterface = dyn.Resource(mapping.Resource)
+		if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
+			ri = dyn.Resource(mapping.Resource).Namespace(o.GetNamespace())
+		}
+		body, err := json.Marshal(o.Object)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := ri.Patch(ctx, o.GetName(), types.ApplyPatchType, body, opts)
+		if err != nil {
+			t.Errorf("apply %s: %v", id, err)
+			continue
+		}
+		versions[id] = got.GetResourceVersion()
+	}
+	return versions
+}
+
+// serviceAccountMay asks the API server whether the ServiceAccount saNS/sa
+// may verb group's resource in namespace ("" for all namespaces).
+func serviceAccountMay(t *testing.T, cl *kubetest.Cluster, saNS, sa, verb, group, resource, namespace string) bool {
+	t.Helper()
+	r, err := cl.Client.AuthorizationV1().SubjectAccessReviews().Create(context.Background(), &authorizationv1.SubjectAccessReview{
+		Spec: authorizationv1.SubjectAccessReviewSpec{
+			User:   "system:serviceaccount:" + saNS + ":" + sa,
+			Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + saNS, "system:authenticated"},
+			ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Namespace: namespace, Verb: verb, Group: group, Resource: resource,
+			},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("SubjectAccessReview: %v", err)
+	}
+	return r.Status.Allowed
 }

@@ -63,25 +63,35 @@ func renderDir(t testing.TB, dir string) []*unstructured.Unstructured {
 		if err != nil {
 			t.Fatalf("resource %s: %v", name, err)
 		}
-		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
-		for {
-			var m map[string]any
-			err := dec.Decode(&m)
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				t.Fatalf("resource %s: %v", name, err)
-			}
-			if m == nil { // an empty document
-				continue
-			}
-			o := &unstructured.Unstructured{Object: m}
-			if o.GetKind() == "" || o.GetName() == "" {
-				t.Fatalf("resource %s: object without kind or name: %v", name, m)
-			}
-			objs = append(objs, o)
+		objs = append(objs, decodeObjects(t, "resource "+name, b)...)
+	}
+	return objs
+}
+
+// decodeObjects returns the objects of a stream of YAML (or JSON)
+// documents, in order, skipping empty documents; what names where they
+// came from in failures.
+func decodeObjects(t testing.TB, what string, b []byte) []*unstructured.Unstructured {
+	t.Helper()
+	var objs []*unstructured.Unstructured
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
+	for {
+		var m map[string]any
+		err := dec.Decode(&m)
+		if errors.Is(err, io.EOF) {
+			break
 		}
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if m == nil { // an empty document
+			continue
+		}
+		o := &unstructured.Unstructured{Object: m}
+		if o.GetKind() == "" || o.GetName() == "" {
+			t.Fatalf("%s: object without kind or name: %v", what, m)
+		}
+		objs = append(objs, o)
 	}
 	return objs
 }

@@ -6,6 +6,7 @@
 #   interop_server/client  grpc-go's cross-language interop test cases, at the
 #                          grpc version of go.mod
 #   node_modules/ws        the Node WebSocket package, an independent peer
+#   helm                   lints and renders charts/longhaul
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${LONGHAUL_TOOLS_BIN:-${XDG_CACHE_HOME:-$HOME/.cache}/longhaul/tools}
@@ -24,6 +25,7 @@ build() { # name package@version
 build h2spec github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
 build interop_server "google.golang.org/grpc/interop/server@$grpc_version"
 build interop_client "google.golang.org/grpc/interop/client@$grpc_version"
+build helm helm.sh/helm/v4/cmd/helm@v4.3.2
 # The Node "ws" package: an independent WebSocket peer.
 if [ ! -f "$dir/node_modules/ws/package.json" ]; then
   if command -v npm >/dev/null 2>&1; then
