@@ -5,6 +5,7 @@
 #   h2spec                 HTTP/2 conformance suite
 #   interop_server/client  grpc-go's cross-language interop test cases, at the
 #                          grpc version of go.mod
+#   promtool               Prometheus' rules checker and unit tester
 #   node_modules/ws        the Node WebSocket package, an independent peer
 #   helm                   lints and renders charts/longhaul
 set -euo pipefail
@@ -26,6 +27,7 @@ build h2spec github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
 build interop_server "google.golang.org/grpc/interop/server@$grpc_version"
 build interop_client "google.golang.org/grpc/interop/client@$grpc_version"
 build helm helm.sh/helm/v4/cmd/helm@v4.3.2
+build promtool github.com/prometheus/prometheus/cmd/promtool@v0.316.0
 # The Node "ws" package: an independent WebSocket peer.
 if [ ! -f "$dir/node_modules/ws/package.json" ]; then
   if command -v npm >/dev/null 2>&1; then

@@ -83,6 +83,8 @@ type App struct {
 	// budget caps what client connections hold in user space, derived
 	// from GOMEMLIMIT; nil without one.
 	budget *membudget.Budget
+	// reloads counts configuration changes by result (reloadResults).
+	reloads *prometheus.CounterVec
 }
 
 // listener is one configured listener: its server, its socket, and the
@@ -200,6 +202,8 @@ func New(cfg *config.Config, opts Options) (a *App, err error) {
 	a = &App{cfg: cfg, cur: cfg, opts: opts, log: opts.Logger, reg: reg, metrics: metrics.New(reg),
 		sessions: upstream.NewRegistry(), ready: &admin.Readiness{}}
 	a.series = upstream.NewEndpointSeries(a.metrics, a.sessions)
+	a.reloads = newReloadsCounter()
+	reg.MustRegister(a.reloads)
 	if a.budget = membudget.FromGOMEMLIMIT(); a.budget != nil {
 		b := a.budget
 		reg.MustRegister(

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/longhaul-proxy/longhaul/balancer"
@@ -24,7 +25,43 @@ import (
 // needs a restart:
 // Reload then changes nothing and returns an error naming every such field,
 // so that a configuration is never half applied.
+// longhaul_config_reloads_total counts each call as applied or refused.
 func (a *App) Reload(next *config.Config) error {
+	err := a.reload(next)
+	if err != nil {
+		a.reloads.WithLabelValues(reloadRefused).Inc()
+	} else {
+		a.reloads.WithLabelValues(reloadApplied).Inc()
+	}
+	return err
+}
+
+// ConfigRejected counts a changed configuration file that could not be
+// loaded or failed validation (so Reload was not called): result invalid
+// of longhaul_config_reloads_total.
+func (a *App) ConfigRejected() { a.reloads.WithLabelValues(reloadInvalid).Inc() }
+
+// The results of longhaul_config_reloads_total.
+const (
+	reloadApplied = "applied" // Reload changed what it could in place
+	reloadRefused = "refused" // Reload changed nothing: a restart is needed, or a value failed
+	reloadInvalid = "invalid" // the file did not load or validate (ConfigRejected)
+)
+
+// newReloadsCounter returns longhaul_config_reloads_total with a zero series
+// for every result, so that an increase is seen from the first one.
+func newReloadsCounter() *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "longhaul_config_reloads_total",
+		Help: "Configuration file changes, by result: applied (in place), refused (needs a restart or a value failed; nothing changed), invalid (did not load or validate).",
+	}, []string{"result"})
+	for _, r := range []string{reloadApplied, reloadRefused, reloadInvalid} {
+		c.WithLabelValues(r)
+	}
+	return c
+}
+
+func (a *App) reload(next *config.Config) error {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
 	cur := a.cur
