@@ -317,9 +317,13 @@ func TestPodMonitor(t *testing.T) {
 				MatchLabels map[string]string `json:"matchLabels"`
 			} `json:"selector"`
 			PodMetricsEndpoints []struct {
-				Port     string `json:"port"`
-				Path     string `json:"path"`
-				Interval string `json:"interval"`
+				Port        string `json:"port"`
+				Path        string `json:"path"`
+				Interval    string `json:"interval"`
+				Relabelings []struct {
+					Action string `json:"action"`
+					Regex  string `json:"regex"`
+				} `json:"relabelings"`
 			} `json:"podMetricsEndpoints"`
 		} `json:"spec"`
 	}
@@ -341,6 +345,11 @@ func TestPodMonitor(t *testing.T) {
 	}
 	if _, err := time.ParseDuration(ep.Interval); err != nil {
 		t.Errorf("PodMonitor interval %q: %v", ep.Interval, err)
+	}
+	// The Operator's "endpoint" target label would rename longhaul's own
+	// endpoint label (to exported_endpoint), which the dashboard reads.
+	if len(ep.Relabelings) != 1 || ep.Relabelings[0].Action != "labeldrop" || ep.Relabelings[0].Regex != "endpoint" {
+		t.Errorf("PodMonitor relabelings %+v, want the target label endpoint dropped", ep.Relabelings)
 	}
 }
 

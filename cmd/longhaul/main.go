@@ -113,6 +113,7 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 			}
 		}, func(err error) {
 			log.Error("configuration file rejected; keeping the one in force", zap.String("config", *path), zap.Error(err))
+			a.ConfigRejected()
 		})
 		if err != nil {
 			log.Warn("configuration file not watched; changes need a restart", zap.Error(err))
