@@ -1,6 +1,7 @@
 // Package app wires longhaul's components together from a validated
 // configuration: endpoint sources feed upstreams and the drain controller,
-// listeners relay, the admin server answers probes and scrapes, and the
+// listeners relay, the admin server answers probes and scrapes and serves
+// the live page (status), and the
 // debug server, if configured, shows endpoints, sessions and profiles.
 package app
 
@@ -83,6 +84,8 @@ type App struct {
 	// budget caps what client connections hold in user space, derived
 	// from GOMEMLIMIT; nil without one.
 	budget *membudget.Budget
+	// migrations are the recent ones, for the live view (status).
+	migrations migrationLog
 }
 
 // listener is one configured listener: its server, its socket, and the
@@ -218,6 +221,7 @@ func New(cfg *config.Config, opts Options) (a *App, err error) {
 		a.metrics.MigrationTime.WithLabelValues(e.Info.Listener, e.Info.Protocol).Observe(e.Took.Seconds())
 		// upstream's outcomes are drain's (moved, forced, closed).
 		a.migrationEnded(e.Info.UpstreamID, e.Info.Endpoint, e.Outcome)
+		a.migrations.ended(e, time.Now())
 	}
 	// The returns below set a to nil: close what was bound through a copy.
 	built := a
@@ -335,6 +339,7 @@ func (a *App) newBackend(lc config.Listener, bc config.Backend, log *zap.Logger)
 				p = ps.Info().Protocol
 			}
 			a.metrics.SessionsMigrated.WithLabelValues(name, p, reason).Inc()
+			a.migrations.asked(s, reason, a.sessions.Infos)
 		},
 		OnEndpointDrained: func(_ string, took time.Duration) {
 			a.metrics.EndpointDrain.WithLabelValues(name).Observe(took.Seconds())
@@ -523,7 +528,7 @@ func (a *App) adminServers() []*admin.Server {
 		WriteTimeout:      ac.Timeouts.Write,
 		IdleTimeout:       ac.Timeouts.Idle,
 	}
-	out := []*admin.Server{admin.NewServer(a.adminLn, admin.Handler(admin.Options{Gatherer: a.reg, Ready: a.ready}), lim)}
+	out := []*admin.Server{admin.NewServer(a.adminLn, admin.Handler(admin.Options{Gatherer: a.reg, Ready: a.ready, Status: a.status}), lim)}
 	if a.debugLn != nil {
 		out = append(out, admin.NewServer(a.debugLn, admin.DebugHandler(admin.DebugOptions{
 			Endpoints: a.debugEndpoints,
