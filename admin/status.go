@@ -118,22 +118,22 @@ var page embed.FS
 const pageCSP = "default-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 // statusRoutes adds the live page and /status to mux: GET / (the page),
-// GET /page/ (its script and style) and GET /status (the JSON).
+// GET /page/live.js and /page/live.css (its script and style) and
+// GET /status (the JSON).
 func statusRoutes(mux *http.ServeMux, status func() *Status) {
-	files := http.FileServerFS(page)
-	secure := func(h http.Handler) http.Handler {
+	secure := func(h http.HandlerFunc) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Security-Policy", pageCSP)
 			w.Header().Set("X-Content-Type-Options", "nosniff")
 			w.Header().Set("Cache-Control", "no-store")
-			h.ServeHTTP(w, r)
+			h(w, r)
 		})
 	}
-	mux.Handle("GET /{$}", secure(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.ServeFileFS(w, r, page, "page/index.html")
-	})))
-	mux.Handle("GET /page/", secure(files))
-	mux.Handle("GET /status", secure(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, status())
-	})))
+	file := func(name string) http.Handler {
+		return secure(func(w http.ResponseWriter, r *http.Request) { http.ServeFileFS(w, r, page, name) })
+	}
+	mux.Handle("GET /{$}", file("page/index.html"))
+	mux.Handle("GET /page/live.js", file("page/live.js"))
+	mux.Handle("GET /page/live.css", file("page/live.css"))
+	mux.Handle("GET /status", secure(func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, status()) }))
 }

@@ -54,7 +54,7 @@ function endpointRow(b, e, at) {
     el("td", { class: "num sessions" }, e.sessions),
     el("td", {}, el("span", { class: "bar", "data-n": e.sessions })),
     el("td", { class: "num migrating" }, e.migrating || ""),
-    el("td", { class: "kill" }, e.killTime ? "killed " + secondsFrom(e.killTime, at) : ""));
+    el("td", { class: "kill" }, e.killTime ? secondsFrom(e.killTime, at) : ""));
 }
 
 function drawListeners(st) {
@@ -91,11 +91,11 @@ function drawDrains(st) {
         rows.push(el("tr", { class: "drain", "data-backend": b.name, "data-endpoint": d.endpoint },
           el("td", {}, b.name),
           el("td", { class: "mono" }, d.endpoint),
-          el("td", {}, state),
+          el("td", { class: "drainstate" }, state),
           el("td", { class: "num left" }, d.left),
-          el("td", { class: "num" }, d.atStart),
-          el("td", { class: "num" }, d.asked),
-          el("td", { class: "num" }, d.moved + " / " + d.forced + " / " + d.closed),
+          el("td", { class: "num atstart" }, d.atStart),
+          el("td", { class: "num asked" }, d.asked),
+          el("td", { class: "num ended" }, d.moved + " / " + d.forced + " / " + d.closed),
           el("td", { class: "deadline" }, secondsFrom(d.deadline, st.at)),
           el("td", { class: "killtime" }, d.killTime ? secondsFrom(d.killTime, st.at) : "unknown"),
           el("td", { class: "projected" }, secondsFrom(d.projectedFinish, st.at))));
