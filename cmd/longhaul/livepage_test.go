@@ -23,7 +23,8 @@ import (
 // terminating and not eligible with its two sessions, the drain's sessions
 // left and its deadline and kill time counted down, then, once the clients
 // leave it and one reconnects, the drain finished and the migrations listed
-// from the drained endpoint to the other one. No script error and no CSP
+// from the drained endpoint to the other one. A pod name made of markup is
+// shown as text and runs nothing. No script error and no CSP
 // violation is logged. It keeps screenshots in its artefact directory, and
 // leaves no Chromium process behind.
 func TestLivePageInBrowser(t *testing.T) {
@@ -36,6 +37,9 @@ func TestLivePageInBrowser(t *testing.T) {
 	if per := l.perEndpoint(); per[b1.Addr()] != 2 || per[b2.Addr()] != 2 {
 		t.Fatalf("sessions per endpoint %v, want 2 and 2 (least-connections)", per)
 	}
+	// b1's pod name is markup, which the page must show as text.
+	const hostile = `<img src=x onerror="window.pwned=1">backend-1`
+	b1.name = hostile
 	kill := time.Now().Add(time.Minute)
 	l.setEndpoints(t, map[*echoBackend]time.Time{b2: kill})
 
@@ -130,13 +134,16 @@ func TestLivePageInBrowser(t *testing.T) {
 	}
 	for sel, want := range map[string]string{
 		ep2 + " .conditions": "not readyservingterminating", ep2 + " td:nth-child(2)": b2.name, ep2 + " td:nth-child(4)": "no", ep2 + " .sessions": "2",
-		ep1 + " td:nth-child(4)": "yes", ep1 + " .sessions": "2", ep1 + " .conditions": "readyserving",
+		ep1 + " td:nth-child(2)": hostile, ep1 + " td:nth-child(4)": "yes", ep1 + " .sessions": "2", ep1 + " .conditions": "readyserving",
 		dr + " .left": "2", dr + " .atstart": "2", dr + " .drainstate": "draining",
 		`.backend-sessions[data-backend="echo"]`: "4",
 	} {
 		if got := text(sel); got != want {
 			t.Errorf("%s: %q, want %q", sel, got, want)
 		}
+	}
+	if n, err := chromedp.Run(tab, chromedp.Evaluate[int](`document.querySelectorAll("img").length + (window.pwned ? 100 : 0)`)); err != nil || n != 0 {
+		t.Errorf("the pod name %q made markup or ran (%d, %v)", hostile, n, err)
 	}
 	if fp := text(`.fingerprint[data-backend="echo"]`); !regexp.MustCompile(`^[0-9a-f]{16}$`).MatchString(fp) {
 		t.Errorf("table fingerprint %q, want 16 hex digits", fp)

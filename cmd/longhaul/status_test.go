@@ -18,6 +18,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/longhaul-proxy/longhaul/admin"
 	"github.com/longhaul-proxy/longhaul/config"
 	"github.com/longhaul-proxy/longhaul/internal/app"
 	"github.com/longhaul-proxy/longhaul/internal/testnet"
@@ -90,10 +91,10 @@ func (l *liveApp) setEndpoints(t *testing.T, terminating map[*echoBackend]time.T
 	sb.WriteString("endpoints:\n")
 	for _, b := range l.backends {
 		if kill, ok := terminating[b]; ok {
-			fmt.Fprintf(&sb, "  - {address: %q, pod: %s, ready: false, serving: true, terminating: true, killTime: %q}\n",
+			fmt.Fprintf(&sb, "  - {address: %q, pod: %q, ready: false, serving: true, terminating: true, killTime: %q}\n",
 				b.Addr(), b.name, kill.UTC().Format(time.RFC3339Nano))
 		} else {
-			fmt.Fprintf(&sb, "  - {address: %q, pod: %s}\n", b.Addr(), b.name)
+			fmt.Fprintf(&sb, "  - {address: %q, pod: %q}\n", b.Addr(), b.name)
 		}
 	}
 	tmp := l.file + ".tmp"
@@ -286,4 +287,87 @@ func FuzzStatusURL(f *testing.F) {
 			t.Fatalf("statusURL(%q) = %q", addr, u)
 		}
 	})
+}
+
+// TestDemoLivePage: the demo prints its live page's address, and what the
+// page reads there (/status) shows the rollout: the terminating backend's
+// drain, and migrations off it, for the reason endpoint, to another backend.
+func TestDemoLivePage(t *testing.T) {
+	out := &lineWatch{re: regexp.MustCompile(`live page http://(\S+)/ `), found: make(chan string, 1)}
+	done := make(chan error, 1)
+	go func() { done <- demoCmd(context.Background(), []string{"--duration", "8s", "--clients", "8"}, out) }()
+	var addr string
+	select {
+	case addr = <-out.found:
+	case err := <-done:
+		t.Fatalf("the demo ended (%v) without printing its live page:\n%s", err, out.String())
+	}
+	url, err := statusURL(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Timeout: 2 * time.Second}
+	defer client.CloseIdleConnections()
+	var seen *admin.Status
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+poll:
+	for {
+		select {
+		case err := <-done:
+			done <- err
+			break poll
+		case <-tick.C:
+		}
+		st, err := fetchStatus(context.Background(), client, url)
+		if err != nil {
+			continue // not yet, or the demo is ending
+		}
+		drained := false
+		for _, b := range st.Listeners[0].Backends {
+			drained = drained || len(b.Drains) > 0
+		}
+		for _, m := range st.Migrations {
+			if m.Reason == "endpoint" && m.To != "" && m.To != m.From && drained {
+				seen = st
+				break poll
+			}
+		}
+	}
+	if err := <-done; err != nil {
+		t.Errorf("demo: %v\n%s", err, out.String())
+	}
+	if seen == nil {
+		t.Fatalf("the demo's /status never showed a drain and a migration off it to another backend:\n%s", out.String())
+	}
+	var b bytes.Buffer
+	printStatus(&b, url, seen)
+	t.Logf("the demo's status during its rollout:\n%s", b.String())
+}
+
+// lineWatch records what the demo prints and sends the first submatch of
+// re, once, when it appears.
+type lineWatch struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	re    *regexp.Regexp
+	found chan string
+	sent  bool
+}
+
+func (w *lineWatch) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	if m := w.re.FindStringSubmatch(w.buf.String()); m != nil && !w.sent {
+		w.sent = true
+		w.found <- m[1]
+	}
+	return len(p), nil
+}
+
+func (w *lineWatch) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
 }

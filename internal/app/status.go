@@ -214,13 +214,22 @@ func (m *migrationLog) ended(e upstream.MigrationEnd, at time.Time) {
 // recent matches the migrations without a To against the live sessions
 // (see migrationLog) and returns them, newest first.
 func (m *migrationLog) recent(live []upstream.SessionInfo, now time.Time) []admin.StatusMigration {
-	byStart := slices.Clone(live)
-	slices.SortFunc(byStart, func(a, b upstream.SessionInfo) int { return a.Started.Compare(b.Started) })
+	unmatched := func(e *migrationEntry) bool {
+		return e.toID == 0 && e.clientIP != "" && now.Sub(e.v.Ended) < matchWindow+time.Second
+	}
+	m.mu.Lock()
+	todo := slices.ContainsFunc(m.ring, unmatched)
+	m.mu.Unlock()
+	var byStart []upstream.SessionInfo
+	if todo {
+		byStart = slices.Clone(live)
+		slices.SortFunc(byStart, func(a, b upstream.SessionInfo) int { return a.Started.Compare(b.Started) })
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := make([]admin.StatusMigration, 0, len(m.ring))
 	for _, e := range m.ring { // oldest first: it takes the earliest reconnect
-		if e.toID == 0 && e.clientIP != "" && now.Sub(e.v.Ended) < matchWindow+time.Second {
+		if unmatched(e) {
 			for _, in := range byStart {
 				if in.UpstreamID == e.upstream && !m.claimed[in.ID] && in.ID != e.id &&
 					!in.Started.Before(e.asked) && in.Started.Sub(e.v.Ended) < matchWindow &&
