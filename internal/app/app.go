@@ -1,8 +1,8 @@
 // Package app wires longhaul's components together from a validated
 // configuration: endpoint sources feed upstreams and the drain controller,
 // listeners relay, the admin server answers probes and scrapes and serves
-// the live page (status), and the
-// debug server, if configured, shows endpoints, sessions and profiles.
+// the live page (status), and the debug server, if configured, shows
+// endpoints, sessions and profiles.
 package app
 
 import (
