@@ -1,6 +1,6 @@
 // Package admin serves longhaul's operational endpoints on two servers:
-// probes and Prometheus metrics (Handler) where the kubelet and Prometheus
-// reach them, and JSON views of endpoints and sessions plus pprof
+// probes, Prometheus metrics and the live page (Handler) where the kubelet
+// and Prometheus reach them, and JSON views of endpoints and sessions plus pprof
 // (DebugHandler), which name clients and show memory, on an address of their
 // own: loopback, or guarded by a bearer token. Both run as a Server, which
 // bounds connections and their timeouts (Limits).
@@ -70,11 +70,14 @@ func (r *Readiness) Check() error {
 type Options struct {
 	Gatherer prometheus.Gatherer
 	Ready    *Readiness
+	// Status, if set, serves the live page at / and its JSON at /status
+	// (see Status).
+	Status func() *Status
 }
 
 // Handler returns the handler of the admin address: /healthz, /readyz and
-// /metrics, what the kubelet and Prometheus read. It serves nothing that
-// names a client.
+// /metrics, what the kubelet and Prometheus read, and with Status the live
+// page (/) and its JSON (/status). It serves nothing that names a client.
 func Handler(o Options) http.Handler {
 	mux := http.NewServeMux()
 	if o.Gatherer != nil {
@@ -92,6 +95,9 @@ func Handler(o Options) http.Handler {
 		}
 		fmt.Fprintln(w, "ok")
 	})
+	if o.Status != nil {
+		statusRoutes(mux, o.Status)
+	}
 	return mux
 }
 

@@ -145,6 +145,7 @@ func demoCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "longhaul demo: listener %s, metrics http://%s/metrics, debug http://%s/debug/endpoints, %d clients\n",
 		listenAddr, adminAddr, debugAddr, *clients)
+	fmt.Fprintf(stdout, "live page http://%s/ (or: longhaul status --watch --admin %s)\n", adminAddr, adminAddr)
 	fmt.Fprintf(stdout, "backends %s, %s, %s; at %s the busiest turns terminating, at %s it is replaced by backend-4, which rebalancing then fills\n\n",
 		backends[0].Addr(), backends[1].Addr(), backends[2].Addr(), step, 2*step)
 

@@ -3,6 +3,7 @@
 //	longhaul run --config FILE       serve as the file says
 //	longhaul validate --config FILE  check a file; print every problem
 //	longhaul demo                    three local backends behind longhaul, live
+//	longhaul status [--watch]        a running longhaul's endpoints, drains and migrations
 package main
 
 import (
@@ -29,6 +30,8 @@ Usage:
   longhaul run --config FILE [flags]       serve as FILE says
   longhaul validate --config FILE          check FILE; print every problem
   longhaul demo [--duration D]             three local echo backends behind longhaul
+  longhaul status [--admin ADDR] [--watch] a running longhaul's listeners, endpoints, sessions,
+                                           drains and recent migrations (its live page's view)
 
 Run "longhaul COMMAND --help" for the flags of a command.
 `
@@ -52,6 +55,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = validateCmd(args[1:], stdout)
 	case "demo":
 		err = demoCmd(ctx, args[1:], stdout)
+	case "status":
+		err = statusCmd(ctx, args[1:], stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

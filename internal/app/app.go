@@ -1,7 +1,8 @@
 // Package app wires longhaul's components together from a validated
 // configuration: endpoint sources feed upstreams and the drain controller,
-// listeners relay, the admin server answers probes and scrapes, and the
-// debug server, if configured, shows endpoints, sessions and profiles.
+// listeners relay, the admin server answers probes and scrapes and serves
+// the live page (status), and the debug server, if configured, shows
+// endpoints, sessions and profiles.
 package app
 
 import (
@@ -85,6 +86,8 @@ type App struct {
 	budget *membudget.Budget
 	// reloads counts configuration changes by result (reloadResults).
 	reloads *prometheus.CounterVec
+	// migrations are the recent ones, for the live view (status).
+	migrations migrationLog
 }
 
 // listener is one configured listener: its server, its socket, and the
@@ -222,6 +225,7 @@ func New(cfg *config.Config, opts Options) (a *App, err error) {
 		a.metrics.MigrationTime.WithLabelValues(e.Info.Listener, e.Info.Protocol).Observe(e.Took.Seconds())
 		// upstream's outcomes are drain's (moved, forced, closed).
 		a.migrationEnded(e.Info.UpstreamID, e.Info.Endpoint, e.Outcome)
+		a.migrations.ended(e, time.Now())
 	}
 	// The returns below set a to nil: close what was bound through a copy.
 	built := a
@@ -339,6 +343,7 @@ func (a *App) newBackend(lc config.Listener, bc config.Backend, log *zap.Logger)
 				p = ps.Info().Protocol
 			}
 			a.metrics.SessionsMigrated.WithLabelValues(name, p, reason).Inc()
+			a.migrations.asked(s, reason, a.sessions.Infos)
 		},
 		OnEndpointDrained: func(_ string, took time.Duration) {
 			a.metrics.EndpointDrain.WithLabelValues(name).Observe(took.Seconds())
@@ -527,7 +532,7 @@ func (a *App) adminServers() []*admin.Server {
 		WriteTimeout:      ac.Timeouts.Write,
 		IdleTimeout:       ac.Timeouts.Idle,
 	}
-	out := []*admin.Server{admin.NewServer(a.adminLn, admin.Handler(admin.Options{Gatherer: a.reg, Ready: a.ready}), lim)}
+	out := []*admin.Server{admin.NewServer(a.adminLn, admin.Handler(admin.Options{Gatherer: a.reg, Ready: a.ready, Status: a.status}), lim)}
 	if a.debugLn != nil {
 		out = append(out, admin.NewServer(a.debugLn, admin.DebugHandler(admin.DebugOptions{
 			Endpoints: a.debugEndpoints,
