@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/longhaul-proxy/longhaul/internal/testtools"
+
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -37,24 +39,8 @@ var allOptions = filepath.Join(chartDir, "ci", "all-options-values.yaml")
 // helmTimeout bounds one helm command.
 const helmTimeout = 2 * time.Minute
 
-// helmBin returns the helm that hack/tools.sh builds into
-// LONGHAUL_TOOLS_BIN. Like the other tool tests, these fail rather than pass
-// when it is missing (LONGHAUL_SKIP_TOOLS=1 skips them).
-func helmBin(t testing.TB) string {
-	t.Helper()
-	dir := os.Getenv("LONGHAUL_TOOLS_BIN")
-	if dir == "" {
-		if os.Getenv("LONGHAUL_SKIP_TOOLS") == "1" {
-			t.Skip("LONGHAUL_SKIP_TOOLS=1")
-		}
-		t.Fatal("LONGHAUL_TOOLS_BIN is not set: run `make test`, or set it to the output of hack/tools.sh (or LONGHAUL_SKIP_TOOLS=1 to skip)")
-	}
-	bin := filepath.Join(dir, "helm")
-	if fi, err := os.Stat(bin); err != nil || fi.Mode()&0o111 == 0 {
-		t.Fatalf("no helm in LONGHAUL_TOOLS_BIN (%s): run hack/tools.sh", dir)
-	}
-	return bin
-}
+// helmBin returns the helm that hack/tools.sh builds.
+func helmBin(t testing.TB) string { return testtools.Bin(t, "helm") }
 
 // runHelm runs helm with args and returns its standard output; its
 // configuration, cache and data live in a temporary directory and it sees

@@ -11,28 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/longhaul-proxy/longhaul/internal/testtools"
+
 	"sigs.k8s.io/yaml"
 )
 
-// promtool returns the path of promtool, which hack/tools.sh builds into
-// the directory LONGHAUL_TOOLS_BIN names. These tests are part of the
-// README's test command; when the tool is missing they fail with the way to
-// get it, rather than pass.
-func promtool(t *testing.T) string {
-	t.Helper()
-	dir := os.Getenv("LONGHAUL_TOOLS_BIN")
-	if dir == "" {
-		if os.Getenv("LONGHAUL_SKIP_TOOLS") == "1" {
-			t.Skip("LONGHAUL_SKIP_TOOLS=1")
-		}
-		t.Fatal("LONGHAUL_TOOLS_BIN is not set: run `make test`, or set it to the output of hack/tools.sh (or LONGHAUL_SKIP_TOOLS=1 to skip)")
-	}
-	bin := filepath.Join(dir, "promtool")
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("promtool: %v: run hack/tools.sh", err)
-	}
-	return bin
-}
+// promtool returns the promtool that hack/tools.sh builds.
+func promtool(t *testing.T) string { return testtools.Bin(t, "promtool") }
 
 // runPromtool runs promtool with args in dir and fails the test, with
 // promtool's output, when it fails.

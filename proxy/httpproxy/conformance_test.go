@@ -14,26 +14,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/longhaul-proxy/longhaul/internal/testtools"
+
 	"github.com/longhaul-proxy/longhaul/internal/testcert"
 
 	"github.com/longhaul-proxy/longhaul/balancer"
 	"github.com/longhaul-proxy/longhaul/internal/testnet"
 )
 
-// toolsDir returns the directory of conformance tools that hack/tools.sh
-// builds. These tests are part of the README's test command; when the tools
-// are missing they fail with the way to get them, rather than pass.
-func toolsDir(t *testing.T) string {
-	t.Helper()
-	dir := os.Getenv("LONGHAUL_TOOLS_BIN")
-	if dir == "" {
-		if os.Getenv("LONGHAUL_SKIP_TOOLS") == "1" {
-			t.Skip("LONGHAUL_SKIP_TOOLS=1")
-		}
-		t.Fatal("LONGHAUL_TOOLS_BIN is not set: run `make test`, or set it to the output of hack/tools.sh (or LONGHAUL_SKIP_TOOLS=1 to skip)")
-	}
-	return dir
-}
+// toolsDir returns the directory of the tools hack/tools.sh builds.
+func toolsDir(t *testing.T) string { return testtools.Dir(t) }
 
 // startInteropServer starts grpc-go's interop server on a free loopback
 // port and returns its address. The port is free when chosen but may be
