@@ -20,6 +20,10 @@ type Config struct {
 	// MaxPerSecond caps the lines written per second, with a burst of as
 	// many; 0 means no cap.
 	MaxPerSecond int
+	// Logger, if set, is the logger the access log is the child "access"
+	// of, in place of the one New is given: one without a listener field,
+	// which the access log adds itself.
+	Logger *zap.Logger
 }
 
 // Reasons a line is dropped, the reason label of the dropped counter.
@@ -50,10 +54,14 @@ type Logger struct {
 }
 
 // New returns the access log of the listener named listener, writing to
-// log's child named "access", or nil when cfg is not Enabled. dropped is
+// the child named "access" of cfg.Logger, or of log if that is nil, or nil
+// when cfg is not Enabled. dropped is
 // the counter vector of dropped lines by listener and reason (nil counts
 // nothing).
 func New(cfg Config, listener string, log *zap.Logger, dropped *prometheus.CounterVec) *Logger {
+	if cfg.Logger != nil {
+		log = cfg.Logger
+	}
 	if !cfg.Enabled || log == nil {
 		return nil
 	}
@@ -159,11 +167,12 @@ type Entry struct {
 	Status                    int
 	GRPCStatus                int
 
-	// WebSocket: the close code sent to the client by longhaul (a drain's
-	// 1012 or 1001, 1001 on idle, 1002 or 1009 on a violation), 0 for
-	// none. End says how a WebSocket or TCP session ended: "eof" (both
-	// sides closed), "idle", "closed" (closed by longhaul: shutdown, a
-	// drain's deadline or policy), "migrated" or "error".
+	// WebSocket: the close code longhaul sent the client (a drain's 1012
+	// or 1001, 1001 on idle, 1002 or 1009 on a violation), 0 for none.
+	// End says how a session ended: "migrated" (asked to move; see
+	// MigrationOutcome), "idle", "error"; for WebSocket "close" (the
+	// close handshake or an EOF), for TCP "eof" (both sides ended) or
+	// "closed" (by longhaul: its shutdown).
 	CloseCode int
 	End       string
 
