@@ -144,7 +144,8 @@ const (
 )
 
 // Entry is one request's or session's line. Zero fields are left out of
-// the line, but for Status and the byte counts.
+// the line, but for the byte counts and Status (which a TCP line has
+// not).
 type Entry struct {
 	Kind     string // KindHTTP, KindGRPC, KindWebSocket or KindTCP
 	Start    time.Time
@@ -208,7 +209,7 @@ func (e *Entry) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	addString(enc, "path", e.Path)
 	addString(enc, "proto", e.Proto)
 	switch e.Kind {
-	case KindHTTP, KindGRPC:
+	case KindHTTP, KindGRPC, KindWebSocket:
 		enc.AddInt("status", e.Status)
 		if e.Kind == KindGRPC && e.GRPCStatus >= 0 {
 			enc.AddInt("grpc_status", e.GRPCStatus)
