@@ -172,8 +172,9 @@ type Entry struct {
 	// or 1001, 1001 on idle, 1002 or 1009 on a violation), 0 for none.
 	// End says how a session ended: "migrated" (asked to move; see
 	// MigrationOutcome), "idle", "error"; for WebSocket "close" (the
-	// close handshake or an EOF), for TCP "eof" (both sides ended) or
-	// "closed" (by longhaul: its shutdown).
+	// close handshake or an EOF), for TCP "eof" (both sides ended),
+	// "closed" (by longhaul: its shutdown) or "no_endpoint" (none could
+	// be reached: the client was closed).
 	CloseCode int
 	End       string
 

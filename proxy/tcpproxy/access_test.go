@@ -84,3 +84,19 @@ func TestAccessLogSessions(t *testing.T) {
 		}
 	}
 }
+
+// TestAccessLogNoEndpoint: a connection no endpoint takes is logged as
+// such when it is closed.
+func TestAccessLogNoEndpoint(t *testing.T) {
+	core, logs := observer.New(zapcore.InfoLevel)
+	p := startProxy(t, Config{Logger: zap.New(core), AccessLog: accesslog.Config{Enabled: true, Sample: 1}},
+		balancer.Policy{Kind: balancer.Maglev})
+	c := proxytest.Dial(t, p.addr)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	io.ReadAll(c) // closed by the proxy, after the line is written
+	c.Close()
+	all := logs.FilterLoggerName("access").All()
+	if len(all) != 1 || all[0].ContextMap()["end"] != "no_endpoint" {
+		t.Fatalf("lines %v, want one ending no_endpoint", all)
+	}
+}

@@ -299,6 +299,14 @@ func (l *Listener) handle(ctx context.Context, c net.Conn) {
 		}, upstream.RetryDial)
 	if err != nil {
 		l.log.Debug("closing client: no endpoint", zap.Stringer("client", c.RemoteAddr()), zap.String("upstream", b.Up.Name()), zap.Error(err))
+		if sampled {
+			e := accesslog.Entry{Kind: accesslog.KindTCP, Start: start, Duration: time.Since(start),
+				Client: clientAddr, Backend: b.Up.Name(), Rule: -1, End: "no_endpoint"}
+			if meta != nil {
+				e.RouteNamespace, e.RouteName = meta.Namespace, meta.Name
+			}
+			l.access.Log(&e)
+		}
 		c.Close()
 		return
 	}
