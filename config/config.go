@@ -155,6 +155,23 @@ type Listener struct {
 	// HTTP holds the options of http and grpc listeners; it must be left
 	// empty on a tcp listener.
 	HTTP HTTP `mapstructure:"http"`
+	// AccessLog turns on one log line per HTTP request, gRPC call,
+	// WebSocket and TCP session of the listener.
+	AccessLog AccessLog `mapstructure:"accessLog"`
+}
+
+// AccessLog configures a listener's access log: one structured line (on
+// the logger named "access") per request, call or session, sampled and
+// capped per second so that logging never holds traffic back. Lines left
+// out are counted in longhaul_access_log_dropped_total by reason.
+type AccessLog struct {
+	Enabled bool `mapstructure:"enabled"`
+	// Sample is the share of requests and sessions logged, 0 to 1; 1 (the
+	// default) logs every one.
+	Sample float64 `mapstructure:"sample"`
+	// MaxPerSecond caps the lines written per second (with a burst of as
+	// many); those over it are dropped. 0 means no cap; default 1000.
+	MaxPerSecond int `mapstructure:"maxPerSecond"`
 }
 
 // Endpoints names exactly one source of backend endpoints.
@@ -395,28 +412,30 @@ type Certificate struct {
 
 // Defaults applied by Load and Parse where the file leaves a key out.
 const (
-	DefaultAdminAddress   = "127.0.0.1:9901"
-	DefaultLogLevel       = "info"
-	DefaultLogFormat      = "json"
-	DefaultProtocol       = "tcp"
-	DefaultPolicy         = "maglev"
-	DefaultKey            = "client-ip"
-	DefaultBoundedLoad    = 1.25 // for maglev; least-connections defaults to 0
-	DefaultTableSize      = balancer.DefaultTableSize
-	DefaultLoadFloor      = balancer.DefaultLoadFloor
-	DefaultConnectTimeout = 2 * time.Second
-	DefaultIdleTimeout    = time.Hour
-	DefaultKeepAliveIdle  = 75 * time.Second
-	DefaultRequestBody    = 60 * time.Second
-	DefaultResponseHeader = 60 * time.Second
-	DefaultWebSocketIdle  = time.Hour
-	DefaultStreamIdle     = time.Hour
-	DefaultHalfClosed     = 60 * time.Second
-	DefaultTCPKeepAlive   = 60 * time.Second
-	DefaultMaxConnections = 100000
-	DefaultDrainTimeout   = 25 * time.Second
-	DefaultDrainTCP       = "deadline"
-	DefaultKillMargin     = 2 * time.Second
+	DefaultAdminAddress          = "127.0.0.1:9901"
+	DefaultLogLevel              = "info"
+	DefaultLogFormat             = "json"
+	DefaultProtocol              = "tcp"
+	DefaultPolicy                = "maglev"
+	DefaultKey                   = "client-ip"
+	DefaultBoundedLoad           = 1.25 // for maglev; least-connections defaults to 0
+	DefaultTableSize             = balancer.DefaultTableSize
+	DefaultLoadFloor             = balancer.DefaultLoadFloor
+	DefaultConnectTimeout        = 2 * time.Second
+	DefaultIdleTimeout           = time.Hour
+	DefaultKeepAliveIdle         = 75 * time.Second
+	DefaultRequestBody           = 60 * time.Second
+	DefaultResponseHeader        = 60 * time.Second
+	DefaultWebSocketIdle         = time.Hour
+	DefaultStreamIdle            = time.Hour
+	DefaultHalfClosed            = 60 * time.Second
+	DefaultTCPKeepAlive          = 60 * time.Second
+	DefaultMaxConnections        = 100000
+	DefaultDrainTimeout          = 25 * time.Second
+	DefaultDrainTCP              = "deadline"
+	DefaultKillMargin            = 2 * time.Second
+	DefaultAccessLogSample       = 1.0
+	DefaultAccessLogMaxPerSecond = 1000
 
 	DefaultRebalanceFactor      = 1.25 // for least-connections; others default to 0 (off)
 	DefaultRebalanceTarget      = 1.1
@@ -465,6 +484,7 @@ func defaultListener() Listener {
 		MaxConnections: DefaultMaxConnections,
 		Drain: Drain{Timeout: DefaultDrainTimeout, TCP: DefaultDrainTCP, KillMargin: DefaultKillMargin,
 			Rebalance: defaultRebalance()},
+		AccessLog: AccessLog{Sample: DefaultAccessLogSample, MaxPerSecond: DefaultAccessLogMaxPerSecond},
 	}
 }
 

@@ -28,6 +28,7 @@ func exampleConfig() *Config {
 			MaxConnections: 100000,
 			ProxyProtocol:  ProxyProtocol{Accept: false, Send: false},
 			Drain:          defaultDrain(25 * time.Second),
+			AccessLog:      AccessLog{Sample: 1, MaxPerSecond: 1000},
 		}},
 	}
 }
@@ -104,6 +105,7 @@ listeners:
 					MaxConnections:          100000,
 					MaxConnectionsPerClient: 0,
 					Drain:                   defaultDrain(25 * time.Second),
+					AccessLog:               AccessLog{Sample: 1, MaxPerSecond: 1000},
 				}},
 			},
 		},
@@ -128,6 +130,7 @@ listeners:
     maxConnections: 10
     maxConnectionsPerClient: 3
     drain: {timeout: 0s}
+    accessLog: {enabled: true, sample: 0.25, maxPerSecond: 50}
     http:
       upstream: h2c
       webSocket: {maxFrame: 1048576, closeCode: 1001}
@@ -153,6 +156,7 @@ listeners:
 						d.Rebalance.Factor = DefaultRebalanceFactor // least-connections
 						return d
 					}(),
+					AccessLog: AccessLog{Enabled: true, Sample: 0.25, MaxPerSecond: 50},
 					HTTP: HTTP{
 						Upstream:  "h2c",
 						WebSocket: WebSocket{MaxFrame: 1 << 20, CloseCode: 1001},

@@ -260,6 +260,12 @@ func (v *validator) listener(p string, l *Listener) {
 	}
 	v.drain(p+".drain", l)
 	v.http(p+".http", l.Protocol, &l.HTTP)
+	if a := l.AccessLog; !(a.Sample >= 0 && a.Sample <= 1) {
+		v.add(p+".accessLog.sample", a.Sample, "must be between 0 and 1")
+	}
+	if l.AccessLog.MaxPerSecond < 0 {
+		v.add(p+".accessLog.maxPerSecond", l.AccessLog.MaxPerSecond, "must not be negative (0 means no cap)")
+	}
 	if l.Protocol != "tcp" && l.ProxyProtocol != (ProxyProtocol{}) {
 		// An HTTP listener sets X-Forwarded-For and Forwarded instead; a
 		// PROXY header there would be read as a request, so refuse it

@@ -32,6 +32,13 @@ type Session interface {
 	Migrate(deadline time.Time)
 }
 
+// migrationReasoner is a Session that keeps why it was asked to move
+// (ReasonEndpoint, ReasonRebalance or ReasonShutdown), for its access log
+// line; it is told before Migrate.
+type migrationReasoner interface {
+	SetMigrationReason(reason string)
+}
+
 // Lister lists a listener's live sessions by endpoint.
 type Lister interface {
 	// Endpoints returns the addresses that have live sessions.
@@ -539,6 +546,9 @@ func (c *Controller) fire(s Session, p *pending) {
 		d, late = c.settle(p.ep, e.planned+1)
 	}
 	c.mu.Unlock()
+	if r, ok := s.(migrationReasoner); ok {
+		r.SetMigrationReason(p.reason)
+	}
 	s.Migrate(deadline)
 	if c.OnMigrate != nil {
 		c.OnMigrate(p.ep, s, p.reason)

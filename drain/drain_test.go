@@ -41,6 +41,11 @@ func TestTerminatingEndpointSessionsMove(t *testing.T) {
 		if reason, ep := rec.reason(s); reason != ReasonEndpoint || ep != readyB.Address {
 			t.Errorf("OnMigrate(%q, %q), want (%q, %q)", ep, reason, readyB.Address, ReasonEndpoint)
 		}
+		s.mu.Lock()
+		if s.reason != ReasonEndpoint || !s.early {
+			t.Errorf("the session was told reason %q (before Migrate: %v), want %q before", s.reason, s.early, ReasonEndpoint)
+		}
+		s.mu.Unlock()
 	}
 	for _, s := range onA {
 		if n, _, _ := s.migrated(); n != 0 {

@@ -20,6 +20,18 @@ type fakeSession struct {
 	mu    sync.Mutex
 	calls []time.Time
 	dl    time.Time
+	// reason is what SetMigrationReason was given; early whether that came
+	// before the first Migrate, as it must.
+	reason string
+	early  bool
+}
+
+func (s *fakeSession) SetMigrationReason(reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.reason == "" {
+		s.reason, s.early = reason, len(s.calls) == 0
+	}
 }
 
 func (s *fakeSession) Migrate(deadline time.Time) {

@@ -6,6 +6,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/longhaul-proxy/longhaul/config"
+	"github.com/longhaul-proxy/longhaul/proxy/accesslog"
 	"github.com/longhaul-proxy/longhaul/proxy/certs"
 	"github.com/longhaul-proxy/longhaul/proxy/httpproxy"
 )
@@ -27,6 +28,7 @@ func (a *App) newHTTP(lc config.Listener, backends []*backend, log *zap.Logger) 
 		},
 		MaxConnections: lc.MaxConnections, MaxConnectionsPerClient: lc.MaxConnectionsPerClient,
 		Dial: a.opts.Dial, Logger: log,
+		AccessLog: accessLog(lc.AccessLog, a.log),
 	}
 	var store *certs.Store
 	if lc.HTTP.TLS.Enabled() {
@@ -84,4 +86,10 @@ func certSet(t config.TLS, log *zap.Logger) (*certs.Set, error) {
 		entries = append(entries, certs.Entry{Hostnames: c.Hostnames, Source: src})
 	}
 	return certs.NewSet(entries)
+}
+
+// accessLog is a listener's access log configuration; log is the App's
+// logger, without the listener field (the access log adds it).
+func accessLog(c config.AccessLog, log *zap.Logger) accesslog.Config {
+	return accesslog.Config{Enabled: c.Enabled, Sample: c.Sample, MaxPerSecond: c.MaxPerSecond, Logger: log}
 }

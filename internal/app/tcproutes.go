@@ -20,6 +20,7 @@ func (a *App) newTCP(lc config.Listener, backends []*backend, log *zap.Logger) (
 		MaxConnections: lc.MaxConnections, MaxConnectionsPerClient: lc.MaxConnectionsPerClient,
 		AcceptProxy: lc.ProxyProtocol.Accept, SendProxy: lc.ProxyProtocol.Send,
 		DrainImmediate: lc.Drain.TCP == "immediate", Dial: a.opts.Dial, Logger: log,
+		AccessLog: accessLog(lc.AccessLog, a.log),
 	}
 	if lc.HasRoutes() {
 		t, err := tcpRouteTable(lc, backends)

@@ -34,6 +34,12 @@ type Outcome struct {
 	// GRPCStatus is the grpc-status the client saw, -1 when none.
 	GRPCStatus int
 	Duration   time.Duration
+	// Start is when the request's header came; Endpoint the address of
+	// the endpoint it last went to ("" if none). Head is the request's,
+	// valid only during RequestDone.
+	Start    time.Time
+	Endpoint string
+	Head     *RequestHead
 }
 
 // Observer receives events for metrics. Its methods are called on the

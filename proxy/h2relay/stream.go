@@ -364,7 +364,8 @@ func (s *stream) finish() {
 		s.routeDone = nil
 	}
 	if o := s.srv.cfg.Observer; o != nil {
-		o.RequestDone(Outcome{GRPC: s.head.GRPC, Status: s.status, GRPCStatus: s.grpcStatus, Duration: time.Since(s.start)})
+		o.RequestDone(Outcome{GRPC: s.head.GRPC, Status: s.status, GRPCStatus: s.grpcStatus, Duration: time.Since(s.start),
+			Start: s.start, Endpoint: s.addr, Head: &s.head})
 	}
 }
 

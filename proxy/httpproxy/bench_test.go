@@ -2,12 +2,19 @@ package httpproxy
 
 import (
 	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/longhaul-proxy/longhaul/balancer"
+	"github.com/longhaul-proxy/longhaul/proxy/accesslog"
 )
 
 // BenchmarkGRPCUnary measures one gRPC unary call (Health/Check) through
@@ -45,4 +52,43 @@ func benchGRPC(b *testing.B, viaProxy bool) {
 			}
 		}
 	})
+}
+
+// BenchmarkHTTP1AccessLog is one HTTP/1.1 GET through an http listener
+// with the access log off and on (every request logged, as JSON to
+// io.Discard): the difference is the access log's share of a request.
+func BenchmarkHTTP1AccessLog(b *testing.B) {
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	b.Cleanup(be.Close)
+	enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
+	jsonLog := zap.New(zapcore.NewCore(enc, zapcore.AddSync(io.Discard), zapcore.InfoLevel))
+	for _, bc := range []struct {
+		name string
+		ac   accesslog.Config
+	}{
+		{"off", accesslog.Config{}},
+		{"on", accesslog.Config{Enabled: true, Sample: 1}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			p := startHTTPProxy(b, Config{Logger: jsonLog, AccessLog: bc.ac}, balancer.Policy{Kind: balancer.Maglev},
+				strings.TrimPrefix(be.URL, "http://"))
+			tr := &http.Transport{MaxIdleConnsPerHost: 64}
+			b.Cleanup(tr.CloseIdleConnections)
+			c := &http.Client{Transport: tr}
+			url := "http://" + p.addr + "/"
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					resp, err := c.Get(url)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			})
+		})
+	}
 }

@@ -71,6 +71,14 @@ func isGRPC(r *http.Request) bool {
 func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	client := clientAddr(r)
+	grpc := isGRPC(r)
+	var aw *accessWriter // nil unless the request is sampled into the access log
+	body := &trackedBody{ReadCloser: r.Body}
+	if l.access.Sample() {
+		aw = l.beginAccess(w, r, start, grpc)
+		w = aw
+		defer l.endAccess(aw, body)
+	}
 	if r.ProtoMajor == 1 && requestHadBoth(r) {
 		// Request smuggling, or a client one would take for it: refuse it
 		// and close, so that nothing after it on the connection is read.
@@ -78,13 +86,13 @@ func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "longhaul: both Content-Length and Transfer-Encoding", http.StatusBadRequest)
 		return
 	}
-	grpc := isGRPC(r)
 	rt, ok := l.route(w, r, grpc)
 	if !ok {
 		return // answered by the route (redirect, 404, 500)
 	}
+	aw.routed(rt)
 	if isWebSocketUpgrade(r) {
-		l.serveWebSocket(w, r, client, rt)
+		l.serveWebSocket(w, r, client, rt, aw)
 		return
 	}
 	// The endpoint's response headers are awaited for at most
@@ -104,7 +112,6 @@ func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if len(rt.mirrors) > 0 && !grpc {
 		mc = l.newMirrorCopy(out, r, rt.mirrors, client)
 	}
-	body := &trackedBody{ReadCloser: r.Body}
 	if r.Body != nil && r.Body != http.NoBody {
 		if mc != nil {
 			body.ReadCloser = mc.tee(r.Body)
@@ -134,6 +141,7 @@ func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		resp, done, err = l.roundTrip(out, rt.b, ls.Addr())
 		return err
 	}, func(err error) bool { return retryable(err, body, r) && r.Context().Err() == nil })
+	aw.leased(lease)
 	if !headerTimer.Stop() {
 		// Timed out, or the headers came as it fired: the request's context
 		// is cancelled either way, so the body could not be relayed.
@@ -252,6 +260,7 @@ var errResponseHeaderTimeout = errors.New("response header timeout")
 type trackedBody struct {
 	io.ReadCloser
 	read atomic.Bool
+	n    atomic.Int64 // bytes read, for the access log
 
 	rc      *http.ResponseController // nil: reads are not bounded
 	timeout time.Duration
@@ -269,6 +278,7 @@ func (b *trackedBody) Read(p []byte) (int, error) {
 	b.read.Store(true)
 	b.setDeadline(time.Now().Add(b.timeout))
 	n, err := b.ReadCloser.Read(p)
+	b.n.Add(int64(n))
 	if err == io.EOF {
 		b.setDeadline(time.Time{})
 	} else if err != nil {

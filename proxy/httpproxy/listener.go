@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/longhaul-proxy/longhaul/internal/membudget"
+	"github.com/longhaul-proxy/longhaul/proxy/accesslog"
 	"github.com/longhaul-proxy/longhaul/proxy/h2relay"
 	"github.com/longhaul-proxy/longhaul/proxy/listen"
 	"github.com/longhaul-proxy/longhaul/proxy/upstream"
@@ -96,6 +97,9 @@ type Config struct {
 	MaxConnectionsPerClient int
 	Dial                    upstream.DialFunc
 	Logger                  *zap.Logger
+	// AccessLog configures the listener's access log: a line per request,
+	// gRPC call and WebSocket session on Logger's child "access".
+	AccessLog accesslog.Config
 }
 
 // Listener balances each HTTP request (each HTTP/2 stream, each gRPC
@@ -109,6 +113,7 @@ type Listener struct {
 	reg     *upstream.Registry
 	metrics *metrics.Metrics
 	log     *zap.Logger
+	access  *accesslog.Logger // nil: no access log
 	srv     *http.Server
 	h1      sync.Map // endpoint address -> *h1Pool
 	// wsWG counts WebSocket upgrades and relays under way. wsMu orders
@@ -175,6 +180,7 @@ func New(cfg Config, up *upstream.Upstream) *Listener {
 	l := &Listener{cfg: cfg, up: up, reg: up.Registry(), metrics: m, log: cfg.Logger.With(zap.String("listener", cfg.Name)),
 		grpcOK: m.RequestTime.WithLabelValues(cfg.Name, "ok")}
 	l.mir = newMirrorSet(m, cfg.Name)
+	l.access = accesslog.New(cfg.AccessLog, cfg.Name, cfg.Logger, m.AccessLogDropped)
 	if cfg.Routes == nil {
 		l.def = &Backend{Up: up, Key: cfg.Key, H2: cfg.UpstreamH2}
 	} else {

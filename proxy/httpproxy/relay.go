@@ -114,10 +114,11 @@ func (l *Listener) WaitClients(ctx context.Context) error {
 }
 
 // relayObserver records the relay's request durations and dial errors in
-// the listener's metrics.
+// the listener's metrics, and its streams in the access log.
 type relayObserver struct{ l *Listener }
 
 func (o relayObserver) RequestDone(x h2relay.Outcome) {
+	o.l.relayAccess(x)
 	took := x.Duration.Seconds()
 	if x.GRPC {
 		if x.GRPCStatus == 0 {

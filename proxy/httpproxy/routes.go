@@ -49,6 +49,11 @@ type routed struct {
 	b       *Backend
 	resp    *route.HeaderModifier
 	mirrors []route.Mirror[*Backend]
+	// meta is the matched route's (nil without routes), rule the index
+	// and ruleName the name of its rule: for the access log.
+	meta     *route.Meta
+	rule     int
+	ruleName string
 }
 
 // route finds the backend of r: the listener's own without routes; with
@@ -73,7 +78,8 @@ func (l *Listener) route(w http.ResponseWriter, r *http.Request, grpc bool) (rou
 			return routed{}, false
 		}
 		res.Action.RequestHeaders.Apply(r.Header)
-		return routed{b: res.Backend, resp: res.Action.ResponseHeaders}, true
+		return routed{b: res.Backend, resp: res.Action.ResponseHeaders,
+			meta: &res.Action.Route, rule: res.Action.RuleIndex, ruleName: res.Action.RuleName}, true
 	}
 	res := routes.MatchHTTP(r.Host, r.Method, r.URL.Path, r.Header, r.URL.RawQuery, rand.Uint64())
 	switch st := res.Status(); {
@@ -98,7 +104,8 @@ func (l *Listener) route(w http.ResponseWriter, r *http.Request, grpc bool) (rou
 	a := res.Action
 	a.RequestHeaders.Apply(r.Header)
 	a.Rewrite.Apply(r, res.MatchedPrefix)
-	return routed{b: res.Backend, resp: a.ResponseHeaders, mirrors: a.Mirrors}, true
+	return routed{b: res.Backend, resp: a.ResponseHeaders, mirrors: a.Mirrors,
+		meta: &a.Route, rule: a.RuleIndex, ruleName: a.RuleName}, true
 }
 
 // port returns the local port r came in on, for redirects; 0 if unknown.

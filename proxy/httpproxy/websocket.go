@@ -12,11 +12,13 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/longhaul-proxy/longhaul/internal/guard"
+	"github.com/longhaul-proxy/longhaul/proxy/accesslog"
 	"github.com/longhaul-proxy/longhaul/proxy/listen"
 	"github.com/longhaul-proxy/longhaul/proxy/upstream"
 	"github.com/longhaul-proxy/longhaul/proxy/wsframe"
@@ -64,7 +66,11 @@ func headerHasToken(h http.Header, name, token string) bool {
 // The session is leased before the endpoint is dialled; the dial and the
 // handshake are one attempt of Try, so an endpoint asked to let go of its
 // sessions meanwhile is left before the 101 reaches the client.
-func (l *Listener) serveWebSocket(w http.ResponseWriter, r *http.Request, client netip.AddrPort, rt routed) {
+//
+// aw, when the request is sampled into the access log, hands its entry
+// to the session once upgraded: the session's line is written when it
+// ends.
+func (l *Listener) serveWebSocket(w http.ResponseWriter, r *http.Request, client netip.AddrPort, rt routed, aw *accessWriter) {
 	l.wsMu.RLock()
 	if l.wsClosed {
 		l.wsMu.RUnlock()
@@ -110,6 +116,7 @@ func (l *Listener) serveWebSocket(w http.ResponseWriter, r *http.Request, client
 			backend = c
 			return nil
 		}, upstream.RetryDial)
+	aw.leased(lease)
 	switch {
 	case errors.Is(err, upstream.ErrLeaving):
 		http.Error(w, "longhaul: shutting down", http.StatusServiceUnavailable)
@@ -159,6 +166,13 @@ func (l *Listener) serveWebSocket(w http.ResponseWriter, r *http.Request, client
 	// The relay runs on a goroutine of its own and the handler returns, so
 	// that the server lets go of what it kept for the connection (its
 	// buffers, the request): a long-lived WebSocket holds only the relay.
+	var e *accesslog.Entry
+	if aw != nil {
+		aw.handed = true
+		e = new(accesslog.Entry)
+		*e = aw.e
+		e.Kind, e.Status = accesslog.KindWebSocket, http.StatusSwitchingProtocols
+	}
 	lease.Attach(s)
 	handedOff = true
 	go func() {
@@ -166,12 +180,17 @@ func (l *Listener) serveWebSocket(w http.ResponseWriter, r *http.Request, client
 		defer lease.Release()
 		defer guard.Recover("websocket", s.Close)
 		defer s.watchIdle(cmp.Or(l.cfg.WebSocket.IdleTimeout, defaultWebSocketIdle))()
-		if err := relay.Run(); err != nil {
+		err := relay.Run()
+		if err != nil {
 			l.log.Debug("websocket relay ended", zap.Error(err))
 		}
 		s.mig.End()
 		conn.Close()
 		backend.Close()
+		if e != nil {
+			s.fillAccess(e, err, lease)
+			l.access.Log(e)
+		}
 	}()
 }
 
@@ -228,6 +247,30 @@ type wsSession struct {
 	code  uint16
 	conns [2]net.Conn
 	mig   upstream.Migration
+	idled atomic.Bool // closed for its idle timeout
+}
+
+// fillAccess completes the access log entry of the session, which ended
+// with err (relay.Run's).
+func (s *wsSession) fillAccess(e *accesslog.Entry, err error, lease *upstream.Lease) {
+	e.Duration = time.Since(e.Start)
+	_, _, e.BytesIn, e.BytesOut = s.relay.Stats()
+	asked, _ := s.mig.State()
+	switch {
+	case !asked.IsZero():
+		e.End, e.CloseCode = "migrated", int(s.code)
+		e.MigrationReason, e.MigrationOutcome = lease.MigrationReason(), s.mig.Result()
+	case s.idled.Load():
+		e.End, e.CloseCode = "idle", 1001
+	case errors.Is(err, wsframe.ErrTooLarge):
+		e.End, e.CloseCode = "error", 1009
+	case errors.Is(err, wsframe.ErrProtocol):
+		e.End, e.CloseCode = "error", 1002
+	case err != nil:
+		e.End = "error"
+	default:
+		e.End = "close"
+	}
 }
 
 func (s *wsSession) Info() upstream.SessionInfo {
@@ -288,6 +331,7 @@ func (s *wsSession) watchIdle(idle time.Duration) (stop func()) {
 			quiet += step
 		}
 		if quiet >= idle {
+			s.idled.Store(true)
 			s.relay.Migrate(1001, "idle timeout")
 			return
 		}

@@ -30,6 +30,10 @@ type Metrics struct {
 	// (too many in flight on the listener, or it was shutting down),
 	// dropped_body (a body over the bound, or not received whole).
 	Mirrors *prometheus.CounterVec
+	// AccessLogDropped counts access log lines left out, by listener and
+	// reason: sampled (the request was not sampled in) or rate (over the
+	// listener's maxPerSecond).
+	AccessLogDropped *prometheus.CounterVec
 }
 
 // New creates the collectors and registers them with reg (which may
@@ -88,11 +92,14 @@ func New(reg prometheus.Registerer) *Metrics {
 		Mirrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "longhaul_mirror_requests_total", Help: "Copies of requests for mirror backends, by listener and outcome (sent, error, dropped_inflight, dropped_body).",
 		}, []string{"listener", "outcome"}),
+		AccessLogDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "longhaul_access_log_dropped_total", Help: "Access log lines left out, by listener and reason (sampled: not sampled in; rate: over the listener's maxPerSecond).",
+		}, []string{"listener", "reason"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.SessionsActive, m.SessionsTotal, m.Bytes, m.DialErrors, m.Picks, m.Rejected,
 			m.PickerBuilds, m.PickerBuildTime, m.Endpoints, m.SessionsMigrated, m.MigrationsEnded, m.MigrationTime,
-			m.EndpointDrain, m.RequestTime, m.Abuse, m.Mirrors)
+			m.EndpointDrain, m.RequestTime, m.Abuse, m.Mirrors, m.AccessLogDropped)
 	}
 	return m
 }

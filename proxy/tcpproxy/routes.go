@@ -47,9 +47,9 @@ const defaultHelloTimeout = 10 * time.Second
 // the TLSRoute's of its ClientHello's server name, picked by weight.
 // hello is what was read of c to route it (the ClientHello's records,
 // into buf, which the caller returns to helloBufs once it is written);
-// buf is nil when nothing was read. ok is false when c is to be closed:
-// it was counted and logged.
-func (l *Listener) routeConn(c net.Conn, routes *Routes) (b *Backend, hello []byte, buf *[maxHello]byte, ok bool) {
+// buf is nil when nothing was read. meta is the matched route's. ok is
+// false when c is to be closed: it was counted and logged.
+func (l *Listener) routeConn(c net.Conn, routes *Routes) (b *Backend, meta *route.Meta, hello []byte, buf *[maxHello]byte, ok bool) {
 	rnd := rand.Uint64()
 	var res route.StreamResult[*Backend]
 	var sni string
@@ -71,7 +71,7 @@ func (l *Listener) routeConn(c net.Conn, routes *Routes) (b *Backend, hello []by
 			l.metrics.Rejected.WithLabelValues(l.cfg.Name, reason).Inc()
 			l.log.Debug("closing client: no TLS ClientHello to route by", zap.Stringer("client", c.RemoteAddr()),
 				zap.Int("bytes", len(hello)), zap.Error(err))
-			return nil, nil, nil, false
+			return nil, nil, nil, nil, false
 		}
 		res = routes.MatchTLS(sni, rnd)
 	}
@@ -88,7 +88,7 @@ func (l *Listener) routeConn(c net.Conn, routes *Routes) (b *Backend, hello []by
 			msg = "closing client: its ClientHello names no server (SNI), and TLS routes go by it"
 		}
 		l.log.Debug(msg, zap.Stringer("client", c.RemoteAddr()), zap.String("server_name", sni))
-		return nil, nil, nil, false
+		return nil, nil, nil, nil, false
 	}
-	return res.Backend, hello, buf, true
+	return res.Backend, &res.Action.Route, hello, buf, true
 }

@@ -18,7 +18,9 @@ import (
 
 	"github.com/longhaul-proxy/longhaul/balancer"
 	"github.com/longhaul-proxy/longhaul/internal/guard"
+	"github.com/longhaul-proxy/longhaul/proxy/accesslog"
 	"github.com/longhaul-proxy/longhaul/proxy/listen"
+	"github.com/longhaul-proxy/longhaul/proxy/route"
 	"github.com/longhaul-proxy/longhaul/proxy/upstream"
 )
 
@@ -76,6 +78,9 @@ type Config struct {
 	HelloTimeout time.Duration
 	Dial         upstream.DialFunc // nil means a net.Dialer
 	Logger       *zap.Logger
+	// AccessLog configures the listener's access log: a line per session
+	// on Logger's child "access".
+	AccessLog accesslog.Config
 }
 
 // relayRound is the most one io.CopyN round moves before the idle deadline
@@ -94,6 +99,7 @@ type Listener struct {
 	reg     *upstream.Registry
 	metrics *metrics.Metrics
 	log     *zap.Logger
+	access  *accesslog.Logger // nil: no access log
 
 	active  atomic.Int64
 	gate    *listen.Gate
@@ -140,6 +146,7 @@ func New(cfg Config, up *upstream.Upstream) *Listener {
 		bytesUp: m.Bytes.WithLabelValues(cfg.Name, "upstream"),
 		bytesDn: m.Bytes.WithLabelValues(cfg.Name, "downstream"),
 	}
+	l.access = accesslog.New(cfg.AccessLog, cfg.Name, cfg.Logger, m.AccessLogDropped)
 	if cfg.Routes != nil {
 		l.routes.Store(cfg.Routes)
 	} else {
@@ -236,6 +243,7 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 }
 
 func (l *Listener) handle(ctx context.Context, c net.Conn) {
+	start := time.Now()
 	client, _ := c.(*net.TCPConn)
 	clientAddr := listen.AddrPort(c.RemoteAddr())
 	if l.cfg.AcceptProxy {
@@ -268,9 +276,10 @@ func (l *Listener) handle(ctx context.Context, c net.Conn) {
 			helloBufs.Put(buf)
 		}
 	}()
+	var meta *route.Meta
 	if routes := l.routes.Load(); routes != nil {
 		var ok bool
-		if b, hello, buf, ok = l.routeConn(c, routes); !ok {
+		if b, meta, hello, buf, ok = l.routeConn(c, routes); !ok {
 			c.Close()
 			return
 		}
@@ -279,6 +288,8 @@ func (l *Listener) handle(ctx context.Context, c net.Conn) {
 	if b.Key != nil {
 		key = b.Key
 	}
+	sampled := l.access.Sample()
+	n0 := len(hello) // bytes of the client's already relayed (its ClientHello)
 	var backend net.Conn
 	info := upstream.SessionInfo{Listener: l.cfg.Name, Protocol: "tcp", Client: clientAddr.String()}
 	lease, err := b.Up.Try(upstream.Attempt{Key: key(clientAddr), Info: &info, Max: l.cfg.MaxAttempts},
@@ -288,6 +299,14 @@ func (l *Listener) handle(ctx context.Context, c net.Conn) {
 		}, upstream.RetryDial)
 	if err != nil {
 		l.log.Debug("closing client: no endpoint", zap.Stringer("client", c.RemoteAddr()), zap.String("upstream", b.Up.Name()), zap.Error(err))
+		if sampled {
+			e := accesslog.Entry{Kind: accesslog.KindTCP, Start: start, Duration: time.Since(start),
+				Client: clientAddr, Backend: b.Up.Name(), Rule: -1, End: "no_endpoint"}
+			if meta != nil {
+				e.RouteNamespace, e.RouteName = meta.Namespace, meta.Name
+			}
+			l.access.Log(&e)
+		}
 		c.Close()
 		return
 	}
@@ -325,8 +344,21 @@ func (l *Listener) handle(ctx context.Context, c net.Conn) {
 		closeAtOnce: l.cfg.DrainImmediate,
 	}
 	s.backendTCP, _ = backend.(*net.TCPConn)
+	s.bytesIn.Store(int64(n0))
 	lease.Attach(s)
 	s.relay(l.bytesUp, l.bytesDn)
+	if sampled {
+		e := accesslog.Entry{Kind: accesslog.KindTCP, Start: start, Duration: time.Since(start),
+			Client: clientAddr, Backend: b.Up.Name(), Endpoint: lease.Addr(), Rule: -1,
+			BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(), End: s.end}
+		if meta != nil {
+			e.RouteNamespace, e.RouteName = meta.Namespace, meta.Name
+		}
+		if asked, _ := s.mig.State(); !asked.IsZero() {
+			e.MigrationReason, e.MigrationOutcome = lease.MigrationReason(), s.mig.Result()
+		}
+		l.access.Log(&e)
+	}
 }
 
 // tcpSession relays one client connection to one endpoint.
@@ -355,6 +387,13 @@ type tcpSession struct {
 	// their end, so the close that follows sends the FIN by itself.
 	eofs atomic.Int32
 	mig  upstream.Migration
+
+	// For the access log: bytes from the client (in) and to it (out), how
+	// the session ended (set by relay: eof, idle, closed, migrated,
+	// error), and whether the half-closed timeout ended it.
+	bytesIn, bytesOut atomic.Int64
+	end               string
+	halfIdle          atomic.Bool
 }
 
 func (s *tcpSession) Info() upstream.SessionInfo {
@@ -415,6 +454,7 @@ func (s *tcpSession) watchHalfClosed() {
 	s.watch = time.AfterFunc(s.halfClosed, func() {
 		now := s.moved()
 		if now == last {
+			s.halfIdle.Store(true)
 			s.stop(0)
 			return
 		}
@@ -485,6 +525,19 @@ func (s *tcpSession) relay(up, down interface{ Add(float64) }) {
 	s.client.Close()
 	s.backend.Close()
 	s.mig.End()
+	asked, _ := s.mig.State()
+	switch {
+	case !asked.IsZero():
+		s.end = "migrated"
+	case s.halfIdle.Load() || errors.Is(err1, errIdle) || errors.Is(err2, errIdle):
+		s.end = "idle"
+	case s.stopping.Load():
+		s.end = "closed"
+	case err1 != nil || err2 != nil:
+		s.end = "error"
+	default:
+		s.end = "eof"
+	}
 }
 
 // half copies src to dst until EOF, then half-closes dst. It returns nil on
@@ -505,6 +558,11 @@ func (s *tcpSession) half(dst, src net.Conn, dstTCP *net.TCPConn, bytes interfac
 		if n > 0 {
 			s.lastActive.Store(time.Now().UnixNano())
 			bytes.Add(float64(n))
+			if dst == s.backend {
+				s.bytesIn.Add(n)
+			} else {
+				s.bytesOut.Add(n)
+			}
 		}
 		switch {
 		case err == nil:

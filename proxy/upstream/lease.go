@@ -54,6 +54,25 @@ type Lease struct {
 	asked    bool      // Migrate was called
 	deadline time.Time // of that Migrate
 	closed   bool      // Close was called before Attach
+	reason   string    // why it was asked to move (SetMigrationReason)
+}
+
+// SetMigrationReason records why the lease's session is asked to move
+// (drain's reasons: endpoint, rebalance, shutdown), for the access log;
+// drain calls it before Migrate. The first reason stays.
+func (l *Lease) SetMigrationReason(reason string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.reason == "" {
+		l.reason = reason
+	}
+}
+
+// MigrationReason returns what SetMigrationReason recorded, "" if nothing.
+func (l *Lease) MigrationReason() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.reason
 }
 
 // Base returns what a registered lease was given, with its id, endpoint
