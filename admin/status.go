@@ -4,6 +4,8 @@ import (
 	"embed"
 	"net/http"
 	"time"
+
+	"github.com/longhaul-proxy/longhaul/drain"
 )
 
 // Status is the live view of a running longhaul, the JSON of GET /status on
@@ -67,27 +69,9 @@ type StatusEndpoint struct {
 	Migrating   int        `json:"migrating"`
 }
 
-// StatusDrain is a leaving endpoint's drain, from its drain ledger: the
-// sessions it had when it left, those asked to move and how those ended,
-// those Left live now, the deadline its sessions must be gone by, its pod's
-// kill time if known, and its projected finish. Finished is set once it is
-// over (it stays listed for a minute).
-type StatusDrain struct {
-	Endpoint        string     `json:"endpoint"`
-	Started         time.Time  `json:"started"`
-	Deadline        time.Time  `json:"deadline"`
-	KillTime        *time.Time `json:"killTime,omitempty"`
-	AtStart         int        `json:"atStart"`
-	Asked           int        `json:"asked"`
-	Moved           int        `json:"moved"`
-	Forced          int        `json:"forced"`
-	Closed          int        `json:"closed"`
-	Left            int        `json:"left"`
-	Planned         int        `json:"planned"`
-	ProjectedFinish time.Time  `json:"projectedFinish"`
-	Late            bool       `json:"late"`
-	Finished        *time.Time `json:"finished,omitempty"`
-}
+// StatusDrain is a leaving endpoint's drain, as its drain ledger reports
+// it (one type, so that the page and /debug/drains say the same).
+type StatusDrain = drain.EndpointDrain
 
 // StatusMigration is one session that was asked to move and has ended: of
 // which backend and protocol, why it was asked (endpoint, rebalance or

@@ -100,18 +100,12 @@ func (a *App) status() *admin.Status {
 			ds = ds[:maxDebugDrains]
 		}
 		for _, d := range ds {
-			v.Drains = append(v.Drains, statusDrain(d))
+			v.Drains = append(v.Drains, d)
 		}
 		st.Listeners[i].Backends = append(st.Listeners[i].Backends, v)
 	})
 	st.Migrations = a.migrations.recent(infos, now)
 	return st
-}
-
-func statusDrain(d drain.EndpointDrain) admin.StatusDrain {
-	return admin.StatusDrain{Endpoint: d.Endpoint, Started: d.Started, Deadline: d.Deadline, KillTime: d.KillTime,
-		AtStart: d.AtStart, Asked: d.Asked, Moved: d.Moved, Forced: d.Forced, Closed: d.Closed, Left: d.Left,
-		Planned: d.Planned, ProjectedFinish: d.ProjectedFinish, Late: d.Late, Finished: d.Finished}
 }
 
 // matchWindow is how long after a migration ended a session of the same
