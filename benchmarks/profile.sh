@@ -6,7 +6,8 @@
 # WORKLOAD is tcp-connrate, ws or http (sizes raised so the load outlasts the
 # window); TARGET longhaul, haproxy or nginx; MODE pprof (longhaul only: a CPU
 # profile of WINDOW seconds, the allocations over the same window, and the
-# process's utime+stime over it) or strace (strace -c -f over WINDOW seconds,
+# process's utime+stime over it, its /metrics before and after, and at the
+# end its live heap and goroutines) or strace (strace -c -f over WINDOW seconds,
 # attached to every process of the target). Run from the repository root, as
 # root (the harness installs haproxy, nginx and strace with apt-get).
 # WAIT (default 4) seconds pass between the proxy's start and the window.
@@ -51,14 +52,26 @@ cpu() { # utime+stime ticks summed over the target's processes
 	for p in $pids; do awk '{print $14+$15}' "/proc/$p/stat"; done | awk '{s+=$1} END {print s}'
 }
 
+# longhaul's admin /metrics before and after count the units of work:
+# longhaul_sessions_total, longhaul_request_duration_seconds_count.
+admin=
+if [ "$target" = longhaul ]; then
+	cfg=$(tr '\0' '\n' <"/proc/$main/cmdline" | sed -n '/^--config$/{n;p}')
+	admin=$(sed -n 's/^admin: {address: "\([^"]*\)".*/\1/p' "$cfg")
+	curl -s "http://$admin/metrics" >"$tag-metrics0.txt"
+fi
 case $mode in
 pprof)
 	curl -s "http://$debug/debug/pprof/allocs" >"$tag-allocs0.pb.gz"
 	c0=$(cpu)
 	curl -s "http://$debug/debug/pprof/profile?seconds=$window" >"$tag-cpu.pb.gz"
 	c1=$(cpu)
+	[ -z "$admin" ] || curl -s "http://$admin/metrics" >"$tag-metrics1.txt"
 	curl -s "http://$debug/debug/pprof/allocs" >"$tag-allocs1.pb.gz"
-	curl -s "http://$debug/metrics" >"$tag-metrics.txt"
+	# What the sessions held at the end of the window: live heap by
+	# allocation site, goroutines by stack.
+	curl -s "http://$debug/debug/pprof/heap" >"$tag-heap.pb.gz"
+	curl -s "http://$debug/debug/pprof/goroutine?debug=1" >"$tag-goroutines.txt"
 	echo "cpu_ticks $((c1 - c0)) window_s $window" >"$tag-cpu.txt"
 	;;
 strace)
@@ -67,6 +80,7 @@ strace)
 	c0=$(cpu)
 	timeout -s INT "$window" strace -c -f -o "$tag-strace.txt" $args || true
 	c1=$(cpu)
+	[ -z "$admin" ] || curl -s "http://$admin/metrics" >"$tag-metrics1.txt"
 	echo "cpu_ticks $((c1 - c0)) window_s $window" >"$tag-cpu.txt"
 	;;
 esac
