@@ -46,6 +46,7 @@ type options struct {
 	base                  string
 	install, strace, keep bool
 	haproxySplice         bool
+	longhaulDebug         string
 	limit                 time.Duration
 	rolloutWS             int
 	rolloutDrain          time.Duration
@@ -88,6 +89,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.toolsDir, "tools-dir", defaultToolsDir(), "where ghz is built and kept")
 	fs.BoolVar(&o.install, "install", true, "install missing Debian packages and build ghz")
 	fs.BoolVar(&o.strace, "strace", true, "add an strace -c summary of longhaul during one tcp-bulk run")
+	fs.StringVar(&o.longhaulDebug, "longhaul-debug", "", "loopback host:port of longhaul's debug listener with pprof on (for profiling: benchmarks/profile.sh); empty for none")
 	fs.BoolVar(&o.haproxySplice, "haproxy-splice", true, "HAProxy's option splice-request/splice-response on its TCP backends (longhaul splices too)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (configs, proxy logs)")
 	fs.DurationVar(&o.limit, "limit", 2*time.Minute, "time limit of one measurement")
@@ -246,7 +248,7 @@ func realMain(args []string, stderr io.Writer) error {
 	// HAProxy wants two descriptors per maxconn, two per splice pipe (64
 	// when asked for) and a few more; it refuses to start without them.
 	maxConns := min(o.idleConns+512, int(min(noFile, 1<<20)-512)/2)
-	targets, err := newTargets(o.targets, work, be.addrs, tools, maxConns, noFile, o.haproxySplice)
+	targets, err := newTargets(o.targets, work, be.addrs, tools, maxConns, noFile, o.haproxySplice, o.longhaulDebug)
 	if err != nil {
 		return err
 	}

@@ -56,7 +56,7 @@ func (t *target) restart(ctx context.Context) error {
 
 // newTargets writes each proxy's configuration into its own directory
 // under work and returns the targets in their canonical order.
-func newTargets(names []string, work string, be backendSet, tools toolSet, maxConns int, noFile uint64, haproxySplice bool) ([]*target, error) {
+func newTargets(names []string, work string, be backendSet, tools toolSet, maxConns int, noFile uint64, haproxySplice bool, longhaulDebug string) ([]*target, error) {
 	var out []*target
 	for _, name := range names {
 		t := &target{name: name, Proc: proc.Proc{Name: name}}
@@ -87,6 +87,9 @@ func newTargets(names []string, work string, be backendSet, tools toolSet, maxCo
 			AdminAddr:     proc.Loopback(ports[4]),
 			StreamModule:  tools.nginxStreamModule,
 			HAProxySplice: haproxySplice,
+		}
+		if name == longhaul {
+			l.DebugAddr = longhaulDebug
 		}
 		if os.Geteuid() == 0 {
 			l.NginxUser = "root"
