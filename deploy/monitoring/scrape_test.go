@@ -149,7 +149,11 @@ listeners:
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("20 s after the drains began, /metrics lacks %q (TCP drain sessions ended: %v)", missing(), ended(fams))
+			states := map[string]float64{}
+			for _, st := range []string{"left", "moved", "forced", "closed"} {
+				states[st] = value(fams, "longhaul_drain_sessions", map[string]string{"listener": "echo", "state": st})
+			}
+			t.Fatalf("20 s after the drains began, /metrics lacks %q (the TCP drain's sessions: %v)", missing(), states)
 		}
 	}
 	for name, v := range map[string]map[string]string{
