@@ -384,6 +384,11 @@ type WebSocket struct {
 	// CloseCode is sent to clients whose endpoint drains: 1012 (service
 	// restart) or 1001 (going away); 0 means 1012.
 	CloseCode int `mapstructure:"closeCode"`
+	// ParkAfter is how long a direction of a WebSocket waits for a frame
+	// on a goroutine of its own before its socket is parked: an idle
+	// WebSocket then holds no goroutine and no buffer, only its state
+	// (a few KiB), until a frame comes. 0 means 100ms.
+	ParkAfter time.Duration `mapstructure:"parkAfter"`
 }
 
 // TLS is the certificates a TLS listener serves. certFile and keyFile

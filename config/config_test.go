@@ -133,7 +133,7 @@ listeners:
     accessLog: {enabled: true, sample: 0.25, maxPerSecond: 50}
     http:
       upstream: h2c
-      webSocket: {maxFrame: 1048576, closeCode: 1001}
+      webSocket: {maxFrame: 1048576, closeCode: 1001, parkAfter: 250ms}
       tls: {certFile: tls.crt, keyFile: tls.key}
 `,
 			want: &Config{
@@ -159,7 +159,7 @@ listeners:
 					AccessLog: AccessLog{Enabled: true, Sample: 0.25, MaxPerSecond: 50},
 					HTTP: HTTP{
 						Upstream:  "h2c",
-						WebSocket: WebSocket{MaxFrame: 1 << 20, CloseCode: 1001},
+						WebSocket: WebSocket{MaxFrame: 1 << 20, CloseCode: 1001, ParkAfter: 250 * time.Millisecond},
 						TLS:       TLS{CertFile: "tls.crt", KeyFile: "tls.key"},
 					},
 				}},

@@ -394,6 +394,9 @@ func (v *validator) http(p, protocol string, h *HTTP) {
 	if h.WebSocket.MaxFrame < 0 {
 		v.add(p+".webSocket.maxFrame", h.WebSocket.MaxFrame, "must not be negative")
 	}
+	if h.WebSocket.ParkAfter < 0 {
+		v.add(p+".webSocket.parkAfter", h.WebSocket.ParkAfter, "must not be negative")
+	}
 	if c := h.WebSocket.CloseCode; c != 0 && c != 1001 && c != 1012 {
 		v.add(p+".webSocket.closeCode", c, "must be 1012 (service restart) or 1001 (going away)")
 	}

@@ -31,6 +31,7 @@ import (
 	"github.com/longhaul-proxy/longhaul/proxy/httpproxy"
 	"github.com/longhaul-proxy/longhaul/proxy/listen"
 	"github.com/longhaul-proxy/longhaul/proxy/metrics"
+	"github.com/longhaul-proxy/longhaul/proxy/readiness"
 	"github.com/longhaul-proxy/longhaul/proxy/upstream"
 )
 
@@ -88,6 +89,10 @@ type App struct {
 	reloads *prometheus.CounterVec
 	// migrations are the recent ones, for the live view (status).
 	migrations migrationLog
+	// parker holds the sockets of idle WebSockets, for every listener; its
+	// goroutine starts with the first one parked. Closed by Run's end and
+	// by Close.
+	parker *readiness.Poller
 }
 
 // listener is one configured listener: its server, its socket, and the
@@ -205,6 +210,9 @@ func New(cfg *config.Config, opts Options) (a *App, err error) {
 	a = &App{cfg: cfg, cur: cfg, opts: opts, log: opts.Logger, reg: reg, metrics: metrics.New(reg),
 		sessions: upstream.NewRegistry(), ready: &admin.Readiness{}}
 	a.series = upstream.NewEndpointSeries(a.metrics, a.sessions)
+	if a.parker, err = readiness.New(); err != nil {
+		return nil, err
+	}
 	a.reloads = newReloadsCounter()
 	reg.MustRegister(a.reloads)
 	if a.budget = membudget.FromGOMEMLIMIT(); a.budget != nil {
@@ -420,6 +428,7 @@ func (a *App) Close() {
 	for _, l := range a.current() {
 		l.ln.Close()
 	}
+	a.parker.Close()
 	for _, ln := range []net.Listener{a.adminLn, a.debugLn} {
 		if ln != nil {
 			ln.Close()
@@ -511,7 +520,9 @@ func (a *App) Run(ctx context.Context) error {
 	for _, srv := range servers {
 		srv.Shutdown(sctx)
 	}
-	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
+	err := g.Wait()
+	a.parker.Close() // every session has ended: their listeners shut down
+	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	if runErr != nil && !errors.Is(runErr, context.Canceled) {

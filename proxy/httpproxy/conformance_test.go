@@ -282,4 +282,4 @@ func TestH2Spec(t *testing.T) {
 }
 
 // startH2CBackend serves h over h2c with prior knowledge (and HTTP/1.1).
-func startH2CBackend(t *testing.T, h http.Handler) string { return testnet.H2CServer(t, h) }
+func startH2CBackend(t testing.TB, h http.Handler) string { return testnet.H2CServer(t, h) }

@@ -303,7 +303,7 @@ func TestHTTPHeaderKeySticks(t *testing.T) {
 	}
 }
 
-func startHTTPBackend(t *testing.T, h http.Handler) string {
+func startHTTPBackend(t testing.TB, h http.Handler) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -37,6 +37,12 @@ type WebSocketConfig struct {
 	// this long (HAProxy's timeout tunnel): Close 1001 to both sides, then
 	// the close handshake within CloseTimeout. 0 means 1h.
 	IdleTimeout time.Duration
+	// Parker, when set, holds the sockets of directions quiet for
+	// ParkAfter, so that an idle WebSocket keeps no goroutine or buffer
+	// (see wsframe.Options.Parker); nil keeps a goroutine per direction.
+	Parker wsframe.Parker
+	// ParkAfter: see wsframe.Options.ParkAfter; 0 means 100ms.
+	ParkAfter time.Duration
 }
 
 // defaultWebSocketIdle is WebSocketConfig.IdleTimeout's zero value: long,
@@ -152,6 +158,11 @@ func (l *Listener) serveWebSocket(w http.ResponseWriter, r *http.Request, client
 		backend.Close()
 		return
 	}
+	if fc, ok := conn.(*framingConn); ok {
+		// The framing watcher served the handshake; the session keeps
+		// only what closing needs (the connection slot under it).
+		conn = fc.Conn
+	}
 	clientBuf := drainBuffered(brw.Reader)
 	backendBuf := drainBuffered(br)
 	// The relay reads and writes the socket itself; closing goes through
@@ -160,12 +171,15 @@ func (l *Listener) serveWebSocket(w http.ResponseWriter, r *http.Request, client
 		MaxFrame:     l.cfg.WebSocket.MaxFrame,
 		Extensions:   resp.Header.Get("Sec-WebSocket-Extensions") != "",
 		CloseTimeout: l.cfg.WebSocket.CloseTimeout,
+		Parker:       l.cfg.WebSocket.Parker,
+		ParkAfter:    l.cfg.WebSocket.ParkAfter,
 	})
-	s := &wsSession{relay: relay, code: cmp.Or(l.cfg.WebSocket.CloseCode, 1012), info: lease.Base(),
+	s := &wsSession{relay: relay, code: cmp.Or(l.cfg.WebSocket.CloseCode, 1012), lease: lease,
 		conns: [2]net.Conn{conn, backend}}
-	// The relay runs on a goroutine of its own and the handler returns, so
-	// that the server lets go of what it kept for the connection (its
-	// buffers, the request): a long-lived WebSocket holds only the relay.
+	// The relay runs in the background and the handler returns, so that
+	// the server lets go of what it kept for the connection (its buffers,
+	// the request): a long-lived WebSocket holds only the relay, and while
+	// it is idle with a Parker, no goroutine.
 	var e *accesslog.Entry
 	if aw != nil {
 		aw.handed = true
@@ -175,12 +189,13 @@ func (l *Listener) serveWebSocket(w http.ResponseWriter, r *http.Request, client
 	}
 	lease.Attach(s)
 	handedOff = true
-	go func() {
+	stopIdle := s.watchIdle(cmp.Or(l.cfg.WebSocket.IdleTimeout, defaultWebSocketIdle))
+	// end runs once, on the relay's last goroutine, when it has ended.
+	end := func(err error) {
 		defer l.wsWG.Done()
 		defer lease.Release()
 		defer guard.Recover("websocket", s.Close)
-		defer s.watchIdle(cmp.Or(l.cfg.WebSocket.IdleTimeout, defaultWebSocketIdle))()
-		err := relay.Run()
+		stopIdle()
 		if err != nil {
 			l.log.Debug("websocket relay ended", zap.Error(err))
 		}
@@ -191,7 +206,10 @@ func (l *Listener) serveWebSocket(w http.ResponseWriter, r *http.Request, client
 			s.fillAccess(e, err, lease)
 			l.access.Log(e)
 		}
-	}()
+	}
+	if err := relay.Start(end); err != nil {
+		end(err) // not reached: the relay is new
+	}
 }
 
 // handshake writes the upgrade request to the endpoint on c and reads its
@@ -242,7 +260,7 @@ func drainBuffered(r *bufio.Reader) []byte {
 
 // wsSession is a relayed WebSocket connection.
 type wsSession struct {
-	info  upstream.SessionInfo
+	lease *upstream.Lease // its Base is the session's info: not copied, an idle session's memory is what it keeps
 	relay *wsframe.Relay
 	code  uint16
 	conns [2]net.Conn
@@ -274,7 +292,7 @@ func (s *wsSession) fillAccess(e *accesslog.Entry, err error, lease *upstream.Le
 }
 
 func (s *wsSession) Info() upstream.SessionInfo {
-	i := s.info
+	i := s.lease.Base()
 	asked, deadline := s.mig.State()
 	i.Migrating, i.Deadline = !asked.IsZero(), deadline
 	return i
@@ -312,45 +330,58 @@ const idleChecks = 4
 // stops watching. It reads the relay's counters every idle/idleChecks: no
 // deadline is set on the sockets, whose reads the relay owns.
 func (s *wsSession) watchIdle(idle time.Duration) (stop func()) {
-	var (
-		mu      sync.Mutex
-		stopped bool
-		last    int64
-		quiet   time.Duration
-		t       *time.Timer
-	)
-	moved := func() int64 { _, _, up, down := s.relay.Stats(); return up + down }
-	last = moved()
-	step := max(idle/idleChecks, time.Millisecond)
-	mu.Lock()
-	defer mu.Unlock()
-	t = time.AfterFunc(step, func() {
-		if n := moved(); n != last {
-			last, quiet = n, 0
-		} else {
-			quiet += step
-		}
-		if quiet >= idle {
-			s.idled.Store(true)
-			s.relay.Migrate(1001, "idle timeout")
-			return
-		}
-		mu.Lock()
-		if !stopped {
-			t.Reset(step)
-		}
-		mu.Unlock()
-	})
-	return func() {
-		mu.Lock()
-		stopped = true
-		t.Stop()
-		mu.Unlock()
-	}
+	w := &idleWatch{s: s, idle: idle, step: max(idle/idleChecks, time.Millisecond)}
+	w.last = w.moved()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.t = time.AfterFunc(w.step, w.check)
+	return w.stop
 }
 
-// Close ends the session at once.
+// idleWatch is watchIdle's state, one allocation per session: an idle
+// WebSocket's memory is what it keeps. The timer's function owns last and
+// quiet; mu orders stop against the timer's Reset.
+type idleWatch struct {
+	s          *wsSession
+	idle, step time.Duration
+	last       int64
+	quiet      time.Duration
+	mu         sync.Mutex
+	stopped    bool
+	t          *time.Timer
+}
+
+func (w *idleWatch) moved() int64 { _, _, up, down := w.s.relay.Stats(); return up + down }
+
+func (w *idleWatch) check() {
+	if n := w.moved(); n != w.last {
+		w.last, w.quiet = n, 0
+	} else {
+		w.quiet += w.step
+	}
+	if w.quiet >= w.idle {
+		w.s.idled.Store(true)
+		w.s.relay.Migrate(1001, "idle timeout")
+		return
+	}
+	w.mu.Lock()
+	if !w.stopped {
+		w.t.Reset(w.step)
+	}
+	w.mu.Unlock()
+}
+
+func (w *idleWatch) stop() {
+	w.mu.Lock()
+	w.stopped = true
+	w.t.Stop()
+	w.mu.Unlock()
+}
+
+// Close ends the session at once. The relay is aborted before its sockets
+// close: a direction parked on a socket closed under it would never wake.
 func (s *wsSession) Close() {
+	s.relay.Abort()
 	for _, c := range s.conns {
 		c.Close()
 	}

@@ -19,7 +19,7 @@ import (
 )
 
 // startWSEcho runs a gorilla/websocket echo server.
-func startWSEcho(t *testing.T) string {
+func startWSEcho(t testing.TB) string {
 	t.Helper()
 	up := websocket.Upgrader{ReadBufferSize: 64 << 10, WriteBufferSize: 64 << 10}
 	return startHTTPBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

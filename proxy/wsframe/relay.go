@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/longhaul-proxy/longhaul/internal/guard"
@@ -16,7 +18,23 @@ import (
 const (
 	DefaultMaxFrame     = 16 << 20
 	DefaultCloseTimeout = 5 * time.Second
+	DefaultParkAfter    = 100 * time.Millisecond
 )
+
+// ErrAborted is the result of a relay ended by Abort.
+var ErrAborted = errors.New("wsframe: relay aborted")
+
+// errParked ends a pump's loop when it parked its source: its goroutine
+// ends, and the Parker's wake-up starts another.
+var errParked = errors.New("wsframe: parked")
+
+// Parker waits for sockets to become readable without a goroutine each
+// (readiness.Poller). Park calls wake once rc's socket is readable, has hung
+// up or failed; cancel withdraws the wait and reports whether wake will
+// never run.
+type Parker interface {
+	Park(rc syscall.RawConn, wake func()) (cancel func() bool, err error)
+}
 
 // bufSize is the size of each direction's working buffer. A frame whose
 // header and payload fit in it is read whole before it is written, in one
@@ -24,16 +42,21 @@ const (
 // destination stays locked.
 //
 // An idle connection holds no working buffer: each direction waits for the
-// next frame with a small buffer of its own (idleBufSize, enough for a
-// header and a small message), takes a working buffer from a pool for a
-// frame that does not fit, and gives it back once it has relayed every
-// byte it buffered. Thousands of quiet WebSockets then cost little memory.
+// next frame with a small buffer (idleBufSize, enough for a header and a
+// small message), takes a working buffer from a pool for a frame that does
+// not fit, and gives it back once it has relayed every byte it buffered.
+// A parked direction (Options.Parker) holds neither: the small buffer goes
+// back to its pool too. Thousands of quiet WebSockets then cost little
+// memory.
 const (
 	bufSize     = 16 << 10
 	idleBufSize = 512
 )
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+var (
+	bufPool   = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+	smallPool = sync.Pool{New: func() any { b := make([]byte, idleBufSize); return &b }}
+)
 
 // Options tunes a Relay. The zero value is usable.
 type Options struct {
@@ -50,6 +73,15 @@ type Options struct {
 	// for a peer's Close after the other peer sent Close and hung up; 0
 	// means DefaultCloseTimeout (5s).
 	CloseTimeout time.Duration
+	// Parker, when set, lets a direction whose source sent nothing for
+	// ParkAfter give up its goroutine and buffer until the source is
+	// readable again: an idle WebSocket then holds no goroutine. Only
+	// sources that are sockets (syscall.Conn: not TLS) park; the others
+	// wait on a goroutine as without a Parker.
+	Parker Parker
+	// ParkAfter is how long a direction waits for a frame on its
+	// goroutine before it parks; 0 means DefaultParkAfter (100ms).
+	ParkAfter time.Duration
 }
 
 // Sides, used as indexes: as a pump's source and as a destination peer.
@@ -73,6 +105,13 @@ type Relay struct {
 	pumps       [2]pump
 	started     atomic.Bool
 	migrateOnce sync.Once
+	// finishing mirrors finished for the pumps' lock-free check after they
+	// set a read deadline (see pump.await). It is set before the past
+	// deadline that releases blocked reads.
+	finishing atomic.Bool
+	// endFn is Start's; called once, when both pumps stopped and the
+	// injections are done.
+	endFn func(error)
 
 	// The control state: what each side did and what the relay decided.
 	// Events (a pump's Close or end, an injection done, Migrate, the close
@@ -88,6 +127,7 @@ type Relay struct {
 	pending       int  // injections under way
 	ending        bool // the relay ends once pending is 0
 	finished      bool // it ended: blocked reads and writes were released
+	live          int  // pumps not stopped for good (running or parked)
 	result        error
 	timer         *time.Timer
 	done          chan struct{} // closed when finished
@@ -119,9 +159,9 @@ type peer struct {
 	// other side's EOF must be passed on first, shutWrite writes it before
 	// the FIN, so that the peer never gets an EOF where the relay promised
 	// a Close. Written once, by Run's goroutine, before injecting is set;
-	// read only after injecting is seen set.
-	pending    [MaxHeaderLen + MaxControlPayload]byte
-	pendingLen int
+	// read only after injecting is seen set. Allocated then: most relays
+	// never inject.
+	pending []byte
 
 	// shut: nothing more may be written to the peer, because a write of
 	// a frame failed or a read of a frame's source failed part-way (the
@@ -147,6 +187,15 @@ type pump struct {
 	// holding: the pump holds dst.mu (relayFrame), so that a panic there
 	// lets go of it (see panicked).
 	holding bool
+	// rc is the source socket (the Relay's peers[from].conn), nil when it
+	// cannot park; pre is what was read past the handshake, relayed
+	// before parking is allowed.
+	rc  syscall.RawConn
+	pre *prefixReader
+	// parked: the source is parked and cancel withdraws its wait. Guarded
+	// by the Relay's mu.
+	parked bool
+	cancel func() bool
 
 	frames atomic.Int64 // frames forwarded
 	bytes  atomic.Int64 // wire bytes (headers and payloads) forwarded
@@ -160,6 +209,7 @@ const (
 	evInjected                  // an injected Close was written or skipped
 	evMigrate                   // Migrate was called (and Run runs)
 	evTimeout                   // CloseTimeout passed since the first close decision
+	evAbort                     // Abort was called
 )
 
 type event struct {
@@ -181,6 +231,9 @@ func New(client net.Conn, clientBuf []byte, backend net.Conn, backendBuf []byte,
 	if o.CloseTimeout <= 0 {
 		o.CloseTimeout = DefaultCloseTimeout
 	}
+	if o.ParkAfter <= 0 {
+		o.ParkAfter = DefaultParkAfter
+	}
 	r := &Relay{opts: o, done: make(chan struct{})}
 	r.peers[clientSide].conn = client
 	r.peers[backendSide].conn = backend
@@ -192,10 +245,15 @@ func New(client net.Conn, clientBuf []byte, backend net.Conn, backendBuf []byte,
 		p.relay = r
 		p.from = s
 		p.dst = &r.peers[1-s]
-		p.in.buf = p.in.small[:]
 		p.in.src = conns[s]
 		if len(bufs[s]) > 0 {
-			p.in.src = &prefixReader{pre: bufs[s], r: conns[s]}
+			p.pre = &prefixReader{pre: bufs[s], r: conns[s]}
+			p.in.src = p.pre
+		}
+		if sc, ok := conns[s].(syscall.Conn); ok && o.Parker != nil {
+			if rc, err := sc.SyscallConn(); err == nil {
+				p.rc = rc
+			}
 		}
 	}
 	return r
@@ -265,32 +323,72 @@ func closeFor(err error) (uint16, string) {
 // both connections, and clears it again before returning; on an EOF it
 // half-closes the other connection's write side when it can (CloseWrite).
 func (r *Relay) Run() error {
+	res := make(chan error, 1)
+	if err := r.Start(func(err error) { res <- err }); err != nil {
+		return err
+	}
+	return <-res
+}
+
+// Start is Run in the background: it returns at once, and end is called
+// with what Run would return, once, after every goroutine the relay
+// started has stopped (end runs on the last of them). Start, like Run,
+// must be called once.
+//
+// Each direction runs on a goroutine of its own while it relays; with a
+// Parker, one whose source stays quiet for ParkAfter parks it and ends its
+// goroutine, and the wake-up starts another. An idle relay then holds no
+// goroutine: whoever would close its connections while it may be parked
+// calls Abort first, since a parked socket closed under the Parker is
+// never woken.
+func (r *Relay) Start(end func(error)) error {
 	if !r.started.CompareAndSwap(false, true) {
-		return errors.New("wsframe: Relay.Run called more than once")
+		return errors.New("wsframe: Relay started more than once")
 	}
 	r.mu.Lock()
+	r.endFn = end
 	r.running = true
+	r.live = len(r.pumps)
 	migrate := r.migrateReq
 	r.mu.Unlock()
 	if migrate {
 		r.handle(event{kind: evMigrate})
 	}
-	// One pump on a goroutine of its own, the other on the caller's: an
-	// idle WebSocket costs two goroutines.
-	var wg sync.WaitGroup
-	wg.Go(r.pumps[backendSide].run)
-	r.pumps[clientSide].run()
-	wg.Wait()
-	// Both pumps are done, so the relay is ending; wait for the injections
-	// (bounded by CloseTimeout).
+	for s := range r.pumps {
+		go r.pumps[s].run()
+	}
+	return nil
+}
+
+// Abort ends the relay at once, with ErrAborted unless it was ending
+// already: blocked reads and writes are released and parked directions
+// stop. The caller may close the connections after it. Safe from any
+// goroutine, before or during the relay.
+func (r *Relay) Abort() {
+	r.handle(event{kind: evAbort})
+}
+
+// stopped records that a pump stopped for good; the last one completes
+// the relay. Called with r.mu held; it reports whether the caller must run
+// complete once it has let go of r.mu.
+func (r *Relay) stopped() (last bool) {
+	r.live--
+	return r.live == 0
+}
+
+// complete waits for the injections (bounded by CloseTimeout; both pumps
+// are done, so the relay is ending), clears the deadlines that released
+// blocked calls, and calls Start's end with the result.
+func (r *Relay) complete() {
 	<-r.done
 	r.injectors.Wait()
 	for s := range r.peers {
 		_ = r.peers[s].conn.SetDeadline(time.Time{})
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.result
+	res := r.result
+	r.mu.Unlock()
+	r.endFn(res)
 }
 
 // handle applies one event to the control state, on the goroutine that has
@@ -333,9 +431,13 @@ func (r *Relay) handle(ev event) {
 	case evTimeout:
 		r.end(ErrCloseTimeout)
 		r.pending = 0 // stop waiting for stuck injections
+	case evAbort:
+		r.end(ErrAborted)
+		r.pending = 0
 	}
 	if r.ending && r.pending <= 0 {
 		r.finished = true
+		r.finishing.Store(true)
 		if r.timer != nil {
 			r.timer.Stop()
 		}
@@ -346,6 +448,18 @@ func (r *Relay) handle(ev event) {
 			_ = r.peers[s].conn.SetDeadline(past)
 		}
 		close(r.done)
+		// A parked pump has no goroutine to see the deadline: withdraw
+		// its wait. One whose wake-up is under way sees the deadline.
+		last := false
+		for s := range r.pumps {
+			if p := &r.pumps[s]; p.parked && p.cancel() {
+				p.parked, p.cancel = false, nil
+				last = r.stopped()
+			}
+		}
+		if last {
+			go r.complete() // not on the caller's goroutine: it holds r.mu
+		}
 	}
 }
 
@@ -407,7 +521,7 @@ func (p *peer) setPending(code uint16, reason string) {
 	if p.injecting.Load() {
 		return // the first Close decided stays the one pending
 	}
-	p.pendingLen = len(AppendClose(p.pending[:0], code, reason, p.masked))
+	p.pending = AppendClose(make([]byte, 0, MaxHeaderLen+MaxControlPayload), code, reason, p.masked)
 	p.injecting.Store(true)
 }
 
@@ -420,9 +534,9 @@ func (p *peer) shutWrite() {
 	if p.shut {
 		return
 	}
-	if !p.closeSent && p.injecting.Load() && p.pendingLen > 0 {
+	if !p.closeSent && p.injecting.Load() && len(p.pending) > 0 {
 		p.closeSent = true
-		if _, err := p.conn.Write(p.pending[:p.pendingLen]); err != nil {
+		if _, err := p.conn.Write(p.pending); err != nil {
 			p.shut = true
 			return
 		}
@@ -433,10 +547,105 @@ func (p *peer) shutWrite() {
 	}
 }
 
+// run runs the pump's loop on its goroutine until it ends or parks.
 func (p *pump) run() {
+	parked := false
+	defer func() {
+		if parked {
+			return
+		}
+		r := p.relay
+		r.mu.Lock()
+		last := r.stopped()
+		r.mu.Unlock()
+		if last {
+			r.complete()
+		}
+	}()
 	defer guard.Recover("websocket", p.panicked)
 	err := p.loop()
+	if err == errParked {
+		// The wake-up may run the pump on another goroutine already:
+		// nothing of it is touched here any more.
+		parked = true
+		return
+	}
+	p.in.release()
 	p.relay.handle(event{kind: evDone, from: p.from, err: err})
+}
+
+// parkable reports whether the source may park now: it is a socket, the
+// Relay has a Parker and what was read past the handshake is relayed.
+func (p *pump) parkable() bool {
+	return p.rc != nil && (p.pre == nil || len(p.pre.pre) == 0)
+}
+
+// await waits, at a frame boundary with nothing buffered, for n bytes of
+// the next frame. With parking it waits ParkAfter on the goroutine (a read
+// deadline), then parks: it returns errParked once the Parker holds the
+// source. The deadline is cleared before any other read, and a relay that
+// is finishing is never waited for past its own (past) deadline: the
+// flag is checked after each change of the deadline.
+func (p *pump) await(n int) error {
+	if !p.parkable() {
+		return p.in.fill(n)
+	}
+	r := p.relay
+	if err := p.relay.peers[p.from].conn.SetReadDeadline(time.Now().Add(r.opts.ParkAfter)); err != nil {
+		return err
+	}
+	if r.finishing.Load() {
+		return os.ErrDeadlineExceeded
+	}
+	err := p.in.fill(n)
+	if cerr := p.relay.peers[p.from].conn.SetReadDeadline(time.Time{}); cerr != nil {
+		return cerr
+	}
+	if r.finishing.Load() {
+		return os.ErrDeadlineExceeded
+	}
+	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+		return err
+	}
+	if p.in.buffered() == 0 {
+		if err := p.park(); err != nil {
+			return err
+		}
+	}
+	// A frame started, or the Parker refused (it is closed): read on as
+	// without one.
+	return p.in.fill(n)
+}
+
+// park hands the source to the Parker and gives back its buffer: it
+// returns errParked, nil when the Parker refuses, or the error that ends a
+// finishing relay's reads.
+func (p *pump) park() error {
+	r := p.relay
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.finished {
+		return os.ErrDeadlineExceeded
+	}
+	cancel, err := r.opts.Parker.Park(p.rc, p.wake)
+	if err != nil {
+		return nil
+	}
+	p.parked, p.cancel = true, cancel
+	p.in.release()
+	return errParked
+}
+
+// wake runs on the Parker's goroutine once the parked source is readable:
+// it starts the pump's loop again on a goroutine of its own.
+func (p *pump) wake() {
+	go func() {
+		r := p.relay
+		r.mu.Lock()
+		p.parked, p.cancel = false, nil
+		r.mu.Unlock()
+		p.run()
+	}()
 }
 
 // testHookFrame, when not nil (tests only), runs as a pump starts to
@@ -470,10 +679,19 @@ func (p *pump) unlockDst() {
 // unless it returns an error.
 func (p *pump) loop() error {
 	in := &p.in
-	defer in.release()
+	in.take()
 	for {
 		in.shrink() // between frames: hold no working buffer while idle
-		if err := in.fill(2); err != nil {
+		var err error
+		if in.buffered() == 0 {
+			err = p.await(2)
+		} else {
+			err = in.fill(2)
+		}
+		if err == errParked {
+			return err
+		}
+		if err != nil {
 			if err == io.EOF && in.buffered() == 0 {
 				p.dst.shutWrite()
 				return nil
@@ -627,11 +845,21 @@ func (p *pump) noteClose(h Header) {
 // written with one call straight from the buffer.
 type frameReader struct {
 	src   io.Reader
-	buf   []byte // small[:], or a pooled working buffer
+	buf   []byte // *small, or *big; nil before take and after release
 	r, w  int
-	err   error // sticky: the error src returned
-	small [idleBufSize]byte
-	big   *[]byte // the pooled buffer buf is, if any
+	err   error   // sticky: the error src returned, but a deadline's
+	small *[]byte // the pooled small buffer, if taken
+	big   *[]byte // the pooled working buffer buf is, if any
+}
+
+// take gets the small buffer, if the reader holds none (it is new, or was
+// parked with nothing buffered).
+func (f *frameReader) take() {
+	if f.buf == nil {
+		f.small = smallPool.Get().(*[]byte)
+		f.buf = *f.small
+		f.r, f.w = 0, 0
+	}
 }
 
 // grow moves what is buffered into a pooled working buffer, if buf is the
@@ -653,7 +881,7 @@ func (f *frameReader) shrink() {
 	}
 	bufPool.Put(f.big)
 	f.big = nil
-	f.buf = f.small[:]
+	f.buf = *f.small
 	f.r, f.w = 0, 0
 }
 
@@ -675,16 +903,26 @@ func (f *frameReader) fill(n int) error {
 		}
 		m, err := f.src.Read(f.buf[f.w:])
 		f.w += m
+		if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+			// Not sticky: the deadline was the relay's (see
+			// pump.await), and the caller decides.
+			return err
+		}
 		f.err = err
 	}
 	return nil
 }
 
-// release gives the working buffer back for good: the pump is done.
+// release gives both buffers back: the pump is done, or parked with
+// nothing buffered.
 func (f *frameReader) release() {
 	if f.big != nil {
 		bufPool.Put(f.big)
 		f.big = nil
+	}
+	if f.small != nil {
+		smallPool.Put(f.small)
+		f.small = nil
 	}
 	f.buf = nil
 }

@@ -1,0 +1,195 @@
+package httpproxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"runtime/pprof"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/longhaul-proxy/longhaul/balancer"
+	"github.com/longhaul-proxy/longhaul/proxy/readiness"
+)
+
+func newPoller(t testing.TB) *readiness.Poller {
+	t.Helper()
+	p, err := readiness.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() }) // first registered: runs after the proxy's Shutdown
+	return p
+}
+
+// relayGoroutines counts the goroutines of WebSocket relays.
+func relayGoroutines(t testing.TB) int {
+	var b bytes.Buffer
+	if err := pprof.Lookup("goroutine").WriteTo(&b, 2); err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(b.String(), "wsframe.(*pump).run(")
+}
+
+// awaitParked waits until n sockets are parked and no relay goroutine runs.
+func awaitParked(t testing.TB, p *readiness.Poller, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for p.Parked() != n || relayGoroutines(t) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("parked %d, relay goroutines %d; want %d parked, none running", p.Parked(), relayGoroutines(t), n)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func dialWS(t testing.TB, addr string) *websocket.Conn {
+	t.Helper()
+	c, resp, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws", nil)
+	if err != nil {
+		t.Fatalf("dial: %v (resp %v)", err, resp)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func echoOnce(t testing.TB, c *websocket.Conn, msg string) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if err := c.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	_, got, err := c.ReadMessage()
+	if err != nil || string(got) != msg {
+		t.Fatalf("echo: got %q, %v; want %q", got, err, msg)
+	}
+}
+
+// TestParkedWebSockets: idle WebSockets through the listener hold no
+// goroutine; they echo when a message comes, park again, and a drain
+// moves them with 1012 while they are parked.
+func TestParkedWebSockets(t *testing.T) {
+	pk := newPoller(t)
+	backend := startWSEcho(t)
+	p := startHTTPProxy(t, Config{WebSocket: WebSocketConfig{Parker: pk, ParkAfter: 10 * time.Millisecond}},
+		balancer.Policy{Kind: balancer.LeastConnections}, backend)
+	const n = 20
+	cs := make([]*websocket.Conn, n)
+	for i := range cs {
+		cs[i] = dialWS(t, p.addr)
+		echoOnce(t, cs[i], fmt.Sprint("hello ", i))
+	}
+	awaitParked(t, pk, 2*n)
+	for round := range 3 {
+		for i, c := range cs {
+			echoOnce(t, c, fmt.Sprintf("round %d client %d %s", round, i, strings.Repeat("x", round*5000)))
+		}
+		awaitParked(t, pk, 2*n)
+	}
+	for _, s := range p.reg.Endpoint(backend) {
+		s.Migrate(time.Now().Add(5 * time.Second))
+	}
+	for i, c := range cs {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, _, err := c.ReadMessage()
+		var ce *websocket.CloseError
+		if !errors.As(err, &ce) || ce.Code != websocket.CloseServiceRestart {
+			t.Fatalf("client %d after the drain: got %v, want close 1012", i, err)
+		}
+		c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseServiceRestart, ""), time.Now().Add(time.Second))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.reg.Wait(ctx, nil); err != nil {
+		t.Fatalf("sessions still registered after the drain: %v", err)
+	}
+	if n := pk.Parked(); n != 0 {
+		t.Errorf("parked after every session ended: %d, want 0", n)
+	}
+}
+
+// TestParkedWebSocketsShutdown: a listener shut down with parked sessions
+// closes them at its deadline (the relay is aborted before its sockets
+// close) and returns.
+func TestParkedWebSocketsShutdown(t *testing.T) {
+	pk := newPoller(t)
+	backend := startWSEcho(t)
+	p := startHTTPProxy(t, Config{WebSocket: WebSocketConfig{Parker: pk, ParkAfter: 10 * time.Millisecond}},
+		balancer.Policy{Kind: balancer.LeastConnections}, backend)
+	const n = 10
+	for range n {
+		echoOnce(t, dialWS(t, p.addr), "hello")
+	}
+	awaitParked(t, pk, 2*n)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := p.l.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Shutdown: got %v, want the deadline (the clients never answer)", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("Shutdown took %v with a 200ms deadline", d)
+	}
+	if n := pk.Parked(); n != 0 {
+		t.Errorf("parked after Shutdown: %d, want 0", n)
+	}
+}
+
+// BenchmarkIdleWebSocket reports the memory an idle WebSocket holds in
+// the proxy's process, heap and goroutine stacks, with its directions
+// parked (parked) or each on a goroutine (goroutines): 500 sessions
+// opened through the listener, one echo each, then left idle. The
+// process's memory includes the test's clients and echo server, the same
+// in both; their share is measured without the proxy (direct) and taken
+// off. b.N is unused: the figure is per session, not per iteration.
+func BenchmarkIdleWebSocket(b *testing.B) {
+	const n = 500
+	measure := func(b *testing.B, addr string, settle func()) float64 {
+		before := memInUse()
+		cs := make([]*websocket.Conn, n)
+		for i := range cs {
+			cs[i] = dialWS(b, addr)
+			echoOnce(b, cs[i], "hello")
+		}
+		settle()
+		after := memInUse()
+		for _, c := range cs {
+			c.Close()
+		}
+		return float64(after-before) / n
+	}
+	for range b.N {
+		backend := startWSEcho(b)
+		direct := measure(b, backend, func() {})
+		for _, mode := range []string{"parked", "goroutines"} {
+			b.Run(mode, func(b *testing.B) {
+				cfg := Config{}
+				var pk *readiness.Poller
+				if mode == "parked" {
+					pk = newPoller(b)
+					cfg.WebSocket = WebSocketConfig{Parker: pk, ParkAfter: 10 * time.Millisecond}
+				}
+				p := startHTTPProxy(b, cfg, balancer.Policy{Kind: balancer.LeastConnections}, backend)
+				per := measure(b, p.addr, func() {
+					if pk != nil {
+						awaitParked(b, pk, 2*n)
+					}
+				})
+				b.ReportMetric((per-direct)/1024, "KiB/session")
+			})
+		}
+	}
+}
+
+// memInUse is the heap in use and the goroutine stacks after a GC.
+func memInUse() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc + m.StackInuse
+}

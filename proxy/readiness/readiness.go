@@ -1,0 +1,256 @@
+// Package readiness waits for many sockets to become readable on one
+// goroutine, so that a connection with nothing to do holds no goroutine
+// and no buffer of its own.
+//
+// Go's runtime poller wakes a goroutine that is blocked reading a socket;
+// keeping a goroutine blocked per idle socket costs its stack (4 to 8 KiB
+// for a relay's read path). A Poller instead keeps one epoll instance of
+// its own and one goroutine blocked in epoll_wait: a caller parks a socket
+// with Wait and lets its goroutine end, and the Poller calls the wake
+// function it was given once the socket is readable, has hung up or failed.
+// The wake function typically starts a goroutine that reads.
+//
+// A socket is registered for one wake-up (EPOLLONESHOT) and removed again
+// by the Poller's goroutine before wake runs: Wait costs two epoll_ctl
+// calls. It is meant for sockets idle for a while, not for every read; the
+// runtime poller keeps serving sockets while they are busy, and both
+// epoll instances may hold the same socket at once.
+//
+// A parked socket closed by its owner is dropped from the epoll set by the
+// kernel without an event: whoever closes a parked socket must Cancel its
+// wait first (or be sure that wake ran), or wake never runs.
+//
+// Linux only, as the rest of longhaul's socket code.
+package readiness
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrClosed is returned by Wait after Close.
+var ErrClosed = errors.New("readiness: poller closed")
+
+// Poller parks sockets until they are readable. Create it with New; its
+// goroutine starts with the first Wait and runs until Close, so a Poller
+// nothing parks on costs two descriptors and no goroutine. Safe for
+// concurrent use.
+type Poller struct {
+	epfd   int
+	wakefd int // an eventfd that ends the goroutine's epoll_wait on Close
+
+	// mu guards waits, started and closed. It is never held while wake
+	// functions run, nor across a system call other than epoll_ctl.
+	mu      sync.Mutex
+	waits   map[uint64]*Waiter
+	next    uint64
+	started bool // the goroutine runs (or ran)
+	closed  bool
+	// closeOnce makes Close idempotent.
+	closeOnce sync.Once
+	closeErr  error
+
+	parked atomic.Int64 // sockets parked now
+	done   chan struct{}
+}
+
+// Waiter is one parked socket, as Wait returned it.
+type Waiter struct {
+	p    *Poller
+	id   uint64
+	rc   syscall.RawConn
+	wake func()
+}
+
+// wakeID is the epoll event data of the eventfd.
+const wakeID = 0
+
+// New creates a Poller.
+func New() (*Poller, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("readiness: epoll_create1: %w", err)
+	}
+	wakefd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("readiness: eventfd: %w", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN}
+	setID(&ev, wakeID)
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &ev); err != nil {
+		unix.Close(epfd)
+		unix.Close(wakefd)
+		return nil, fmt.Errorf("readiness: registering the eventfd: %w", err)
+	}
+	return &Poller{epfd: epfd, wakefd: wakefd, waits: make(map[uint64]*Waiter), next: wakeID + 1, done: make(chan struct{})}, nil
+}
+
+// Parked returns the number of sockets parked now.
+func (p *Poller) Parked() int { return int(p.parked.Load()) }
+
+// Wait parks the socket of rc: once it is readable (data, EOF, a reset or
+// an error), the Poller's goroutine calls wake, once. wake must not block:
+// it should hand the work to a goroutine. If the socket is readable
+// already, wake is called at once (epoll reports the state it finds).
+//
+// The returned Waiter's Cancel withdraws the wait. Wait fails on a closed
+// socket or a closed Poller; wake is then never called.
+func (p *Poller) Wait(rc syscall.RawConn, wake func()) (*Waiter, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if !p.started {
+		p.started = true
+		go p.loop()
+	}
+	w := &Waiter{p: p, id: p.next, rc: rc, wake: wake}
+	p.next++
+	p.waits[w.id] = w
+	p.parked.Add(1)
+	p.mu.Unlock()
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT}
+	setID(&ev, w.id)
+	var ctlErr error
+	// Inside Control the descriptor cannot be closed: it is the socket's.
+	err := rc.Control(func(fd uintptr) { ctlErr = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev) })
+	if err = errors.Join(err, ctlErr); err != nil {
+		p.forget(w.id)
+		return nil, fmt.Errorf("readiness: parking a socket: %w", err)
+	}
+	return w, nil
+}
+
+// Cancel withdraws the wait. It reports whether it did so before wake was
+// called: true means wake will never run; false means wake ran or is about
+// to. Cancel may be called more than once, and from wake itself.
+func (w *Waiter) Cancel() bool {
+	if !w.p.forget(w.id) {
+		return false
+	}
+	w.unregister()
+	return true
+}
+
+// unregister removes the socket from the epoll set. The socket may be
+// closed by now (Control then fails), in which case the kernel removed it.
+func (w *Waiter) unregister() {
+	_ = w.rc.Control(func(fd uintptr) { _ = unix.EpollCtl(w.p.epfd, unix.EPOLL_CTL_DEL, int(fd), nil) })
+}
+
+// forget removes id from the waits, reporting whether it was there.
+func (p *Poller) forget(id uint64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.waits[id]; !ok {
+		return false
+	}
+	delete(p.waits, id)
+	p.parked.Add(-1)
+	return true
+}
+
+// loop is the Poller's goroutine: it waits for events and runs the wake
+// functions of the sockets they name, until Close.
+func (p *Poller) loop() {
+	defer close(p.done)
+	events := make([]unix.EpollEvent, 128)
+	for {
+		n, err := unix.EpollWait(p.epfd, events, -1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			// Only a broken epoll descriptor fails here; end every wait
+			// so that nothing stays parked for good.
+			p.shutdown()
+			return
+		}
+		for i := range events[:n] {
+			id := getID(&events[i])
+			if id == wakeID {
+				p.shutdown()
+				return
+			}
+			p.mu.Lock()
+			w, ok := p.waits[id]
+			if ok {
+				delete(p.waits, id)
+				p.parked.Add(-1)
+			}
+			p.mu.Unlock()
+			if ok { // else cancelled meanwhile
+				w.unregister()
+				w.wake()
+			}
+		}
+	}
+}
+
+// shutdown marks the Poller closed and wakes every socket still parked:
+// their owners read them and see what there is (data, EOF, or nothing
+// yet, in which case they block on the runtime poller as usual).
+func (p *Poller) shutdown() {
+	p.mu.Lock()
+	p.closed = true
+	ws := make([]*Waiter, 0, len(p.waits))
+	for id, w := range p.waits {
+		ws = append(ws, w)
+		delete(p.waits, id)
+	}
+	p.parked.Store(0)
+	p.mu.Unlock()
+	for _, w := range ws {
+		w.unregister()
+		w.wake()
+	}
+}
+
+// Close stops the Poller's goroutine and returns once it has ended. Every
+// socket still parked is woken first (see shutdown); Wait fails from then
+// on. Calls after the first return the first's result.
+func (p *Poller) Close() error {
+	p.closeOnce.Do(func() {
+		p.mu.Lock()
+		started := p.started
+		p.closed = true
+		p.mu.Unlock()
+		if started {
+			one := [8]byte{1}
+			if _, err := unix.Write(p.wakefd, one[:]); err != nil && err != unix.EAGAIN {
+				p.closeErr = fmt.Errorf("readiness: waking the poller: %w", err)
+				return
+			}
+			<-p.done
+		}
+		p.closeErr = errors.Join(unix.Close(p.epfd), unix.Close(p.wakefd))
+	})
+	return p.closeErr
+}
+
+// setID and getID store a wait's id in an epoll event's 8 bytes of data.
+func setID(ev *unix.EpollEvent, id uint64) {
+	ev.Fd = int32(id)
+	ev.Pad = int32(id >> 32)
+}
+
+func getID(ev *unix.EpollEvent) uint64 {
+	return uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
+}
+
+// Park is Wait for callers that keep only the means to cancel: it returns
+// the Waiter's Cancel.
+func (p *Poller) Park(rc syscall.RawConn, wake func()) (cancel func() bool, err error) {
+	w, err := p.Wait(rc, wake)
+	if err != nil {
+		return nil, err
+	}
+	return w.Cancel, nil
+}

@@ -1,0 +1,202 @@
+package wsframe
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"runtime/pprof"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/longhaul-proxy/longhaul/proxy/readiness"
+)
+
+// parkAfter is short so that every pause of these tests parks.
+const parkAfter = 5 * time.Millisecond
+
+func newParker(t testing.TB) *readiness.Poller {
+	t.Helper()
+	p, err := readiness.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Registered first, so it runs last: after the relays' cleanups.
+	t.Cleanup(func() {
+		if err := p.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return p
+}
+
+// pumpGoroutines counts the goroutines running a pump.
+func pumpGoroutines(t testing.TB) int {
+	t.Helper()
+	var b bytes.Buffer
+	if err := pprof.Lookup("goroutine").WriteTo(&b, 2); err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(b.String(), "wsframe.(*pump).run(")
+}
+
+// awaitParked waits until want sockets are parked and no pump goroutine
+// is left.
+func awaitParked(t testing.TB, p *readiness.Poller, want int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for p.Parked() != want || pumpGoroutines(t) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("parked %d, pump goroutines %d; want %d parked and no goroutine", p.Parked(), pumpGoroutines(t), want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestParkedRelayHoldsNoGoroutine(t *testing.T) {
+	pk := newParker(t)
+	rr := startRaw(t, Options{Parker: pk, ParkAfter: parkAfter}, nil, nil)
+	awaitParked(t, pk, 2)
+	// Frames each way wake the directions, which park again after.
+	for i := range 5 {
+		up, down := fromClient(OpText, strings.Repeat("u", i*100)), fromServer(OpBinary, strings.Repeat("d", i*300))
+		write(t, rr.client, up)
+		if got := readExactly(t, rr.backend, len(up)); !bytes.Equal(got, up) {
+			t.Fatalf("round %d: backend got %x, want %x", i, got, up)
+		}
+		write(t, rr.backend, down)
+		if got := readExactly(t, rr.client, len(down)); !bytes.Equal(got, down) {
+			t.Fatalf("round %d: client got %x, want %x", i, got, down)
+		}
+		awaitParked(t, pk, 2)
+	}
+	if fu, fd, _, _ := rr.relay.Stats(); fu != 5 || fd != 5 {
+		t.Errorf("frames forwarded: got %d up %d down, want 5 5", fu, fd)
+	}
+	// An EOF wakes the parked direction and is passed on as before.
+	rr.client.(interface{ CloseWrite() error }).CloseWrite()
+	expectEOF(t, rr.backend)
+	rr.backend.Close()
+	if err := rr.wait(t); err != nil {
+		t.Errorf("Run: got %v, want nil", err)
+	}
+}
+
+func TestParkedMigrate(t *testing.T) {
+	pk := newParker(t)
+	rr := startRaw(t, Options{Parker: pk, ParkAfter: parkAfter}, nil, nil)
+	awaitParked(t, pk, 2)
+	rr.relay.Migrate(1012, "service restart")
+	expectClose(t, rr.client, 1012, false)
+	expectClose(t, rr.backend, 1012, true)
+	// The answers wake the parked directions, which absorb them.
+	write(t, rr.client, fromClient(OpClose, closePayload(1012, "")))
+	write(t, rr.backend, fromServer(OpClose, closePayload(1012, "")))
+	if err := rr.wait(t); err != nil {
+		t.Errorf("Run: got %v, want nil", err)
+	}
+	if n := pk.Parked(); n != 0 {
+		t.Errorf("parked after the relay ended: %d, want 0", n)
+	}
+}
+
+// TestParkedCloseTimeout: neither side answers the injected Close; the
+// close timeout ends the relay although both directions are parked.
+func TestParkedCloseTimeout(t *testing.T) {
+	pk := newParker(t)
+	rr := startRaw(t, Options{Parker: pk, ParkAfter: parkAfter, CloseTimeout: 100 * time.Millisecond}, nil, nil)
+	awaitParked(t, pk, 2)
+	start := time.Now()
+	rr.relay.Migrate(1001, "going away")
+	expectClose(t, rr.client, 1001, false)
+	expectClose(t, rr.backend, 1001, true)
+	if err := rr.wait(t); !errors.Is(err, ErrCloseTimeout) {
+		t.Errorf("Run: got %v, want ErrCloseTimeout", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("relay ended %v after Migrate, want about the 100ms close timeout", d)
+	}
+	if n := pk.Parked(); n != 0 {
+		t.Errorf("parked after the relay ended: %d, want 0", n)
+	}
+}
+
+func TestParkedAbort(t *testing.T) {
+	pk := newParker(t)
+	rr := startRaw(t, Options{Parker: pk, ParkAfter: parkAfter}, nil, nil)
+	awaitParked(t, pk, 2)
+	rr.relay.Abort()
+	if err := rr.wait(t); !errors.Is(err, ErrAborted) {
+		t.Errorf("Run: got %v, want ErrAborted", err)
+	}
+	if n := pk.Parked(); n != 0 {
+		t.Errorf("parked after Abort: %d, want 0", n)
+	}
+}
+
+// TestAbortWhileRelaying: Abort releases directions blocked on their
+// goroutines too (no Parker).
+func TestAbortWhileRelaying(t *testing.T) {
+	rr := startRaw(t, Options{}, nil, nil)
+	write(t, rr.client, fromClient(OpText, "x"))
+	readExactly(t, rr.backend, len(fromClient(OpText, "x")))
+	rr.relay.Abort()
+	if err := rr.wait(t); !errors.Is(err, ErrAborted) {
+		t.Errorf("Run: got %v, want ErrAborted", err)
+	}
+}
+
+// TestParkedSlowFrames sends frames byte by byte with pauses longer than
+// ParkAfter inside headers and payloads: a pause inside a frame does not
+// park it or cut it, and every byte arrives in order.
+func TestParkedSlowFrames(t *testing.T) {
+	pk := newParker(t)
+	rr := startRaw(t, Options{Parker: pk, ParkAfter: parkAfter}, nil, nil)
+	var want []byte
+	for i := range 3 {
+		want = append(want, fromClient(OpBinary, strings.Repeat(string(rune('a'+i)), 130))...)
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		b := make([]byte, len(want))
+		rr.backend.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, _ := io.ReadFull(rr.backend, b)
+		got <- b[:n]
+	}()
+	for off := 0; off < len(want); {
+		n := min(1+rand.IntN(60), len(want)-off)
+		write(t, rr.client, want[off:off+n])
+		off += n
+		time.Sleep(2 * parkAfter) // longer than ParkAfter, inside a frame or not
+	}
+	if b := <-got; !bytes.Equal(b, want) {
+		t.Fatalf("backend got %d bytes, want %d, equal=%v", len(b), len(want), bytes.Equal(b, want))
+	}
+	if fu, _, _, _ := rr.relay.Stats(); fu != 3 {
+		t.Errorf("frames forwarded up: got %d, want 3", fu)
+	}
+}
+
+// TestParkerClosedWakesRelays: a Parker closed under parked relays wakes
+// them; they go on relaying on their goroutines.
+func TestParkerClosedWakesRelays(t *testing.T) {
+	pk, err := readiness.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rr := startRaw(t, Options{Parker: pk, ParkAfter: parkAfter}, nil, nil)
+	awaitParked(t, pk, 2)
+	if err := pk.Close(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * parkAfter) // the directions try to park again and are refused
+	up := fromClient(OpText, "after the parker closed")
+	write(t, rr.client, up)
+	if got := readExactly(t, rr.backend, len(up)); !bytes.Equal(got, up) {
+		t.Fatalf("backend got %x, want %x", got, up)
+	}
+	if n := pumpGoroutines(t); n != 2 {
+		t.Errorf("pump goroutines: %d, want 2 (no parking without a Parker)", n)
+	}
+}
