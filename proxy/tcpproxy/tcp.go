@@ -405,9 +405,19 @@ type tcpSession struct {
 	keepAlive    time.Duration
 	keepAliveAt  time.Time
 	keepAliveSet atomic.Bool
+	// armed: arm set a read deadline on the client (0), the endpoint (1).
+	armed [2]atomic.Bool
 
-	// spliced: a direction switched from readSmall to splice (tests).
-	spliced atomic.Bool
+	// readers: readSmall's state of the client's direction (0) and the
+	// endpoint's (1); spliced: that direction switched from readSmall to
+	// splice (tests).
+	readers [2]smallReader
+	spliced [2]atomic.Bool
+
+	// The half-closed watch's last count, and whether it took one (under
+	// watchMu).
+	watchLast    uint64
+	watchCounted bool
 
 	// For the access log: bytes from the client (in) and to it (out), how
 	// the session ended (set by relay: eof, idle, closed, migrated,
@@ -477,22 +487,24 @@ func (s *tcpSession) watchHalfClosed() {
 	if s.ended || s.watch != nil || s.halfClosed <= 0 {
 		return
 	}
-	var last uint64
-	counted := false
-	s.watch = time.AfterFunc(min(halfClosedFirst, s.halfClosed/4), func() {
-		now := s.moved()
-		if counted && now == last {
-			s.halfIdle.Store(true)
-			s.stop(0)
-			return
-		}
-		last, counted = now, true
-		s.watchMu.Lock()
-		if !s.ended {
-			s.watch.Reset(s.halfClosed)
-		}
-		s.watchMu.Unlock()
-	})
+	s.watch = time.AfterFunc(min(halfClosedFirst, s.halfClosed/4), s.checkHalfClosed)
+}
+
+// checkHalfClosed is the half-closed watch's timer function (its calls do
+// not overlap: the timer is reset at the end of one).
+func (s *tcpSession) checkHalfClosed() {
+	now := s.moved()
+	s.watchMu.Lock()
+	defer s.watchMu.Unlock()
+	if s.watchCounted && now == s.watchLast {
+		s.halfIdle.Store(true)
+		s.stop(0)
+		return
+	}
+	s.watchLast, s.watchCounted = now, true
+	if !s.ended {
+		s.watch.Reset(s.halfClosed)
+	}
 }
 
 // halfClosedFirst bounds the wait of watchHalfClosed's first count.
@@ -584,7 +596,11 @@ func (s *tcpSession) half(dst, src net.Conn, dstTCP, srcTCP *net.TCPConn, bytes 
 	if testHookRelay != nil {
 		testHookRelay(s, dst == s.backend)
 	}
-	var r smallReader
+	dir := 0 // the client's bytes; 1: the endpoint's
+	if src == s.backend {
+		dir = 1
+	}
+	r := &s.readers[dir]
 	if srcTCP != nil {
 		raw, _ := srcTCP.SyscallConn()
 		r.init(raw)
@@ -596,9 +612,9 @@ func (s *tcpSession) half(dst, src net.Conn, dstTCP, srcTCP *net.TCPConn, bytes 
 		var err error
 		switch {
 		case !bulk:
-			n, bulk, err = s.readSmall(dst, src, &r)
+			n, bulk, err = s.readSmall(dst, src, r)
 			if bulk {
-				s.spliced.Store(dstTCP != nil && srcTCP != nil)
+				s.spliced[dir].Store(dstTCP != nil && srcTCP != nil)
 			}
 		case dstTCP != nil:
 			n, err = io.CopyN(dstTCP, src, relayRound)
@@ -756,10 +772,19 @@ func (s *tcpSession) arm(src net.Conn) {
 			s.setKeepAlive()
 		}
 	}
-	if d <= 0 {
+	armed := &s.armed[0]
+	if src == s.backend {
+		armed = &s.armed[1]
+	}
+	switch {
+	case d > 0:
+		armed.Store(true)
+		src.SetReadDeadline(time.Now().Add(d))
+	case armed.Swap(false): // no bound, but the keep-alive's wait left one
+		src.SetReadDeadline(time.Time{})
+	default:
 		return
 	}
-	src.SetReadDeadline(time.Now().Add(d))
 	if s.stopping.Load() { // Close ran meanwhile: keep its deadline
 		src.SetReadDeadline(time.Now())
 	}
@@ -773,6 +798,9 @@ func (s *tcpSession) setKeepAlive() {
 	// It fails only on a socket already closed: the session is over.
 	if rc, err := s.backendTCP.SyscallConn(); err == nil {
 		listen.SetKeepAlive(rc, s.keepAlive)
+	}
+	if testHookKeepAlive != nil {
+		testHookKeepAlive(s)
 	}
 }
 
