@@ -408,6 +408,11 @@ type tcpSession struct {
 	// armed: arm set a read deadline on the client (0), the endpoint (1).
 	armed [2]atomic.Bool
 
+	// upDone: the client to endpoint direction, on its own goroutine,
+	// ended with upErr.
+	upDone sync.WaitGroup
+	upErr  error
+
 	// readers: readSmall's state of the client's direction (0) and the
 	// endpoint's (1); spliced: that direction switched from readSmall to
 	// splice (tests).
@@ -544,18 +549,20 @@ var errIdle = errors.New("idle timeout")
 
 func (s *tcpSession) relay(up, down interface{ Add(float64) }) {
 	s.lastActive.Store(time.Now().UnixNano())
-	errc := make(chan error, 1)
 	defer guard.Recover("tcp", s.abort)
+	s.upDone.Add(1)
 	go func() {
-		defer guard.Recover("tcp", func() { s.abort(); errc <- guard.ErrPanicked })
-		errc <- s.half(s.backend, s.client, s.backendTCP, s.clientTCP, up)
+		defer s.upDone.Done()
+		defer guard.Recover("tcp", func() { s.abort(); s.upErr = guard.ErrPanicked })
+		s.upErr = s.half(s.backend, s.client, s.backendTCP, s.clientTCP, up)
 	}()
 	err1 := s.half(s.client, s.backend, s.clientTCP, s.backendTCP, down)
 	if err1 != nil {
 		// A reset or a timeout on one side ends both.
 		s.Close()
 	}
-	err2 := <-errc
+	s.upDone.Wait()
+	err2 := s.upErr
 	if err2 != nil && err1 == nil {
 		s.Close()
 	}
