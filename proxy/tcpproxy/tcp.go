@@ -53,8 +53,8 @@ type Config struct {
 	// at once, counted as rejected with reason "per_client". 0 means none.
 	MaxConnectionsPerClient int
 	// KeepAlive is the TCP keep-alive probe period of endpoint connections
-	// dialled by the default Dial (client connections get theirs from
-	// Listen); 0 sends none.
+	// dialled by the default Dial, turned on once a session lived a second
+	// (client connections get theirs from Listen); 0 sends none.
 	KeepAlive time.Duration
 	// MaxAttempts bounds the endpoints tried when connecting fails; 0 means 3.
 	MaxAttempts int
@@ -741,8 +741,8 @@ func (s *tcpSession) readSmall(dst, src net.Conn, r *smallReader) (n int64, full
 		got = max(r.n, 0)
 	}
 	if got > 0 {
-		if _, werr := dst.Write(r.buf[:got]); werr != nil {
-			return 0, false, werr
+		if w, werr := dst.Write(r.buf[:got]); werr != nil {
+			return int64(w), false, werr
 		}
 		// Bytes that came with an error (src.Read only) are relayed; the
 		// error comes back from the next read.
