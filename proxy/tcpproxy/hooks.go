@@ -5,6 +5,10 @@ package tcpproxy
 // to endpoint direction.
 var testHookRelay func(s *tcpSession, up bool)
 
+// testHookKeepAlive, when not nil (tests only), runs once a session set its
+// endpoint socket's keep-alive probes.
+var testHookKeepAlive func(s *tcpSession)
+
 // abort closes both sides of a TCP session at once, for a relay direction
 // that panicked: the other direction then ends on its closed socket.
 func (s *tcpSession) abort() {

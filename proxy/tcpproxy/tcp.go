@@ -10,6 +10,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/longhaul-proxy/longhaul/proxy/metrics"
@@ -52,8 +53,8 @@ type Config struct {
 	// at once, counted as rejected with reason "per_client". 0 means none.
 	MaxConnectionsPerClient int
 	// KeepAlive is the TCP keep-alive probe period of endpoint connections
-	// dialled by the default Dial (client connections get theirs from
-	// Listen); 0 sends none.
+	// dialled by the default Dial, turned on once a session lived a second
+	// (client connections get theirs from Listen); 0 sends none.
 	KeepAlive time.Duration
 	// MaxAttempts bounds the endpoints tried when connecting fails; 0 means 3.
 	MaxAttempts int
@@ -76,8 +77,11 @@ type Config struct {
 	// routes go by, from the accept (from the PROXY header's end with
 	// AcceptProxy); a client still sending it then is closed. 0 means 10s.
 	HelloTimeout time.Duration
-	Dial         upstream.DialFunc // nil means a net.Dialer
-	Logger       *zap.Logger
+	// Dial opens endpoint connections; nil means upstream's default
+	// dialer (see DialLease), with keep-alive probes of period KeepAlive
+	// turned on once a session lived a second.
+	Dial   upstream.DialFunc
+	Logger *zap.Logger
 	// AccessLog configures the listener's access log: a line per session
 	// on Logger's child "access".
 	AccessLog accesslog.Config
@@ -107,8 +111,12 @@ type Listener struct {
 	mu      sync.Mutex
 	ln      net.Listener
 	closing atomic.Bool
-	bytesUp interface{ Add(float64) }
-	bytesDn interface{ Add(float64) }
+	// keepAlive is the keep-alive period that sessions set on their
+	// endpoint sockets keepAliveAfter after they start (0: none, or
+	// cfg.Dial set, which then owns the endpoints' socket options).
+	keepAlive, keepAliveAfter time.Duration
+	bytesUp                   interface{ Add(float64) }
+	bytesDn                   interface{ Add(float64) }
 }
 
 // New returns a TCP listener that balances over up, or with cfg.Routes
@@ -133,9 +141,6 @@ func New(cfg Config, up *upstream.Upstream) *Listener {
 	if cfg.HelloTimeout <= 0 {
 		cfg.HelloTimeout = defaultHelloTimeout
 	}
-	if cfg.Dial == nil {
-		cfg.Dial = upstream.NewDialer(cfg.KeepAlive)
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
@@ -145,6 +150,11 @@ func New(cfg Config, up *upstream.Upstream) *Listener {
 			m.Rejected.WithLabelValues(cfg.Name, "per_client")),
 		bytesUp: m.Bytes.WithLabelValues(cfg.Name, "upstream"),
 		bytesDn: m.Bytes.WithLabelValues(cfg.Name, "downstream"),
+	}
+	if cfg.Dial == nil {
+		// upstream's default dialer (nil), with no keep-alive: the
+		// session sets it once it lived keepAliveAfter.
+		l.keepAlive, l.keepAliveAfter = cfg.KeepAlive, keepAliveAfter
 	}
 	l.access = accesslog.New(cfg.AccessLog, cfg.Name, cfg.Logger, m.AccessLogDropped)
 	if cfg.Routes != nil {
@@ -342,6 +352,7 @@ func (l *Listener) handle(ctx context.Context, c net.Conn) {
 		client: c, backend: backend, clientTCP: client, idle: l.cfg.IdleTimeout,
 		halfClosed:  min(l.cfg.HalfClosedTimeout, cmp.Or(l.cfg.IdleTimeout, l.cfg.HalfClosedTimeout)),
 		closeAtOnce: l.cfg.DrainImmediate,
+		keepAlive:   l.keepAlive, keepAliveAt: time.Now().Add(l.keepAliveAfter),
 	}
 	s.backendTCP, _ = backend.(*net.TCPConn)
 	s.bytesIn.Store(int64(n0))
@@ -387,6 +398,31 @@ type tcpSession struct {
 	// their end, so the close that follows sends the FIN by itself.
 	eofs atomic.Int32
 	mig  upstream.Migration
+
+	// keepAlive, when not 0, is the endpoint socket's keep-alive period,
+	// set by arm once the session lived keepAliveAfter (keepAliveAt);
+	// keepAliveSet: done (or given up on).
+	keepAlive    time.Duration
+	keepAliveAt  time.Time
+	keepAliveSet atomic.Bool
+	// armed: arm set a read deadline on the client (0), the endpoint (1).
+	armed [2]atomic.Bool
+
+	// upDone: the client to endpoint direction, on its own goroutine,
+	// ended with upErr.
+	upDone sync.WaitGroup
+	upErr  error
+
+	// readers: readSmall's state of the client's direction (0) and the
+	// endpoint's (1); spliced: that direction switched from readSmall to
+	// splice (tests).
+	readers [2]smallReader
+	spliced [2]atomic.Bool
+
+	// The half-closed watch's last count, and whether it took one (under
+	// watchMu).
+	watchLast    uint64
+	watchCounted bool
 
 	// For the access log: bytes from the client (in) and to it (out), how
 	// the session ended (set by relay: eof, idle, closed, migrated,
@@ -444,28 +480,40 @@ func (s *tcpSession) stop(grace time.Duration) {
 // blocked on a peer that does not read counts as nothing moving, and a
 // slow one that progresses as moving), and stops the session, with no
 // grace, when they did not change.
+//
+// The first count is taken halfClosedFirst (at most a quarter of
+// halfClosed) after the half-close rather than at it: a short session
+// whose other side closes meanwhile ends with no getsockopt at all. The
+// session is thereby never ended earlier than before, and at most that
+// much later.
 func (s *tcpSession) watchHalfClosed() {
 	s.watchMu.Lock()
 	defer s.watchMu.Unlock()
 	if s.ended || s.watch != nil || s.halfClosed <= 0 {
 		return
 	}
-	last := s.moved()
-	s.watch = time.AfterFunc(s.halfClosed, func() {
-		now := s.moved()
-		if now == last {
-			s.halfIdle.Store(true)
-			s.stop(0)
-			return
-		}
-		last = now
-		s.watchMu.Lock()
-		if !s.ended {
-			s.watch.Reset(s.halfClosed)
-		}
-		s.watchMu.Unlock()
-	})
+	s.watch = time.AfterFunc(min(halfClosedFirst, s.halfClosed/4), s.checkHalfClosed)
 }
+
+// checkHalfClosed is the half-closed watch's timer function (its calls do
+// not overlap: the timer is reset at the end of one).
+func (s *tcpSession) checkHalfClosed() {
+	now := s.moved()
+	s.watchMu.Lock()
+	defer s.watchMu.Unlock()
+	if s.watchCounted && now == s.watchLast {
+		s.halfIdle.Store(true)
+		s.stop(0)
+		return
+	}
+	s.watchLast, s.watchCounted = now, true
+	if !s.ended {
+		s.watch.Reset(s.halfClosed)
+	}
+}
+
+// halfClosedFirst bounds the wait of watchHalfClosed's first count.
+const halfClosedFirst = time.Second
 
 // moved returns a number that changes whenever a byte moves on the
 // session: the kernel's acknowledged and received byte counts of both
@@ -501,18 +549,20 @@ var errIdle = errors.New("idle timeout")
 
 func (s *tcpSession) relay(up, down interface{ Add(float64) }) {
 	s.lastActive.Store(time.Now().UnixNano())
-	errc := make(chan error, 1)
 	defer guard.Recover("tcp", s.abort)
+	s.upDone.Add(1)
 	go func() {
-		defer guard.Recover("tcp", func() { s.abort(); errc <- guard.ErrPanicked })
-		errc <- s.half(s.backend, s.client, s.backendTCP, up)
+		defer s.upDone.Done()
+		defer guard.Recover("tcp", func() { s.abort(); s.upErr = guard.ErrPanicked })
+		s.upErr = s.half(s.backend, s.client, s.backendTCP, s.clientTCP, up)
 	}()
-	err1 := s.half(s.client, s.backend, s.clientTCP, down)
+	err1 := s.half(s.client, s.backend, s.clientTCP, s.backendTCP, down)
 	if err1 != nil {
 		// A reset or a timeout on one side ends both.
 		s.Close()
 	}
-	err2 := <-errc
+	s.upDone.Wait()
+	err2 := s.upErr
 	if err2 != nil && err1 == nil {
 		s.Close()
 	}
@@ -542,17 +592,40 @@ func (s *tcpSession) relay(up, down interface{ Add(float64) }) {
 
 // half copies src to dst until EOF, then half-closes dst. It returns nil on
 // a clean EOF.
-func (s *tcpSession) half(dst, src net.Conn, dstTCP *net.TCPConn, bytes interface{ Add(float64) }) error {
+//
+// It starts by reading into a pooled buffer and writing that out (see
+// readSmall): a short session's few bytes cost a read and a write rather
+// than two splices through a pipe. The first read that fills the buffer
+// marks a bulk transfer, and from then on the direction splices (both
+// sides *net.TCPConn: io.CopyN goes to (*net.TCPConn).ReadFrom, which
+// splices socket to pipe to socket in the kernel).
+func (s *tcpSession) half(dst, src net.Conn, dstTCP, srcTCP *net.TCPConn, bytes interface{ Add(float64) }) error {
 	if testHookRelay != nil {
 		testHookRelay(s, dst == s.backend)
 	}
+	dir := 0 // the client's bytes; 1: the endpoint's
+	if src == s.backend {
+		dir = 1
+	}
+	r := &s.readers[dir]
+	if srcTCP != nil {
+		raw, _ := srcTCP.SyscallConn()
+		r.init(raw)
+	}
+	bulk := false
 	for {
 		s.arm(src)
 		var n int64
 		var err error
-		if dstTCP != nil {
+		switch {
+		case !bulk:
+			n, bulk, err = s.readSmall(dst, src, r)
+			if bulk {
+				s.spliced[dir].Store(dstTCP != nil && srcTCP != nil)
+			}
+		case dstTCP != nil:
 			n, err = io.CopyN(dstTCP, src, relayRound)
-		} else {
+		default:
 			n, err = io.CopyN(dst, src, relayRound)
 		}
 		if n > 0 {
@@ -581,8 +654,10 @@ func (s *tcpSession) half(dst, src net.Conn, dstTCP *net.TCPConn, bytes interfac
 				listen.CloseWrite(dst)
 				return nil
 			}
-			if time.Since(time.Unix(0, s.lastActive.Load())) < s.timeout() {
-				continue // the other direction is busy, or bytes moved this round
+			// The keep-alive deadline (see arm), the other direction
+			// busy, or bytes moved this round: wait on.
+			if d := s.timeout(); d <= 0 || time.Since(time.Unix(0, s.lastActive.Load())) < d {
+				continue
 			}
 			listen.CloseWrite(dst)
 			return errIdle
@@ -590,6 +665,90 @@ func (s *tcpSession) half(dst, src net.Conn, dstTCP *net.TCPConn, bytes interfac
 			return err
 		}
 	}
+}
+
+// smallBuf is the size of readSmall's buffers: a read that fills one
+// switches its direction to splice.
+const smallBuf = 16 << 10
+
+var smallBufs = sync.Pool{New: func() any { return new([smallBuf]byte) }}
+
+// smallReader is one direction's reading state for readSmall: read, made
+// once per direction, is what the poller calls when src may be readable.
+type smallReader struct {
+	raw  syscall.RawConn // src's; nil: src.Read
+	read func(fd uintptr) bool
+	buf  *[smallBuf]byte // taken once src had bytes (or for src.Read)
+	n    int
+	err  error // the read(2) error
+}
+
+// init sets r up to read from src (raw: its raw connection, nil when src is
+// not a *net.TCPConn).
+func (r *smallReader) init(raw syscall.RawConn) {
+	r.raw = raw
+	if raw != nil {
+		r.read = r.readFD
+	}
+}
+
+// readFD reads fd into a buffer from smallBufs, taken for the read and
+// given back when there was nothing to read (false: the poller waits until
+// fd is readable and calls again).
+func (r *smallReader) readFD(fd uintptr) bool {
+	b := smallBufs.Get().(*[smallBuf]byte)
+	for {
+		r.n, r.err = unix.Read(int(fd), b[:])
+		if r.err != unix.EINTR {
+			break
+		}
+	}
+	if r.err == unix.EAGAIN {
+		smallBufs.Put(b)
+		return false
+	}
+	r.buf = b
+	return true
+}
+
+// readSmall reads what src has, at most smallBuf bytes, and writes it to
+// dst; full reports that the read filled the buffer (a bulk transfer). The
+// buffer is taken from smallBufs only once src is readable and goes back
+// before readSmall returns, so a session waiting for bytes holds none
+// (with a src that is not a *net.TCPConn it is held while src.Read waits).
+// It returns io.EOF, with n 0, at src's end.
+func (s *tcpSession) readSmall(dst, src net.Conn, r *smallReader) (n int64, full bool, err error) {
+	defer func() {
+		if r.buf != nil {
+			smallBufs.Put(r.buf)
+			r.buf = nil
+		}
+	}()
+	var got int
+	if r.raw == nil {
+		r.buf = smallBufs.Get().(*[smallBuf]byte)
+		got, err = src.Read(r.buf[:])
+	} else {
+		r.n, r.err = 0, nil
+		err = r.raw.Read(r.read)
+		switch {
+		case err != nil: // a deadline or a closed socket, wrapped by net
+		case r.err != nil:
+			err = os.NewSyscallError("read", r.err)
+		case r.n == 0:
+			err = io.EOF
+		}
+		got = max(r.n, 0)
+	}
+	if got > 0 {
+		if w, werr := dst.Write(r.buf[:got]); werr != nil {
+			return int64(w), false, werr
+		}
+		// Bytes that came with an error (src.Read only) are relayed; the
+		// error comes back from the next read.
+		return int64(got), got == smallBuf, nil
+	}
+	return 0, false, err
 }
 
 // timeout is how long the session may go with nothing moving: idle, or
@@ -603,14 +762,58 @@ func (s *tcpSession) timeout() time.Duration {
 
 // arm bounds the next read of src by the session's timeout. The deadline
 // is re-armed before every read, so it never outlives the wait it bounds;
-// once Close set its own deadline, that one stays.
+// once Close set its own deadline, that one stays. While the endpoint's
+// keep-alive is still to be set, the deadline is at most keepAliveAt, and
+// the first arm past it sets it.
 func (s *tcpSession) arm(src net.Conn) {
-	d := s.timeout()
-	if d <= 0 || s.stopping.Load() {
+	if s.stopping.Load() {
 		return
 	}
-	src.SetReadDeadline(time.Now().Add(d))
+	d := s.timeout()
+	if s.keepAlive > 0 && !s.keepAliveSet.Load() {
+		if due := time.Until(s.keepAliveAt); due > 0 {
+			if d <= 0 || due < d {
+				d = due
+			}
+		} else {
+			s.setKeepAlive()
+		}
+	}
+	armed := &s.armed[0]
+	if src == s.backend {
+		armed = &s.armed[1]
+	}
+	switch {
+	case d > 0:
+		armed.Store(true)
+		src.SetReadDeadline(time.Now().Add(d))
+	case armed.Swap(false): // no bound, but the keep-alive's wait left one
+		src.SetReadDeadline(time.Time{})
+	default:
+		return
+	}
 	if s.stopping.Load() { // Close ran meanwhile: keep its deadline
 		src.SetReadDeadline(time.Now())
 	}
 }
+
+// setKeepAlive turns the endpoint socket's keep-alive probes on, once.
+func (s *tcpSession) setKeepAlive() {
+	if s.keepAliveSet.Swap(true) || s.backendTCP == nil {
+		return
+	}
+	// It fails only on a socket already closed: the session is over.
+	if rc, err := s.backendTCP.SyscallConn(); err == nil {
+		listen.SetKeepAlive(rc, s.keepAlive)
+	}
+	if testHookKeepAlive != nil {
+		testHookKeepAlive(s)
+	}
+}
+
+// keepAliveAfter is how long a session lives before its endpoint socket's
+// keep-alive probes are turned on (a variable for tests). Setting them
+// costs four system calls that a short session is spared; the probes start
+// after the keep-alive period without traffic, so on a long session they
+// go out at most keepAliveAfter later than had they been set at connect.
+var keepAliveAfter = time.Second
