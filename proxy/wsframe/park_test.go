@@ -209,13 +209,13 @@ func TestParkBackoff(t *testing.T) {
 	p := &r.pumps[clientSide]
 	p.wait = r.opts.ParkAfter
 	for i, want := range []time.Duration{20, 40, 80, 160, 320, 640, 1000, 1000} {
-		p.parkedAt = time.Now() // woken at once
+		p.parkedAt = time.Now().UnixNano() // woken at once
 		p.woke()
 		if p.wait != want*time.Millisecond {
 			t.Fatalf("wake-up %d: wait %v, want %v", i, p.wait, want*time.Millisecond)
 		}
 	}
-	p.parkedAt = time.Now().Add(-parkBackoff * p.wait) // parked long
+	p.parkedAt = time.Now().Add(-parkBackoff * p.wait).UnixNano() // parked long
 	p.woke()
 	if p.wait != r.opts.ParkAfter {
 		t.Fatalf("after a long park: wait %v, want ParkAfter %v", p.wait, r.opts.ParkAfter)

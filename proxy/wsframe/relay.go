@@ -30,10 +30,10 @@ var errParked = errors.New("wsframe: parked")
 
 // Parker waits for sockets to become readable without a goroutine each
 // (readiness.Poller). Park calls wake once rc's socket is readable, has hung
-// up or failed; cancel withdraws the wait and reports whether wake will
-// never run.
+// up or failed; the Cancel of what it returns withdraws the wait and
+// reports whether wake will never run.
 type Parker interface {
-	Park(rc syscall.RawConn, wake func()) (cancel func() bool, err error)
+	Park(rc syscall.RawConn, wake func()) (interface{ Cancel() bool }, error)
 }
 
 // bufSize is the size of each direction's working buffer. A frame whose
@@ -202,13 +202,13 @@ type pump struct {
 	// parked: the source is parked and cancel withdraws its wait. Guarded
 	// by the Relay's mu.
 	parked bool
-	cancel func() bool
+	cancel interface{ Cancel() bool }
 	// wait is how long the source waits on the goroutine before it parks
 	// (ParkAfter, doubled while wake-ups come soon: see Options.ParkAfter);
 	// parkedAt is when it last parked. Owned by the pump's goroutine (the
 	// one running, or the wake-up's).
 	wait     time.Duration
-	parkedAt time.Time
+	parkedAt int64 // unix nanoseconds
 
 	frames atomic.Int64 // frames forwarded
 	bytes  atomic.Int64 // wire bytes (headers and payloads) forwarded
@@ -465,7 +465,7 @@ func (r *Relay) handle(ev event) {
 		// its wait. One whose wake-up is under way sees the deadline.
 		last := false
 		for s := range r.pumps {
-			if p := &r.pumps[s]; p.parked && p.cancel() {
+			if p := &r.pumps[s]; p.parked && p.cancel.Cancel() {
 				p.parked, p.cancel = false, nil
 				last = r.stopped()
 			}
@@ -648,7 +648,7 @@ func (p *pump) park() error {
 		return nil
 	}
 	p.parked, p.cancel = true, cancel
-	p.parkedAt = time.Now()
+	p.parkedAt = time.Now().UnixNano()
 	p.in.release()
 	return errParked
 }
@@ -662,7 +662,7 @@ const (
 // woke adapts the wait before the next park to how long the source
 // stayed parked.
 func (p *pump) woke() {
-	if time.Since(p.parkedAt) < parkBackoff*p.wait {
+	if time.Since(time.Unix(0, p.parkedAt)) < parkBackoff*p.wait {
 		p.wait = min(2*p.wait, maxParkWait*p.relay.opts.ParkAfter)
 	} else {
 		p.wait = p.relay.opts.ParkAfter
