@@ -201,27 +201,6 @@ func TestParkerClosedWakesRelays(t *testing.T) {
 	}
 }
 
-// TestParkBackoff: a direction woken soon after each park waits longer
-// before the next one, up to the cap; after a long park it waits
-// ParkAfter again.
-func TestParkBackoff(t *testing.T) {
-	r := New(nil, nil, nil, nil, Options{ParkAfter: 10 * time.Millisecond})
-	p := &r.pumps[clientSide]
-	p.wait = r.opts.ParkAfter
-	for i, want := range []time.Duration{20, 40, 80, 160, 320, 640, 1000, 1000} {
-		p.parkedAt = time.Now().UnixNano() // woken at once
-		p.woke()
-		if p.wait != want*time.Millisecond {
-			t.Fatalf("wake-up %d: wait %v, want %v", i, p.wait, want*time.Millisecond)
-		}
-	}
-	p.parkedAt = time.Now().Add(-parkBackoff * p.wait).UnixNano() // parked long
-	p.woke()
-	if p.wait != r.opts.ParkAfter {
-		t.Fatalf("after a long park: wait %v, want ParkAfter %v", p.wait, r.opts.ParkAfter)
-	}
-}
-
 // TestChattyDirectionStopsParking: messages every 3*ParkAfter park at
 // first, then the waits grow past the interval and the directions stay on
 // their goroutines.
@@ -237,7 +216,7 @@ func TestChattyDirectionStopsParking(t *testing.T) {
 	rr.client.Close()
 	rr.backend.Close()
 	rr.wait(t) // the relay's end orders the pumps' writes before the read below
-	if w := rr.relay.pumps[clientSide].wait; w <= 3*parkAfter {
+	if w := rr.relay.pumps[clientSide].wait.Wait(parkAfter); w <= 3*parkAfter {
 		t.Errorf("client direction's wait after 12 messages %v apart: %v, want more than the interval", 3*parkAfter, w)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/longhaul-proxy/longhaul/internal/guard"
+	"github.com/longhaul-proxy/longhaul/proxy/readiness"
 )
 
 // Defaults for the zero values of Options' fields.
@@ -82,12 +83,9 @@ type Options struct {
 	// ParkAfter is how long a direction waits for a frame on its
 	// goroutine before it parks; 0 means DefaultParkAfter (100ms).
 	//
-	// A direction woken soon after it parked (within parkBackoff times
-	// its wait) doubles its wait, up to maxParkWait times ParkAfter, and
-	// one that stayed parked longer goes back to ParkAfter: a steady
-	// stream of messages soon stops parking between them (a park and
-	// wake-up costs about as much CPU as relaying a small message), while
-	// an idle one parks after ParkAfter.
+	// A direction woken soon after it parked waits longer before the next
+	// park (readiness.ParkWait): a steady stream of messages soon stops
+	// parking between them, while an idle one parks after ParkAfter.
 	ParkAfter time.Duration
 }
 
@@ -204,11 +202,9 @@ type pump struct {
 	parked bool
 	cancel interface{ Cancel() bool }
 	// wait is how long the source waits on the goroutine before it parks
-	// (ParkAfter, doubled while wake-ups come soon: see Options.ParkAfter);
-	// parkedAt is when it last parked. Owned by the pump's goroutine (the
-	// one running, or the wake-up's).
-	wait     time.Duration
-	parkedAt int64 // unix nanoseconds
+	// (see Options.ParkAfter). Owned by the pump's goroutine (the one
+	// running, or the wake-up's).
+	wait readiness.ParkWait
 
 	frames atomic.Int64 // frames forwarded
 	bytes  atomic.Int64 // wire bytes (headers and payloads) forwarded
@@ -604,10 +600,7 @@ func (p *pump) await(n int) error {
 		return p.in.fill(n)
 	}
 	r := p.relay
-	if p.wait == 0 {
-		p.wait = r.opts.ParkAfter
-	}
-	if err := p.relay.peers[p.from].conn.SetReadDeadline(time.Now().Add(p.wait)); err != nil {
+	if err := p.relay.peers[p.from].conn.SetReadDeadline(time.Now().Add(p.wait.Wait(r.opts.ParkAfter))); err != nil {
 		return err
 	}
 	if r.finishing.Load() {
@@ -648,26 +641,11 @@ func (p *pump) park() error {
 		return nil
 	}
 	p.parked, p.cancel = true, cancel
-	p.parkedAt = time.Now().UnixNano()
+	p.wait.Parked()
 	p.in.release()
 	return errParked
 }
 
-// Backoff of a direction's wait before parking (see Options.ParkAfter).
-const (
-	parkBackoff = 10
-	maxParkWait = 100
-)
-
-// woke adapts the wait before the next park to how long the source
-// stayed parked.
-func (p *pump) woke() {
-	if time.Since(time.Unix(0, p.parkedAt)) < parkBackoff*p.wait {
-		p.wait = min(2*p.wait, maxParkWait*p.relay.opts.ParkAfter)
-	} else {
-		p.wait = p.relay.opts.ParkAfter
-	}
-}
 
 // wake runs on the Parker's goroutine once the parked source is readable:
 // it starts the pump's loop again on a goroutine of its own.
@@ -677,7 +655,7 @@ func (p *pump) wake() {
 		r.mu.Lock()
 		p.parked, p.cancel = false, nil
 		r.mu.Unlock()
-		p.woke()
+		p.wait.Woke(r.opts.ParkAfter)
 		p.run()
 	}()
 }
