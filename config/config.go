@@ -288,6 +288,13 @@ type Timeouts struct {
 	// endpoint sockets: the first probe after this long without traffic,
 	// then one every period; 0 sends no probes. At least 1s.
 	TCPKeepAlive time.Duration `mapstructure:"tcpKeepAlive"`
+	// Park is how long a direction of a WebSocket or a raw TCP session
+	// waits for bytes on a goroutine of its own before its socket is
+	// parked: an idle session then holds no goroutine and no buffer, only
+	// its state (a few KiB), until bytes come. A direction woken soon
+	// after it parked waits longer before the next park (up to 100
+	// times), so that a steady stream does not pay for parking.
+	Park time.Duration `mapstructure:"park"`
 }
 
 // ProxyProtocol configures the PROXY protocol.
@@ -384,11 +391,6 @@ type WebSocket struct {
 	// CloseCode is sent to clients whose endpoint drains: 1012 (service
 	// restart) or 1001 (going away); 0 means 1012.
 	CloseCode int `mapstructure:"closeCode"`
-	// ParkAfter is how long a direction of a WebSocket waits for a frame
-	// on a goroutine of its own before its socket is parked: an idle
-	// WebSocket then holds no goroutine and no buffer, only its state
-	// (a few KiB), until a frame comes. 0 means 100ms.
-	ParkAfter time.Duration `mapstructure:"parkAfter"`
 }
 
 // TLS is the certificates a TLS listener serves. certFile and keyFile
@@ -435,6 +437,7 @@ const (
 	DefaultStreamIdle            = time.Hour
 	DefaultHalfClosed            = 60 * time.Second
 	DefaultTCPKeepAlive          = 60 * time.Second
+	DefaultPark                  = 100 * time.Millisecond
 	DefaultMaxConnections        = 100000
 	DefaultDrainTimeout          = 25 * time.Second
 	DefaultDrainTCP              = "deadline"
@@ -509,6 +512,6 @@ func DefaultTimeouts() Timeouts {
 		Connect: DefaultConnectTimeout, Idle: DefaultIdleTimeout,
 		KeepAliveIdle: DefaultKeepAliveIdle, RequestBody: DefaultRequestBody,
 		ResponseHeader: DefaultResponseHeader, WebSocketIdle: DefaultWebSocketIdle, StreamIdle: DefaultStreamIdle,
-		HalfClosed: DefaultHalfClosed, TCPKeepAlive: DefaultTCPKeepAlive,
+		HalfClosed: DefaultHalfClosed, TCPKeepAlive: DefaultTCPKeepAlive, Park: DefaultPark,
 	}
 }

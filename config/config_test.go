@@ -101,7 +101,7 @@ listeners:
 					Timeouts: Timeouts{Connect: 2 * time.Second, Idle: time.Hour,
 						KeepAliveIdle: 75 * time.Second, RequestBody: 60 * time.Second,
 						ResponseHeader: 60 * time.Second, WebSocketIdle: time.Hour, StreamIdle: time.Hour,
-						HalfClosed: 60 * time.Second, TCPKeepAlive: 60 * time.Second},
+						HalfClosed: 60 * time.Second, TCPKeepAlive: 60 * time.Second, Park: 100 * time.Millisecond},
 					MaxConnections:          100000,
 					MaxConnectionsPerClient: 0,
 					Drain:                   defaultDrain(25 * time.Second),
@@ -126,14 +126,14 @@ listeners:
     protocol: http
     endpoints: {kubernetes: {namespace: shop, service: cart, port: 8080, identity: pod-name}}
     balance: {policy: least-connections, key: "header:X-User", boundedLoad: 2, tableSize: 101, loadFloor: 4}
-    timeouts: {connect: 500ms, idle: 1m30s, keepAliveIdle: 10s, requestBody: 11s, responseHeader: 12s, webSocketIdle: 13m, streamIdle: 16m, halfClosed: 14s, tcpKeepAlive: 15s}
+    timeouts: {connect: 500ms, idle: 1m30s, keepAliveIdle: 10s, requestBody: 11s, responseHeader: 12s, webSocketIdle: 13m, streamIdle: 16m, halfClosed: 14s, tcpKeepAlive: 15s, park: 250ms}
     maxConnections: 10
     maxConnectionsPerClient: 3
     drain: {timeout: 0s}
     accessLog: {enabled: true, sample: 0.25, maxPerSecond: 50}
     http:
       upstream: h2c
-      webSocket: {maxFrame: 1048576, closeCode: 1001, parkAfter: 250ms}
+      webSocket: {maxFrame: 1048576, closeCode: 1001}
       tls: {certFile: tls.crt, keyFile: tls.key}
 `,
 			want: &Config{
@@ -148,7 +148,7 @@ listeners:
 					Timeouts: Timeouts{Connect: 500 * time.Millisecond, Idle: 90 * time.Second,
 						KeepAliveIdle: 10 * time.Second, RequestBody: 11 * time.Second,
 						ResponseHeader: 12 * time.Second, WebSocketIdle: 13 * time.Minute, StreamIdle: 16 * time.Minute,
-						HalfClosed: 14 * time.Second, TCPKeepAlive: 15 * time.Second},
+						HalfClosed: 14 * time.Second, TCPKeepAlive: 15 * time.Second, Park: 250 * time.Millisecond},
 					MaxConnections:          10,
 					MaxConnectionsPerClient: 3,
 					Drain: func() Drain {
@@ -159,7 +159,7 @@ listeners:
 					AccessLog: AccessLog{Enabled: true, Sample: 0.25, MaxPerSecond: 50},
 					HTTP: HTTP{
 						Upstream:  "h2c",
-						WebSocket: WebSocket{MaxFrame: 1 << 20, CloseCode: 1001, ParkAfter: 250 * time.Millisecond},
+						WebSocket: WebSocket{MaxFrame: 1 << 20, CloseCode: 1001},
 						TLS:       TLS{CertFile: "tls.crt", KeyFile: "tls.key"},
 					},
 				}},

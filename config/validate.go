@@ -282,6 +282,7 @@ func (v *validator) timeouts(p string, t *Timeouts) {
 		{"connect", t.Connect}, {"idle", t.Idle}, {"keepAliveIdle", t.KeepAliveIdle},
 		{"requestBody", t.RequestBody}, {"responseHeader", t.ResponseHeader},
 		{"webSocketIdle", t.WebSocketIdle}, {"streamIdle", t.StreamIdle}, {"halfClosed", t.HalfClosed},
+		{"park", t.Park},
 	} {
 		if f.d <= 0 {
 			v.add(p+"."+f.name, f.d, "must be greater than 0")
@@ -393,9 +394,6 @@ func (v *validator) http(p, protocol string, h *HTTP) {
 	v.oneOf(p+".affinity", h.Affinity, "", "none", "connection")
 	if h.WebSocket.MaxFrame < 0 {
 		v.add(p+".webSocket.maxFrame", h.WebSocket.MaxFrame, "must not be negative")
-	}
-	if h.WebSocket.ParkAfter < 0 {
-		v.add(p+".webSocket.parkAfter", h.WebSocket.ParkAfter, "must not be negative")
 	}
 	if c := h.WebSocket.CloseCode; c != 0 && c != 1001 && c != 1012 {
 		v.add(p+".webSocket.closeCode", c, "must be 1012 (service restart) or 1001 (going away)")

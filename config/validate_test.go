@@ -236,6 +236,7 @@ func TestValidate(t *testing.T) {
 			`listeners[0].timeouts.webSocketIdle: 0s: must be greater than 0`,
 			`listeners[0].timeouts.streamIdle: 0s: must be greater than 0`,
 			`listeners[0].timeouts.halfClosed: 0s: must be greater than 0`,
+			`listeners[0].timeouts.park: 0s: must be greater than 0`,
 		}},
 		{"halfClosed negative", func(c *Config) { l0(c).Timeouts.HalfClosed = -time.Second },
 			[]string{`listeners[0].timeouts.halfClosed: -1s: must be greater than 0`}},
@@ -317,11 +318,10 @@ func TestValidate(t *testing.T) {
 			[]string{`listeners[0].http.upstream: "http1": grpc needs h2c`}},
 		{"websocket limits", func(c *Config) {
 			l0(c).Protocol = "http"
-			l0(c).HTTP.WebSocket = WebSocket{MaxFrame: -1, CloseCode: 1000, ParkAfter: -time.Second}
+			l0(c).HTTP.WebSocket = WebSocket{MaxFrame: -1, CloseCode: 1000}
 		}, []string{
 			`listeners[0].http.webSocket.maxFrame: -1: must not be negative`,
 			`listeners[0].http.webSocket.closeCode: 1000: must be 1012 (service restart) or 1001 (going away)`,
-			`listeners[0].http.webSocket.parkAfter: -1s: must not be negative`,
 		}},
 		{"tls cert without key", func(c *Config) { l0(c).Protocol, l0(c).HTTP.TLS.CertFile = "http", "tls.crt" },
 			[]string{`listeners[0].http.tls.keyFile: is required with certFile`}},

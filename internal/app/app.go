@@ -215,7 +215,7 @@ func New(cfg *config.Config, opts Options) (a *App, err error) {
 	}
 	parker := a.parker
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "longhaul_websocket_parked_sockets",
-		Help: "WebSocket sockets parked now: directions quiet past webSocket.parkAfter, with no goroutine or buffer (an idle session parks both of its sockets)."},
+		Help: "WebSocket sockets parked now: directions quiet past timeouts.park, with no goroutine or buffer (an idle session parks both of its sockets)."},
 		func() float64 { return float64(parker.Parked()) }))
 	a.reloads = newReloadsCounter()
 	reg.MustRegister(a.reloads)

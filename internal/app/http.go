@@ -25,7 +25,7 @@ func (a *App) newHTTP(lc config.Listener, backends []*backend, log *zap.Logger) 
 		WebSocket: httpproxy.WebSocketConfig{
 			MaxFrame: lc.HTTP.WebSocket.MaxFrame, CloseCode: uint16(lc.HTTP.WebSocket.CloseCode),
 			IdleTimeout: lc.Timeouts.WebSocketIdle,
-			Parker:      a.parker, ParkAfter: lc.HTTP.WebSocket.ParkAfter,
+			Parker:      a.parker, ParkAfter: lc.Timeouts.Park,
 		},
 		MaxConnections: lc.MaxConnections, MaxConnectionsPerClient: lc.MaxConnectionsPerClient,
 		Dial: a.opts.Dial, Logger: log,

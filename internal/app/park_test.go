@@ -10,7 +10,7 @@ import (
 )
 
 // TestIdleWebSocketsPark: through the App, WebSockets quiet past
-// webSocket.parkAfter park both their sockets, /metrics shows them, a
+// timeouts.park park both their sockets, /metrics shows them, a
 // message still echoes, and they stop being parked when they close.
 func TestIdleWebSocketsPark(t *testing.T) {
 	backend := routeBackend(t, "echo")
@@ -22,7 +22,7 @@ listeners:
     address: %q
     protocol: http
     endpoints: {static: [%q]}
-    http: {webSocket: {parkAfter: 20ms}}
+    timeouts: {park: 20ms}
 `, admin, lis, backend))
 	const n = 5
 	parked := func(want int) {
