@@ -89,7 +89,8 @@ type App struct {
 	reloads *prometheus.CounterVec
 	// migrations are the recent ones, for the live view (status).
 	migrations migrationLog
-	// parker holds the sockets of idle WebSockets, for every listener; its
+	// parker holds the sockets of idle WebSockets and TCP sessions, for
+	// every listener; its
 	// goroutine starts with the first one parked. Closed by Run's end and
 	// by Close.
 	parker *readiness.Poller
@@ -214,8 +215,8 @@ func New(cfg *config.Config, opts Options) (a *App, err error) {
 		return nil, err
 	}
 	parker := a.parker
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "longhaul_websocket_parked_sockets",
-		Help: "WebSocket sockets parked now: directions quiet past timeouts.park, with no goroutine or buffer (an idle session parks both of its sockets)."},
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "longhaul_parked_sockets",
+		Help: "Sockets parked now: directions of WebSocket and TCP sessions quiet past timeouts.park, with no goroutine or buffer (an idle session parks both of its sockets)."},
 		func() float64 { return float64(parker.Parked()) }))
 	a.reloads = newReloadsCounter()
 	reg.MustRegister(a.reloads)

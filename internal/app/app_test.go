@@ -162,8 +162,9 @@ listeners:
 	if code, _ := get(t, "http://"+admin+"/healthz"); code != 200 {
 		t.Fatalf("/healthz: %d", code)
 	}
-	// Bytes are counted per relay round (splice moves up to 4 MiB a round)
-	// and when a session ends: a short session that ended shows its bytes.
+	// Bytes are counted per relay round: a read and its write for small
+	// transfers (a spliced one moves up to 4 MiB a round). The open
+	// session's 5 bytes each way and the short one's are both counted.
 	c2, err := net.Dial("tcp", lis)
 	if err != nil {
 		t.Fatal(err)
@@ -172,8 +173,8 @@ listeners:
 	c2.Close()
 	var metrics string
 	wantMetrics := []string{`longhaul_sessions_active{endpoint=`, `longhaul_picker_builds_total{listener="echo",result="ok"} 1`,
-		`longhaul_endpoints{condition="ready",listener="echo"} 2`, `longhaul_bytes_total{direction="upstream",listener="echo"} 5`,
-		`longhaul_bytes_total{direction="downstream",listener="echo"} 5`}
+		`longhaul_endpoints{condition="ready",listener="echo"} 2`, `longhaul_bytes_total{direction="upstream",listener="echo"} 10`,
+		`longhaul_bytes_total{direction="downstream",listener="echo"} 10`}
 	for wait := time.Now().Add(5 * time.Second); time.Now().Before(wait); time.Sleep(20 * time.Millisecond) {
 		_, metrics = get(t, "http://"+admin+"/metrics")
 		if strings.Contains(metrics, wantMetrics[3]) && strings.Contains(metrics, wantMetrics[4]) {
@@ -182,7 +183,7 @@ listeners:
 	}
 	for _, want := range wantMetrics {
 		if !strings.Contains(metrics, want) {
-			t.Errorf("/metrics lacks %s", want)
+			t.Errorf("/metrics lacks %s; bytes: %q", want, grepLines(metrics, "longhaul_bytes_total"))
 		}
 	}
 	// The debug views are on the debug address only.

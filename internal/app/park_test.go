@@ -27,14 +27,14 @@ listeners:
 	const n = 5
 	parked := func(want int) {
 		t.Helper()
-		line := fmt.Sprintf("longhaul_websocket_parked_sockets %d\n", want)
+		line := fmt.Sprintf("longhaul_parked_sockets %d\n", want)
 		var m string
 		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 			if _, m = get(t, "http://"+admin+"/metrics"); strings.Contains(m, line) {
 				return
 			}
 		}
-		i := strings.Index(m, "longhaul_websocket_parked_sockets ")
+		i := strings.Index(m, "longhaul_parked_sockets ")
 		t.Fatalf("/metrics: want %q, have %q", line, m[i:min(len(m), i+40)])
 	}
 	var closers []func()

@@ -21,6 +21,7 @@ func (a *App) newTCP(lc config.Listener, backends []*backend, log *zap.Logger) (
 		AcceptProxy: lc.ProxyProtocol.Accept, SendProxy: lc.ProxyProtocol.Send,
 		DrainImmediate: lc.Drain.TCP == "immediate", Dial: a.opts.Dial, Logger: log,
 		AccessLog: accessLog(lc.AccessLog, a.log),
+		Parker:    a.parker, Park: lc.Timeouts.Park,
 	}
 	if lc.HasRoutes() {
 		t, err := tcpRouteTable(lc, backends)

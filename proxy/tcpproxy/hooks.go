@@ -10,8 +10,10 @@ var testHookRelay func(s *tcpSession, up bool)
 var testHookKeepAlive func(s *tcpSession)
 
 // abort closes both sides of a TCP session at once, for a relay direction
-// that panicked: the other direction then ends on its closed socket.
+// that panicked: the other direction then ends on its closed socket (woken
+// first if it is parked: a socket closed under the Parker is never woken).
 func (s *tcpSession) abort() {
+	s.kickAll()
 	s.client.Close()
 	s.backend.Close()
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/longhaul-proxy/longhaul/internal/guard"
 	"github.com/longhaul-proxy/longhaul/proxy/accesslog"
 	"github.com/longhaul-proxy/longhaul/proxy/listen"
+	"github.com/longhaul-proxy/longhaul/proxy/readiness"
 	"github.com/longhaul-proxy/longhaul/proxy/route"
 	"github.com/longhaul-proxy/longhaul/proxy/upstream"
 )
@@ -33,6 +34,17 @@ func KeyClientIP(c netip.AddrPort) uint64 { return balancer.HashAddr(c.Addr()) }
 
 // KeyClientIPPort hashes the client's IP address and port.
 func KeyClientIPPort(c netip.AddrPort) uint64 { return balancer.HashAddrPort(c) }
+
+// Parker waits for sockets to become readable without a goroutine each
+// (readiness.Poller): Park calls wake once rc's socket is readable, has hung
+// up or failed; the Cancel of what it returns withdraws the wait and
+// reports whether wake will never run.
+type Parker interface {
+	Park(rc syscall.RawConn, wake func()) (interface{ Cancel() bool }, error)
+}
+
+// defaultPark is Config.Park's zero value.
+const defaultPark = 100 * time.Millisecond
 
 // Config configures a raw TCP listener.
 type Config struct {
@@ -85,6 +97,14 @@ type Config struct {
 	// AccessLog configures the listener's access log: a line per session
 	// on Logger's child "access".
 	AccessLog accesslog.Config
+	// Parker, when set, holds the sockets of directions quiet for Park, so
+	// that an idle session keeps no goroutine (readiness.Poller); nil keeps
+	// a goroutine per direction. A direction that turned to splicing (a
+	// bulk transfer) does not park.
+	Parker Parker
+	// Park is how long a direction waits for bytes on its goroutine before
+	// it parks (see readiness.ParkWait); 0 means 100ms.
+	Park time.Duration
 }
 
 // relayRound is the most one io.CopyN round moves before the idle deadline
@@ -213,11 +233,12 @@ func (l *Listener) Serve(ctx context.Context, ln net.Listener) error {
 		l.active.Add(1)
 		l.mu.Unlock()
 		go func() {
-			defer l.wg.Done()
-			defer l.gate.Free()
-			defer l.active.Add(-1)
 			defer guard.Recover("tcp", func() { c.Close() })
-			l.handle(ctx, c)
+			l.handle(ctx, c, func() {
+				l.active.Add(-1)
+				l.gate.Free()
+				l.wg.Done()
+			})
 		}()
 	}
 }
@@ -252,7 +273,16 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 	return ctx.Err()
 }
 
-func (l *Listener) handle(ctx context.Context, c net.Conn) {
+// handle serves one client connection and calls release once it is done
+// with it: before it returns, or, once the session's relay started, when
+// the session ends (its directions may outlive this call, parked).
+func (l *Listener) handle(ctx context.Context, c net.Conn, release func()) {
+	handedOff := false // once true, the session's end calls release and what is deferred below
+	defer func() {
+		if !handedOff {
+			release()
+		}
+	}()
 	start := time.Now()
 	client, _ := c.(*net.TCPConn)
 	clientAddr := listen.AddrPort(c.RemoteAddr())
@@ -275,7 +305,11 @@ func (l *Listener) handle(ctx context.Context, c net.Conn) {
 		c.Close()
 		return
 	}
-	defer l.gate.Leave(clientAddr.Addr())
+	defer func() {
+		if !handedOff {
+			l.gate.Leave(clientAddr.Addr())
+		}
+	}()
 	b := l.def
 	// hello is what was read of c to route it (into buf, from helloBufs,
 	// which goes back once hello is written): the backend gets it first.
@@ -320,7 +354,11 @@ func (l *Listener) handle(ctx context.Context, c net.Conn) {
 		c.Close()
 		return
 	}
-	defer lease.Release()
+	defer func() {
+		if !handedOff {
+			lease.Release()
+		}
+	}()
 	if l.cfg.SendProxy {
 		var hb [64]byte
 		hdr := listen.AppendProxyV2(hb[:0], clientAddr, listen.AddrPort(c.LocalAddr()))
@@ -353,12 +391,19 @@ func (l *Listener) handle(ctx context.Context, c net.Conn) {
 		halfClosed:  min(l.cfg.HalfClosedTimeout, cmp.Or(l.cfg.IdleTimeout, l.cfg.HalfClosedTimeout)),
 		closeAtOnce: l.cfg.DrainImmediate,
 		keepAlive:   l.keepAlive, keepAliveAt: time.Now().Add(l.keepAliveAfter),
+		parker: l.cfg.Parker, parkAfter: cmp.Or(l.cfg.Park, defaultPark),
 	}
 	s.backendTCP, _ = backend.(*net.TCPConn)
 	s.bytesIn.Store(int64(n0))
 	lease.Attach(s)
-	s.relay(l.bytesUp, l.bytesDn)
-	if sampled {
+	handedOff = true
+	s.relay(l.bytesUp, l.bytesDn, func() {
+		defer release()
+		defer l.gate.Leave(clientAddr.Addr())
+		defer lease.Release()
+		if !sampled {
+			return
+		}
 		e := accesslog.Entry{Kind: accesslog.KindTCP, Start: start, Duration: time.Since(start),
 			Client: clientAddr, Backend: b.Up.Name(), Endpoint: lease.Addr(), Rule: -1,
 			BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(), End: s.end}
@@ -369,7 +414,7 @@ func (l *Listener) handle(ctx context.Context, c net.Conn) {
 			e.MigrationReason, e.MigrationOutcome = lease.MigrationReason(), s.mig.Result()
 		}
 		l.access.Log(&e)
-	}
+	})
 }
 
 // tcpSession relays one client connection to one endpoint.
@@ -408,10 +453,19 @@ type tcpSession struct {
 	// armed: arm set a read deadline on the client (0), the endpoint (1).
 	armed [2]atomic.Bool
 
-	// upDone: the client to endpoint direction, on its own goroutine,
-	// ended with upErr.
-	upDone sync.WaitGroup
-	upErr  error
+	// halves are the relay's directions: 0 the client's bytes to the
+	// endpoint, 1 the endpoint's to the client. live counts those not
+	// done for good (running or parked); the last one ends the session
+	// (finish, then onEnd). parkTimer, while a direction is parked, wakes
+	// the parked ones when the session's timeout would pass. mu guards
+	// live, the halves' parked and cancel, and parkTimer.
+	halves    [2]halfState
+	mu        sync.Mutex
+	live      int
+	parkTimer *time.Timer
+	onEnd     func()
+	parker    Parker
+	parkAfter time.Duration
 
 	// readers: readSmall's state of the client's direction (0) and the
 	// endpoint's (1); spliced: that direction switched from readSmall to
@@ -472,6 +526,7 @@ func (s *tcpSession) stop(grace time.Duration) {
 	s.backend.SetReadDeadline(now)
 	s.client.SetWriteDeadline(now.Add(grace))
 	s.backend.SetWriteDeadline(now.Add(grace))
+	s.kickAll()
 }
 
 // watchHalfClosed starts, once, the check that ends a half-closed session
@@ -547,25 +602,82 @@ const closeGrace = 5 * time.Second
 
 var errIdle = errors.New("idle timeout")
 
-func (s *tcpSession) relay(up, down interface{ Add(float64) }) {
+// halfState is one direction of a session's relay.
+type halfState struct {
+	dst, src       net.Conn
+	dstTCP, srcTCP *net.TCPConn
+	bytes          interface{ Add(float64) }
+	err            error // how it ended
+	started        bool  // its goroutine ran once (testHookRelay)
+	// parked: the source is parked and cancel withdraws its wait (under
+	// the session's mu). wait is the park backoff, owned by the
+	// direction's goroutine.
+	parked bool
+	cancel interface{ Cancel() bool }
+	wait   readiness.ParkWait
+}
+
+// relay runs both directions, the endpoint's on the caller's goroutine and
+// the client's on one of its own, and returns when the first is done or
+// parked; onEnd runs once both are done, after the session's sockets are
+// closed, on the last one's goroutine.
+func (s *tcpSession) relay(up, down interface{ Add(float64) }, onEnd func()) {
 	s.lastActive.Store(time.Now().UnixNano())
-	defer guard.Recover("tcp", s.abort)
-	s.upDone.Add(1)
-	go func() {
-		defer s.upDone.Done()
-		defer guard.Recover("tcp", func() { s.abort(); s.upErr = guard.ErrPanicked })
-		s.upErr = s.half(s.backend, s.client, s.backendTCP, s.clientTCP, up)
+	s.onEnd = onEnd
+	s.halves[0] = halfState{dst: s.backend, src: s.client, dstTCP: s.backendTCP, srcTCP: s.clientTCP, bytes: up}
+	s.halves[1] = halfState{dst: s.client, src: s.backend, dstTCP: s.clientTCP, srcTCP: s.backendTCP, bytes: down}
+	s.live = len(s.halves)
+	go s.runHalf(0)
+	s.runHalf(1)
+}
+
+// runHalf runs direction d until it is done or parks. A direction that
+// ends with an error (a reset, a timeout) ends the other one too.
+func (s *tcpSession) runHalf(d int) {
+	h := &s.halves[d]
+	parked := false
+	defer func() {
+		if parked {
+			return // the wake-up may run it on another goroutine already
+		}
+		s.mu.Lock()
+		s.live--
+		last := s.live == 0
+		s.mu.Unlock()
+		if last {
+			guard.Do("tcp", s.finish)
+		}
 	}()
-	err1 := s.half(s.client, s.backend, s.clientTCP, s.backendTCP, down)
-	if err1 != nil {
-		// A reset or a timeout on one side ends both.
+	defer guard.Recover("tcp", func() { s.abort(); h.err = guard.ErrPanicked })
+	if !h.started {
+		h.started = true
+		if testHookRelay != nil {
+			testHookRelay(s, d == 0)
+		}
+	}
+	err := s.half(d)
+	if err == errParked {
+		parked = true
+		return
+	}
+	h.err = err
+	if err != nil {
 		s.Close()
 	}
-	s.upDone.Wait()
-	err2 := s.upErr
-	if err2 != nil && err1 == nil {
-		s.Close()
+}
+
+// errParked ends half when its source parked.
+var errParked = errors.New("tcp: parked")
+
+// finish ends the session once both directions are done: it closes both
+// sockets, records how the session ended and calls onEnd.
+func (s *tcpSession) finish() {
+	err1, err2 := s.halves[1].err, s.halves[0].err
+	s.mu.Lock()
+	if s.parkTimer != nil {
+		s.parkTimer.Stop()
 	}
+	s.mu.Unlock()
 	s.watchMu.Lock()
 	s.ended = true
 	if s.watch != nil {
@@ -588,6 +700,75 @@ func (s *tcpSession) relay(up, down interface{ Add(float64) }) {
 	default:
 		s.end = "eof"
 	}
+	s.onEnd()
+}
+
+// parkWait is how long direction d waits for bytes before it parks, or 0
+// when it does not park.
+func (s *tcpSession) parkWait(d int, bulk bool) time.Duration {
+	if s.parker == nil || bulk || s.readers[d].raw == nil {
+		return 0
+	}
+	return s.halves[d].wait.Wait(s.parkAfter)
+}
+
+// park hands direction d's source to the Parker, reporting whether it
+// did: then its goroutine ends, and the wake-up (or a kick) starts another.
+// A session that is stopping does not park. Parking turns the endpoint's
+// keep-alive probes on if they are still due, and bounds the wait by the
+// session's timeout (parkTimer).
+func (s *tcpSession) park(d int) bool {
+	if s.keepAlive > 0 && !s.keepAliveSet.Load() {
+		s.setKeepAlive()
+	}
+	h := &s.halves[d]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping.Load() {
+		return false
+	}
+	c, err := s.parker.Park(s.readers[d].raw, func() { s.wake(d) })
+	if err != nil {
+		return false // the Parker is closed: wait on the goroutine
+	}
+	h.parked, h.cancel = true, c
+	h.wait.Parked()
+	if t := s.timeout(); t > 0 {
+		rest := t - time.Since(time.Unix(0, s.lastActive.Load()))
+		if s.parkTimer == nil {
+			s.parkTimer = time.AfterFunc(rest, s.kickAll)
+		} else {
+			s.parkTimer.Reset(rest)
+		}
+	}
+	return true
+}
+
+// wake runs on the Parker's goroutine once direction d's parked source is
+// readable: it runs the direction again on a goroutine of its own.
+func (s *tcpSession) wake(d int) {
+	go func() {
+		h := &s.halves[d]
+		s.mu.Lock()
+		h.parked, h.cancel = false, nil
+		s.mu.Unlock()
+		h.wait.Woke(s.parkAfter)
+		s.runHalf(d)
+	}()
+}
+
+// kickAll runs the parked directions again, so that they see what changed:
+// the session stopping (Close, the half-closed watch, abort) or its
+// timeout passing (parkTimer).
+func (s *tcpSession) kickAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for d := range s.halves {
+		if h := &s.halves[d]; h.parked && h.cancel.Cancel() {
+			h.parked, h.cancel = false, nil
+			go s.runHalf(d)
+		}
+	}
 }
 
 // half copies src to dst until EOF, then half-closes dst. It returns nil on
@@ -599,22 +780,17 @@ func (s *tcpSession) relay(up, down interface{ Add(float64) }) {
 // marks a bulk transfer, and from then on the direction splices (both
 // sides *net.TCPConn: io.CopyN goes to (*net.TCPConn).ReadFrom, which
 // splices socket to pipe to socket in the kernel).
-func (s *tcpSession) half(dst, src net.Conn, dstTCP, srcTCP *net.TCPConn, bytes interface{ Add(float64) }) error {
-	if testHookRelay != nil {
-		testHookRelay(s, dst == s.backend)
-	}
-	dir := 0 // the client's bytes; 1: the endpoint's
-	if src == s.backend {
-		dir = 1
-	}
+func (s *tcpSession) half(dir int) error {
+	h := &s.halves[dir]
+	dst, src, dstTCP, srcTCP, bytes := h.dst, h.src, h.dstTCP, h.srcTCP, h.bytes
 	r := &s.readers[dir]
-	if srcTCP != nil {
+	if srcTCP != nil && r.raw == nil {
 		raw, _ := srcTCP.SyscallConn()
 		r.init(raw)
 	}
 	bulk := false
 	for {
-		s.arm(src)
+		parkBound := s.arm(src, s.parkWait(dir, bulk))
 		var n int64
 		var err error
 		switch {
@@ -645,7 +821,7 @@ func (s *tcpSession) half(dst, src net.Conn, dstTCP, srcTCP *net.TCPConn, bytes 
 				listen.CloseWrite(dst)
 				// Half-closed: the other direction's wait is bounded by
 				// halfClosed from now on, and so is its writing.
-				s.arm(dst)
+				s.arm(dst, 0)
 				s.watchHalfClosed()
 			}
 			return nil
@@ -654,13 +830,17 @@ func (s *tcpSession) half(dst, src net.Conn, dstTCP, srcTCP *net.TCPConn, bytes 
 				listen.CloseWrite(dst)
 				return nil
 			}
-			// The keep-alive deadline (see arm), the other direction
-			// busy, or bytes moved this round: wait on.
-			if d := s.timeout(); d <= 0 || time.Since(time.Unix(0, s.lastActive.Load())) < d {
-				continue
+			if d := s.timeout(); d > 0 && time.Since(time.Unix(0, s.lastActive.Load())) >= d {
+				listen.CloseWrite(dst)
+				return errIdle
 			}
-			listen.CloseWrite(dst)
-			return errIdle
+			// The wait before parking, the keep-alive deadline (see
+			// arm), the other direction busy, or bytes moved this
+			// round: park, or wait on.
+			if parkBound && s.park(dir) {
+				return errParked
+			}
+			continue
 		default:
 			return err
 		}
@@ -765,9 +945,12 @@ func (s *tcpSession) timeout() time.Duration {
 // once Close set its own deadline, that one stays. While the endpoint's
 // keep-alive is still to be set, the deadline is at most keepAliveAt, and
 // the first arm past it sets it.
-func (s *tcpSession) arm(src net.Conn) {
+//
+// park, when not 0, bounds the wait too: parkBound reports that it is the
+// deadline set (the direction parks if it passes with nothing read).
+func (s *tcpSession) arm(src net.Conn, park time.Duration) (parkBound bool) {
 	if s.stopping.Load() {
-		return
+		return false
 	}
 	d := s.timeout()
 	if s.keepAlive > 0 && !s.keepAliveSet.Load() {
@@ -778,6 +961,9 @@ func (s *tcpSession) arm(src net.Conn) {
 		} else {
 			s.setKeepAlive()
 		}
+	}
+	if park > 0 && (d <= 0 || park < d) {
+		d, parkBound = park, true
 	}
 	armed := &s.armed[0]
 	if src == s.backend {
@@ -790,11 +976,13 @@ func (s *tcpSession) arm(src net.Conn) {
 	case armed.Swap(false): // no bound, but the keep-alive's wait left one
 		src.SetReadDeadline(time.Time{})
 	default:
-		return
+		return false
 	}
 	if s.stopping.Load() { // Close ran meanwhile: keep its deadline
 		src.SetReadDeadline(time.Now())
+		return false
 	}
+	return parkBound
 }
 
 // setKeepAlive turns the endpoint socket's keep-alive probes on, once.
