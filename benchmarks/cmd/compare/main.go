@@ -50,10 +50,16 @@ type options struct {
 	limit                 time.Duration
 	rolloutWS             int
 	rolloutDrain          time.Duration
+	rolloutScaleWS        int
+	rolloutScaleInterval  time.Duration
 }
 
 func main() {
 	log.SetFlags(log.Ltime)
+	if len(os.Args) == 2 && os.Args[1] == scaleClientsRole {
+		scaleClientsMain()
+		return
+	}
 	if err := realMain(os.Args[1:], os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
@@ -94,7 +100,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (configs, proxy logs)")
 	fs.DurationVar(&o.limit, "limit", 2*time.Minute, "time limit of one measurement")
 	fs.IntVar(&o.rolloutWS, "rollout-ws", 300, "WebSocket clients of rollout (2 messages every 0.5 s each)")
-	fs.DurationVar(&o.rolloutDrain, "rollout-drain", 3*time.Second, "rollout: time from a pod turning terminating to its kill (its grace period)")
+	fs.DurationVar(&o.rolloutDrain, "rollout-drain", 3*time.Second, "rollout and rollout-scale: time from a pod turning terminating to its kill (its grace period)")
+	fs.IntVar(&o.rolloutScaleWS, "rollout-scale-ws", 10000, "WebSocket clients of rollout-scale (spread over 2 longhaul replicas and 2 client processes)")
+	fs.DurationVar(&o.rolloutScaleInterval, "rollout-scale-interval", 5*time.Second, "rollout-scale: each WebSocket client sends 2 messages every this often")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -109,6 +117,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			"pings": func() { o.pings = 2000 }, "grpc-n": func() { o.grpcN = 2000 }, "grpc-rate-n": func() { o.grpcRateN = 1000 },
 			"http-n": func() { o.httpN = 4000 }, "ws-clients": func() { o.wsClients = 50 }, "ws-msgs": func() { o.wsMsgs = 10 },
 			"idle-conns": func() { o.idleConns = 1000 }, "rollout-ws": func() { o.rolloutWS = 100 },
+			"rollout-scale-ws": func() { o.rolloutScaleWS = 500 },
 		}
 		for name, f := range quick {
 			if !set[name] {
@@ -119,7 +128,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	o.bulkBytes = *bulkMiB << 20
 	for name, v := range map[string]int{"reps": o.reps, "bulk-mib": int(*bulkMiB), "conns": o.conns, "pings": o.pings,
 		"grpc-n": o.grpcN, "grpc-rate-n": o.grpcRateN, "http-n": o.httpN, "ws-clients": o.wsClients,
-		"ws-msgs": o.wsMsgs, "idle-conns": o.idleConns, "rollout-ws": o.rolloutWS, "rollout-drain": int(o.rolloutDrain.Milliseconds())} {
+		"ws-msgs": o.wsMsgs, "idle-conns": o.idleConns, "rollout-ws": o.rolloutWS, "rollout-drain": int(o.rolloutDrain.Milliseconds()),
+		"rollout-scale-ws": o.rolloutScaleWS, "rollout-scale-interval": int(o.rolloutScaleInterval.Milliseconds())} {
 		if v <= 0 {
 			return o, fmt.Errorf("-%s must be positive, got %d", name, v)
 		}
@@ -202,6 +212,12 @@ func realMain(args []string, stderr io.Writer) error {
 		log.Printf("warning: %s", idleNote)
 		o.idleConns = m
 	}
+	var scaleNote string
+	if m := maxScaleWS(noFile); o.rolloutScaleWS > m && slices.Contains(o.workloads, "rollout-scale") {
+		scaleNote = fmt.Sprintf("-rollout-scale-ws lowered from %d to %d: the open-files limit stays at %d here; the harness holds one socket per WebSocket (the pods' side) and each of the %d longhaul replicas two per WebSocket of its share.", o.rolloutScaleWS, m, noFile, scaleReplicas)
+		log.Printf("warning: %s", scaleNote)
+		o.rolloutScaleWS = m
+	}
 	repo, err := proc.ModuleRoot(ctx)
 	if err != nil {
 		return err
@@ -232,7 +248,7 @@ func realMain(args []string, stderr io.Writer) error {
 	}
 	// Now, while the tree is as longhaul was built from it.
 	info := collectInfo(ctx, args, o, tools, repo)
-	info.notes = append(info.notes, idleNote)
+	info.notes = append(info.notes, idleNote, scaleNote)
 	if base.commit != "" {
 		log.Printf("building longhaul-base from %s (%s)", base.rev, base.commit)
 		if tools.longhaulBase, err = buildBase(ctx, repo, base, work); err != nil {
@@ -297,7 +313,7 @@ func measureWorkload(ctx context.Context, e *env, w workload, targets []*target,
 	for rep := range e.opts.reps {
 		for i := range targets {
 			t := targets[(i+rep)%len(targets)]
-			if w.proxiesOnly && !t.isProxy() {
+			if w.proxiesOnly && !t.isProxy() || !w.runsOn(t.name) {
 				continue
 			}
 			if ctx.Err() != nil {
