@@ -63,10 +63,12 @@ func (s scaleClientSpec) validate() error {
 // last, its result.
 type scaleClientLine struct {
 	// Up is the connections open now; Opened those opened so far (first
-	// ones and reconnects); FirstDials the clients whose first dial ended.
+	// ones and reconnects); FirstDials the clients whose first dial ended;
+	// Echoed the messages echoed so far.
 	Up         int64              `json:"up"`
 	Opened     int64              `json:"opened"`
 	FirstDials int64              `json:"firstDials"`
+	Echoed     int64              `json:"echoed"`
 	Result     *scaleClientResult `json:"result,omitempty"`
 }
 
@@ -150,7 +152,7 @@ func runScaleClients(in io.Reader, out io.Writer) error {
 	go func() { wg.Wait(); close(done) }()
 	enc := json.NewEncoder(out)
 	status := func() scaleClientLine {
-		return scaleClientLine{Up: st.wsUp.Load(), Opened: st.wsOpened.Load(), FirstDials: firstDials.Load()}
+		return scaleClientLine{Up: st.wsUp.Load(), Opened: st.wsOpened.Load(), FirstDials: firstDials.Load(), Echoed: st.wsEchoed.Load()}
 	}
 	tick := time.NewTicker(spec.StatusEvery)
 	defer tick.Stop()
@@ -192,7 +194,7 @@ type scaleChild struct {
 	// stdin takes "stop"; closing it ends the load too.
 	stdin io.WriteCloser
 	// The child's last status.
-	up, opened, firstDials atomic.Int64
+	up, opened, firstDials, echoed atomic.Int64
 	// done gets, once, the child's result or why there is none, after the
 	// child has exited.
 	done    chan scaleChildEnd
@@ -273,6 +275,7 @@ func (c *scaleChild) read(r io.Reader) (*scaleClientResult, error) {
 		c.up.Store(l.Up)
 		c.opened.Store(l.Opened)
 		c.firstDials.Store(l.FirstDials)
+		c.echoed.Store(l.Echoed)
 		if l.Result != nil {
 			res = l.Result
 		}
