@@ -489,7 +489,7 @@ func rollout(ctx context.Context, ctl rolloutControl, spec rolloutSpec, logf fun
 		time.Sleep(20 * time.Millisecond)
 	}
 	sleepCtx(ctx, 2*time.Second)
-	if err := replacePods(ctx, ctl, ctl.proc().name, ctl.proc().Alive, pods, spec.drain, logf); err != nil {
+	if _, err := replacePods(ctx, ctl, ctl.proc().name, ctl.proc().Alive, pods, spec.drain, logf); err != nil {
 		return nil, err
 	}
 	sleepCtx(ctx, 2*time.Second)
@@ -540,40 +540,57 @@ type podEvents interface {
 	added(p *rolloutPod, live []*rolloutPod) error
 }
 
+// killWatcher is a podEvents that also wants to look just before a kill
+// (what the proxies still hold on the pod).
+type killWatcher interface {
+	killing(p *rolloutPod)
+}
+
 // replacePods replaces the pods one at a time, rolloutSteps times, oldest
 // first: terminating, drain (the grace period), kill, removed, a new pod
-// added, 1 s, then alive must report the proxies still running.
-func replacePods(ctx context.Context, ev podEvents, name string, alive func() error, pods *podSet, drain time.Duration, logf func(string, ...any)) error {
+// added, 1 s, then alive must report the proxies still running. It
+// returns the connections the pods still had open when they were killed.
+func replacePods(ctx context.Context, ev podEvents, name string, alive func() error, pods *podSet, drain time.Duration, logf func(string, ...any)) (killed int, err error) {
 	for step := range rolloutSteps {
 		old := pods.live[0]
 		logf("rollout %s step %d: %s terminating", name, step+1, old.name)
+		since := time.Now()
 		if err := ev.terminating(old, pods.live); err != nil {
-			return fmt.Errorf("step %d: terminating %s: %w", step+1, old.name, err)
+			return killed, fmt.Errorf("step %d: terminating %s: %w", step+1, old.name, err)
 		}
 		if !sleepCtx(ctx, drain) {
-			return ctx.Err()
+			return killed, ctx.Err()
 		}
+		if kw, ok := ev.(killWatcher); ok {
+			kw.killing(old)
+		}
+		late := time.Since(since) - drain
 		old.kill()
+		killed += old.killed
 		pods.live = pods.live[1:]
 		if err := ev.removed(old, pods.live); err != nil {
-			return fmt.Errorf("step %d: removing %s: %w", step+1, old.name, err)
+			return killed, fmt.Errorf("step %d: removing %s: %w", step+1, old.name, err)
 		}
 		if err := pods.start(1); err != nil {
-			return err
+			return killed, err
 		}
 		np := pods.live[len(pods.live)-1]
 		if err := ev.added(np, pods.live); err != nil {
-			return fmt.Errorf("step %d: adding %s: %w", step+1, np.name, err)
+			return killed, fmt.Errorf("step %d: adding %s: %w", step+1, np.name, err)
 		}
-		logf("rollout %s step %d: %s killed with %d connections open; %s added", name, step+1, old.name, old.killed, np.name)
+		note := ""
+		if late > 100*time.Millisecond {
+			note = fmt.Sprintf(" (the kill came %v after the grace period: this process was slow)", late.Round(time.Millisecond))
+		}
+		logf("rollout %s step %d: %s killed with %d connections open%s; %s added", name, step+1, old.name, old.killed, note, np.name)
 		if !sleepCtx(ctx, time.Second) {
-			return ctx.Err()
+			return killed, ctx.Err()
 		}
 		if err := alive(); err != nil {
-			return err
+			return killed, err
 		}
 	}
-	return nil
+	return killed, nil
 }
 
 func rolloutAbout(o options) string {

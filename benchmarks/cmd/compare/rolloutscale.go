@@ -13,10 +13,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log"
 	"math"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,19 +41,24 @@ const (
 
 // Metric names of rollout-scale (besides the rollout's).
 const (
-	mSClients   = "ws clients"
-	mSUpPeak    = "ws up peak"
-	mSUpMin     = "ws up min during rollout"
-	mSOpened    = "ws opened"
-	mSRamp      = "ramp s"
-	mSSent      = "ws sent"
-	mSReconn    = "ws reconnects"
-	mSRollout   = "rollout s"
-	mSCPU       = "proxy CPU s"
-	mSRampCPU   = "proxy CPU s ramp"
-	mSRSSPeak   = "proxy peak RSS MiB"
-	mSKiBPerWS  = "proxy RSS KiB/ws"
-	mSConnected = "ws connected after ramp"
+	mSClients    = "ws clients"
+	mSUpPeak     = "ws up peak"
+	mSUpMin      = "ws up min during rollout"
+	mSOpened     = "ws opened"
+	mSRamp       = "ramp s"
+	mSSent       = "ws sent"
+	mSReconn     = "ws reconnects"
+	mSRollout    = "rollout s"
+	mSCPU        = "proxy CPU s"
+	mSRampCPU    = "proxy CPU s ramp"
+	mSRSSPeak    = "proxy peak RSS MiB"
+	mSKiBPerWS   = "proxy RSS KiB/ws"
+	mSConnected  = "ws connected after ramp"
+	mSPodKilled  = "pod conns at kill"
+	mSLeftAtKill = "longhaul ws left at kill"
+	mSMoved      = "longhaul ws moved"
+	mSForced     = "longhaul ws forced"
+	mSClosed     = "longhaul ws closed"
 )
 
 // replicaMetric is a per-replica metric's name (replica i, from 0).
@@ -77,6 +86,11 @@ func rolloutScaleColumns() []column {
 		{"gRPC ok", mGrpcOK, value, 0}, {"gRPC failed", mGrpcFail, value, 0},
 		{"gRPC streams cut: UNAVAILABLE", mStreamUnav, value, 0}, {"gRPC streams cut: other code", mStreamOther, value, 0},
 		{"HTTP ok", mHTTPOK, value, 0}, {"HTTP failed", mHTTPFail, value, 0},
+		{"longhaul drain ledger, web listener, both replicas: sessions moved (ended before their deadline)", mSMoved, value, 0},
+		{"longhaul drain ledger: sessions forced (closed by their deadline)", mSForced, value, 0},
+		{"longhaul drain ledger: sessions closed at once by policy", mSClosed, value, 0},
+		{"longhaul sessions still on a pod just before its kill (drain ledger, summed over the 3 kills)", mSLeftAtKill, value, 0},
+		{"connections the pods still had open when killed (summed)", mSPodKilled, value, 0},
 		{"rollout s (first terminating to 2 s after the last pod added)", mSRollout, value, 1},
 		{"proxy CPU s during the rollout, summed", mSCPU, value, 2},
 	}
@@ -108,6 +122,8 @@ type longhaulReplicas struct {
 	dir               string
 	webFile, grpcFile string
 	reps              []*rolloutProxy
+	// leftAtKill sums what killing saw.
+	leftAtKill int
 }
 
 func newLonghaulReplicas(n int, bin, work string, drain time.Duration) (*longhaulReplicas, error) {
@@ -161,6 +177,79 @@ func (c *longhaulReplicas) removed(_ *rolloutPod, live []*rolloutPod) error {
 }
 func (c *longhaulReplicas) added(_ *rolloutPod, live []*rolloutPod) error {
 	return c.publish(live, nil)
+}
+
+// killing records the WebSocket sessions the replicas still have on p.
+func (c *longhaulReplicas) killing(p *rolloutPod) {
+	for _, r := range c.reps {
+		st, err := scrapeDrain(r.l.Admin, "web", p.httpAddr)
+		if err != nil {
+			log.Printf("rollout-scale: %s: %v", r.t.name, err)
+			continue
+		}
+		c.leftAtKill += int(st["left"])
+	}
+}
+
+// drainStates sums the web listener's drain ledger over the replicas.
+func (c *longhaulReplicas) drainStates() (map[string]float64, error) {
+	sum := map[string]float64{}
+	for _, r := range c.reps {
+		st, err := scrapeDrain(r.l.Admin, "web", "")
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", r.t.name, err)
+		}
+		for k, v := range st {
+			sum[k] += v
+		}
+	}
+	return sum, nil
+}
+
+// scrapeDrain reads longhaul's longhaul_drain_sessions on its admin
+// listener at addr, summed by state over listener's drains (of endpoint
+// only, unless empty).
+func scrapeDrain(addr, listener, endpoint string) (map[string]float64, error) {
+	cli := http.Client{Timeout: 2 * time.Second}
+	resp, err := cli.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return nil, fmt.Errorf("drain metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("drain metrics: status %d: %v", resp.StatusCode, err)
+	}
+	return parseDrainSessions(string(b), listener, endpoint), nil
+}
+
+// parseDrainSessions sums the longhaul_drain_sessions samples of a
+// Prometheus text exposition by state, for listener and, unless empty,
+// endpoint.
+func parseDrainSessions(text, listener, endpoint string) map[string]float64 {
+	out := map[string]float64{}
+	for _, line := range strings.Split(text, "\n") {
+		rest, ok := strings.CutPrefix(line, "longhaul_drain_sessions{")
+		if !ok {
+			continue
+		}
+		labels, val, ok := strings.Cut(rest, "} ")
+		if !ok {
+			continue
+		}
+		l := map[string]string{}
+		for _, kv := range strings.Split(labels, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			l[k] = strings.Trim(v, `"`)
+		}
+		if l["listener"] != listener || endpoint != "" && l["endpoint"] != endpoint {
+			continue
+		}
+		if v, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
+			out[l["state"]] += v
+		}
+	}
+	return out
 }
 
 func (c *longhaulReplicas) alive() error {
@@ -299,6 +388,13 @@ type scaleFigures struct {
 	rssPeak             []int64
 	rssSumPeak          int64
 	upPeak, upMin       int64
+	// podKilled is the connections the pods had open when killed;
+	// leftAtKill the WebSocket sessions longhaul (all replicas) still had
+	// on each pod just before its kill, summed; drained the web listener's
+	// drain outcomes (moved, forced, closed) over every replica and pod.
+	podKilled  int
+	leftAtKill int
+	drained    map[string]float64
 }
 
 // metrics sums the children's figures and the replicas'.
@@ -338,6 +434,8 @@ func (f scaleFigures) metrics() metrics {
 		mSRollout: f.rollout.Seconds(), mSRSSPeak: mib(f.rssSumPeak),
 		mSKiBPerWS: float64(f.rssSumPeak-f.rssBefore) / 1024 / float64(max(f.upPeak, 1)),
 	}
+	m[mSPodKilled], m[mSLeftAtKill] = float64(f.podKilled), float64(f.leftAtKill)
+	m[mSMoved], m[mSForced], m[mSClosed] = f.drained["moved"], f.drained["forced"], f.drained["closed"]
 	if f.upMin < 0 {
 		m[mSUpMin] = math.NaN()
 	}
@@ -472,10 +570,17 @@ func rolloutScale(ctx context.Context, ctl *longhaulReplicas, childArgv, childEn
 	}
 	rolloutStart := time.Now()
 	watch.setMin(true)
-	if err := replacePods(ctx, ctl, fmt.Sprintf("longhaul x%d", len(ctl.reps)), ctl.alive, pods, spec.drain, logf); err != nil {
+	if f.podKilled, err = replacePods(ctx, ctl, fmt.Sprintf("longhaul x%d", len(ctl.reps)), ctl.alive, pods, spec.drain, logf); err != nil {
 		return nil, err
 	}
 	sleepCtx(ctx, 2*time.Second)
+	// The drain ledger keeps each endpoint's drain for drain.LedgerKeep
+	// (a minute) after it finished: all three are there still.
+	f.drained, err = ctl.drainStates()
+	if err != nil {
+		return nil, err
+	}
+	f.leftAtKill = ctl.leftAtKill
 	watch.setMin(false)
 	f.rollout = time.Since(rolloutStart)
 	cpu3, err := ctl.sample()

@@ -90,6 +90,26 @@ func TestLonghaulReplicasConfig(t *testing.T) {
 	}
 }
 
+func TestParseDrainSessions(t *testing.T) {
+	text := `# HELP longhaul_drain_sessions Sessions of a leaving endpoint's drain
+# TYPE longhaul_drain_sessions gauge
+longhaul_drain_sessions{endpoint="127.0.0.100:1",listener="web",state="left"} 3
+longhaul_drain_sessions{endpoint="127.0.0.100:1",listener="web",state="moved"} 1664
+longhaul_drain_sessions{endpoint="127.0.0.101:2",listener="web",state="moved"} 10
+longhaul_drain_sessions{endpoint="127.0.0.101:2",listener="web",state="forced"} 2
+longhaul_drain_sessions{endpoint="127.0.0.100:9",listener="grpc",state="moved"} 7
+longhaul_sessions_active{listener="web"} 5000
+`
+	all := parseDrainSessions(text, "web", "")
+	if all["moved"] != 1674 || all["forced"] != 2 || all["left"] != 3 || all["closed"] != 0 {
+		t.Errorf("web, every endpoint: %v", all)
+	}
+	one := parseDrainSessions(text, "web", "127.0.0.100:1")
+	if one["left"] != 3 || one["moved"] != 1664 || one["forced"] != 0 {
+		t.Errorf("web, one endpoint: %v", one)
+	}
+}
+
 func TestScaleFiguresMetrics(t *testing.T) {
 	st := new(rolloutStats)
 	st.grpcOK.Add(10)
@@ -102,6 +122,7 @@ func TestScaleFiguresMetrics(t *testing.T) {
 		},
 		rampCPU: []time.Duration{time.Second, 2 * time.Second}, rolloutCPU: []time.Duration{3 * time.Second, 5 * time.Second},
 		rssBefore: 10 << 20, rssPeak: []int64{8 << 20, 6 << 20}, rssSumPeak: 14 << 20, upPeak: 4, upMin: -1,
+		podKilled: 7, leftAtKill: 5, drained: map[string]float64{"moved": 20, "forced": 5},
 	}
 	m := f.metrics()
 	for k, want := range map[string]float64{
@@ -110,6 +131,7 @@ func TestScaleFiguresMetrics(t *testing.T) {
 		mGrpcOK: 10, mStreamUnav: 3, mSRamp: 1.5, mSRollout: 14,
 		mSCPU: 8, replicaMetric(mSCPU, 0): 3, replicaMetric(mSCPU, 1): 5, mSRampCPU: 3,
 		mSRSSPeak: 14, replicaMetric(mSRSSPeak, 0): 8, replicaMetric(mSRSSPeak, 1): 6, mSKiBPerWS: 1024,
+		mSPodKilled: 7, mSLeftAtKill: 5, mSMoved: 20, mSForced: 5, mSClosed: 0,
 	} {
 		if m[k] != want {
 			t.Errorf("%s = %v, want %v", k, m[k], want)
