@@ -179,7 +179,8 @@ func (c *longhaulReplicas) added(_ *rolloutPod, live []*rolloutPod) error {
 	return c.publish(live, nil)
 }
 
-// killing records the WebSocket sessions the replicas still have on p.
+// killing records the sessions the replicas still have on p, and logs
+// each replica's drain of p when some were left or forced.
 func (c *longhaulReplicas) killing(p *rolloutPod) {
 	for _, r := range c.reps {
 		st, err := scrapeDrain(r.l.Admin, "web", p.httpAddr)
@@ -188,6 +189,10 @@ func (c *longhaulReplicas) killing(p *rolloutPod) {
 			continue
 		}
 		c.leftAtKill += int(st["left"])
+		if st["left"] > 0 || st["forced"] > 0 {
+			log.Printf("rollout-scale: %s's drain of %s just before its kill: %v moved, %v forced by the deadline, %v closed, %v still open",
+				r.t.name, p.name, st["moved"], st["forced"], st["closed"], st["left"])
+		}
 	}
 }
 
