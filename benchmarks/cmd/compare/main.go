@@ -214,7 +214,7 @@ func realMain(args []string, stderr io.Writer) error {
 	}
 	var scaleNote string
 	if m := maxScaleWS(noFile); o.rolloutScaleWS > m && slices.Contains(o.workloads, "rollout-scale") {
-		scaleNote = fmt.Sprintf("-rollout-scale-ws lowered from %d to %d: the open-files limit stays at %d here; the harness holds one socket per WebSocket (the pods' side) and each of the %d longhaul replicas two per WebSocket of its share.", o.rolloutScaleWS, m, noFile, scaleReplicas)
+		scaleNote = fmt.Sprintf("-rollout-scale-ws lowered from %d to %d: the open-files limit stays at %d here; the harness holds one socket per WebSocket (the pods' side) and each of the %d longhaul replicas two per WebSocket of its share, with room for a drained pod's sockets while their clients reconnect.", o.rolloutScaleWS, m, noFile, scaleReplicas)
 		log.Printf("warning: %s", scaleNote)
 		o.rolloutScaleWS = m
 	}
@@ -237,6 +237,11 @@ func realMain(args []string, stderr io.Writer) error {
 	for _, w := range allWorkloads() {
 		if slices.Contains(o.workloads, w.name) {
 			wls = append(wls, w)
+		}
+	}
+	for _, w := range wls {
+		if w.only != nil && !slices.ContainsFunc(o.targets, w.runsOn) {
+			log.Printf("warning: %s runs only on %s, not among the targets: skipped", w.name, strings.Join(w.only, ", "))
 		}
 	}
 	n := needs{haproxy: slices.Contains(o.targets, haproxy), nginx: slices.Contains(o.targets, nginx),

@@ -107,13 +107,15 @@ func rolloutScaleColumns() []column {
 // maxScaleWS is how many WebSockets rollout-scale can hold under an
 // open-files limit of noFile per process: the harness holds one socket per
 // WebSocket (the pods' side) and each replica two per WebSocket of its
-// share, plus some spare.
+// share, plus some spare; a quarter more is kept for the sockets of a
+// drained pod that are not closed yet while their clients reconnect (a
+// pod holds a third of the WebSockets).
 func maxScaleWS(noFile uint64) int {
 	const spare = 1024
 	if noFile < 2*spare {
 		return 0
 	}
-	return int(noFile - spare)
+	return int(noFile-spare) * 3 / 4
 }
 
 // longhaulReplicas is longhaul run as several processes in front of the

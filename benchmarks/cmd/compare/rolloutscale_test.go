@@ -38,7 +38,7 @@ func TestParseFlagsRolloutScale(t *testing.T) {
 }
 
 func TestScaleSizing(t *testing.T) {
-	if got := maxScaleWS(20000); got != 18976 {
+	if got := maxScaleWS(20000); got != 14232 {
 		t.Errorf("maxScaleWS(20000) = %d", got)
 	}
 	if got := maxScaleWS(1024); got != 0 {
