@@ -5,6 +5,7 @@
 //	go run ./benchmarks/cmd/compare -quick     # smoke run, about 1 minute
 //	go run ./benchmarks/cmd/compare -workloads tcp-bulk,idle -reps 5
 //	go run ./benchmarks/cmd/compare -workloads rollout -targets longhaul,haproxy,nginx
+//	go run ./benchmarks/cmd/compare -workloads rollout-scale -targets longhaul -reps 1
 //	go run ./benchmarks/cmd/compare -base main   # also longhaul built from main: no slower?
 //
 // It installs what is missing (Debian haproxy, nginx, libnginx-mod-stream

@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"math"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -288,5 +290,62 @@ func TestScaleChildProcess(t *testing.T) {
 	c.kill()
 	if e, ok := c.exited(); !ok || e.err == nil || e.res != nil {
 		t.Errorf("killed child: exited %v, %+v", ok, e)
+	}
+}
+
+// podLog is a podEvents (and killWatcher) that records what it is told.
+type podLog struct{ events []string }
+
+func (l *podLog) terminating(p *rolloutPod, live []*rolloutPod) error {
+	l.events = append(l.events, fmt.Sprintf("terminating %s of %d", p.name, len(live)))
+	return nil
+}
+func (l *podLog) removed(p *rolloutPod, live []*rolloutPod) error {
+	l.events = append(l.events, fmt.Sprintf("removed %s, %d left", p.name, len(live)))
+	return nil
+}
+func (l *podLog) added(p *rolloutPod, live []*rolloutPod) error {
+	l.events = append(l.events, fmt.Sprintf("added %s, %d", p.name, len(live)))
+	return nil
+}
+func (l *podLog) killing(p *rolloutPod) { l.events = append(l.events, "killing "+p.name) }
+
+// TestReplacePods: the steps in order, the kill hook just before each
+// kill, and the connections open at the kills counted.
+func TestReplacePods(t *testing.T) {
+	pods := new(podSet)
+	defer pods.killAll()
+	if err := pods.start(3); err != nil {
+		t.Skipf("no 127.0.0.x pod addresses here: %v", err)
+	}
+	c, err := net.Dial("tcp", pods.live[0].httpAddr) // open when pod-0 is killed
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Read(make([]byte, 1)); err != nil { // accepted and served: tracked
+		t.Fatal(err)
+	}
+	var l podLog
+	killed, err := replacePods(context.Background(), &l, "test", func() error { return nil }, pods, 10*time.Millisecond, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{}
+	for i := range rolloutSteps {
+		old, np := fmt.Sprintf("pod-%d", i), fmt.Sprintf("pod-%d", i+3)
+		want = append(want, "terminating "+old+" of 3", "killing "+old, "removed "+old+", 2 left", "added "+np+", 3")
+	}
+	if !slices.Equal(l.events, want) {
+		t.Errorf("events:\n%s\nwant\n%s", strings.Join(l.events, "\n"), strings.Join(want, "\n"))
+	}
+	if killed != 1 {
+		t.Errorf("%d connections open at the kills, want 1", killed)
+	}
+	if len(pods.live) != 3 || pods.live[0].name != "pod-3" || pods.gen != 6 {
+		t.Errorf("live pods after the rollout: %d, first %s, next generation %d", len(pods.live), pods.live[0].name, pods.gen)
 	}
 }
