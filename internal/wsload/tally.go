@@ -54,14 +54,30 @@ func (t *Tally) ReconnectPeak(w time.Duration) int {
 	return Peak(t.reconnects, w)
 }
 
+// ReconnectBuckets returns the reconnects counted by wall-clock bucket of
+// width w (see Buckets): what a process sends another that sums several
+// tallies before taking their peak.
+func (t *Tally) ReconnectBuckets(w time.Duration) map[int64]int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return Buckets(t.reconnects, w)
+}
+
+// Buckets counts ts by wall-clock bucket of width w: bucket b holds the
+// times from b*w to (b+1)*w after the Unix epoch.
+func Buckets(ts []time.Time, w time.Duration) map[int64]int {
+	buckets := map[int64]int{}
+	for _, at := range ts {
+		buckets[at.UnixNano()/int64(w)]++
+	}
+	return buckets
+}
+
 // Peak returns the most of ts in one wall-clock bucket of width w.
 func Peak(ts []time.Time, w time.Duration) int {
-	buckets := map[int64]int{}
 	peak := 0
-	for _, at := range ts {
-		b := at.UnixNano() / int64(w)
-		buckets[b]++
-		peak = max(peak, buckets[b])
+	for _, n := range Buckets(ts, w) {
+		peak = max(peak, n)
 	}
 	return peak
 }

@@ -35,4 +35,8 @@ func TestTally(t *testing.T) {
 	if p := tl.ReconnectPeak(100 * time.Millisecond); p != 1 {
 		t.Errorf("peak per 100ms = %d, want 1", p)
 	}
+	b := tl.ReconnectBuckets(time.Second)
+	if len(b) != 3 || b[1000] != 3 || b[1001] != 1 || b[1003] != 1 {
+		t.Errorf("buckets per second = %v, want 1000:3 1001:1 1003:1", b)
+	}
 }

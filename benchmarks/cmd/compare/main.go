@@ -5,6 +5,7 @@
 //	go run ./benchmarks/cmd/compare -quick     # smoke run, about 1 minute
 //	go run ./benchmarks/cmd/compare -workloads tcp-bulk,idle -reps 5
 //	go run ./benchmarks/cmd/compare -workloads rollout -targets longhaul,haproxy,nginx
+//	go run ./benchmarks/cmd/compare -workloads rollout-scale -targets longhaul -reps 1
 //	go run ./benchmarks/cmd/compare -base main   # also longhaul built from main: no slower?
 //
 // It installs what is missing (Debian haproxy, nginx, libnginx-mod-stream
@@ -50,10 +51,16 @@ type options struct {
 	limit                 time.Duration
 	rolloutWS             int
 	rolloutDrain          time.Duration
+	rolloutScaleWS        int
+	rolloutScaleInterval  time.Duration
 }
 
 func main() {
 	log.SetFlags(log.Ltime)
+	if len(os.Args) == 2 && os.Args[1] == scaleClientsRole {
+		scaleClientsMain()
+		return
+	}
 	if err := realMain(os.Args[1:], os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
@@ -94,7 +101,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (configs, proxy logs)")
 	fs.DurationVar(&o.limit, "limit", 2*time.Minute, "time limit of one measurement")
 	fs.IntVar(&o.rolloutWS, "rollout-ws", 300, "WebSocket clients of rollout (2 messages every 0.5 s each)")
-	fs.DurationVar(&o.rolloutDrain, "rollout-drain", 3*time.Second, "rollout: time from a pod turning terminating to its kill (its grace period)")
+	fs.DurationVar(&o.rolloutDrain, "rollout-drain", 3*time.Second, "rollout and rollout-scale: time from a pod turning terminating to its kill (its grace period)")
+	fs.IntVar(&o.rolloutScaleWS, "rollout-scale-ws", 10000, "WebSocket clients of rollout-scale (spread over 2 longhaul replicas and 2 client processes)")
+	fs.DurationVar(&o.rolloutScaleInterval, "rollout-scale-interval", 5*time.Second, "rollout-scale: each WebSocket client sends 2 messages every this often")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -109,6 +118,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			"pings": func() { o.pings = 2000 }, "grpc-n": func() { o.grpcN = 2000 }, "grpc-rate-n": func() { o.grpcRateN = 1000 },
 			"http-n": func() { o.httpN = 4000 }, "ws-clients": func() { o.wsClients = 50 }, "ws-msgs": func() { o.wsMsgs = 10 },
 			"idle-conns": func() { o.idleConns = 1000 }, "rollout-ws": func() { o.rolloutWS = 100 },
+			"rollout-scale-ws": func() { o.rolloutScaleWS = 500 },
 		}
 		for name, f := range quick {
 			if !set[name] {
@@ -119,7 +129,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	o.bulkBytes = *bulkMiB << 20
 	for name, v := range map[string]int{"reps": o.reps, "bulk-mib": int(*bulkMiB), "conns": o.conns, "pings": o.pings,
 		"grpc-n": o.grpcN, "grpc-rate-n": o.grpcRateN, "http-n": o.httpN, "ws-clients": o.wsClients,
-		"ws-msgs": o.wsMsgs, "idle-conns": o.idleConns, "rollout-ws": o.rolloutWS, "rollout-drain": int(o.rolloutDrain.Milliseconds())} {
+		"ws-msgs": o.wsMsgs, "idle-conns": o.idleConns, "rollout-ws": o.rolloutWS, "rollout-drain": int(o.rolloutDrain.Milliseconds()),
+		"rollout-scale-ws": o.rolloutScaleWS, "rollout-scale-interval": int(o.rolloutScaleInterval.Milliseconds())} {
 		if v <= 0 {
 			return o, fmt.Errorf("-%s must be positive, got %d", name, v)
 		}
@@ -202,6 +213,12 @@ func realMain(args []string, stderr io.Writer) error {
 		log.Printf("warning: %s", idleNote)
 		o.idleConns = m
 	}
+	var scaleNote string
+	if m := maxScaleWS(noFile); o.rolloutScaleWS > m && slices.Contains(o.workloads, "rollout-scale") {
+		scaleNote = fmt.Sprintf("-rollout-scale-ws lowered from %d to %d: the open-files limit stays at %d here; the harness holds one socket per WebSocket (the pods' side) and each of the %d longhaul replicas two per WebSocket of its share, with room for a drained pod's sockets while their clients reconnect.", o.rolloutScaleWS, m, noFile, scaleReplicas)
+		log.Printf("warning: %s", scaleNote)
+		o.rolloutScaleWS = m
+	}
 	repo, err := proc.ModuleRoot(ctx)
 	if err != nil {
 		return err
@@ -223,6 +240,11 @@ func realMain(args []string, stderr io.Writer) error {
 			wls = append(wls, w)
 		}
 	}
+	for _, w := range wls {
+		if w.only != nil && !slices.ContainsFunc(o.targets, w.runsOn) {
+			log.Printf("warning: %s runs only on %s, not among the targets: skipped", w.name, strings.Join(w.only, ", "))
+		}
+	}
 	n := needs{haproxy: slices.Contains(o.targets, haproxy), nginx: slices.Contains(o.targets, nginx),
 		ghz:    slices.Contains(o.workloads, "grpc-sat") || slices.Contains(o.workloads, "grpc-rps"),
 		strace: o.strace && slices.Contains(o.workloads, "tcp-bulk") && slices.Contains(o.targets, longhaul)}
@@ -232,7 +254,7 @@ func realMain(args []string, stderr io.Writer) error {
 	}
 	// Now, while the tree is as longhaul was built from it.
 	info := collectInfo(ctx, args, o, tools, repo)
-	info.notes = append(info.notes, idleNote)
+	info.notes = append(info.notes, idleNote, scaleNote)
 	if base.commit != "" {
 		log.Printf("building longhaul-base from %s (%s)", base.rev, base.commit)
 		if tools.longhaulBase, err = buildBase(ctx, repo, base, work); err != nil {
@@ -297,7 +319,7 @@ func measureWorkload(ctx context.Context, e *env, w workload, targets []*target,
 	for rep := range e.opts.reps {
 		for i := range targets {
 			t := targets[(i+rep)%len(targets)]
-			if w.proxiesOnly && !t.isProxy() {
+			if w.proxiesOnly && !t.isProxy() || !w.runsOn(t.name) {
 				continue
 			}
 			if ctx.Err() != nil {

@@ -107,18 +107,34 @@ func cell(xs []float64, prec int) string {
 	}
 }
 
-// table writes one workload's Markdown table.
+// table writes one workload's Markdown table: a row per target, or with
+// wl.transpose a row per figure.
 func (r *results) table(w io.Writer, wl workload, targets []string) {
+	var shown []string
+	for _, t := range targets {
+		if !(wl.proxiesOnly && t == direct) && wl.runsOn(t) {
+			shown = append(shown, t)
+		}
+	}
+	if wl.transpose {
+		fmt.Fprintf(w, "| figure | %s |\n", strings.Join(shown, " | "))
+		fmt.Fprintf(w, "|%s\n", strings.Repeat("---|", len(shown)+1))
+		for _, c := range wl.columns {
+			row := []string{c.title}
+			for _, t := range shown {
+				row = append(row, cell(r.series(wl.name, t, c), c.prec))
+			}
+			fmt.Fprintf(w, "| %s |\n", strings.Join(row, " | "))
+		}
+		return
+	}
 	head := []string{"target"}
 	for _, c := range wl.columns {
 		head = append(head, c.title)
 	}
 	fmt.Fprintf(w, "| %s |\n", strings.Join(head, " | "))
 	fmt.Fprintf(w, "|%s\n", strings.Repeat("---|", len(head)))
-	for _, t := range targets {
-		if wl.proxiesOnly && t == direct {
-			continue
-		}
+	for _, t := range shown {
 		row := []string{t}
 		for _, c := range wl.columns {
 			row = append(row, cell(r.series(wl.name, t, c), c.prec))

@@ -199,6 +199,10 @@ type rolloutStats struct {
 	wsUp, wsEchoed, wsLost, wsSeqErr   atomic.Int64
 	wsCloses                           [3]atomic.Int64 // by closeKind
 	wsDialFail                         atomic.Int64
+	// wsOpened counts the connections that opened (first ones and
+	// reconnects); wsSent the messages written (echoed, lost, or in
+	// flight when the load ended); wsUpPeak the most open at once.
+	wsOpened, wsSent, wsUpPeak atomic.Int64
 
 	wsload.Tally
 }
@@ -301,7 +305,10 @@ func httpGetLoad(ctx context.Context, cli *http.Client, url string, st *rolloutS
 // written on a connection that ended before their echo came back are
 // counted lost (the application had to resend them); echoes out of
 // sequence are counted as sequence errors.
-func wsSeqClient(ctx context.Context, url string, id int, interval time.Duration, st *rolloutStats) {
+//
+// firstDone, if not nil, is called once, when the first dial has ended
+// (opened or failed): the scale workload paces its ramp-up with it.
+func wsSeqClient(ctx context.Context, url string, id int, interval time.Duration, st *rolloutStats, firstDone func()) {
 	d := websocket.Dialer{
 		NetDialContext:   (&net.Dialer{LocalAddr: &net.TCPAddr{IP: sourceIP(id)}, Timeout: 5 * time.Second}).DialContext,
 		HandshakeTimeout: 5 * time.Second, ReadBufferSize: 1024, WriteBufferSize: 1024,
@@ -312,6 +319,10 @@ func wsSeqClient(ctx context.Context, url string, id int, interval time.Duration
 		c, resp, err := d.DialContext(ctx, url, nil)
 		if resp != nil && resp.Body != nil {
 			resp.Body.Close()
+		}
+		if firstDone != nil {
+			firstDone()
+			firstDone = nil
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -326,8 +337,11 @@ func wsSeqClient(ctx context.Context, url string, id int, interval time.Duration
 			st.Reconnected(time.Now())
 		}
 		everConnected = true
-		st.wsUp.Add(1)
+		st.wsOpened.Add(1)
+		st.notePeak(st.wsUp.Add(1))
+		from := seq.Acked
 		err = seq.Run(ctx, c, interval, 10*time.Second, wsSeqReport{st})
+		st.wsSent.Add(int64(seq.Acked - from + seq.Unacked()))
 		if err != nil {
 			st.wsLost.Add(int64(seq.Unacked())) // sent, never echoed: resent on the next connection
 		}
@@ -342,6 +356,16 @@ func wsSeqClient(ctx context.Context, url string, id int, interval time.Duration
 		st.wsCloses[k].Add(1)
 		if k != closeGraceful {
 			st.Sample("ws close "+k.String(), "%s %v", time.Now().Format("15:04:05.000"), err)
+		}
+	}
+}
+
+// notePeak raises wsUpPeak to up if it is higher.
+func (s *rolloutStats) notePeak(up int64) {
+	for {
+		p := s.wsUpPeak.Load()
+		if up <= p || s.wsUpPeak.CompareAndSwap(p, up) {
+			return
 		}
 	}
 }
@@ -366,15 +390,19 @@ type rolloutSpec struct {
 	drain      time.Duration // from terminating to the kill: the grace period
 }
 
-// rolloutLoad starts every client against web and grpc addresses; stop
-// ends them and waits.
-func rolloutLoad(webAddr, grpcAddr string, spec rolloutSpec, st *rolloutStats) (stop func(), err error) {
+// rolloutLoad starts every client of spec against the web and grpc
+// addresses (one proxy's, or each replica's: the loops are spread over
+// them in turn); stop ends them and waits.
+func rolloutLoad(webAddrs, grpcAddrs []string, spec rolloutSpec, st *rolloutStats) (stop func(), err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // a hard bound, whatever happens
 	var conns []*grpc.ClientConn
-	for range 2 {
-		cc, err := grpc.NewClient("passthrough:///"+grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	for i := range max(2, len(grpcAddrs)) {
+		cc, err := grpc.NewClient("passthrough:///"+grpcAddrs[i%len(grpcAddrs)], grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			cancel()
+			for _, cc := range conns {
+				cc.Close()
+			}
 			return nil, fmt.Errorf("grpc client: %w", err)
 		}
 		conns = append(conns, cc)
@@ -389,14 +417,14 @@ func rolloutLoad(webAddr, grpcAddr string, spec rolloutSpec, st *rolloutStats) (
 	for i := range spec.streams {
 		wg.Go(func() { grpcStreamLoad(ctx, conns[i%len(conns)], st) })
 	}
-	for range spec.httpConc {
-		wg.Go(func() { httpGetLoad(ctx, cli, "http://"+webAddr+"/", st) })
+	for i := range spec.httpConc {
+		wg.Go(func() { httpGetLoad(ctx, cli, "http://"+webAddrs[i%len(webAddrs)]+"/", st) })
 	}
 	for i := range spec.wsClients {
 		wg.Go(func() {
 			// Spread over a second, as real clients would arrive.
 			if sleepCtx(ctx, time.Duration(i)*time.Second/time.Duration(spec.wsClients)) {
-				wsSeqClient(ctx, "ws://"+webAddr+"/ws", i, spec.wsInterval, st)
+				wsSeqClient(ctx, "ws://"+webAddrs[i%len(webAddrs)]+"/ws", i, spec.wsInterval, st, nil)
 			}
 		})
 	}
@@ -414,12 +442,7 @@ func rolloutLoad(webAddr, grpcAddr string, spec rolloutSpec, st *rolloutStats) (
 type rolloutControl interface {
 	// start runs the proxy in front of pods.
 	start(ctx context.Context, pods []*rolloutPod) error
-	// terminating: p got its deletion timestamp; live still includes it.
-	terminating(p *rolloutPod, live []*rolloutPod) error
-	// removed: p is gone (killed); live no longer includes it.
-	removed(p *rolloutPod, live []*rolloutPod) error
-	// added: p joined, ready; live includes it.
-	added(p *rolloutPod, live []*rolloutPod) error
+	podEvents
 	webAddr() string
 	grpcAddr() string
 	proc() *target
@@ -439,27 +462,17 @@ func runRollout(ctx context.Context, e *env, t *target) (metrics, error) {
 
 // rollout runs the scenario through ctl and returns the clients' figures.
 func rollout(ctx context.Context, ctl rolloutControl, spec rolloutSpec, logf func(string, ...any)) (metrics, error) {
-	var pods []*rolloutPod
-	defer func() {
-		for _, p := range pods {
-			p.kill()
-		}
-	}()
-	gen := 0
-	for range 3 {
-		p, err := startRolloutPod(gen)
-		if err != nil {
-			return nil, err
-		}
-		gen++
-		pods = append(pods, p)
+	pods := new(podSet)
+	defer pods.killAll()
+	if err := pods.start(3); err != nil {
+		return nil, err
 	}
-	if err := ctl.start(ctx, pods); err != nil {
+	if err := ctl.start(ctx, pods.live); err != nil {
 		return nil, err
 	}
 	defer ctl.stop()
 	st := new(rolloutStats)
-	stop, err := rolloutLoad(ctl.webAddr(), ctl.grpcAddr(), spec, st)
+	stop, err := rolloutLoad([]string{ctl.webAddr()}, []string{ctl.grpcAddr()}, spec, st)
 	if err != nil {
 		return nil, err
 	}
@@ -476,36 +489,8 @@ func rollout(ctx context.Context, ctl rolloutControl, spec rolloutSpec, logf fun
 		time.Sleep(20 * time.Millisecond)
 	}
 	sleepCtx(ctx, 2*time.Second)
-	for step := range rolloutSteps {
-		old := pods[0]
-		logf("rollout %s step %d: %s terminating", ctl.proc().name, step+1, old.name)
-		if err := ctl.terminating(old, pods); err != nil {
-			return nil, fmt.Errorf("step %d: terminating %s: %w", step+1, old.name, err)
-		}
-		if !sleepCtx(ctx, spec.drain) {
-			return nil, ctx.Err()
-		}
-		old.kill()
-		pods = pods[1:]
-		if err := ctl.removed(old, pods); err != nil {
-			return nil, fmt.Errorf("step %d: removing %s: %w", step+1, old.name, err)
-		}
-		np, err := startRolloutPod(gen)
-		if err != nil {
-			return nil, err
-		}
-		gen++
-		pods = append(pods, np)
-		if err := ctl.added(np, pods); err != nil {
-			return nil, fmt.Errorf("step %d: adding %s: %w", step+1, np.name, err)
-		}
-		logf("rollout %s step %d: %s killed with %d connections open; %s added", ctl.proc().name, step+1, old.name, old.killed, np.name)
-		if !sleepCtx(ctx, time.Second) {
-			return nil, ctx.Err()
-		}
-		if err := ctl.proc().Alive(); err != nil {
-			return nil, err
-		}
+	if _, err := replacePods(ctx, ctl, ctl.proc().name, ctl.proc().Alive, pods, spec.drain, logf); err != nil {
+		return nil, err
 	}
 	sleepCtx(ctx, 2*time.Second)
 	stop()
@@ -518,6 +503,94 @@ func rollout(ctx context.Context, ctl rolloutControl, spec rolloutSpec, logf fun
 		logf("rollout %s: first errors by kind:%s", ctl.proc().name, s)
 	}
 	return m, nil
+}
+
+// podSet is the live pods, oldest first, and the generation of the next.
+type podSet struct {
+	live []*rolloutPod
+	gen  int
+}
+
+// start adds n new pods.
+func (s *podSet) start(n int) error {
+	for range n {
+		p, err := startRolloutPod(s.gen)
+		if err != nil {
+			return err
+		}
+		s.gen++
+		s.live = append(s.live, p)
+	}
+	return nil
+}
+
+func (s *podSet) killAll() {
+	for _, p := range s.live {
+		p.kill()
+	}
+}
+
+// podEvents is how an ingress controller tells the proxies about pods.
+type podEvents interface {
+	// terminating: p got its deletion timestamp; live still includes it.
+	terminating(p *rolloutPod, live []*rolloutPod) error
+	// removed: p is gone (killed); live no longer includes it.
+	removed(p *rolloutPod, live []*rolloutPod) error
+	// added: p joined, ready; live includes it.
+	added(p *rolloutPod, live []*rolloutPod) error
+}
+
+// killWatcher is a podEvents that also wants to look just before a kill
+// (what the proxies still hold on the pod).
+type killWatcher interface {
+	killing(p *rolloutPod)
+}
+
+// replacePods replaces the pods one at a time, rolloutSteps times, oldest
+// first: terminating, drain (the grace period), kill, removed, a new pod
+// added, 1 s, then alive must report the proxies still running. It
+// returns the connections the pods still had open when they were killed.
+func replacePods(ctx context.Context, ev podEvents, name string, alive func() error, pods *podSet, drain time.Duration, logf func(string, ...any)) (killed int, err error) {
+	for step := range rolloutSteps {
+		old := pods.live[0]
+		logf("rollout %s step %d: %s terminating", name, step+1, old.name)
+		since := time.Now()
+		if err := ev.terminating(old, pods.live); err != nil {
+			return killed, fmt.Errorf("step %d: terminating %s: %w", step+1, old.name, err)
+		}
+		if !sleepCtx(ctx, drain) {
+			return killed, ctx.Err()
+		}
+		if kw, ok := ev.(killWatcher); ok {
+			kw.killing(old)
+		}
+		late := time.Since(since) - drain
+		old.kill()
+		killed += old.killed
+		pods.live = pods.live[1:]
+		if err := ev.removed(old, pods.live); err != nil {
+			return killed, fmt.Errorf("step %d: removing %s: %w", step+1, old.name, err)
+		}
+		if err := pods.start(1); err != nil {
+			return killed, err
+		}
+		np := pods.live[len(pods.live)-1]
+		if err := ev.added(np, pods.live); err != nil {
+			return killed, fmt.Errorf("step %d: adding %s: %w", step+1, np.name, err)
+		}
+		note := ""
+		if late > 100*time.Millisecond {
+			note = fmt.Sprintf(" (the kill came %v after the grace period: this process was slow)", late.Round(time.Millisecond))
+		}
+		logf("rollout %s step %d: %s killed with %d connections open%s; %s added", name, step+1, old.name, old.killed, note, np.name)
+		if !sleepCtx(ctx, time.Second) {
+			return killed, ctx.Err()
+		}
+		if err := alive(); err != nil {
+			return killed, err
+		}
+	}
+	return killed, nil
 }
 
 func rolloutAbout(o options) string {

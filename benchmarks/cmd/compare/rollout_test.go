@@ -196,7 +196,7 @@ func TestWSSeqClientAgainstPod(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		wsSeqClient(ctx, "ws://"+p.httpAddr+"/ws", 0, 10*time.Millisecond, st)
+		wsSeqClient(ctx, "ws://"+p.httpAddr+"/ws", 0, 10*time.Millisecond, st, nil)
 	}()
 	for st.wsEchoed.Load() < 20 && ctx.Err() == nil {
 		time.Sleep(5 * time.Millisecond)

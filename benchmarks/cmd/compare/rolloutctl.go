@@ -251,12 +251,9 @@ func newRolloutControl(name string, tools toolSet, work string, drain time.Durat
 		addrs: addrSet{TCPSink: l.Web, TCPEcho: l.Web, HTTP: l.Web, GRPC: l.GRPC}}}
 	switch name {
 	case longhaul, longhaulBase:
-		r.cfg = filepath.Join(dir, "longhaul.yaml")
-		r.l.WebFile, r.l.GRPCFile = filepath.Join(dir, "web-endpoints.yaml"), filepath.Join(dir, "grpc-endpoints.yaml")
-		r.l.DrainTimeout = longhaulDrainTimeout(drain).String()
-		r.render = func(l rolloutLayout) ([]byte, error) { return renderRollout("longhaul", rolloutLonghaulTmpl, l) }
-		r.t.Argv = []string{tools.longhaulBin(name), "run", "--config", r.cfg}
-		return &longhaulRollout{r}, nil
+		l.WebFile, l.GRPCFile = filepath.Join(dir, "web-endpoints.yaml"), filepath.Join(dir, "grpc-endpoints.yaml")
+		l.DrainTimeout = longhaulDrainTimeout(drain).String()
+		return &longhaulRollout{longhaulRolloutProxy(name, tools.longhaulBin(name), l)}, nil
 	case haproxy:
 		r.cfg = filepath.Join(dir, "haproxy.conf")
 		r.render = func(l rolloutLayout) ([]byte, error) { return renderRollout("haproxy", rolloutHAProxyTmpl, l) }
@@ -271,6 +268,16 @@ func newRolloutControl(name string, tools toolSet, work string, drain time.Durat
 	return nil, fmt.Errorf("rollout: no control for target %q", name)
 }
 
+// longhaulRolloutProxy is a longhaul process run with the rollout
+// configuration of l (its endpoints files and drain timeout set), in l.Dir.
+func longhaulRolloutProxy(name, bin string, l rolloutLayout) *rolloutProxy {
+	cfg := filepath.Join(l.Dir, "longhaul.yaml")
+	return &rolloutProxy{l: l, cfg: cfg,
+		render: func(l rolloutLayout) ([]byte, error) { return renderRollout("longhaul", rolloutLonghaulTmpl, l) },
+		t: &target{name: name, Proc: proc.Proc{Name: name, Dir: l.Dir, Argv: []string{bin, "run", "--config", cfg}},
+			addrs: addrSet{TCPSink: l.Web, TCPEcho: l.Web, HTTP: l.Web, GRPC: l.GRPC}}}
+}
+
 // longhaulDrainTimeout is longhaul's drain timeout for a grace period: the
 // sessions must have moved before the kill, so a margin is kept (as the
 // drain controller does when it knows the pod's grace period).
@@ -283,10 +290,16 @@ func longhaulDrainTimeout(grace time.Duration) time.Duration {
 type longhaulRollout struct{ *rolloutProxy }
 
 func (c *longhaulRollout) publish(pods []*rolloutPod, term *rolloutPod) error {
-	if err := writeAtomic(c.l.WebFile, endpointsFile(pods, term, func(p *rolloutPod) string { return p.httpAddr })); err != nil {
+	return publishEndpoints(c.l.WebFile, c.l.GRPCFile, pods, term)
+}
+
+// publishEndpoints writes longhaul's two endpoints files (web and grpc):
+// pods, term among them marked terminating (nil for none).
+func publishEndpoints(webFile, grpcFile string, pods []*rolloutPod, term *rolloutPod) error {
+	if err := writeAtomic(webFile, endpointsFile(pods, term, func(p *rolloutPod) string { return p.httpAddr })); err != nil {
 		return err
 	}
-	return writeAtomic(c.l.GRPCFile, endpointsFile(pods, term, func(p *rolloutPod) string { return p.grpcAddr }))
+	return writeAtomic(grpcFile, endpointsFile(pods, term, func(p *rolloutPod) string { return p.grpcAddr }))
 }
 
 func (c *longhaulRollout) start(ctx context.Context, pods []*rolloutPod) error {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/longhaul-proxy/longhaul/benchmarks/internal/stats"
@@ -43,6 +44,11 @@ type workload struct {
 	proxiesOnly bool
 	// fresh restarts a proxy before each measurement (memory figures).
 	fresh bool
+	// only, if set, is the targets it runs on (others are skipped).
+	only []string
+	// transpose writes the table with a row per figure and a column per
+	// target (for many figures and few targets).
+	transpose bool
 	// baseFigures are the main figures compared between longhaul and
 	// longhaul-base (CPU per unit of work, throughput, added latency,
 	// memory per connection); none for rollout, which counts failures.
@@ -163,7 +169,19 @@ func allWorkloads() []workload {
 			proxiesOnly: true,
 			run:         runRollout,
 		},
+		{
+			name: "rollout-scale", title: "Rolling replacement at scale, two longhaul replicas",
+			about:       rolloutScaleAbout,
+			columns:     rolloutScaleColumns(),
+			proxiesOnly: true, only: []string{longhaul}, transpose: true,
+			run: runRolloutScale,
+		},
 	}
+}
+
+// runsOn says whether the workload runs on target t (only, when set).
+func (w workload) runsOn(t string) bool {
+	return w.only == nil || slices.Contains(w.only, t)
 }
 
 // withCPU runs f and returns the proxy CPU it took (0 for direct).
