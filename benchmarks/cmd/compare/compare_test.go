@@ -143,6 +143,16 @@ func TestLoadGenerators(t *testing.T) {
 	if lat, err := pingPong(ctx, be.addrs.TCPEcho, 50); err != nil || lat.Len() != 50 {
 		t.Errorf("pingPong: %v", err)
 	}
+	if tcs, failed, err := dialTCPEcho(ctx, be.addrs.TCPEcho, 7, 3); err != nil || failed != 0 || len(tcs) != 7 {
+		t.Errorf("dialTCPEcho: %d open, %d failed, %v", len(tcs), failed, err)
+	} else {
+		for _, c := range tcs {
+			if err := tcpEchoByte(c); err != nil {
+				t.Errorf("echo after holding: %v", err)
+			}
+			c.Close()
+		}
+	}
 	if r, err := httpLoad(ctx, be.addrs.HTTP[0], 30, 3); err != nil || r.ok != 30 || r.failed != 0 {
 		t.Errorf("httpLoad: %+v, %v", r, err)
 	}

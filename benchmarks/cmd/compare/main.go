@@ -208,7 +208,7 @@ func realMain(args []string, stderr io.Writer) error {
 		log.Printf("warning: %v", err)
 	}
 	var idleNote string
-	if m := maxIdleConns(noFile); o.idleConns > m && slices.Contains(o.workloads, "idle") {
+	if m := maxIdleConns(noFile); o.idleConns > m && (slices.Contains(o.workloads, "idle") || slices.Contains(o.workloads, "idle-tcp")) {
 		idleNote = fmt.Sprintf("-idle-conns lowered from %d to %d: the open-files limit stays at %d here (setrlimit cannot pass the hard limit without CAP_SYS_RESOURCE); the proxy and the harness each hold two sockets per connection.", o.idleConns, m, noFile)
 		log.Printf("warning: %s", idleNote)
 		o.idleConns = m

@@ -139,3 +139,66 @@ func pingPong(ctx context.Context, addr string, n int) (*stats.Latencies, error)
 // sourceIP spreads clients over 127.0.0.2 to 127.0.0.33, every one of
 // them local on Linux's loopback.
 func sourceIP(i int) net.IP { return net.IPv4(127, 0, 0, byte(2+i%32)) }
+
+// dialTCPEcho opens n connections to the echo server at addr, conc at a
+// time from the harness's source addresses, and echoes one byte on each;
+// it returns those that echoed, how many failed and the first error.
+func dialTCPEcho(ctx context.Context, addr string, n, conc int) ([]net.Conn, int, error) {
+	var (
+		next     atomic.Int64
+		failed   atomic.Int64
+		mu       sync.Mutex
+		firstErr error
+		conns    = make([]net.Conn, 0, n)
+		wg       sync.WaitGroup
+	)
+	for w := range conc {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				d := net.Dialer{LocalAddr: &net.TCPAddr{IP: sourceIP(w + i)}, Timeout: 10 * time.Second}
+				c, err := d.DialContext(ctx, "tcp", addr)
+				if err == nil {
+					if err = tcpEchoByte(c); err != nil {
+						c.Close()
+					}
+				}
+				mu.Lock()
+				if err != nil {
+					failed.Add(1)
+					if firstErr == nil {
+						firstErr = err
+					}
+				} else {
+					conns = append(conns, c)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil && firstErr == nil {
+		firstErr = err
+	}
+	return conns, int(failed.Load()), firstErr
+}
+
+// tcpEchoByte writes one byte to c and reads it back, within 10 s.
+func tcpEchoByte(c net.Conn) error {
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	defer c.SetDeadline(time.Time{})
+	if _, err := c.Write([]byte{'x'}); err != nil {
+		return err
+	}
+	var b [1]byte
+	if _, err := io.ReadFull(c, b[:]); err != nil {
+		return err
+	}
+	if b[0] != 'x' {
+		return fmt.Errorf("echo %q, want %q", b[0], 'x')
+	}
+	return nil
+}

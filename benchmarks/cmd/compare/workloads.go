@@ -154,6 +154,18 @@ func allWorkloads() []workload {
 			run:         runIdle,
 		},
 		{
+			name: "idle-tcp", title: "Idle TCP connections: memory",
+			about: func(o options) string {
+				return fmt.Sprintf("%d raw TCP connections to the echo server opened through a freshly started proxy, one byte echoed on each, and held; memory per connection = growth of the RSS summed over the proxy's processes / connections (after 2 s).", o.idleConns)
+			},
+			columns: []column{
+				{"KiB/conn", mKiBPerConn, value, 1}, {"/ HAProxy", mKiBPerConn, vsHAProxy, 2}, {"failed", mFailed, value, 0},
+			},
+			proxiesOnly: true, fresh: true,
+			baseFigures: []baseFigure{{column{"KiB/conn", mKiBPerConn, value, 1}, true}},
+			run:         runIdleTCP,
+		},
+		{
 			name: "rollout", title: "Rolling replacement",
 			about: rolloutAbout,
 			columns: []column{
@@ -338,29 +350,51 @@ func runWS(ctx context.Context, e *env, t *target) (metrics, error) {
 }
 
 func runIdle(ctx context.Context, e *env, t *target) (metrics, error) {
+	return holdIdle(t, "idle", func() (int, int, error, func(i int) error, func()) {
+		conns, failed, err := dialWS(ctx, t.idleURLs, e.opts.idleConns, 64)
+		return len(conns), failed, err, func(i int) error { return echoOnce(conns[i], []byte("still there?")) }, func() { closeAll(conns) }
+	})
+}
+
+// runIdleTCP is runIdle over raw TCP: each connection echoes one byte.
+func runIdleTCP(ctx context.Context, e *env, t *target) (metrics, error) {
+	return holdIdle(t, "idle-tcp", func() (int, int, error, func(i int) error, func()) {
+		conns, failed, err := dialTCPEcho(ctx, t.addrs.TCPEcho, e.opts.idleConns, 64)
+		return len(conns), failed, err, func(i int) error { return tcpEchoByte(conns[i]) }, func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}
+	})
+}
+
+// holdIdle opens connections through a freshly started proxy with open
+// (their count, failures, the first error, an echo on the i-th, and how
+// to close them all), holds them 2 s and reports the proxy's RSS growth
+// per connection; a few of them must still echo afterwards.
+func holdIdle(t *target, name string, open func() (int, int, error, func(i int) error, func())) (metrics, error) {
 	time.Sleep(500 * time.Millisecond) // let the fresh proxy settle
 	before, err := t.Sample()
 	if err != nil {
 		return nil, err
 	}
-	conns, failed, dialErr := dialWS(ctx, t.idleURLs, e.opts.idleConns, 64)
-	defer closeAll(conns)
-	if len(conns) == 0 {
-		return nil, fmt.Errorf("idle: no connection opened: %w", dialErr)
+	n, failed, dialErr, echo, closeAll := open()
+	defer closeAll()
+	if n == 0 {
+		return nil, fmt.Errorf("%s: no connection opened: %w", name, dialErr)
 	}
 	time.Sleep(2 * time.Second)
 	after, err := t.Sample()
 	if err != nil {
 		return nil, err
 	}
-	// The connections must still be there: one echo on a few of them.
-	for i := 0; i < len(conns); i += max(1, len(conns)/16) {
-		if err := echoOnce(conns[i], []byte("still there?")); err != nil {
-			return nil, fmt.Errorf("idle: connection %d after holding: %w", i, err)
+	for i := 0; i < n; i += max(1, n/16) {
+		if err := echo(i); err != nil {
+			return nil, fmt.Errorf("%s: connection %d after holding: %w", name, i, err)
 		}
 	}
 	return metrics{
-		mKiBPerConn: float64(after.RSSBytes-before.RSSBytes) / 1024 / float64(len(conns)),
+		mKiBPerConn: float64(after.RSSBytes-before.RSSBytes) / 1024 / float64(n),
 		mFailed:     float64(failed),
 	}, nil
 }
