@@ -205,6 +205,9 @@ type pump struct {
 	// (see Options.ParkAfter). Owned by the pump's goroutine (the one
 	// running, or the wake-up's).
 	wait readiness.ParkWait
+	// deadline is the parking read deadline set on the source (unix
+	// nanoseconds), 0 when none is; owned like wait.
+	deadline int64
 
 	frames atomic.Int64 // frames forwarded
 	bytes  atomic.Int64 // wire bytes (headers and payloads) forwarded
@@ -262,6 +265,7 @@ func New(client net.Conn, clientBuf []byte, backend net.Conn, backendBuf []byte,
 		if sc, ok := conns[s].(syscall.Conn); ok && o.Parker != nil {
 			if rc, err := sc.SyscallConn(); err == nil {
 				p.rc = rc
+				p.in.retry = p.retryTimeout
 			}
 		}
 	}
@@ -590,30 +594,41 @@ func (p *pump) parkable() bool {
 }
 
 // await waits, at a frame boundary with nothing buffered, for n bytes of
-// the next frame. With parking it waits ParkAfter on the goroutine (a read
-// deadline), then parks: it returns errParked once the Parker holds the
-// source. The deadline is cleared before any other read, and a relay that
-// is finishing is never waited for past its own (past) deadline: the
-// flag is checked after each change of the deadline.
+// the next frame. With parking it waits on the goroutine, under a read
+// deadline, until the source has been quiet for at least half its wait
+// (readiness.ParkWait), then parks: it returns errParked once the Parker
+// holds the source.
+//
+// The deadline is refreshed only when less than half the wait is left
+// (one runtime timer change every half wait, not two per frame), so it may
+// pass inside a frame: the frame's later reads then clear it and read on
+// (retryTimeout). A relay that is finishing is never waited for past its
+// own (past) deadline: the flag is checked after each change of the
+// deadline.
 func (p *pump) await(n int) error {
 	if !p.parkable() {
 		return p.in.fill(n)
 	}
 	r := p.relay
-	if err := p.relay.peers[p.from].conn.SetReadDeadline(time.Now().Add(p.wait.Wait(r.opts.ParkAfter))); err != nil {
+	conn := r.peers[p.from].conn
+	wait := p.wait.Wait(r.opts.ParkAfter)
+	now := time.Now().UnixNano()
+	if p.deadline == 0 || p.deadline-now < int64(wait/2) {
+		p.deadline = now + int64(wait)
+		if err := conn.SetReadDeadline(time.Unix(0, p.deadline)); err != nil {
+			return err
+		}
+		if r.finishing.Load() {
+			return os.ErrDeadlineExceeded
+		}
+	}
+	p.in.noRetry = true
+	err := p.in.fill(n)
+	p.in.noRetry = false
+	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
 		return err
 	}
 	if r.finishing.Load() {
-		return os.ErrDeadlineExceeded
-	}
-	err := p.in.fill(n)
-	if cerr := p.relay.peers[p.from].conn.SetReadDeadline(time.Time{}); cerr != nil {
-		return cerr
-	}
-	if r.finishing.Load() {
-		return os.ErrDeadlineExceeded
-	}
-	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
 		return err
 	}
 	if p.in.buffered() == 0 {
@@ -621,9 +636,27 @@ func (p *pump) await(n int) error {
 			return err
 		}
 	}
-	// A frame started, or the Parker refused (it is closed): read on as
-	// without one.
+	// A frame started, or the Parker refused (it is closed): read on
+	// without a deadline.
+	if !p.retryTimeout() {
+		return os.ErrDeadlineExceeded
+	}
 	return p.in.fill(n)
+}
+
+// retryTimeout is the frame reader's answer to a read that passed the
+// parking deadline: it clears the deadline and reports whether to read on
+// (not when the relay is finishing: its past deadline stands).
+func (p *pump) retryTimeout() bool {
+	r := p.relay
+	if r.finishing.Load() {
+		return false
+	}
+	p.deadline = 0
+	if err := r.peers[p.from].conn.SetReadDeadline(time.Time{}); err != nil {
+		return false
+	}
+	return !r.finishing.Load()
 }
 
 // park hands the source to the Parker and gives back its buffer: it
@@ -641,11 +674,11 @@ func (p *pump) park() error {
 		return nil
 	}
 	p.parked, p.cancel = true, cancel
+	p.deadline = 0 // it passed: the next wait sets a new one
 	p.wait.Parked()
 	p.in.release()
 	return errParked
 }
-
 
 // wake runs on the Parker's goroutine once the parked source is readable:
 // it starts the pump's loop again on a goroutine of its own.
@@ -862,6 +895,11 @@ type frameReader struct {
 	err   error   // sticky: the error src returned, but a deadline's
 	small *[]byte // the pooled small buffer, if taken
 	big   *[]byte // the pooled working buffer buf is, if any
+	// retry, when set, is asked what to do about a read that passed a
+	// deadline: true reads on. noRetry (the wait for a frame) returns such
+	// a read's error at once.
+	retry   func() bool
+	noRetry bool
 }
 
 // take gets the small buffer, if the reader holds none (it is new, or was
@@ -916,8 +954,11 @@ func (f *frameReader) fill(n int) error {
 		m, err := f.src.Read(f.buf[f.w:])
 		f.w += m
 		if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-			// Not sticky: the deadline was the relay's (see
-			// pump.await), and the caller decides.
+			// Not sticky: the deadline may be the parking one (see
+			// pump.await).
+			if !f.noRetry && f.retry != nil && f.retry() {
+				continue
+			}
 			return err
 		}
 		f.err = err
