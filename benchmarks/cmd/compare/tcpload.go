@@ -144,46 +144,18 @@ func sourceIP(i int) net.IP { return net.IPv4(127, 0, 0, byte(2+i%32)) }
 // time from the harness's source addresses, and echoes one byte on each;
 // it returns those that echoed, how many failed and the first error.
 func dialTCPEcho(ctx context.Context, addr string, n, conc int) ([]net.Conn, int, error) {
-	var (
-		next     atomic.Int64
-		failed   atomic.Int64
-		mu       sync.Mutex
-		firstErr error
-		conns    = make([]net.Conn, 0, n)
-		wg       sync.WaitGroup
-	)
-	for w := range conc {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				i := int(next.Add(1)) - 1
-				if i >= n {
-					return
-				}
-				d := net.Dialer{LocalAddr: &net.TCPAddr{IP: sourceIP(w + i)}, Timeout: 10 * time.Second}
-				c, err := d.DialContext(ctx, "tcp", addr)
-				if err == nil {
-					if err = tcpEchoByte(c); err != nil {
-						c.Close()
-					}
-				}
-				mu.Lock()
-				if err != nil {
-					failed.Add(1)
-					if firstErr == nil {
-						firstErr = err
-					}
-				} else {
-					conns = append(conns, c)
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	if err := ctx.Err(); err != nil && firstErr == nil {
-		firstErr = err
-	}
-	return conns, int(failed.Load()), firstErr
+	return openMany(ctx, n, conc, func(w, i int) (net.Conn, error) {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: sourceIP(w + i)}, Timeout: 10 * time.Second}
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		if err := tcpEchoByte(c); err != nil {
+			c.Close()
+			return nil, err
+		}
+		return c, nil
+	})
 }
 
 // tcpEchoByte writes one byte to c and reads it back, within 10 s.

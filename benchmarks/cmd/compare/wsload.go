@@ -19,12 +19,28 @@ import (
 // connections that opened and the number that failed, with the first
 // failure.
 func dialWS(ctx context.Context, urls []string, n, conc int) ([]*websocket.Conn, int, error) {
+	return openMany(ctx, n, conc, func(w, i int) (*websocket.Conn, error) {
+		nd := &net.Dialer{LocalAddr: &net.TCPAddr{IP: sourceIP(w + i)}, Timeout: 10 * time.Second}
+		d := websocket.Dialer{NetDialContext: nd.DialContext, HandshakeTimeout: 10 * time.Second,
+			ReadBufferSize: 1024, WriteBufferSize: 1024}
+		c, resp, err := d.DialContext(ctx, urls[i%len(urls)], nil)
+		if resp != nil && resp.Body != nil {
+			resp.Body.Close()
+		}
+		return c, err
+	})
+}
+
+// openMany opens n connections with open (worker w, connection i), conc at
+// a time, until ctx ends. It returns those that opened and the number that
+// failed, with the first failure.
+func openMany[C any](ctx context.Context, n, conc int, open func(w, i int) (C, error)) ([]C, int, error) {
 	var (
 		next     atomic.Int64
 		failed   atomic.Int64
 		firstErr error
 		mu       sync.Mutex
-		conns    = make([]*websocket.Conn, 0, n)
+		conns    = make([]C, 0, n)
 		wg       sync.WaitGroup
 	)
 	for w := range conc {
@@ -34,13 +50,7 @@ func dialWS(ctx context.Context, urls []string, n, conc int) ([]*websocket.Conn,
 				if i >= n {
 					return
 				}
-				nd := &net.Dialer{LocalAddr: &net.TCPAddr{IP: sourceIP(w + i)}, Timeout: 10 * time.Second}
-				d := websocket.Dialer{NetDialContext: nd.DialContext, HandshakeTimeout: 10 * time.Second,
-					ReadBufferSize: 1024, WriteBufferSize: 1024}
-				c, resp, err := d.DialContext(ctx, urls[i%len(urls)], nil)
-				if resp != nil && resp.Body != nil {
-					resp.Body.Close()
-				}
+				c, err := open(w, i)
 				mu.Lock()
 				if err != nil {
 					failed.Add(1)
