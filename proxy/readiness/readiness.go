@@ -8,13 +8,19 @@
 // its own and one goroutine blocked in epoll_wait: a caller parks a socket
 // with Wait and lets its goroutine end, and the Poller calls the wake
 // function it was given once the socket is readable, has hung up or failed.
-// The wake function typically starts a goroutine that reads.
+// The wake function typically starts a goroutine that reads; one whose
+// work is short and cannot block (non-blocking reads and writes of a small
+// message) may do it there and then and wait again.
 //
-// A socket is registered for one wake-up (EPOLLONESHOT) and removed again
-// by the Poller's goroutine before wake runs: Wait costs two epoll_ctl
-// calls. It is meant for sockets idle for a while, not for every read; the
-// runtime poller keeps serving sockets while they are busy, and both
-// epoll instances may hold the same socket at once.
+// A socket is armed for one wake-up (EPOLLONESHOT): the event disarms it,
+// and it stays in the epoll set, disarmed, until its next Wait arms it
+// again (one epoll_ctl, EPOLL_CTL_MOD; the first Wait of a socket adds it)
+// or Cancel removes it. A socket that waits again right after each wake-up
+// (a relay that handles each message on the wake-up itself) then costs one
+// epoll_ctl per wait. The runtime poller keeps serving the same sockets
+// while goroutines read them: both epoll instances may hold a socket at
+// once, and a disarmed socket in this one costs nothing until it is closed,
+// when the kernel drops it.
 //
 // A parked socket closed by its owner is dropped from the epoll set by the
 // kernel without an event: whoever closes a parked socket must Cancel its
@@ -136,7 +142,14 @@ func (p *Poller) Wait(rc syscall.RawConn, wake func()) (*Waiter, error) {
 	setID(&ev, w.id)
 	var ctlErr error
 	// Inside Control the descriptor cannot be closed: it is the socket's.
-	err := rc.Control(func(fd uintptr) { ctlErr = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev) })
+	// Re-arm a socket that waited before (it stays in the set, disarmed,
+	// after its event); add one that never did, or was removed.
+	err := rc.Control(func(fd uintptr) {
+		ctlErr = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, int(fd), &ev)
+		if ctlErr == unix.ENOENT {
+			ctlErr = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
+		}
+	})
 	if err = errors.Join(err, ctlErr); err != nil {
 		p.forget(w.id)
 		return nil, fmt.Errorf("readiness: parking a socket: %w", err)
@@ -208,8 +221,7 @@ func (p *Poller) loop() {
 				return
 			}
 			if w := p.forget(id); w != nil { // else cancelled meanwhile
-				w.unregister()
-				w.wake()
+				w.wake() // the event disarmed the socket: it stays in the set
 			}
 		}
 	}

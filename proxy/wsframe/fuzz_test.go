@@ -71,6 +71,85 @@ func FuzzRelay(f *testing.F) {
 	})
 }
 
+// FuzzParkedRelay feeds arbitrary bytes as the client's stream to a relay
+// whose directions are parked, so that they reach the inline relay on the
+// Parker's goroutine first (in two writes, cut anywhere), to a backend that only
+// reads. The rules are FuzzRelay's: the relay ends, and the backend gets
+// whole frames of the input in order, possibly followed by one injected
+// Close.
+func FuzzParkedRelay(f *testing.F) {
+	for _, seed := range [][]byte{
+		fromClient(OpText, "hello"),
+		cat(wire(false, OpText, []byte("a"), true), fromClient(OpPing, "p"), wire(true, OpContinuation, []byte("b"), true)),
+		cat(fromClient(OpBinary, "x"), fromClient(OpClose, closePayload(1000, "bye")), fromClient(OpText, "after")),
+		cat(fromClient(OpText, "ok"), fromServer(OpText, "unmasked")),
+		cat(fromClient(OpText, "ok"), wire(true, OpContinuation, []byte("c"), true)),
+		wire(true, OpBinary, make([]byte, 20000), true),
+		{0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4},
+		{0x81, 0x85, 1, 2},
+	} {
+		f.Add(seed, uint16(0), false)
+		f.Add(seed, uint16(3), true)
+	}
+	f.Fuzz(func(t *testing.T, data []byte, split uint16, ext bool) {
+		k := min(int(split), len(data))
+		pk := newParker(t) // one relay's: Parked counts its sockets
+		cPeer, cRelay := tcpPair(t)
+		bRelay, bPeer := tcpPair(t)
+		defer func() {
+			for _, c := range []net.Conn{cPeer, cRelay, bRelay, bPeer} {
+				c.Close()
+			}
+		}()
+		r := New(cRelay, nil, bRelay, nil, Options{MaxFrame: 4096, Extensions: ext, CloseTimeout: 50 * time.Millisecond,
+			Parker: pk, ParkAfter: time.Millisecond})
+		var toBackend bytes.Buffer
+		var wg sync.WaitGroup
+		wg.Go(func() { io.Copy(io.Discard, cPeer) })
+		wg.Go(func() { io.Copy(&toBackend, bPeer) })
+		done := make(chan error, 1)
+		if err := r.Start(func(err error) { done <- err }); err != nil {
+			t.Fatal(err)
+		}
+		awaitParkedFrom(t, pk, 2, done)
+		cPeer.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		for _, part := range [][]byte{data[:k], data[k:]} {
+			cPeer.Write(part)
+		}
+		cPeer.(*net.TCPConn).CloseWrite()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			r.Abort()
+			<-done
+			t.Fatalf("relay still running after 10s, want it ended")
+		}
+		cRelay.Close()
+		bRelay.Close()
+		wg.Wait()
+		checkForwarded(t, data, toBackend.Bytes())
+	})
+}
+
+// awaitParkedFrom waits until want sockets are parked, or the relay has
+// ended (done is ready; left for the caller).
+func awaitParkedFrom(t *testing.T, pk interface{ Parked() int }, want int, done chan error) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for pk.Parked() < want {
+		select {
+		case err := <-done:
+			done <- err
+			return
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("parked %d, want %d", pk.Parked(), want)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
 // checkForwarded checks that out is a sequence of whole frames equal to the
 // first frames of in, possibly followed by one injected Close.
 func checkForwarded(t *testing.T, in, out []byte) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"net"
 	"runtime/pprof"
 	"strings"
 	"testing"
@@ -201,22 +202,125 @@ func TestParkerClosedWakesRelays(t *testing.T) {
 	}
 }
 
-// TestChattyDirectionStopsParking: messages every 3*ParkAfter park at
-// first, then the waits grow past the interval and the directions stay on
-// their goroutines.
-func TestChattyDirectionStopsParking(t *testing.T) {
+// TestParkedRelaysInline: small frames reaching a parked direction are
+// relayed on the Parker's goroutine, and the direction parks again: a
+// steady exchange of messages starts no pump goroutine.
+func TestParkedRelaysInline(t *testing.T) {
 	pk := newParker(t)
 	rr := startRaw(t, Options{Parker: pk, ParkAfter: parkAfter}, nil, nil)
-	up := fromClient(OpText, "tick")
-	for range 12 {
-		time.Sleep(3 * parkAfter)
-		write(t, rr.client, up)
-		readExactly(t, rr.backend, len(up))
+	awaitParked(t, pk, 2)
+	const rounds = 40
+	for i := range rounds {
+		up, down := fromClient(OpText, strings.Repeat("u", 1+i*7)), fromServer(OpBinary, strings.Repeat("d", 1+i*11))
+		write(t, rr.client, cat(fromClient(OpPing, "p"), up))
+		if got, want := readExactly(t, rr.backend, len(up)+len(fromClient(OpPing, "p"))), cat(fromClient(OpPing, "p"), up); !bytes.Equal(got, want) {
+			t.Fatalf("round %d: backend got %x, want %x", i, got, want)
+		}
+		write(t, rr.backend, down)
+		if got := readExactly(t, rr.client, len(down)); !bytes.Equal(got, down) {
+			t.Fatalf("round %d: client got %x, want %x", i, got, down)
+		}
+		if n := pumpGoroutines(t); n != 0 {
+			t.Fatalf("round %d: %d pump goroutines, want none (relayed inline)", i, n)
+		}
 	}
+	if fu, fd, _, _ := rr.relay.Stats(); fu != 2*rounds || fd != rounds {
+		t.Errorf("frames forwarded: %d up, %d down; want %d, %d", fu, fd, 2*rounds, rounds)
+	}
+	awaitParked(t, pk, 2)
 	rr.client.Close()
 	rr.backend.Close()
-	rr.wait(t) // the relay's end orders the pumps' writes before the read below
-	if w := rr.relay.pumps[clientSide].wait.Wait(parkAfter); w <= 3*parkAfter {
-		t.Errorf("client direction's wait after 12 messages %v apart: %v, want more than the interval", 3*parkAfter, w)
+	if err := rr.wait(t); err != nil {
+		t.Errorf("Run: got %v, want nil", err)
+	}
+}
+
+// TestParkedFullDestination: a parked direction whose destination stops
+// reading fills its socket. The frame the inline relay could write only in
+// part is finished on a goroutine, nothing lands inside it, and every
+// frame arrives whole and in order once the destination reads again.
+func TestParkedFullDestination(t *testing.T) {
+	pk := newParker(t)
+	cPeer, cRelay := tcpPair(t)
+	bRelay, bPeer := tcpPair(t)
+	defer cPeer.Close()
+	defer bPeer.Close()
+	// Small socket buffers toward the backend, which does not read: a few
+	// frames fill them.
+	bRelay.(*net.TCPConn).SetWriteBuffer(16 << 10)
+	bPeer.(*net.TCPConn).SetReadBuffer(16 << 10)
+	r := New(cRelay, nil, bRelay, nil, Options{Parker: pk, ParkAfter: parkAfter})
+	done := make(chan error, 1)
+	if err := r.Start(func(err error) { cRelay.Close(); bRelay.Close(); done <- err }); err != nil {
+		t.Fatal(err)
+	}
+	awaitParked(t, pk, 2)
+	// Frames one at a time, each relayed inline while the direction is
+	// parked, until one meets the full socket: its direction then stays
+	// on a goroutine, blocked writing.
+	var want []byte
+	blocked := false
+	for i := 0; i < 2000 && !blocked; i++ {
+		f := fromClient(OpBinary, strings.Repeat(string(rune('a'+i%26)), 7000+i%100))
+		want = append(want, f...)
+		write(t, cPeer, f)
+		deadline := time.Now().Add(time.Second)
+		for pk.Parked() != 2 || pumpGoroutines(t) != 0 {
+			if time.Now().After(deadline) {
+				blocked = true // a direction is blocked writing the frame's rest
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if !blocked {
+		t.Fatalf("sent %d bytes and every frame was relayed inline: the destination never filled", len(want))
+	}
+	// More frames behind it, then the backend reads everything.
+	for i := range 20 {
+		f := fromClient(OpText, strings.Repeat("z", 10+i))
+		want = append(want, f...)
+		write(t, cPeer, f)
+	}
+	if got := readExactly(t, bPeer, len(want)); !bytes.Equal(got, want) {
+		i := 0
+		for i < len(got) && got[i] == want[i] {
+			i++
+		}
+		t.Fatalf("backend got %d bytes differing from byte %d", len(got), i)
+	}
+	awaitParked(t, pk, 2)
+	cPeer.Close()
+	bPeer.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("relay: got %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("relay still running 10s after both peers closed")
+	}
+}
+
+// TestParkedViolation: a frame that breaks a rule reaching a parked
+// direction ends the relay with Close 1002 both ways, as on a goroutine;
+// a fragmented message before it is relayed.
+func TestParkedViolation(t *testing.T) {
+	pk := newParker(t)
+	rr := startRaw(t, Options{Parker: pk, ParkAfter: parkAfter}, nil, nil)
+	awaitParked(t, pk, 2)
+	frag := cat(wire(false, OpText, []byte("he"), true), wire(false, OpContinuation, []byte("l"), true), wire(true, OpContinuation, []byte("lo"), true))
+	write(t, rr.client, frag)
+	if got := readExactly(t, rr.backend, len(frag)); !bytes.Equal(got, frag) {
+		t.Fatalf("backend got %x, want %x", got, frag)
+	}
+	awaitParked(t, pk, 2)
+	write(t, rr.client, wire(true, OpContinuation, []byte("x"), true)) // no message started
+	expectClose(t, rr.client, 1002, false)
+	expectClose(t, rr.backend, 1002, true)
+	rr.client.Close()
+	rr.backend.Close()
+	if err := rr.wait(t); !errors.Is(err, ErrProtocol) {
+		t.Errorf("Run: got %v, want ErrProtocol", err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/longhaul-proxy/longhaul/internal/guard"
 	"github.com/longhaul-proxy/longhaul/proxy/readiness"
+	"golang.org/x/sys/unix"
 )
 
 // Defaults for the zero values of Options' fields.
@@ -208,6 +209,14 @@ type pump struct {
 	// deadline is the parking read deadline set on the source (unix
 	// nanoseconds), 0 when none is; owned like wait.
 	deadline int64
+	// io does the inline relay's system calls (see inline); made at the
+	// first wake-up, owned like wait.
+	io *rawIO
+	// resume is what is left to write of a frame the inline relay began
+	// to write and could not finish without blocking: the frame's rest is
+	// buffered at in.buf[in.r:], and the pump holds dst.mu (holding). The
+	// loop finishes it first. Owned like wait.
+	resume int
 
 	frames atomic.Int64 // frames forwarded
 	bytes  atomic.Int64 // wire bytes (headers and payloads) forwarded
@@ -562,17 +571,11 @@ func (p *peer) shutWrite() {
 
 // run runs the pump's loop on its goroutine until it ends or parks.
 func (p *pump) run() {
+	r := p.relay
 	parked := false
 	defer func() {
-		if parked {
-			return
-		}
-		r := p.relay
-		r.mu.Lock()
-		last := r.stopped()
-		r.mu.Unlock()
-		if last {
-			r.complete()
+		if !parked {
+			p.stop(r.complete)
 		}
 	}()
 	defer guard.Recover("websocket", p.panicked)
@@ -585,6 +588,19 @@ func (p *pump) run() {
 	}
 	p.in.release()
 	p.relay.handle(event{kind: evDone, from: p.from, err: err})
+}
+
+// stop records that the pump stopped for good; when it is the last, the
+// relay completes through complete (r.complete on the pump's goroutine, or
+// a new goroutine's where the caller must not block).
+func (p *pump) stop(complete func()) {
+	r := p.relay
+	r.mu.Lock()
+	last := r.stopped()
+	r.mu.Unlock()
+	if last {
+		complete()
+	}
 }
 
 // parkable reports whether the source may park now: it is a socket, the
@@ -680,18 +696,232 @@ func (p *pump) park() error {
 	return errParked
 }
 
-// wake runs on the Parker's goroutine once the parked source is readable:
-// it starts the pump's loop again on a goroutine of its own.
+// wake runs on the Parker's goroutine once the parked source is readable.
+// What the source sent is relayed there and then when it can be without
+// blocking (inline), and the source parks again; otherwise the pump's loop
+// runs again on a goroutine of its own, from what inline read.
 func (p *pump) wake() {
+	r := p.relay
+	r.mu.Lock()
+	p.parked, p.cancel = false, nil
+	finished := r.finished
+	r.mu.Unlock()
+	if !finished {
+		// On the Parker's goroutine: a panic must not reach it. One here
+		// ends the relay as on the pump's goroutine (panicked), and the
+		// pump stops.
+		parked, panicked := false, false
+		func() {
+			defer guard.Recover("websocket", func() {
+				panicked = true
+				p.in.release()
+				p.panicked()
+				p.stop(func() { go r.complete() })
+			})
+			parked = p.inline()
+		}()
+		if parked || panicked {
+			return
+		}
+	}
 	go func() {
-		r := p.relay
-		r.mu.Lock()
-		p.parked, p.cancel = false, nil
-		r.mu.Unlock()
 		p.wait.Woke(r.opts.ParkAfter)
 		p.run()
 	}()
 }
+
+// inlineReads bounds the reads of one inline wake-up: a source that keeps
+// filling the buffer is handed to a goroutine, so that one busy socket
+// does not hold up the Parker's others.
+const inlineReads = 4
+
+// inline relays, on the Parker's goroutine, the frames a parked source
+// sent, and parks it again; it reports false when the pump's loop must
+// take over on a goroutine. It never blocks: it reads the source and
+// writes the destination with non-blocking system calls outside Go's
+// poller, and takes the destination's lock only if it is free. Only whole
+// data and ping/pong frames whose bytes one read returned, toward a
+// destination that takes more frames and takes them at once, are relayed
+// here, with the rules of check; anything else (a frame cut by the read's
+// end, a Close, a destination busy, closed to frames or whose socket is
+// full, EOF, an error, a frame that breaks a rule) is left to the loop,
+// with what was read buffered in p.in, EOF or the read's error kept for
+// its next read, and a frame written in part finished first (resume).
+func (p *pump) inline() (parked bool) {
+	dstRC := p.relay.pumps[1-p.from].rc
+	if dstRC == nil || p.in.buf != nil {
+		return false
+	}
+	if p.io == nil {
+		p.io = newRawIO()
+	}
+	bp := bufPool.Get().(*[]byte)
+	kept := false // the loop took *bp
+	defer func() {
+		if !kept {
+			bufPool.Put(bp)
+		}
+	}()
+	buf := *bp
+	for range inlineReads {
+		n, err := p.io.read(p.rc, buf)
+		switch {
+		case err == unix.EAGAIN:
+			return p.repark() // woken for nothing (the data went to a read before)
+		case err != nil:
+			p.in.err = os.NewSyscallError("read", err)
+			return false
+		case n == 0:
+			p.in.err = io.EOF
+			return false
+		}
+		off, left := p.relayInline(buf[:n], dstRC)
+		if off < n {
+			kept = p.handOver(bp, off, n, left)
+			return false
+		}
+		if n < len(buf) { // the read drained the socket
+			return p.repark()
+		}
+	}
+	return false // the source keeps filling the buffer: a goroutine reads on
+}
+
+// relayInline relays the whole frames at the start of b that inline may
+// (see inline) and returns the bytes it consumed. When it wrote a frame
+// in part, left is what remains of it (at b[off:]) and the pump holds
+// dst.mu.
+func (p *pump) relayInline(b []byte, dstRC syscall.RawConn) (off, left int) {
+	dst := p.dst
+	for len(b)-off >= 2 {
+		rest := b[off:]
+		hl := sizeFromPrefix(rest[1])
+		if len(rest) < hl {
+			return off, 0
+		}
+		h, err := parseHeader(rest[:hl])
+		if err != nil || h.Opcode == OpClose || h.Length > int64(len(rest)-hl) {
+			return off, 0
+		}
+		total := hl + int(h.Length)
+		if !dst.mu.TryLock() {
+			return off, 0
+		}
+		if dst.closeSent || dst.shut || dst.injecting.Load() || p.relay.finishing.Load() || p.check(h) != nil {
+			dst.mu.Unlock()
+			return off, 0 // check changes nothing when it fails
+		}
+		p.holding = true
+		k, _ := p.io.write(dstRC, rest[:total])
+		k = max(k, 0)
+		p.bytes.Add(int64(k))
+		if k < total {
+			// Full, or failed: the loop's write finishes the frame, or
+			// sees the error. The lock stays: nothing may land inside
+			// the frame meanwhile.
+			return off + k, total - k
+		}
+		p.unlockDst()
+		p.frames.Add(1)
+		off += total
+	}
+	return off, 0
+}
+
+// handOver leaves to the loop what inline read into *bp past off, up to
+// n, of which the first left bytes are the rest of a frame begun; it
+// reports whether the loop keeps *bp as its working buffer.
+func (p *pump) handOver(bp *[]byte, off, n, left int) (kept bool) {
+	in := &p.in
+	in.take()
+	p.resume = left
+	if n-off <= len(in.buf) {
+		in.w = copy(in.buf, (*bp)[off:n])
+		return false
+	}
+	in.big, in.buf = bp, *bp
+	in.r, in.w = off, n
+	return true
+}
+
+// repark parks the source again after inline relayed what it sent; it
+// reports false when the pump's loop must take over (the relay is
+// finishing, or the Parker refuses).
+func (p *pump) repark() bool {
+	r := p.relay
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.finished {
+		return false
+	}
+	cancel, err := r.opts.Parker.Park(p.rc, p.wake)
+	if err != nil {
+		return false
+	}
+	p.parked, p.cancel = true, cancel
+	return true
+}
+
+// finishFrame writes the rest of the frame inline began (resume), with
+// dst.mu held since; it lets go of the lock.
+func (p *pump) finishFrame() error {
+	in := &p.in
+	n := p.resume
+	p.resume = 0
+	_, err := p.dst.conn.Write(in.buf[in.r : in.r+n])
+	if err != nil {
+		p.dst.shut = true // the destination holds part of the frame
+		p.unlockDst()
+		return fmt.Errorf("wsframe: writing a frame to %s: %w", sideName[1-p.from], err)
+	}
+	in.r += n
+	p.bytes.Add(int64(n))
+	p.unlockDst()
+	p.frames.Add(1)
+	return nil
+}
+
+// rawIO makes the inline relay's reads and writes: non-blocking system
+// calls on a socket's descriptor inside its RawConn's Control (which keeps
+// the descriptor from being closed meanwhile), outside Go's poller. Its
+// fields carry each call's arguments and results, so that no closure is
+// made per call.
+type rawIO struct {
+	b   []byte
+	n   int
+	err error
+	out bool // a write, else a read
+	fn  func(fd uintptr)
+}
+
+func newRawIO() *rawIO {
+	o := new(rawIO)
+	o.fn = o.do
+	return o
+}
+
+func (o *rawIO) do(fd uintptr) {
+	if o.out {
+		o.n, o.err = unix.Write(int(fd), o.b)
+	} else {
+		o.n, o.err = unix.Read(int(fd), o.b)
+	}
+}
+
+func (o *rawIO) call(rc syscall.RawConn, b []byte, write bool) (int, error) {
+	o.b, o.out = b, write
+	err := rc.Control(o.fn)
+	n, cerr := o.n, o.err
+	o.b, o.n, o.err = nil, 0, nil
+	if err != nil {
+		return 0, err // closed
+	}
+	return n, cerr
+}
+
+func (o *rawIO) read(rc syscall.RawConn, b []byte) (int, error) { return o.call(rc, b, false) }
+
+func (o *rawIO) write(rc syscall.RawConn, b []byte) (int, error) { return o.call(rc, b, true) }
 
 // testHookFrame, when not nil (tests only), runs as a pump starts to
 // forward a frame, holding the destination's lock.
@@ -725,6 +955,11 @@ func (p *pump) unlockDst() {
 func (p *pump) loop() error {
 	in := &p.in
 	in.take()
+	if p.resume > 0 {
+		if err := p.finishFrame(); err != nil {
+			return err
+		}
+	}
 	for {
 		in.shrink() // between frames: hold no working buffer while idle
 		var err error
