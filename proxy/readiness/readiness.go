@@ -5,7 +5,7 @@
 // Go's runtime poller wakes a goroutine that is blocked reading a socket;
 // keeping a goroutine blocked per idle socket costs its stack (4 to 8 KiB
 // for a relay's read path). A Poller instead keeps one epoll instance of
-// its own and one goroutine blocked in epoll_wait: a caller parks a socket
+// its own, and one goroutine that waits for its events: a caller parks a socket
 // with Wait and lets its goroutine end, and the Poller calls the wake
 // function it was given once the socket is readable, has hung up or failed.
 // The wake function typically starts a goroutine that reads; one whose
@@ -32,6 +32,7 @@ package readiness
 import (
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -48,7 +49,9 @@ var ErrClosed = errors.New("readiness: poller closed")
 // concurrent use.
 type Poller struct {
 	epfd   int
-	wakefd int // an eventfd that ends the goroutine's epoll_wait on Close
+	ep     *os.File        // epfd, in Go's poller; closed by Close
+	eprc   syscall.RawConn // ep's, for the goroutine's waits
+	wakefd int // an eventfd in the set, that ends the goroutine on Close
 
 	// mu guards slots, free, gen, started and closed. It is never held
 	// while wake functions run, nor across a system call other than
@@ -102,7 +105,24 @@ func New() (*Poller, error) {
 		unix.Close(wakefd)
 		return nil, fmt.Errorf("readiness: registering the eventfd: %w", err)
 	}
-	return &Poller{epfd: epfd, wakefd: wakefd, done: make(chan struct{})}, nil
+	// The epoll descriptor itself waits in Go's poller (it is readable
+	// while events are ready): the goroutine parks there between events
+	// instead of blocking a thread in epoll_wait, and one wake-up of the
+	// runtime's poller serves both a socket's own event there and this
+	// set's.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		unix.Close(wakefd)
+		return nil, fmt.Errorf("readiness: epoll descriptor: %w", err)
+	}
+	ep := os.NewFile(uintptr(epfd), "readiness-epoll")
+	rc, err := ep.SyscallConn()
+	if err != nil {
+		ep.Close()
+		unix.Close(wakefd)
+		return nil, fmt.Errorf("readiness: epoll descriptor: %w", err)
+	}
+	return &Poller{epfd: epfd, ep: ep, eprc: rc, wakefd: wakefd, done: make(chan struct{})}, nil
 }
 
 // Parked returns the number of sockets parked now.
@@ -203,10 +223,21 @@ func (p *Poller) forgetLocked(id uint64) *Waiter {
 func (p *Poller) loop() {
 	defer close(p.done)
 	events := make([]unix.EpollEvent, 128)
+	var n int
+	var err error
+	// Each wait takes what is ready without blocking; with nothing, the
+	// goroutine parks in Go's poller until epfd turns readable again.
+	ready := func(fd uintptr) bool {
+		for {
+			n, err = unix.EpollWait(int(fd), events, 0)
+			if err != unix.EINTR {
+				return n > 0 || err != nil
+			}
+		}
+	}
 	for {
-		n, err := unix.EpollWait(p.epfd, events, -1)
-		if err == unix.EINTR {
-			continue
+		if rerr := p.eprc.Read(ready); rerr != nil && err == nil {
+			err = rerr
 		}
 		if err != nil {
 			// Only a broken epoll descriptor fails here; end every wait
@@ -265,7 +296,7 @@ func (p *Poller) Close() error {
 			}
 			<-p.done
 		}
-		p.closeErr = errors.Join(unix.Close(p.epfd), unix.Close(p.wakefd))
+		p.closeErr = errors.Join(p.ep.Close(), unix.Close(p.wakefd))
 	})
 	return p.closeErr
 }

@@ -603,6 +603,12 @@ func (p *pump) stop(complete func()) {
 	}
 }
 
+// inlineable reports whether the source may park now and have its frames
+// relayed inline when woken: its destination is a socket too.
+func (p *pump) inlineable() bool {
+	return p.parkable() && p.relay.pumps[1-p.from].rc != nil
+}
+
 // parkable reports whether the source may park now: it is a socket, the
 // Relay has a Parker and what was read past the handshake is relayed.
 func (p *pump) parkable() bool {
@@ -622,8 +628,17 @@ func (p *pump) parkable() bool {
 // own (past) deadline: the flag is checked after each change of the
 // deadline.
 func (p *pump) await(n int) error {
-	if !p.parkable() {
+	if !p.parkable() || p.in.err != nil { // an EOF or error inline read is the loop's now
 		return p.in.fill(n)
+	}
+	if p.inlineable() {
+		// The next frames are relayed inline once parked: park at once,
+		// with no wait on the goroutine (a frame there already wakes it
+		// at once: epoll reports the state it finds).
+		if err := p.park(); err != nil {
+			return err
+		}
+		return p.in.fill(n) // the Parker refused (it is closed)
 	}
 	r := p.relay
 	conn := r.peers[p.from].conn
