@@ -51,7 +51,7 @@ type Poller struct {
 	epfd   int
 	ep     *os.File        // epfd, in Go's poller; closed by Close
 	eprc   syscall.RawConn // ep's, for the goroutine's waits
-	wakefd int // an eventfd in the set, that ends the goroutine on Close
+	wakefd int             // an eventfd in the set, that ends the goroutine on Close
 
 	// mu guards slots, free, gen, started and closed. It is never held
 	// while wake functions run, nor across a system call other than
