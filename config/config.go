@@ -288,12 +288,15 @@ type Timeouts struct {
 	// endpoint sockets: the first probe after this long without traffic,
 	// then one every period; 0 sends no probes. At least 1s.
 	TCPKeepAlive time.Duration `mapstructure:"tcpKeepAlive"`
-	// Park is how long a direction of a WebSocket or a raw TCP session
-	// waits for bytes on a goroutine of its own before its socket is
-	// parked: an idle session then holds no goroutine and no buffer, only
-	// its state (a few KiB), until bytes come. A direction woken soon
-	// after it parked waits longer before the next park (up to 100
-	// times), so that a steady stream does not pay for parking.
+	// Park is how long a direction of a raw TCP session, or of a
+	// WebSocket with a TLS side, waits for bytes on a goroutine of its own
+	// before its socket is parked: an idle session then holds no goroutine
+	// and no buffer, only its state (a few KiB), until bytes come. A
+	// direction woken soon after it parked waits longer before the next
+	// park (up to 100 times), so that a steady stream does not pay for
+	// parking. A WebSocket direction between two plain sockets parks at
+	// each frame boundary without waiting: its small frames are relayed
+	// as they come on the parker's goroutine.
 	Park time.Duration `mapstructure:"park"`
 }
 

@@ -75,18 +75,23 @@ type Options struct {
 	// for a peer's Close after the other peer sent Close and hung up; 0
 	// means DefaultCloseTimeout (5s).
 	CloseTimeout time.Duration
-	// Parker, when set, lets a direction whose source sent nothing for
-	// ParkAfter give up its goroutine and buffer until the source is
-	// readable again: an idle WebSocket then holds no goroutine. Only
-	// sources that are sockets (syscall.Conn: not TLS) park; the others
-	// wait on a goroutine as without a Parker.
+	// Parker, when set, lets a direction give up its goroutine and buffer
+	// at a frame boundary until its source is readable again: an idle
+	// WebSocket then holds no goroutine. Only sources that are sockets
+	// (syscall.Conn: not TLS) park; the others wait on a goroutine as
+	// without a Parker. A direction whose destination is a socket too
+	// parks at every frame boundary, and its wake-ups relay small frames
+	// on the Parker's goroutine (see pump.inline); one toward a TLS
+	// connection parks after ParkAfter, and its wake-ups start a
+	// goroutine.
 	Parker Parker
-	// ParkAfter is how long a direction waits for a frame on its
-	// goroutine before it parks; 0 means DefaultParkAfter (100ms).
+	// ParkAfter is how long a direction toward a connection that is not a
+	// socket waits for a frame on its goroutine before it parks; 0 means
+	// DefaultParkAfter (100ms).
 	//
-	// A direction woken soon after it parked waits longer before the next
-	// park (readiness.ParkWait): a steady stream of messages soon stops
-	// parking between them, while an idle one parks after ParkAfter.
+	// Such a direction woken soon after it parked waits longer before the
+	// next park (readiness.ParkWait): a steady stream of messages soon
+	// stops parking between them, while an idle one parks after ParkAfter.
 	ParkAfter time.Duration
 }
 
