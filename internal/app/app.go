@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -89,11 +90,10 @@ type App struct {
 	reloads *prometheus.CounterVec
 	// migrations are the recent ones, for the live view (status).
 	migrations migrationLog
-	// parker holds the sockets of idle WebSockets and TCP sessions, for
-	// every listener; its
-	// goroutine starts with the first one parked. Closed by Run's end and
-	// by Close.
-	parker *readiness.Poller
+	// parker holds the parked sockets of WebSockets and TCP sessions,
+	// for every listener: a Poller per CPU, each with a goroutine that
+	// starts with its first socket. Closed by Run's end and by Close.
+	parker *readiness.Pool
 }
 
 // listener is one configured listener: its server, its socket, and the
@@ -211,7 +211,9 @@ func New(cfg *config.Config, opts Options) (a *App, err error) {
 	a = &App{cfg: cfg, cur: cfg, opts: opts, log: opts.Logger, reg: reg, metrics: metrics.New(reg),
 		sessions: upstream.NewRegistry(), ready: &admin.Readiness{}}
 	a.series = upstream.NewEndpointSeries(a.metrics, a.sessions)
-	if a.parker, err = readiness.New(); err != nil {
+	// A Poller per CPU the runtime uses: small WebSocket messages are
+	// relayed on their goroutines.
+	if a.parker, err = readiness.NewPool(runtime.GOMAXPROCS(0)); err != nil {
 		return nil, err
 	}
 	parker := a.parker
