@@ -76,12 +76,34 @@ type Poller struct {
 	done   chan struct{}
 }
 
-// Waiter is one parked socket, as Wait returned it.
+// Waiter is one parked socket, as Wait returned it. Its owner may park
+// the socket again with Rewait once wake has run, reusing the Waiter.
 type Waiter struct {
 	p    *Poller
 	id   uint64
 	rc   syscall.RawConn
 	wake func()
+	// ctlFn is ctl as a method value, made once: a wait then makes no
+	// closure. errno is ctl's result. Both are used under p.mu.
+	ctlFn func(fd uintptr)
+	errno unix.Errno
+}
+
+// ctl arms w's socket for w.id, inside rc.Control (the descriptor cannot
+// be closed meanwhile): it re-arms a socket that waited before (it stays
+// in the set, disarmed, after its event) and adds one that never did, or
+// was removed. Called with p.mu held.
+func (w *Waiter) ctl(fd uintptr) {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT}
+	setID(&ev, w.id)
+	err := unix.EpollCtl(w.p.epfd, unix.EPOLL_CTL_MOD, int(fd), &ev)
+	if err == unix.ENOENT {
+		err = unix.EpollCtl(w.p.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
+	}
+	w.errno = 0
+	if err != nil {
+		w.errno = err.(unix.Errno)
+	}
 }
 
 // wakeID is the epoll event data of the eventfd.
@@ -136,16 +158,34 @@ func (p *Poller) Parked() int { return int(p.parked.Load()) }
 // The returned Waiter's Cancel withdraws the wait. Wait fails on a closed
 // socket or a closed Poller; wake is then never called.
 func (p *Poller) Wait(rc syscall.RawConn, wake func()) (*Waiter, error) {
+	w := &Waiter{p: p, rc: rc, wake: wake}
+	w.ctlFn = w.ctl
+	if err := w.arm(); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// Rewait parks w's socket again, for the same wake, without allocating:
+// for an owner whose wake function parks its socket once more after each
+// wake-up. It may be called only after wake has run (or after Cancel
+// returned true), by w's owner, not twice at once.
+func (w *Waiter) Rewait() error { return w.arm() }
+
+// arm gives w a slot and a new id and arms its socket. The epoll_ctl is
+// made under p.mu, so that an event for the new id (which needs p.mu to
+// find its slot) is never handled before arm knows the call succeeded.
+func (w *Waiter) arm() error {
+	p := w.p
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.closed {
-		p.mu.Unlock()
-		return nil, ErrClosed
+		return ErrClosed
 	}
 	if !p.started {
 		p.started = true
 		go p.loop()
 	}
-	w := &Waiter{p: p, rc: rc, wake: wake}
 	var i uint32
 	if n := len(p.free); n > 0 {
 		i, p.free = p.free[n-1], p.free[:n-1]
@@ -157,24 +197,15 @@ func (p *Poller) Wait(rc syscall.RawConn, wake func()) (*Waiter, error) {
 	p.gen++
 	w.id = uint64(p.gen)<<32 | uint64(i+1)
 	p.parked.Add(1)
-	p.mu.Unlock()
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT}
-	setID(&ev, w.id)
-	var ctlErr error
-	// Inside Control the descriptor cannot be closed: it is the socket's.
-	// Re-arm a socket that waited before (it stays in the set, disarmed,
-	// after its event); add one that never did, or was removed.
-	err := rc.Control(func(fd uintptr) {
-		ctlErr = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, int(fd), &ev)
-		if ctlErr == unix.ENOENT {
-			ctlErr = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
-		}
-	})
-	if err = errors.Join(err, ctlErr); err != nil {
-		p.forget(w.id)
-		return nil, fmt.Errorf("readiness: parking a socket: %w", err)
+	err := w.rc.Control(w.ctlFn)
+	if err == nil && w.errno != 0 {
+		err = w.errno
 	}
-	return w, nil
+	if err != nil {
+		p.forgetLocked(w.id)
+		return fmt.Errorf("readiness: parking a socket: %w", err)
+	}
+	return nil
 }
 
 // Cancel withdraws the wait. It reports whether it did so before wake was

@@ -214,6 +214,10 @@ type pump struct {
 	// deadline is the parking read deadline set on the source (unix
 	// nanoseconds), 0 when none is; owned like wait.
 	deadline int64
+	// rearm is the wait of the source's first park when it can be
+	// re-armed, for every later park; owned like wait, used under the
+	// Relay's mu.
+	rearm rewaiter
 	// io does the inline relay's system calls (see inline); made at the
 	// first wake-up, owned like wait.
 	io *rawIO
@@ -705,11 +709,9 @@ func (p *pump) park() error {
 	if r.finished {
 		return os.ErrDeadlineExceeded
 	}
-	cancel, err := r.opts.Parker.Park(p.rc, p.wake)
-	if err != nil {
+	if p.arm() != nil {
 		return nil
 	}
-	p.parked, p.cancel = true, cancel
 	p.deadline = 0 // it passed: the next wait sets a new one
 	p.wait.Parked()
 	p.in.release()
@@ -874,12 +876,34 @@ func (p *pump) repark() bool {
 	if r.finished {
 		return false
 	}
-	cancel, err := r.opts.Parker.Park(p.rc, p.wake)
+	return p.arm() == nil
+}
+
+// rewaiter is a parked wait that its owner may re-arm after its wake-up
+// (readiness.Waiter): parking again then allocates nothing.
+type rewaiter interface {
+	Cancel() bool
+	Rewait() error
+}
+
+// arm hands the source to the Parker: it re-arms the wait of its last park
+// when the Parker's waits allow it, else parks anew. Called with the
+// Relay's mu held, by the pump's goroutine or its wake-up.
+func (p *pump) arm() error {
+	if p.rearm != nil {
+		if err := p.rearm.Rewait(); err != nil {
+			return err
+		}
+		p.parked, p.cancel = true, p.rearm
+		return nil
+	}
+	cancel, err := p.relay.opts.Parker.Park(p.rc, p.wake)
 	if err != nil {
-		return false
+		return err
 	}
 	p.parked, p.cancel = true, cancel
-	return true
+	p.rearm, _ = cancel.(rewaiter)
+	return nil
 }
 
 // finishFrame writes the rest of the frame inline began (resume), with
