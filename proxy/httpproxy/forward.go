@@ -36,7 +36,7 @@ func (l *Listener) roundTrip(out *http.Request, b *Backend, addr string) (resp *
 	}
 	p := l.h1Pool(addr)
 	p.begin()
-	if resp, err = p.t.RoundTrip(out); err != nil {
+	if resp, err = p.roundTrip(out); err != nil {
 		p.end()
 		return nil, nil, err
 	}

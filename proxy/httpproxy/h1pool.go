@@ -16,11 +16,29 @@ import (
 // the requests in flight on them, so that a drain knows when they are
 // done.
 type h1Pool struct {
-	t *http.Transport
+	t *http.Transport // requests with a body (or Expect: 100-continue)
+	c *h1Client       // the others, on the caller's goroutine
 
 	mu       sync.Mutex
 	inflight int
 	idle     chan struct{} // set by drain; closed once inflight is 0
+}
+
+// roundTrip sends out over one of the pool's connections: a request with
+// a body, whose upload may overlap the response, through the Transport,
+// the others through the client that needs no goroutine of its own.
+func (p *h1Pool) roundTrip(out *http.Request) (*http.Response, error) {
+	if out.Body != nil && out.Body != http.NoBody || out.Header.Get("Expect") != "" {
+		return p.t.RoundTrip(out)
+	}
+	return p.c.roundTrip(out)
+}
+
+// closeIdle closes the pool's idle connections; with forGood, those busy
+// now are closed when their requests end.
+func (p *h1Pool) closeIdle(forGood bool) {
+	p.t.CloseIdleConnections()
+	p.c.closeIdle(forGood)
 }
 
 func (p *h1Pool) begin() {
@@ -51,34 +69,45 @@ func (p *h1Pool) drain(ctx context.Context) {
 		p.idle = idle
 	}
 	p.mu.Unlock()
-	p.t.CloseIdleConnections()
+	p.closeIdle(true)
 	select {
 	case <-idle:
 	case <-ctx.Done():
 	}
-	p.t.CloseIdleConnections()
+	p.closeIdle(true)
 }
+
+// The idle connections kept per endpoint, and how long each is kept idle.
+const (
+	h1MaxIdle     = 256
+	h1IdleTimeout = 90 * time.Second
+)
 
 // h1Pool returns addr's pool, making it on first use.
 func (l *Listener) h1Pool(addr string) *h1Pool {
 	if p, ok := l.h1.Load(addr); ok {
 		return p.(*h1Pool)
 	}
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := l.cfg.Dial(ctx, network, addr)
+		if err != nil {
+			return nil, &upstream.DialError{Addr: addr, Err: err}
+		}
+		return c, nil
+	}
 	t := &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := l.cfg.Dial(ctx, network, addr)
-			if err != nil {
-				return nil, &upstream.DialError{Addr: addr, Err: err}
-			}
-			return c, nil
-		},
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
+		DialContext:           dial,
+		MaxIdleConnsPerHost:   h1MaxIdle,
+		IdleConnTimeout:       h1IdleTimeout,
 		ResponseHeaderTimeout: 0,
 		DisableCompression:    true,
 		ForceAttemptHTTP2:     false,
 	}
 	t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{} // HTTP/1 only
-	actual, _ := l.h1.LoadOrStore(addr, &h1Pool{t: t})
+	c := &h1Client{
+		dial:    func(ctx context.Context) (net.Conn, error) { return dial(ctx, "tcp", addr) },
+		maxIdle: h1MaxIdle, idleTimeout: h1IdleTimeout,
+	}
+	actual, _ := l.h1.LoadOrStore(addr, &h1Pool{t: t, c: c})
 	return actual.(*h1Pool)
 }

@@ -306,7 +306,7 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 		<-done
 		err = ctx.Err()
 	}
-	l.h1.Range(func(_, v any) bool { v.(*h1Pool).t.CloseIdleConnections(); return true })
+	l.h1.Range(func(_, v any) bool { v.(*h1Pool).closeIdle(true); return true })
 	return err
 }
 
