@@ -36,10 +36,42 @@ type h1Client struct {
 	closed bool      // closeIdle was called with forGood: nothing goes idle any more
 }
 
+// h1MaxResponseHead bounds the bytes read from an endpoint for one
+// response's head (status line, headers, informational answers before
+// it): an endpoint that sends more ends its request with errHeadTooLarge,
+// not the proxy's memory.
+const h1MaxResponseHead = 1 << 20
+
+var errHeadTooLarge = fmt.Errorf("httpproxy: response head larger than %d bytes", h1MaxResponseHead)
+
+// headLimit is the reader under an h1Conn's bufio.Reader: while left is
+// not negative it lets at most left more bytes through (the head's read),
+// then fails with errHeadTooLarge.
+type headLimit struct {
+	r    io.Reader
+	left int64 // -1: no limit (a body's read)
+}
+
+func (l *headLimit) Read(p []byte) (int, error) {
+	if l.left < 0 {
+		return l.r.Read(p)
+	}
+	if l.left == 0 {
+		return 0, errHeadTooLarge
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	return n, err
+}
+
 // h1Conn is one keep-alive connection of an h1Client.
 type h1Conn struct {
 	cl    *h1Client
 	c     net.Conn
+	lim   headLimit
 	br    *bufio.Reader
 	bw    *bufio.Writer
 	timer *time.Timer // closes the connection after idleTimeout in idle
@@ -89,7 +121,8 @@ func (cl *h1Client) get(ctx context.Context) (pc *h1Conn, reused bool, err error
 	if err != nil {
 		return nil, false, err
 	}
-	pc = &h1Conn{cl: cl, c: c, br: bufio.NewReaderSize(c, 4<<10), bw: bufio.NewWriterSize(c, 4<<10)}
+	pc = &h1Conn{cl: cl, c: c, lim: headLimit{r: c, left: -1}, bw: bufio.NewWriterSize(c, 4<<10)}
+	pc.br = bufio.NewReaderSize(&pc.lim, 4<<10)
 	pc.timer = time.AfterFunc(time.Hour, pc.expire)
 	pc.timer.Stop()
 	return pc, false, nil
@@ -170,9 +203,11 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 	if _, err := pc.br.Peek(1); err != nil {
 		return fail("reading the response", err)
 	}
+	pc.lim.left = h1MaxResponseHead
 	for {
 		resp, err := http.ReadResponse(pc.br, req)
 		if err != nil {
+			pc.lim.left = -1
 			return fail("reading the response", err)
 		}
 		if resp.StatusCode == http.StatusSwitchingProtocols {
@@ -183,6 +218,7 @@ func (pc *h1Conn) roundTrip(req *http.Request) (*http.Response, error) {
 		if resp.StatusCode >= 100 && resp.StatusCode < 200 {
 			continue // informational (100 Continue, 103 Early Hints): the final answer follows
 		}
+		pc.lim.left = -1 // the body is read without the head's bound
 		reuse := !resp.Close && !req.Close
 		if resp.Body == http.NoBody {
 			// No body to read (HEAD, 204, 304, Content-Length 0): the

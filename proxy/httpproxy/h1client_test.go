@@ -265,3 +265,39 @@ func TestH1ClientIdleTimeout(t *testing.T) {
 		t.Errorf("idle connections after the timeout: %d, want 0", n)
 	}
 }
+
+// TestH1ClientHeadTooLarge: an endpoint that sends a response head without
+// end (one endless header line) ends its request with errHeadTooLarge
+// once the bound is read, and the connection is closed.
+func TestH1ClientHeadTooLarge(t *testing.T) {
+	gone := make(chan int64, 1)
+	s := startRawH1(t, func(c net.Conn, br *bufio.Reader) {
+		http.ReadRequest(br)
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nX-Endless: ")
+		line := strings.Repeat("x", 64<<10)
+		var sent int64
+		for sent < 64<<20 { // bounded: 64 MiB at most
+			n, err := io.WriteString(c, line)
+			sent += int64(n)
+			if err != nil {
+				break
+			}
+		}
+		gone <- sent
+	})
+	var dials atomic.Int64
+	cl := s.client(&dials, time.Minute)
+	defer cl.closeIdle(true)
+	_, err := h1Get(t, cl, context.Background(), http.MethodGet)
+	if !errors.Is(err, errHeadTooLarge) {
+		t.Fatalf("got %v, want errHeadTooLarge", err)
+	}
+	select {
+	case sent := <-gone:
+		if sent >= 64<<20 {
+			t.Errorf("the endpoint wrote all of its %d bytes: the connection was not closed at the bound", sent)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the endpoint could still write 10s after the bound was passed")
+	}
+}
