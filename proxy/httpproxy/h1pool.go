@@ -11,10 +11,10 @@ import (
 	"github.com/longhaul-proxy/longhaul/proxy/upstream"
 )
 
-// h1Pool is one endpoint's HTTP/1.1 keep-alive connections (a Transport of
-// its own, so that a drain closes that endpoint's and nothing else), and
-// the requests in flight on them, so that a drain knows when they are
-// done.
+// h1Pool is one endpoint's HTTP/1.1 keep-alive connections (a Transport and
+// an h1Client of its own, so that a drain closes that endpoint's and
+// nothing else), and the requests in flight on them, so that a drain knows
+// when they are done.
 type h1Pool struct {
 	t *http.Transport // requests with a body (or Expect: 100-continue)
 	c *h1Client       // the others, on the caller's goroutine
