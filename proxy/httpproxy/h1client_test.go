@@ -46,9 +46,11 @@ func startRawH1(t *testing.T, serve func(c net.Conn, br *bufio.Reader)) *rawH1Se
 	return s
 }
 
-// client returns an h1Client for s, counting its dials.
-func (s *rawH1Server) client(dials *atomic.Int64, idle time.Duration) *h1Client {
-	return &h1Client{
+// client returns an h1Client for s, closed at the test's end, and the
+// count of its dials.
+func (s *rawH1Server) client(t *testing.T, idle time.Duration) (*h1Client, *atomic.Int64) {
+	dials := new(atomic.Int64)
+	cl := &h1Client{
 		dial: func(ctx context.Context) (net.Conn, error) {
 			dials.Add(1)
 			var d net.Dialer
@@ -56,6 +58,8 @@ func (s *rawH1Server) client(dials *atomic.Int64, idle time.Duration) *h1Client 
 		},
 		maxIdle: 4, idleTimeout: idle,
 	}
+	t.Cleanup(func() { cl.closeIdle(true) })
+	return cl, dials
 }
 
 func h1Get(t *testing.T, cl *h1Client, ctx context.Context, method string) (*http.Response, error) {
@@ -86,9 +90,7 @@ const okResp = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 func TestH1ClientReusesConnection(t *testing.T) {
 	s := startRawH1(t, func(c net.Conn, br *bufio.Reader) { answer(c, br, okResp, func(int) bool { return true }) })
-	var dials atomic.Int64
-	cl := s.client(&dials, time.Minute)
-	defer cl.closeIdle(true)
+	cl, dials := s.client(t, time.Minute)
 	for i := range 20 {
 		resp, err := h1Get(t, cl, context.Background(), http.MethodGet)
 		if err != nil {
@@ -115,9 +117,7 @@ func TestH1ClientStaleConnection(t *testing.T) {
 		c.Close()
 		closed <- struct{}{}
 	})
-	var dials atomic.Int64
-	cl := s.client(&dials, time.Minute)
-	defer cl.closeIdle(true)
+	cl, dials := s.client(t, time.Minute)
 	for i := range 3 {
 		resp, err := h1Get(t, cl, context.Background(), http.MethodGet)
 		if err != nil {
@@ -146,9 +146,7 @@ func TestH1ClientCancel(t *testing.T) {
 		io.Copy(io.Discard, br) // until the client closes
 		close(gone)
 	})
-	var dials atomic.Int64
-	cl := s.client(&dials, time.Minute)
-	defer cl.closeIdle(true)
+	cl, _ := s.client(t, time.Minute)
 	cause := errors.New("response header timeout (test)")
 	ctx, cancel := context.WithCancelCause(context.Background())
 	time.AfterFunc(50*time.Millisecond, func() { cancel(cause) })
@@ -191,9 +189,7 @@ func TestH1ClientNoBodyAndInformational(t *testing.T) {
 			}
 		}
 	})
-	var dials atomic.Int64
-	cl := s.client(&dials, time.Minute)
-	defer cl.closeIdle(true)
+	cl, dials := s.client(t, time.Minute)
 	for _, m := range []string{http.MethodHead, http.MethodDelete, http.MethodGet, http.MethodHead} {
 		resp, err := h1Get(t, cl, context.Background(), m)
 		if err != nil {
@@ -220,9 +216,7 @@ func TestH1ClientNoBodyAndInformational(t *testing.T) {
 func TestH1ClientUnreadBodyCloses(t *testing.T) {
 	big := "HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n" + strings.Repeat("b", 1<<20)
 	s := startRawH1(t, func(c net.Conn, br *bufio.Reader) { answer(c, br, big, func(int) bool { return true }) })
-	var dials atomic.Int64
-	cl := s.client(&dials, time.Minute)
-	defer cl.closeIdle(true)
+	cl, dials := s.client(t, time.Minute)
 	for range 2 {
 		resp, err := h1Get(t, cl, context.Background(), http.MethodGet)
 		if err != nil {
@@ -244,9 +238,7 @@ func TestH1ClientIdleTimeout(t *testing.T) {
 		answer(c, br, okResp, func(int) bool { return true })
 		close(gone) // the client closed the connection
 	})
-	var dials atomic.Int64
-	cl := s.client(&dials, 50*time.Millisecond)
-	defer cl.closeIdle(true)
+	cl, _ := s.client(t, 50*time.Millisecond)
 	resp, err := h1Get(t, cl, context.Background(), http.MethodGet)
 	if err != nil {
 		t.Fatal(err)
@@ -285,9 +277,7 @@ func TestH1ClientHeadTooLarge(t *testing.T) {
 		}
 		gone <- sent
 	})
-	var dials atomic.Int64
-	cl := s.client(&dials, time.Minute)
-	defer cl.closeIdle(true)
+	cl, _ := s.client(t, time.Minute)
 	_, err := h1Get(t, cl, context.Background(), http.MethodGet)
 	if !errors.Is(err, errHeadTooLarge) {
 		t.Fatalf("got %v, want errHeadTooLarge", err)
