@@ -174,6 +174,7 @@ func TestParkedSlowFrames(t *testing.T) {
 	if b := <-got; !bytes.Equal(b, want) {
 		t.Fatalf("backend got %d bytes, want %d, equal=%v", len(b), len(want), bytes.Equal(b, want))
 	}
+	awaitParked(t, pk, 2) // counted before it parked
 	if fu, _, _, _ := rr.relay.Stats(); fu != 3 {
 		t.Errorf("frames forwarded up: got %d, want 3", fu)
 	}
@@ -224,10 +225,11 @@ func TestParkedRelaysInline(t *testing.T) {
 			t.Fatalf("round %d: %d pump goroutines, want none (relayed inline)", i, n)
 		}
 	}
+	// Parked again: each direction counted its frames before it parked.
+	awaitParked(t, pk, 2)
 	if fu, fd, _, _ := rr.relay.Stats(); fu != 2*rounds || fd != rounds {
 		t.Errorf("frames forwarded: %d up, %d down; want %d, %d", fu, fd, 2*rounds, rounds)
 	}
-	awaitParked(t, pk, 2)
 	rr.client.Close()
 	rr.backend.Close()
 	if err := rr.wait(t); err != nil {
