@@ -187,25 +187,32 @@ type peer struct {
 // goroutine.
 type pump struct {
 	relay *Relay
-	from  int // side the frames come from
+	from  int // side the frames come from; it writes to peers[1-from] (to)
 	in    frameReader
-	dst   *peer
 	// frag: a fragmented data message is in progress on this source (a
 	// data frame without FIN was seen and its final continuation not yet).
 	frag bool
 	// closed: the source sent a Close frame (reported once).
 	closed bool
-	// holding: the pump holds dst.mu (relayFrame), so that a panic there
-	// lets go of it (see panicked).
+	// holding: the pump holds its destination's mu (relayFrame), so that
+	// a panic there lets go of it (see panicked).
 	holding bool
+	// parked: the source is parked and cancel withdraws its wait. Guarded
+	// by the Relay's mu.
+	parked bool
+	// resume is what is left to write of a frame the inline relay began
+	// to write and could not finish without blocking: the frame's rest is
+	// buffered at in.buf[in.r:], and the pump holds its destination's mu
+	// (holding). The loop finishes it first. Owned like wait.
+	resume int32
 	// rc is the source socket (the Relay's peers[from].conn), nil when it
 	// cannot park; pre is what was read past the handshake, relayed
 	// before parking is allowed.
 	rc  syscall.RawConn
 	pre *prefixReader
-	// parked: the source is parked and cancel withdraws its wait. Guarded
-	// by the Relay's mu.
-	parked bool
+	// cancel is the wait of the source's last park: while parked, it
+	// withdraws it; after the wake-up, when it can be re-armed
+	// (rewaiter), the next park re-arms it. Guarded by the Relay's mu.
 	cancel interface{ Cancel() bool }
 	// wait is how long the source waits on the goroutine before it parks
 	// (see Options.ParkAfter). Owned by the pump's goroutine (the one
@@ -214,22 +221,16 @@ type pump struct {
 	// deadline is the parking read deadline set on the source (unix
 	// nanoseconds), 0 when none is; owned like wait.
 	deadline int64
-	// rearm is the wait of the source's first park when it can be
-	// re-armed, for every later park; owned like wait, used under the
-	// Relay's mu.
-	rearm rewaiter
 	// io does the inline relay's system calls (see inline); made at the
 	// first wake-up, owned like wait.
 	io *rawIO
-	// resume is what is left to write of a frame the inline relay began
-	// to write and could not finish without blocking: the frame's rest is
-	// buffered at in.buf[in.r:], and the pump holds dst.mu (holding). The
-	// loop finishes it first. Owned like wait.
-	resume int
 
 	frames atomic.Int64 // frames forwarded
 	bytes  atomic.Int64 // wire bytes (headers and payloads) forwarded
 }
+
+// to is the peer the pump writes frames to.
+func (p *pump) to() *peer { return &p.relay.peers[1-p.from] }
 
 type eventKind uint8
 
@@ -274,7 +275,6 @@ func New(client net.Conn, clientBuf []byte, backend net.Conn, backendBuf []byte,
 		p := &r.pumps[s]
 		p.relay = r
 		p.from = s
-		p.dst = &r.peers[1-s]
 		p.in.src = conns[s]
 		if len(bufs[s]) > 0 {
 			p.pre = &prefixReader{pre: bufs[s], r: conns[s]}
@@ -283,7 +283,7 @@ func New(client net.Conn, clientBuf []byte, backend net.Conn, backendBuf []byte,
 		if sc, ok := conns[s].(syscall.Conn); ok && o.Parker != nil {
 			if rc, err := sc.SyscallConn(); err == nil {
 				p.rc = rc
-				p.in.retry = p.retryTimeout
+				p.in.owner = p
 			}
 		}
 	}
@@ -725,7 +725,7 @@ func (p *pump) park() error {
 func (p *pump) wake() {
 	r := p.relay
 	r.mu.Lock()
-	p.parked, p.cancel = false, nil
+	p.parked = false // cancel stays: the next park may re-arm it
 	finished := r.finished
 	r.mu.Unlock()
 	if !finished {
@@ -812,9 +812,9 @@ func (p *pump) inline() (parked bool) {
 // relayInline relays the whole frames at the start of b that inline may
 // (see inline) and returns the bytes it consumed. When it wrote a frame
 // in part, left is what remains of it (at b[off:]) and the pump holds
-// dst.mu.
+// its destination's mu.
 func (p *pump) relayInline(b []byte, dstRC syscall.RawConn) (off, left int) {
-	dst := p.dst
+	dst := p.to()
 	for len(b)-off >= 2 {
 		rest := b[off:]
 		hl := sizeFromPrefix(rest[1])
@@ -856,7 +856,7 @@ func (p *pump) relayInline(b []byte, dstRC syscall.RawConn) (off, left int) {
 func (p *pump) handOver(bp *[]byte, off, n, left int) (kept bool) {
 	in := &p.in
 	in.take()
-	p.resume = left
+	p.resume = int32(left)
 	if n-off <= len(in.buf) {
 		in.w = copy(in.buf, (*bp)[off:n])
 		return false
@@ -890,11 +890,11 @@ type rewaiter interface {
 // when the Parker's waits allow it, else parks anew. Called with the
 // Relay's mu held, by the pump's goroutine or its wake-up.
 func (p *pump) arm() error {
-	if p.rearm != nil {
-		if err := p.rearm.Rewait(); err != nil {
+	if rw, ok := p.cancel.(rewaiter); ok {
+		if err := rw.Rewait(); err != nil {
 			return err
 		}
-		p.parked, p.cancel = true, p.rearm
+		p.parked = true
 		return nil
 	}
 	cancel, err := p.relay.opts.Parker.Park(p.rc, p.wake)
@@ -902,19 +902,18 @@ func (p *pump) arm() error {
 		return err
 	}
 	p.parked, p.cancel = true, cancel
-	p.rearm, _ = cancel.(rewaiter)
 	return nil
 }
 
 // finishFrame writes the rest of the frame inline began (resume), with
-// dst.mu held since; it lets go of the lock.
+// the destination's mu held since; it lets go of the lock.
 func (p *pump) finishFrame() error {
 	in := &p.in
-	n := p.resume
+	n := int(p.resume)
 	p.resume = 0
-	_, err := p.dst.conn.Write(in.buf[in.r : in.r+n])
+	_, err := p.to().conn.Write(in.buf[in.r : in.r+n])
 	if err != nil {
-		p.dst.shut = true // the destination holds part of the frame
+		p.to().shut = true // the destination holds part of the frame
 		p.unlockDst()
 		return fmt.Errorf("wsframe: writing a frame to %s: %w", sideName[1-p.from], err)
 	}
@@ -982,15 +981,16 @@ func (p *pump) panicked() {
 	p.relay.handle(event{kind: evDone, from: p.from, err: guard.ErrPanicked})
 }
 
-// lockDst and unlockDst take and release dst.mu, recording it in holding.
+// lockDst and unlockDst take and release the destination's mu, recording
+// it in holding.
 func (p *pump) lockDst() {
-	p.dst.mu.Lock()
+	p.to().mu.Lock()
 	p.holding = true
 }
 
 func (p *pump) unlockDst() {
 	p.holding = false
-	p.dst.mu.Unlock()
+	p.to().mu.Unlock()
 }
 
 // loop relays frames until the source ends or fails, or a frame breaks a
@@ -1017,7 +1017,7 @@ func (p *pump) loop() error {
 		}
 		if err != nil {
 			if err == io.EOF && in.buffered() == 0 {
-				p.dst.shutWrite()
+				p.to().shutWrite()
 				return nil
 			}
 			return p.readErr("reading a frame header", err)
@@ -1103,7 +1103,7 @@ func (p *pump) relayFrame(h Header, hl int) error {
 			return p.readErr("reading a frame", err)
 		}
 	}
-	dst := p.dst
+	dst := p.to()
 	p.lockDst()
 	if testHookFrame != nil {
 		testHookFrame(p.relay, h)
@@ -1174,10 +1174,10 @@ type frameReader struct {
 	err   error   // sticky: the error src returned, but a deadline's
 	small *[]byte // the pooled small buffer, if taken
 	big   *[]byte // the pooled working buffer buf is, if any
-	// retry, when set, is asked what to do about a read that passed a
-	// deadline: true reads on. noRetry (the wait for a frame) returns such
-	// a read's error at once.
-	retry   func() bool
+	// owner, when set, is asked what to do about a read that passed a
+	// deadline (retryTimeout): true reads on. noRetry (the wait for a
+	// frame) returns such a read's error at once.
+	owner   *pump
 	noRetry bool
 }
 
@@ -1235,7 +1235,7 @@ func (f *frameReader) fill(n int) error {
 		if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 			// Not sticky: the deadline may be the parking one (see
 			// pump.await).
-			if !f.noRetry && f.retry != nil && f.retry() {
+			if !f.noRetry && f.owner != nil && f.owner.retryTimeout() {
 				continue
 			}
 			return err
