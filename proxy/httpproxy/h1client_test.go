@@ -291,3 +291,45 @@ func TestH1ClientHeadTooLarge(t *testing.T) {
 		t.Fatal("the endpoint could still write 10s after the bound was passed")
 	}
 }
+
+// TestH1ClientMaxIdle: more connections ending their requests than the
+// idle list holds: the list keeps maxIdle, the others are closed.
+func TestH1ClientMaxIdle(t *testing.T) {
+	const n = 7 // the test client keeps 4
+	closedByClient := make(chan struct{}, n)
+	s := startRawH1(t, func(c net.Conn, br *bufio.Reader) {
+		answer(c, br, okResp, func(int) bool { return true })
+		closedByClient <- struct{}{}
+	})
+	cl, dials := s.client(t, time.Minute)
+	// n requests at once, each on its own connection: their responses
+	// are held open (headers read, bodies not yet) until all have come.
+	resps := make([]*http.Response, n)
+	for i := range resps {
+		resp, err := h1Get(t, cl, context.Background(), http.MethodGet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resps[i] = resp
+	}
+	for _, resp := range resps {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	if d := dials.Load(); d != n {
+		t.Fatalf("dials: %d, want %d", d, n)
+	}
+	for range n - cl.maxIdle {
+		select {
+		case <-closedByClient:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("fewer than %d connections closed past the idle list's %d", n-cl.maxIdle, cl.maxIdle)
+		}
+	}
+	cl.mu.Lock()
+	idle := len(cl.idle)
+	cl.mu.Unlock()
+	if idle != cl.maxIdle {
+		t.Errorf("idle connections: %d, want %d", idle, cl.maxIdle)
+	}
+}
