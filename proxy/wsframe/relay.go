@@ -615,8 +615,11 @@ func (p *pump) stop(complete func()) {
 // inlineable reports whether the source may park now and have its frames
 // relayed inline when woken: its destination is a socket too.
 func (p *pump) inlineable() bool {
-	return p.parkable() && p.relay.pumps[1-p.from].rc != nil
+	return p.parkable() && p.toRC() != nil
 }
+
+// toRC is the destination's socket, nil when it is not one (TLS).
+func (p *pump) toRC() syscall.RawConn { return p.relay.pumps[1-p.from].rc }
 
 // parkable reports whether the source may park now: it is a socket, the
 // Relay has a Parker and what was read past the handshake is relayed.
@@ -770,7 +773,7 @@ const inlineReads = 4
 // with what was read buffered in p.in, EOF or the read's error kept for
 // its next read, and a frame written in part finished first (resume).
 func (p *pump) inline() (parked bool) {
-	dstRC := p.relay.pumps[1-p.from].rc
+	dstRC := p.toRC()
 	if dstRC == nil || p.in.buf != nil {
 		return false
 	}
