@@ -326,3 +326,36 @@ func TestParkedViolation(t *testing.T) {
 		t.Errorf("Run: got %v, want ErrProtocol", err)
 	}
 }
+
+// TestParkedBurstPastInlineReads: a burst of small frames larger than the
+// inline relay's reads of one wake-up (inlineReads of the 16 KiB buffer)
+// reaches a parked direction: the rest goes on a goroutine, every frame
+// arrives whole and in order, and the direction parks again after.
+func TestParkedBurstPastInlineReads(t *testing.T) {
+	pk := newParker(t)
+	rr := startRaw(t, Options{Parker: pk, ParkAfter: parkAfter}, nil, nil)
+	awaitParked(t, pk, 2)
+	var want []byte
+	// 1024-byte frames (8 header bytes, 1016 of payload): the relay's
+	// reads end at frame boundaries, so it reads full buffers inline
+	// until the bound hands the rest to a goroutine.
+	const frames = 400 // 400 KiB: 6 times what one wake-up reads inline
+	for i := range frames {
+		f := fromClient(OpBinary, strings.Repeat(string(rune('a'+i%26)), 1016))
+		if len(f) != 1024 {
+			t.Fatalf("frame of %d bytes, want 1024", len(f))
+		}
+		want = append(want, f...)
+	}
+	if len(want) <= 2*inlineReads*bufSize {
+		t.Fatalf("burst of %d bytes, want more than twice the %d one wake-up reads", len(want), inlineReads*bufSize)
+	}
+	go rr.client.Write(want) // one write: the bytes queue at once
+	if got := readExactly(t, rr.backend, len(want)); !bytes.Equal(got, want) {
+		t.Fatalf("backend got %d bytes, not the %d sent in order", len(got), len(want))
+	}
+	awaitParked(t, pk, 2)
+	if fu, _, _, _ := rr.relay.Stats(); fu != frames {
+		t.Errorf("frames forwarded up: %d, want %d", fu, frames)
+	}
+}
