@@ -38,7 +38,8 @@ type Backends struct {
 
 // StartBackends starts a backend per lane: grpc-go servers with the health
 // service and a bidi echo service (grpc, grpc-quiet), HTTP/2 servers with
-// prior knowledge (http2, http2-quiet), a gorilla/websocket echo server
+// prior knowledge (http2, http2-quiet), HTTP/1.1 servers (http1,
+// http1-quiet; keep-alive without an idle timeout), a gorilla/websocket echo server
 // and a TCP echo server.
 func StartBackends() (*Backends, error) {
 	b := &Backends{Addrs: Addrs{}, accepted: map[Lane]*atomic.Int64{}, tcpConns: map[net.Conn]bool{}}
@@ -65,6 +66,8 @@ func StartBackends() (*Backends, error) {
 			protos := new(http.Protocols)
 			protos.SetUnencryptedHTTP2(true)
 			b.serveHTTP(cl, &http.Server{Handler: http.HandlerFunc(serveEchoQuery), Protocols: protos})
+		case HTTP1, HTTP1Quiet:
+			b.serveHTTP(cl, &http.Server{Handler: http.HandlerFunc(serveEchoQuery), ReadHeaderTimeout: 10 * time.Second})
 		case WebSocket:
 			b.serveHTTP(cl, &http.Server{Handler: http.HandlerFunc(serveWebSocketEcho), ReadHeaderTimeout: 10 * time.Second})
 		case TCP:

@@ -19,7 +19,7 @@ func Config(admin string, listen, backends Addrs) []byte {
 			proto = "grpc"
 		case HTTP2, HTTP2Quiet:
 			proto = "http\n    http: {upstream: h2c}"
-		case WebSocket:
+		case HTTP1, HTTP1Quiet, WebSocket:
 			proto = "http"
 		case TCP:
 			proto = "tcp"

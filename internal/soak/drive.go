@@ -45,9 +45,11 @@ var (
 	GRPCQuietMsg  = Kind{"grpc-quiet bidi message", GRPCQuiet}
 	HTTP2Get      = Kind{"http2 GET", HTTP2}
 	HTTP2QuietGet = Kind{"http2-quiet GET", HTTP2Quiet}
+	HTTP1Get      = Kind{"http1 GET", HTTP1}
+	HTTP1QuietGet = Kind{"http1-quiet GET", HTTP1Quiet}
 	WebSocketEcho = Kind{"websocket message", WebSocket}
 	TCPEcho       = Kind{"tcp echo", TCP}
-	Kinds         = []Kind{GRPCUnary, GRPCStream, GRPCQuietMsg, HTTP2Get, HTTP2QuietGet, WebSocketEcho, TCPEcho}
+	Kinds         = []Kind{GRPCUnary, GRPCStream, GRPCQuietMsg, HTTP2Get, HTTP2QuietGet, HTTP1Get, HTTP1QuietGet, WebSocketEcho, TCPEcho}
 )
 
 const (
@@ -93,8 +95,9 @@ type recorder struct {
 	mu     sync.Mutex
 	tally  map[Kind]*Tally
 	dialed map[Lane]*dialCounter
-	// quietSent counts the http2-quiet lane's requests.
-	quietSent atomic.Int64
+	// quietSent counts the requests of the quiet HTTP lanes (http2-quiet,
+	// http1-quiet); written before Drive starts the clients.
+	quietSent map[Lane]*atomic.Int64
 }
 
 func (r *recorder) ok(k Kind) {
@@ -127,7 +130,8 @@ func Drive(ctx context.Context, targets Addrs, be *Backends, p Plan, probes []Pr
 			return nil, fmt.Errorf("soak: no target address for lane %s", l)
 		}
 	}
-	rec := &recorder{tally: map[Kind]*Tally{}, dialed: map[Lane]*dialCounter{}}
+	rec := &recorder{tally: map[Kind]*Tally{}, dialed: map[Lane]*dialCounter{},
+		quietSent: map[Lane]*atomic.Int64{HTTP2Quiet: {}, HTTP1Quiet: {}}}
 	for _, k := range Kinds {
 		rec.tally[k] = &Tally{Kind: k}
 	}
@@ -189,8 +193,12 @@ func Drive(ctx context.Context, targets Addrs, be *Backends, p Plan, probes []Pr
 	for i := range res.Conns {
 		lc := &res.Conns[i]
 		lc.Dialed = rec.dialed[lc.Lane].n.Load()
-		lc.BackendWant = backendWant(p, lc, rec.quietSent.Load())
-		lc.ClientWant = clientWant(p, lc, rec.quietSent.Load())
+		var quiet int64
+		if q := rec.quietSent[lc.Lane]; q != nil {
+			quiet = q.Load()
+		}
+		lc.BackendWant = backendWant(p, lc, quiet)
+		lc.ClientWant = clientWant(p, lc, quiet)
 	}
 	for _, k := range Kinds {
 		res.Calls = append(res.Calls, *rec.tally[k])
@@ -199,27 +207,29 @@ func Drive(ctx context.Context, targets Addrs, be *Backends, p Plan, probes []Pr
 }
 
 // clientWant is the connections a lane's clients must have opened: one
-// each, but on the http2-quiet lane, when its gap outlasts KeepAliveIdle
+// each, but on the quiet HTTP lanes, when their gap outlasts KeepAliveIdle
 // (longhaul closes an HTTP/2 client connection with no stream for that
-// long, with GOAWAY), one per request.
+// long, with GOAWAY, and an HTTP/1.1 one waiting that long for a request),
+// one per request.
 func clientWant(p Plan, lc *LaneConns, quietSent int64) int64 {
-	if lc.Lane == HTTP2Quiet && p.QuietGap > KeepAliveIdle {
+	if (lc.Lane == HTTP2Quiet || lc.Lane == HTTP1Quiet) && p.QuietGap > KeepAliveIdle {
 		return max(quietSent, 1)
 	}
 	return lc.Clients
 }
 
 // backendWant is the endpoint connections a lane must end with. Raw TCP
-// and WebSocket: one per client. HTTP/2 and gRPC lanes: one when the lane
-// has one client, else as many as at the warm-up (the relay pools them);
-// but on the http2-quiet lane, when its gap outlasts UpstreamIdle, one per
-// request (each finds the previous endpoint connection closed for
-// idleness).
+// and WebSocket: one per client. HTTP and gRPC lanes: one when the lane
+// has one client, else as many as at the warm-up (the relay and the
+// endpoint client pool them); but on the http2-quiet (http1-quiet) lane,
+// when its gap outlasts UpstreamIdle (H1UpstreamIdle), one per request
+// (each finds the previous endpoint connection closed for idleness).
 func backendWant(p Plan, lc *LaneConns, quietSent int64) int64 {
 	switch {
 	case lc.Lane == WebSocket || lc.Lane == TCP:
 		return lc.Clients
-	case lc.Lane == HTTP2Quiet && p.QuietGap > UpstreamIdle:
+	case lc.Lane == HTTP2Quiet && p.QuietGap > UpstreamIdle,
+		lc.Lane == HTTP1Quiet && p.QuietGap > H1UpstreamIdle:
 		return max(quietSent, 1)
 	case lc.Clients == 1:
 		return 1
@@ -241,9 +251,13 @@ func (c *clients) start(ctx context.Context, wg *sync.WaitGroup) {
 	}
 	wg.Go(func() { c.grpcConn(ctx, GRPCQuiet, false, 1, GRPCQuietMsg, c.p.QuietGap) })
 	for range c.p.HTTP2Conns {
-		wg.Go(func() { c.http2Conn(ctx, HTTP2, HTTP2Get, c.p.Interval) })
+		wg.Go(func() { c.httpConn(ctx, HTTP2, HTTP2Get, c.p.Interval) })
 	}
-	wg.Go(func() { c.http2Conn(ctx, HTTP2Quiet, HTTP2QuietGet, c.p.QuietGap) })
+	wg.Go(func() { c.httpConn(ctx, HTTP2Quiet, HTTP2QuietGet, c.p.QuietGap) })
+	for range c.p.HTTP1Conns {
+		wg.Go(func() { c.httpConn(ctx, HTTP1, HTTP1Get, c.p.Interval) })
+	}
+	wg.Go(func() { c.httpConn(ctx, HTTP1Quiet, HTTP1QuietGet, c.p.QuietGap) })
 	for range c.p.WSConns {
 		wg.Go(func() { c.wsConn(ctx) })
 	}
@@ -370,18 +384,24 @@ func (c *clients) grpcStream(ctx context.Context, cc *grpc.ClientConn, kind Kind
 	})
 }
 
-// http2Conn runs one HTTP/2 client connection (prior knowledge, no TLS)
-// with a GET every gap.
-func (c *clients) http2Conn(ctx context.Context, lane Lane, kind Kind, gap time.Duration) {
-	protos := new(http.Protocols)
-	protos.SetUnencryptedHTTP2(true)
+// httpConn runs one HTTP client connection, HTTP/2 (prior knowledge, no
+// TLS) on the http2 lanes and HTTP/1.1 keep-alive on the http1 lanes, with
+// a GET every gap.
+func (c *clients) httpConn(ctx context.Context, lane Lane, kind Kind, gap time.Duration) {
+	protos, major := new(http.Protocols), 1
+	if lane == HTTP2 || lane == HTTP2Quiet {
+		protos.SetUnencryptedHTTP2(true)
+		major = 2
+	} else {
+		protos.SetHTTP1(true)
+	}
 	tr := &http.Transport{Protocols: protos, DialContext: c.rec.dialed[lane].DialContext, DisableCompression: true}
 	defer tr.CloseIdleConnections()
 	cli := &http.Client{Transport: tr}
 	base := "http://" + c.targets[lane] + "/soak?"
 	c.pace(ctx, gap, func(seq int64) {
-		if lane == HTTP2Quiet {
-			c.rec.quietSent.Add(1)
+		if q := c.rec.quietSent[lane]; q != nil {
+			q.Add(1)
 		}
 		cctx, cancel := c.callCtx(ctx)
 		defer cancel()
@@ -401,8 +421,8 @@ func (c *clients) http2Conn(ctx context.Context, lane Lane, kind Kind, gap time.
 		switch {
 		case err != nil:
 			c.rec.fail(kind, fmt.Errorf("body: %w", err))
-		case resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 || string(body) != q:
-			c.rec.fail(kind, fmt.Errorf("%s %d %q, want HTTP/2 200 %q", resp.Proto, resp.StatusCode, body, q))
+		case resp.StatusCode != http.StatusOK || resp.ProtoMajor != major || string(body) != q:
+			c.rec.fail(kind, fmt.Errorf("%s %d %q, want HTTP/%d 200 %q", resp.Proto, resp.StatusCode, body, major, q))
 		default:
 			c.rec.ok(kind)
 		}

@@ -141,7 +141,17 @@ func TestPlanValidate(t *testing.T) {
 	if g := soak.DefaultPlan(10 * time.Second).QuietGap; g != 2500*time.Millisecond {
 		t.Errorf("quiet gap of a 10s run: %v, want 2.5s", g)
 	}
+	if g := soak.DefaultPlan(199 * time.Second).QuietGap; g != 49750*time.Millisecond {
+		t.Errorf("quiet gap of a 3m19s run: %v, want 49.75s", g)
+	}
+	if g := soak.DefaultPlan(5 * time.Minute).QuietGap; g != 100*time.Second {
+		t.Errorf("quiet gap of a 5m run: %v, want 100s", g)
+	}
 	p := soak.DefaultPlan(time.Hour)
+	p.QuietGap = 77 * time.Second
+	if err := p.Validate(); err == nil || !strings.Contains(err.Error(), "keep-alive idle timeout 1m15s") {
+		t.Errorf("Validate of a 77s quiet gap: %v", err)
+	}
 	p.QuietGap = 92 * time.Second
 	p.TCPConns = 0
 	err := p.Validate()

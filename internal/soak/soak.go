@@ -21,14 +21,21 @@
 //     its endpoint connection idles past the relay's UpstreamIdle and is
 //     replaced, and the client's idles past KeepAliveIdle and is closed
 //     with GOAWAY (the next GET dials again, and does not fail);
+//   - http1: HTTP/1.1 keep-alive connections, a GET every Interval, toward
+//     an HTTP/1.1 backend (longhaul's own endpoint client, h1Client);
+//   - http1-quiet: one HTTP/1.1 connection with a GET every QuietGap, so
+//     that its endpoint connection idles past the endpoint client's idle
+//     timeout (H1UpstreamIdle) and is replaced, and the client's idles past
+//     KeepAliveIdle and is closed (the next GET dials again, and does not
+//     fail);
 //   - websocket: WebSocket connections, a message echoed every Interval;
 //   - tcp: raw TCP connections, a line echoed every Interval.
 //
 // Invariants the checks hold a run to: no call fails; every client stays on
-// the connection it opened first (but the http2-quiet one, past
-// KeepAliveIdle); no endpoint connection opens after the
-// warm-up, except one per quiet gap longer than UpstreamIdle on the
-// http2-quiet lane; each bounded figure ends within its bound of its value
+// the connection it opened first (but the quiet HTTP ones, past
+// KeepAliveIdle); no endpoint connection opens after the warm-up, except
+// one per quiet gap longer than UpstreamIdle (H1UpstreamIdle) on the
+// http2-quiet (http1-quiet) lane; each bounded figure ends within its bound of its value
 // after the warm-up.
 package soak
 
@@ -48,12 +55,14 @@ const (
 	GRPCQuiet  Lane = "grpc-quiet"
 	HTTP2      Lane = "http2"
 	HTTP2Quiet Lane = "http2-quiet"
+	HTTP1      Lane = "http1"
+	HTTP1Quiet Lane = "http1-quiet"
 	WebSocket  Lane = "websocket"
 	TCP        Lane = "tcp"
 )
 
 // Lanes lists every lane in report order.
-var Lanes = []Lane{GRPC, GRPCQuiet, HTTP2, HTTP2Quiet, WebSocket, TCP}
+var Lanes = []Lane{GRPC, GRPCQuiet, HTTP2, HTTP2Quiet, HTTP1, HTTP1Quiet, WebSocket, TCP}
 
 // Addrs is one loopback host:port per lane.
 type Addrs map[Lane]string
@@ -63,9 +72,15 @@ type Addrs map[Lane]string
 // next request dials a new one.
 const UpstreamIdle = 90 * time.Second
 
+// H1UpstreamIdle is the idle timeout of longhaul's HTTP/1.1 endpoint
+// client: an endpoint connection unused for this long is closed, and the
+// next request dials a new one.
+const H1UpstreamIdle = 90 * time.Second
+
 // KeepAliveIdle is the default timeouts.keepAliveIdle: an HTTP/2 client
-// connection with no stream for this long is closed (GOAWAY), and the
-// client's next request dials a new one.
+// connection with no stream for this long is closed (GOAWAY), and so is an
+// HTTP/1.1 one waiting this long for its next request; the client's next
+// request dials a new one.
 const KeepAliveIdle = 75 * time.Second
 
 // quietMargin keeps QuietGap clearly on one side of UpstreamIdle, so that
@@ -93,8 +108,9 @@ type Plan struct {
 	// GRPCConns is the number of gRPC ClientConns of the grpc lane, each
 	// with one unary caller and StreamsPerConn bidi streams.
 	GRPCConns, StreamsPerConn int
-	// HTTP2Conns, WSConns and TCPConns are the connections of those lanes.
-	HTTP2Conns, WSConns, TCPConns int
+	// HTTP2Conns, HTTP1Conns, WSConns and TCPConns are the connections of
+	// those lanes.
+	HTTP2Conns, HTTP1Conns, WSConns, TCPConns int
 }
 
 // DefaultPlan is the plan of the soak test for a run of d: one client of
@@ -107,21 +123,21 @@ func DefaultPlan(d time.Duration) Plan {
 		Duration: d, WarmUp: min(15*time.Second, (d/4).Truncate(time.Second)) + time.Second/2,
 		SampleEvery: min(10*time.Second, max((d/8).Truncate(time.Second), time.Second)),
 		Interval:    time.Second, CallTimeout: 10 * time.Second,
-		GRPCConns: 1, StreamsPerConn: 1, HTTP2Conns: 1, WSConns: 1, TCPConns: 1,
+		GRPCConns: 1, StreamsPerConn: 1, HTTP2Conns: 1, HTTP1Conns: 1, WSConns: 1, TCPConns: 1,
 	}
 	p.QuietGap = QuietGapFor(d)
 	return p
 }
 
 // QuietGapFor is the default quiet gap for a run of d: UpstreamIdle plus
-// 10s when two quiet messages fit around a gap that long, else d/4 (which
-// then stays below UpstreamIdle).
+// 10s when two quiet messages fit around a gap that long (past every idle
+// timer), else d/4, at most KeepAliveIdle less 10s (below every idle timer).
 func QuietGapFor(d time.Duration) time.Duration {
 	g := UpstreamIdle + 2*quietMargin
 	if d >= 2*g {
 		return g
 	}
-	return min(d/4, UpstreamIdle-2*quietMargin)
+	return min(d/4, KeepAliveIdle-2*quietMargin)
 }
 
 // Validate reports a plan that cannot run or whose checks would be a race.
@@ -136,12 +152,18 @@ func (p Plan) Validate() error {
 	if p.WarmUp >= p.Duration {
 		errs = append(errs, fmt.Errorf("warm-up %v must end before the run's %v", p.WarmUp, p.Duration))
 	}
-	if d := p.QuietGap - UpstreamIdle; d > -quietMargin && d < quietMargin {
-		errs = append(errs, fmt.Errorf("quiet gap %v is within %v of the relay's upstream idle timeout %v: whether its endpoint connection closes would be a race",
-			p.QuietGap, quietMargin, UpstreamIdle))
+	for _, t := range []struct {
+		what string
+		d    time.Duration
+	}{{"the HTTP/2 relay's upstream idle timeout", UpstreamIdle}, {"the HTTP/1.1 endpoint client's idle timeout", H1UpstreamIdle},
+		{"the client keep-alive idle timeout", KeepAliveIdle}} {
+		if d := p.QuietGap - t.d; d > -quietMargin && d < quietMargin {
+			errs = append(errs, fmt.Errorf("quiet gap %v is within %v of %s %v: whether a quiet connection closes would be a race",
+				p.QuietGap, quietMargin, t.what, t.d))
+		}
 	}
 	for name, n := range map[string]int{"gRPC connections": p.GRPCConns, "streams per gRPC connection": p.StreamsPerConn,
-		"HTTP/2 connections": p.HTTP2Conns, "WebSocket connections": p.WSConns, "TCP connections": p.TCPConns} {
+		"HTTP/2 connections": p.HTTP2Conns, "HTTP/1.1 connections": p.HTTP1Conns, "WebSocket connections": p.WSConns, "TCP connections": p.TCPConns} {
 		if n <= 0 || n > 1000 {
 			errs = append(errs, fmt.Errorf("%s must be from 1 to 1000, got %d", name, n))
 		}
@@ -157,6 +179,8 @@ func (p Plan) Clients(l Lane) int {
 		return p.GRPCConns
 	case HTTP2:
 		return p.HTTP2Conns
+	case HTTP1:
+		return p.HTTP1Conns
 	case WebSocket:
 		return p.WSConns
 	case TCP:

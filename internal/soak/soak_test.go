@@ -19,8 +19,10 @@ import (
 
 // defaultSoak outlasts every timer a long-lived connection meets with the
 // defaults: the HTTP/2 relay's 60s write timeout, its 90s upstream idle
-// timeout (the http2-quiet lane's 100s gap) and its 30s+15s upstream PING
-// (the grpc-quiet lane's silent stream).
+// timeout (the http2-quiet lane's 100s gap), the HTTP/1.1 endpoint client's
+// 90s idle timeout and the 75s client keep-alive idle timeout (the
+// http1-quiet lane's 100s gap) and its 30s+15s upstream PING (the
+// grpc-quiet lane's silent stream).
 const defaultSoak = 3*time.Minute + 20*time.Second
 
 // Bounds on the growth of the whole process (clients, backends and
@@ -36,11 +38,12 @@ const (
 // loopback, one listener per soak lane, and holds one client of each kind
 // for 3m20s: a grpc-go ClientConn with a unary call and a bidi stream
 // message every second, a quiet bidi stream, an HTTP/2 connection with a
-// GET every second, a quiet one, a WebSocket and a TCP connection each
+// GET every second, a quiet one, the same two over HTTP/1.1, a WebSocket
+// and a TCP connection each
 // echoing every second (see package soak). It asserts no failed call, no
 // client connection replaced (each client dialled longhaul once), no
-// endpoint connection replaced after the warm-up (the quiet HTTP/2 lane
-// excepted, whose endpoint connection must close after each 100s gap),
+// endpoint connection replaced after the warm-up (the quiet HTTP lanes
+// excepted, whose endpoint connections must close after each 100s gap),
 // goroutines within 5 and the heap within 4 MiB of their warm-up values,
 // and no warning or error logged by longhaul.
 //

@@ -71,11 +71,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.warmUp, "warmup", 30*time.Second, "when the first sample is taken; growth is measured from there")
 	fs.DurationVar(&o.sampleRate, "sample", 10*time.Second, "time between samples of RSS and goroutines")
 	fs.DurationVar(&p.Interval, "interval", 100*time.Millisecond, "time between two calls of one busy client (a unary caller, a stream, a connection)")
-	fs.DurationVar(&p.QuietGap, "quiet-gap", soak.UpstreamIdle+10*time.Second, "time between two messages of the quiet lanes (not within 5s of the relay's 90s upstream idle timeout)")
+	fs.DurationVar(&p.QuietGap, "quiet-gap", soak.UpstreamIdle+10*time.Second, "time between two messages of the quiet lanes (not within 5s of the 75s keep-alive idle or the 90s upstream idle timeouts)")
 	fs.DurationVar(&p.CallTimeout, "call-timeout", 10*time.Second, "bound on one call or echo")
 	fs.IntVar(&p.GRPCConns, "grpc-conns", 2, "gRPC ClientConns, each with a unary caller and -streams bidi streams")
 	fs.IntVar(&p.StreamsPerConn, "streams", 4, "bidi streams per gRPC ClientConn")
 	fs.IntVar(&p.HTTP2Conns, "http2-conns", 2, "HTTP/2 (h2c) client connections")
+	fs.IntVar(&p.HTTP1Conns, "http1-conns", 2, "HTTP/1.1 keep-alive client connections")
 	fs.IntVar(&p.WSConns, "ws-conns", 4, "WebSocket connections")
 	fs.IntVar(&p.TCPConns, "tcp-conns", 4, "TCP connections")
 	fs.IntVar(&o.goroutineBound, "goroutine-bound", 20, "most goroutines longhaul may end with above its count after the warm-up")
@@ -267,8 +268,8 @@ func writeSection(w io.Writer, args []string, version string, res *soak.Result) 
 	fmt.Fprintf(w, "%s\n\n", sectionHeading)
 	fmt.Fprintf(w, "`go run ./benchmarks/cmd/soak %s` on %s, %d cores, %s; %s.\n\n", strings.Join(args, " "),
 		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.Version(), version)
-	fmt.Fprintf(w, "The built binary with default timers in front of loopback backends: %d gRPC ClientConns (a unary call and %d bidi streams each), %d HTTP/2, %d WebSocket and %d TCP connections, plus a quiet gRPC stream and a quiet HTTP/2 connection (see internal/soak).\n\n",
-		p.GRPCConns, p.StreamsPerConn, p.HTTP2Conns, p.WSConns, p.TCPConns)
+	fmt.Fprintf(w, "The built binary with default timers in front of loopback backends: %d gRPC ClientConns (a unary call and %d bidi streams each), %d HTTP/2, %d HTTP/1.1, %d WebSocket and %d TCP connections, plus a quiet gRPC stream and quiet HTTP/2 and HTTP/1.1 connections (see internal/soak).\n\n",
+		p.GRPCConns, p.StreamsPerConn, p.HTTP2Conns, p.HTTP1Conns, p.WSConns, p.TCPConns)
 	res.Markdown(w)
 	fmt.Fprintln(w)
 }
