@@ -254,39 +254,45 @@ func (p *Poller) forgetLocked(id uint64) *Waiter {
 func (p *Poller) loop() {
 	defer close(p.done)
 	events := make([]unix.EpollEvent, 128)
-	var n int
-	var err error
-	// Each wait takes what is ready without blocking; with nothing, the
-	// goroutine parks in Go's poller until epfd turns readable again.
-	ready := func(fd uintptr) bool {
+	// serve runs inside one RawConn.Read for the Poller's whole life: it
+	// takes what is ready without blocking and runs the wake functions;
+	// with nothing ready, or after a wait that drained the set (fewer
+	// events than room for), it returns false and the goroutine parks in
+	// Go's poller until epfd turns readable. Go's poller watches epfd
+	// edge-triggered and keeps an edge that comes while no one waits, for
+	// the next wait of the same Read (a new Read would discard it, hence
+	// one Read): every event the set gets after a wait, while the wake
+	// functions run, wakes it again, so none is missed, and a drained set
+	// costs no wait that would find nothing. It returns true when the
+	// Poller is to stop.
+	serve := func(fd uintptr) bool {
 		for {
-			n, err = unix.EpollWait(int(fd), events, 0)
-			if err != unix.EINTR {
-				return n > 0 || err != nil
+			n, werr := unix.EpollWait(int(fd), events, 0)
+			if werr == unix.EINTR {
+				continue
+			}
+			if werr != nil {
+				return true
+			}
+			for i := range events[:n] {
+				id := getID(&events[i])
+				if id == wakeID {
+					return true
+				}
+				if w := p.forget(id); w != nil { // else cancelled meanwhile
+					w.wake() // the event disarmed the socket: it stays in the set
+				}
+			}
+			if n < len(events) {
+				return false
 			}
 		}
 	}
-	for {
-		if rerr := p.eprc.Read(ready); rerr != nil && err == nil {
-			err = rerr
-		}
-		if err != nil {
-			// Only a broken epoll descriptor fails here; end every wait
-			// so that nothing stays parked for good.
-			p.shutdown()
-			return
-		}
-		for i := range events[:n] {
-			id := getID(&events[i])
-			if id == wakeID {
-				p.shutdown()
-				return
-			}
-			if w := p.forget(id); w != nil { // else cancelled meanwhile
-				w.wake() // the event disarmed the socket: it stays in the set
-			}
-		}
-	}
+	// Read returns when serve says stop (Close, or a broken epoll
+	// descriptor) or when epfd fails in Go's poller. Either way every wait
+	// ends, so that nothing stays parked for good.
+	_ = p.eprc.Read(serve)
+	p.shutdown()
 }
 
 // shutdown marks the Poller closed and wakes every socket still parked:

@@ -263,3 +263,57 @@ func TestNoGoroutineUntilWait(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 }
+
+// TestWakeDuringWake: sockets that turn readable while the Poller's
+// goroutine runs wake functions (each wake function makes the next socket
+// of a chain readable, and parks its own again) are woken, every one,
+// round after round: an event that comes after the goroutine's last wait
+// is never lost, whether or not that wait drained the set.
+func TestWakeDuringWake(t *testing.T) {
+	const links, rounds = 150, 20 // more links than one wait takes (128)
+	p := newPoller(t)
+	ends := make([]*net.TCPConn, links)  // parked
+	peers := make([]*net.TCPConn, links) // written to wake them
+	for i := range links {
+		peers[i], ends[i] = pair(t)
+	}
+	done := make(chan struct{})
+	ws := make([]*Waiter, links)
+	one := []byte{1}
+	for i := range links {
+		round := 0
+		wake := func() {
+			// Drain the byte without blocking, then pass it on.
+			var b [1]byte
+			_ = rawConn(t, ends[i]).Read(func(fd uintptr) bool { _, _ = unix.Read(int(fd), b[:]); return true })
+			round++
+			if i == links-1 && round == rounds {
+				close(done)
+				return
+			}
+			if round < rounds || i < links-1 {
+				if _, err := peers[(i+1)%links].Write(one); err != nil {
+					t.Error(err)
+				}
+			}
+			if round < rounds {
+				if err := ws[i].Rewait(); err != nil {
+					t.Error(err)
+				}
+			}
+		}
+		w, err := p.Wait(rawConn(t, ends[i]), wake)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws[i] = w
+	}
+	if _, err := peers[0].Write(one); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the chain of %d sockets stalled before %d rounds", links, rounds)
+	}
+}
