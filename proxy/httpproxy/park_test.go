@@ -1,13 +1,11 @@
 package httpproxy
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"runtime"
-	"runtime/pprof"
 	"strings"
 	"sync"
 	"testing"
@@ -16,39 +14,9 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/longhaul-proxy/longhaul/balancer"
+	"github.com/longhaul-proxy/longhaul/internal/proxytest"
 	"github.com/longhaul-proxy/longhaul/proxy/readiness"
 )
-
-func newPoller(t testing.TB) *readiness.Poller {
-	t.Helper()
-	p, err := readiness.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() }) // first registered: runs after the proxy's Shutdown
-	return p
-}
-
-// relayGoroutines counts the goroutines of WebSocket relays.
-func relayGoroutines(t testing.TB) int {
-	var b bytes.Buffer
-	if err := pprof.Lookup("goroutine").WriteTo(&b, 2); err != nil {
-		t.Fatal(err)
-	}
-	return strings.Count(b.String(), "wsframe.(*pump).run(")
-}
-
-// awaitParked waits until n sockets are parked and no relay goroutine runs.
-func awaitParked(t testing.TB, p *readiness.Poller, n int) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for p.Parked() != n || relayGoroutines(t) != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("parked %d, relay goroutines %d; want %d parked, none running", p.Parked(), relayGoroutines(t), n)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
 
 func dialWS(t testing.TB, addr string) *websocket.Conn {
 	t.Helper()
@@ -76,7 +44,7 @@ func echoOnce(t testing.TB, c *websocket.Conn, msg string) {
 // goroutine; they echo when a message comes, park again, and a drain
 // moves them with 1012 while they are parked.
 func TestParkedWebSockets(t *testing.T) {
-	pk := newPoller(t)
+	pk := proxytest.NewPoller(t)
 	backend := startWSEcho(t)
 	p := startHTTPProxy(t, Config{WebSocket: WebSocketConfig{Parker: pk, ParkAfter: 10 * time.Millisecond}},
 		balancer.Policy{Kind: balancer.LeastConnections}, backend)
@@ -86,12 +54,12 @@ func TestParkedWebSockets(t *testing.T) {
 		cs[i] = dialWS(t, p.addr)
 		echoOnce(t, cs[i], fmt.Sprint("hello ", i))
 	}
-	awaitParked(t, pk, 2*n)
+	proxytest.AwaitParked(t, pk, 2*n, proxytest.WSPump)
 	for round := range 3 {
 		for i, c := range cs {
 			echoOnce(t, c, fmt.Sprintf("round %d client %d %s", round, i, strings.Repeat("x", round*5000)))
 		}
-		awaitParked(t, pk, 2*n)
+		proxytest.AwaitParked(t, pk, 2*n, proxytest.WSPump)
 	}
 	for _, s := range p.reg.Endpoint(backend) {
 		s.Migrate(time.Now().Add(5 * time.Second))
@@ -119,7 +87,7 @@ func TestParkedWebSockets(t *testing.T) {
 // closes them at its deadline (the relay is aborted before its sockets
 // close) and returns.
 func TestParkedWebSocketsShutdown(t *testing.T) {
-	pk := newPoller(t)
+	pk := proxytest.NewPoller(t)
 	backend := startWSEcho(t)
 	p := startHTTPProxy(t, Config{WebSocket: WebSocketConfig{Parker: pk, ParkAfter: 10 * time.Millisecond}},
 		balancer.Policy{Kind: balancer.LeastConnections}, backend)
@@ -127,7 +95,7 @@ func TestParkedWebSocketsShutdown(t *testing.T) {
 	for range n {
 		echoOnce(t, dialWS(t, p.addr), "hello")
 	}
-	awaitParked(t, pk, 2*n)
+	proxytest.AwaitParked(t, pk, 2*n, proxytest.WSPump)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -196,13 +164,13 @@ func BenchmarkIdleWebSocket(b *testing.B) {
 				cfg := Config{}
 				var pk *readiness.Poller
 				if mode == "parked" {
-					pk = newPoller(b)
+					pk = proxytest.NewPoller(b)
 					cfg.WebSocket = WebSocketConfig{Parker: pk, ParkAfter: 10 * time.Millisecond}
 				}
 				p := startHTTPProxy(b, cfg, balancer.Policy{Kind: balancer.LeastConnections}, backend)
 				per := measure(b, p.addr, func() {
 					if pk != nil {
-						awaitParked(b, pk, 2*n)
+						proxytest.AwaitParked(b, pk, 2*n, proxytest.WSPump)
 					}
 				})
 				b.ReportMetric(direct/1024, "KiB/direct-session")

@@ -6,55 +6,21 @@ import (
 	"errors"
 	"io"
 	"net"
-	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/longhaul-proxy/longhaul/balancer"
 	"github.com/longhaul-proxy/longhaul/internal/proxytest"
-	"github.com/longhaul-proxy/longhaul/proxy/readiness"
 )
 
 const testPark = 10 * time.Millisecond
-
-func newParker(t testing.TB) *readiness.Poller {
-	t.Helper()
-	p, err := readiness.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() }) // registered first: runs after the proxies' cleanups
-	return p
-}
-
-// halfGoroutines counts the goroutines running a session's direction.
-func halfGoroutines(t testing.TB) int {
-	t.Helper()
-	var b bytes.Buffer
-	if err := pprof.Lookup("goroutine").WriteTo(&b, 2); err != nil {
-		t.Fatal(err)
-	}
-	return strings.Count(b.String(), "tcpproxy.(*tcpSession).runHalf(")
-}
-
-// awaitParked waits until n sockets are parked and no direction runs.
-func awaitParked(t testing.TB, pk *readiness.Poller, n int) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for pk.Parked() != n || halfGoroutines(t) != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("parked %d, directions running %d; want %d parked, none running", pk.Parked(), halfGoroutines(t), n)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
 
 // TestIdleSessionsPark: idle TCP sessions park both directions and hold
 // no goroutine; bytes either way wake them, are relayed, and they park
 // again; the client's half-close wakes its direction and travels on.
 func TestIdleSessionsPark(t *testing.T) {
-	pk := newParker(t)
+	pk := proxytest.NewPoller(t)
 	backend := proxytest.StartServer(t, proxytest.Echo)
 	p := startProxy(t, Config{Parker: pk, Park: testPark}, balancer.Policy{Kind: balancer.Maglev}, backend.Addr())
 	const n = 10
@@ -66,14 +32,14 @@ func TestIdleSessionsPark(t *testing.T) {
 		}
 		cs = append(cs, c)
 	}
-	awaitParked(t, pk, 2*n)
+	proxytest.AwaitParked(t, pk, 2*n, proxytest.TCPHalf)
 	for round := range 3 {
 		for i, c := range cs {
 			if err := proxytest.EchoRound(c, strings.Repeat("x", 1+round*3000)); err != nil {
 				t.Fatalf("round %d session %d: %v", round, i, err)
 			}
 		}
-		awaitParked(t, pk, 2*n)
+		proxytest.AwaitParked(t, pk, 2*n, proxytest.TCPHalf)
 	}
 	// The echo server answers a half-close with its own: both FINs
 	// travel through the parked directions, and the sessions end.
@@ -96,7 +62,7 @@ func TestIdleSessionsPark(t *testing.T) {
 // the idle timeout, a drain's deadline, and Shutdown's.
 func TestParkedSessionTimers(t *testing.T) {
 	t.Run("idle", func(t *testing.T) {
-		pk := newParker(t)
+		pk := proxytest.NewPoller(t)
 		backend := proxytest.StartServer(t, proxytest.Echo)
 		p := startProxy(t, Config{Parker: pk, Park: testPark, IdleTimeout: 300 * time.Millisecond}, balancer.Policy{Kind: balancer.Maglev}, backend.Addr())
 		c := proxytest.Dial(t, p.addr)
@@ -104,19 +70,19 @@ func TestParkedSessionTimers(t *testing.T) {
 			t.Fatal(err)
 		}
 		start := time.Now()
-		awaitParked(t, pk, 2)
+		proxytest.AwaitParked(t, pk, 2, proxytest.TCPHalf)
 		took := proxytest.WaitClosed(t, c, c, start)
 		proxytest.AssertWithin(t, "the idle parked session closed", took, 250*time.Millisecond, 2*time.Second)
 	})
 	t.Run("drain deadline", func(t *testing.T) {
-		pk := newParker(t)
+		pk := proxytest.NewPoller(t)
 		backend := proxytest.StartServer(t, proxytest.Echo)
 		p := startProxy(t, Config{Parker: pk, Park: testPark}, balancer.Policy{Kind: balancer.Maglev}, backend.Addr())
 		c := proxytest.Dial(t, p.addr)
 		if err := proxytest.EchoRound(c, "a"); err != nil {
 			t.Fatal(err)
 		}
-		awaitParked(t, pk, 2)
+		proxytest.AwaitParked(t, pk, 2, proxytest.TCPHalf)
 		start := time.Now()
 		for _, s := range p.reg.Endpoint(backend.Addr()) {
 			s.Migrate(start.Add(200 * time.Millisecond))
@@ -126,7 +92,7 @@ func TestParkedSessionTimers(t *testing.T) {
 		waitSessionsEnded(t, p)
 	})
 	t.Run("shutdown", func(t *testing.T) {
-		pk := newParker(t)
+		pk := proxytest.NewPoller(t)
 		backend := proxytest.StartServer(t, proxytest.Echo)
 		p := startProxy(t, Config{Parker: pk, Park: testPark}, balancer.Policy{Kind: balancer.Maglev}, backend.Addr())
 		for range 5 {
@@ -134,7 +100,7 @@ func TestParkedSessionTimers(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		awaitParked(t, pk, 10)
+		proxytest.AwaitParked(t, pk, 10, proxytest.TCPHalf)
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		defer cancel()
 		start := time.Now()
@@ -153,7 +119,7 @@ func TestParkedSessionTimers(t *testing.T) {
 // to do it at the threshold).
 func TestParkedKeepAlive(t *testing.T) {
 	sessions := captureSessions(t)
-	pk := newParker(t)
+	pk := proxytest.NewPoller(t)
 	backend := proxytest.StartServer(t, proxytest.Echo)
 	p := startProxy(t, Config{Parker: pk, Park: testPark, KeepAlive: 7 * time.Second}, balancer.Policy{Kind: balancer.Maglev}, backend.Addr())
 	c := proxytest.Dial(t, p.addr)
@@ -161,7 +127,7 @@ func TestParkedKeepAlive(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := nextSession(t, sessions)
-	awaitParked(t, pk, 2)
+	proxytest.AwaitParked(t, pk, 2, proxytest.TCPHalf)
 	if got := keepAliveOpts(t, s.backendTCP); got[0] != 1 || got[1] != 7 {
 		t.Errorf("parked session's endpoint socket: keep-alive, idle, interval, count %v, want on with 7s", got)
 	}
@@ -170,7 +136,7 @@ func TestParkedKeepAlive(t *testing.T) {
 // TestBulkDoesNotPark: a direction that turned to splicing keeps its
 // goroutine (bulk transfers are busy), and the data arrives whole.
 func TestBulkDoesNotPark(t *testing.T) {
-	pk := newParker(t)
+	pk := proxytest.NewPoller(t)
 	backend := proxytest.StartServer(t, proxytest.Echo)
 	p := startProxy(t, Config{Parker: pk, Park: testPark}, balancer.Policy{Kind: balancer.Maglev}, backend.Addr())
 	c := proxytest.Dial(t, p.addr)
@@ -187,7 +153,7 @@ func TestBulkDoesNotPark(t *testing.T) {
 	// Both directions spliced (the echo sends the bulk back); idle now
 	// for many times the park wait, they stay on their goroutines.
 	time.Sleep(10 * testPark)
-	if got, running := pk.Parked(), halfGoroutines(t); got != 0 || running != 2 {
+	if got, running := pk.Parked(), proxytest.Goroutines(t, proxytest.TCPHalf); got != 0 || running != 2 {
 		t.Errorf("parked %d sockets, %d directions running; want 0 and 2 (spliced directions do not park)", got, running)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/longhaul-proxy/longhaul/internal/proxytest"
 )
 
 // BenchmarkRelay relays 1 KiB binary messages, one frame each, both ways at
@@ -22,7 +24,7 @@ func BenchmarkRelay(b *testing.B) {
 	b.Run("tcp-parked", func(b *testing.B) { // inline on the Parker's goroutine
 		cPeer, cRelay := tcpPair(b)
 		bRelay, bPeer := tcpPair(b)
-		benchRelay(b, cPeer, cRelay, bRelay, bPeer, Options{Parker: newParker(b)})
+		benchRelay(b, cPeer, cRelay, bRelay, bPeer, Options{Parker: proxytest.NewPoller(b)})
 	})
 	b.Run("pipe", func(b *testing.B) {
 		cPeer, cRelay := net.Pipe()
@@ -42,7 +44,7 @@ func BenchmarkRelayPingPong(b *testing.B) {
 		b.Run(mode, func(b *testing.B) {
 			o := Options{}
 			if mode == "parked" {
-				o.Parker = newParker(b)
+				o.Parker = proxytest.NewPoller(b)
 			}
 			cPeer, cRelay := tcpPair(b)
 			bRelay, bPeer := tcpPair(b)

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/longhaul-proxy/longhaul/internal/proxytest"
 )
 
 // FuzzRelay feeds arbitrary bytes as the client's stream (part of it as
@@ -93,7 +95,7 @@ func FuzzParkedRelay(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte, split uint16, ext bool) {
 		k := min(int(split), len(data))
-		pk := newParker(t) // one relay's: Parked counts its sockets
+		pk := proxytest.NewPoller(t) // one relay's: Parked counts its sockets
 		cPeer, cRelay := tcpPair(t)
 		bRelay, bPeer := tcpPair(t)
 		defer func() {

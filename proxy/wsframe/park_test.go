@@ -6,59 +6,21 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/longhaul-proxy/longhaul/internal/proxytest"
 	"github.com/longhaul-proxy/longhaul/proxy/readiness"
 )
 
 // parkAfter is short so that every pause of these tests parks.
 const parkAfter = 5 * time.Millisecond
 
-func newParker(t testing.TB) *readiness.Poller {
-	t.Helper()
-	p, err := readiness.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Registered first, so it runs last: after the relays' cleanups.
-	t.Cleanup(func() {
-		if err := p.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	return p
-}
-
-// pumpGoroutines counts the goroutines running a pump.
-func pumpGoroutines(t testing.TB) int {
-	t.Helper()
-	var b bytes.Buffer
-	if err := pprof.Lookup("goroutine").WriteTo(&b, 2); err != nil {
-		t.Fatal(err)
-	}
-	return strings.Count(b.String(), "wsframe.(*pump).run(")
-}
-
-// awaitParked waits until want sockets are parked and no pump goroutine
-// is left.
-func awaitParked(t testing.TB, p *readiness.Poller, want int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for p.Parked() != want || pumpGoroutines(t) != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("parked %d, pump goroutines %d; want %d parked and no goroutine", p.Parked(), pumpGoroutines(t), want)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 func TestParkedRelayHoldsNoGoroutine(t *testing.T) {
-	pk := newParker(t)
+	pk := proxytest.NewPoller(t)
 	rr := startRaw(t, Options{Parker: pk, ParkAfter: parkAfter}, nil, nil)
-	awaitParked(t, pk, 2)
+	proxytest.AwaitParked(t, pk, 2, proxytest.WSPump)
 	// Frames each way wake the directions, which park again after.
 	for i := range 5 {
 		up, down := fromClient(OpText, strings.Repeat("u", i*100)), fromServer(OpBinary, strings.Repeat("d", i*300))
@@ -70,7 +32,7 @@ func TestParkedRelayHoldsNoGoroutine(t *testing.T) {
 		if got := readExactly(t, rr.client, len(down)); !bytes.Equal(got, down) {
 			t.Fatalf("round %d: client got %x, want %x", i, got, down)
 		}
-		awaitParked(t, pk, 2)
+		proxytest.AwaitParked(t, pk, 2, proxytest.WSPump)
 	}
 	if fu, fd, _, _ := rr.relay.Stats(); fu != 5 || fd != 5 {
 		t.Errorf("frames forwarded: got %d up %d down, want 5 5", fu, fd)
@@ -85,9 +47,9 @@ func TestParkedRelayHoldsNoGoroutine(t *testing.T) {
 }
 
 func TestParkedMigrate(t *testing.T) {
-	pk := newParker(t)
+	pk := proxytest.NewPoller(t)
 	rr := startRaw(t, Options{Parker: pk, ParkAfter: parkAfter}, nil, nil)
-	awaitParked(t, pk, 2)
+	proxytest.AwaitParked(t, pk, 2, proxytest.WSPump)
 	rr.relay.Migrate(1012, "service restart")
 	expectClose(t, rr.client, 1012, false)
 	expectClose(t, rr.backend, 1012, true)
@@ -105,9 +67,9 @@ func TestParkedMigrate(t *testing.T) {
 // TestParkedCloseTimeout: neither side answers the injected Close; the
 // close timeout ends the relay although both directions are parked.
 func TestParkedCloseTimeout(t *testing.T) {
-	pk := newParker(t)
+	pk := proxytest.NewPoller(t)
 	rr := startRaw(t, Options{Parker: pk, ParkAfter: parkAfter, CloseTimeout: 100 * time.Millisecond}, nil, nil)
-	awaitParked(t, pk, 2)
+	proxytest.AwaitParked(t, pk, 2, proxytest.WSPump)
 	start := time.Now()
 	rr.relay.Migrate(1001, "going away")
 	expectClose(t, rr.client, 1001, false)
@@ -124,9 +86,9 @@ func TestParkedCloseTimeout(t *testing.T) {
 }
 
 func TestParkedAbort(t *testing.T) {
-	pk := newParker(t)
+	pk := proxytest.NewPoller(t)
 	rr := startRaw(t, Options{Parker: pk, ParkAfter: parkAfter}, nil, nil)
-	awaitParked(t, pk, 2)
+	proxytest.AwaitParked(t, pk, 2, proxytest.WSPump)
 	rr.relay.Abort()
 	if err := rr.wait(t); !errors.Is(err, ErrAborted) {
 		t.Errorf("Run: got %v, want ErrAborted", err)
@@ -152,7 +114,7 @@ func TestAbortWhileRelaying(t *testing.T) {
 // ParkAfter inside headers and payloads: a pause inside a frame does not
 // park it or cut it, and every byte arrives in order.
 func TestParkedSlowFrames(t *testing.T) {
-	pk := newParker(t)
+	pk := proxytest.NewPoller(t)
 	rr := startRaw(t, Options{Parker: pk, ParkAfter: parkAfter}, nil, nil)
 	var want []byte
 	for i := range 3 {
@@ -174,7 +136,7 @@ func TestParkedSlowFrames(t *testing.T) {
 	if b := <-got; !bytes.Equal(b, want) {
 		t.Fatalf("backend got %d bytes, want %d, equal=%v", len(b), len(want), bytes.Equal(b, want))
 	}
-	awaitParked(t, pk, 2) // counted before it parked
+	proxytest.AwaitParked(t, pk, 2, proxytest.WSPump) // counted before it parked
 	if fu, _, _, _ := rr.relay.Stats(); fu != 3 {
 		t.Errorf("frames forwarded up: got %d, want 3", fu)
 	}
@@ -188,7 +150,7 @@ func TestParkerClosedWakesRelays(t *testing.T) {
 		t.Fatal(err)
 	}
 	rr := startRaw(t, Options{Parker: pk, ParkAfter: parkAfter}, nil, nil)
-	awaitParked(t, pk, 2)
+	proxytest.AwaitParked(t, pk, 2, proxytest.WSPump)
 	if err := pk.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +160,7 @@ func TestParkerClosedWakesRelays(t *testing.T) {
 	if got := readExactly(t, rr.backend, len(up)); !bytes.Equal(got, up) {
 		t.Fatalf("backend got %x, want %x", got, up)
 	}
-	if n := pumpGoroutines(t); n != 2 {
+	if n := proxytest.Goroutines(t, proxytest.WSPump); n != 2 {
 		t.Errorf("pump goroutines: %d, want 2 (no parking without a Parker)", n)
 	}
 }
@@ -207,9 +169,9 @@ func TestParkerClosedWakesRelays(t *testing.T) {
 // relayed on the Parker's goroutine, and the direction parks again: a
 // steady exchange of messages starts no pump goroutine.
 func TestParkedRelaysInline(t *testing.T) {
-	pk := newParker(t)
+	pk := proxytest.NewPoller(t)
 	rr := startRaw(t, Options{Parker: pk, ParkAfter: parkAfter}, nil, nil)
-	awaitParked(t, pk, 2)
+	proxytest.AwaitParked(t, pk, 2, proxytest.WSPump)
 	const rounds = 40
 	for i := range rounds {
 		up, down := fromClient(OpText, strings.Repeat("u", 1+i*7)), fromServer(OpBinary, strings.Repeat("d", 1+i*11))
@@ -221,12 +183,12 @@ func TestParkedRelaysInline(t *testing.T) {
 		if got := readExactly(t, rr.client, len(down)); !bytes.Equal(got, down) {
 			t.Fatalf("round %d: client got %x, want %x", i, got, down)
 		}
-		if n := pumpGoroutines(t); n != 0 {
+		if n := proxytest.Goroutines(t, proxytest.WSPump); n != 0 {
 			t.Fatalf("round %d: %d pump goroutines, want none (relayed inline)", i, n)
 		}
 	}
 	// Parked again: each direction counted its frames before it parked.
-	awaitParked(t, pk, 2)
+	proxytest.AwaitParked(t, pk, 2, proxytest.WSPump)
 	if fu, fd, _, _ := rr.relay.Stats(); fu != 2*rounds || fd != rounds {
 		t.Errorf("frames forwarded: %d up, %d down; want %d, %d", fu, fd, 2*rounds, rounds)
 	}
@@ -242,7 +204,7 @@ func TestParkedRelaysInline(t *testing.T) {
 // part is finished on a goroutine, nothing lands inside it, and every
 // frame arrives whole and in order once the destination reads again.
 func TestParkedFullDestination(t *testing.T) {
-	pk := newParker(t)
+	pk := proxytest.NewPoller(t)
 	cPeer, cRelay := tcpPair(t)
 	bRelay, bPeer := tcpPair(t)
 	defer cPeer.Close()
@@ -256,7 +218,7 @@ func TestParkedFullDestination(t *testing.T) {
 	if err := r.Start(func(err error) { cRelay.Close(); bRelay.Close(); done <- err }); err != nil {
 		t.Fatal(err)
 	}
-	awaitParked(t, pk, 2)
+	proxytest.AwaitParked(t, pk, 2, proxytest.WSPump)
 	// Frames one at a time, each relayed inline while the direction is
 	// parked, until one meets the full socket: its direction then stays
 	// on a goroutine, blocked writing.
@@ -267,7 +229,7 @@ func TestParkedFullDestination(t *testing.T) {
 		want = append(want, f...)
 		write(t, cPeer, f)
 		deadline := time.Now().Add(time.Second)
-		for pk.Parked() != 2 || pumpGoroutines(t) != 0 {
+		for pk.Parked() != 2 || proxytest.Goroutines(t, proxytest.WSPump) != 0 {
 			if time.Now().After(deadline) {
 				blocked = true // a direction is blocked writing the frame's rest
 				break
@@ -291,7 +253,7 @@ func TestParkedFullDestination(t *testing.T) {
 		}
 		t.Fatalf("backend got %d bytes differing from byte %d", len(got), i)
 	}
-	awaitParked(t, pk, 2)
+	proxytest.AwaitParked(t, pk, 2, proxytest.WSPump)
 	cPeer.Close()
 	bPeer.Close()
 	select {
@@ -308,15 +270,15 @@ func TestParkedFullDestination(t *testing.T) {
 // direction ends the relay with Close 1002 both ways, as on a goroutine;
 // a fragmented message before it is relayed.
 func TestParkedViolation(t *testing.T) {
-	pk := newParker(t)
+	pk := proxytest.NewPoller(t)
 	rr := startRaw(t, Options{Parker: pk, ParkAfter: parkAfter}, nil, nil)
-	awaitParked(t, pk, 2)
+	proxytest.AwaitParked(t, pk, 2, proxytest.WSPump)
 	frag := cat(wire(false, OpText, []byte("he"), true), wire(false, OpContinuation, []byte("l"), true), wire(true, OpContinuation, []byte("lo"), true))
 	write(t, rr.client, frag)
 	if got := readExactly(t, rr.backend, len(frag)); !bytes.Equal(got, frag) {
 		t.Fatalf("backend got %x, want %x", got, frag)
 	}
-	awaitParked(t, pk, 2)
+	proxytest.AwaitParked(t, pk, 2, proxytest.WSPump)
 	write(t, rr.client, wire(true, OpContinuation, []byte("x"), true)) // no message started
 	expectClose(t, rr.client, 1002, false)
 	expectClose(t, rr.backend, 1002, true)
@@ -332,9 +294,9 @@ func TestParkedViolation(t *testing.T) {
 // reaches a parked direction: the rest goes on a goroutine, every frame
 // arrives whole and in order, and the direction parks again after.
 func TestParkedBurstPastInlineReads(t *testing.T) {
-	pk := newParker(t)
+	pk := proxytest.NewPoller(t)
 	rr := startRaw(t, Options{Parker: pk, ParkAfter: parkAfter}, nil, nil)
-	awaitParked(t, pk, 2)
+	proxytest.AwaitParked(t, pk, 2, proxytest.WSPump)
 	var want []byte
 	// 1024-byte frames (8 header bytes, 1016 of payload): the relay's
 	// reads end at frame boundaries, so it reads full buffers inline
@@ -354,7 +316,7 @@ func TestParkedBurstPastInlineReads(t *testing.T) {
 	if got := readExactly(t, rr.backend, len(want)); !bytes.Equal(got, want) {
 		t.Fatalf("backend got %d bytes, not the %d sent in order", len(got), len(want))
 	}
-	awaitParked(t, pk, 2)
+	proxytest.AwaitParked(t, pk, 2, proxytest.WSPump)
 	if fu, _, _, _ := rr.relay.Stats(); fu != frames {
 		t.Errorf("frames forwarded up: %d, want %d", fu, frames)
 	}
