@@ -35,8 +35,8 @@
 // the connection it opened first (but the quiet HTTP ones, past
 // KeepAliveIdle); no endpoint connection opens after the warm-up, except
 // one per quiet gap longer than UpstreamIdle (H1UpstreamIdle) on the
-// http2-quiet (http1-quiet) lane; each bounded figure ends within its bound of its value
-// after the warm-up.
+// http2-quiet (http1-quiet) lane; each bounded figure ends within its
+// bound of its value after the warm-up.
 package soak
 
 import (
@@ -83,8 +83,9 @@ const H1UpstreamIdle = 90 * time.Second
 // request dials a new one.
 const KeepAliveIdle = 75 * time.Second
 
-// quietMargin keeps QuietGap clearly on one side of UpstreamIdle, so that
-// whether the endpoint connection is replaced is never a race.
+// quietMargin keeps QuietGap clearly on one side of every idle timer a
+// quiet connection meets (UpstreamIdle, H1UpstreamIdle, KeepAliveIdle), so
+// that whether it closes is never a race.
 const quietMargin = 5 * time.Second
 
 // Plan is what Drive runs.
